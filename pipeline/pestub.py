@@ -1,0 +1,91 @@
+"""Tiny, valid PE images that stand in for driver binaries.
+
+The sample pack and the tests need ``.sys``/``.dll`` files that real PE tools
+(pefile) accept, with the right Machine and Subsystem, but we never ship or
+commit upstream binaries. The image has one ``.text`` section holding a marker
+string and a ``ret``; it is deterministic (TimeDateStamp 0) and its optional
+header CheckSum is correct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+from pathlib import Path
+
+MACHINE_I386 = 0x14C
+MACHINE_AMD64 = 0x8664
+SUBSYSTEM_NATIVE = 1
+SUBSYSTEM_WINDOWS_GUI = 2
+
+_FILE_ALIGN = 0x200
+_SECT_ALIGN = 0x1000
+MARKER = b"AERO STAND-IN: not a working driver. Replace with a real build."
+
+
+def pe_checksum(data: bytes, checksum_offset: int) -> int:
+    """Compute the PE optional-header CheckSum (as imagehlp's CheckSumMappedFile does)."""
+    total = 0
+    padded = data + b"\0" * (len(data) % 2)
+    for i in range(0, len(padded), 2):
+        if i == checksum_offset or i == checksum_offset + 2:
+            continue
+        total += padded[i] | (padded[i + 1] << 8)
+        total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return (total + len(data)) & 0xFFFFFFFF
+
+
+def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False, marker: bytes = MARKER) -> bytes:
+    """Return a minimal PE image for ``machine`` (0x14c or 0x8664)."""
+    if machine not in (MACHINE_I386, MACHINE_AMD64):
+        raise ValueError(f"unsupported machine 0x{machine:x}")
+    pe64 = machine == MACHINE_AMD64
+    dos = bytearray(0x80)
+    dos[0:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 0x80)
+    opt_size = 0xF0 if pe64 else 0xE0
+    characteristics = 0x0002 | (0x2000 if dll else 0) | (0x0020 if pe64 else 0x0100)
+    coff = struct.pack("<HHIIIHH", machine, 1, 0, 0, 0, opt_size, characteristics)
+    headers_size = 0x80 + 4 + 20 + opt_size + 40
+    size_of_headers = -(-headers_size // _FILE_ALIGN) * _FILE_ALIGN
+    body = marker + b"\0" + b"\xc3"
+    raw_size = -(-len(body) // _FILE_ALIGN) * _FILE_ALIGN
+    entry_rva = _SECT_ALIGN + len(marker) + 1
+    image_size = _SECT_ALIGN + -(-len(body) // _SECT_ALIGN) * _SECT_ALIGN
+    image_base = 0x10000 if not pe64 else 0x140000000
+    dll_chars = 0x0040 | 0x0100  # DYNAMIC_BASE | NX_COMPAT
+    if pe64:
+        opt = struct.pack("<HBBIIIIIQIIHHHHHHIIIIHHQQQQII", 0x20B, 14, 0, raw_size, 0, 0, entry_rva, _SECT_ALIGN,
+                          image_base, _SECT_ALIGN, _FILE_ALIGN, 6, 1, 6, 1, 6, 1, 0, image_size, size_of_headers, 0,
+                          subsystem, dll_chars, 0x40000, 0x1000, 0x100000, 0x1000, 0, 16)
+    else:
+        opt = struct.pack("<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII", 0x10B, 14, 0, raw_size, 0, 0, entry_rva, _SECT_ALIGN,
+                          _SECT_ALIGN, image_base, _SECT_ALIGN, _FILE_ALIGN, 6, 1, 6, 1, 6, 1, 0, image_size,
+                          size_of_headers, 0, subsystem, dll_chars, 0x40000, 0x1000, 0x100000, 0x1000, 0, 16)
+    opt += b"\0" * (16 * 8)
+    section = struct.pack("<8sIIIIIIHHI", b".text", len(body), _SECT_ALIGN, raw_size, size_of_headers, 0, 0, 0, 0,
+                          0x60000020)
+    image = bytearray(bytes(dos) + b"PE\0\0" + coff + opt + section)
+    image += b"\0" * (size_of_headers - len(image))
+    image += body + b"\0" * (raw_size - len(body))
+    checksum_offset = 0x80 + 4 + 20 + 64
+    struct.pack_into("<I", image, checksum_offset, pe_checksum(bytes(image), checksum_offset))
+    return bytes(image)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write a stand-in PE: ``python -m pipeline.pestub --machine amd64 [--dll] OUT``."""
+    ap = argparse.ArgumentParser(prog="python -m pipeline.pestub", description=main.__doc__)
+    ap.add_argument("--machine", choices=["x86", "amd64"], required=True)
+    ap.add_argument("--dll", action="store_true", help="a DLL (Windows GUI subsystem) instead of a native .sys")
+    ap.add_argument("out", type=Path)
+    args = ap.parse_args(argv)
+    machine = MACHINE_I386 if args.machine == "x86" else MACHINE_AMD64
+    data = build_pe(machine, SUBSYSTEM_WINDOWS_GUI if args.dll else SUBSYSTEM_NATIVE, dll=args.dll)
+    args.out.write_bytes(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

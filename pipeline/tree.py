@@ -1,0 +1,93 @@
+"""A read-only view of an input tree: a directory on disk or an ISO image.
+
+Selection, staging and extraction only ever see :class:`Entry` records and open
+files through :meth:`Tree.open`, so one code path serves directories and ISOs.
+Symlinks are reported, never followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, ContextManager, Protocol
+
+from .errors import SourceError
+
+FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a tree: '/'-joined relative path with the original case."""
+
+    path: str
+    kind: str
+    size: int = 0
+    ref: object = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.path.split("/"))
+
+
+class Tree(Protocol):
+    """What stages need from an input tree."""
+
+    display: str
+    """How to name the tree in messages (a repo-relative path, or the ISO's file name)."""
+
+    reader: str
+    """Which name space was read: 'dir', 'rr', 'joliet' or 'iso9660'."""
+
+    def entries(self) -> list[Entry]:
+        """Every file, folder and symlink in the tree."""
+        ...
+
+    def open(self, entry: Entry) -> ContextManager[BinaryIO]:
+        """Open a file entry for streaming reads."""
+        ...
+
+
+class DirTree:
+    """A directory on disk; symlinks and special files are reported, not followed."""
+
+    reader = "dir"
+
+    def __init__(self, root: Path, display: str | None = None) -> None:
+        self.root = root
+        self.display = display or str(root)
+        if not root.is_dir():
+            raise SourceError(f"{self.display}: not a directory", "check source.path in the spec")
+
+    def entries(self) -> list[Entry]:
+        out: list[Entry] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for name in sorted(dirnames + filenames):
+                full = os.path.join(dirpath, name)
+                rel = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    out.append(Entry(rel, SYMLINK, 0, full))
+                elif stat.S_ISDIR(st.st_mode):
+                    out.append(Entry(rel, DIR, 0, full))
+                elif stat.S_ISREG(st.st_mode):
+                    out.append(Entry(rel, FILE, st.st_size, full))
+                else:
+                    out.append(Entry(rel, OTHER, 0, full))
+        return out
+
+    @contextlib.contextmanager
+    def open(self, entry: Entry) -> Iterator[BinaryIO]:
+        # O_NOFOLLOW: a file swapped for a symlink after listing is still refused.
+        fd = os.open(str(entry.ref), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fp:
+            yield fp

@@ -1,0 +1,19 @@
+"""Shared fixtures: repo paths and the optional real upstream data in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REALDATA = SHARED / "realdata"
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """Path to ../shared/realdata; skips the test when it is absent (e.g. outside the Aero workspace)."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"needs real upstream files in {REALDATA} (../shared/realdata), which is absent")
+    return REALDATA
