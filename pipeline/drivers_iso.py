@@ -1,0 +1,143 @@
+"""Assemble and write the drivers ISO (``win7/<arch>/<driver>/`` for Windows Setup's "Load Driver")."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from . import log
+from .fsutil import dump_json, read_json, sha256_file
+from .isofs import MediaFile, write_iso
+from .paths import SpecPaths
+from .spec import Context, Spec
+
+MANIFEST_NAME = "manifest.json"
+README_NAME = "README.txt"
+MEDIA_SCHEMA = 1
+
+
+def render_template(name: str, **values: str) -> str:
+    """Fill a package-data template; a missing value is an error, not a blank."""
+    text = resources.files("pipeline").joinpath("templates", name).read_text("ascii")
+    return Template(text).substitute(values)
+
+
+def crlf(text: str) -> bytes:
+    """Encode text for Windows 7 tools (Notepad, cmd): ASCII with CRLF line ends."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
+
+
+def media_record(path: str, data: bytes) -> dict[str, Any]:
+    """Return the {path, sha256, size} record of in-memory bytes."""
+    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def load_provenance(spec: Spec, ctx: Context, stage_manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine the source record (from extraction, or the spec) with what each stage took."""
+    paths = SpecPaths(spec, ctx)
+    if paths.provenance.exists():
+        prov = read_json(paths.provenance)
+    else:
+        prov = {"source": {"kind": spec.source.kind, "path": spec.source.path_raw}}
+    prov["staged"] = [
+        {"arch": m["arch"], "driver": p["driver"], "os_dir": p["os_dir"], "source_dir": p["source_dir"],
+         "files": [{k: f[k] for k in ("path", "sha256", "size", "source_path")} for f in p["files"]]}
+        for m in stage_manifests for p in m["packages"]
+    ]
+    return prov
+
+
+def _readme(spec: Spec, packages: list[dict[str, Any]], prov: dict[str, Any]) -> bytes:
+    src = prov.get("source", {})
+    source_line = src.get("url") or src.get("path") or spec.source.kind
+    if src.get("version"):
+        source_line += f" (virtio-win {src['version']})"
+    rows = ["  driver     arch    required  folder"]
+    for p in packages:
+        rows.append(f"  {p['driver']:<10} {p['arch']:<7} {'yes' if p['required'] else 'no':<9} "
+                    f"\\{p['dir'].replace('/', chr(92))}\\")
+    pnputil: list[str] = []
+    for arch, title in (("x86", "32-bit Windows 7"), ("amd64", "64-bit Windows 7")):
+        infs = [p["inf"] for p in packages if p["arch"] == arch]
+        if infs:
+            pnputil.append(f"  {title}:")
+            pnputil += [f"    pnputil -i -a D:\\{inf.replace('/', chr(92))}" for inf in infs]
+    text = render_template(
+        "drivers-README.txt",
+        label=spec.drivers_iso.volume_label,
+        description=spec.description or spec.name,
+        source_line=source_line,
+        spec=spec.name,
+        drivers=", ".join(sorted({p["driver"] for p in packages})),
+        driver_table="\n".join(rows) + "\n",
+        pnputil_lines="\n".join(pnputil),
+    )
+    return crlf(text)
+
+
+def build_drivers_iso(spec: Spec, ctx: Context, stage_manifest_paths: list[Path], epoch: int) -> dict[str, Any]:
+    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its manifest."""
+    paths = SpecPaths(spec, ctx)
+    stages = [read_json(p) for p in stage_manifest_paths]
+    notices = read_json(paths.notices_manifest)
+    files: list[MediaFile] = []
+    records: list[dict[str, Any]] = []
+    packages: list[dict[str, Any]] = []
+    for m in stages:
+        stage_dir = paths.stage_root
+        for f in m["files"]:
+            files.append(MediaFile(f["path"], source=stage_dir / f["path"]))
+            records.append({k: f[k] for k in ("path", "sha256", "size")})
+        for p in m["packages"]:
+            inf = next((f["path"] for f in p["files"] if f["path"].lower().endswith(f"/{p['driver']}.inf")),
+                       next(f["path"] for f in p["files"] if f["path"].lower().endswith(".inf")))
+            packages.append({"driver": p["driver"], "device": p["device"], "arch": m["arch"],
+                             "required": p["required"], "dir": f"win7/{m['arch']}/{p['driver']}", "inf": inf})
+    for f in notices["files"]:
+        files.append(MediaFile(f["path"], source=paths.notices_dir / f["path"]))
+        records.append(dict(f))
+    prov = load_provenance(spec, ctx, stages)
+    readme = _readme(spec, packages, prov)
+    files.append(MediaFile(README_NAME, data=readme))
+    records.append(media_record(README_NAME, readme))
+    manifest = {
+        "schema_version": MEDIA_SCHEMA,
+        "media": "aero-virtio-win7-drivers",
+        "spec": spec.name,
+        "description": spec.description,
+        "volume_label": spec.drivers_iso.volume_label,
+        "source_date_epoch": epoch,
+        "contract": {"name": spec.contract.name, "version": spec.contract.version},
+        "target": {"os": "win7", "arches": [a.value for a in spec.arches]},
+        "packages": packages,
+        "missing_optional": [mo for m in stages for mo in m["missing_optional"]],
+        "validation": {m["arch"]: m.get("validation", {}).get("summary") for m in stages},
+        "provenance": prov,
+        "files": sorted(records, key=lambda r: r["path"]),
+    }
+    files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest)))
+    write_iso(files, paths.drivers_iso, spec.drivers_iso.volume_label, epoch)
+    digest, size = sha256_file(paths.drivers_iso)
+    log.info(f"Wrote {paths.drivers_iso} ({size} bytes, sha256={digest})")
+    return {"sha256": digest, "size": size}
+
+
+def verify_drivers_iso(spec: Spec, ctx: Context) -> dict[str, Any]:
+    """Verify the spec's drivers ISO against its stage and notices manifests; write the report."""
+    from .verify import Expectation, verify_iso
+
+    paths = SpecPaths(spec, ctx)
+    files: dict[str, dict[str, Any]] = {}
+    for arch in spec.arches:
+        for rec in read_json(paths.stage_manifest(arch))["files"]:
+            files[rec["path"]] = {**rec, "_from": f"stage manifest {arch.value}"}
+    for rec in read_json(paths.notices_manifest)["files"]:
+        files[rec["path"]] = {**rec, "_from": "notices manifest"}
+    required = [f"win7/{a.value}/{d.name}/{d.device.inf}" for a in spec.arches for d in spec.drivers if d.required]
+    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files)
+    result = verify_iso(paths.drivers_iso, [a.value for a in spec.arches], exp, report=paths.drivers_iso_report)
+    log.info(f"verified {paths.drivers_iso.name}: {result['files_checked']} files OK")
+    return result

@@ -1,0 +1,497 @@
+"""Read an ISO image as a :class:`~pipeline.tree.Tree`, without mounting or extracting it.
+
+virtio-win ISOs come in two shapes (see ``virtio-win-facts.md`` §1): since
+0.1.173-9 ``mkisofs -r -iso-level 4`` (ISO 9660 + Rock Ridge, no Joliet), before
+that ``-r -J`` (Rock Ridge + Joliet). Names are taken from Rock Ridge when the
+image has it, else Joliet, else the primary ISO 9660 tree (``;1`` and the
+trailing dot of extension-less names removed); :attr:`IsoTree.reader` says which.
+
+The image is untrusted input:
+
+* names that could escape an output folder (empty, ``.``, ``..``, or containing
+  ``/``, ``\\`` or NUL) make :meth:`IsoTree.entries` raise
+  :class:`~pipeline.errors.UnsafePathError`, as do two entries with the same name
+  in one folder. Names that are merely unusable on Windows, and names that differ
+  only by case, are *reported* unchanged; the caller checks those for the files
+  it selects (:func:`pipeline.winnames.check_relpath`,
+  :func:`pipeline.winnames.check_no_case_clash`, or :func:`case_clashes` here);
+* Rock Ridge symlinks are listed with kind ``symlink`` and never followed;
+* a damaged, truncated or foreign file raises :class:`~pipeline.errors.SourceError`
+  with one line naming the file, never a pycdlib traceback. A file whose extent
+  runs past the end of the image is caught by :meth:`IsoTree.entries`, and a
+  short read while streaming (the image shrank after listing) by :meth:`IsoTree.open`.
+
+pycdlib parses the volume descriptors and every directory record once at open
+(milliseconds, even for a 600 MB image); file data is read on demand in 1 MiB
+chunks straight from the image, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import stat
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
+from .errors import SourceError, UnsafePathError
+from .tree import DIR, FILE, OTHER, SYMLINK, Entry
+from .winnames import case_clashes as _case_clashes
+
+SECTOR = 2048
+CHUNK = 1024 * 1024
+READERS = ("rr", "joliet", "iso9660")
+"""Name spaces in order of preference."""
+
+_REFETCH_HINT = "re-download the ISO (the download may be incomplete or damaged) and check the path"
+_HOSTILE_HINT = "do not use this image: download virtio-win again from the official site"
+_VERSION_SUFFIX = re.compile(r";[0-9]*$")
+# Everything pycdlib or its struct parsing raises on a malformed image. Our own
+# errors are PipelineErrors and pass through untouched.
+_PARSE_ERRORS = (PyCdlibException, struct.error, ValueError, IndexError, KeyError, AttributeError,
+                 UnicodeDecodeError, RecursionError, OverflowError, TypeError)
+
+_MULTI_EXTENT = 0x80  # ISO 9660 file flag: more records follow for the same file
+_ASSOCIATED = 0x04    # ISO 9660 file flag: "associated file" (e.g. a Mac resource fork)
+
+
+@dataclass(frozen=True)
+class IsoRef:
+    """Where an entry's bytes live in the image; stored in :attr:`Entry.ref`."""
+
+    owner: int
+    """``id()`` of the :class:`IsoTree` that listed it, so entries cannot cross trees."""
+    offset: int
+    """Byte offset of the file data in the image."""
+    size: int
+    symlink_target: str | None = None
+    """Rock Ridge symlink target, for messages only (never followed)."""
+
+
+def _display_error(display: str, what: str, hint: str = _REFETCH_HINT) -> SourceError:
+    return SourceError(f"{display}: {what}", hint)
+
+
+def _read_volume_descriptors(fp: BinaryIO, display: str) -> list[bytes]:
+    """Return the raw volume descriptors (sector 16 up to the set terminator)."""
+    out: list[bytes] = []
+    # Real images have 2-5 descriptors; the cap stops a hostile image without a
+    # terminator from making us scan it all.
+    for index in range(16, 16 + 64):
+        fp.seek(index * SECTOR)
+        block = fp.read(SECTOR)
+        if len(block) < SECTOR or block[1:6] != b"CD001":
+            break
+        out.append(block)
+        if block[0] == 255:
+            break
+    if not out or not any(b[0] == 1 for b in out):
+        raise _display_error(display, "not an ISO 9660 image (no primary volume descriptor at sector 16)")
+    return out
+
+
+def iso_volume_label(path: Path, display: str | None = None) -> str:
+    """Return the volume identifier of the ISO at ``path`` (PVD bytes 40-72), spaces stripped.
+
+    Reads two or three sectors directly, without pycdlib, so it is cheap enough to
+    call on every run (e.g. to check ``virtio-win-0.1.285`` before extracting).
+    Raises SourceError when the file is missing or not an ISO 9660 image.
+    """
+    display = display or Path(path).name
+    try:
+        with open(path, "rb") as fp:
+            descriptors = _read_volume_descriptors(fp, display)
+    except FileNotFoundError:
+        raise _display_error(display, "no such file", "check the path to the ISO") from None
+    except IsADirectoryError:
+        raise _display_error(display, "is a folder, not an ISO file", "check the path to the ISO") from None
+    except OSError as exc:
+        raise _display_error(display, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
+    pvd = next(b for b in descriptors if b[0] == 1)
+    # a-characters are ASCII; latin-1 never fails, so a hostile label cannot crash us.
+    return pvd[40:72].decode("latin-1").rstrip(" \x00")
+
+
+def _namespaces_of(iso: pycdlib.PyCdlib) -> tuple[str, ...]:
+    found = []
+    if iso.has_rock_ridge():
+        found.append("rr")
+    if iso.has_joliet():
+        found.append("joliet")
+    found.append("iso9660")
+    return tuple(found)
+
+
+def iso_namespaces(path: Path, display: str | None = None) -> tuple[str, ...]:
+    """Return the name spaces present in the ISO at ``path``, best first.
+
+    A subset of ``("rr", "joliet", "iso9660")``; ``"iso9660"`` is always there.
+    A 0.1.285 image gives ``("rr", "iso9660")``, an old ``-r -J`` image all three.
+    """
+    with IsoTree.open_path(Path(path), display) as tree:
+        return tree.namespaces
+
+
+def _decode_name(raw: bytes, space: str) -> str:
+    if space == "joliet":
+        # Joliet is UCS-2 big-endian; a bad surrogate is damage, not a name.
+        return raw.decode("utf-16-be")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # upstream builds with -input-charset iso8859-1; latin-1 maps every byte.
+        return raw.decode("latin-1")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` could escape a folder or is not a name at all; None when it is fine."""
+    if name == "":
+        return "an empty name"
+    if name in (".", ".."):
+        return f"the name {name!r}"
+    for ch, what in (("/", "a '/'"), ("\\", "a '\\'"), ("\x00", "a NUL byte")):
+        if ch in name:
+            return f"{what} inside the name"
+    return None
+
+
+class IsoTree:
+    """An ISO image opened read-only; the ISO twin of :class:`pipeline.tree.DirTree`.
+
+    Use as a context manager so the image is closed::
+
+        with IsoTree.open_path(Path("virtio-win-0.1.285.iso")) as tree:
+            for entry in tree.entries():
+                ...
+                with tree.open(entry) as fp:
+                    fp.read(CHUNK)
+
+    ``reader`` is ``"rr"``, ``"joliet"`` or ``"iso9660"``; ``namespaces`` lists all
+    that exist; ``volume_label`` is the PVD volume identifier.
+    """
+
+    def __init__(self, fp: BinaryIO, iso: pycdlib.PyCdlib, display: str, reader: str, size: int) -> None:
+        # Use open_path(); this only wires up an already-parsed image.
+        self._fp = fp
+        self._iso = iso
+        self._lock = threading.Lock()  # one file position shared by all open entries
+        self._entries: list[Entry] | None = None
+        self._size = size
+        self.display = display
+        self.reader = reader
+        self.namespaces = _namespaces_of(iso)
+        self.volume_label = iso.pvd.volume_identifier.decode("latin-1").rstrip(" \x00")
+        self.block_size = iso.logical_block_size
+
+    # -- opening and closing -------------------------------------------------
+
+    @classmethod
+    def open_path(cls, path: Path, display: str | None = None, *, reader: str | None = None) -> IsoTree:
+        """Open the ISO at ``path``; ``display`` names it in messages (default: the file name).
+
+        ``reader`` forces a name space (``"rr"``, ``"joliet"``, ``"iso9660"``)
+        instead of the best available one; asking for an absent one is a SourceError.
+        """
+        path = Path(path)
+        display = display or path.name
+        if reader is not None and reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, not {reader!r}")
+        try:
+            fp = open(path, "rb")
+        except FileNotFoundError:
+            raise _display_error(display, "no such file", "check the path to the ISO") from None
+        except IsADirectoryError:
+            raise _display_error(display, "is a folder, not an ISO file",
+                                 "check the path, or give the folder as a directory source") from None
+        except OSError as exc:
+            raise _display_error(display, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
+        try:
+            size = os.fstat(fp.fileno()).st_size
+            if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
+                raise _display_error(display, "is not a regular file", "give the path of an .iso file")
+            if size < 17 * SECTOR:
+                raise _display_error(display, f"not an ISO 9660 image (only {size} bytes)")
+            # Our own cheap check first: a clear message for HTML error pages,
+            # zip files and the like instead of a pycdlib complaint.
+            _read_volume_descriptors(fp, display)
+            iso = pycdlib.PyCdlib()
+            try:
+                iso.open_fp(fp)
+            except _PARSE_ERRORS as exc:
+                raise _display_error(display, f"damaged or not an ISO 9660 image ({_short(exc)})") from None
+            spaces = _namespaces_of(iso)
+            chosen = reader or spaces[0]
+            if chosen not in spaces:
+                raise _display_error(display, f"has no {chosen} names (it has: {', '.join(spaces)})",
+                                     "pick another reader")
+            return cls(fp, iso, display, chosen, size)
+        except BaseException:
+            fp.close()
+            raise
+
+    def close(self) -> None:
+        """Release the image. Entries from this tree can no longer be opened."""
+        with contextlib.suppress(Exception):
+            self._iso.close()
+        self._fp.close()
+
+    def __enter__(self) -> IsoTree:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- listing -------------------------------------------------------------
+
+    def entries(self) -> list[Entry]:
+        """Every folder, file, symlink and special file, sorted by path components (parents first).
+
+        Paths are '/'-joined names from :attr:`reader`, in their original case.
+        Raises UnsafePathError for a name that could escape the output folder or
+        appears twice in one folder, SourceError for a damaged image (including a
+        file whose data lies past the end of a truncated image). The result is
+        computed once and cached.
+        """
+        if self._entries is None:
+            try:
+                self._entries = self._walk()
+            except _PARSE_ERRORS as exc:
+                raise _display_error(self.display, f"damaged ISO directory ({_short(exc)})") from None
+        return list(self._entries)
+
+    def _root(self) -> Any:
+        if self.reader == "joliet":
+            return self._iso.joliet_vd.root_directory_record()
+        return self._iso.pvd.root_directory_record()
+
+    def _name(self, rec: Any) -> str:
+        if self.reader == "rr" and rec.rock_ridge is not None:
+            return _decode_name(rec.rock_ridge.name(), "rr")
+        # Joliet records, and plain records on an image that has Rock Ridge
+        # elsewhere (mixed images), use the file identifier.
+        space = "joliet" if self.reader == "joliet" else "iso9660"
+        try:
+            name = _decode_name(rec.file_identifier(), space)
+        except UnicodeDecodeError:
+            raise UnsafePathError(f"{self.display}: a {space} name is not valid UTF-16: {rec.file_identifier()!r}",
+                                  _HOSTILE_HINT) from None
+        if not rec.is_dir():
+            name = _VERSION_SUFFIX.sub("", name)
+            if space == "iso9660" and name.endswith(".") and name not in (".", ".."):
+                # ISO 9660 writes 'README' as 'README.;1': the dot is not part of the name.
+                name = name[:-1]
+        return name
+
+    def _kind(self, rec: Any) -> tuple[str, str | None]:
+        rr = rec.rock_ridge if self.reader == "rr" else None
+        if rr is not None and rr.is_symlink():
+            return SYMLINK, _decode_name(rr.symlink_path(), "rr")
+        if rec.is_dir():
+            return DIR, None
+        if rr is not None:
+            try:
+                mode = rr.get_file_mode()
+            except PyCdlibException:
+                mode = None  # no PX entry: an ordinary file
+            if mode is not None and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                return OTHER, None  # device, FIFO or socket: nothing to copy
+        return FILE, None
+
+    def _children(self, rec: Any) -> Iterator[Any]:
+        for child in rec.children:
+            if child is None or child.is_dot() or child.is_dotdot():
+                continue
+            if child.file_flags & _ASSOCIATED:
+                continue  # not a file of its own (Linux and Windows hide these too)
+            rr = child.rock_ridge if self.reader == "rr" else None
+            if rr is not None and rr.relocated_record():
+                continue  # a deep folder moved to rr_moved: listed where its CL entry points
+            yield child
+
+    def _walk(self) -> list[Entry]:
+        out: list[Entry] = []
+        owner = id(self)
+        root = self._root()
+        seen_dirs = {root.extent_location()}
+        stack: list[tuple[str, Any]] = [("", root)]
+        while stack:
+            prefix, rec = stack.pop()
+            names: set[str] = set()
+            level: list[tuple[str, Any, str, str | None]] = []
+            for child in self._children(rec):
+                name = self._name(child)
+                shown = f"{prefix}{name}"
+                problem = _name_problem(name)
+                if problem:
+                    raise UnsafePathError(f"{self.display}: entry {shown!r} has {problem}, which could write "
+                                          f"outside the output folder", _HOSTILE_HINT)
+                if name in names:
+                    raise UnsafePathError(f"{self.display}: {shown!r} appears twice in one folder", _HOSTILE_HINT)
+                names.add(name)
+                rr = child.rock_ridge if self.reader == "rr" else None
+                if rr is not None and rr.child_link_record_exists():
+                    # Rock Ridge deep-directory relocation: this placeholder file
+                    # stands for the folder that now lives in rr_moved.
+                    moved = rr.cl_to_moved_dr
+                    if moved is None:
+                        raise _display_error(self.display, f"{shown!r}: broken Rock Ridge relocation link")
+                    child, kind, target = moved, DIR, None
+                else:
+                    kind, target = self._kind(child)
+                level.append((name, child, kind, target))
+            for name, child, kind, target in sorted(level, key=lambda item: item[0]):
+                path = f"{prefix}{name}"
+                if kind == DIR:
+                    out.append(Entry(path, DIR, 0, IsoRef(owner, 0, 0)))
+                    extent = child.extent_location()
+                    if extent in seen_dirs:
+                        raise _display_error(self.display, f"{path!r}: folders form a loop")
+                    seen_dirs.add(extent)
+                elif kind == FILE:
+                    if child.file_flags & _MULTI_EXTENT:
+                        raise _display_error(self.display, f"{path!r} is split over several extents (over 4 GiB), "
+                                             "which this tool does not read", "check that this is a virtio-win ISO")
+                    size = child.get_data_length()
+                    offset = child.extent_location() * self.block_size
+                    if size and offset + size > self._size:
+                        raise _display_error(self.display, f"truncated: {path!r} needs bytes up to {offset + size} "
+                                             f"but the image has only {self._size}")
+                    out.append(Entry(path, FILE, size, IsoRef(owner, offset, size)))
+                else:
+                    out.append(Entry(path, kind, 0, IsoRef(owner, 0, 0, target)))
+            # Reverse so the stack pops folders in name order: parents always
+            # precede children and the listing is stable.
+            for name, child, kind, _ in sorted(level, key=lambda item: item[0], reverse=True):
+                if kind == DIR:
+                    stack.append((f"{prefix}{name}/", child))
+        self._check_root_moved(out)
+        # Parents before children, folder by folder in name order: stable output
+        # whatever order the image stores its records in.
+        out.sort(key=lambda e: e.parts)
+        return out
+
+    def _check_root_moved(self, out: list[Entry]) -> None:
+        # Rock Ridge images with relocated folders keep an 'rr_moved' folder at
+        # the root whose contents are shown at their real place; once they are
+        # skipped it is empty, and listing it would only confuse users.
+        if self.reader != "rr":
+            return
+        for entry in list(out):
+            if entry.kind == DIR and "/" not in entry.path and entry.path.lower() == "rr_moved":
+                if not any(e.path.startswith(entry.path + "/") for e in out):
+                    out.remove(entry)
+
+    # -- reading -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open(self, entry: Entry) -> Iterator[BinaryIO]:
+        """Open a file entry from :meth:`entries` for streaming reads.
+
+        Reads go straight to the image (no temp copy); a read that ends before
+        ``entry.size`` bytes raises SourceError rather than returning short data.
+        """
+        ref = entry.ref
+        if not isinstance(ref, IsoRef) or ref.owner != id(self):
+            raise ValueError(f"{entry.path!r} was not listed by this IsoTree")
+        if entry.kind != FILE:
+            what = f"a symlink to {ref.symlink_target!r}" if entry.kind == SYMLINK else f"a {entry.kind}"
+            raise _display_error(self.display, f"{entry.path!r} is {what}, not a file",
+                                 "symlinks and special files on the ISO are never followed or copied")
+        if self._fp.closed:
+            raise ValueError(f"{self.display} is closed")
+        reader = _ExtentReader(self, entry.path, ref.offset, ref.size)
+        try:
+            yield reader  # type: ignore[misc]
+        finally:
+            reader.close()
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            self._fp.seek(offset)
+            return self._fp.read(size)
+
+
+class _ExtentReader(io.RawIOBase):
+    """A read-only stream over one file's extent; short reads are errors."""
+
+    def __init__(self, tree: IsoTree, path: str, offset: int, size: int) -> None:
+        super().__init__()
+        self._tree = tree
+        self._path = path
+        self._offset = offset
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos, CHUNK)
+        if want <= 0:
+            return 0
+        try:
+            data = self._tree._pread(self._offset + self._pos, want)
+        except (OSError, ValueError) as exc:
+            raise _display_error(self._tree.display, f"{self._path!r}: read failed: {exc}") from None
+        if len(data) < want:
+            # pycdlib would hand back the short data silently; an extracted
+            # driver missing its tail must never reach the media.
+            got = self._pos + len(data)
+            raise _display_error(self._tree.display, f"truncated: {self._path!r} ends after {got} of "
+                                 f"{self._size} bytes")
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        # Read up to one chunk per call (callers loop until b''), so a caller
+        # asking for "everything" on a large file still gets it in pieces
+        # internally, never more than the file holds.
+        if size is None or size < 0:
+            return self.readall()
+        buf = bytearray(min(size, self._size - self._pos, CHUNK))
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self.read(CHUNK):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(base + pos, self._size))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def case_clashes(entries: Iterable[Entry]) -> list[tuple[str, str]]:
+    """Pairs of entry paths that would be one file on Windows (e.g. ``viostor.sys`` vs ``VIOSTOR.SYS``).
+
+    Rock Ridge allows such pairs; :func:`pipeline.winnames.check_no_case_clash`
+    turns the same check into an UnsafePathError for the paths a caller selects.
+    """
+    return _case_clashes(e.path for e in entries)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]

@@ -1,0 +1,263 @@
+"""The doit task graph: one group per stage, one sub-task per spec (and arch).
+
+Generators only wire stages together: they read the specs, name inputs and
+outputs, and point at stage functions. They do no network, subprocess or write
+work. Each sub-task reruns exactly when its ``file_dep`` manifests change or the
+slice of the spec it reads (``Spec.fingerprint``) changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.tools import config_changed
+
+from .depcheck import ContentChecker
+from .errors import PipelineError
+from .fsutil import remove_tree
+from .isofs import source_date_epoch
+from .paths import SpecPaths
+from .spec import Context, Spec, load_specs
+from .tree import FILE, DirTree
+
+DOIT_CONFIG: dict[str, Any] = {
+    "default_tasks": ["default"],
+    "backend": "json",
+    "dep_file": ".doit.db",
+    "check_file_uptodate": ContentChecker,
+    "verbosity": 1,
+}
+
+Task = dict[str, Any]
+
+
+@functools.cache
+def _code_version() -> str:
+    """Hash of the pipeline's own code and templates: new code rebuilds what it made."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".txt", ".cmd", ".json", ".md") and "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _ctx() -> Context:
+    # doit runs from the dodo file's folder (the project root); tests chdir there too.
+    return Context(root=Path.cwd())
+
+
+@functools.cache
+def _specs_at(root: Path) -> tuple[Spec, ...]:
+    try:
+        return tuple(load_specs(Context(root=root)))
+    except PipelineError as exc:
+        # InvalidDodoFile is doit's 'user error': one message, no traceback.
+        raise InvalidDodoFile(exc.render()) from None
+
+
+def specs() -> tuple[Spec, ...]:
+    """All specs of the project in the current folder."""
+    return _specs_at(Path.cwd())
+
+
+def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Wrap a stage function as a doit action that fails with our one-line error."""
+
+    def action() -> Any:
+        try:
+            fn(*args)
+        except PipelineError as exc:
+            return TaskFailed(f"error: {exc.render()}")
+        return None
+
+    action.__name__ = getattr(fn, "__name__", "stage")
+    return action
+
+
+def _uptodate(spec: Spec, stage: str, **extra: Any) -> list[Any]:
+    return [config_changed({"stage": stage, "spec": spec.fingerprint(stage), "code": _code_version(), **extra})]
+
+
+def _source_files(spec: Spec) -> list[str]:
+    """Files of a directory source, as file_dep: additions and removals rerun staging."""
+    path = spec.source.path
+    if path is None or not path.is_dir():
+        return []
+    return sorted(str(path / e.path) for e in DirTree(path).entries() if e.kind == FILE)
+
+
+def iso_input(spec: Spec, ctx: Context) -> Path:
+    """The ISO file the extract stage reads: the local path if present, else the cache entry."""
+    from .fetch import cache_file_for
+
+    src = spec.source
+    if src.path is not None and (src.path.exists() or src.url is None):
+        return src.path
+    assert src.url is not None
+    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
+
+
+def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
+    if spec.source.is_iso:
+        return [str(SpecPaths(spec, ctx).provenance)]
+    return _source_files(spec)
+
+
+def task_fetch() -> Iterator[Task]:
+    """Download or locate the virtio-win ISO and prove its bytes (ISO sources only)."""
+    from . import upstream
+
+    yield {"basename": "fetch", "name": None, "doc": task_fetch.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        if not spec.source.is_iso:
+            continue
+        p = SpecPaths(spec, ctx)
+        iso = iso_input(spec, ctx)
+        local = spec.source.path is not None and iso == spec.source.path
+        yield {
+            "name": spec.name,
+            "doc": f"fetch the ISO of {spec.name}",
+            "actions": [run_stage(upstream.fetch_stage, spec, ctx)],
+            "file_dep": [str(iso)] if local else [],
+            "targets": [str(p.fetch_record)] + ([] if local else [str(iso)]),
+            "uptodate": _uptodate(spec, "fetch"),
+            # Never delete the download cache on `doit clean`: only our record of it.
+            "clean": [(remove_tree, [p.fetch_record])],
+        }
+
+
+def task_extract() -> Iterator[Task]:
+    """Stream the Windows 7 driver folders and licence files out of the ISO, with provenance."""
+    from . import upstream
+
+    yield {"basename": "extract", "name": None, "doc": task_extract.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        if not spec.source.is_iso:
+            continue
+        p = SpecPaths(spec, ctx)
+        yield {
+            "name": spec.name,
+            "doc": f"extract Windows 7 drivers for {spec.name}",
+            "actions": [run_stage(upstream.extract_stage, spec, ctx)],
+            "file_dep": [str(iso_input(spec, ctx)), str(p.fetch_record)],
+            "targets": [str(p.provenance)],
+            "uptodate": _uptodate(spec, "extract"),
+            "clean": [(remove_tree, [p.extract_dir]), (remove_tree, [p.provenance])],
+        }
+
+
+def task_stage() -> Iterator[Task]:
+    """Stage each arch's packages under build/<spec>/stage/win7/<arch>/ and validate them."""
+    from .stage import stage_arch
+
+    yield {"basename": "stage", "name": None, "doc": task_stage.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        inputs = _stage_inputs(spec, ctx)
+        for arch in spec.arches:
+            yield {
+                "name": f"{spec.name}:{arch.value}",
+                "doc": f"stage {spec.name} for {arch.value}",
+                "actions": [run_stage(stage_arch, spec, ctx, arch)],
+                "file_dep": inputs,
+                "targets": [str(p.stage_manifest(arch))],
+                "uptodate": _uptodate(spec, "stage"),
+                "clean": [(remove_tree, [p.stage_dir(arch)]), (remove_tree, [p.stage_manifest(arch)])],
+            }
+
+
+def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
+    p = SpecPaths(spec, ctx)
+    return [p.stage_manifest(a) for a in spec.arches]
+
+
+def task_notices() -> Iterator[Task]:
+    """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
+    from .notices import build_notices
+
+    yield {"basename": "notices", "name": None, "doc": task_notices.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        manifests = _stage_manifests(spec, ctx)
+        extra = [str(p.provenance)] if spec.source.is_iso else [
+            f for f in _source_files(spec) if "/win7/" not in Path(f).as_posix()[len(str(spec.source.path)):]]
+        yield {
+            "name": spec.name,
+            "doc": f"notices for {spec.name}",
+            "actions": [run_stage(build_notices, spec, ctx, manifests)],
+            "file_dep": [str(m) for m in manifests] + extra,
+            "targets": [str(p.notices_manifest)],
+            "uptodate": _uptodate(spec, "notices"),
+            "clean": [(remove_tree, [p.notices_dir]), (remove_tree, [p.notices_manifest])],
+        }
+
+
+def task_drivers_iso() -> Iterator[Task]:
+    """Write dist/<spec>/aero-virtio-win7-drivers.iso (reproducible, atomically renamed)."""
+    from .drivers_iso import build_drivers_iso
+
+    yield {"basename": "drivers_iso", "name": None, "doc": task_drivers_iso.__doc__}
+    ctx = _ctx()
+    epoch = source_date_epoch()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        manifests = _stage_manifests(spec, ctx)
+        yield {
+            "name": spec.name,
+            "doc": f"drivers ISO of {spec.name}",
+            "actions": [run_stage(build_drivers_iso, spec, ctx, manifests, epoch)],
+            "file_dep": [str(m) for m in manifests] + [str(p.notices_manifest)],
+            "targets": [str(p.drivers_iso)],
+            "uptodate": _uptodate(spec, "drivers_iso", epoch=epoch),
+            "clean": True,
+        }
+
+
+def task_verify() -> Iterator[Task]:
+    """Re-open the drivers ISO with an independent reader and check it against the manifests."""
+    from .drivers_iso import verify_drivers_iso
+
+    yield {"basename": "verify", "name": None, "doc": task_verify.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        manifests = _stage_manifests(spec, ctx)
+        yield {
+            "name": spec.name,
+            "doc": f"verify the drivers ISO of {spec.name}",
+            "actions": [run_stage(verify_drivers_iso, spec, ctx)],
+            "file_dep": [str(p.drivers_iso), str(p.notices_manifest)] + [str(m) for m in manifests],
+            "targets": [str(p.drivers_iso_report)],
+            "uptodate": _uptodate(spec, "verify"),
+            "clean": True,
+        }
+
+
+def task_build() -> Iterator[Task]:
+    """Build and verify all media of one spec: `doit build:<spec>`."""
+    yield {"basename": "build", "name": None, "doc": task_build.__doc__}
+    for spec in specs():
+        yield {
+            "name": spec.name,
+            "doc": spec.description or f"all media of {spec.name}",
+            "actions": None,
+            "task_dep": [f"verify:{spec.name}"],
+        }
+
+
+def task_default() -> Task:
+    """Build the specs marked `default: true` (what a bare `doit` runs)."""
+    return {
+        "actions": None,
+        "task_dep": [f"build:{s.name}" for s in specs() if s.default],
+    }
