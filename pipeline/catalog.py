@@ -249,6 +249,14 @@ def is_placeholder(data: bytes) -> bool:
     return data.startswith(PLACEHOLDER_MAGIC)
 
 
+def _items(value: core.Asn1Value) -> list[core.Asn1Value]:
+    """Children of an optional SET/SEQUENCE OF; an absent field (Void) has none.
+
+    Avoids ``.native``, which would recurse into Any values asn1crypto cannot decode.
+    """
+    return [] if isinstance(value, core.Void) else list(value)
+
+
 def _utf16z(raw: bytes) -> str:
     return raw.decode("utf-16-le", errors="replace").rstrip("\0")
 
@@ -264,7 +272,7 @@ def _member(subject: _TrustedSubject) -> Member:
     digest: bytes | None = None
     algo = "unknown"
     kind = "unknown"
-    for attr in subject["attributes"] if subject["attributes"].native is not None else ():
+    for attr in _items(subject["attributes"]):
         oid = attr["type"].dotted
         for value in attr["values"]:
             if oid == OID_CAT_NAMEVALUE:
@@ -286,7 +294,7 @@ def _member(subject: _TrustedSubject) -> Member:
 
 
 def _cert_for(sd: cms.SignedData, sid: cms.SignerIdentifier) -> x509.Certificate | None:
-    for choice in sd["certificates"] if sd["certificates"].native is not None else ():
+    for choice in _items(sd["certificates"]):
         if choice.name != "certificate":
             continue
         cert = choice.chosen
@@ -305,24 +313,22 @@ def _signers(sd: cms.SignedData, content: bytes, nested: bool) -> list[Signer]:
         algo = si["digest_algorithm"]["algorithm"].native
         cert = _cert_for(sd, si["sid"])
         digest_ok: bool | None = None
-        if si["signed_attrs"].native is not None:
-            for attr in si["signed_attrs"]:
-                if attr["type"].native == "message_digest":
-                    try:
-                        digest_ok = hashlib.new(algo, content).digest() == attr["values"][0].native
-                    except ValueError:  # a digest name hashlib does not know
-                        digest_ok = None
+        for attr in _items(si["signed_attrs"]):
+            if attr["type"].native == "message_digest":
+                try:
+                    digest_ok = hashlib.new(algo, content).digest() == attr["values"][0].native
+                except ValueError:  # a digest name hashlib does not know
+                    digest_ok = None
         timestamp = None
         nested_blobs: list[bytes] = []
-        if si["unsigned_attrs"].native is not None:
-            for attr in si["unsigned_attrs"]:
-                oid = attr["type"].dotted
-                if oid == OID_COUNTERSIGNATURE:
-                    timestamp = "authenticode"
-                elif oid == OID_RFC3161_TIMESTAMP:
-                    timestamp = "rfc3161"
-                elif oid == OID_NESTED_SIGNATURE:
-                    nested_blobs.extend(v.dump() for v in attr["values"])
+        for attr in _items(si["unsigned_attrs"]):
+            oid = attr["type"].dotted
+            if oid == OID_COUNTERSIGNATURE:
+                timestamp = "authenticode"
+            elif oid == OID_RFC3161_TIMESTAMP:
+                timestamp = "rfc3161"
+            elif oid == OID_NESTED_SIGNATURE:
+                nested_blobs.extend(v.dump() for v in attr["values"])
         validity = cert["tbs_certificate"]["validity"] if cert is not None else None
         out.append(Signer(
             digest_algorithm=algo,
@@ -372,20 +378,22 @@ def parse_catalog(data: bytes, name: str = "catalog") -> Catalog:
         if eci["content_type"].dotted != OID_CTL:
             raise CatalogError(f"{name} signs {eci['content_type'].dotted}, not a certificate trust list", fix)
         content = eci["content"]
-        if content is None or content.native is None:
+        if content is None or isinstance(content, core.Void):
             raise CatalogError(f"{name} has an empty certificate trust list", fix)
-        ctl = CertificateTrustList.load(content.dump(), strict=True)
+        # The signed messageDigest covers the CTL's content octets; read them before
+        # parse(), which rebinds the Any's contents to the explicit [0] wrapper.
+        signed_bytes = content.contents
+        ctl = content.parse(CertificateTrustList)
         usage = [o.dotted for o in ctl["subject_usage"]]
         if OID_CATALOG_LIST not in usage:
             raise CatalogError(f"{name} is a certificate trust list but not a catalog (usage {', '.join(usage)})", fix)
         sub_oid = ctl["subject_algorithm"]["algorithm"].dotted
-        members = tuple(_member(s) for s in ctl["trusted_subjects"]) if ctl["trusted_subjects"].native else ()
+        members = tuple(_member(s) for s in _items(ctl["trusted_subjects"]))
         attrs: list[tuple[str, str]] = []
-        if ctl["extensions"].native is not None:
-            for ext in ctl["extensions"]:
-                if ext["extn_id"].dotted == OID_CAT_NAMEVALUE:
-                    attrs.append(_name_value(ext["extn_value"].native))
-        signers = tuple(_signers(sd, content.contents, nested=False))
+        for ext in _items(ctl["extensions"]):
+            if ext["extn_id"].dotted == OID_CAT_NAMEVALUE:
+                attrs.append(_name_value(ext["extn_value"].native))
+        signers = tuple(_signers(sd, signed_bytes, nested=False))
         this_update = ctl["this_update"].native
     except CatalogError:
         raise

@@ -207,8 +207,10 @@ class _PartFile:
         if self._hasher is None or self._hashed != self.size:
             self._rehash()
         with open(self.path, "ab") as self._fp:
-            yield
-        del self._fp
+            try:
+                yield
+            finally:
+                del self._fp
 
     def append(self, chunk: bytes) -> None:
         self._fp.write(chunk)
@@ -321,7 +323,8 @@ def _attempt(job: _Job, part: _PartFile) -> None:
             with part.appending():
                 while True:
                     try:
-                        chunk = resp.read(CHUNK)
+                        # read1: whatever has arrived (up to 1 MiB), so a stall keeps the bytes before it.
+                        chunk = resp.read1(CHUNK)
                     except (OSError, http.client.HTTPException) as exc:
                         raise _Retry("short", _reason(exc, job.timeout)) from exc
                     if not chunk:
@@ -341,7 +344,7 @@ def _attempt(job: _Job, part: _PartFile) -> None:
             if meter:
                 meter.close()
     if expected is not None and part.size < expected:
-        raise _Retry("short", f"the connection closed after {part.size} of {expected} bytes")
+        raise _Retry("short", "the connection closed early")
 
 
 def _start_body(job: _Job, part: _PartFile, resp: http.client.HTTPResponse, have: int) -> int | None:
@@ -438,7 +441,8 @@ def _transfer(job: _Job, part: _PartFile, retries: int, backoff: float) -> None:
                 _give_up(job, part, exc, failures + 1)
             delay = min(backoff * 2 ** failures, MAX_BACKOFF)
             failures += 1
-            warn(f"{job.url}: {exc.reason}; retry {failures} of {retries}"
+            where = f" at byte {part.size} of {_expected_size(part, job)}" if exc.kind == "short" else ""
+            warn(f"{job.url}: {exc.reason}{where}; retry {failures} of {retries}"
                  + (f" in {delay:.1f}s" if delay else ""))
             if delay:
                 time.sleep(delay)

@@ -156,12 +156,15 @@ def _decode_name(raw: bytes, space: str) -> str:
 def _name_problem(name: str) -> str | None:
     """Why ``name`` could escape a folder or is not a name at all; None when it is fine."""
     if name == "":
-        return "an empty name"
+        return "an empty name is not a file name"
     if name in (".", ".."):
-        return f"the name {name!r}"
-    for ch, what in (("/", "a '/'"), ("\\", "a '\\'"), ("\x00", "a NUL byte")):
-        if ch in name:
-            return f"{what} inside the name"
+        return f"{name!r} as a name points at a folder, not at an entry in it"
+    if "/" in name:
+        return "a '/' inside a name can point outside the output folder"
+    if "\\" in name:
+        return "a '\\' inside a name can point outside the output folder on Windows"
+    if "\x00" in name:
+        return "a NUL byte inside a name cuts it short"
     return None
 
 
@@ -180,13 +183,15 @@ class IsoTree:
     that exist; ``volume_label`` is the PVD volume identifier.
     """
 
-    def __init__(self, fp: BinaryIO, iso: pycdlib.PyCdlib, display: str, reader: str, size: int) -> None:
+    def __init__(self, fp: BinaryIO, iso: pycdlib.PyCdlib, display: str, reader: str, size: int,
+                 declared: int) -> None:
         # Use open_path(); this only wires up an already-parsed image.
         self._fp = fp
         self._iso = iso
         self._lock = threading.Lock()  # one file position shared by all open entries
         self._entries: list[Entry] | None = None
         self._size = size
+        self._declared = declared
         self.display = display
         self.reader = reader
         self.namespaces = _namespaces_of(iso)
@@ -223,7 +228,11 @@ class IsoTree:
                 raise _display_error(display, f"not an ISO 9660 image (only {size} bytes)")
             # Our own cheap check first: a clear message for HTML error pages,
             # zip files and the like instead of a pycdlib complaint.
-            _read_volume_descriptors(fp, display)
+            pvd = next(b for b in _read_volume_descriptors(fp, display) if b[0] == 1)
+            # Volume space size x logical block size: what the image says its
+            # length is. pycdlib clamps files that run past the end of a short
+            # image without telling, so we compare ourselves.
+            declared = struct.unpack_from("<I", pvd, 80)[0] * struct.unpack_from("<H", pvd, 128)[0]
             iso = pycdlib.PyCdlib()
             try:
                 iso.open_fp(fp)
@@ -234,7 +243,7 @@ class IsoTree:
             if chosen not in spaces:
                 raise _display_error(display, f"has no {chosen} names (it has: {', '.join(spaces)})",
                                      "pick another reader")
-            return cls(fp, iso, display, chosen, size)
+            return cls(fp, iso, display, chosen, size, declared)
         except BaseException:
             fp.close()
             raise
@@ -325,6 +334,7 @@ class IsoTree:
         root = self._root()
         seen_dirs = {root.extent_location()}
         stack: list[tuple[str, Any]] = [("", root)]
+        cut: list[tuple[int, str]] = []  # (offset, path) of files past the end of a short image
         while stack:
             prefix, rec = stack.pop()
             names: set[str] = set()
@@ -334,8 +344,8 @@ class IsoTree:
                 shown = f"{prefix}{name}"
                 problem = _name_problem(name)
                 if problem:
-                    raise UnsafePathError(f"{self.display}: entry {shown!r} has {problem}, which could write "
-                                          f"outside the output folder", _HOSTILE_HINT)
+                    raise UnsafePathError(f"{self.display}: unsafe name {shown!r} in the ISO: {problem}",
+                                          _HOSTILE_HINT)
                 if name in names:
                     raise UnsafePathError(f"{self.display}: {shown!r} appears twice in one folder", _HOSTILE_HINT)
                 names.add(name)
@@ -364,9 +374,11 @@ class IsoTree:
                                              "which this tool does not read", "check that this is a virtio-win ISO")
                     size = child.get_data_length()
                     offset = child.extent_location() * self.block_size
-                    if size and offset + size > self._size:
-                        raise _display_error(self.display, f"truncated: {path!r} needs bytes up to {offset + size} "
-                                             f"but the image has only {self._size}")
+                    # pycdlib shortens (even to a negative length) any file that
+                    # runs past the end of the image; in an image shorter than it
+                    # declares, a file reaching the end is such a file.
+                    if size < 0 or (self._size < self._declared and offset + size >= self._size):
+                        cut.append((offset, path))
                     out.append(Entry(path, FILE, size, IsoRef(owner, offset, size)))
                 else:
                     out.append(Entry(path, kind, 0, IsoRef(owner, 0, 0, target)))
@@ -375,6 +387,11 @@ class IsoTree:
             for name, child, kind, _ in sorted(level, key=lambda item: item[0], reverse=True):
                 if kind == DIR:
                     stack.append((f"{prefix}{name}/", child))
+        if cut:
+            # Lowest offset first: the file the download stopped in.
+            names = ", ".join(repr(p) for _, p in sorted(cut)[:3]) + (", ..." if len(cut) > 3 else "")
+            raise _display_error(self.display, f"truncated: the image has {self._size} bytes but declares "
+                                 f"{self._declared}; {len(cut)} file(s) are cut off: {names}")
         self._check_root_moved(out)
         # Parents before children, folder by folder in name order: stable output
         # whatever order the image stores its records in.

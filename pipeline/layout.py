@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from .errors import SourceError, UnsafePathError
 from .spec import Arch, DriverReq, Spec
 from .tree import DIR, FILE, SYMLINK, Entry
-from .winnames import check_no_case_clash, check_relpath
+from .winnames import check_no_case_clash, check_relpath, split_relpath
 
 # Folder pattern per layout: {driver} the driver folder (matched case-insensitively,
 # so 'NetKVM' is driver 'netkvm'), {os} an OS folder from the spec (w7 first), {arch}
@@ -160,6 +160,9 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
     """
     layout = layout or LAYOUT_OF_SOURCE[spec.source.kind]
     pattern = LAYOUTS[layout]
+    for e in entries:
+        # A traversal name anywhere in an untrusted tree is refused, selected or not.
+        split_relpath(e.path, where)
     by_dir = _index(entries)
     found: dict[tuple[str, Arch], Package] = {}
     looked: dict[tuple[str, Arch], list[str]] = {}

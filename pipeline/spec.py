@@ -230,8 +230,16 @@ def _display(path: Path, root: Path) -> str:
 
 def load_spec(path: Path, ctx: Context, contract: Contract | None = None) -> Spec:
     """Load one spec file, raising :class:`SpecError` with every problem found."""
-    display = _display(path, ctx.root)
-    doc = load_doc(path, display)
+    return _validate(load_doc(path, _display(path, ctx.root)), ctx, contract)
+
+
+def spec_from_mapping(data: dict[str, Any], ctx: Context, display: str, contract: Contract | None = None) -> Spec:
+    """Build a spec from a mapping (e.g. command-line options), with the same checks as a file."""
+    return _validate(Doc(path=Path(display), display=display, data=data, marks={}), ctx, contract)
+
+
+def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
+    display = doc.display
     if not isinstance(doc.data, dict):
         raise SpecError(f"{display}:1:1: /: expected a mapping of keys", "start from specs/sample.yaml")
     raise_problems(schema_problems(doc, ctx.specs_dir / "schema.json"))
@@ -353,7 +361,7 @@ def load_specs(ctx: Context) -> list[Spec]:
         other = by_name.get(spec.name)
         if other is not None:
             problems.append(f"{spec.display}: spec name {spec.name!r} is already used by {other.display}; "
-                            "fix: give one of them a different name:")
+                            "fix: give one of them a different name: key")
         by_name[spec.name] = spec
     raise_problems(problems)
     return specs

@@ -55,6 +55,9 @@ class Faults:
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
 
 
+_TIMES = {"status": "status_times", "cut_after": "cut_times", "stall_after": "stall_times"}
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     """One request as the server saw it; header names are lower-case."""
@@ -109,7 +112,7 @@ class TestServer:
         value = getattr(self.faults, fault)
         if value is None or value is False:
             return False
-        limit = getattr(self.faults, f"{fault}_times", None)
+        limit = getattr(self.faults, _TIMES[fault])
         with self._lock:
             used = self._used.get(fault, 0)
             if limit is not None and used >= limit:

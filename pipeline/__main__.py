@@ -1,0 +1,7 @@
+"""``python -m pipeline`` runs the ``aero-media`` CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""``aero-media``: the command-line face of the pipeline (same engine as the doit tasks).
+
+Exit codes: 0 success, 1 a check failed (verification, validation), 2 usage or
+input error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, log
+from .errors import PipelineError, UsageError
+from .spec import ALL_ARCHES, Arch, Context, Spec, load_specs, spec_from_mapping
+
+ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
+DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
+                   ("vioinput", "virtio-input", False), ("viosnd", "virtio-snd", False))
+
+
+def _ctx(args: argparse.Namespace) -> Context:
+    cache = getattr(args, "cache_dir", None)
+    return Context(root=Path(args.root).absolute(), cache_override=Path(cache).expanduser() if cache else None)
+
+
+def _find_spec(ctx: Context, name: str) -> Spec:
+    specs = {s.name: s for s in load_specs(ctx)}
+    if name in specs:
+        return specs[name]
+    raise UsageError(f"no spec named {name!r} in {ctx.specs_dir}", f"use one of: {', '.join(sorted(specs))}")
+
+
+def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: str | None,
+                allow_placeholders: bool) -> Spec:
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "name": "adhoc",
+        "description": f"Drivers from {drivers_root}",
+        "source": {"kind": "pack-dir", "path": str(drivers_root.absolute())},
+        "target": {"os": "win7", "arches": list(arches)},
+        "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
+        "checks": {"placeholder_catalogs": "allow" if allow_placeholders else "error"},
+        "outputs": {"drivers_iso": {"volume_label": label or "AERO_VIRTIO"}},
+    }
+    return spec_from_mapping(data, ctx, "command line")
+
+
+def cmd_build_iso(args: argparse.Namespace) -> int:
+    """Stage a driver tree, write a drivers ISO and verify it."""
+    import os
+
+    from .drivers_iso import build_drivers_iso, verify_drivers_iso
+    from .isofs import source_date_epoch
+    from .notices import build_notices
+    from .paths import SpecPaths
+    from .stage import stage_arch
+
+    repo = Context(root=Path(args.root).absolute())
+    epoch = args.source_date_epoch if args.source_date_epoch is not None else source_date_epoch()
+    output = Path(args.output)
+    with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
+        ctx = Context(root=Path(tmp))
+        os.symlink(repo.specs_dir, ctx.specs_dir) if repo.specs_dir.is_dir() else None
+        spec = _adhoc_spec(ctx, Path(args.drivers_root), ARCH_CHOICES[args.require_arch], args.label,
+                           args.allow_placeholder_catalogs)
+        manifests = []
+        for arch in spec.arches:
+            stage_arch(spec, ctx, arch)
+            manifests.append(SpecPaths(spec, ctx).stage_manifest(arch))
+        build_notices(spec, ctx, manifests)
+        build_drivers_iso(spec, ctx, manifests, epoch)
+        verify_drivers_iso(spec, ctx)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        built = SpecPaths(spec, ctx).drivers_iso
+        os.replace(built, output) if _same_fs(built, output) else _copy_atomic(built, output)
+    print(f"Wrote {output}")
+    return 0
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.parent.stat().st_dev
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    import shutil
+
+    from .fsutil import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def cmd_verify_iso(args: argparse.Namespace) -> int:
+    """Verify an ISO: required INFs, README/notices, and every hash in its manifest.json."""
+    from .verify import verify_iso
+
+    iso = Path(args.iso)
+    if not iso.is_file():
+        raise UsageError(f"{iso}: no such file", "give the path of a built ISO with --iso")
+    result = verify_iso(iso, ARCH_CHOICES[args.require_arch], report=Path(args.report) if args.report else None)
+    print(f"OK: {iso} ({result['files_checked']} files, label {result['label']})")
+    return 0
+
+
+def cmd_list_specs(args: argparse.Namespace) -> int:
+    """List the specs in specs/."""
+    ctx = _ctx(args)
+    specs = load_specs(ctx)
+    width = max([len(s.name) for s in specs] + [4])
+    print(f"{'name':<{width}}  default  source          description")
+    for s in specs:
+        print(f"{s.name:<{width}}  {'yes' if s.default else 'no':<7}  {s.source.kind:<14}  {s.description}")
+    return 0
+
+
+def cmd_show_spec(args: argparse.Namespace) -> int:
+    """Print a spec as the pipeline resolved it (JSON)."""
+    spec = _find_spec(_ctx(args), args.name)
+    out = {stage: spec.fingerprint(stage) for stage in ("fetch", "extract", "stage", "notices", "drivers_iso",
+                                                          "verify", "guest_tools")}
+    out = {"name": spec.name, "file": spec.display, "default": spec.default, "slices": out}
+    print(json.dumps(out, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build named specs (or the default ones) through the doit task graph."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from . import tasks
+
+    ctx = _ctx(args)
+    names = args.specs or [s.name for s in load_specs(ctx) if s.default]
+    for n in names:
+        _find_spec(ctx, n)
+    import os
+
+    old = os.getcwd()
+    os.chdir(ctx.root)
+    try:
+        rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run([f"build:{n}" for n in names])
+    finally:
+        os.chdir(old)
+    return 0 if rc == 0 else (1 if rc == 1 else 2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``aero-media``."""
+    ap = argparse.ArgumentParser(prog="aero-media", description="Build Windows 7 virtio driver media for Aero.")
+    ap.add_argument("--version", action="version", version=f"aero-media {__version__}")
+    ap.add_argument("--root", default=".", help="project folder holding specs/, build/ and dist/ (default: .)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=(fn.__doc__ or "").splitlines()[0], description=fn.__doc__)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("build-iso", cmd_build_iso)
+    p.add_argument("--drivers-root", required=True, help="Aero pack: win7/<arch>/<driver>/ + THIRD_PARTY_NOTICES.md")
+    p.add_argument("--output", required=True, help="the ISO to write")
+    p.add_argument("--require-arch", choices=list(ARCH_CHOICES), default="both")
+    p.add_argument("--label", help="volume label (default AERO_VIRTIO)")
+    p.add_argument("--source-date-epoch", type=int, help="timestamp for every entry (default: $SOURCE_DATE_EPOCH, "
+                                                        "else 315532800 = 1980-01-01)")
+    p.add_argument("--allow-placeholder-catalogs", action="store_true",
+                   help="accept the sample pack's placeholder .cat files")
+
+    p = add("verify-iso", cmd_verify_iso)
+    p.add_argument("--iso", required=True)
+    p.add_argument("--require-arch", choices=list(ARCH_CHOICES), default="both")
+    p.add_argument("--report", help="also write the JSON report here")
+
+    add("list-specs", cmd_list_specs)
+    p = add("show-spec", cmd_show_spec)
+    p.add_argument("name")
+    p = add("build", cmd_build)
+    p.add_argument("specs", nargs="*", help="spec names (default: the specs marked default: true)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PipelineError as exc:
+        log.error(exc.render())
+        if args.debug:
+            raise
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted; outputs written so far are complete or absent, never partial")
+        return 130
+
+
+assert ALL_ARCHES and Arch  # re-exported names used by callers of this module

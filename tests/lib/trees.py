@@ -1,0 +1,39 @@
+"""Small driver trees on disk for staging tests (Aero pack and upstream layouts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.pestub import MACHINE_AMD64, MACHINE_I386, build_pe
+from pipeline.samplepack import placeholder_catalog
+
+NOTICES = b"# notices\n\nTest pack.\n"
+
+
+def inf_for(driver: str, arch: str) -> bytes:
+    """A tiny but well-formed INF; staging does not parse it."""
+    return (f"[Version]\r\nSignature=\"$Windows NT$\"\r\nCatalogFile={driver}.cat\r\n"
+            f"[Manufacturer]\r\n%V%=M,NT{arch}.6.1\r\n").encode()
+
+
+def package(root: Path, driver: str, arch: str, *, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """Write one package folder's files into ``root``; return {name: bytes}."""
+    machine = MACHINE_I386 if arch in ("x86", "i386") else MACHINE_AMD64
+    files = {f"{driver}.inf": inf_for(driver, "x86" if machine == MACHINE_I386 else "amd64"),
+             f"{driver}.sys": build_pe(machine), f"{driver}.cat": placeholder_catalog(driver, arch)}
+    files.update(extra or {})
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return files
+
+
+def make_pack(root: Path, drivers: dict[str, tuple[str, ...]], notices: bool = True) -> Path:
+    """Aero layout: ``win7/<arch>/<driver>/``; ``drivers`` maps driver -> arches present."""
+    for driver, arches in drivers.items():
+        for arch in arches:
+            package(root / "win7" / arch / driver, driver, arch)
+    if notices:
+        (root / "THIRD_PARTY_NOTICES.md").write_bytes(NOTICES)
+    return root

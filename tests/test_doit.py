@@ -1,0 +1,144 @@
+"""The task graph through DoitMain: full build, no-op rerun, minimal reruns, clean, reproducibility."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lib.project import REPO, make_project, run_doit
+
+
+def executed(out: str) -> set[str]:
+    """Tasks doit ran (lines '.  name'), as opposed to skipped ('-- name')."""
+    return {m.group(1) for m in re.finditer(r"^\.  (\S+)", out, re.M)}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "proj")
+
+
+def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    out = capsys.readouterr().out
+    assert executed(out) == {"stage:sample:x86", "stage:sample:amd64", "notices:sample", "drivers_iso:sample",
+                             "verify:sample"}
+    iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
+    report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
+    assert report["ok"] and report["sha256"] == sha(iso)
+    assert run_doit(project) == 0
+    assert executed(capsys.readouterr().out) == set()
+
+
+def test_label_change_reruns_only_iso_and_verify(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    capsys.readouterr()
+    spec = project / "specs/sample.yaml"
+    spec.write_text(spec.read_text().replace("volume_label: AERO_VIRTIO", "volume_label: AERO_VIRTIO_2"))
+    assert run_doit(project) == 0
+    assert executed(capsys.readouterr().out) == {"drivers_iso:sample", "verify:sample"}
+    report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
+    assert report["label"] == "AERO_VIRTIO_2"
+
+
+def test_source_file_change_reruns_its_chain(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    capsys.readouterr()
+    inf = project / "prebuilt/sample/win7/x86/netkvm/netkvm.inf"
+    inf.write_bytes(inf.read_bytes() + b"; changed\r\n")
+    assert run_doit(project) == 0
+    ran = executed(capsys.readouterr().out)
+    assert "stage:sample:x86" in ran and "drivers_iso:sample" in ran
+    # amd64 reads the same file list but its manifest comes out identical.
+    assert run_doit(project) == 0
+    assert executed(capsys.readouterr().out) == set()
+
+
+def test_touch_without_change_does_not_rebuild_iso(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    capsys.readouterr()
+    m = project / "build/sample/stage/x86.json"
+    os.utime(m, None)
+    assert run_doit(project) == 0
+    assert executed(capsys.readouterr().out) == set()
+
+
+def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load((project / "specs/sample.yaml").read_text())
+    data.update(name="second", default=False)
+    data["target"]["arches"] = ["amd64"]
+    (project / "specs/second.yaml").write_text(yaml.safe_dump(data))
+    assert run_doit(project, "build:second") == 0
+    out = capsys.readouterr().out
+    assert executed(out) == {"stage:second:amd64", "notices:second", "drivers_iso:second", "verify:second"}
+    assert (project / "dist/second/aero-virtio-win7-drivers.iso").is_file()
+    assert not (project / "dist/sample").exists()
+
+
+def test_broken_spec_gives_one_line_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "specs/bad.yaml").write_text("schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
+    assert run_doit(project) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "specs/bad.yaml:2:9: /source: missing required key 'path'" in err
+
+
+def test_stage_failure_is_reported_without_traceback(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(project / "prebuilt/sample/win7/amd64/netkvm")
+    assert run_doit(project) != 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "driver 'netkvm' (virtio-net) not found for amd64" in text
+    assert "Traceback" not in text
+    assert not (project / "dist/sample/aero-virtio-win7-drivers.iso").exists()
+
+
+def test_clean_removes_outputs(project: Path) -> None:
+    assert run_doit(project) == 0
+    assert run_doit(project, "clean") == 0
+    assert not (project / "dist/sample/aero-virtio-win7-drivers.iso").exists()
+    assert not (project / "build/sample/stage/x86.json").exists()
+    assert not (project / "build/sample/stage/win7/x86").exists()
+    assert (project / "prebuilt/sample/win7/x86/viostor/viostor.inf").exists()
+
+
+def test_reproducible_across_folders_tz_and_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    a = make_project(tmp_path / "one")
+    b = make_project(tmp_path / "elsewhere" / "two")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert run_doit(a) == 0
+    monkeypatch.setenv("TZ", "Pacific/Chatham")
+    monkeypatch.setenv("LC_ALL", "C")
+    time.tzset()
+    old = os.umask(0o077)
+    try:
+        assert run_doit(b) == 0
+    finally:
+        os.umask(old)
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    name = "dist/sample/aero-virtio-win7-drivers.iso"
+    assert sha(a / name) == sha(b / name)
+
+
+def test_repo_dodo_lists_documented_tasks() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=REPO, capture_output=True, text=True, check=True)
+    names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    assert {"build", "stage", "notices", "drivers_iso", "verify", "fetch", "extract", "default"} <= names
+    assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines() if line.strip())

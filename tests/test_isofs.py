@@ -1,0 +1,170 @@
+"""The ISO writer: names, labels, clashes, reproducibility, and read-back by other readers."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pycdlib
+import pytest
+
+from pipeline.errors import SourceError, UsageError
+from pipeline.isofs import MediaFile, iso9660_name, source_date_epoch, write_iso
+from pipeline.verify import read_iso
+
+FILES = [
+    MediaFile("win7/amd64/vioinput/WdfCoInstaller01009.dll", data=b"dll" * 100),
+    MediaFile("win7/amd64/viostor/viostor.inf", data=b"[Version]\r\n"),
+    MediaFile("THIRD_PARTY_NOTICES.md", data=b"notices"),
+    MediaFile("virtio-win_license.txt", data=b"x" * 5000),
+    MediaFile("README.txt", data=b"readme"),
+]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name,is_dir,expected", [
+    ("viostor.inf", False, "VIOSTOR.INF;1"),
+    ("WdfCoInstaller01009.dll", False, "WDFCOINSTALLER01009.DLL;1"),
+    ("virtio-win_license.txt", False, "VIRTIO_WIN_LICENSE.TXT;1"),
+    ("a.b.c", False, "A_B.C;1"),
+    ("README", False, "README.;1"),
+    ("amd64", True, "AMD64"),
+    ("w8.1", True, "W8_1"),
+])
+def test_iso9660_name_mapping(name: str, is_dir: bool, expected: str) -> None:
+    assert iso9660_name(name, is_dir) == expected
+
+
+def test_written_iso_reads_back_with_exact_names_and_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "AERO_VIRTIO", 0)
+    content = read_iso(out)
+    assert content.label == "AERO_VIRTIO" and content.joliet_label == "AERO_VIRTIO"
+    assert content.joliet == {f.path: (hashlib.sha256(f.data or b"").hexdigest(), f.size) for f in FILES}
+    assert content.rock_ridge == set(content.joliet)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.iso"]  # no temp file left behind
+
+
+def test_long_label_full_in_pvd_cut_in_joliet(tmp_path: Path) -> None:
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "virtio-win-0.1.285-aero", 0)
+    content = read_iso(out)
+    assert content.label == "virtio-win-0.1.285-aero"
+    assert content.joliet_label == "virtio-win-0.1.2"
+
+
+@pytest.mark.parametrize("label", ["", "x" * 33, "bad label", "ünï"])
+def test_bad_labels_rejected(tmp_path: Path, label: str) -> None:
+    with pytest.raises(UsageError, match="volume label"):
+        write_iso(FILES, tmp_path / "m.iso", label, 0)
+
+
+def test_iso9660_clash_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
+    files = [MediaFile("d/a-b.inf", data=b"1"), MediaFile("d/a_b.inf", data=b"2")]
+    with pytest.raises(SourceError) as exc:
+        write_iso(files, tmp_path / "m.iso", "L", 0)
+    assert "'d/a-b.inf' and 'd/a_b.inf' map to the same ISO 9660 name 'A_B.INF;1'" in exc.value.render()
+    assert not (tmp_path / "m.iso").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overlong_joliet_name_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="longer than 64 characters"):
+        write_iso([MediaFile("d/" + "n" * 70 + ".inf", data=b"1")], tmp_path / "m.iso", "L", 0)
+
+
+def test_failed_write_keeps_previous_iso(tmp_path: Path) -> None:
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "L", 0)
+    before = sha(out)
+    with pytest.raises(SourceError):
+        write_iso([MediaFile("x/a-b", data=b"1"), MediaFile("x/a_b", data=b"2")], out, "L", 0)
+    assert sha(out) == before
+
+
+def test_same_inputs_same_bytes_and_epoch_matters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_iso(FILES, tmp_path / "a.iso", "L", 1700000000)
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    import time
+
+    time.tzset()
+    try:
+        write_iso(list(reversed(FILES)), tmp_path / "b.iso", "L", 1700000000)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    write_iso(FILES, tmp_path / "c.iso", "L", 1700000001)
+    assert sha(tmp_path / "a.iso") == sha(tmp_path / "b.iso")
+    assert sha(tmp_path / "a.iso") != sha(tmp_path / "c.iso")
+
+
+def test_clock_is_not_patched_outside_the_write(tmp_path: Path) -> None:
+    import time
+
+    write_iso(FILES, tmp_path / "a.iso", "L", 0)
+    assert time.time() > 1e9 and pycdlib.pycdlib.time is time
+
+
+def test_source_date_epoch_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert source_date_epoch() == 315532800
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234")
+    assert source_date_epoch() == 1234
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH='yesterday'"):
+        source_date_epoch()
+
+
+# --- external readers (installed by .ci/run) -------------------------------------------
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+def iso(tmp_path: Path) -> Path:
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "virtio-win-0.1.285-aero", 0)
+    return out
+
+
+def test_xorriso_sees_names_and_bytes(iso: Path, tmp_path: Path) -> None:
+    xorriso = _need("xorriso")
+    listing = subprocess.run([xorriso, "-indev", str(iso), "-find", "/", "-type", "f"], capture_output=True,
+                             text=True, check=True).stdout
+    names = sorted(line.strip("'") for line in listing.split())
+    assert names == sorted("/" + f.path for f in FILES)
+    out = tmp_path / "x"
+    subprocess.run([xorriso, "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out)], check=True,
+                   capture_output=True)
+    for f in FILES:
+        assert (out / f.path).read_bytes() == f.data
+
+
+def test_isoinfo_reads_labels_and_joliet_names(iso: Path) -> None:
+    isoinfo = _need("isoinfo")
+    info = subprocess.run([isoinfo, "-d", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
+    assert "Volume id: virtio-win-0.1.285-aero" in info
+    joliet = subprocess.run([isoinfo, "-J", "-f", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
+    assert "/win7/amd64/vioinput/WdfCoInstaller01009.dll" in joliet.split()
+    data = subprocess.run([isoinfo, "-J", "-x", "/virtio-win_license.txt", "-i", str(iso)], capture_output=True,
+                          check=True).stdout
+    assert data == b"x" * 5000
+
+
+def test_bsdtar_extracts_same_bytes(iso: Path, tmp_path: Path) -> None:
+    bsdtar = _need("bsdtar")
+    out = tmp_path / "b"
+    out.mkdir()
+    subprocess.run([bsdtar, "-xf", str(iso), "-C", str(out)], check=True, capture_output=True)
+    for f in FILES:
+        assert (out / f.path).read_bytes() == f.data

@@ -1,0 +1,167 @@
+"""Spec loading: the model, defaults, and one positioned message per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import SpecError
+from pipeline.spec import Arch, Context, load_spec, load_specs
+from tests.lib.project import REPO, make_project, sample_spec_data, write_spec
+
+
+def test_repo_specs_load() -> None:
+    specs = load_specs(Context(root=REPO))
+    names = {s.name for s in specs}
+    assert "sample" in names
+    sample = next(s for s in specs if s.name == "sample")
+    assert sample.default is True
+    assert sample.arches == (Arch.X86, Arch.AMD64)
+    assert [d.name for d in sample.drivers if d.required] == ["viostor", "netkvm"]
+    assert sample.driver("viostor").device.service == "viostor"
+    assert sample.source.path == REPO / "prebuilt" / "sample"
+    assert sample.drivers_iso.volume_label == "AERO_VIRTIO"
+
+
+def _load(tmp_path: Path, text: str) -> SpecError:
+    make_project(tmp_path, with_sample=False)
+    path = write_spec(tmp_path, "broken", text)
+    with pytest.raises(SpecError) as exc:
+        load_spec(path, Context(root=tmp_path))
+    return exc.value
+
+
+GOOD = """\
+schema_version: 1
+source:
+  kind: pack-dir
+  path: prebuilt/sample
+drivers:
+  - {name: viostor, device: virtio-blk, required: true}
+"""
+
+
+def test_minimal_spec_defaults(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    spec = load_spec(write_spec(tmp_path, "mini", GOOD), Context(root=tmp_path))
+    assert spec.name == "mini"
+    assert spec.arches == (Arch.X86, Arch.AMD64)
+    assert spec.optional_policy == "best-effort"
+    assert spec.drivers_iso.filename == "aero-virtio-win7-drivers.iso"
+    assert spec.guest_tools.signing_policy == "none"
+    assert spec.source.os_dirs_for(Arch.AMD64) == ("w7",)
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "drivers: [\n")
+    text = err.render()
+    assert text.startswith("specs/broken.yaml:")
+    assert "malformed YAML" in text and "fix:" in text
+
+
+def test_wrong_type_has_line_pointer_and_expectation(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD.replace("required: true", "required: yes-please"))
+    text = err.render()
+    assert "specs/broken.yaml:6:" in text
+    assert "/drivers/0/required" in text
+    assert "expected true or false" in text
+
+
+def test_unknown_key_suggests_closest(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "optionl: strict\n")
+    text = err.render()
+    assert "specs/broken.yaml:7:1: /optionl" in text
+    assert "unknown key 'optionl'" in text and "did you mean 'optional'?" in text
+
+
+def test_unknown_nested_key_in_source(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD.replace("  path: prebuilt/sample", "  path: prebuilt/sample\n  sha265: abc"))
+    assert "/source/sha265" in err.render() and "unknown key" in err.render()
+
+
+def test_unknown_device_is_positioned(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD.replace("virtio-blk", "virtio-bkl"))
+    text = err.render()
+    assert "specs/broken.yaml:6:" in text and "/drivers/0/device" in text
+    assert "unknown device 'virtio-bkl'" in text and "did you mean 'virtio-blk'?" in text
+
+
+def test_bad_enum_lists_choices(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "target: {arches: [arm]}\n")
+    assert "/target/arches/0" in err.render() and "'arm' is not one of x86, amd64" in err.render()
+
+
+def test_duplicate_yaml_key(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "schema_version: 1\n")
+    assert "key 'schema_version' appears twice" in err.render() and "broken.yaml:7:1" in err.render()
+
+
+def test_duplicate_driver(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "  - {name: viostor, device: virtio-blk}\n")
+    assert "/drivers/1/name" in err.render() and "listed twice" in err.render()
+
+
+def test_remote_iso_must_pin_something(tmp_path: Path) -> None:
+    text = GOOD.replace("kind: pack-dir\n  path: prebuilt/sample",
+                        "kind: virtio-win-iso\n  url: https://example.invalid/virtio-win-0.1.285.iso")
+    err = _load(tmp_path, text)
+    assert "/source" in err.render() and "sha256 or expect" in err.render()
+    assert "must be pinned" in err.render()
+
+
+def test_2k8r2_is_amd64_only(tmp_path: Path) -> None:
+    text = GOOD.replace("kind: pack-dir", "kind: virtio-win-dir") + ""
+    text = text.replace("  path: prebuilt/sample", "  path: x\n  os_dirs: {x86: [w7, 2k8R2]}")
+    err = _load(tmp_path, text)
+    assert "/source/os_dirs/x86" in err.render() and "64-bit only" in err.render()
+
+
+def test_w10_os_dir_rejected(tmp_path: Path) -> None:
+    text = GOOD.replace("kind: pack-dir", "kind: virtio-win-dir")
+    text = text.replace("  path: prebuilt/sample", "  path: x\n  os_dirs: {amd64: [w10]}")
+    err = _load(tmp_path, text)
+    assert "/source/os_dirs/amd64/0" in err.render() and "'w10' is not one of" in err.render()
+
+
+def test_several_problems_reported_together(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD.replace("virtio-blk", "nope") + "colour: red\n")
+    lines = err.render().splitlines()
+    assert len(lines) == 1  # schema errors first: the unknown key stops before device checks
+    err = _load(tmp_path, GOOD + "colour: red\noptional: maybe\n")
+    assert len(err.render().splitlines()) == 2
+
+
+def test_duplicate_spec_name_across_files(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    write_spec(tmp_path, "other", sample_spec_data())  # also says name: sample
+    with pytest.raises(SpecError) as exc:
+        load_specs(Context(root=tmp_path))
+    text = exc.value.render()
+    assert "spec name 'sample' is already used by" in text
+    assert "specs/other.yaml" in text and "specs/sample.yaml" in text and "give one of them a different name" in text
+
+
+def test_invalid_file_stem_needs_name(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    path = write_spec(tmp_path, "Bad Name", GOOD)
+    with pytest.raises(SpecError, match="not a valid spec name"):
+        load_spec(path, Context(root=tmp_path))
+
+
+def test_fingerprint_slices_are_independent() -> None:
+    ctx = Context(root=REPO)
+    spec = next(s for s in load_specs(ctx) if s.name == "sample")
+    import dataclasses
+
+    relabelled = dataclasses.replace(spec, drivers_iso=dataclasses.replace(spec.drivers_iso, volume_label="X"))
+    for stage in ("stage", "notices", "extract", "fetch"):
+        assert spec.fingerprint(stage) == relabelled.fingerprint(stage)
+    assert spec.fingerprint("drivers_iso") != relabelled.fingerprint("drivers_iso")
+    assert spec.fingerprint("verify") != relabelled.fingerprint("verify")
+
+
+def test_schema_comment_line_present_in_every_spec() -> None:
+    for path in (REPO / "specs").glob("*.yaml"):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
