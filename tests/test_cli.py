@@ -1,0 +1,106 @@
+"""The aero-media CLI: Aero-compatible build-iso/verify-iso, list-specs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.isofs import MediaFile, write_iso
+from tests.lib.project import REPO, make_project
+from tests.lib.trees import make_pack
+
+
+def test_build_iso_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out" / "drivers.iso"
+    rc = main(["--root", str(REPO), "build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(out),
+               "--label", "MY_LABEL", "--source-date-epoch", "1700000000", "--allow-placeholder-catalogs"])
+    assert rc == 0 and out.is_file()
+    assert f"Wrote {out}" in capsys.readouterr().out
+    assert main(["verify-iso", "--iso", str(out), "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and report["label"] == "MY_LABEL"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["drivers.iso"]
+
+
+def test_build_iso_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a.iso", "b.iso"):
+        assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path / name),
+                     "--source-date-epoch", "5", "--allow-placeholder-catalogs"]) == 0
+    assert (tmp_path / "a.iso").read_bytes() == (tmp_path / "b.iso").read_bytes()
+
+
+def test_build_iso_require_arch_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = make_pack(tmp_path / "pack", {"viostor": ("amd64",), "netkvm": ("amd64",)})
+    rc = main(["build-iso", "--drivers-root", str(pack), "--output", str(tmp_path / "x.iso"),
+               "--require-arch", "both", "--allow-placeholder-catalogs"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "error: driver 'viostor' (virtio-blk) not found for x86" in err
+    assert not (tmp_path / "x.iso").exists()
+    assert main(["build-iso", "--drivers-root", str(pack), "--output", str(tmp_path / "x.iso"),
+                 "--require-arch", "amd64", "--allow-placeholder-catalogs"]) == 0
+
+
+def test_verify_iso_reports_missing_required_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iso = tmp_path / "foreign.iso"
+    write_iso([MediaFile("README.txt", data=b"r"), MediaFile("win7/x86/viostor/viostor.inf", data=b"i")], iso, "X", 0)
+    assert main(["verify-iso", "--iso", str(iso), "--require-arch", "x86"]) == 1
+    err = capsys.readouterr().err
+    assert "missing required file THIRD_PARTY_NOTICES.md" in err
+    assert "missing required file win7/x86/netkvm/netkvm.inf" in err
+    assert "amd64" not in err
+
+
+def test_verify_iso_detects_tampering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iso = tmp_path / "d.iso"
+    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(iso),
+                 "--allow-placeholder-catalogs"]) == 0
+    data = bytearray(iso.read_bytes())
+    marker = b"AERO STAND-IN"
+    at = data.index(marker)
+    data[at:at + len(marker)] = b"EVIL STAND-IN"
+    iso.write_bytes(bytes(data))
+    assert main(["verify-iso", "--iso", str(iso)]) == 1
+    assert "differs from manifest.json" in capsys.readouterr().err
+
+
+def test_verify_iso_missing_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify-iso", "--iso", str(tmp_path / "nope.iso")]) == 2
+    assert "nope.iso: no such file" in capsys.readouterr().err
+
+
+def test_list_and_show_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path)
+    assert main(["--root", str(root), "list-specs"]) == 0
+    out = capsys.readouterr().out
+    assert "sample" in out and "pack-dir" in out and "yes" in out
+    assert main(["--root", str(root), "show-spec", "sample"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["slices"]["drivers_iso"]["out"] == ["aero-virtio-win7-drivers.iso", "AERO_VIRTIO"]
+    assert main(["--root", str(root), "show-spec", "nope"]) == 2
+    assert "no spec named 'nope'" in capsys.readouterr().err
+
+
+def test_bad_spec_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path)
+    (root / "specs/bad.yaml").write_text("schema_version: 2\n")
+    assert main(["--root", str(root), "list-specs"]) == 2
+    assert "specs/bad.yaml:1:17: /schema_version" in capsys.readouterr().err
+
+
+def test_usage_error_exit_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "build-iso"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "--drivers-root" in proc.stderr
+
+
+def test_build_command_runs_doit(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "build", "sample"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "dist/sample/aero-virtio-win7-drivers.iso").is_file()
