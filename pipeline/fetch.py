@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import os
 import re
 import socket
@@ -319,6 +318,7 @@ def _attempt(job: _Job, part: _PartFile) -> None:
         start = part.size
         # The longest the file may legally get: the server's own total, else the pin.
         limit = min((x for x in (total, job.size) if x is not None), default=None)
+        overflow = False
         try:
             with part.appending():
                 while True:
@@ -330,19 +330,22 @@ def _attempt(job: _Job, part: _PartFile) -> None:
                     if not chunk:
                         break
                     if limit is not None and part.size + len(chunk) > limit:
-                        part.drop()
-                        raise FetchError(
-                            f"{job.url}: the server sent more than {limit} bytes "
-                            f"({'the pinned source.size' if limit == job.size else 'its declared length'}); "
-                            "the partial file was deleted",
-                            "the remote file is not the pinned ISO (probably re-spun upstream): check it, then "
-                            f"update source.size and source.sha256 in {job.where}")
+                        overflow = True
+                        break
                     part.append(chunk)
                     if meter:
                         meter(part.size - start)
         finally:
             if meter:
                 meter.close()
+    if overflow:
+        part.drop()  # after the file is closed: Windows cannot delete an open file
+        raise FetchError(
+            f"{job.url}: the server sent more than {limit} bytes "
+            f"({'the pinned source.size' if limit == job.size else 'its declared length'}); "
+            "the partial file was deleted",
+            "the remote file is not the pinned ISO (probably re-spun upstream): check it, then "
+            f"update source.size and source.sha256 in {job.where}")
     if expected is not None and part.size < expected:
         raise _Retry("short", "the connection closed early")
 
@@ -368,8 +371,15 @@ def _start_body(job: _Job, part: _PartFile, resp: http.client.HTTPResponse, have
             part.drop()
             raise _Retry("restart", f"server sent bytes {first}-{last} (Content-Length {length}) "
                                     f"when asked for bytes {have}-")
-        if v.if_range is None:
-            v = part.validator() or v
+        old = part.validator()
+        saved_total = _saved_size(part)
+        if old and ((v.etag and old.etag and v.etag != old.etag)
+                    or (saved_total is not None and total is not None and total != saved_total)):
+            # Honoured If-Range, yet describes another file: a broken cache or server in between.
+            part.drop()
+            raise _Retry("restart", f"server resumed a different file (ETag {v.etag}, {total} bytes)")
+        if v.if_range is None and old is not None:
+            v = old
     elif status == 200:
         if have:
             # The server ignored Range, or If-Range told it the file changed: the body is the whole file.
@@ -464,12 +474,18 @@ def _give_up(job: _Job, part: _PartFile, exc: _Retry, attempts: int) -> None:
     raise FetchError(f"cannot download {job.url}: {exc.reason} ({tries})", _supply_hint(job)) from exc
 
 
-def _expected_size(part: _PartFile, job: _Job) -> str:
+def _saved_size(part: _PartFile) -> int | None:
+    """The full size the server declared when the .part was started, if it did."""
     try:
         size = read_json(part.meta).get("size")
     except (OSError, ValueError, AttributeError):
-        size = None
-    size = size if isinstance(size, int) else job.size
+        return None
+    return size if isinstance(size, int) else None
+
+
+def _expected_size(part: _PartFile, job: _Job) -> str:
+    size = _saved_size(part)
+    size = size if size is not None else job.size
     return str(size) if size is not None else "an unknown number of"
 
 

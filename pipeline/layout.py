@@ -102,7 +102,15 @@ def _index(entries: list[Entry]) -> dict[str, list[Entry]]:
     return children
 
 
-def _package_files(entries_by_dir: dict[str, list[Entry]], folder: Entry, where: str) -> list[PackageFile]:
+def _is_core_file(name: str, driver: str) -> bool:
+    """Files a package cannot work without: any INF, and <driver>.sys/.cat."""
+    low = name.lower()
+    return low.endswith(".inf") or low in (f"{driver}.sys", f"{driver}.cat")
+
+
+def _package_files(entries_by_dir: dict[str, list[Entry]], folder: Entry, where: str, driver: str,
+                   skipped: list[str] | None) -> list[PackageFile]:
+    """List a package folder's files; ``skipped`` collects links when they may be skipped, else links fail."""
     files: list[PackageFile] = []
     todo = [folder]
     while todo:
@@ -112,6 +120,9 @@ def _package_files(entries_by_dir: dict[str, list[Entry]], folder: Entry, where:
             if e.kind == DIR:
                 todo.append(e)
             elif e.kind == SYMLINK:
+                if skipped is not None and not _is_core_file(e.name, driver):
+                    skipped.append(f"{where}: skipped symbolic link {e.path!r} (links are never followed)")
+                    continue
                 raise UnsafePathError(f"{where}: {e.path!r} is a symbolic link; links are never followed",
                                       "replace the link with the real file in the input")
             elif e.kind != FILE:
@@ -150,13 +161,15 @@ def _resolve_folder(by_dir: dict[str, list[Entry]], path: str, where: str) -> En
     return entry
 
 
-def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = None) -> Selection:
+def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = None,
+           skip_links: bool = False) -> Selection:
     """Apply the selection rules of ``spec`` to a tree's entries.
 
     Raises :class:`SourceError` when a required driver is missing on a target arch
     (naming every folder looked at) or, under ``optional: strict``, when an optional
     one is. Package file names are checked for Windows safety and case clashes here,
-    before anything is written.
+    before anything is written. Symbolic links fail, unless ``skip_links`` (upstream
+    ISOs), where a link is skipped with a warning unless it stands for a core file.
     """
     layout = layout or LAYOUT_OF_SOURCE[spec.source.kind]
     pattern = LAYOUTS[layout]
@@ -166,6 +179,7 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
     by_dir = _index(entries)
     found: dict[tuple[str, Arch], Package] = {}
     looked: dict[tuple[str, Arch], list[str]] = {}
+    skipped: list[str] | None = [] if skip_links else None
     for drv in spec.drivers:
         for arch in spec.arches:
             tried: list[str] = []
@@ -174,7 +188,7 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
                 folder = _resolve_folder(by_dir, path, where)
                 if folder is None:
                     continue
-                files = _package_files(by_dir, folder, where)
+                files = _package_files(by_dir, folder, where, drv.name, skipped)
                 if not any(f.rel.lower().endswith(".inf") and "/" not in f.rel for f in files):
                     tried[-1] += " (no .inf)"
                     continue
@@ -184,7 +198,7 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
 
     strict = spec.optional_policy == "strict"
     problems: list[str] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(skipped or [])
     missing: list[Missing] = []
     for drv in spec.drivers:
         absent = [a for a in spec.arches if (drv.name, a) not in found]

@@ -92,17 +92,6 @@ def _source_files(spec: Spec) -> list[str]:
     return sorted(str(path / e.path) for e in DirTree(path).entries() if e.kind == FILE)
 
 
-def iso_input(spec: Spec, ctx: Context) -> Path:
-    """The ISO file the extract stage reads: the local path if present, else the cache entry."""
-    from .fetch import cache_file_for
-
-    src = spec.source
-    if src.path is not None and (src.path.exists() or src.url is None):
-        return src.path
-    assert src.url is not None
-    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
-
-
 def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
     if spec.source.is_iso:
         return [str(SpecPaths(spec, ctx).provenance)]
@@ -119,7 +108,7 @@ def task_fetch() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        iso = iso_input(spec, ctx)
+        iso = upstream.iso_input(spec, ctx)
         local = spec.source.path is not None and iso == spec.source.path
         yield {
             "name": spec.name,
@@ -147,7 +136,7 @@ def task_extract() -> Iterator[Task]:
             "name": spec.name,
             "doc": f"extract Windows 7 drivers for {spec.name}",
             "actions": [run_stage(upstream.extract_stage, spec, ctx)],
-            "file_dep": [str(iso_input(spec, ctx)), str(p.fetch_record)],
+            "file_dep": [str(upstream.iso_input(spec, ctx)), str(p.fetch_record)],
             "targets": [str(p.provenance)],
             "uptodate": _uptodate(spec, "extract"),
             "clean": [(remove_tree, [p.extract_dir]), (remove_tree, [p.provenance])],

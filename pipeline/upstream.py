@@ -1,17 +1,152 @@
-"""The upstream virtio-win ISO stages: fetch (locate, download, prove) and extract (stream out)."""
+"""The upstream virtio-win ISO stages: fetch (locate, download, prove) and extract (stream out).
+
+Extraction walks the ISO once, applies the same selection rules as directory
+sources, and copies out only the Windows 7 driver folders, the root licence files
+and ``data/info.json``. ``build/<spec>/provenance.json`` records where every byte
+came from; it never holds an absolute path outside the repo or ``~``.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
+from . import log
+from .errors import SourceError
+from .fetch import cache_file_for, obtain_iso
+from .fsutil import copy_fp_hashed, read_json, relpath_for_humans, staging_dir, write_json_atomic
+from .inf import parse_inf
+from .isoread import IsoTree
+from .layout import Selection, select
+from .paths import SpecPaths
 from .spec import Context, Spec
+from .tree import Entry, Tree
+
+PROVENANCE_SCHEMA = 1
+_LABEL_VERSION = re.compile(r"^virtio-win-(\d[\w.\-]*)$", re.IGNORECASE)
+
+
+def version_from_label(label: str) -> str | None:
+    """Return ``X`` of a ``virtio-win-X`` volume label (RPM release is never in it)."""
+    m = _LABEL_VERSION.match(label.strip())
+    return m.group(1) if m else None
+
+
+def iso_input(spec: Spec, ctx: Context) -> Path:
+    """The ISO file extraction reads: the local ``path`` when present, else the cache entry."""
+    src = spec.source
+    if src.path is not None and (src.path.exists() or src.url is None):
+        return src.path
+    assert src.url is not None
+    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
 
 
 def fetch_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
-    """Placeholder until fetch lands."""
-    raise NotImplementedError
+    """Locate or download the spec's ISO, prove its bytes, and record where it is."""
+    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display)
+    record = {
+        "schema_version": 1,
+        "path": relpath_for_humans(res.path, ctx.root),
+        "sha256": res.sha256,
+        "size": res.size,
+        "origin": res.origin,
+        "url": res.url,
+    }
+    write_json_atomic(SpecPaths(spec, ctx).fetch_record, record)
+    log.info(f"{spec.name}: ISO ready ({res.origin}), sha256 {res.sha256}")
+    return record
+
+
+def _copy(tree: Tree, entry: Entry, dest: Path, progress: log.Progress) -> dict[str, Any]:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tree.open(entry) as src, open(dest, "wb") as out:
+        digest, size = copy_fp_hashed(src, out, lambda n: progress.advance(n))
+    progress.advance(0, files=1)
+    dest.chmod(0o644)  # upstream files are 0444; ours must be removable
+    return {"iso_path": entry.path, "sha256": digest, "size": size}
+
+
+def _info_versions(info_path: Path) -> dict[str, str]:
+    """Map lower-cased INF paths in data/info.json to their driver_version."""
+    try:
+        data = json.loads(info_path.read_text("utf-8"))
+        return {d["inf_path"].lower(): d["driver_version"] for d in data.get("drivers", [])
+                if isinstance(d, dict) and "inf_path" in d and "driver_version" in d}
+    except (OSError, ValueError, AttributeError, TypeError):
+        log.warn(f"{info_path.name}: not the JSON shape upstream writes; DriverVer not cross-checked")
+        return {}
+
+
+def _driver_ver(path: Path) -> str | None:
+    line = parse_inf(path.read_bytes(), path.name).version_value("DriverVer")
+    return ",".join(v.strip() for v in line.values) if line is not None else None
 
 
 def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
-    """Placeholder until extract lands."""
-    raise NotImplementedError
+    """Copy the selected Windows 7 packages and licence files out of the ISO; write provenance."""
+    paths = SpecPaths(spec, ctx)
+    paths.provenance.unlink(missing_ok=True)
+    fetched = read_json(paths.fetch_record)
+    iso_path = iso_input(spec, ctx)
+    with IsoTree.open_path(iso_path, iso_path.name) as tree:
+        entries = tree.entries()
+        selection: Selection = select(entries, spec, tree.display, "virtio-win", skip_links=True)
+        for w in selection.warnings:
+            log.warn(w)
+        wanted = [f.entry for p in selection.packages for f in p.files] + list(selection.notices)
+        if selection.info_json is not None:
+            wanted.append(selection.info_json)
+        progress = log.Progress(f"extract {iso_path.name}", sum(e.size for e in wanted))
+        copied: dict[str, dict[str, Any]] = {}
+        with staging_dir(paths.extract_dir) as out:
+            for entry in wanted:
+                if entry.path not in copied:  # notices may be listed once per arch
+                    copied[entry.path] = _copy(tree, entry, out / entry.path, progress)
+            progress.close()
+            infos = _info_versions(out / selection.info_json.path) if selection.info_json else {}
+            packages = []
+            warnings = list(selection.warnings)
+            for p in selection.packages:
+                infs = [f for f in p.files if f.rel.lower().endswith(".inf") and "/" not in f.rel]
+                ver = _driver_ver(out / infs[0].entry.path) if infs else None
+                listed = infs and infs[0].entry.path.lower() in infos
+                if listed and ver is not None and infos[infs[0].entry.path.lower()].replace(" ", "") != ver:
+                    warnings.append(f"{infs[0].entry.path}: DriverVer {ver} differs from data/info.json "
+                                    f"({infos[infs[0].entry.path.lower()]})")
+                packages.append({
+                    "driver": p.driver.name,
+                    "arch": p.arch.value,
+                    "os_dir": p.os_dir,
+                    "iso_dir": p.source_dir,
+                    "driver_ver": ver,
+                    "files": [{"path": f.rel, **copied[f.entry.path]} for f in p.files],
+                })
+        label = tree.volume_label
+        reader = tree.reader
+    for w in warnings[len(selection.warnings):]:
+        log.warn(w)
+    provenance = {
+        "schema_version": PROVENANCE_SCHEMA,
+        "source": {
+            "kind": spec.source.kind,
+            "url": spec.source.url,
+            "path": fetched["path"],
+            "sha256": fetched["sha256"],
+            "size": fetched["size"],
+            "volume_label": label,
+            "version": version_from_label(label),
+            "reader": reader,
+        },
+        "packages": packages,
+        "notice_files": [copied[e.path] for e in selection.notices],
+        "info_json": copied.get(selection.info_json.path) if selection.info_json else None,
+        "missing_optional": [m.to_json() for m in selection.missing_optional],
+        "warnings": warnings,
+    }
+    if not packages:
+        raise SourceError(f"{iso_path.name}: no Windows 7 driver package selected", "check the spec's drivers")
+    write_json_atomic(paths.provenance, provenance)
+    log.info(f"extracted {len(copied)} files from {iso_path.name} ({reader} names, label {label!r})")
+    return provenance

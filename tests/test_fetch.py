@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ import pytest
 from pipeline.errors import ChecksumMismatch, FetchError, IncompleteDownload
 from pipeline.fetch import FetchResult, cache_file_for, download, obtain_iso
 from pipeline.spec import Source
-from tests.lib.httpserver import DEFAULT_LAST_MODIFIED, etag_for, free_port, serve
+from tests.lib.httpserver import DEFAULT_LAST_MODIFIED, TestServer, etag_for, free_port, serve
+from tests.lib.httpserver import http_serve  # noqa: F401 - a fixture; importing it registers it here
 
 # Deterministic, incompressible-looking payload of a few chunks' worth of bytes.
 DATA = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(40_000))  # 1.28 MB
@@ -88,7 +90,6 @@ def test_cache_hit_makes_no_request(tmp_path: Path) -> None:
 
 
 def test_damaged_cache_file_is_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    final = cache_file_for(tmp_path, "http://x/" + NAME, SHA)
     with serve({PATH: DATA}) as srv:
         final = cache_file_for(tmp_path, srv.url(PATH), SHA)
         final.parent.mkdir(parents=True)
@@ -210,6 +211,13 @@ def test_content_range_offset_mismatch_restarts_cleanly(tmp_path: Path) -> None:
     assert result.path.read_bytes() == DATA
 
 
+def test_resumed_body_claiming_another_file_restarts(tmp_path: Path) -> None:
+    with serve({PATH: DATA}, cut_after=100_000, cut_times=1, range_etag='"other"') as srv:
+        result = download(srv.url(PATH), tmp_path / NAME, None, **FAST)
+    assert [r.headers.get("range") for r in srv.requests] == [None, "bytes=100000-", None]
+    assert result.path.read_bytes() == DATA
+
+
 def test_complete_part_is_finished_without_a_request(tmp_path: Path) -> None:
     (tmp_path / (NAME + ".part")).write_bytes(DATA)
     with serve({PATH: DATA}) as srv:
@@ -305,6 +313,14 @@ def test_close_delimited_body_cut_short_is_retried(tmp_path: Path) -> None:
     with serve({PATH: DATA}, content_length=False, cut_after=1234, cut_times=1) as srv:
         result = download(srv.url(PATH), tmp_path / NAME, None, size=len(DATA), **FAST)
     assert len(srv.requests) == 2 and result.path.read_bytes() == DATA
+
+
+def test_file_on_disk_served_by_the_fixture_resumes(tmp_path: Path, http_serve: Callable[..., TestServer]) -> None:
+    iso = tmp_path / "served.iso"
+    iso.write_bytes(DATA)
+    srv = http_serve({"/f.iso": iso}, cut_after=700_000, cut_times=1)
+    result = download(srv.url("/f.iso"), tmp_path / "out" / "f.iso", SHA, **FAST)
+    assert srv.requests[1].headers["range"] == "bytes=700000-" and result.path.read_bytes() == DATA
 
 
 def test_redirect_is_followed(tmp_path: Path) -> None:

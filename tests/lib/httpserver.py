@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 import socket
 import threading
@@ -51,6 +52,7 @@ class Faults:
     last_modified: str | None = DEFAULT_LAST_MODIFIED
     content_length: bool = True        # False: no Content-Length, the body ends when the connection closes
     range_skew: int = 0                # lie: Content-Range starts this many bytes off what is actually sent
+    range_etag: str | None = None      # lie: this ETag on 206 responses (a resumed body claiming another file)
     extra_body: bytes = b""            # lie: bytes sent after the declared body (needs content_length=False to be seen)
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
 
@@ -84,7 +86,7 @@ class TestServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def url(self, path: str) -> str:
         """Return the full URL of ``path`` on this server."""
@@ -141,8 +143,6 @@ def _open(content: bytes | Path) -> tuple[BinaryIO, int]:
     if isinstance(content, Path):
         fp = open(content, "rb")  # noqa: SIM115 - closed by the caller
         return fp, content.stat().st_size
-    import io
-
     return io.BytesIO(content), len(content)
 
 
@@ -192,7 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Accept-Ranges", "bytes" if f.ranges else "none")
-            if etag:
+            if status == 206 and f.range_etag:
+                self.send_header("ETag", f.range_etag)
+            elif etag:
                 self.send_header("ETag", etag)
             if f.last_modified:
                 self.send_header("Last-Modified", f.last_modified)
