@@ -1,0 +1,178 @@
+"""The virtio-win ISO source end to end: download, extract, provenance, notices, incremental reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.isoread import IsoTree
+from pipeline.verify import read_iso
+from tests.lib.httpserver import serve
+from tests.lib.project import make_project, run_doit, write_spec
+from tests.lib.upstream import HOSTILE_KINDS, make_hostile_iso, make_iso, make_upstream_tree
+
+DRIVERS = [
+    {"name": "viostor", "device": "virtio-blk", "required": True},
+    {"name": "netkvm", "device": "virtio-net", "required": True},
+    {"name": "vioinput", "device": "virtio-input", "required": False},
+    {"name": "viosnd", "device": "virtio-snd", "required": False},
+]
+
+
+def executed(out: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^\.  (\S+)", out, re.M)}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def upstream_iso(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+    work = tmp_path_factory.mktemp("upstream")
+    files = make_upstream_tree(work / "src")
+    return make_iso(work / "src", work / "virtio-win-0.1.285.iso", style="rr"), files
+
+
+def iso_spec(root: Path, source: dict[str, Any], **extra: Any) -> Path:
+    data = {"schema_version": 1, "name": "vw", "source": {"kind": "virtio-win-iso", **source}, "drivers": DRIVERS,
+            **extra}
+    return write_spec(root, "vw", data)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AERO_MEDIA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AERO_MEDIA_PROGRESS", "never")
+    return make_project(tmp_path / "proj", with_sample=False)
+
+
+def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Path, dict[str, bytes]],
+                                           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    iso, files = upstream_iso
+    data = iso.read_bytes()
+    with serve({"/virtio-win-0.1.285.iso": data}) as server:
+        iso_spec(project, {"url": server.url("/virtio-win-0.1.285.iso"), "sha256": sha(data)})
+        assert run_doit(project, "build:vw") == 0
+        out = capsys.readouterr().out
+        assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "notices:vw",
+                                 "drivers_iso:vw", "verify:vw"}
+        assert len(server.requests) == 1
+
+        # Extracted bytes are the fixture's, with ordinary modes.
+        extracted = project / "build/vw/extract"
+        for path in ("viostor/w7/amd64/viostor.sys", "NetKVM/w7/x86/netkvm.inf",
+                     "vioinput/w7/amd64/WdfCoInstaller01009.dll", "virtio-win_license.txt", "data/info.json"):
+            assert (extracted / path).read_bytes() == files[path], path
+            assert (extracted / path).stat().st_mode & 0o777 == 0o644
+        assert not any(p.suffix == ".pdb" for p in extracted.rglob("*"))
+        assert not (extracted / "viostor/w10").exists() and not (extracted / "amd64").exists()
+
+        prov = json.loads((project / "build/vw/provenance.json").read_text())
+        src = prov["source"]
+        assert src["sha256"] == sha(data) and src["size"] == len(data)
+        assert src["volume_label"] == "virtio-win-0.1.285" and src["version"] == "0.1.285" and src["reader"] == "rr"
+        pkg = next(p for p in prov["packages"] if p["driver"] == "netkvm" and p["arch"] == "amd64")
+        assert pkg["os_dir"] == "w7" and pkg["iso_dir"] == "NetKVM/w7/amd64"
+        inf_ver = re.search(rb"DriverVer\s*=\s*([^\r\n;]+)", files["NetKVM/w7/amd64/netkvm.inf"])
+        assert inf_ver is not None and pkg["driver_ver"] == inf_ver.group(1).decode().replace(" ", "").strip()
+        rec = next(f for f in pkg["files"] if f["path"] == "netkvm.sys")
+        assert rec["sha256"] == sha(files["NetKVM/w7/amd64/netkvm.sys"])
+        assert {m["driver"] for m in prov["missing_optional"]} == {"viosnd"}
+        text = json.dumps(prov)
+        assert str(project) not in text and "/tmp" not in text and str(Path.home()) not in text
+
+        # The media carry the licence, generated notices and the provenance.
+        content = read_iso(project / "dist/vw/aero-virtio-win7-drivers.iso")
+        assert "licenses/virtio-win/virtio-win_license.txt" in content.joliet
+        assert "win7/amd64/vioinput/WdfCoInstaller01009.dll" in content.joliet
+        notices = (project / "build/vw/notices/THIRD_PARTY_NOTICES.md").read_text()
+        assert sha(data) in notices and "0.1.285" in notices and "`win7/x86/viostor/viostor.sys`" in notices
+
+        # Second run: nothing runs, no request, no ISO opened.
+        def no_open(*_a: Any, **_k: Any) -> None:
+            raise AssertionError("the ISO was opened on a no-op run")
+
+        monkeypatch.setattr(IsoTree, "open_path", no_open)
+        assert run_doit(project, "build:vw") == 0
+        assert executed(capsys.readouterr().out) == set()
+        assert len(server.requests) == 1
+
+
+def test_output_change_does_not_reextract_and_expect_rechecks(
+        project: Path, upstream_iso: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    iso, files = upstream_iso
+    spec = iso_spec(project, {"path": str(iso)})
+    assert run_doit(project, "build:vw") == 0
+    capsys.readouterr()
+    data = yaml.safe_load(spec.read_text())
+    data["outputs"] = {"drivers_iso": {"volume_label": "AERO_NEW"}}
+    spec.write_text(yaml.safe_dump(data))
+    assert run_doit(project, "build:vw") == 0
+    assert executed(capsys.readouterr().out) == {"drivers_iso:vw", "verify:vw"}
+
+    good = sha(files["viostor/w7/amd64/viostor.sys"])
+    data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": good}
+    spec.write_text(yaml.safe_dump(data))
+    assert run_doit(project, "build:vw") == 0
+    ran = executed(capsys.readouterr().out)
+    assert "extract:vw" not in ran and "fetch:vw" not in ran and "stage:vw:amd64" in ran
+
+    data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": "f" * 64}
+    spec.write_text(yaml.safe_dump(data))
+    assert run_doit(project, "build:vw") != 0
+    out = capsys.readouterr()
+    assert f"win7/amd64/viostor/viostor.sys: sha256 {good} does not match the pin {'f' * 64}" in out.out + out.err
+    assert "extract:vw" not in executed(out.out)
+
+
+def test_rr_joliet_style_reads_rock_ridge_names(project: Path, tmp_path: Path) -> None:
+    make_upstream_tree(tmp_path / "src")
+    iso = make_iso(tmp_path / "src", tmp_path / "old.iso", style="rr-joliet", label="virtio-win-0.1.171")
+    iso_spec(project, {"path": str(iso)})
+    assert run_doit(project, "build:vw") == 0
+    prov = json.loads((project / "build/vw/provenance.json").read_text())
+    assert prov["source"]["reader"] == "rr" and prov["source"]["version"] == "0.1.171"
+    assert any(p["iso_dir"] == "NetKVM/w7/x86" for p in prov["packages"])
+
+
+def test_missing_licence_is_an_error(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_upstream_tree(tmp_path / "src")
+    (tmp_path / "src/virtio-win_license.txt").unlink()
+    iso = make_iso(tmp_path / "src", tmp_path / "nolic.iso")
+    iso_spec(project, {"path": str(iso)})
+    assert run_doit(project, "build:vw") != 0
+    out = capsys.readouterr()
+    assert "no licence file at the root of the source" in out.out + out.err
+    assert "source.license_file" in out.out + out.err
+    lic = tmp_path / "LICENSE.txt"
+    lic.write_text("Redistribution and use in source and binary forms ... Neither the name ...")
+    iso_spec(project, {"path": str(iso), "license_file": str(lic)})
+    assert run_doit(project, "build:vw") == 0
+    assert "BSD-3-Clause" in (project / "build/vw/notices/THIRD_PARTY_NOTICES.md").read_text()
+
+
+@pytest.mark.parametrize("kind", sorted(set(HOSTILE_KINDS) - {"joliet-traversal"}))
+def test_hostile_isos_are_rejected_and_nothing_escapes(kind: str, project: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = make_hostile_iso(tmp_path / "evil" / f"{kind}.iso", kind)
+    iso_spec(project, {"path": str(hostile.path)})
+    before = {p for p in tmp_path.rglob("*")}
+    rc = run_doit(project, "build:vw")
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc != 0, text
+    assert "Traceback" not in text
+    assert "error:" in text
+    new = {p for p in tmp_path.rglob("*")} - before
+    outside = [p for p in new if not p.is_relative_to(project / "build") and p.name != ".doit.db"
+               and not p.is_relative_to(project / "dist")]
+    assert outside == [], outside
+    assert not (project / "build/vw/provenance.json").exists()
+    assert not list((project / "build").rglob("evil*"))
