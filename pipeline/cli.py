@@ -150,6 +150,50 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0 if rc == 0 else (1 if rc == 1 else 2)
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Download (or locate) a spec's virtio-win ISO into the cache and prove its bytes."""
+    from .fetch import obtain_iso
+
+    ctx = _ctx(args)
+    spec = _find_spec(ctx, args.spec)
+    if not spec.source.is_iso:
+        raise UsageError(f"spec {spec.name!r} reads a {spec.source.kind}, not an ISO", "nothing to fetch")
+    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display)
+    print(f"{res.path}  sha256={res.sha256}  size={res.size}  ({res.origin})")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
+    from .fsutil import relpath_for_humans, sha256_file, write_json_atomic
+    from .upstream import extract_iso
+
+    iso = Path(args.virtio_win_iso)
+    out = Path(args.out_root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out}: exists and is not an empty folder", "choose a new or empty --out-root")
+    names = [n.strip().lower() for n in args.drivers.split(",") if n.strip()]
+    known = {n: (d, r) for n, d, r in DEFAULT_DRIVERS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"--drivers: unknown driver(s) {', '.join(unknown)}", f"use some of: {', '.join(known)}")
+    ctx = Context(root=Path(args.root).absolute())
+    data: dict[str, Any] = {
+        "schema_version": 1, "name": "extract",
+        "source": {"kind": "virtio-win-iso", "path": str(iso.absolute())},
+        "drivers": [{"name": n, "device": known[n][0], "required": known[n][1]} for n in names],
+        "optional": "strict" if args.strict_optional else "best-effort",
+    }
+    spec = spec_from_mapping(data, ctx, "command line")
+    if not iso.is_file():
+        raise UsageError(f"{iso}: no such file", "give the path of a virtio-win ISO with --virtio-win-iso")
+    digest, size = sha256_file(iso)
+    prov = extract_iso(spec, iso, out, {"path": relpath_for_humans(iso), "sha256": digest, "size": size})
+    write_json_atomic(out / "virtio-win-provenance.json", prov)
+    print(f"Extracted {sum(len(p['files']) for p in prov['packages'])} files to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``aero-media``."""
     ap = argparse.ArgumentParser(prog="aero-media", description="Build Windows 7 virtio driver media for Aero.")
@@ -177,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iso", required=True)
     p.add_argument("--require-arch", choices=list(ARCH_CHOICES), default="both")
     p.add_argument("--report", help="also write the JSON report here")
+
+    p = add("fetch", cmd_fetch)
+    p.add_argument("spec", help="spec name")
+    p.add_argument("--cache-dir", help="download cache (default: $AERO_MEDIA_CACHE, else ~/.cache/aero-virtio-media)")
+
+    p = add("extract", cmd_extract)
+    p.add_argument("--virtio-win-iso", required=True)
+    p.add_argument("--out-root", required=True, help="new or empty folder; gets <Driver>/<os>/<arch>/ as on the ISO")
+    p.add_argument("--drivers", default=",".join(n for n, _, _ in DEFAULT_DRIVERS),
+                   help="comma-separated (default: all four; viostor and netkvm are required)")
+    p.add_argument("--strict-optional", action="store_true", help="fail when an optional driver is missing")
 
     add("list-specs", cmd_list_specs)
     p = add("show-spec", cmd_show_spec)

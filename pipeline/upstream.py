@@ -84,12 +84,12 @@ def _driver_ver(path: Path) -> str | None:
     return ",".join(v.strip() for v in line.values) if line is not None else None
 
 
-def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
-    """Copy the selected Windows 7 packages and licence files out of the ISO; write provenance."""
-    paths = SpecPaths(spec, ctx)
-    paths.provenance.unlink(missing_ok=True)
-    fetched = read_json(paths.fetch_record)
-    iso_path = iso_input(spec, ctx)
+def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: dict[str, Any]) -> dict[str, Any]:
+    """Copy the spec's Windows 7 packages and licence files from ``iso_path`` into ``out_dir``.
+
+    ``out_dir`` is replaced as a whole, only on success. ``fetched`` describes the
+    ISO (path for humans, sha256, size). Returns the provenance record.
+    """
     with IsoTree.open_path(iso_path, iso_path.name) as tree:
         entries = tree.entries()
         selection: Selection = select(entries, spec, tree.display, "virtio-win", skip_links=True)
@@ -100,9 +100,9 @@ def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
             wanted.append(selection.info_json)
         progress = log.Progress(f"extract {iso_path.name}", sum(e.size for e in wanted))
         copied: dict[str, dict[str, Any]] = {}
-        with staging_dir(paths.extract_dir) as out:
+        with staging_dir(out_dir) as out:
             for entry in wanted:
-                if entry.path not in copied:  # notices may be listed once per arch
+                if entry.path not in copied:
                     copied[entry.path] = _copy(tree, entry, out / entry.path, progress)
             progress.close()
             infos = _info_versions(out / selection.info_json.path) if selection.info_json else {}
@@ -123,11 +123,15 @@ def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
                     "driver_ver": ver,
                     "files": [{"path": f.rel, **copied[f.entry.path]} for f in p.files],
                 })
+            if not packages:
+                raise SourceError(f"{iso_path.name}: no Windows 7 driver package selected",
+                                  "check the spec's drivers")
         label = tree.volume_label
         reader = tree.reader
     for w in warnings[len(selection.warnings):]:
         log.warn(w)
-    provenance = {
+    log.info(f"extracted {len(copied)} files from {iso_path.name} ({reader} names, label {label!r})")
+    return {
         "schema_version": PROVENANCE_SCHEMA,
         "source": {
             "kind": spec.source.kind,
@@ -145,8 +149,12 @@ def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
         "missing_optional": [m.to_json() for m in selection.missing_optional],
         "warnings": warnings,
     }
-    if not packages:
-        raise SourceError(f"{iso_path.name}: no Windows 7 driver package selected", "check the spec's drivers")
+
+
+def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
+    """The extract task: stream the selected files into build/<spec>/extract/ and write provenance.json."""
+    paths = SpecPaths(spec, ctx)
+    paths.provenance.unlink(missing_ok=True)
+    provenance = extract_iso(spec, iso_input(spec, ctx), paths.extract_dir, read_json(paths.fetch_record))
     write_json_atomic(paths.provenance, provenance)
-    log.info(f"extracted {len(copied)} files from {iso_path.name} ({reader} names, label {label!r})")
     return provenance

@@ -176,3 +176,38 @@ def test_hostile_isos_are_rejected_and_nothing_escapes(kind: str, project: Path,
     assert outside == [], outside
     assert not (project / "build/vw/provenance.json").exists()
     assert not list((project / "build").rglob("evil*"))
+
+
+def test_cli_extract_writes_tree_and_provenance(upstream_iso: tuple[Path, dict[str, bytes]], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    iso, files = upstream_iso
+    out = tmp_path / "out"
+    assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(out), "--drivers", "viostor,netkvm"]) == 0
+    assert (out / "viostor/w7/x86/viostor.inf").read_bytes() == files["viostor/w7/x86/viostor.inf"]
+    prov = json.loads((out / "virtio-win-provenance.json").read_text())
+    assert {p["driver"] for p in prov["packages"]} == {"viostor", "netkvm"}
+    assert prov["source"]["sha256"] == sha(iso.read_bytes())
+    # A non-empty out-root is refused; strict optional fails on the missing viosnd.
+    assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(out)]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+    assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(tmp_path / "o2"),
+                 "--strict-optional"]) == 2
+    assert "optional driver 'viosnd'" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_fetch(project: Path, upstream_iso: tuple[Path, dict[str, bytes]],
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    iso, _ = upstream_iso
+    data = iso.read_bytes()
+    with serve({"/v.iso": data}) as server:
+        iso_spec(project, {"url": server.url("/v.iso"), "sha256": sha(data)})
+        assert main(["--root", str(project), "fetch", "vw"]) == 0
+        assert main(["--root", str(project), "fetch", "vw"]) == 0
+        assert len(server.requests) == 1
+    out = capsys.readouterr().out
+    assert f"sha256={sha(data)}" in out and "(download)" in out and "(cache)" in out
