@@ -22,17 +22,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+# A small wrapper process runs each step: on Linux a forked child starts with its
+# parent's RSS, so measuring children of this (large) process would overstate them.
+_WRAP = ("import resource, subprocess, sys\n"
+         "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+         "sys.stderr.write('\\nMAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+         "sys.exit(r.returncode)\n")
+
+
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Run a command; return (seconds, peak RSS in MiB) of that process tree's largest member."""
+    """Run a command; return (seconds, peak RSS in MiB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *argv], cwd=cwd, env={**os.environ, **(env or {})},
+                          stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise SystemExit(f"bench step failed: {' '.join(argv)}\n{err[-2000:]}")
-    return elapsed, usage.ru_maxrss // 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"bench step failed: {' '.join(argv)}\n{proc.stderr[-2000:]}")
+    rss_kib = int(proc.stderr.rsplit("MAXRSS ", 1)[1].split()[0])
+    return elapsed, rss_kib // 1024
 
 
 def best_of(n: int, argv: list[str], cwd: Path, env: dict[str, str] | None = None,
@@ -69,6 +76,7 @@ def make_project(root: Path, total_mb: int) -> None:
 
 
 def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
+    tmp.mkdir(parents=True, exist_ok=True)
     proj = tmp / "proj"
     make_project(proj, size_mb)
     env = {"PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": "1700000000"}
@@ -101,16 +109,96 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
     return lines
 
 
+def make_upstream_project(root: Path, iso_mb: int) -> Path:
+    """A project with a virtio-win-iso spec reading an upstream-like ISO of about ``iso_mb`` MB."""
+    from tests.lib.project import make_project, write_spec
+    from tests.lib.upstream import make_iso, make_upstream_tree
+
+    make_project(root, with_sample=False)
+    shutil.copyfile(REPO / "dodo.py", root / "dodo.py")
+    src = root / "src"
+    make_upstream_tree(src, payload="realistic")
+    # Everything that is not a Windows 7 driver: the bulk of a real ISO.
+    filler = src / "guest-agent"
+    filler.mkdir(exist_ok=True)
+    have = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    rnd = os.urandom(1024 * 1024)
+    left = max(iso_mb * 1024 * 1024 - have, 0)
+    n = 0
+    while left > 0:
+        chunk = min(left, 100 * 1024 * 1024)
+        with open(filler / f"filler-{n}.msi", "wb") as fp:
+            for i in range(chunk // len(rnd)):
+                fp.write(rnd[i % 13:] + rnd[: i % 13])
+        left -= chunk
+        n += 1
+    iso = make_iso(src, root / "virtio-win.iso", style="rr")
+    shutil.rmtree(src)
+    drivers = [{"name": "viostor", "device": "virtio-blk", "required": True},
+               {"name": "netkvm", "device": "virtio-net", "required": True},
+               {"name": "vioinput", "device": "virtio-input", "required": False}]
+    write_spec(root, "vw", {"schema_version": 1, "name": "vw", "default": True, "drivers": drivers,
+                            "source": {"kind": "virtio-win-iso", "path": "virtio-win.iso"}})
+    return iso
+
+
+def bench_upstream(tmp: Path, iso_mb: int) -> list[str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONPATH": str(REPO), "AERO_MEDIA_CACHE": str(tmp / "cache")}
+    big = tmp / "big"
+    iso = make_upstream_project(big, iso_mb)
+    size_mb = iso.stat().st_size / 2**20
+    doit = [sys.executable, "-m", "doit"]
+    clean = ["rm", "-rf", "build", ".doit.db"]
+    t_ours, rss_ours = best_of(3, doit + ["extract:vw"], big, env, before=clean)
+    extracted = big / "build" / "vw" / "extract"
+    payload = sum(p.stat().st_size for p in extracted.rglob("*") if p.is_file())
+    t_hash, _ = best_of(3, ["sha256sum", str(iso)], big)
+    t_copy, _ = best_of(3, ["cp", "-r", str(extracted), str(tmp / "copy")], big, before=["rm", "-rf", str(tmp / "copy")])
+    floor = t_hash + t_copy
+    lines = [f"upstream ISO: {size_mb:.0f} MB, Windows 7 payload {payload / 2**20:.1f} MB",
+             f"  cold fetch(local path)+extract: ours {t_ours:.2f}s (peak RSS {rss_ours} MiB) vs floor "
+             f"sha256sum+cp {floor:.2f}s: ratio {t_ours / floor:.2f}"]
+    subset = [str(p.relative_to(extracted)) for p in extracted.rglob("*") if p.is_file()]
+    sevenz = shutil.which("7z")
+    xorriso = shutil.which("xorriso")
+    if sevenz:
+        t7, _ = best_of(3, [sevenz, "x", "-y", f"-o{tmp / 'x7'}", str(iso), *subset], big,
+                        before=["rm", "-rf", str(tmp / "x7")])
+        lines.append(f"  vs 7z x of the same subset (no hashing) {t7:.2f}s: ratio {t_ours / t7:.2f}")
+    if xorriso:
+        args = [xorriso, "-osirrox", "on", "-indev", str(iso)]
+        for rel in subset:
+            args += ["-extract", "/" + rel, str(tmp / "xo" / rel)]
+        tx, _ = best_of(3, args, big, before=["rm", "-rf", str(tmp / "xo")])
+        lines.append(f"  vs xorriso -osirrox of the same subset (no hashing) {tx:.2f}s: ratio {t_ours / tx:.2f}")
+    run(doit, big, env)
+    t_big, rss_big = best_of(7, doit, big, env)
+    small = tmp / "small"
+    make_upstream_project(small, 10)
+    run(doit, small, env)
+    t_small, _ = best_of(7, doit, small, env)
+    lines.append(f"  no-op doit: {size_mb:.0f} MB ISO {t_big:.3f}s vs 10 MB ISO {t_small:.3f}s: ratio "
+                 f"{t_big / t_small:.2f} (target <= 1.1), peak RSS {rss_big} MiB")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=300, help="driver payload of the synthetic pack")
+    ap.add_argument("--iso-mb", type=int, default=600, help="size of the synthetic upstream ISO")
+    ap.add_argument("--only", choices=["drivers-iso", "upstream"], help="run one group")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="aero-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        for line in bench_drivers_iso(tmp, args.size_mb):
-            print(line, flush=True)
+        if args.only in (None, "drivers-iso"):
+            for line in bench_drivers_iso(tmp / "drivers", args.size_mb):
+                print(line, flush=True)
+        if args.only in (None, "upstream"):
+            for line in bench_upstream(tmp / "upstream", args.iso_mb):
+                print(line, flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
