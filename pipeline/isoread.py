@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import stat
@@ -56,11 +57,12 @@ READERS = ("rr", "joliet", "iso9660")
 _REFETCH_HINT = "re-download the ISO (the download may be incomplete or damaged) and check the path"
 _HOSTILE_HINT = "do not use this image: download virtio-win again from the official site"
 _VERSION_SUFFIX = re.compile(r";[0-9]*$")
-# Everything pycdlib or its struct parsing raises on a malformed image. Our own
-# errors are PipelineErrors and pass through untouched.
+# What pycdlib's record accessors raise on malformed records while we walk them
+# (parsing at open is wrapped more broadly). Our own errors pass through.
 _PARSE_ERRORS = (PyCdlibException, struct.error, ValueError, IndexError, KeyError, AttributeError,
                  UnicodeDecodeError, RecursionError, OverflowError, TypeError)
 
+_SERIALS = itertools.count(1)  # unlike id(), never reused within a process
 _MULTI_EXTENT = 0x80  # ISO 9660 file flag: more records follow for the same file
 _ASSOCIATED = 0x04    # ISO 9660 file flag: "associated file" (e.g. a Mac resource fork)
 
@@ -70,7 +72,7 @@ class IsoRef:
     """Where an entry's bytes live in the image; stored in :attr:`Entry.ref`."""
 
     owner: int
-    """``id()`` of the :class:`IsoTree` that listed it, so entries cannot cross trees."""
+    """Serial number of the :class:`IsoTree` that listed it, so entries cannot cross trees."""
     offset: int
     """Byte offset of the file data in the image."""
     size: int
@@ -192,6 +194,7 @@ class IsoTree:
         self._entries: list[Entry] | None = None
         self._size = size
         self._declared = declared
+        self._serial = next(_SERIALS)
         self.display = display
         self.reader = reader
         self.namespaces = _namespaces_of(iso)
@@ -206,6 +209,8 @@ class IsoTree:
 
         ``reader`` forces a name space (``"rr"``, ``"joliet"``, ``"iso9660"``)
         instead of the best available one; asking for an absent one is a SourceError.
+        Only Rock Ridge knows symlinks: forced to Joliet or ISO 9660 names, an RR
+        image shows them as empty files (genisoimage) or not at all (xorriso).
         """
         path = Path(path)
         display = display or path.name
@@ -219,7 +224,8 @@ class IsoTree:
             raise _display_error(display, "is a folder, not an ISO file",
                                  "check the path, or give the folder as a directory source") from None
         except OSError as exc:
-            raise _display_error(display, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
+            raise _display_error(display, f"cannot read: {exc.strerror or exc}",
+                                 "check the path and permissions") from None
         try:
             size = os.fstat(fp.fileno()).st_size
             if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
@@ -236,7 +242,9 @@ class IsoTree:
             iso = pycdlib.PyCdlib()
             try:
                 iso.open_fp(fp)
-            except _PARSE_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001
+                # pycdlib parses untrusted bytes; whatever it raises on them
+                # (its own errors, struct/Index/Key errors...) means "damaged".
                 raise _display_error(display, f"damaged or not an ISO 9660 image ({_short(exc)})") from None
             spaces = _namespaces_of(iso)
             chosen = reader or spaces[0]
@@ -285,15 +293,20 @@ class IsoTree:
         return self._iso.pvd.root_directory_record()
 
     def _name(self, rec: Any) -> str:
+        raw = rec.file_identifier()
         if self.reader == "rr" and rec.rock_ridge is not None:
-            return _decode_name(rec.rock_ridge.name(), "rr")
+            nm = rec.rock_ridge.name()
+            # pycdlib falls back to the file identifier when a record has no NM
+            # entry; that one still carries ';1' and must be cleaned like below.
+            if nm != raw:
+                return _decode_name(nm, "rr")
         # Joliet records, and plain records on an image that has Rock Ridge
         # elsewhere (mixed images), use the file identifier.
         space = "joliet" if self.reader == "joliet" else "iso9660"
         try:
-            name = _decode_name(rec.file_identifier(), space)
+            name = _decode_name(raw, space)
         except UnicodeDecodeError:
-            raise UnsafePathError(f"{self.display}: a {space} name is not valid UTF-16: {rec.file_identifier()!r}",
+            raise UnsafePathError(f"{self.display}: a Joliet name is not valid UTF-16: {raw!r}",
                                   _HOSTILE_HINT) from None
         if not rec.is_dir():
             name = _VERSION_SUFFIX.sub("", name)
@@ -330,7 +343,7 @@ class IsoTree:
 
     def _walk(self) -> list[Entry]:
         out: list[Entry] = []
-        owner = id(self)
+        owner = self._serial
         root = self._root()
         seen_dirs = {root.extent_location()}
         stack: list[tuple[str, Any]] = [("", root)]
@@ -360,7 +373,7 @@ class IsoTree:
                 else:
                     kind, target = self._kind(child)
                 level.append((name, child, kind, target))
-            for name, child, kind, target in sorted(level, key=lambda item: item[0]):
+            for name, child, kind, target in level:
                 path = f"{prefix}{name}"
                 if kind == DIR:
                     out.append(Entry(path, DIR, 0, IsoRef(owner, 0, 0)))
@@ -382,16 +395,12 @@ class IsoTree:
                     out.append(Entry(path, FILE, size, IsoRef(owner, offset, size)))
                 else:
                     out.append(Entry(path, kind, 0, IsoRef(owner, 0, 0, target)))
-            # Reverse so the stack pops folders in name order: parents always
-            # precede children and the listing is stable.
-            for name, child, kind, _ in sorted(level, key=lambda item: item[0], reverse=True):
-                if kind == DIR:
-                    stack.append((f"{prefix}{name}/", child))
+            stack.extend((f"{prefix}{name}/", child) for name, child, kind, _ in level if kind == DIR)
         if cut:
             # Lowest offset first: the file the download stopped in.
-            names = ", ".join(repr(p) for _, p in sorted(cut)[:3]) + (", ..." if len(cut) > 3 else "")
+            listed = ", ".join(repr(p) for _, p in sorted(cut)[:3]) + (", ..." if len(cut) > 3 else "")
             raise _display_error(self.display, f"truncated: the image has {self._size} bytes but declares "
-                                 f"{self._declared}; {len(cut)} file(s) are cut off: {names}")
+                                 f"{self._declared}; {len(cut)} file(s) are cut off: {listed}")
         self._check_root_moved(out)
         # Parents before children, folder by folder in name order: stable output
         # whatever order the image stores its records in.
@@ -419,7 +428,7 @@ class IsoTree:
         ``entry.size`` bytes raises SourceError rather than returning short data.
         """
         ref = entry.ref
-        if not isinstance(ref, IsoRef) or ref.owner != id(self):
+        if not isinstance(ref, IsoRef) or ref.owner != self._serial:
             raise ValueError(f"{entry.path!r} was not listed by this IsoTree")
         if entry.kind != FILE:
             what = f"a symlink to {ref.symlink_target!r}" if entry.kind == SYMLINK else f"a {entry.kind}"
