@@ -159,19 +159,24 @@ def bench_upstream(tmp: Path, iso_mb: int) -> list[str]:
     lines = [f"upstream ISO: {size_mb:.0f} MB, Windows 7 payload {payload / 2**20:.1f} MB",
              f"  cold fetch(local path)+extract: ours {t_ours:.2f}s (peak RSS {rss_ours} MiB) vs floor "
              f"sha256sum+cp {floor:.2f}s: ratio {t_ours / floor:.2f}"]
+    prep = ["sh", "-c", f"rm -rf build .doit.db && PYTHONPATH={REPO} AERO_MEDIA_CACHE={tmp / 'cache'} "
+                        f"{sys.executable} -m doit fetch:vw >/dev/null 2>&1"]
+    t_extract, rss_extract = best_of(3, doit + ["extract:vw"], big, env, before=prep)
+    lines.append(f"  of which extract alone (ISO already proven): {t_extract:.2f}s, peak RSS {rss_extract} MiB")
     subset = [str(p.relative_to(extracted)) for p in extracted.rglob("*") if p.is_file()]
     sevenz = shutil.which("7z")
     xorriso = shutil.which("xorriso")
     if sevenz:
         t7, _ = best_of(3, [sevenz, "x", "-y", f"-o{tmp / 'x7'}", str(iso), *subset], big,
                         before=["rm", "-rf", str(tmp / "x7")])
-        lines.append(f"  vs 7z x of the same subset (no hashing) {t7:.2f}s: ratio {t_ours / t7:.2f}")
+        lines.append(f"  vs 7z x of the same subset (no hashing) {t7:.2f}s: extract-alone ratio {t_extract / t7:.2f}")
     if xorriso:
         args = [xorriso, "-osirrox", "on", "-indev", str(iso)]
         for rel in subset:
             args += ["-extract", "/" + rel, str(tmp / "xo" / rel)]
         tx, _ = best_of(3, args, big, before=["rm", "-rf", str(tmp / "xo")])
-        lines.append(f"  vs xorriso -osirrox of the same subset (no hashing) {tx:.2f}s: ratio {t_ours / tx:.2f}")
+        lines.append(f"  vs xorriso -osirrox of the same subset (no hashing) {tx:.2f}s: extract-alone ratio "
+                     f"{t_extract / tx:.2f}")
     run(doit, big, env)
     t_big, rss_big = best_of(7, doit, big, env)
     small = tmp / "small"
