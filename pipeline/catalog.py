@@ -357,10 +357,11 @@ def _cert_hash(cert: x509.Certificate | None) -> str | None:
         return None
 
 
-def _signed_data(data: bytes, what: str) -> cms.SignedData:
-    info = cms.ContentInfo.load(data, strict=True)
+def _signed_data(data: bytes, what: str, fix: str | None = None) -> cms.SignedData:
+    # Not strict: WIN_CERTIFICATE blobs carry zero padding after the DER.
+    info = cms.ContentInfo.load(data)
     if info["content_type"].native != "signed_data":
-        raise CatalogError(f"{what} is PKCS#7 {info['content_type'].native!r}, not signed data")
+        raise CatalogError(f"{what} is PKCS#7 {info['content_type'].native!r}, not signed data", fix)
     return info["content"]
 
 
@@ -373,7 +374,7 @@ def parse_catalog(data: bytes, name: str = "catalog") -> Catalog:
     if not data:
         raise CatalogError(f"{name} is empty", fix)
     try:
-        sd = _signed_data(data, name)
+        sd = _signed_data(data, name, fix)
         eci = sd["encap_content_info"]
         if eci["content_type"].dotted != OID_CTL:
             raise CatalogError(f"{name} signs {eci['content_type'].dotted}, not a certificate trust list", fix)

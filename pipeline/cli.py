@@ -194,6 +194,33 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a driver folder (one package, or a pack root) the way Windows 7 would see it."""
+    from .checks import CheckPolicy, check_folder, format_table
+    from .devices import load_contract
+    from .fsutil import write_json_atomic
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder", "give a package folder (with an .inf) or a pack root")
+    contract = load_contract(Path(args.root) / "specs" / "devices.yaml"
+                             if (Path(args.root) / "specs" / "devices.yaml").is_file()
+                             else Path(__file__).resolve().parents[1] / "specs" / "devices.yaml")
+    if args.device is not None:
+        contract.device(args.device)
+    policy = CheckPolicy(allow_sha256_only=args.allow_sha256_only,
+                         placeholder_catalogs="allow" if args.allow_placeholder_catalogs else "error",
+                         signing_policy=args.signing_policy)
+    reports = check_folder(folder, contract, policy, Arch(args.arch) if args.arch else None, args.device)
+    log.info(format_table(reports))
+    if args.json:
+        write_json_atomic(Path(args.json), [r.to_json() for r in reports])
+    failing = [f for r in reports for f in r.failing("error" if args.warnings_as_errors else "warn")]
+    print(f"{len(reports)} package(s) checked: "
+          f"{sum(len(r.errors) for r in reports)} error(s), {sum(len(r.warnings) for r in reports)} warning(s)")
+    return 1 if failing else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``aero-media``."""
     ap = argparse.ArgumentParser(prog="aero-media", description="Build Windows 7 virtio driver media for Aero.")
@@ -232,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drivers", default=",".join(n for n, _, _ in DEFAULT_DRIVERS),
                    help="comma-separated (default: all four; viostor and netkvm are required)")
     p.add_argument("--strict-optional", action="store_true", help="fail when an optional driver is missing")
+
+    p = add("check", cmd_check)
+    p.add_argument("dir", help="a package folder, or a pack root with win7/<arch>/<driver>/")
+    p.add_argument("--arch", choices=["x86", "amd64"], help="default: from the folder names or the PE files")
+    p.add_argument("--device", help="contract device, e.g. virtio-blk (default: from the INF's IDs and service)")
+    p.add_argument("--signing-policy", choices=["none", "testsigning", "production"], default="none")
+    p.add_argument("--allow-sha256-only", action="store_true", help="accept SHA-256-only catalogs")
+    p.add_argument("--allow-placeholder-catalogs", action="store_true", help="accept the sample pack's placeholders")
+    p.add_argument("--warnings-as-errors", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--json", help="also write the reports as JSON here")
 
     add("list-specs", cmd_list_specs)
     p = add("show-spec", cmd_show_spec)

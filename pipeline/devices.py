@@ -31,6 +31,7 @@ class Device:
     revision: str
     class_code: str
     service: str
+    service_aliases: tuple[str, ...]
     inf: str
     setup_class: str
     class_guid: str
@@ -57,6 +58,10 @@ class Device:
             f"PCI\\CC_{cc}",
             f"PCI\\CC_{cc[:4]}",
         )
+
+    def names_service(self, name: str) -> bool:
+        """Whether ``name`` is this device's service (or an accepted alias); Windows ignores case."""
+        return name.lower() in {s.lower() for s in (self.service, *self.service_aliases)}
 
     @property
     def contract_hwids(self) -> tuple[str, ...]:
@@ -102,6 +107,7 @@ def load_contract(path: Path, display: str | None = None) -> Contract:
             revision=d["revision"],
             class_code=d["class_code"],
             service=d["service"],
+            service_aliases=tuple(d.get("service_aliases", ())),
             inf=d["inf"],
             setup_class=d["setup_class"],
             class_guid=d["class_guid"].upper(),

@@ -27,6 +27,7 @@ _CLASS_EXTRA = {
                    "LoadOrderGroup = SCSI miniport\r\n"),
     "virtio-net": "StartType      = 3 ; SERVICE_DEMAND_START\r\nLoadOrderGroup = NDIS\r\n",
     "virtio-input": "StartType      = 3 ; SERVICE_DEMAND_START\r\n",
+    "virtio-snd": "StartType      = 3 ; SERVICE_DEMAND_START\r\n",
 }
 
 

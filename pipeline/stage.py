@@ -13,7 +13,8 @@ from typing import Any
 from . import log
 from .errors import SourceError
 from .fsutil import copy_fp_hashed, relpath_for_humans, staging_dir, write_json_atomic
-from .layout import LAYOUT_OF_SOURCE, Selection, select, staged_path
+from .checks import CheckPolicy, check_package, format_table, gate
+from .layout import LAYOUT_OF_SOURCE, Package, Selection, select, staged_path
 from .paths import SpecPaths
 from .spec import Arch, Context, Spec
 from .tree import DirTree, Tree
@@ -66,6 +67,24 @@ def check_expect(spec: Spec, arch: Arch, files: dict[str, dict[str, Any]]) -> li
     return problems
 
 
+def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Package, ...]) -> dict[str, Any]:
+    """Check each staged package the way Windows 7 would; fail on errors (and warnings if the spec says)."""
+    policy = CheckPolicy.from_spec(spec)
+    reports = [check_package(root / p.driver.name, arch, p.driver.device, policy, driver=p.driver.name)
+               for p in packages]
+    if reports:
+        log.info(format_table(reports))
+    findings = [f for r in reports for f in r.findings]
+    summary = {sev: sum(1 for f in findings if f.severity == sev) for sev in ("error", "warning", "info")}
+    result = {"policy": {"warnings": spec.checks.warnings, "allow_sha256_only": policy.allow_sha256_only,
+                         "placeholder_catalogs": policy.placeholder_catalogs,
+                         "signing_policy": policy.signing_policy},
+              "summary": {"packages": len(reports), **summary},
+              "packages": [r.to_json() for r in reports]}
+    gate(reports, spec.checks.warnings)
+    return result
+
+
 def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> dict[str, Any]:
     """Stage every selected package for ``arch`` and write the stage manifest."""
     paths = SpecPaths(spec, ctx)
@@ -109,6 +128,7 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> dict[str, Any]:
         if problems:
             raise SourceError("\n".join(f"{spec.display}: {p}" for p in problems),
                               "the source differs from the pinned payload: check it, then update source.expect")
+        validation = validate_packages(spec, arch, tmp, packages)
     manifest = {
         "schema_version": MANIFEST_SCHEMA,
         "spec": spec.name,
@@ -118,6 +138,7 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> dict[str, Any]:
         "files": [files[k] for k in sorted(files)],
         "missing_optional": [m.to_json() for m in selection.missing_optional if m.arch in (arch, None)],
         "warnings": list(selection.warnings),
+        "validation": validation,
     }
     write_json_atomic(manifest_path, manifest)
     log.info(f"staged {len(pkg_records)} packages, {len(files)} files for {spec.name} {arch.value}")

@@ -104,3 +104,25 @@ def test_build_command_runs_doit(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (root / "dist/sample/aero-virtio-win7-drivers.iso").is_file()
+
+
+def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = REPO / "prebuilt/sample"
+    assert main(["check", str(sample)]) == 1
+    captured = capsys.readouterr()
+    assert "placeholder catalog" in captured.err and "12 error(s)" in captured.out
+    assert main(["check", str(sample), "--allow-placeholder-catalogs", "--json", str(tmp_path / "r.json")]) == 0
+    reports = json.loads((tmp_path / "r.json").read_text())
+    assert len(reports) == 6 and {r["arch"] for r in reports} == {"x86", "amd64"}
+    assert main(["check", str(sample), "--allow-placeholder-catalogs", "--warnings-as-errors"]) == 1
+    # A Windows 10 INF in a w7 folder is an error that names the reason.
+    pkg = tmp_path / "w7" / "amd64" / "viostor"
+    import shutil
+
+    shutil.copytree(sample / "win7/amd64/viostor", pkg)
+    inf = pkg / "viostor.inf"
+    inf.write_bytes(inf.read_bytes().replace(b"NTamd64.6.1", b"NTamd64.10.0"))
+    capsys.readouterr()
+    assert main(["check", str(pkg), "--allow-placeholder-catalogs"]) == 1
+    assert "only has NTamd64.10.0 models: this is a Windows 10 driver" in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "nope")]) == 2

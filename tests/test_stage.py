@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.errors import SourceError, UnsafePathError
 from pipeline.layout import select
+from pipeline.pestub import build_pe
 from pipeline.paths import SpecPaths
 from pipeline.spec import Arch, Context, Spec, load_spec
 from pipeline.stage import stage_arch
@@ -28,6 +29,7 @@ DRIVERS = [
 
 def spec_for(root: Path, source: dict[str, Any], **extra: Any) -> Spec:
     make_project(root, with_sample=False)
+    extra.setdefault("checks", {"placeholder_catalogs": "allow"})
     data = {"schema_version": 1, "name": "t", "source": source, "drivers": DRIVERS, **extra}
     return load_spec(write_spec(root, "t", data), Context(root=root))
 
@@ -63,11 +65,14 @@ def test_pack_dir_stages_each_arch_with_manifest(tmp_path: Path) -> None:
 def test_restage_replaces_old_tree(tmp_path: Path) -> None:
     make_pack(tmp_path / "pack", {"viostor": ("x86", "amd64"), "netkvm": ("x86", "amd64")})
     spec = spec_for(tmp_path, {"kind": "pack-dir", "path": "pack"})
+    (tmp_path / "pack/win7/x86/netkvm/notes.txt").write_text("old")
     staged(tmp_path, spec, Arch.X86)
-    (tmp_path / "pack/win7/x86/netkvm/netkvm.cat").unlink()
+    stage_dir = SpecPaths(spec, Context(root=tmp_path)).stage_dir(Arch.X86)
+    assert (stage_dir / "netkvm" / "notes.txt").exists()
+    (tmp_path / "pack/win7/x86/netkvm/notes.txt").unlink()
     m = staged(tmp_path, spec, Arch.X86)
-    assert "win7/x86/netkvm/netkvm.cat" not in [f["path"] for f in m["files"]]
-    assert not (SpecPaths(spec, Context(root=tmp_path)).stage_dir(Arch.X86) / "netkvm" / "netkvm.cat").exists()
+    assert "win7/x86/netkvm/notes.txt" not in [f["path"] for f in m["files"]]
+    assert not (stage_dir / "netkvm" / "notes.txt").exists()
 
 
 def test_required_missing_names_driver_arch_and_places(tmp_path: Path) -> None:
@@ -183,7 +188,9 @@ def make_upstream(root: Path) -> None:
     """An extracted virtio-win tree with the real traps (see virtio-win-facts §1)."""
     for arch in ("x86", "amd64"):
         package(root / "viostor/w7" / arch, "viostor", arch, extra={"viostor.pdb": b"pdb"})
-        package(root / "NetKVM/w7" / arch, "netkvm", arch, extra={"netkvmco.dll": b"co", "readme.doc": b"doc"})
+        machine = 0x14C if arch == "x86" else 0x8664
+        package(root / "NetKVM/w7" / arch, "netkvm", arch,
+                extra={"netkvmco.dll": build_pe(machine, 2, dll=True), "readme.doc": b"doc"})
         package(root / "viostor/w10" / arch, "viostor", arch)
         package(root / "NetKVM/w8.1" / arch, "netkvm", arch)
     package(root / "viostor/2k8R2/amd64", "viostor", "amd64")

@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.pestub import MACHINE_AMD64, MACHINE_I386, build_pe
-from pipeline.samplepack import placeholder_catalog
+from pipeline.devices import load_contract
+from pipeline.samplepack import placeholder_catalog, sample_inf
+
+REPO = Path(__file__).resolve().parents[2]
 
 NOTICES = b"# notices\n\nTest pack.\n"
 
 
+DEVICES = {"viostor": "virtio-blk", "netkvm": "virtio-net", "vioinput": "virtio-input", "viosnd": "virtio-snd"}
+
+
 def inf_for(driver: str, arch: str) -> bytes:
-    """A tiny but well-formed INF; staging does not parse it."""
-    return (f"[Version]\r\nSignature=\"$Windows NT$\"\r\nCatalogFile={driver}.cat\r\n"
-            f"[Manufacturer]\r\n%V%=M,NT{arch}.6.1\r\n").encode()
+    """A well-formed INF for ``driver`` binding the contract's device (as in the sample pack)."""
+    contract = load_contract(REPO / "specs" / "devices.yaml")
+    return sample_inf(driver, contract.device(DEVICES[driver]), arch)
 
 
 def package(root: Path, driver: str, arch: str, *, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import pestub
+from pipeline.samplepack import PLACEHOLDER_MAGIC
 
 FIXED_MTIME = 1741651200  # 2025-03-11 00:00 UTC, the date of the real 2025 listing
 DEFAULT_LABEL = "virtio-win-0.1.285"
@@ -342,7 +343,8 @@ def upstream_file_bytes(relpath: str, *, realdata: Path | None = None, payload: 
       it (byte-exact, CRLF), else :func:`synthetic_inf`;
     * ``.sys``/``.dll``/``.exe`` in an arch folder: a PE stand-in with Machine
       0x14c (x86, i386) or 0x8664 (amd64);
-    * ``.cat``: a marked stand-in (not DER); anything else: deterministic text
+    * ``.cat``: a placeholder catalog (``pipeline.samplepack.PLACEHOLDER_MAGIC``), which
+      validation accepts only under ``checks: {placeholder_catalogs: allow}``; anything else: deterministic text
       (or filler bytes for ``.pdb``/``.msi``/``.exe``/``.doc``).
 
     ``payload="realistic"`` pads binaries to roughly real sizes (for benchmarks);
@@ -360,7 +362,8 @@ def upstream_file_bytes(relpath: str, *, realdata: Path | None = None, payload: 
     if ext in ("sys", "dll", "exe") and arch in _MACHINE:
         return _pe(key, arch, dll=ext == "dll", gui=ext != "sys", pad_to=size)
     if ext == "cat":
-        head = b"AERO STAND-IN CATALOG (not DER, not signed) " + key.encode() + b"\n"
+        # The sample pack's placeholder format, so checks report it as exactly that.
+        head = PLACEHOLDER_MAGIC + b" (not DER, not signed) " + key.encode() + b"\n"
         return head + _stream("cat:" + key, max(size - len(head), 64))
     if ext in ("pdb", "msi", "exe", "doc", "dll", "sys"):
         head = f"AERO STAND-IN {ext.upper()} for {key}\n".encode()

@@ -1,0 +1,49 @@
+"""Write reproducible zip archives: sorted entries, fixed dates and attributes, streamed data."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import log
+from .fsutil import atomic_path
+from .isofs import MediaFile
+
+ZIP_EPOCH_MIN = 315532800  # 1980-01-01T00:00:00Z: the zip format cannot say earlier
+FILE_ATTR = (0o100644 << 16)
+DIR_ATTR = (0o040755 << 16) | 0x10  # MS-DOS directory bit too, for Windows Explorer
+ZIP64_LIMIT = 0xFFFFFFFF
+
+
+def zip_date(epoch: int) -> tuple[int, int, int, int, int, int]:
+    """The zip date-time of ``epoch`` in UTC, clamped to 1980 (zip's first representable year)."""
+    t = time.gmtime(max(epoch, ZIP_EPOCH_MIN))
+    # DOS time has 2-second resolution; round down so every run agrees.
+    return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec - t.tm_sec % 2)
+
+
+def _info(name: str, date: tuple[int, int, int, int, int, int], attr: int, compress: bool) -> zipfile.ZipInfo:
+    zi = zipfile.ZipInfo(name, date_time=date)
+    zi.create_system = 3  # Unix: external_attr carries the mode
+    zi.external_attr = attr
+    zi.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    return zi
+
+
+def write_zip(files: Sequence[MediaFile], out: Path, epoch: int) -> None:
+    """Write ``files`` to ``out`` (atomically) with explicit folder entries, in sorted order."""
+    date = zip_date(epoch)
+    dirs = sorted({"/".join(f.path.split("/")[:i]) + "/" for f in files for i in range(1, f.path.count("/") + 1)})
+    progress = log.Progress(f"write {out.name}", sum(f.size for f in files))
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        for d in dirs:
+            zf.writestr(_info(d, date, DIR_ATTR, False), b"")
+        for f in sorted(files, key=lambda f: f.path):
+            zi = _info(f.path, date, FILE_ATTR, True)
+            with f.open() as src, zf.open(zi, "w", force_zip64=f.size > ZIP64_LIMIT) as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            progress.advance(f.size, files=1)
+    progress.close()
