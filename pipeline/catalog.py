@@ -134,6 +134,8 @@ class Signer:
     nested: bool
     content_digest_ok: bool | None
     """The signed messageDigest matches the trust list (False = catalog edited after signing)."""
+    certificate: bytes | None = field(default=None, compare=False, repr=False)
+    """DER of the signing certificate (what setup pre-trusts as publisher), when the catalog carries it."""
 
     def to_json(self) -> dict[str, object]:
         """JSON-safe summary for manifests."""
@@ -341,6 +343,7 @@ def _signers(sd: cms.SignedData, content: bytes, nested: bool) -> list[Signer]:
             timestamp=timestamp,
             nested=nested,
             content_digest_ok=digest_ok,
+            certificate=cert.dump() if cert is not None else None,
         ))
         for blob in nested_blobs:
             inner = cms.ContentInfo.load(blob)["content"]

@@ -177,3 +177,44 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
         raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                           f"see {report.name if report else 'the list above'}; rebuild the media")
     return result
+
+
+def verify_zip(path: Path, exp: Expectation, manifest_bytes: bytes | None = None) -> dict[str, Any]:
+    """Check a zip holds exactly the expected files with the expected bytes (and the given manifest.json)."""
+    import zipfile
+
+    problems: list[str] = []
+    seen: dict[str, tuple[str, int]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                h = hashlib.sha256()
+                size = 0
+                with zf.open(info) as fp:
+                    while chunk := fp.read(CHUNK):
+                        h.update(chunk)
+                        size += len(chunk)
+                seen[info.filename] = (h.hexdigest(), size)
+                if info.filename == "manifest.json" and manifest_bytes is not None:
+                    if (h.hexdigest(), size) != (hashlib.sha256(manifest_bytes).hexdigest(), len(manifest_bytes)):
+                        problems.append("manifest.json in the zip differs from the one beside it")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise VerifyError(f"{path.name}: not a readable zip ({exc})", "rebuild it") from None
+    for p in exp.required_paths:
+        if p not in seen:
+            problems.append(f"missing required file {p}")
+    for p, rec in sorted(exp.files.items()):
+        got = seen.get(p)
+        if got is None:
+            if p not in exp.required_paths:
+                problems.append(f"missing {p}")
+        elif got != (rec["sha256"], rec["size"]):
+            problems.append(f"{p}: sha256 {got[0]} size {got[1]} differs from the manifest")
+    problems += [f"unexpected file {p}" for p in sorted(set(seen) - set(exp.files) - set(exp.required_paths))]
+    if problems:
+        raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+                          "rebuild the media")
+    digest, size = sha256_file(path)
+    return {"zip": path.name, "sha256": digest, "size": size, "files_checked": len(seen), "ok": True}

@@ -33,7 +33,7 @@ def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[st
     assert run_doit(project) == 0
     out = capsys.readouterr().out
     assert executed(out) == {"stage:sample:x86", "stage:sample:amd64", "notices:sample", "drivers_iso:sample",
-                             "verify:sample"}
+                             "verify:sample", "guest_tools:sample", "verify_guest_tools:sample"}
     iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["ok"] and report["sha256"] == sha(iso)
@@ -81,7 +81,8 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
     (project / "specs/second.yaml").write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:second") == 0
     out = capsys.readouterr().out
-    assert executed(out) == {"stage:second:amd64", "notices:second", "drivers_iso:second", "verify:second"}
+    assert executed(out) == {"stage:second:amd64", "notices:second", "drivers_iso:second", "verify:second",
+                             "guest_tools:second", "verify_guest_tools:second"}
     assert (project / "dist/second/aero-virtio-win7-drivers.iso").is_file()
     assert not (project / "dist/sample").exists()
 
@@ -130,8 +131,9 @@ def test_reproducible_across_folders_tz_and_umask(tmp_path: Path, monkeypatch: p
         os.umask(old)
         monkeypatch.delenv("TZ")
         time.tzset()
-    name = "dist/sample/aero-virtio-win7-drivers.iso"
-    assert sha(a / name) == sha(b / name)
+    for name in ("dist/sample/aero-virtio-win7-drivers.iso", "dist/sample/aero-guest-tools.iso",
+                 "dist/sample/aero-guest-tools.zip", "dist/sample/manifest.json"):
+        assert sha(a / name) == sha(b / name), name
 
 
 def test_repo_dodo_lists_documented_tasks() -> None:
@@ -140,5 +142,6 @@ def test_repo_dodo_lists_documented_tasks() -> None:
 
     out = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=REPO, capture_output=True, text=True, check=True)
     names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
-    assert {"build", "stage", "notices", "drivers_iso", "verify", "fetch", "extract", "default"} <= names
+    assert {"build", "stage", "notices", "drivers_iso", "verify", "fetch", "extract", "default", "guest_tools",
+            "verify_guest_tools"} <= names
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines() if line.strip())

@@ -64,7 +64,7 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
         assert run_doit(project, "build:vw") == 0
         out = capsys.readouterr().out
         assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "notices:vw",
-                                 "drivers_iso:vw", "verify:vw"}
+                                 "drivers_iso:vw", "verify:vw", "guest_tools:vw", "verify_guest_tools:vw"}
         assert len(server.requests) == 1
 
         # Extracted bytes are the fixture's, with ordinary modes.
