@@ -7,7 +7,9 @@ from pipeline.tasks import (  # noqa: F401  (doit collects task_* and DOIT_CONFI
     task_drivers_iso,
     task_extract,
     task_fetch,
+    task_guest_tools,
     task_notices,
     task_stage,
     task_verify,
+    task_verify_guest_tools,
 )

@@ -221,6 +221,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def cmd_make_test_cert(args: argparse.Namespace) -> int:
+    """Create a code-signing test certificate (.cer for the media; .pfx/.key.pem stay with you)."""
+    from .testcert import make_test_cert
+
+    out = Path(args.out) if args.out else Path(args.root) / "build" / "test-cert"
+    tc = make_test_cert(out, args.name, args.subject, args.days)
+    print(f"certificate: {tc.cer} (sha1 {tc.thumbprint})")
+    print(f"private key: {tc.pfx} and {tc.key_pem}: sign with them, never ship them")
+    print(f"use it: outputs.guest_tools: {{signing_policy: testsigning, certs: [{tc.cer}]}}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``aero-media``."""
     ap = argparse.ArgumentParser(prog="aero-media", description="Build Windows 7 virtio driver media for Aero.")
@@ -269,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-placeholder-catalogs", action="store_true", help="accept the sample pack's placeholders")
     p.add_argument("--warnings-as-errors", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--json", help="also write the reports as JSON here")
+
+    p = add("make-test-cert", cmd_make_test_cert)
+    p.add_argument("--out", help="folder for the files (default: build/test-cert)")
+    p.add_argument("--name", default="aero-test", help="file name stem (default: aero-test)")
+    p.add_argument("--subject", default="Aero virtio test signing", help="certificate common name")
+    p.add_argument("--days", type=int, default=3650, help="validity in days (default: 3650)")
 
     add("list-specs", cmd_list_specs)
     p = add("show-spec", cmd_show_spec)

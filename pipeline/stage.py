@@ -13,6 +13,7 @@ from typing import Any
 from . import log
 from .errors import SourceError
 from .fsutil import copy_fp_hashed, relpath_for_humans, staging_dir, write_json_atomic
+from .certs import refuse_private_keys
 from .checks import CheckPolicy, check_package, format_table, gate
 from .layout import LAYOUT_OF_SOURCE, Package, Selection, select, staged_path
 from .paths import SpecPaths
@@ -124,6 +125,7 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> dict[str, Any]:
                 "files": record_files,
             })
         progress.close()
+        refuse_private_keys([(p, tmp / p.split("/", 2)[2]) for p in files], tree.display)
         problems = check_expect(spec, arch, files)
         if problems:
             raise SourceError("\n".join(f"{spec.display}: {p}" for p in problems),

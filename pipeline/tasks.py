@@ -232,6 +232,47 @@ def task_verify() -> Iterator[Task]:
         }
 
 
+def task_guest_tools() -> Iterator[Task]:
+    """Write dist/<spec>/aero-guest-tools.iso, .zip and manifest.json (scripts, drivers, certs, notices)."""
+    from .guest_tools import build_guest_tools
+
+    yield {"basename": "guest_tools", "name": None, "doc": task_guest_tools.__doc__}
+    ctx = _ctx()
+    epoch = source_date_epoch()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        manifests = _stage_manifests(spec, ctx)
+        certs = [str(c) for c in spec.guest_tools.certs if c.is_file()]
+        yield {
+            "name": spec.name,
+            "doc": f"Guest Tools media of {spec.name}",
+            "actions": [run_stage(build_guest_tools, spec, ctx, manifests, epoch)],
+            "file_dep": [str(m) for m in manifests] + [str(p.notices_manifest)] + certs,
+            "targets": [str(p.guest_tools_iso), str(p.guest_tools_zip), str(p.guest_tools_manifest)],
+            "uptodate": _uptodate(spec, "guest_tools", epoch=epoch),
+            "clean": True,
+        }
+
+
+def task_verify_guest_tools() -> Iterator[Task]:
+    """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
+    from .guest_tools import verify_guest_tools
+
+    yield {"basename": "verify_guest_tools", "name": None, "doc": task_verify_guest_tools.__doc__}
+    ctx = _ctx()
+    for spec in specs():
+        p = SpecPaths(spec, ctx)
+        yield {
+            "name": spec.name,
+            "doc": f"verify the Guest Tools media of {spec.name}",
+            "actions": [run_stage(verify_guest_tools, spec, ctx)],
+            "file_dep": [str(p.guest_tools_iso), str(p.guest_tools_zip), str(p.guest_tools_manifest)],
+            "targets": [str(p.guest_tools_report)],
+            "uptodate": _uptodate(spec, "guest_tools"),
+            "clean": True,
+        }
+
+
 def task_build() -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
     yield {"basename": "build", "name": None, "doc": task_build.__doc__}
@@ -240,7 +281,7 @@ def task_build() -> Iterator[Task]:
             "name": spec.name,
             "doc": spec.description or f"all media of {spec.name}",
             "actions": None,
-            "task_dep": [f"verify:{spec.name}"],
+            "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}"],
         }
 
 

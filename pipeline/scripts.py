@@ -1,0 +1,481 @@
+"""Render the Guest Tools batch scripts (setup, uninstall, verify) and their config files.
+
+The scripts are Windows 7 ``cmd.exe`` batch files kept as package data under
+``pipeline/templates/``. Rendering is plain :class:`string.Template` substitution
+with ``$NAME`` placeholders (upper-case names only; batch uses ``%`` and ``!``, never
+``$``). Rendering fails loudly: a placeholder without a value, a value without a
+placeholder, or a stray ``$`` in a template raises :class:`ValueError`.
+
+Everything media-specific that the scripts need at run time is written to two
+small generated files that the scripts ``call``:
+
+* ``config/devices.cmd``: the device contract (services, hardware IDs, class
+  GUIDs, CriticalDeviceDatabase keys for the boot-critical device);
+* ``config/media.cmd``: what this media holds (version, signing policy, the INF
+  packages per architecture, the certificates, the storage pre-seed files).
+
+``/verify-media`` reads ``config/files.sha256`` (see :func:`render_media_hashes`).
+
+All output is ASCII with CRLF line ends; non-ASCII input raises ``ValueError``.
+Values that end up inside batch code are restricted to characters that are inert
+in ``cmd.exe`` (no ``% ! ^ & | < > "``), so no escaping is ever needed.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from .devices import Contract, Device
+
+ARCHES: tuple[str, ...] = ("x86", "amd64")
+SIGNING_POLICIES: tuple[str, ...] = ("none", "testsigning", "production")
+
+#: Media-relative path of the hash list that ``setup.cmd /verify-media`` reads.
+MEDIA_HASHES_PATH = "config/files.sha256"
+#: Media-relative paths of the generated config files.
+DEVICES_CMD_PATH = "config/devices.cmd"
+MEDIA_CMD_PATH = "config/media.cmd"
+
+#: Exit codes of the scripts, as documented in README.txt (the tests check both agree).
+SETUP_EXIT_CODES: dict[int, str] = {
+    0: "success (or, with /check: setup would succeed)",
+    2: "bad command line",
+    10: "not running as Administrator",
+    11: "driver folder or driver package for this architecture missing (or unsupported architecture)",
+    12: "a certificate file named by config\\media.cmd is missing under certs\\",
+    13: "storage pre-seed impossible: virtio-blk driver, its .sys, or its AddService line missing",
+    14: "media integrity: a file is missing or differs from config\\files.sha256, or config is missing",
+    15: "an install step failed (driver package, certificate or boot setting); see install.log",
+}
+UNINSTALL_EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "finished, but some recorded items could not be removed (they stay recorded; see uninstall.log)",
+    2: "bad command line",
+    10: "not running as Administrator",
+    13: "/cleanupstorage refused: the storage driver is in use (pass /cleanupstorageforce)",
+    14: "config\\devices.cmd or config\\media.cmd missing next to uninstall.cmd",
+}
+VERIFY_EXIT_CODES: dict[int, str] = {
+    0: "PASS",
+    1: "WARN: works, but something needs attention",
+    2: "FAIL: the drivers will not work as installed",
+    3: "bad command line",
+    14: "config\\devices.cmd or config\\media.cmd missing next to verify.cmd",
+}
+
+# Characters that are inert inside quoted cmd.exe arguments and `set "X=..."`.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.+ ()\[\]{}#$@,;=~-]+$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA1_RE = re.compile(r"^[0-9A-Fa-f]{40}$")
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    """One driver package on the media, as ``drivers\\<arch>\\<name>\\<inf>``."""
+
+    arch: str  # "x86" | "amd64"
+    name: str  # driver folder name, e.g. "viostor"
+    inf: str  # INF file name in that folder, e.g. "viostor.inf"
+    service: str  # service from the contract
+    device: str  # contract device name, e.g. "virtio-blk"
+    sys_file: str | None  # service binary file name (for storage pre-seed), e.g. "viostor.sys"
+
+    @property
+    def folder(self) -> str:
+        """Media-relative folder, with backslashes."""
+        return f"drivers\\{self.arch}\\{self.name}"
+
+    @property
+    def inf_path(self) -> str:
+        """Media-relative INF path, with backslashes (what setup.cmd passes to pnputil)."""
+        return f"{self.folder}\\{self.inf}"
+
+
+class _BatchTemplate(string.Template):
+    """``$NAME`` placeholders; only upper-case names, so any other ``$`` is an error."""
+
+    delimiter = "$"
+    idpattern = r"[A-Z][A-Z0-9_]*"
+    flags = re.NOFLAG
+
+
+def _template_text(name: str) -> str:
+    """Read a template from package data."""
+    return resources.files("pipeline").joinpath("templates", name).read_text(encoding="ascii")
+
+
+def render_template(name: str, values: Mapping[str, str]) -> str:
+    """Render package template ``name`` with ``values``; LF-separated text.
+
+    Raises ValueError for a missing or unused placeholder, an invalid ``$``, or
+    non-ASCII output.
+    """
+    return _render_text(name, _template_text(name), values)
+
+
+def _render_text(name: str, text: str, values: Mapping[str, str]) -> str:
+    tpl = _BatchTemplate(text)
+    if not tpl.is_valid():
+        raise ValueError(f"template {name}: stray '$' (write '$$' for a literal dollar sign)")
+    wanted = set(tpl.get_identifiers())
+    given = set(values)
+    if wanted - given:
+        raise ValueError(f"template {name}: no value for placeholder(s) {', '.join(sorted(wanted - given))}")
+    if given - wanted:
+        raise ValueError(f"template {name}: value(s) given for unknown placeholder(s) {', '.join(sorted(given - wanted))}")
+    out = tpl.substitute(values)
+    _require_ascii(f"rendered {name}", out)
+    return out
+
+
+def to_crlf_bytes(text: str) -> bytes:
+    """Normalise line ends to CRLF, end with one CRLF, and encode as ASCII."""
+    lines = text.splitlines()
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _require_ascii(what: str, value: str) -> None:
+    if not value.isascii():
+        bad = next(ch for ch in value if not ch.isascii())
+        raise ValueError(f"{what} contains a non-ASCII character {bad!r}; Guest Tools scripts must be ASCII")
+
+
+def _require_name(what: str, value: str) -> str:
+    _require_ascii(what, value)
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} must be letters, digits, '.', '_', '+' or '-' (safe in cmd.exe)")
+    return value
+
+
+def _quoted_list(items: Sequence[str]) -> str:
+    """Space-separated, double-quoted items for `for %%X in (...)`; empty string for none."""
+    return " ".join(f'"{i}"' for i in items)
+
+
+def device_prefix(device: Device | str) -> str:
+    """Variable prefix for a contract device: ``virtio-blk`` -> ``AERO_VIRTIO_BLK``."""
+    name = device if isinstance(device, str) else device.name
+    return "AERO_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+
+
+def cdd_keys(device: Device) -> tuple[str, ...]:
+    """CriticalDeviceDatabase key names for a boot-critical device.
+
+    For each contract hardware ID: the ID itself and its ``&CC_<class>`` and
+    ``&CC_<class[:4]>`` forms (as Aero's tooling writes them; for the bare
+    ``VEN&DEV`` ID these are the real class-code IDs Windows reports), with ``\\``
+    replaced by ``#`` and lower-cased as Windows writes CDD keys.
+    """
+    keys: list[str] = []
+    for hwid in device.contract_hwids:
+        for form in (hwid, f"{hwid}&CC_{device.class_code}", f"{hwid}&CC_{device.class_code[:4]}"):
+            key = form.replace("\\", "#").lower()
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
+
+
+def render_devices_cmd(contract: Contract) -> str:
+    """Render ``config/devices.cmd`` (LF text) from the device contract."""
+    entries: list[str] = []
+    prefixes: list[str] = []
+    for dev in contract.devices.values():
+        prefix = device_prefix(dev)
+        prefixes.append(prefix)
+        for what, value in (("service", dev.service), ("inf", dev.inf), ("setup class", dev.setup_class)):
+            _require_name(f"contract device {dev.name} {what}", value)
+        _require_ascii(f"contract device {dev.name} class GUID", dev.class_guid)
+        if not re.fullmatch(r"\{[0-9A-F-]{36}\}", dev.class_guid):
+            raise ValueError(f"contract device {dev.name}: class GUID {dev.class_guid!r} is not a {{GUID}}")
+        hwids = dev.contract_hwids
+        for h in hwids:
+            if not re.fullmatch(r"[A-Za-z0-9_&\\]+", h):
+                raise ValueError(f"contract device {dev.name}: hardware ID {h!r} has unexpected characters")
+        entries.append(
+            render_template(
+                "devices.entry.cmd",
+                {
+                    "DEVICE": dev.name,
+                    "PREFIX": prefix,
+                    "VENDOR_ID": dev.vendor_id,
+                    "DEVICE_ID": dev.device_id,
+                    "REVISION": dev.revision,
+                    "CLASS_CODE": dev.class_code,
+                    "SERVICE": dev.service,
+                    "INF": dev.inf,
+                    "SETUP_CLASS": dev.setup_class,
+                    "CLASS_GUID": dev.class_guid,
+                    "BOOT_CRITICAL": "1" if dev.boot_critical else "0",
+                    "HWIDS": _quoted_list(hwids),
+                    "CDD_KEYS": _quoted_list(cdd_keys(dev)) if dev.boot_critical else "",
+                },
+            ).rstrip("\n")
+        )
+    return render_template(
+        "devices.cmd",
+        {
+            "CONTRACT": _require_name("contract name", contract.name),
+            "CONTRACT_VERSION": _require_name("contract version", contract.version),
+            "DEVICE_PREFIXES": " ".join(prefixes),
+            "DEVICE_ENTRIES": "\n\n".join(entries),
+        },
+    )
+
+
+def _storage_device(contract: Contract) -> Device | None:
+    critical = [d for d in contract.devices.values() if d.boot_critical]
+    if len(critical) > 1:
+        raise ValueError(
+            f"contract has {len(critical)} boot-critical devices ({', '.join(d.name for d in critical)}); "
+            "the storage pre-seed supports exactly one"
+        )
+    return critical[0] if critical else None
+
+
+def _check_drivers(contract: Contract, drivers: Sequence[DriverEntry]) -> None:
+    seen: set[tuple[str, str]] = set()
+    infs: set[str] = set()
+    for d in drivers:
+        if d.arch not in ARCHES:
+            raise ValueError(f"driver {d.name}: arch {d.arch!r} must be one of {', '.join(ARCHES)}")
+        _require_name("driver folder name", d.name)
+        _require_name(f"driver {d.name} INF name", d.inf)
+        _require_name(f"driver {d.name} service", d.service)
+        if not d.inf.lower().endswith(".inf"):
+            raise ValueError(f"driver {d.name}: INF name {d.inf!r} does not end in .inf")
+        if d.sys_file is not None:
+            _require_name(f"driver {d.name} sys file", d.sys_file)
+        if d.device not in contract.devices:
+            raise ValueError(f"driver {d.name}: device {d.device!r} is not in the contract")
+        key = (d.arch, d.name.lower())
+        if key in seen:
+            raise ValueError(f"driver {d.name} listed twice for {d.arch}")
+        seen.add(key)
+        if d.inf_path.lower() in infs:
+            raise ValueError(f"INF {d.inf_path} listed twice")
+        infs.add(d.inf_path.lower())
+
+
+def _storage_values(contract: Contract, drivers: Sequence[DriverEntry]) -> dict[str, str]:
+    """media.cmd values for the storage pre-seed: device prefix, INF and .sys per arch."""
+    dev = _storage_device(contract)
+    values = {"STORAGE_PREFIX": device_prefix(dev) if dev else ""}
+    for arch in ARCHES:
+        values.update({f"STORAGE_INF_{arch.upper()}": "", f"STORAGE_SYS_{arch.upper()}": "",
+                       f"STORAGE_SYS_NAME_{arch.upper()}": ""})
+        if dev is None:
+            continue
+        entries = [d for d in drivers if d.arch == arch and d.device == dev.name]
+        if len(entries) > 1:
+            raise ValueError(f"{len(entries)} drivers for boot-critical device {dev.name} on {arch}; expected one")
+        inf = sys_path = sys_name = ""
+        if entries:
+            e = entries[0]
+            if e.service.lower() != dev.service.lower():
+                raise ValueError(
+                    f"driver {e.name} ({arch}) installs service {e.service!r} but the contract's "
+                    f"{dev.name} service is {dev.service!r}; the storage pre-seed would not match"
+                )
+            if not e.sys_file:
+                raise ValueError(f"driver {e.name} ({arch}) is boot-critical but has no sys_file for the storage pre-seed")
+            inf, sys_path, sys_name = e.inf_path, f"{e.folder}\\{e.sys_file}", e.sys_file
+        values[f"STORAGE_INF_{arch.upper()}"] = inf
+        values[f"STORAGE_SYS_{arch.upper()}"] = sys_path
+        values[f"STORAGE_SYS_NAME_{arch.upper()}"] = sys_name
+    return values
+
+
+def _thumbprint_lines(certs: Sequence[str], thumbprints: Mapping[str, str] | None) -> str:
+    """``set "AGT_CERT_SHA1_<file>=<HEX>"`` lines (a comment when there are none)."""
+    thumbprints = dict(thumbprints or {})
+    unknown = set(thumbprints) - set(certs)
+    if unknown:
+        raise ValueError(f"cert_thumbprints names certificate(s) not on the media: {', '.join(sorted(unknown))}")
+    lines = []
+    for name in certs:
+        if name in thumbprints:
+            t = thumbprints[name]
+            _require_ascii(f"thumbprint of {name}", t)
+            if not _SHA1_RE.match(t):
+                raise ValueError(f"thumbprint of {name} {t!r} must be 40 hex digits (SHA-1)")
+            lines.append(f'set "AGT_CERT_SHA1_{name}={t.upper()}"')
+    return "\n".join(lines) if lines else "@rem (none)"
+
+
+def render_media_cmd(
+    contract: Contract,
+    drivers: Sequence[DriverEntry],
+    *,
+    signing_policy: str,
+    certs: Sequence[str],
+    trust_certs: Sequence[str],
+    sha256_only: bool,
+    version: str,
+    build_id: str,
+    label: str,
+    cert_thumbprints: Mapping[str, str] | None = None,
+) -> str:
+    """Render ``config/media.cmd`` (LF text): what this media holds."""
+    _check_drivers(contract, drivers)
+    all_certs = list(dict.fromkeys([*trust_certs, *certs]))
+    values = {
+        "VERSION": version,
+        "BUILD_ID": build_id,
+        "LABEL": label,
+        "SIGNING_POLICY": signing_policy,
+        "SHA256_ONLY": "1" if sha256_only else "0",
+        "TEST_CERTS": _quoted_list(certs),
+        "TRUST_CERTS": _quoted_list(trust_certs),
+        "CERT_THUMBPRINTS": _thumbprint_lines(all_certs, cert_thumbprints),
+    }
+    for arch in ARCHES:
+        values[f"INFS_{arch.upper()}"] = _quoted_list([d.inf_path for d in drivers if d.arch == arch])
+    values.update(_storage_values(contract, drivers))
+    return render_template("media.cmd", values)
+
+
+def _readme_driver_table(contract: Contract, drivers: Sequence[DriverEntry]) -> str:
+    rows = []
+    for arch in ARCHES:
+        for d in (d for d in drivers if d.arch == arch):
+            dev = contract.devices[d.device]
+            rows.append(f"  {arch:<6} {d.device:<13} {d.inf_path:<44} service {d.service}, class {dev.setup_class}")
+    return "\n".join(rows) if rows else "  (none)"
+
+
+def _validate_common(
+    signing_policy: str, certs: Sequence[str], trust_certs: Sequence[str], version: str, build_id: str, label: str
+) -> None:
+    if signing_policy not in SIGNING_POLICIES:
+        raise ValueError(f"signing_policy {signing_policy!r} must be one of {', '.join(SIGNING_POLICIES)}")
+    _require_name("version", version)
+    _require_name("build_id", build_id)
+    _require_name("label", label)
+    for c in [*certs, *trust_certs]:
+        _require_name("certificate file name", c)
+    if len({c.lower() for c in certs}) != len(certs) or len({c.lower() for c in trust_certs}) != len(trust_certs):
+        raise ValueError("a certificate file is listed twice")
+    if signing_policy == "testsigning" and not certs:
+        raise ValueError("signing_policy testsigning needs at least one certificate in certs (for Root and TrustedPublisher)")
+
+
+def render_guest_tools_scripts(
+    contract: Contract,
+    drivers: Sequence[DriverEntry],
+    *,
+    signing_policy: str,
+    certs: Sequence[str],
+    trust_certs: Sequence[str],
+    sha256_only: bool,
+    version: str,
+    build_id: str,
+    label: str,
+    cert_thumbprints: Mapping[str, str] | None = None,
+) -> dict[str, bytes]:
+    """Render the Guest Tools scripts and their config; media-relative path -> CRLF ASCII bytes.
+
+    ``certs`` are file names under ``certs/`` that go to Root and TrustedPublisher
+    (test signing; also with ``setup.cmd /installcerts`` under other policies);
+    ``trust_certs`` are file names under ``certs/`` that go to TrustedPublisher only
+    (publisher pre-trust, always). ``sha256_only`` says the catalogs carry only a
+    SHA-256 signature (setup then warns when KB3033929 is missing).
+    ``cert_thumbprints`` maps certificate file names to their SHA-1 thumbprints
+    (hex of the SHA-1 of the DER bytes); pass it for every certificate, so that setup and
+    uninstall identify certificates in the stores on any display language (without
+    it they read ``certutil -dump``, which only works on English Windows).
+
+    Returns ``setup.cmd``, ``uninstall.cmd``, ``verify.cmd``, ``README.txt``,
+    ``config/devices.cmd`` and ``config/media.cmd``. The caller adds
+    ``config/files.sha256`` from :func:`render_media_hashes` once every other media
+    file is final.
+    """
+    _validate_common(signing_policy, certs, trust_certs, version, build_id, label)
+    common = {"VERSION": version, "BUILD_ID": build_id, "LABEL": label}
+    out_text: dict[str, str] = {
+        "setup.cmd": render_template("setup.cmd", common),
+        "uninstall.cmd": render_template("uninstall.cmd", common),
+        "verify.cmd": render_template("verify.cmd", common),
+        DEVICES_CMD_PATH: render_devices_cmd(contract),
+        MEDIA_CMD_PATH: render_media_cmd(
+            contract,
+            drivers,
+            signing_policy=signing_policy,
+            certs=certs,
+            trust_certs=trust_certs,
+            sha256_only=sha256_only,
+            version=version,
+            build_id=build_id,
+            label=label,
+            cert_thumbprints=cert_thumbprints,
+        ),
+        "README.txt": render_template(
+            "README.txt",
+            {
+                **common,
+                "CONTRACT": f"{contract.name} {contract.version}",
+                "SIGNING_POLICY": signing_policy,
+                "SHA256_ONLY": "yes" if sha256_only else "no",
+                "TEST_CERTS": ", ".join(f"certs\\{c}" for c in certs) or "(none)",
+                "TRUST_CERTS": ", ".join(f"certs\\{c}" for c in trust_certs) or "(none)",
+                "DRIVER_TABLE": _readme_driver_table(contract, drivers),
+                "SETUP_EXIT_CODES": _exit_code_table(SETUP_EXIT_CODES),
+                "UNINSTALL_EXIT_CODES": _exit_code_table(UNINSTALL_EXIT_CODES),
+                "VERIFY_EXIT_CODES": _exit_code_table(VERIFY_EXIT_CODES),
+            },
+        ),
+    }
+    return {path: to_crlf_bytes(text) for path, text in out_text.items()}
+
+
+def _exit_code_table(codes: Mapping[int, str]) -> str:
+    return "\n".join(f"  {code:>3}  {text}" for code, text in codes.items())
+
+
+def media_path(path: str) -> str:
+    """Normalise a media-relative path to backslashes and check it is safe for the scripts."""
+    _require_ascii("media path", path)
+    p = path.replace("/", "\\")
+    parts = p.split("\\")
+    if not p or p.startswith("\\") or ":" in p or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"media path {path!r} must be relative, without empty, '.' or '..' parts")
+    for part in parts:
+        if not _PATH_PART_RE.match(part) or part != part.strip():
+            raise ValueError(
+                f"media path {path!r}: {part!r} has a character cmd.exe treats specially "
+                "(allowed: letters, digits, space, and _ . + ( ) [ ] {{ }} # $ @ , ; = ~ -)"
+            )
+    return p
+
+
+def render_media_hashes(files: Sequence[tuple[str, str, int]]) -> bytes:
+    """Render ``config/files.sha256``: one ``<sha256> <size> <path>`` line per media file.
+
+    ``files`` are (media-relative path, lower-case hex SHA-256, size in bytes). List
+    every file on the media except ``config/files.sha256`` itself (and, if its own
+    entry would be circular, ``manifest.json``). Lines are sorted by path, paths use
+    backslashes; ``#`` lines are comments. CRLF, ASCII.
+    """
+    seen: dict[str, str] = {}
+    lines = []
+    for path, sha, size in files:
+        p = media_path(path)
+        if p.lower() == MEDIA_HASHES_PATH.replace("/", "\\"):
+            raise ValueError(f"{MEDIA_HASHES_PATH} cannot list itself")
+        if p.lower() in seen:
+            raise ValueError(f"media path {path!r} listed twice (as {seen[p.lower()]!r})")
+        seen[p.lower()] = path
+        if not _SHA256_RE.match(sha):
+            raise ValueError(f"media path {path!r}: sha256 {sha!r} must be 64 lower-case hex digits")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"media path {path!r}: size {size!r} must be a non-negative int")
+        lines.append((p.lower(), f"{sha} {size} {p}"))
+    header = [
+        "# Aero Guest Tools media file list, read by setup.cmd /verify-media.",
+        "# <sha256> <size in bytes> <path relative to the media root>",
+    ]
+    return to_crlf_bytes("\n".join(header + [line for _, line in sorted(lines)]))
