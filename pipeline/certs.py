@@ -57,7 +57,7 @@ def refuse_private_keys(files: list[tuple[str, Path]], where: str) -> None:
 
 def _cert_from_der(der: bytes, name: str) -> Cert:
     cert = x509.Certificate.load(der)
-    cert.native  # parse now: a broken certificate fails here, not on Windows
+    _ = cert.native  # parse now: a broken certificate fails here, not on Windows
     return Cert(name=name, der=der, subject=cert.subject.human_friendly,
                 thumbprint=hashlib.sha1(der).hexdigest())
 

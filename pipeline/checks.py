@@ -18,7 +18,7 @@ import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -540,8 +540,8 @@ def _check_files(col: _Collector, inf: Inf, refs: _Refs, catalog_rel: str | None
         # Driver store import copies every SourceDisksFiles entry, used or not.
         refs.add(entry.name, "[SourceDisksFiles]", entry.lineno)
     for low, (fname, why, line) in refs.files.items():
-        entry = sdf.get(low)
-        found = (col.find(entry.relpath) if entry is not None else None) or col.find(fname)
+        sdf_entry = sdf.get(low)
+        found = (col.find(sdf_entry.relpath) if sdf_entry is not None else None) or col.find(fname)
         if found is None:
             col.add("error", "file-missing", fname, None,
                     f"{fname} is missing from the package: {name}:{line} references it in {why}",
@@ -691,7 +691,7 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
         col.add("error", "catalog-tampered", cat_rel, None,
                 f"{cat_rel} was changed after signing: its signed message digest no longer matches the member list",
                 f"use the unmodified {cat_rel} from virtio-win")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if primary.not_after is not None and primary.not_after < now:
         subject = _cn(primary.subject)
         if primary.timestamp:
@@ -844,7 +844,7 @@ def infer_device(inf: Inf, contract: Contract, folder: str = "") -> Device | Non
 
 
 def _all_services(inf: Inf) -> list[AddService]:
-    out = []
+    out: list[AddService] = []
     for name in inf.section_names:
         if name.lower().endswith(".services"):
             out.extend(inf.add_services(name[: -len(".services")]))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 
 from . import __version__, log
 from .errors import PipelineError, UsageError
-from .spec import ALL_ARCHES, Arch, Context, Spec, load_specs, spec_from_mapping
+from .fsutil import atomic_path, sha256_file
+from .spec import Arch, Context, Spec, load_specs, spec_from_mapping
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
 DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
@@ -52,8 +54,6 @@ def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: 
 
 def cmd_build_iso(args: argparse.Namespace) -> int:
     """Stage a driver tree, write a drivers ISO and verify it."""
-    import os
-
     from .drivers_iso import build_drivers_iso, verify_drivers_iso
     from .isofs import source_date_epoch
     from .notices import build_notices
@@ -65,7 +65,8 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
     output = Path(args.output)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
         ctx = Context(root=Path(tmp))
-        os.symlink(repo.specs_dir, ctx.specs_dir) if repo.specs_dir.is_dir() else None
+        # The ad-hoc spec is checked against this repo's schema and device contract.
+        os.symlink(_specs_source(repo), ctx.specs_dir)
         spec = _adhoc_spec(ctx, Path(args.drivers_root), ARCH_CHOICES[args.require_arch], args.label,
                            args.allow_placeholder_catalogs)
         manifests = []
@@ -75,24 +76,19 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
         build_notices(spec, ctx, manifests)
         build_drivers_iso(spec, ctx, manifests, epoch)
         verify_drivers_iso(spec, ctx)
-        output.parent.mkdir(parents=True, exist_ok=True)
         built = SpecPaths(spec, ctx).drivers_iso
-        os.replace(built, output) if _same_fs(built, output) else _copy_atomic(built, output)
-    print(f"Wrote {output}")
+        with atomic_path(output) as part:
+            shutil.copyfile(built, part)
+    digest, _size = sha256_file(output)
+    print(f"Wrote {output} (sha256={digest})")
     return 0
 
 
-def _same_fs(a: Path, b: Path) -> bool:
-    return a.stat().st_dev == b.parent.stat().st_dev
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    import shutil
-
-    from .fsutil import atomic_path
-
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+def _specs_source(repo: Context) -> Path:
+    """The folder with schema.json and devices.yaml: the project's, else the one shipped beside the package."""
+    if (repo.specs_dir / "schema.json").is_file():
+        return repo.specs_dir
+    return Path(__file__).resolve().parents[1] / "specs"
 
 
 def cmd_verify_iso(args: argparse.Namespace) -> int:
@@ -121,9 +117,9 @@ def cmd_list_specs(args: argparse.Namespace) -> int:
 def cmd_show_spec(args: argparse.Namespace) -> int:
     """Print a spec as the pipeline resolved it (JSON)."""
     spec = _find_spec(_ctx(args), args.name)
-    out = {stage: spec.fingerprint(stage) for stage in ("fetch", "extract", "stage", "notices", "drivers_iso",
-                                                          "verify", "guest_tools")}
-    out = {"name": spec.name, "file": spec.display, "default": spec.default, "slices": out}
+    slices = {stage: spec.fingerprint(stage) for stage in ("fetch", "extract", "stage", "notices", "drivers_iso",
+                                                             "verify", "guest_tools")}
+    out = {"name": spec.name, "file": spec.display, "default": spec.default, "slices": slices}
     print(json.dumps(out, indent=2, sort_keys=True, default=str))
     return 0
 
@@ -139,8 +135,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     names = args.specs or [s.name for s in load_specs(ctx) if s.default]
     for n in names:
         _find_spec(ctx, n)
-    import os
-
     old = os.getcwd()
     os.chdir(ctx.root)
     try:
@@ -203,9 +197,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder", "give a package folder (with an .inf) or a pack root")
-    contract = load_contract(Path(args.root) / "specs" / "devices.yaml"
-                             if (Path(args.root) / "specs" / "devices.yaml").is_file()
-                             else Path(__file__).resolve().parents[1] / "specs" / "devices.yaml")
+    contract = load_contract(_specs_source(Context(root=Path(args.root))) / "devices.yaml")
     if args.device is not None:
         contract.device(args.device)
     policy = CheckPolicy(allow_sha256_only=args.allow_sha256_only,
@@ -310,5 +302,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("interrupted; outputs written so far are complete or absent, never partial")
         return 130
 
-
-assert ALL_ARCHES and Arch  # re-exported names used by callers of this module

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -427,7 +427,7 @@ def _download(job: _Job, retries: int, backoff: float) -> FetchResult:
         "pinned": job.sha256 is not None,
         "etag": validator.etag,
         "last_modified": validator.last_modified,
-        "fetched": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fetched": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
     os.chmod(part.path, 0o644)
     os.replace(part.path, job.dest)

@@ -22,6 +22,7 @@ import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from unittest import mock
 
 import pycdlib
@@ -50,7 +51,7 @@ class MediaFile:
     def size(self) -> int:
         return len(self.data) if self.data is not None else os.stat(self.source).st_size  # type: ignore[arg-type]
 
-    def open(self) -> io.BufferedIOBase:
+    def open(self) -> BinaryIO:
         """Open the bytes for reading."""
         if self.data is not None:
             return io.BytesIO(self.data)
@@ -154,7 +155,7 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int) -> 
     dirs, planned = plan_names(files)
     total = sum(f.size for _, _, f in planned)
     progress = log.Progress(f"write {out.name}", total)
-    handles: list[io.BufferedIOBase] = []
+    handles: list[BinaryIO] = []
     with atomic_path(out) as tmp, _pinned_clock(epoch):
         iso = pycdlib.PyCdlib()
         # pycdlib refuses a Joliet label over 16 UCS-2 characters; mkisofs truncates

@@ -289,8 +289,11 @@ class IsoTree:
 
     def _root(self) -> Any:
         if self.reader == "joliet":
-            return self._iso.joliet_vd.root_directory_record()
-        return self._iso.pvd.root_directory_record()
+            vd = self._iso.joliet_vd
+        else:
+            vd = self._iso.pvd
+        assert vd is not None  # open_fp() succeeded, so the descriptor exists
+        return vd.root_directory_record()
 
     def _name(self, rec: Any) -> str:
         raw = rec.file_identifier()

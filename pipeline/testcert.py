@@ -43,7 +43,7 @@ def make_test_cert(out_dir: Path, name: str = "aero-test", subject: str = "Aero 
         raise UsageError(f"{existing[0]} already exists", "choose another --name or --out, or remove the old files")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     who = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(who).issuer_name(who)

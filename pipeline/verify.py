@@ -44,7 +44,7 @@ def read_iso(path: Path) -> IsoContent:
         joliet_label = None
         files: dict[str, tuple[str, int]] = {}
         rr: set[str] = set()
-        if iso.has_joliet():
+        if iso.has_joliet() and iso.joliet_vd is not None:
             joliet_label = iso.joliet_vd.volume_identifier.decode("utf-16-be", "replace").rstrip(" \0")
             for root, _dirs, names in iso.walk(joliet_path="/"):
                 for name in names:

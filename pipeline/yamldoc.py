@@ -107,12 +107,12 @@ def load_schema(path: Path) -> dict[str, Any]:
 
 
 def _describe_type(schema: dict[str, Any]) -> str:
-    t = schema.get("type")
-    names = {"string": "text", "integer": "a whole number", "boolean": "true or false", "array": "a list",
+    t: Any = schema.get("type")
+    names: dict[str, str] = {"string": "text", "integer": "a whole number", "boolean": "true or false", "array": "a list",
              "object": "a mapping", "number": "a number"}
     if isinstance(t, list):
-        return " or ".join(names.get(x, x) for x in t)
-    return names.get(t, str(t))
+        return " or ".join(names.get(str(x), str(x)) for x in t)
+    return names.get(str(t), str(t))
 
 
 def _typename(value: Any) -> str:

@@ -6,7 +6,7 @@ import hashlib
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -30,8 +30,8 @@ def test_real_sha1_catalog_build_17300(realdata, arch, os_attr):
     assert cat.digest_algorithms == ("sha1",)
     signer = cat.primary
     assert "Red Hat, Inc" in signer.subject and "DigiCert Assured ID Code Signing CA-1" in signer.issuer
-    assert signer.not_before == datetime(2019, 2, 15, tzinfo=timezone.utc)
-    assert signer.not_after == datetime(2019, 12, 31, 12, tzinfo=timezone.utc)
+    assert signer.not_before == datetime(2019, 2, 15, tzinfo=UTC)
+    assert signer.not_after == datetime(2019, 12, 31, 12, tzinfo=UTC)
     assert signer.timestamp == "authenticode" and signer.cert_hash_algorithm == "sha1"
     assert signer.content_digest_ok is True
     assert cat.subject_algorithm == "sha1" and cat.os_attr == os_attr

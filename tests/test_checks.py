@@ -22,6 +22,7 @@ from tests.lib.drivers_fixtures import (
     stand_in_sys,
     write_package,
 )
+from datetime import UTC
 
 ALLOW_PLACEHOLDERS = CheckPolicy(placeholder_catalogs="allow")
 
@@ -350,8 +351,8 @@ def test_catalog_os_attribute_and_expiry(tmp_path, contract):
     files = {n: (pkg / n).read_bytes() for n in ("viostor.inf", "viostor.sys")}
     (pkg / "viostor.cat").write_bytes(make_catalog(files, os_attr="_v100_X64"))
     assert codes(run(pkg, contract))["catalog-os-mismatch"].severity == "warning"
-    from datetime import datetime, timezone
-    expired = datetime(2019, 12, 31, tzinfo=timezone.utc)
+    from datetime import datetime
+    expired = datetime(2019, 12, 31, tzinfo=UTC)
     (pkg / "viostor.cat").write_bytes(make_catalog(files, not_after=expired))
     info = codes(run(pkg, contract))["catalog-cert-expired"]
     assert info.severity == "info" and "2019-12-31" in info.message and "timestamp keeps" in info.message

@@ -618,7 +618,7 @@ def test_wine_check_reports_and_changes_nothing(wine: WinePrefix, tmp_path: Path
     assert sc.fake.cert_store() == set() and sc.fake.driver_store() == {} and sc.fake.testsigning() == "No"
     # The plan lists exactly what a real run would do.
     would = [l.split("would run: ", 1)[1] for l in r.stdout.splitlines() if "would run: " in l]
-    copy = f'copy /y "drivers\\amd64\\viostor\\viostor.sys" "C:\\windows\\System32\\drivers\\viostor.sys"'
+    copy = 'copy /y "drivers\\amd64\\viostor\\viostor.sys" "C:\\windows\\System32\\drivers\\viostor.sys"'
     expected = expected_install_calls(contract, "amd64")
     expected.insert(expected.index(expected_storage_calls(contract, "amd64")[0]), copy)
     assert would == expected

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from functools import lru_cache
 from pathlib import Path
 
@@ -227,7 +227,7 @@ def build_ctl(members: list[CatMember], os_attr: str | None = "7X64,Server2008R2
     return _Ctl({
         "subject_usage": ["1.3.6.1.4.1.311.12.1.1"],
         "list_identifier": hashlib.md5(repr(members).encode()).digest(),
-        "this_update": datetime(2019, 8, 12, tzinfo=timezone.utc),
+        "this_update": datetime(2019, 8, 12, tzinfo=UTC),
         "subject_algorithm": {"algorithm": sub_alg, "parameters": core.Null()},
         "subjects": subjects,
         "extensions": exts,
@@ -243,7 +243,7 @@ class Signer:
 
 
 @lru_cache(maxsize=None)
-def throwaway_signer(cert_hash: str = "sha1", not_after: datetime = datetime(2039, 1, 1, tzinfo=timezone.utc),
+def throwaway_signer(cert_hash: str = "sha1", not_after: datetime = datetime(2039, 1, 1, tzinfo=UTC),
                 subject: str = "Aero Test Signer") -> Signer:
     """A cached key and certificate; ``cert_hash`` is the certificate's own signature hash."""
     key = _key()
@@ -255,7 +255,7 @@ def throwaway_signer(cert_hash: str = "sha1", not_after: datetime = datetime(203
         "serial_number": 0x1234,
         "signature": {"algorithm": f"{cert_hash}_rsa"},
         "issuer": name,
-        "validity": {"not_before": x509.Time({"utc_time": datetime(2018, 1, 1, tzinfo=timezone.utc)}),
+        "validity": {"not_before": x509.Time({"utc_time": datetime(2018, 1, 1, tzinfo=UTC)}),
                      "not_after": x509.Time({"utc_time": not_after})},
         "subject": name,
         "subject_public_key_info": spki,
@@ -348,7 +348,7 @@ def embed_signature(pe: bytes, digest: str = "sha1") -> bytes:
 
 def make_catalog(files: dict[str, bytes], *, arch: str = "amd64", signed: bool = True, digest: str = "sha1",
                  cert_hash: str = "sha1", os_attr: str | None = None, timestamped: bool = True,
-                 not_after: datetime = datetime(2039, 1, 1, tzinfo=timezone.utc)) -> bytes:
+                 not_after: datetime = datetime(2039, 1, 1, tzinfo=UTC)) -> bytes:
     """A catalog covering ``files`` (name -> bytes), signed like upstream unless told otherwise."""
     if os_attr is None:
         os_attr = "7X86" if arch == "x86" else "7X64,Server2008R2X64"
