@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from . import log
 from .fsutil import dump_json, read_json, sha256_file
 from .isofs import MediaFile, write_iso
+from .media import crlf, load_provenance, media_record, render_template, staged_media
 from .paths import SpecPaths
 from .spec import Context, Spec
 
 MANIFEST_NAME = "manifest.json"
 README_NAME = "README.txt"
 MEDIA_SCHEMA = 1
-
-
-def render_template(name: str, **values: str) -> str:
-    """Fill a package-data template; a missing value is an error, not a blank."""
-    text = resources.files("pipeline").joinpath("templates", name).read_text("ascii")
-    return Template(text).substitute(values)
-
-
-def crlf(text: str) -> bytes:
-    """Encode text for Windows 7 tools (Notepad, cmd): ASCII with CRLF line ends."""
-    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
-
-
-def media_record(path: str, data: bytes) -> dict[str, Any]:
-    """Return the {path, sha256, size} record of in-memory bytes."""
-    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-
-
-def load_provenance(spec: Spec, ctx: Context, stage_manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine the source record (from extraction, or the spec) with what each stage took."""
-    paths = SpecPaths(spec, ctx)
-    if paths.provenance.exists():
-        prov = read_json(paths.provenance)
-    else:
-        prov = {"source": {"kind": spec.source.kind, "path": spec.source.path_raw}}
-    prov["staged"] = [
-        {"arch": m["arch"], "driver": p["driver"], "os_dir": p["os_dir"], "source_dir": p["source_dir"],
-         "files": [{k: f[k] for k in ("path", "sha256", "size", "source_path")} for f in p["files"]]}
-        for m in stage_manifests for p in m["packages"]
-    ]
-    return prov
 
 
 def _readme(spec: Spec, packages: list[dict[str, Any]], prov: dict[str, Any]) -> bytes:
@@ -83,22 +50,14 @@ def build_drivers_iso(spec: Spec, ctx: Context, stage_manifest_paths: list[Path]
     paths = SpecPaths(spec, ctx)
     stages = [read_json(p) for p in stage_manifest_paths]
     notices = read_json(paths.notices_manifest)
-    files: list[MediaFile] = []
-    records: list[dict[str, Any]] = []
+    files, records = staged_media(paths, stages, notices)
     packages: list[dict[str, Any]] = []
     for m in stages:
-        stage_dir = paths.stage_root
-        for f in m["files"]:
-            files.append(MediaFile(f["path"], source=stage_dir / f["path"]))
-            records.append({k: f[k] for k in ("path", "sha256", "size")})
         for p in m["packages"]:
             inf = next((f["path"] for f in p["files"] if f["path"].lower().endswith(f"/{p['driver']}.inf")),
                        next(f["path"] for f in p["files"] if f["path"].lower().endswith(".inf")))
             packages.append({"driver": p["driver"], "device": p["device"], "arch": m["arch"],
                              "required": p["required"], "dir": f"win7/{m['arch']}/{p['driver']}", "inf": inf})
-    for f in notices["files"]:
-        files.append(MediaFile(f["path"], source=paths.notices_dir / f["path"]))
-        records.append(dict(f))
     prov = load_provenance(spec, ctx, stages)
     readme = _readme(spec, packages, prov)
     files.append(MediaFile(README_NAME, data=readme))

@@ -14,7 +14,7 @@ from typing import Any
 from . import log
 from .catalog import load_catalog
 from .certs import Cert, load_cert_file, publisher_cert, refuse_private_keys
-from .drivers_iso import load_provenance, media_record
+from .media import load_provenance, media_record, staged_media
 from .errors import SourceError, ValidationError
 from .fsutil import dump_json, read_json, sha256_file, write_bytes_atomic
 from .isofs import MediaFile, write_iso
@@ -95,20 +95,8 @@ def guest_tools_files(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: 
     gt = spec.guest_tools
     stages = [read_json(p) for p in stage_paths]
     notices = read_json(paths.notices_manifest)
-    files: list[MediaFile] = []
-    records: list[dict[str, Any]] = []
-    inputs: list[tuple[str, Path]] = []
-    for m in stages:
-        for f in m["files"]:
-            media = _media_driver_path(f["path"])
-            files.append(MediaFile(media, source=paths.stage_root / f["path"]))
-            records.append({"path": media, "sha256": f["sha256"], "size": f["size"]})
-            inputs.append((media, paths.stage_root / f["path"]))
-    for f in notices["files"]:
-        files.append(MediaFile(f["path"], source=paths.notices_dir / f["path"]))
-        records.append({k: f[k] for k in ("path", "sha256", "size")})
-        inputs.append((f["path"], paths.notices_dir / f["path"]))
-    refuse_private_keys(inputs, spec.name)
+    files, records = staged_media(paths, stages, notices, rename=_media_driver_path)
+    refuse_private_keys([(f.path, f.source) for f in files if f.source is not None], spec.name)
 
     test_certs = _spec_certs(spec)
     publisher, sha256_only = _publisher_certs(paths, stages)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipeline.devices import load_contract
 from pipeline.verify import read_iso
@@ -43,10 +42,19 @@ def signed_pack(root: Path) -> Path:
     return root
 
 
-def gt_spec(project: Path, pack: str, **gt: Any) -> Path:
-    data = {"schema_version": 1, "name": "gt", "source": {"kind": "pack-dir", "path": pack}, "drivers": DRIVERS,
-            "outputs": {"guest_tools": gt} if gt else {}}
+def gt_spec(project: Path, pack: str, *, placeholders: bool = False, **gt: Any) -> Path:
+    data: dict[str, Any] = {"schema_version": 1, "name": "gt", "source": {"kind": "pack-dir", "path": pack},
+                            "drivers": DRIVERS, "outputs": {"guest_tools": gt} if gt else {}}
+    if placeholders:  # the sample pack's catalogs are placeholders
+        data["checks"] = {"placeholder_catalogs": "allow"}
     return write_spec(project, "gt", data)
+
+
+def failed_build(project: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run build:gt, expect failure, return what it printed."""
+    assert run_doit(project, "build:gt") != 0
+    out = capsys.readouterr()
+    return out.out + out.err
 
 
 @pytest.fixture
@@ -128,25 +136,15 @@ def test_no_certs_when_policy_says_so(project: Path, policy: str, trust: bool, e
 
 
 def test_testsigning_requires_certs(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gt_spec(project, "prebuilt/sample", signing_policy="testsigning")
-    spec = project / "specs/gt.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["checks"] = {"placeholder_catalogs": "allow"}
-    spec.write_text(yaml.safe_dump(data))
-    assert run_doit(project, "build:gt") != 0
-    out = capsys.readouterr()
-    assert "signing_policy is testsigning but certs is empty" in out.out + out.err
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning")
+    assert "signing_policy is testsigning but certs is empty" in failed_build(project, capsys)
 
 
 def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path, tmp_path: Path) -> None:
     from pipeline.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
-    gt_spec(project, "prebuilt/sample", signing_policy="testsigning", certs=[str(tc.cer)])
-    spec = project / "specs/gt.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["checks"] = {"placeholder_catalogs": "allow"}
-    spec.write_text(yaml.safe_dump(data))
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.cer)])
     assert run_doit(project, "build:gt") == 0
     manifest = json.loads((project / "dist/gt/manifest.json").read_text())
     assert manifest["certs_required"] is True
@@ -162,22 +160,13 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
 
     tc = make_test_cert(tmp_path / "tc")
     # A key passed off as a certificate.
-    gt_spec(project, "prebuilt/sample", signing_policy="testsigning", certs=[str(tc.key_pem)])
-    spec = project / "specs/gt.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["checks"] = {"placeholder_catalogs": "allow"}
-    spec.write_text(yaml.safe_dump(data))
-    assert run_doit(project, "build:gt") != 0
-    out = capsys.readouterr()
-    assert "holds a PEM private key; private keys never go on the media" in out.out + out.err
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.key_pem)])
+    assert "holds a PEM private key; private keys never go on the media" in failed_build(project, capsys)
     assert not (project / "dist/gt/aero-guest-tools.zip").exists()
     # A .pfx dropped into a driver package.
     (project / "prebuilt/sample/win7/x86/viostor/signing.pfx").write_bytes(tc.pfx.read_bytes())
-    data["outputs"]["guest_tools"] = {"signing_policy": "none"}
-    spec.write_text(yaml.safe_dump(data))
-    assert run_doit(project, "build:gt") != 0
-    out = capsys.readouterr()
-    assert "win7/x86/viostor/signing.pfx is a private-key container" in out.out + out.err
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none")
+    assert "win7/x86/viostor/signing.pfx is a private-key container" in failed_build(project, capsys)
     assert not (project / "build/gt/stage/x86.json").exists()
 
 
@@ -186,14 +175,8 @@ def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
     from pipeline.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
-    gt_spec(project, "prebuilt/sample", signing_policy="none", certs=[str(tc.cer)])
-    spec = project / "specs/gt.yaml"
-    data = yaml.safe_load(spec.read_text())
-    data["checks"] = {"placeholder_catalogs": "allow"}
-    spec.write_text(yaml.safe_dump(data))
-    assert run_doit(project, "build:gt") != 0
-    out = capsys.readouterr()
-    assert "certs is only used with signing_policy testsigning" in out.out + out.err
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none", certs=[str(tc.cer)])
+    assert "certs is only used with signing_policy testsigning" in failed_build(project, capsys)
 
 
 def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
