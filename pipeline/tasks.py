@@ -84,6 +84,10 @@ def _uptodate(spec: Spec, stage: str, **extra: Any) -> list[Any]:
     return [config_changed({"stage": stage, "spec": spec.fingerprint(stage), "code": _code_version(), **extra})]
 
 
+def _exists(path: Path, *_args: Any) -> bool:
+    return path.is_file()
+
+
 def _source_files(spec: Spec) -> list[str]:
     """Files of a directory source, as file_dep: additions and removals rerun staging."""
     path = spec.source.path
@@ -115,8 +119,10 @@ def task_fetch() -> Iterator[Task]:
             "doc": f"fetch the ISO of {spec.name}",
             "actions": [run_stage(upstream.fetch_stage, spec, ctx)],
             "file_dep": [str(iso)] if local else [],
-            "targets": [str(p.fetch_record)] + ([] if local else [str(iso)]),
-            "uptodate": _uptodate(spec, "fetch"),
+            # The cached ISO is not a target: several specs may share one download.
+            # Its disappearance (a cleared cache) makes the task stale instead.
+            "targets": [str(p.fetch_record)],
+            "uptodate": _uptodate(spec, "fetch") + [functools.partial(_exists, iso)],
             # Never delete the download cache on `doit clean`: only our record of it.
             "clean": [(remove_tree, [p.fetch_record])],
         }
@@ -164,6 +170,16 @@ def task_stage() -> Iterator[Task]:
             }
 
 
+def _notice_inputs(spec: Spec, ctx: Context) -> list[str]:
+    """What notices read besides the stage manifests: provenance, or the source's own notice files."""
+    if spec.source.is_iso:
+        return [str(SpecPaths(spec, ctx).provenance)]
+    root = spec.source.path
+    assert root is not None
+    # Licence and notice files live outside the driver folders (win7/ or <Driver>/<os>/).
+    return [f for f in _source_files(spec) if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
+
+
 def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
     p = SpecPaths(spec, ctx)
     return [p.stage_manifest(a) for a in spec.arches]
@@ -178,13 +194,11 @@ def task_notices() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)
-        extra = [str(p.provenance)] if spec.source.is_iso else [
-            f for f in _source_files(spec) if "/win7/" not in Path(f).as_posix()[len(str(spec.source.path)):]]
         yield {
             "name": spec.name,
             "doc": f"notices for {spec.name}",
             "actions": [run_stage(build_notices, spec, ctx, manifests)],
-            "file_dep": [str(m) for m in manifests] + extra,
+            "file_dep": [str(m) for m in manifests] + _notice_inputs(spec, ctx),
             "targets": [str(p.notices_manifest)],
             "uptodate": _uptodate(spec, "notices"),
             "clean": [(remove_tree, [p.notices_dir]), (remove_tree, [p.notices_manifest])],

@@ -20,6 +20,7 @@ import pycdlib
 from .errors import SourceError, VerifyError
 from .fsutil import CHUNK, sha256_file, write_json_atomic
 from .isofs import JOLIET_LABEL_MAX
+from .log import Progress
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def read_iso(path: Path) -> IsoContent:
         joliet_label = None
         files: dict[str, tuple[str, int]] = {}
         rr: set[str] = set()
+        progress = Progress(f"verify {path.name}", path.stat().st_size)
         if iso.has_joliet() and iso.joliet_vd is not None:
             joliet_label = iso.joliet_vd.volume_identifier.decode("utf-16-be", "replace").rstrip(" \0")
             for root, _dirs, names in iso.walk(joliet_path="/"):
@@ -55,7 +57,10 @@ def read_iso(path: Path) -> IsoContent:
                         while chunk := fp.read(CHUNK):
                             h.update(chunk)
                             size += len(chunk)
+                            progress.advance(len(chunk))
+                    progress.advance(0, files=1)
                     files[jpath.lstrip("/")] = (h.hexdigest(), size)
+        progress.close()
         if iso.has_rock_ridge():
             for root, _dirs, names in iso.walk(rr_path="/"):
                 rr.update(f"{root.rstrip('/')}/{n}".lstrip("/") for n in names)

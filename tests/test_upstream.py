@@ -213,3 +213,27 @@ def test_cli_fetch(project: Path, upstream_iso: tuple[Path, dict[str, bytes]],
         assert len(server.requests) == 1
     out = capsys.readouterr().out
     assert f"sha256={sha(data)}" in out and "(download)" in out and "(cache)" in out
+
+
+def test_two_specs_share_one_download_and_a_cleared_cache_refetches(
+        project: Path, upstream_iso: tuple[Path, dict[str, bytes]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    iso, _ = upstream_iso
+    data = iso.read_bytes()
+    with serve({"/v.iso": data}) as server:
+        src = {"url": server.url("/v.iso"), "sha256": sha(data)}
+        iso_spec(project, src)
+        other = {"schema_version": 1, "name": "vw-net", "source": {"kind": "virtio-win-iso", **src},
+                 "checks": {"placeholder_catalogs": "allow"}, "target": {"arches": ["amd64"]},
+                 "drivers": [{"name": "netkvm", "device": "virtio-net", "required": True}]}
+        write_spec(project, "vw-net", other)
+        assert run_doit(project, "build:vw", "build:vw-net") == 0
+        assert len(server.requests) == 1
+        capsys.readouterr()
+        import shutil
+
+        shutil.rmtree(tmp_path / "cache")
+        assert run_doit(project, "build:vw") == 0
+        ran = executed(capsys.readouterr().out)
+        assert "fetch:vw" in ran and "extract:vw" not in ran  # same bytes again: nothing downstream reruns
+        assert len(server.requests) == 2
