@@ -188,7 +188,8 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
                 folder = _resolve_folder(by_dir, path, where)
                 if folder is None:
                     continue
-                files = _package_files(by_dir, folder, where, drv.name, skipped)
+                files = [f for f in _package_files(by_dir, folder, where, drv.name, skipped)
+                         if not spec.source.excludes(f"win7/{arch.value}/{drv.name}/{f.rel}")]
                 if not any(f.rel.lower().endswith(".inf") and "/" not in f.rel for f in files):
                     tried[-1] += " (no .inf)"
                     continue

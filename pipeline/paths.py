@@ -29,6 +29,10 @@ class SpecPaths:
         return self.build / "fetch.json"
 
     @property
+    def fetch_stat(self) -> Path:
+        return self.build / "fetch.stat.json"
+
+    @property
     def extract_dir(self) -> Path:
         return self.build / "extract"
 

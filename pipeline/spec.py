@@ -7,6 +7,7 @@ contract; every problem is reported with its file, line, column and JSON pointer
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -112,6 +113,12 @@ class Source:
     expect: dict[str, str] = field(default_factory=dict)
     license_file: Path | None = None
     license_file_raw: str | None = None
+    exclude: tuple[str, ...] = ()
+
+    def excludes(self, staged_path: str) -> bool:
+        """Whether ``staged_path`` (``win7/<arch>/<driver>/<file>``) is left out by ``exclude``."""
+        low = staged_path.lower()
+        return any(fnmatch.fnmatchcase(low, pat.lower()) for pat in self.exclude)
 
     @property
     def is_iso(self) -> bool:
@@ -191,6 +198,7 @@ class Spec:
             "arches": [a.value for a in self.arches],
             "drivers": [[d.name, d.device.name, d.required] for d in self.drivers],
             "optional": self.optional_policy,
+            "exclude": list(src.exclude),
         }
         slices: dict[str, dict[str, Any]] = {
             "fetch": {"source": source},
@@ -304,6 +312,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         expect=expect,
         license_file=ctx.resolve(s["license_file"]) if "license_file" in s else None,
         license_file_raw=s.get("license_file"),
+        exclude=tuple(s.get("exclude", ())),
     )
 
     outputs = data.get("outputs", {})

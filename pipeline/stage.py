@@ -65,6 +65,12 @@ def check_expect(spec: Spec, arch: Arch, files: dict[str, dict[str, Any]]) -> li
             problems.append(f"source.expect pins {path}, but no such file was staged")
         elif got["sha256"] != want:
             problems.append(f"{path}: sha256 {got['sha256']} does not match the pin {want} in source.expect")
+    if spec.source.expect and spec.source.sha256 is None:
+        # Without a whole-ISO pin, the per-file pins are the only proof: all or nothing.
+        unpinned = sorted(p for p in files if p not in spec.source.expect)
+        if unpinned:
+            problems.append(f"source.expect pins some files but not {', '.join(unpinned)}; without source.sha256 "
+                            "every staged file needs a pin (or an entry in source.exclude)")
     return problems
 
 

@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from . import log
-from .errors import SourceError
+from .errors import ChecksumMismatch, SourceError
 from .fetch import cache_file_for, obtain_iso
-from .fsutil import copy_fp_hashed, read_json, relpath_for_humans, staging_dir, write_json_atomic
+from .fsutil import (
+    copy_fp_hashed,
+    read_json,
+    relpath_for_humans,
+    sha256_file,
+    staging_dir,
+    write_json_atomic,
+)
 from .inf import parse_inf
 from .isoread import IsoTree
 from .layout import Selection, select
@@ -54,9 +61,38 @@ def fetch_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
         "origin": res.origin,
         "url": res.url,
     }
-    write_json_atomic(SpecPaths(spec, ctx).fetch_record, record)
+    paths = SpecPaths(spec, ctx)
+    # Which exact file was hashed; kept apart from fetch.json so a re-download of the
+    # same bytes does not look like a new input to extraction.
+    write_json_atomic(paths.fetch_stat, {"path": str(res.path), "stat": _stat_key(res.path)})
+    write_json_atomic(paths.fetch_record, record)
     log.info(f"{spec.name}: ISO ready ({res.origin}), sha256 {res.sha256}")
     return record
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def ensure_proven(spec: Spec, ctx: Context, iso: Path, fetched: dict[str, Any]) -> None:
+    """Re-hash the ISO unless it is the very file fetch hashed: the cache is not trusted blindly."""
+    paths = SpecPaths(spec, ctx)
+    try:
+        seen = read_json(paths.fetch_stat)
+        if seen.get("path") == str(iso) and seen.get("stat") == _stat_key(iso):
+            return
+    except (OSError, ValueError):
+        pass
+    progress = log.Progress(f"re-check {iso.name}", iso.stat().st_size)
+    digest, _size = sha256_file(iso, lambda n: progress.advance(n))
+    progress.close()
+    if digest != fetched["sha256"]:
+        raise ChecksumMismatch(f"{relpath_for_humans(iso, ctx.root)}: sha256 {digest} differs from {fetched['sha256']}, "
+                               "which fetch proved; the file changed after it was checked",
+                               f"delete {relpath_for_humans(iso, ctx.root)} and run doit again (it is downloaded or "
+                               "checked anew)")
+    write_json_atomic(paths.fetch_stat, {"path": str(iso), "stat": _stat_key(iso)})
 
 
 def _copy(tree: Tree, entry: Entry, dest: Path, progress: log.Progress) -> dict[str, Any]:
@@ -155,6 +191,9 @@ def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
     """The extract task: stream the selected files into build/<spec>/extract/ and write provenance.json."""
     paths = SpecPaths(spec, ctx)
     paths.provenance.unlink(missing_ok=True)
-    provenance = extract_iso(spec, iso_input(spec, ctx), paths.extract_dir, read_json(paths.fetch_record))
+    fetched = read_json(paths.fetch_record)
+    iso = iso_input(spec, ctx)
+    ensure_proven(spec, ctx, iso, fetched)
+    provenance = extract_iso(spec, iso, paths.extract_dir, fetched)
     write_json_atomic(paths.provenance, provenance)
     return provenance

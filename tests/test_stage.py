@@ -258,9 +258,24 @@ def test_expect_pins_checked_after_staging(tmp_path: Path) -> None:
     good = hashlib.sha256((tmp_path / "vw/viostor/w7/amd64/viostor.sys").read_bytes()).hexdigest()
     spec = spec_for(tmp_path, {"kind": "virtio-win-dir", "path": "vw",
                                "expect": {"win7/amd64/viostor/viostor.sys": good}})
+    # Without a whole-source pin, every staged file needs one.
+    with pytest.raises(SourceError) as partial:
+        staged(tmp_path, spec, Arch.AMD64)
+    assert "source.expect pins some files but not win7/amd64/netkvm/netkvm.cat" in partial.value.render()
+    every = {}
+    for drv, folder in (("viostor", "viostor"), ("netkvm", "NetKVM")):
+        for f in (tmp_path / "vw" / folder / "w7/amd64").iterdir():
+            if f.suffix != ".pdb":
+                every[f"win7/amd64/{drv}/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    spec = spec_for(tmp_path, {"kind": "virtio-win-dir", "path": "vw", "expect": every})
     staged(tmp_path, spec, Arch.AMD64)
+    # Excluded files need no pin and are not staged.
+    fewer = {k: v for k, v in every.items() if not k.endswith("readme.doc")}
+    spec = spec_for(tmp_path, {"kind": "virtio-win-dir", "path": "vw", "expect": fewer,
+                               "exclude": ["win7/*/netkvm/README.DOC"]})
+    assert "win7/amd64/netkvm/readme.doc" not in [f["path"] for f in staged(tmp_path, spec, Arch.AMD64)["files"]]
     spec = spec_for(tmp_path, {"kind": "virtio-win-dir", "path": "vw",
-                               "expect": {"win7/amd64/viostor/viostor.sys": "0" * 64}})
+                               "expect": {**every, "win7/amd64/viostor/viostor.sys": "0" * 64}})
     with pytest.raises(SourceError) as exc:
         staged(tmp_path, spec, Arch.AMD64)
     assert f"win7/amd64/viostor/viostor.sys: sha256 {good} does not match the pin {'0' * 64}" in exc.value.render()

@@ -110,7 +110,8 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
 def test_output_change_does_not_reextract_and_expect_rechecks(
         project: Path, upstream_iso: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture[str]) -> None:
     iso, files = upstream_iso
-    spec = iso_spec(project, {"path": str(iso)})
+    # With the whole ISO pinned, a partial set of payload pins is fine.
+    spec = iso_spec(project, {"path": str(iso), "sha256": sha(iso.read_bytes())})
     assert run_doit(project, "build:vw") == 0
     capsys.readouterr()
     data = yaml.safe_load(spec.read_text())
@@ -237,3 +238,50 @@ def test_two_specs_share_one_download_and_a_cleared_cache_refetches(
         ran = executed(capsys.readouterr().out)
         assert "fetch:vw" in ran and "extract:vw" not in ran  # same bytes again: nothing downstream reruns
         assert len(server.requests) == 2
+
+
+def test_tampered_cached_iso_is_caught(project: Path, upstream_iso: tuple[Path, dict[str, bytes]],
+                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iso, files = upstream_iso
+    data = iso.read_bytes()
+    with serve({"/v.iso": data}) as server:
+        iso_spec(project, {"url": server.url("/v.iso"), "sha256": sha(data)})
+        assert run_doit(project, "build:vw") == 0
+        cached = next((tmp_path / "cache").rglob("v.iso"))
+        blob = bytearray(cached.read_bytes())
+        inf = files["viostor/w7/amd64/viostor.inf"]
+        at = blob.index(inf[:64])
+        blob[at:at + 9] = b"[EVIL!!!]"
+        cached.write_bytes(bytes(blob))
+        capsys.readouterr()
+        assert run_doit(project, "build:vw") != 0
+        out = capsys.readouterr()
+        text = out.out + out.err
+        assert "which fetch proved; the file changed after it was checked" in text
+        assert not (project / "build/vw/provenance.json").exists()
+        cached.unlink()
+        assert run_doit(project, "build:vw") == 0  # downloaded again, proven, built
+        assert len(server.requests) == 2
+
+
+def test_shipped_0_1_285_spec_pins_exactly_the_real_payload(realdata: Path) -> None:
+    """Against the real 2025 ISO listing and INFs: every shipped file is pinned, nothing more."""
+    from pipeline.spec import Context, load_specs
+    from tests.lib.project import REPO
+
+    spec = next(s for s in load_specs(Context(root=REPO)) if s.name == "virtio-win-0.1.285")
+    listing = (realdata / "listings/virtio-win-iso-2025.txt").read_text().split()
+    folders = {"viostor": "viostor", "netkvm": "NetKVM", "vioinput": "vioinput"}
+    shipped = set()
+    for line in listing:
+        parts = line.removeprefix("cd/").split("/")
+        for drv, folder in folders.items():
+            if len(parts) == 4 and parts[0] == folder and parts[1] == "w7" and not parts[3].endswith(".pdb"):
+                staged = f"win7/{parts[2]}/{drv}/{parts[3]}"
+                if not spec.source.excludes(staged):
+                    shipped.add(staged)
+    assert shipped == set(spec.source.expect)
+    for arch in ("x86", "amd64"):
+        for drv in folders:
+            inf = (realdata / "inf" / drv / arch / f"{drv}.inf").read_bytes()
+            assert spec.source.expect[f"win7/{arch}/{drv}/{drv}.inf"] == sha(inf)
