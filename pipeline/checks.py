@@ -154,8 +154,15 @@ class _Collector:
         return self.files.get(relpath.replace("\\", "/").strip("/").lower())
 
     def read(self, relpath: str) -> bytes | None:
+        path = self.pkg_dir / relpath
         try:
-            return (self.pkg_dir / relpath).read_bytes()
+            if path.stat().st_size > MAX_READ:
+                # Drivers are a few MB; reading a huge file whole would break flat memory.
+                self.add("error", "file-too-large", relpath, None,
+                         f"{relpath} is {path.stat().st_size} bytes, too large for a driver package file "
+                         f"(limit {MAX_READ // 2**20} MiB)", "remove it from the package")
+                return None
+            return path.read_bytes()
         except OSError as exc:
             self.add("error", "file-unreadable", relpath, None, f"{relpath} cannot be read ({exc.strerror})",
                      "check the file's permissions")
@@ -691,18 +698,19 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
         col.add("error", "catalog-tampered", cat_rel, None,
                 f"{cat_rel} was changed after signing: its signed message digest no longer matches the member list",
                 f"use the unmodified {cat_rel} from virtio-win")
-    now = datetime.now(UTC)
-    if primary.not_after is not None and primary.not_after < now:
-        subject = _cn(primary.subject)
-        if primary.timestamp:
-            col.add("info", "catalog-cert-expired", cat_rel, None,
-                    f"{cat_rel}: signing certificate {subject!r} expired on {primary.not_after:%Y-%m-%d}; "
-                    f"the {primary.timestamp} timestamp keeps the signature valid", None)
-        else:
-            col.add("warning", "catalog-cert-expired", cat_rel, None,
-                    f"{cat_rel}: signing certificate {subject!r} expired on {primary.not_after:%Y-%m-%d} and the "
-                    "signature has no timestamp, so Windows may reject it",
-                    "use a timestamped catalog from virtio-win")
+    subject = _cn(primary.subject)
+    # A timestamped signature stays valid after the certificate expires, so its
+    # validity is recorded as a fact, not judged against today's date: findings (and
+    # the media manifests that carry them) must not change with the clock.
+    col.facts["catalog"]["expiry"] = "covered by timestamp" if primary.timestamp else "not timestamped"
+    if not primary.timestamp and primary.not_after is not None and primary.not_after < datetime.now(UTC):
+        col.add("warning", "catalog-cert-expired", cat_rel, None,
+                f"{cat_rel}: signing certificate {subject!r} expired on {primary.not_after:%Y-%m-%d} and the "
+                "signature has no timestamp, so Windows may reject it",
+                "use a timestamped catalog from virtio-win")
+
+
+MAX_READ = 256 * 1024 * 1024
 
 
 def _cn(subject: str | None) -> str:

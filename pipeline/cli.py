@@ -55,14 +55,18 @@ def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: 
 def cmd_build_iso(args: argparse.Namespace) -> int:
     """Stage a driver tree, write a drivers ISO and verify it."""
     from .drivers_iso import build_drivers_iso, verify_drivers_iso
-    from .isofs import source_date_epoch
+    from .isofs import check_epoch, source_date_epoch
     from .notices import build_notices
     from .paths import SpecPaths
     from .stage import stage_arch
 
     repo = Context(root=Path(args.root).absolute())
-    epoch = args.source_date_epoch if args.source_date_epoch is not None else source_date_epoch()
+    epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
+             else source_date_epoch())
     output = Path(args.output)
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a folder", "give the path of the .iso file to write")
+    output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
         ctx = Context(root=Path(tmp))
         # The ad-hoc spec is checked against this repo's schema and device contract.
@@ -298,6 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return exc.exit_code
+    except OSError as exc:
+        # Unwritable output folders and the like: the user's to fix, not a crash.
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error(f"{where}{exc.strerror or exc}; fix: check the path and its permissions")
+        if args.debug:
+            raise
+        return 2
     except KeyboardInterrupt:
         log.error("interrupted; outputs written so far are complete or absent, never partial")
         return 130

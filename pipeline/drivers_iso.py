@@ -11,6 +11,7 @@ from .isofs import MediaFile, write_iso
 from .media import crlf, load_provenance, media_record, render_template, staged_media
 from .paths import SpecPaths
 from .spec import Context, Spec
+from .verify import discard_on_failure
 
 MANIFEST_NAME = "manifest.json"
 README_NAME = "README.txt"
@@ -45,19 +46,27 @@ def _readme(spec: Spec, packages: list[dict[str, Any]], prov: dict[str, Any]) ->
     return crlf(text)
 
 
-def build_drivers_iso(spec: Spec, ctx: Context, stage_manifest_paths: list[Path], epoch: int) -> dict[str, Any]:
-    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its manifest."""
-    paths = SpecPaths(spec, ctx)
-    stages = [read_json(p) for p in stage_manifest_paths]
-    notices = read_json(paths.notices_manifest)
-    files, records = staged_media(paths, stages, notices)
+def staged_packages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each staged package with its media folder and INF path, as staged (original case)."""
     packages: list[dict[str, Any]] = []
     for m in stages:
         for p in m["packages"]:
-            inf = next((f["path"] for f in p["files"] if f["path"].lower().endswith(f"/{p['driver']}.inf")),
-                       next(f["path"] for f in p["files"] if f["path"].lower().endswith(".inf")))
+            infs = [f["path"] for f in p["files"] if f["path"].lower().endswith(".inf")]
+            inf = next((i for i in infs if i.lower().endswith(f"/{p['driver']}.inf")), infs[0])
             packages.append({"driver": p["driver"], "device": p["device"], "arch": m["arch"],
                              "required": p["required"], "dir": f"win7/{m['arch']}/{p['driver']}", "inf": inf})
+    return packages
+
+
+def build_drivers_iso(spec: Spec, ctx: Context, stage_manifest_paths: list[Path], epoch: int) -> dict[str, Any]:
+    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its manifest."""
+    paths = SpecPaths(spec, ctx)
+    # A report beside a new ISO must be about that ISO: drop the old one first.
+    paths.drivers_iso_report.unlink(missing_ok=True)
+    stages = [read_json(p) for p in stage_manifest_paths]
+    notices = read_json(paths.notices_manifest)
+    files, records = staged_media(paths, stages, notices)
+    packages = staged_packages(stages)
     prov = load_provenance(spec, ctx, stages)
     readme = _readme(spec, packages, prov)
     files.append(MediaFile(README_NAME, data=readme))
@@ -89,14 +98,17 @@ def verify_drivers_iso(spec: Spec, ctx: Context) -> dict[str, Any]:
     from .verify import Expectation, verify_iso
 
     paths = SpecPaths(spec, ctx)
+    paths.drivers_iso_report.unlink(missing_ok=True)
     files: dict[str, dict[str, Any]] = {}
-    for arch in spec.arches:
-        for rec in read_json(paths.stage_manifest(arch))["files"]:
-            files[rec["path"]] = {**rec, "_from": f"stage manifest {arch.value}"}
+    stages = [read_json(paths.stage_manifest(a)) for a in spec.arches]
+    for m in stages:
+        for rec in m["files"]:
+            files[rec["path"]] = {**rec, "_from": f"stage manifest {m['arch']}"}
     for rec in read_json(paths.notices_manifest)["files"]:
         files[rec["path"]] = {**rec, "_from": "notices manifest"}
-    required = [f"win7/{a.value}/{d.name}/{d.device.inf}" for a in spec.arches for d in spec.drivers if d.required]
+    required = [p["inf"] for p in staged_packages(stages) if p["required"]]
     exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files)
-    result = verify_iso(paths.drivers_iso, [a.value for a in spec.arches], exp, report=paths.drivers_iso_report)
+    with discard_on_failure([paths.drivers_iso]):
+        result = verify_iso(paths.drivers_iso, [a.value for a in spec.arches], exp, report=paths.drivers_iso_report)
     log.info(f"verified {paths.drivers_iso.name}: {result['files_checked']} files OK")
     return result

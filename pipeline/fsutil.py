@@ -51,6 +51,13 @@ def copy_fp_hashed(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None]
     return h.hexdigest(), size
 
 
+def sweep_leftovers(final: Path) -> None:
+    """Remove temp siblings of ``final`` that a killed run left behind (``.<name>.*.tmp``, ``.<name>.old-*``)."""
+    for pattern in (f".{final.name}.*.tmp", f".{final.name}.old-*"):
+        for stale in final.parent.glob(pattern):
+            remove_tree(stale)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temp path beside ``final``; rename it over ``final`` on success.
@@ -58,6 +65,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     On any exception the temp file is removed and ``final`` is left untouched.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -118,6 +126,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
     build removes its temp dir, so ``final`` is either the old or the new tree.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; staged trees are ordinary folders
     try:

@@ -88,6 +88,18 @@ def _spec_certs(spec: Spec) -> list[Cert]:
     return out
 
 
+def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: list[Cert], trust: list[Cert],
+                    shipped: dict[str, Cert], sha256_only: bool) -> dict[str, bytes]:
+    gt = spec.guest_tools
+    test_names = {c.name for c in test_certs}
+    return render_guest_tools_scripts(
+        spec.contract, drivers, signing_policy=gt.signing_policy,
+        certs=[c.name for c in test_certs], trust_certs=[c.name for c in trust if c.name not in test_names],
+        sha256_only=sha256_only, version=gt.version, build_id=gt.build_id, label=gt.volume_label,
+        # Thumbprints from here, so setup never parses certutil's (localised) output.
+        cert_thumbprints={c.name: c.thumbprint for c in shipped.values()})
+
+
 def guest_tools_files(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: int) -> tuple[list[MediaFile],
                                                                                               dict[str, Any]]:
     """Return the media files and the manifest (without writing anything)."""
@@ -110,13 +122,11 @@ def guest_tools_files(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: 
         records.append(media_record(f"certs/{c.name}", data))
 
     drivers = _driver_entries(spec, stages)
-    scripts = render_guest_tools_scripts(
-        spec.contract, drivers, signing_policy=gt.signing_policy,
-        certs=[c.name for c in test_certs], trust_certs=[c.name for c in trust if c.name not in
-                                                          {t.name for t in test_certs}],
-        sha256_only=sha256_only, version=gt.version, build_id=gt.build_id, label=gt.volume_label,
-        # Thumbprints from here, so setup never parses certutil's (localised) output.
-        cert_thumbprints={c.name: c.thumbprint for c in shipped.values()})
+    try:
+        scripts = _render_scripts(spec, drivers, test_certs, trust, shipped, sha256_only)
+    except ValueError as exc:  # names or INF values the batch scripts cannot carry
+        raise SourceError(f"{spec.display}: cannot write the Guest Tools scripts: {exc}",
+                          "rename the offending file or fix the INF value in the source") from None
     for path, data in scripts.items():
         files.append(MediaFile(path, data=data))
         records.append(media_record(path, data))
@@ -155,6 +165,7 @@ def build_guest_tools(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: 
     """Write the Guest Tools ISO, zip and manifest.json under ``dist/<spec>/``."""
     paths = SpecPaths(spec, ctx)
     paths.guest_tools_manifest.unlink(missing_ok=True)
+    paths.guest_tools_report.unlink(missing_ok=True)
     files, manifest = guest_tools_files(spec, ctx, stage_paths, epoch)
     write_iso(files, paths.guest_tools_iso, spec.guest_tools.volume_label, epoch)
     write_zip(files, paths.guest_tools_zip, epoch)
@@ -167,16 +178,18 @@ def build_guest_tools(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: 
 
 def verify_guest_tools(spec: Spec, ctx: Context) -> dict[str, Any]:
     """Read the ISO and the zip back; both must hold exactly the manifest's files, byte for byte."""
-    from .verify import Expectation, verify_iso, verify_zip
+    from .verify import Expectation, discard_on_failure, verify_iso, verify_zip
 
     paths = SpecPaths(spec, ctx)
+    paths.guest_tools_report.unlink(missing_ok=True)
     manifest = read_json(paths.guest_tools_manifest)
     files = {r["path"]: {**r, "_from": "dist manifest.json"} for r in manifest["files"]}
     required = ["setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "THIRD_PARTY_NOTICES.md",
                 "config/devices.cmd", MANIFEST_NAME] + [d["inf"] for d in manifest["drivers"]]
     exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files)
-    iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp)
-    zip_result = verify_zip(paths.guest_tools_zip, exp, manifest_bytes=paths.guest_tools_manifest.read_bytes())
+    with discard_on_failure([paths.guest_tools_iso, paths.guest_tools_zip, paths.guest_tools_manifest]):
+        iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp)
+        zip_result = verify_zip(paths.guest_tools_zip, exp, manifest_bytes=paths.guest_tools_manifest.read_bytes())
     report = {"iso": iso, "zip": zip_result, "ok": True}
     write_bytes_atomic(paths.guest_tools_report, dump_json(report))
     log.info(f"verified {paths.guest_tools_iso.name} and {paths.guest_tools_zip.name}: "

@@ -71,7 +71,18 @@ def source_date_epoch(default: int = DEFAULT_EPOCH) -> int:
     if not raw.isdigit():
         raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds",
                          "set it to a Unix time, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
-    return int(raw)
+    return check_epoch(int(raw), "SOURCE_DATE_EPOCH")
+
+
+# ISO 9660 directory records store the year as 1900 + one byte; stay well inside it.
+MAX_EPOCH = 4102444799  # 2099-12-31T23:59:59Z
+
+
+def check_epoch(epoch: int, what: str) -> int:
+    """Reject timestamps the media formats cannot hold."""
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise UsageError(f"{what}={epoch} is outside 0..{MAX_EPOCH} (1970..2099)", "use a Unix time in that range")
+    return epoch
 
 
 def iso9660_name(name: str, is_dir: bool) -> str:

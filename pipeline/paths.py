@@ -71,10 +71,6 @@ class SpecPaths:
 
     # Guest Tools
     @property
-    def guest_tools_dir(self) -> Path:
-        return self.build / "guest-tools"
-
-    @property
     def guest_tools_manifest(self) -> Path:
         return self.dist / "manifest.json"
 

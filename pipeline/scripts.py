@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .devices import Contract, Device
+from .winnames import MEDIA_NAME
 
 ARCHES: tuple[str, ...] = ("x86", "amd64")
 SIGNING_POLICIES: tuple[str, ...] = ("none", "testsigning", "production")
@@ -69,7 +70,7 @@ VERIFY_EXIT_CODES: dict[int, str] = {
 
 # Characters that are inert inside quoted cmd.exe arguments and `set "X=..."`.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.+ ()\[\]{}#$@,;=~-]+$")
+_PATH_PART_RE = MEDIA_NAME
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SHA1_RE = re.compile(r"^[0-9A-Fa-f]{40}$")
 
@@ -447,7 +448,7 @@ def media_path(path: str) -> str:
         if not _PATH_PART_RE.match(part) or part != part.strip():
             raise ValueError(
                 f"media path {path!r}: {part!r} has a character cmd.exe treats specially "
-                "(allowed: letters, digits, space, and _ . + ( ) [ ] {{ }} # $ @ , ; = ~ -)"
+                "(allowed: letters, digits, space, and _ . + ( ) [ ] { } # $ @ , ; = ~ -)"
             )
     return p
 

@@ -184,6 +184,10 @@ class Spec:
     def signing_policy(self) -> str:
         return self.guest_tools.signing_policy
 
+    def _contract_slice(self) -> dict[str, Any]:
+        return {"name": self.contract.name, "version": self.contract.version,
+                "devices": {k: repr(v) for k, v in sorted(self.contract.devices.items())}}
+
     def fingerprint(self, stage: str) -> dict[str, Any]:
         """Return the JSON-safe slice of the spec that ``stage`` reads.
 
@@ -208,16 +212,17 @@ class Spec:
                 "expect": src.expect,
                 "checks": [self.checks.warnings, self.checks.allow_sha256_only, self.checks.placeholder_catalogs],
                 "signing_policy": self.signing_policy,
-                "contract": {k: repr(v) for k, v in sorted(self.contract.devices.items())},
+                "contract": self._contract_slice(),
             },
             "notices": {"source": source, "license_file": src.license_file_raw, "name": self.name},
             "drivers_iso": {"name": self.name, "description": self.description,
-                            "out": [self.drivers_iso.filename, self.drivers_iso.volume_label]},
+                            "out": [self.drivers_iso.filename, self.drivers_iso.volume_label],
+                            "contract": [self.contract.name, self.contract.version]},
             "verify": {"out": [self.drivers_iso.filename, self.drivers_iso.volume_label],
                        "arches": [a.value for a in self.arches],
                        "required": [d.name for d in self.drivers if d.required]},
             "guest_tools": {"name": self.name, "out": repr(self.guest_tools),
-                            "contract": {k: repr(v) for k, v in sorted(self.contract.devices.items())}},
+                            "contract": self._contract_slice()},
         }
         return slices[stage]
 
@@ -320,6 +325,16 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     certs_raw = tuple(gt.pop("certs", ()))
     guest_tools = GuestToolsOut(**gt, certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw)
     checks = Checks(**data.get("checks", {}))
+    names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
+             "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
+             "outputs/guest_tools/zip_filename": guest_tools.zip_filename}
+    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest"}
+    for where, fname in names.items():
+        key = fname.lower()
+        if key in taken or key.endswith(".verify.json"):
+            problems.append(f"{doc.where('/' + where)}: {fname!r} is already used by {taken.get(key, 'a report')}; "
+                            "fix: choose a different file name")
+        taken[key] = "/" + where
     raise_problems(problems)
     return Spec(
         name=name,
@@ -356,10 +371,7 @@ def load_specs(ctx: Context) -> list[Spec]:
     """Load every spec in ``specs/``; report all problems of all files at once."""
     problems: list[str] = []
     specs: list[Spec] = []
-    try:
-        contract = _load_contract_for(ctx.specs_dir)
-    except SpecError as exc:
-        raise exc
+    contract = _load_contract_for(ctx.specs_dir)
     for path in spec_files(ctx):
         try:
             specs.append(load_spec(path, ctx, contract))

@@ -28,7 +28,8 @@ from .tree import FILE, DirTree
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
     "backend": "json",
-    "dep_file": ".doit.db",
+    # Kept under build/ so nothing outside build/, dist/ and the cache is ever written.
+    "dep_file": "build/.doit.db",
     "check_file_uptodate": ContentChecker,
     "verbosity": 1,
 }
@@ -49,7 +50,9 @@ def _code_version() -> str:
 
 def _ctx() -> Context:
     # doit runs from the dodo file's folder (the project root); tests chdir there too.
-    return Context(root=Path.cwd())
+    ctx = Context(root=Path.cwd())
+    ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
+    return ctx
 
 
 @functools.cache
@@ -64,6 +67,13 @@ def _specs_at(root: Path) -> tuple[Spec, ...]:
 def specs() -> tuple[Spec, ...]:
     """All specs of the project in the current folder."""
     return _specs_at(Path.cwd())
+
+
+def _epoch() -> int:
+    try:
+        return source_date_epoch()
+    except PipelineError as exc:
+        raise InvalidDodoFile(exc.render()) from None
 
 
 def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -172,12 +182,15 @@ def task_stage() -> Iterator[Task]:
 
 def _notice_inputs(spec: Spec, ctx: Context) -> list[str]:
     """What notices read besides the stage manifests: provenance, or the source's own notice files."""
+    lic = spec.source.license_file
+    extra = [str(lic)] if lic is not None and lic.is_file() else []
     if spec.source.is_iso:
-        return [str(SpecPaths(spec, ctx).provenance)]
+        return [str(SpecPaths(spec, ctx).provenance), *extra]
     root = spec.source.path
     assert root is not None
     # Licence and notice files live outside the driver folders (win7/ or <Driver>/<os>/).
-    return [f for f in _source_files(spec) if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
+    return extra + [f for f in _source_files(spec)
+                    if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
 
 
 def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
@@ -211,7 +224,7 @@ def task_drivers_iso() -> Iterator[Task]:
 
     yield {"basename": "drivers_iso", "name": None, "doc": task_drivers_iso.__doc__}
     ctx = _ctx()
-    epoch = source_date_epoch()
+    epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)
@@ -252,7 +265,7 @@ def task_guest_tools() -> Iterator[Task]:
 
     yield {"basename": "guest_tools", "name": None, "doc": task_guest_tools.__doc__}
     ctx = _ctx()
-    epoch = source_date_epoch()
+    epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)

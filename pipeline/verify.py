@@ -8,9 +8,10 @@ in the pipeline, against the stage and notices manifests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,6 @@ class Expectation:
     label: str | None = None
     required_paths: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)
 
 
 def check_iso(content: IsoContent, exp: Expectation) -> list[str]:
@@ -118,6 +118,17 @@ def expectation_from_media_manifest(content_manifest: dict[str, Any], require_ar
     return Expectation(label=content_manifest.get("volume_label"), required_paths=required, files=files)
 
 
+def _is_media_manifest(data: Any) -> bool:
+    if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+        return False
+    recs = data.get("files", [])
+    pkgs = data.get("packages", [])
+    return (all(isinstance(r, dict) and isinstance(r.get("path"), str) and isinstance(r.get("sha256"), str)
+                and isinstance(r.get("size"), int) for r in recs)
+            and isinstance(pkgs, list)
+            and all(isinstance(p, dict) and {"inf", "arch", "required"} <= set(p) for p in pkgs))
+
+
 def read_media_manifest(path: Path) -> dict[str, Any]:
     """Read ``manifest.json`` from an ISO, or {} when it has none."""
     iso = pycdlib.PyCdlib()
@@ -125,10 +136,16 @@ def read_media_manifest(path: Path) -> dict[str, Any]:
         iso.open(str(path))
         try:
             with iso.open_file_from_iso(joliet_path="/manifest.json") as fp:
-                data: dict[str, Any] = json.loads(fp.read())
-                return data
+                data = json.loads(fp.read(16 * 1024 * 1024))
         except pycdlib.pycdlibexception.PyCdlibException:
             return {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise VerifyError(f"{path.name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
+        if not _is_media_manifest(data):
+            raise VerifyError(f"{path.name}: manifest.json is not a media manifest (no files list of "
+                              "{path, sha256, size})", "rebuild the media, or verify media built by this tool")
+        result: dict[str, Any] = data
+        return result
     except (pycdlib.pycdlibexception.PyCdlibException, OSError) as exc:
         raise SourceError(f"{path}: not a readable ISO 9660 image ({exc})", "rebuild it") from None
     finally:
@@ -182,6 +199,18 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
         raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                           f"see {report.name if report else 'the list above'}; rebuild the media")
     return result
+
+
+@contextlib.contextmanager
+def discard_on_failure(media: list[Path]) -> Iterator[None]:
+    """Remove media that failed verification, so the next run rebuilds them instead of trusting them."""
+    try:
+        yield
+    except VerifyError as exc:
+        for m in media:
+            m.unlink(missing_ok=True)
+        raise VerifyError(exc.message, "the failed media were removed (the report stays); run doit again to "
+                                       "rebuild them, and report a bug if it fails again") from None
 
 
 def verify_zip(path: Path, exp: Expectation, manifest_bytes: bytes | None = None) -> dict[str, Any]:

@@ -18,7 +18,11 @@ _RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
 }
 _BAD_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _DRIVE = re.compile(r"^[A-Za-z]:")
-MAX_COMPONENT = 255
+# Joliet, which Windows reads on the media, stores at most 64 UCS-2 characters a name.
+MAX_COMPONENT = 64
+# Characters a name on the media may use. The Guest Tools batch scripts pass paths to
+# cmd.exe, which gives % ! ^ & (and non-ASCII, by code page) meanings of their own.
+MEDIA_NAME = re.compile(r"^[A-Za-z0-9_.+ ()\[\]{}#$@,;=~-]+$")
 
 
 def component_problem(name: str) -> str | None:
@@ -33,7 +37,10 @@ def component_problem(name: str) -> str | None:
     if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
         return f"{name!r} is a reserved device name on Windows"
     if len(name) > MAX_COMPONENT:
-        return f"{name[:40]!r}... is longer than {MAX_COMPONENT} characters"
+        return f"{name[:40]!r}... is longer than {MAX_COMPONENT} characters, the Joliet limit of the media"
+    if not MEDIA_NAME.match(name):
+        return (f"{name!r} has characters the media's cmd.exe scripts cannot handle safely "
+                "(allowed: letters, digits, space and _ . + ( ) [ ] { } # $ @ , ; = ~ -)")
     return None
 
 

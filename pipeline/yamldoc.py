@@ -93,7 +93,11 @@ def load_doc(path: Path, display: str | None = None) -> Doc:
     if node is None:
         raise SpecError(f"{display}:1:1: /: the file is empty", "start from specs/sample.yaml")
     marks: dict[str, tuple[int, int]] = {}
-    data = _to_python(node, "", marks, display)
+    try:
+        data = _to_python(node, "", marks, display)
+    except RecursionError:
+        raise SpecError(f"{display}: a YAML alias refers to itself (or nests too deeply)",
+                        "replace the recursive *alias with plain values") from None
     return Doc(path=path, display=display, data=data, marks=marks)
 
 
@@ -139,6 +143,9 @@ def _messages(err: jsonschema.ValidationError, doc: Doc) -> list[tuple[str, str]
     if v == "required":
         missing = [k for k in err.validator_value if k not in inst]
         return [(pointer, f"missing required key {k!r}; fix: {hint or f'add {k}: ...'}") for k in missing]
+    if v == "const" and str(inst) == str(err.validator_value):
+        return [(pointer, f"{inst!r} is text; expected the number {err.validator_value}; "
+                          f"fix: write {err.validator_value} without quotes")]
     if v in ("enum", "const"):
         allowed = err.validator_value if v == "enum" else [err.validator_value]
         close = difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1)

@@ -145,3 +145,47 @@ def test_repo_dodo_lists_documented_tasks() -> None:
     assert {"build", "stage", "notices", "drivers_iso", "verify", "fetch", "extract", "default", "guest_tools",
             "verify_guest_tools"} <= names
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines() if line.strip())
+
+
+def test_corrupted_iso_fails_verify_then_rebuilds(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
+    good = sha(iso)
+    data = bytearray(iso.read_bytes())
+    at = data.index(b"AERO STAND-IN")
+    data[at] ^= 0xFF
+    iso.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert run_doit(project) != 0
+    out = capsys.readouterr()
+    assert "the failed media were removed" in out.out + out.err
+    assert not iso.exists()
+    report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
+    assert not report["ok"] and report["problems"]
+    assert run_doit(project) == 0
+    assert sha(iso) == good
+
+
+def test_upper_case_package_names_stage_and_verify(project: Path) -> None:
+    pkg = project / "prebuilt/sample/win7/amd64/viostor"
+    for p in list(pkg.iterdir()):
+        p.rename(pkg / p.name.upper())
+    inf = pkg / "VIOSTOR.INF"
+    inf.write_bytes(inf.read_bytes().replace(b"viostor.sys", b"VIOSTOR.SYS").replace(b"viostor.cat", b"VIOSTOR.CAT"))
+    assert run_doit(project) == 0
+    report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
+    assert report["ok"]
+
+
+def test_leftovers_of_a_killed_run_are_swept(project: Path) -> None:
+    assert run_doit(project) == 0
+    stale_dir = project / "build/sample/stage/win7/.x86.abc123.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "big.bin").write_bytes(b"x" * 1000)
+    stale_iso = project / "dist/sample/.aero-virtio-win7-drivers.iso.q1w2e3.tmp"
+    stale_iso.write_bytes(b"partial")
+    inf = project / "prebuilt/sample/win7/x86/netkvm/netkvm.inf"
+    inf.write_bytes(inf.read_bytes() + b"; rebuild\r\n")
+    assert run_doit(project) == 0
+    assert not stale_dir.exists() and not stale_iso.exists()
+    assert not list(project.glob("*.db")) and (project / "build/.doit.db").is_file()
