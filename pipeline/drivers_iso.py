@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import log
-from .fsutil import dump_json, read_json, sha256_file
+from .fsutil import dump_json, read_json, relpath_for_humans, sha256_file
 from .isofs import MediaFile, write_iso
 from .media import crlf, load_provenance, media_record, render_template, staged_media
 from .paths import SpecPaths
@@ -89,7 +89,7 @@ def build_drivers_iso(spec: Spec, ctx: Context, stage_manifest_paths: list[Path]
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest)))
     write_iso(files, paths.drivers_iso, spec.drivers_iso.volume_label, epoch)
     digest, size = sha256_file(paths.drivers_iso)
-    log.info(f"Wrote {paths.drivers_iso} ({size} bytes, sha256={digest})")
+    log.info(f"Wrote {relpath_for_humans(paths.drivers_iso, ctx.root)} ({size} bytes, sha256={digest})")
     return {"sha256": digest, "size": size}
 
 

@@ -16,7 +16,7 @@ from .catalog import load_catalog
 from .certs import Cert, load_cert_file, publisher_cert, refuse_private_keys
 from .media import load_provenance, media_record, staged_media
 from .errors import SourceError, ValidationError
-from .fsutil import dump_json, read_json, sha256_file, write_bytes_atomic
+from .fsutil import dump_json, read_json, relpath_for_humans, sha256_file, write_bytes_atomic
 from .isofs import MediaFile, write_iso
 from .paths import SpecPaths
 from .scripts import MEDIA_HASHES_PATH, DriverEntry, render_guest_tools_scripts, render_media_hashes
@@ -172,7 +172,7 @@ def build_guest_tools(spec: Spec, ctx: Context, stage_paths: list[Path], epoch: 
     write_bytes_atomic(paths.guest_tools_manifest, dump_json(manifest))
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
         digest, size = sha256_file(out)
-        log.info(f"Wrote {out} ({size} bytes, sha256={digest})")
+        log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
     return manifest
 
 

@@ -74,6 +74,7 @@ def _upstream_notices(spec: Spec, ctx: Context, out: Path, stage_manifests: list
     copied: list[str] = []
     texts: list[str] = []
     for e in selection_notices:
+        check_relpath(e.path, tree.display)
         with tree.open(e) as src, open(lic_dir / e.name, "wb") as dst:
             shutil.copyfileobj(src, dst)
         copied.append(f"{LICENSE_DIR}/{e.name}")

@@ -126,3 +126,22 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["check", str(pkg), "--allow-placeholder-catalogs"]) == 1
     assert "only has NTamd64.10.0 models: this is a Windows 10 driver" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.parametrize("manifest", [b"{not json", b"[1, 2]", b'{"files": [{"path": 1}]}'])
+def test_verify_iso_foreign_manifest_is_a_clear_error(tmp_path: Path, manifest: bytes,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    iso = tmp_path / "f.iso"
+    write_iso([MediaFile("manifest.json", data=manifest), MediaFile("README.txt", data=b"r")], iso, "X", 0)
+    assert main(["verify-iso", "--iso", str(iso)]) == 1
+    err = capsys.readouterr().err
+    assert "manifest.json is not" in err and "Traceback" not in err
+
+
+def test_cli_output_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path),
+                 "--allow-placeholder-catalogs"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path / "x.iso"),
+                 "--source-date-epoch", "99999999999"]) == 2
+    assert "outside 0..4102444799" in capsys.readouterr().err

@@ -165,3 +165,26 @@ def test_schema_comment_line_present_in_every_spec() -> None:
     for path in (REPO / "specs").glob("*.yaml"):
         first = path.read_text().splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path
+
+
+def test_non_ascii_description_and_quoted_version(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "description: Médias\n")
+    assert "/description" in err.render() and "plain ASCII" in err.render()
+    err = _load(tmp_path, GOOD.replace("schema_version: 1", 'schema_version: "1"'))
+    assert "write 1 without quotes" in err.render()
+
+
+def test_recursive_alias_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "x: &d [*d]\n")
+    assert "refers to itself" in err.render()
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
+def test_empty_or_non_mapping_spec(tmp_path: Path, text: str) -> None:
+    err = _load(tmp_path, text)
+    assert err.render().startswith("specs/broken.yaml:1:1: /")
+
+
+def test_output_file_names_must_not_collide(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD + "outputs: {drivers_iso: {filename: aero-guest-tools.iso}}\n")
+    assert "/outputs/guest_tools/iso_filename" in err.render() and "already used" in err.render()
