@@ -1,8 +1,9 @@
 """Re-open a written ISO and prove it holds what was staged.
 
-The image is parsed back with pycdlib's reader (not the writer's in-memory
-state): names from Joliet (what Windows reads) and Rock Ridge, the label, and the
-sha256 of every file, compared against the medium's own ``manifest.json`` and,
+The image is parsed back by :mod:`pipeline.isoscan`, which shares no code with
+pycdlib (the writer): names from Joliet (what Windows reads), the labels, and the
+sha256 of every file; Rock Ridge names are listed with pycdlib and must agree. All of
+it is compared against the medium's own ``manifest.json`` and,
 in the pipeline, against the stage and notices manifests.
 """
 
@@ -21,6 +22,7 @@ import pycdlib
 from .errors import SourceError, VerifyError
 from .fsutil import CHUNK, sha256_file, write_json_atomic
 from .isofs import JOLIET_LABEL_MAX
+from .isoscan import open_scan, read_file
 from .log import Progress
 
 
@@ -35,37 +37,37 @@ class IsoContent:
 
 
 def read_iso(path: Path) -> IsoContent:
-    """Parse ``path`` and hash every file reachable through Joliet."""
+    """Hash every Joliet file with our own reader; list Rock Ridge names with pycdlib as a cross-check."""
+    try:
+        fp, scan = open_scan(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
+    files: dict[str, tuple[str, int]] = {}
+    progress = Progress(f"verify {path.name}", path.stat().st_size)
+    with fp:
+        for f in scan.files:
+            h = hashlib.sha256()
+            for chunk in read_file(fp, scan, f):
+                h.update(chunk)
+                progress.advance(len(chunk))
+            progress.advance(0, files=1)
+            files[f.path] = (h.hexdigest(), f.size)
+    progress.close()
+    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path))
+
+
+def _rock_ridge_names(path: Path) -> set[str]:
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
     except (pycdlib.pycdlibexception.PyCdlibException, OSError, ValueError) as exc:
         raise SourceError(f"{path}: not a readable ISO 9660 image ({exc})", "rebuild it") from None
     try:
-        label = iso.pvd.volume_identifier.decode("ascii", "replace").rstrip(" \0")
-        joliet_label = None
-        files: dict[str, tuple[str, int]] = {}
         rr: set[str] = set()
-        progress = Progress(f"verify {path.name}", path.stat().st_size)
-        if iso.has_joliet() and iso.joliet_vd is not None:
-            joliet_label = iso.joliet_vd.volume_identifier.decode("utf-16-be", "replace").rstrip(" \0")
-            for root, _dirs, names in iso.walk(joliet_path="/"):
-                for name in names:
-                    jpath = f"{root.rstrip('/')}/{name}"
-                    h = hashlib.sha256()
-                    size = 0
-                    with iso.open_file_from_iso(joliet_path=jpath) as fp:
-                        while chunk := fp.read(CHUNK):
-                            h.update(chunk)
-                            size += len(chunk)
-                            progress.advance(len(chunk))
-                    progress.advance(0, files=1)
-                    files[jpath.lstrip("/")] = (h.hexdigest(), size)
-        progress.close()
         if iso.has_rock_ridge():
             for root, _dirs, names in iso.walk(rr_path="/"):
                 rr.update(f"{root.rstrip('/')}/{n}".lstrip("/") for n in names)
-        return IsoContent(label, joliet_label, files, rr)
+        return rr
     finally:
         iso.close()
 
@@ -130,26 +132,28 @@ def _is_media_manifest(data: Any) -> bool:
 
 
 def read_media_manifest(path: Path) -> dict[str, Any]:
-    """Read ``manifest.json`` from an ISO, or {} when it has none."""
-    iso = pycdlib.PyCdlib()
+    """Read ``manifest.json`` from an ISO (our own reader), or {} when it has none."""
     try:
-        iso.open(str(path))
-        try:
-            with iso.open_file_from_iso(joliet_path="/manifest.json") as fp:
-                data = json.loads(fp.read(16 * 1024 * 1024))
-        except pycdlib.pycdlibexception.PyCdlibException:
+        fp, scan = open_scan(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
+    with fp:
+        entry = next((f for f in scan.files if f.path == "manifest.json"), None)
+        if entry is None:
             return {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise VerifyError(f"{path.name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
-        if not _is_media_manifest(data):
-            raise VerifyError(f"{path.name}: manifest.json is not a media manifest (no files list of "
-                              "{path, sha256, size})", "rebuild the media, or verify media built by this tool")
-        result: dict[str, Any] = data
-        return result
-    except (pycdlib.pycdlibexception.PyCdlibException, OSError) as exc:
-        raise SourceError(f"{path}: not a readable ISO 9660 image ({exc})", "rebuild it") from None
-    finally:
-        iso.close()
+        if entry.size > 64 * 1024 * 1024:
+            raise VerifyError(f"{path.name}: manifest.json is {entry.size} bytes, not a media manifest",
+                              "rebuild the media")
+        raw = b"".join(read_file(fp, scan, entry))
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerifyError(f"{path.name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
+    if not _is_media_manifest(data):
+        raise VerifyError(f"{path.name}: manifest.json is not a media manifest (no files list of "
+                          "{path, sha256, size})", "rebuild the media, or verify media built by this tool")
+    result: dict[str, Any] = data
+    return result
 
 
 def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | None = None,
