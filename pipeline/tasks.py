@@ -112,11 +112,35 @@ def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
     return _source_files(spec)
 
 
+def _group(fn: Callable[..., Any]) -> Task:
+    """The group task a stage's sub-tasks hang under; `doit list` shows its docstring."""
+    return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
+
+
+def _subtask(spec: Spec, stage: str, doc: str, action: Callable[[], Any], file_dep: list[Any], targets: list[Any],
+             *, name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None,
+             **fingerprint_extra: Any) -> Task:
+    """One sub-task: reruns when a file_dep changes, a target is missing, or the spec slice changes."""
+    return {
+        "name": name or spec.name,
+        "doc": doc,
+        "actions": [action],
+        "file_dep": sorted({str(f) for f in file_dep}),
+        "targets": [str(t) for t in targets],
+        "uptodate": _uptodate(spec, stage, **fingerprint_extra) + (uptodate or []),
+        "clean": clean,
+    }
+
+
+def _removing(*paths: Path) -> list[Any]:
+    return [(remove_tree, [p]) for p in paths]
+
+
 def task_fetch() -> Iterator[Task]:
     """Download or locate the virtio-win ISO and prove its bytes (ISO sources only)."""
     from . import upstream
 
-    yield {"basename": "fetch", "name": None, "doc": task_fetch.__doc__}
+    yield _group(task_fetch)
     ctx = _ctx()
     for spec in specs():
         if not spec.source.is_iso:
@@ -124,60 +148,41 @@ def task_fetch() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         iso = upstream.iso_input(spec, ctx)
         local = spec.source.path is not None and iso == spec.source.path
-        yield {
-            "name": spec.name,
-            "doc": f"fetch the ISO of {spec.name}",
-            "actions": [run_stage(upstream.fetch_stage, spec, ctx)],
-            "file_dep": [str(iso)] if local else [],
-            # The cached ISO is not a target: several specs may share one download.
-            # Its disappearance (a cleared cache) makes the task stale instead.
-            "targets": [str(p.fetch_record)],
-            "uptodate": _uptodate(spec, "fetch") + [functools.partial(_exists, iso)],
-            # Never delete the download cache on `doit clean`: only our record of it.
-            "clean": [(remove_tree, [p.fetch_record])],
-        }
+        # The cached ISO is not a target: several specs may share one download, and
+        # `doit clean` must never delete it. Its disappearance makes the task stale.
+        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", run_stage(upstream.fetch_stage, spec, ctx),
+                       [iso] if local else [], [p.fetch_record], clean=_removing(p.fetch_record),
+                       uptodate=[functools.partial(_exists, iso)])
 
 
 def task_extract() -> Iterator[Task]:
     """Stream the Windows 7 driver folders and licence files out of the ISO, with provenance."""
     from . import upstream
 
-    yield {"basename": "extract", "name": None, "doc": task_extract.__doc__}
+    yield _group(task_extract)
     ctx = _ctx()
     for spec in specs():
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        yield {
-            "name": spec.name,
-            "doc": f"extract Windows 7 drivers for {spec.name}",
-            "actions": [run_stage(upstream.extract_stage, spec, ctx)],
-            "file_dep": [str(upstream.iso_input(spec, ctx)), str(p.fetch_record)],
-            "targets": [str(p.provenance)],
-            "uptodate": _uptodate(spec, "extract"),
-            "clean": [(remove_tree, [p.extract_dir]), (remove_tree, [p.provenance])],
-        }
+        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}",
+                       run_stage(upstream.extract_stage, spec, ctx), [upstream.iso_input(spec, ctx), p.fetch_record],
+                       [p.provenance], clean=_removing(p.extract_dir, p.provenance))
 
 
 def task_stage() -> Iterator[Task]:
     """Stage each arch's packages under build/<spec>/stage/win7/<arch>/ and validate them."""
     from .stage import stage_arch
 
-    yield {"basename": "stage", "name": None, "doc": task_stage.__doc__}
+    yield _group(task_stage)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         inputs = _stage_inputs(spec, ctx)
         for arch in spec.arches:
-            yield {
-                "name": f"{spec.name}:{arch.value}",
-                "doc": f"stage {spec.name} for {arch.value}",
-                "actions": [run_stage(stage_arch, spec, ctx, arch)],
-                "file_dep": inputs,
-                "targets": [str(p.stage_manifest(arch))],
-                "uptodate": _uptodate(spec, "stage"),
-                "clean": [(remove_tree, [p.stage_dir(arch)]), (remove_tree, [p.stage_manifest(arch)])],
-            }
+            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", run_stage(stage_arch, spec, ctx, arch),
+                           inputs, [p.stage_manifest(arch)], name=f"{spec.name}:{arch.value}",
+                           clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)))
 
 
 def _notice_inputs(spec: Spec, ctx: Context) -> list[str]:
@@ -202,107 +207,77 @@ def task_notices() -> Iterator[Task]:
     """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
     from .notices import build_notices
 
-    yield {"basename": "notices", "name": None, "doc": task_notices.__doc__}
+    yield _group(task_notices)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)
-        yield {
-            "name": spec.name,
-            "doc": f"notices for {spec.name}",
-            "actions": [run_stage(build_notices, spec, ctx, manifests)],
-            "file_dep": [str(m) for m in manifests] + _notice_inputs(spec, ctx),
-            "targets": [str(p.notices_manifest)],
-            "uptodate": _uptodate(spec, "notices"),
-            "clean": [(remove_tree, [p.notices_dir]), (remove_tree, [p.notices_manifest])],
-        }
+        yield _subtask(spec, "notices", f"notices for {spec.name}", run_stage(build_notices, spec, ctx, manifests),
+                       [*manifests, *_notice_inputs(spec, ctx)], [p.notices_manifest],
+                       clean=_removing(p.notices_dir, p.notices_manifest))
 
 
 def task_drivers_iso() -> Iterator[Task]:
     """Write dist/<spec>/aero-virtio-win7-drivers.iso (reproducible, atomically renamed)."""
     from .drivers_iso import build_drivers_iso
 
-    yield {"basename": "drivers_iso", "name": None, "doc": task_drivers_iso.__doc__}
+    yield _group(task_drivers_iso)
     ctx = _ctx()
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)
-        yield {
-            "name": spec.name,
-            "doc": f"drivers ISO of {spec.name}",
-            "actions": [run_stage(build_drivers_iso, spec, ctx, manifests, epoch)],
-            "file_dep": [str(m) for m in manifests] + [str(p.notices_manifest)],
-            "targets": [str(p.drivers_iso)],
-            "uptodate": _uptodate(spec, "drivers_iso", epoch=epoch),
-            "clean": True,
-        }
+        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}",
+                       run_stage(build_drivers_iso, spec, ctx, manifests, epoch), [*manifests, p.notices_manifest],
+                       [p.drivers_iso], epoch=epoch)
 
 
 def task_verify() -> Iterator[Task]:
     """Re-open the drivers ISO with an independent reader and check it against the manifests."""
     from .drivers_iso import verify_drivers_iso
 
-    yield {"basename": "verify", "name": None, "doc": task_verify.__doc__}
+    yield _group(task_verify)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        manifests = _stage_manifests(spec, ctx)
-        yield {
-            "name": spec.name,
-            "doc": f"verify the drivers ISO of {spec.name}",
-            "actions": [run_stage(verify_drivers_iso, spec, ctx)],
-            "file_dep": [str(p.drivers_iso), str(p.notices_manifest)] + [str(m) for m in manifests],
-            "targets": [str(p.drivers_iso_report)],
-            "uptodate": _uptodate(spec, "verify"),
-            "clean": True,
-        }
+        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}",
+                       run_stage(verify_drivers_iso, spec, ctx),
+                       [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report])
 
 
 def task_guest_tools() -> Iterator[Task]:
     """Write dist/<spec>/aero-guest-tools.iso, .zip and manifest.json (scripts, drivers, certs, notices)."""
     from .guest_tools import build_guest_tools
 
-    yield {"basename": "guest_tools", "name": None, "doc": task_guest_tools.__doc__}
+    yield _group(task_guest_tools)
     ctx = _ctx()
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         manifests = _stage_manifests(spec, ctx)
-        certs = [str(c) for c in spec.guest_tools.certs if c.is_file()]
-        yield {
-            "name": spec.name,
-            "doc": f"Guest Tools media of {spec.name}",
-            "actions": [run_stage(build_guest_tools, spec, ctx, manifests, epoch)],
-            "file_dep": [str(m) for m in manifests] + [str(p.notices_manifest)] + certs,
-            "targets": [str(p.guest_tools_iso), str(p.guest_tools_zip), str(p.guest_tools_manifest)],
-            "uptodate": _uptodate(spec, "guest_tools", epoch=epoch),
-            "clean": True,
-        }
+        certs = [c for c in spec.guest_tools.certs if c.is_file()]
+        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}",
+                       run_stage(build_guest_tools, spec, ctx, manifests, epoch),
+                       [*manifests, p.notices_manifest, *certs],
+                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
 
 
 def task_verify_guest_tools() -> Iterator[Task]:
     """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
     from .guest_tools import verify_guest_tools
 
-    yield {"basename": "verify_guest_tools", "name": None, "doc": task_verify_guest_tools.__doc__}
+    yield _group(task_verify_guest_tools)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield {
-            "name": spec.name,
-            "doc": f"verify the Guest Tools media of {spec.name}",
-            "actions": [run_stage(verify_guest_tools, spec, ctx)],
-            "file_dep": [str(p.guest_tools_iso), str(p.guest_tools_zip), str(p.guest_tools_manifest)],
-            "targets": [str(p.guest_tools_report)],
-            "uptodate": _uptodate(spec, "guest_tools"),
-            "clean": True,
-        }
+        yield _subtask(spec, "guest_tools", f"verify the Guest Tools media of {spec.name}",
+                       run_stage(verify_guest_tools, spec, ctx),
+                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report])
 
 
 def task_build() -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
-    yield {"basename": "build", "name": None, "doc": task_build.__doc__}
+    yield _group(task_build)
     for spec in specs():
         yield {
             "name": spec.name,
