@@ -308,31 +308,33 @@ def _thumbprint_lines(certs: Sequence[str], thumbprints: Mapping[str, str] | Non
     return "\n".join(lines) if lines else "@rem (none)"
 
 
-def render_media_cmd(
-    contract: Contract,
-    drivers: Sequence[DriverEntry],
-    *,
-    signing_policy: str,
-    certs: Sequence[str],
-    trust_certs: Sequence[str],
-    sha256_only: bool,
-    version: str,
-    build_id: str,
-    label: str,
-    cert_thumbprints: Mapping[str, str] | None = None,
-) -> str:
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the scripts need to know about the media beyond its drivers."""
+
+    signing_policy: str
+    certs: Sequence[str]
+    trust_certs: Sequence[str]
+    sha256_only: bool
+    version: str
+    build_id: str
+    label: str
+    cert_thumbprints: Mapping[str, str] | None = None
+
+
+def render_media_cmd(contract: Contract, drivers: Sequence[DriverEntry], media: MediaInfo) -> str:
     """Render ``config/media.cmd`` (LF text): what this media holds."""
     _check_drivers(contract, drivers)
-    all_certs = list(dict.fromkeys([*trust_certs, *certs]))
+    all_certs = list(dict.fromkeys([*media.trust_certs, *media.certs]))
     values = {
-        "VERSION": version,
-        "BUILD_ID": build_id,
-        "LABEL": label,
-        "SIGNING_POLICY": signing_policy,
-        "SHA256_ONLY": "1" if sha256_only else "0",
-        "TEST_CERTS": _quoted_list(certs),
-        "TRUST_CERTS": _quoted_list(trust_certs),
-        "CERT_THUMBPRINTS": _thumbprint_lines(all_certs, cert_thumbprints),
+        "VERSION": media.version,
+        "BUILD_ID": media.build_id,
+        "LABEL": media.label,
+        "SIGNING_POLICY": media.signing_policy,
+        "SHA256_ONLY": "1" if media.sha256_only else "0",
+        "TEST_CERTS": _quoted_list(media.certs),
+        "TRUST_CERTS": _quoted_list(media.trust_certs),
+        "CERT_THUMBPRINTS": _thumbprint_lines(all_certs, media.cert_thumbprints),
     }
     for arch in ARCHES:
         values[f"INFS_{arch.upper()}"] = _quoted_list([d.inf_path for d in drivers if d.arch == arch])
@@ -402,18 +404,8 @@ def render_guest_tools_scripts(
         "uninstall.cmd": render_template("uninstall.cmd", common),
         "verify.cmd": render_template("verify.cmd", common),
         DEVICES_CMD_PATH: render_devices_cmd(contract),
-        MEDIA_CMD_PATH: render_media_cmd(
-            contract,
-            drivers,
-            signing_policy=signing_policy,
-            certs=certs,
-            trust_certs=trust_certs,
-            sha256_only=sha256_only,
-            version=version,
-            build_id=build_id,
-            label=label,
-            cert_thumbprints=cert_thumbprints,
-        ),
+        MEDIA_CMD_PATH: render_media_cmd(contract, drivers, MediaInfo(
+            signing_policy, certs, trust_certs, sha256_only, version, build_id, label, cert_thumbprints)),
         "README.txt": render_template(
             "README.txt",
             {
