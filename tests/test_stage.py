@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -280,3 +281,28 @@ def test_expect_pins_checked_after_staging(tmp_path: Path) -> None:
         staged(tmp_path, spec, Arch.AMD64)
     assert f"win7/amd64/viostor/viostor.sys: sha256 {good} does not match the pin {'0' * 64}" in exc.value.render()
     assert not SpecPaths(spec, Context(root=tmp_path)).stage_manifest(Arch.AMD64).exists()
+
+
+def test_virtio_win_dir_from_the_real_2025_listing(tmp_path: Path, realdata: Path) -> None:
+    """The real ISO layout with its traps (NetKVM, 2k8R2, w8/w10/w11, root amd64/i386) and the real INFs."""
+    from tests.lib.upstream import make_upstream_tree
+
+    files = make_upstream_tree(tmp_path / "vw", listing=realdata / "listings/virtio-win-iso-2025.txt",
+                               realdata=realdata)
+    spec = spec_for(tmp_path, {"kind": "virtio-win-dir", "path": "vw", "os_dirs": {"amd64": ["w7", "2k8R2"]}})
+    for arch in (Arch.X86, Arch.AMD64):
+        m = staged(tmp_path, spec, arch)
+        dirs = {p["driver"]: p["source_dir"] for p in m["packages"]}
+        assert dirs == {"viostor": f"viostor/w7/{arch.value}", "netkvm": f"NetKVM/w7/{arch.value}",
+                        "vioinput": f"vioinput/w7/{arch.value}"}
+        for rec in m["files"]:
+            assert files[rec["source_path"]] == (tmp_path / "build/t/stage" / rec["path"]).read_bytes()
+            assert not rec["path"].endswith(".pdb")
+        inf = f"win7/{arch.value}/viostor/viostor.inf"
+        assert next(r for r in m["files"] if r["path"] == inf)["sha256"] == hashlib.sha256(
+            (realdata / "inf/viostor" / arch.value / "viostor.inf").read_bytes()).hexdigest()
+        facts = {p["driver"]: p["facts"] for p in m["validation"]["packages"]}
+        assert facts["viostor"]["models_sections"] == [f"VioStor.NT{arch.value}.6.1"]
+        assert facts["viostor"]["binding"][0]["hwid"] == "PCI\\VEN_1AF4&DEV_1042"
+        assert facts["vioinput"]["service"] == "VirtioInput"
+        assert m["validation"]["summary"]["error"] == 0
