@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ZIP_EPOCH_MIN = 315532800  # 1980-01-01T00:00:00Z: the zip format cannot say ear
 FILE_ATTR = (0o100644 << 16)
 DIR_ATTR = (0o040755 << 16) | 0x10  # MS-DOS directory bit too, for Windows Explorer
 ZIP64_LIMIT = 0xFFFFFFFF
+SAMPLE = 256 * 1024
 
 
 def zip_date(epoch: int) -> tuple[int, int, int, int, int, int]:
@@ -23,6 +25,18 @@ def zip_date(epoch: int) -> tuple[int, int, int, int, int, int]:
     t = time.gmtime(max(epoch, ZIP_EPOCH_MIN))
     # DOS time has 2-second resolution; round down so every run agrees.
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec - t.tm_sec % 2)
+
+
+def worth_compressing(f: MediaFile) -> bool:
+    """Deflate unless a sample of the data shows it will not shrink (signed binaries often do, random data not).
+
+    The decision depends only on the bytes, so the archive stays reproducible.
+    """
+    with f.open() as fp:
+        sample = fp.read(SAMPLE)
+    if len(sample) < 512:
+        return True
+    return len(zlib.compress(sample, 1)) < 0.97 * len(sample)
 
 
 def _info(name: str, date: tuple[int, int, int, int, int, int], attr: int, compress: bool) -> zipfile.ZipInfo:
@@ -42,7 +56,7 @@ def write_zip(files: Sequence[MediaFile], out: Path, epoch: int) -> None:
         for d in dirs:
             zf.writestr(_info(d, date, DIR_ATTR, False), b"")
         for f in sorted(files, key=lambda f: f.path):
-            zi = _info(f.path, date, FILE_ATTR, True)
+            zi = _info(f.path, date, FILE_ATTR, worth_compressing(f))
             with f.open() as src, zf.open(zi, "w", force_zip64=f.size > ZIP64_LIMIT) as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
             progress.advance(f.size, files=1)
