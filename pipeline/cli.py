@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__, log
 from .errors import PipelineError, UsageError
-from .fsutil import atomic_path, sha256_file
+from .fsutil import atomic_path, relpath_for_humans, sha256_file
 from .spec import Arch, Context, Spec, load_specs, spec_from_mapping
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
@@ -42,7 +42,7 @@ def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: 
     data: dict[str, Any] = {
         "schema_version": 1,
         "name": "adhoc",
-        "description": f"Drivers from {drivers_root}",
+        "description": f"Drivers from {relpath_for_humans(drivers_root)}",
         "source": {"kind": "pack-dir", "path": str(drivers_root.absolute())},
         "target": {"os": "win7", "arches": list(arches)},
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],

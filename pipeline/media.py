@@ -8,7 +8,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from .fsutil import read_json
+from .fsutil import read_json, relpath_for_humans
 from .isofs import MediaFile
 from .paths import SpecPaths
 from .spec import Context, Spec
@@ -36,7 +36,9 @@ def load_provenance(spec: Spec, ctx: Context, stage_manifests: list[dict[str, An
     if paths.provenance.exists():
         prov = read_json(paths.provenance)
     else:
-        prov = {"source": {"kind": spec.source.kind, "path": spec.source.path_raw}}
+        # Relative to the repo or ~, never another absolute path (media travel).
+        shown = relpath_for_humans(spec.source.path, ctx.root) if spec.source.path else None
+        prov = {"source": {"kind": spec.source.kind, "path": shown}}
     prov["staged"] = [
         {"arch": m["arch"], "driver": p["driver"], "os_dir": p["os_dir"], "source_dir": p["source_dir"],
          "files": [{k: f[k] for k in ("path", "sha256", "size", "source_path")} for f in p["files"]]}

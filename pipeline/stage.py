@@ -36,7 +36,7 @@ def source_tree(spec: Spec, ctx: Context) -> tuple[Tree, str]:
                               f"run `doit extract:{spec.name}` first")
         return DirTree(root, relpath_for_humans(root, ctx.root)), "virtio-win"
     assert spec.source.path is not None
-    display = spec.source.path_raw or str(spec.source.path)
+    display = relpath_for_humans(spec.source.path, ctx.root)
     if not spec.source.path.is_dir():
         raise SourceError(f"{spec.display}: source.path {display!r} is not a directory",
                           "point source.path at the driver tree (relative to the repo root, or absolute)")

@@ -145,3 +145,13 @@ def test_cli_output_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path / "x.iso"),
                  "--source-date-epoch", "99999999999"]) == 2
     assert "outside 0..4102444799" in capsys.readouterr().err
+
+
+def test_build_iso_manifest_has_no_absolute_paths(tmp_path: Path) -> None:
+    from pipeline.verify import read_media_manifest
+
+    out = tmp_path / "d.iso"
+    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(out),
+                 "--allow-placeholder-catalogs"]) == 0
+    text = json.dumps(read_media_manifest(out))
+    assert str(REPO) not in text and str(tmp_path) not in text and "/tmp/" not in text
