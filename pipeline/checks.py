@@ -16,9 +16,10 @@ import hashlib
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .errors import SpecError, UsageError, ValidationError
 from .inf import AddService, Inf, Model, ModelsChoice, parse_inf
 from .pe import PeError, PeInfo, authenticode_hash, pe_info
 from .spec import Arch
+from .tree import has_recipes, materialise
 
 SEVERITIES = ("error", "warning", "info")
 EXECUTABLE_EXTS = (".sys", ".dll", ".exe")
@@ -870,6 +872,18 @@ def check_folder(path: Path, contract: Contract, policy: CheckPolicy, arch: Arch
     """
     if not path.is_dir():
         raise UsageError(f"{path}: not a directory", "pass a driver package folder or a pack root")
+    if has_recipes(path):
+        # Check what staging would see: stand-in recipes expanded, in a scratch copy
+        # that keeps the last folder names (they tell the arch).
+        with tempfile.TemporaryDirectory(prefix="aero-check-") as tmp:
+            copy = Path(tmp).joinpath(*path.resolve().parts[-4:])
+            materialise(path, copy)
+            return _check_folder(copy, contract, policy, arch, device)
+    return _check_folder(path, contract, policy, arch, device)
+
+
+def _check_folder(path: Path, contract: Contract, policy: CheckPolicy, arch: Arch | None,
+                  device: str | None) -> list[PackageReport]:
     forced: Device | None = None
     if device is not None:
         try:

@@ -74,6 +74,33 @@ def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False,
     return bytes(image)
 
 
+RECIPE_SUFFIX = ".pestub"
+_RECIPE_MACHINES = {"x86": MACHINE_I386, "amd64": MACHINE_AMD64}
+
+
+def recipe_text(machine: str, dll: bool = False) -> bytes:
+    """A recipe file standing for a stand-in PE, so packs need no committed binaries."""
+    return ("# Stand-in PE recipe (pipeline/pestub.py): the file without the .pestub suffix is\n"
+            "# generated from this when the pack is read. Not a driver.\n"
+            f"machine = {machine}\nkind = {'dll' if dll else 'sys'}\n").encode("ascii")
+
+
+def build_from_recipe(data: bytes, where: str) -> bytes:
+    """Build the PE a recipe describes; a malformed recipe raises ValueError naming ``where``."""
+    fields: dict[str, str] = {}
+    for line in data.decode("ascii", "replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            key, _, value = line.partition("=")
+            fields[key.strip()] = value.strip()
+    machine = _RECIPE_MACHINES.get(fields.get("machine", ""))
+    kind = fields.get("kind", "sys")
+    if machine is None or kind not in ("sys", "dll"):
+        raise ValueError(f"{where}: a stand-in recipe needs 'machine = x86|amd64' and 'kind = sys|dll'")
+    dll = kind == "dll"
+    return build_pe(machine, SUBSYSTEM_WINDOWS_GUI if dll else SUBSYSTEM_NATIVE, dll=dll)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write a stand-in PE: ``python -m pipeline.pestub --machine amd64 [--dll] OUT``."""
     ap = argparse.ArgumentParser(prog="python -m pipeline.pestub", description=main.__doc__)

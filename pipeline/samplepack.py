@@ -2,8 +2,9 @@
 
 The INFs follow the real Windows 7 virtio INFs (``NTx86.6.1``/``NTamd64.6.1``
 models, CatalogFile, SourceDisksFiles, AddService) but list the Aero contract's
-modern IDs gated on ``REV_01``. The ``.sys`` files are tiny valid PE images from
-:mod:`pipeline.pestub`; the ``.cat`` files are plainly marked placeholders, not
+modern IDs gated on ``REV_01``. Each ``.sys`` is a ``.sys.pestub`` recipe that the
+directory reader expands into a tiny valid PE from :mod:`pipeline.pestub`, so no
+binary is committed; the ``.cat`` files are plainly marked placeholders, not
 catalogs. Nothing here is an upstream binary.
 
 Run ``python -m pipeline.samplepack [--check] [ROOT]`` to (re)write or check it.
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .devices import Contract, Device, load_contract
-from .pestub import MACHINE_AMD64, MACHINE_I386, build_pe
+from .pestub import RECIPE_SUFFIX, recipe_text
 
 PLACEHOLDER_MAGIC = b"AERO-PLACEHOLDER-CATALOG"
 SAMPLE_DRIVERS = (("viostor", "virtio-blk"), ("netkvm", "virtio-net"), ("vioinput", "virtio-input"))
@@ -93,12 +94,12 @@ def sample_inf(driver: str, device: Device, arch: str) -> bytes:
 def sample_files(contract: Contract) -> dict[str, bytes]:
     """Return every file of the sample pack, keyed by path relative to the pack root."""
     files: dict[str, bytes] = {}
-    for arch, machine in (("x86", MACHINE_I386), ("amd64", MACHINE_AMD64)):
+    for arch in ("x86", "amd64"):
         for driver, device_name in SAMPLE_DRIVERS:
             device = contract.device(device_name)
             base = f"win7/{arch}/{driver}"
             files[f"{base}/{driver}.inf"] = sample_inf(driver, device, arch)
-            files[f"{base}/{driver}.sys"] = build_pe(machine)
+            files[f"{base}/{driver}.sys{RECIPE_SUFFIX}"] = recipe_text(arch)
             files[f"{base}/{driver}.cat"] = placeholder_catalog(driver, arch)
     return files
 

@@ -103,7 +103,8 @@ def _source_files(spec: Spec) -> list[str]:
     path = spec.source.path
     if path is None or not path.is_dir():
         return []
-    return sorted(str(path / e.path) for e in DirTree(path).entries() if e.kind == FILE)
+    # ref is the file on disk (a stand-in recipe, not the PE it stands for).
+    return sorted(str(e.ref) for e in DirTree(path).entries() if e.kind == FILE)
 
 
 def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
