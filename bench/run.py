@@ -54,8 +54,8 @@ def best_of(n: int, argv: list[str], cwd: Path, env: dict[str, str] | None = Non
 
 def make_project(root: Path, total_mb: int) -> None:
     """A project whose pack holds ~total_mb of incompressible stand-in driver payload."""
-    from pipeline.pestub import build_pe
-    from pipeline.samplepack import placeholder_catalog
+    from pipeline.devtools.pestub import build_pe
+    from pipeline.devtools.samplepack import placeholder_catalog
 
     (root / "specs").mkdir(parents=True)
     for name in ("schema.json", "devices.yaml", "devices.schema.json", "sample.yaml"):
@@ -85,7 +85,8 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
     stage = proj / "build" / "sample" / "stage"
     iso_py = (
         "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from pipeline.isofs import MediaFile, write_iso\n"
+        "from pipeline.media.files import MediaFile
+from pipeline.media.isowriter import write_iso\n"
         "root = Path('build/sample/stage')\n"
         "files = [MediaFile(p.relative_to(root).as_posix(), source=p) for p in sorted(root.rglob('*')) if p.is_file()"
         " and p.suffix != '.json']\n"

@@ -18,7 +18,10 @@ from typing import Any
 from . import __version__, log
 from .errors import PipelineError, UsageError
 from .fsutil import atomic_path, relpath_for_humans, sha256_file
-from .spec import Arch, Context, Spec, load_specs, spec_from_mapping
+from .spec.contract import Contract
+from .spec.load import load_specs, project_contract, spec_from_mapping
+from .spec.model import Context, Spec
+from .spec.types import Arch, PlaceholderPolicy, SigningPolicy
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
 DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
@@ -37,8 +40,16 @@ def _find_spec(ctx: Context, name: str) -> Spec:
     raise UsageError(f"no spec named {name!r} in {ctx.specs_dir}", f"use one of: {', '.join(sorted(specs))}")
 
 
+def _refuse_recipes(root: Path, flag: str) -> None:
+    """A pack of stand-in recipes (the repo's sample pack) holds no drivers until doit expands it."""
+    if root.is_dir() and any(p.name.lower().endswith(".pestub") for p in root.rglob("*")):
+        raise UsageError(f"{flag} {root}: holds stand-in recipes (*.pestub), not driver binaries",
+                         "run `doit` first and pass the expanded pack it writes (build/sample/pack for the sample "
+                         "pack), or a real driver tree")
+
+
 def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: str | None,
-                allow_placeholders: bool) -> Spec:
+                allow_placeholders: bool, contract: Contract) -> Spec:
     data: dict[str, Any] = {
         "schema_version": 1,
         "name": "adhoc",
@@ -49,16 +60,16 @@ def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: 
         "checks": {"placeholder_catalogs": "allow" if allow_placeholders else "error"},
         "outputs": {"drivers_iso": {"volume_label": label or "AERO_VIRTIO"}},
     }
-    return spec_from_mapping(data, ctx, "command line")
+    return spec_from_mapping(data, ctx, "command line", contract)
 
 
 def cmd_build_iso(args: argparse.Namespace) -> int:
     """Stage a driver tree, write a drivers ISO and verify it."""
-    from .drivers_iso import build_drivers_iso, verify_drivers_iso
-    from .isofs import check_epoch, source_date_epoch
-    from .notices import build_notices
+    from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
+    from .media.epoch import check_epoch, source_date_epoch
+    from .media.notices import build_notices
     from .paths import SpecPaths
-    from .stage import stage_arch
+    from .stage.staging import stage_arch
 
     repo = Context(root=Path(args.root).absolute())
     epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
@@ -66,19 +77,17 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise UsageError(f"--output {output} is a folder", "give the path of the .iso file to write")
+    _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
         ctx = Context(root=Path(tmp))
-        # The ad-hoc spec is checked against this repo's schema and device contract.
-        os.symlink(_specs_source(repo), ctx.specs_dir)
+        # The ad-hoc spec is checked against the device contract in force where the command runs.
         spec = _adhoc_spec(ctx, Path(args.drivers_root), ARCH_CHOICES[args.require_arch], args.label,
-                           args.allow_placeholder_catalogs)
-        manifests = []
+                           args.allow_placeholder_catalogs, project_contract(repo))
         for arch in spec.arches:
             stage_arch(spec, ctx, arch)
-            manifests.append(SpecPaths(spec, ctx).stage_manifest(arch))
-        build_notices(spec, ctx, manifests)
-        build_drivers_iso(spec, ctx, manifests, epoch)
+        build_notices(spec, ctx)
+        build_drivers_iso(spec, ctx, epoch)
         verify_drivers_iso(spec, ctx)
         built = SpecPaths(spec, ctx).drivers_iso
         with atomic_path(output) as part:
@@ -88,22 +97,15 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
     return 0
 
 
-def _specs_source(repo: Context) -> Path:
-    """The folder with schema.json and devices.yaml: the project's, else the one shipped beside the package."""
-    if (repo.specs_dir / "schema.json").is_file():
-        return repo.specs_dir
-    return Path(__file__).resolve().parents[1] / "specs"
-
-
 def cmd_verify_iso(args: argparse.Namespace) -> int:
     """Verify an ISO: required INFs, README/notices, and every hash in its manifest.json."""
-    from .verify import verify_iso
+    from .media.verify import verify_iso
 
     iso = Path(args.iso)
     if not iso.is_file():
         raise UsageError(f"{iso}: no such file", "give the path of a built ISO with --iso")
     result = verify_iso(iso, ARCH_CHOICES[args.require_arch], report=Path(args.report) if args.report else None)
-    print(f"OK: {iso} ({result['files_checked']} files, label {result['label']})")
+    print(f"OK: {iso} ({result.files_checked} files, label {result.label})")
     return 0
 
 
@@ -133,7 +135,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from . import tasks
+    from .taskgraph import tasks
 
     ctx = _ctx(args)
     names = args.specs or [s.name for s in load_specs(ctx) if s.default]
@@ -150,7 +152,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download (or locate) a spec's virtio-win ISO into the cache and prove its bytes."""
-    from .fetch import obtain_iso
+    from .sources.fetch import obtain_iso
 
     ctx = _ctx(args)
     spec = _find_spec(ctx, args.spec)
@@ -163,8 +165,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
-    from .fsutil import relpath_for_humans, sha256_file, write_json_atomic
-    from .upstream import extract_iso
+    from .fsutil import write_json_atomic
+    from .manifests import FetchRecord
+    from .sources.extract import extract_iso
 
     iso = Path(args.virtio_win_iso)
     out = Path(args.out_root)
@@ -186,32 +189,36 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not iso.is_file():
         raise UsageError(f"{iso}: no such file", "give the path of a virtio-win ISO with --virtio-win-iso")
     digest, size = sha256_file(iso)
-    prov = extract_iso(spec, iso, out, {"path": relpath_for_humans(iso), "sha256": digest, "size": size})
-    write_json_atomic(out / "virtio-win-provenance.json", prov)
-    print(f"Extracted {sum(len(p['files']) for p in prov['packages'])} files to {out}")
+    prov = extract_iso(spec, iso, out, FetchRecord(relpath_for_humans(iso), digest, size, "path", None))
+    write_json_atomic(out / "virtio-win-provenance.json", prov.to_json())
+    print(f"Extracted {sum(len(p.files) for p in prov.packages)} files to {out}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a driver folder (one package, or a pack root) the way Windows 7 would see it."""
-    from .checks import CheckPolicy, check_folder, format_table
-    from .devices import load_contract
     from .fsutil import write_json_atomic
+    from .spec.types import WarningPolicy
+    from .win7.findings import CheckPolicy, format_table
+    from .win7.folders import check_folder
 
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder", "give a package folder (with an .inf) or a pack root")
-    contract = load_contract(_specs_source(Context(root=Path(args.root))) / "devices.yaml")
+    _refuse_recipes(folder, "check")
+    contract = project_contract(Context(root=Path(args.root)))
     if args.device is not None:
         contract.device(args.device)
     policy = CheckPolicy(allow_sha256_only=args.allow_sha256_only,
-                         placeholder_catalogs="allow" if args.allow_placeholder_catalogs else "error",
-                         signing_policy=args.signing_policy)
+                         placeholder_catalogs=(PlaceholderPolicy.ALLOW if args.allow_placeholder_catalogs
+                                               else PlaceholderPolicy.ERROR),
+                         signing_policy=SigningPolicy(args.signing_policy))
     reports = check_folder(folder, contract, policy, Arch(args.arch) if args.arch else None, args.device)
     log.info(format_table(reports))
     if args.json:
         write_json_atomic(Path(args.json), [r.to_json() for r in reports])
-    failing = [f for r in reports for f in r.failing("error" if args.warnings_as_errors else "warn")]
+    warnings = WarningPolicy.ERROR if args.warnings_as_errors else WarningPolicy.WARN
+    failing = [f for r in reports for f in r.failing(warnings)]
     print(f"{len(reports)} package(s) checked: "
           f"{sum(len(r.errors) for r in reports)} error(s), {sum(len(r.warnings) for r in reports)} warning(s)")
     return 1 if failing else 0
@@ -219,7 +226,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_make_test_cert(args: argparse.Namespace) -> int:
     """Create a code-signing test certificate (.cer for the media; .pfx/.key.pem stay with you)."""
-    from .testcert import make_test_cert
+    from .devtools.testcert import make_test_cert
 
     out = Path(args.out) if args.out else Path(args.root) / "build" / "test-cert"
     tc = make_test_cert(out, args.name, args.subject, args.days)
@@ -272,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a package folder, or a pack root with win7/<arch>/<driver>/")
     p.add_argument("--arch", choices=["x86", "amd64"], help="default: from the folder names or the PE files")
     p.add_argument("--device", help="contract device, e.g. virtio-blk (default: from the INF's IDs and service)")
-    p.add_argument("--signing-policy", choices=["none", "testsigning", "production"], default="none")
+    p.add_argument("--signing-policy", choices=[p.value for p in SigningPolicy], default="none")
     p.add_argument("--allow-sha256-only", action="store_true", help="accept SHA-256-only catalogs")
     p.add_argument("--allow-placeholder-catalogs", action="store_true", help="accept the sample pack's placeholders")
     p.add_argument("--warnings-as-errors", action="store_true", help="exit 1 on warnings too")

@@ -84,6 +84,12 @@ class VerifyError(PipelineError):
     exit_code = 1
 
 
+class BuildStateError(PipelineError):
+    """A file under build/ or dist/ is not what this version of the tool writes (foreign, older, damaged)."""
+
+    reference = "build-state"
+
+
 class ToolError(PipelineError):
     """An external program failed."""
 

@@ -1,11 +1,42 @@
-"""Where each stage of one spec reads and writes: the only place that knows the layout of build/ and dist/."""
+"""Where things go: the layout of build/ and dist/ for one spec, and the driver folders on each medium.
+
+The only module that spells these paths; everything else asks it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
 
-from .spec import Arch, Context, Spec
+from .spec.model import Context, Spec
+from .spec.types import Arch
+
+
+class MediaLayout(StrEnum):
+    """Where a medium keeps one arch's copy of one driver package."""
+
+    STAGED = "win7/{arch}/{driver}"
+    """The staging area, the drivers ISO (Setup's Load Driver browses it) and the payload pins."""
+    GUEST_TOOLS = "drivers/{arch}/{driver}"
+    """The Guest Tools media, as Aero's setup.cmd expects."""
+
+    def driver_dir(self, arch: Arch | str, driver: str) -> str:
+        """The package folder for ``arch`` and ``driver``, '/'-separated, relative to the medium's root."""
+        return self.value.format(arch=Arch(arch).value, driver=driver)
+
+    def relocate(self, staged_path: str) -> str:
+        """Map a staged path (``win7/<arch>/<driver>/<file>``) to this layout."""
+        arch, driver, rest = split_staged(staged_path)
+        return f"{self.driver_dir(arch, driver)}/{rest}"
+
+
+def split_staged(staged_path: str) -> tuple[Arch, str, str]:
+    """Split ``win7/<arch>/<driver>/<rest>`` into (arch, driver, rest)."""
+    parts = PurePosixPath(staged_path).parts
+    if len(parts) < 4 or parts[0] != "win7":
+        raise ValueError(f"{staged_path!r} is not a staged path (win7/<arch>/<driver>/<file>)")
+    return Arch(parts[1]), parts[2], "/".join(parts[3:])
 
 
 @dataclass(frozen=True)
@@ -40,13 +71,26 @@ class SpecPaths:
     def provenance(self) -> Path:
         return self.build / "provenance.json"
 
+    # expand (packs of stand-in recipes)
+    @property
+    def expand_dir(self) -> Path:
+        return self.build / "pack"
+
+    @property
+    def expand_manifest(self) -> Path:
+        return self.build / "pack.json"
+
     # stage
     @property
     def stage_root(self) -> Path:
         return self.build / "stage"
 
     def stage_dir(self, arch: Arch) -> Path:
-        return self.stage_root / "win7" / arch.value
+        return self.stage_root / MediaLayout.STAGED.driver_dir(arch, "").rstrip("/")
+
+    def staged_file(self, staged_path: str) -> Path:
+        """The file in the staging area that a staged path names."""
+        return self.stage_root / staged_path
 
     def stage_manifest(self, arch: Arch) -> Path:
         return self.stage_root / f"{arch.value}.json"

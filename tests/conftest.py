@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lib.needs import need
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REALDATA = SHARED / "realdata"
@@ -13,7 +15,7 @@ REALDATA = SHARED / "realdata"
 
 @pytest.fixture
 def realdata() -> Path:
-    """Path to ../shared/realdata; skips the test when it is absent (e.g. outside the Aero workspace)."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"needs real upstream files in {REALDATA} (../shared/realdata), which is absent")
+    """Path to ../shared/realdata; skips the test when it is absent (fails in CI, where it must be there)."""
+    need("realdata", None if REALDATA.is_dir() else
+         f"needs real upstream files in {REALDATA} (../shared/realdata), which is absent")
     return REALDATA

@@ -10,14 +10,24 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.isofs import MediaFile, write_iso
-from tests.lib.project import REPO, make_project
+from pipeline.media.files import MediaFile
+from pipeline.media.isowriter import write_iso
+from tests.lib.project import REPO, expanded_sample, make_project
 from tests.lib.trees import make_pack
+
+SAMPLE: Path = Path()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sample(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The sample pack as doit expands it (build/sample/pack): what build-iso and check are given."""
+    global SAMPLE
+    SAMPLE = expanded_sample(tmp_path_factory.mktemp("sample") / "pack")
 
 
 def test_build_iso_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out" / "drivers.iso"
-    rc = main(["--root", str(REPO), "build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(out),
+    rc = main(["--root", str(REPO), "build-iso", "--drivers-root", str(SAMPLE), "--output", str(out),
                "--label", "MY_LABEL", "--source-date-epoch", "1700000000", "--allow-placeholder-catalogs"])
     assert rc == 0 and out.is_file()
     assert f"Wrote {out}" in capsys.readouterr().out
@@ -29,7 +39,7 @@ def test_build_iso_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_build_iso_is_deterministic(tmp_path: Path) -> None:
     for name in ("a.iso", "b.iso"):
-        assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path / name),
+        assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(tmp_path / name),
                      "--source-date-epoch", "5", "--allow-placeholder-catalogs"]) == 0
     assert (tmp_path / "a.iso").read_bytes() == (tmp_path / "b.iso").read_bytes()
 
@@ -58,7 +68,7 @@ def test_verify_iso_reports_missing_required_files(tmp_path: Path, capsys: pytes
 
 def test_verify_iso_detects_tampering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     iso = tmp_path / "d.iso"
-    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(iso),
+    assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(iso),
                  "--allow-placeholder-catalogs"]) == 0
     data = bytearray(iso.read_bytes())
     marker = b"AERO STAND-IN"
@@ -107,7 +117,7 @@ def test_build_command_runs_doit(tmp_path: Path) -> None:
 
 
 def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sample = REPO / "prebuilt/sample"
+    sample = SAMPLE
     assert main(["check", str(sample)]) == 1
     captured = capsys.readouterr()
     assert "placeholder catalog" in captured.err and "12 error(s)" in captured.out
@@ -128,30 +138,42 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["check", str(tmp_path / "nope")]) == 2
 
 
-@pytest.mark.parametrize("manifest", [b"{not json", b"[1, 2]", b'{"files": [{"path": 1}]}'])
-def test_verify_iso_foreign_manifest_is_a_clear_error(tmp_path: Path, manifest: bytes,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_iso_broken_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iso = tmp_path / "f.iso"
+    write_iso([MediaFile("manifest.json", data=b"{not json"), MediaFile("README.txt", data=b"r")], iso, "X", 0)
+    assert main(["verify-iso", "--iso", str(iso)]) == 1
+    err = capsys.readouterr().err
+    assert "manifest.json is not valid JSON" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b'{"files": [{"path": 1}]}',
+                                      b'{"schema_version": 1, "id": "viostor", "arch": "x86", "packages": []}'])
+def test_verify_iso_foreign_manifest_is_media_from_elsewhere(tmp_path: Path, manifest: bytes,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest.json that is not ours (Aero's build.py --include-manifest writes one) is not read as ours."""
     iso = tmp_path / "f.iso"
     write_iso([MediaFile("manifest.json", data=manifest), MediaFile("README.txt", data=b"r")], iso, "X", 0)
     assert main(["verify-iso", "--iso", str(iso)]) == 1
     err = capsys.readouterr().err
-    assert "manifest.json is not" in err and "Traceback" not in err
+    assert "missing required file THIRD_PARTY_NOTICES.md" in err and "Traceback" not in err
 
 
 def test_cli_output_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path),
+    assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(tmp_path),
                  "--allow-placeholder-catalogs"]) == 2
     assert "is a folder" in capsys.readouterr().err
-    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(tmp_path / "x.iso"),
+    assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(tmp_path / "x.iso"),
                  "--source-date-epoch", "99999999999"]) == 2
     assert "outside 0..4102444799" in capsys.readouterr().err
 
 
 def test_build_iso_manifest_has_no_absolute_paths(tmp_path: Path) -> None:
-    from pipeline.verify import read_media_manifest
+    from pipeline.media.verify import read_media_manifest
 
     out = tmp_path / "d.iso"
-    assert main(["build-iso", "--drivers-root", str(REPO / "prebuilt/sample"), "--output", str(out),
+    assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(out),
                  "--allow-placeholder-catalogs"]) == 0
-    text = json.dumps(read_media_manifest(out))
+    manifest = read_media_manifest(out)
+    assert manifest is not None
+    text = json.dumps(manifest.to_json())
     assert str(REPO) not in text and str(tmp_path) not in text and "/tmp/" not in text

@@ -3,8 +3,12 @@
 The sample pack and the tests need ``.sys``/``.dll`` files that real PE tools
 (pefile) accept, with the right Machine and Subsystem, but we never ship or
 commit upstream binaries. The image has one ``.text`` section holding a marker
-string and a ``ret``; it is deterministic (TimeDateStamp 0) and its optional
-header CheckSum is correct.
+string (which the checks recognise) and a ``ret``; it is deterministic
+(TimeDateStamp 0) and its optional header CheckSum is correct.
+
+The sample pack commits no binary: each stand-in is a small text recipe
+(``<name>.sys.pestub``) that :mod:`pipeline.devtools.standins` expands into
+``build/`` before staging.
 """
 
 from __future__ import annotations
@@ -13,30 +17,20 @@ import argparse
 import struct
 from pathlib import Path
 
-MACHINE_I386 = 0x14C
-MACHINE_AMD64 = 0x8664
-SUBSYSTEM_NATIVE = 1
-SUBSYSTEM_WINDOWS_GUI = 2
+from ..win7.pe import (
+    MACHINE_AMD64,
+    MACHINE_I386,
+    STAND_IN_MARKER,
+    SUBSYSTEM_NATIVE,
+    SUBSYSTEM_WINDOWS_GUI,
+    image_checksum,
+)
 
 _FILE_ALIGN = 0x200
 _SECT_ALIGN = 0x1000
-MARKER = b"AERO STAND-IN: not a working driver. Replace with a real build."
 
 
-def pe_checksum(data: bytes, checksum_offset: int) -> int:
-    """Compute the PE optional-header CheckSum (as imagehlp's CheckSumMappedFile does)."""
-    total = 0
-    padded = data + b"\0" * (len(data) % 2)
-    for i in range(0, len(padded), 2):
-        if i == checksum_offset or i == checksum_offset + 2:
-            continue
-        total += padded[i] | (padded[i + 1] << 8)
-        total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return (total + len(data)) & 0xFFFFFFFF
-
-
-def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False, marker: bytes = MARKER) -> bytes:
+def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False, marker: bytes = STAND_IN_MARKER) -> bytes:
     """Return a minimal PE image for ``machine`` (0x14c or 0x8664)."""
     if machine not in (MACHINE_I386, MACHINE_AMD64):
         raise ValueError(f"unsupported machine 0x{machine:x}")
@@ -70,7 +64,7 @@ def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False,
     image += b"\0" * (size_of_headers - len(image))
     image += body + b"\0" * (raw_size - len(body))
     checksum_offset = 0x80 + 4 + 20 + 64
-    struct.pack_into("<I", image, checksum_offset, pe_checksum(bytes(image), checksum_offset))
+    struct.pack_into("<I", image, checksum_offset, image_checksum(bytes(image), checksum_offset))
     return bytes(image)
 
 
@@ -102,8 +96,8 @@ def build_from_recipe(data: bytes, where: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write a stand-in PE: ``python -m pipeline.pestub --machine amd64 [--dll] OUT``."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.pestub", description=main.__doc__)
+    """Write a stand-in PE: ``python -m pipeline.devtools.pestub --machine amd64 [--dll] OUT``."""
+    ap = argparse.ArgumentParser(prog="python -m pipeline.devtools.pestub", description=main.__doc__)
     ap.add_argument("--machine", choices=["x86", "amd64"], required=True)
     ap.add_argument("--dll", action="store_true", help="a DLL (Windows GUI subsystem) instead of a native .sys")
     ap.add_argument("out", type=Path)

@@ -2,12 +2,12 @@
 
 The INFs follow the real Windows 7 virtio INFs (``NTx86.6.1``/``NTamd64.6.1``
 models, CatalogFile, SourceDisksFiles, AddService) but list the Aero contract's
-modern IDs gated on ``REV_01``. Each ``.sys`` is a ``.sys.pestub`` recipe that the
-directory reader expands into a tiny valid PE from :mod:`pipeline.pestub`, so no
-binary is committed; the ``.cat`` files are plainly marked placeholders, not
+modern IDs gated on ``REV_01``. Each ``.sys`` is a ``.sys.pestub`` recipe that
+:mod:`pipeline.devtools.standins` expands into a tiny valid PE from
+:mod:`pipeline.devtools.pestub` under ``build/``, so no binary is committed; the ``.cat`` files are plainly marked placeholders, not
 catalogs. Nothing here is an upstream binary.
 
-Run ``python -m pipeline.samplepack [--check] [ROOT]`` to (re)write or check it.
+Run ``python -m pipeline.devtools.samplepack [--check] [ROOT]`` to (re)write or check it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .devices import Contract, Device, load_contract
+from ..spec.contract import Contract, Device
+from ..spec.load import CONTRACT_FILE, shipped_file, load_contract
+from ..win7.catalog import PLACEHOLDER_MAGIC
+from ..win7.pnp import windows_ids
 from .pestub import RECIPE_SUFFIX, recipe_text
-
-PLACEHOLDER_MAGIC = b"AERO-PLACEHOLDER-CATALOG"
 SAMPLE_DRIVERS = (("viostor", "virtio-blk"), ("netkvm", "virtio-net"), ("vioinput", "virtio-input"))
 _DRIVER_VER = "11/01/2026,61.0.0.1"
 
@@ -47,7 +48,7 @@ def sample_inf(driver: str, device: Device, arch: str) -> bytes:
     base = driver.capitalize()
     ids = []
     for sub in device.subsystems:
-        full, _, rev, _bare = device.hardware_ids(sub)[:4]
+        full, _, rev, _bare = windows_ids(device, sub)[:4]
         ids.append((sub.name, full, rev))
     models = "".join(f"%{base}.DeviceDesc% = {driver}_inst, {full}, {rev} ; {name}\r\n" for name, full, rev in ids)
     lines = (
@@ -106,12 +107,12 @@ def sample_files(contract: Contract) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the sample pack, or with --check report whether it is up to date."""
-    repo = Path(__file__).resolve().parents[1]
-    ap = argparse.ArgumentParser(prog="python -m pipeline.samplepack", description=main.__doc__)
+    repo = Path(__file__).resolve().parents[2]
+    ap = argparse.ArgumentParser(prog="python -m pipeline.devtools.samplepack", description=main.__doc__)
     ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
     ap.add_argument("root", nargs="?", type=Path, default=repo / "prebuilt" / "sample")
     args = ap.parse_args(argv)
-    files = sample_files(load_contract(repo / "specs" / "devices.yaml"))
+    files = sample_files(load_contract(shipped_file(CONTRACT_FILE)))
     stale = [p for p, data in files.items() if not (args.root / p).is_file() or (args.root / p).read_bytes() != data]
     if args.check:
         for p in stale:

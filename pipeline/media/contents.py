@@ -1,62 +1,37 @@
-"""Pieces every medium shares: staged and notice files as media entries, records, templates, provenance."""
+"""What every medium carries: the staged drivers (in the medium's layout), the notices, and their records."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from importlib import resources
-from string import Template
-from typing import Any
+from collections.abc import Iterable
 
-from .fsutil import read_json, relpath_for_humans
-from .isofs import MediaFile
-from .paths import SpecPaths
-from .spec import Context, Spec
+from ..manifests import FileRecord, MediaProvenance, NoticesManifest, StageManifest, staged_files
+from ..paths import MediaLayout, SpecPaths
+from ..sources.resolve import extraction, source_record
+from ..spec.model import Context, Spec
+from .files import MediaFile
 
 
-def render_template(name: str, **values: str) -> str:
-    """Fill a package-data template; a missing value is an error, not a blank."""
-    text = resources.files("pipeline").joinpath("templates", name).read_text("ascii")
-    return Template(text).substitute(values)
+def media_record(path: str, data: bytes) -> FileRecord:
+    """The {path, sha256, size} record of in-memory bytes."""
+    return FileRecord(path, hashlib.sha256(data).hexdigest(), len(data))
 
 
-def crlf(text: str) -> bytes:
-    """Encode text for Windows 7 tools (Notepad, cmd): ASCII with CRLF line ends."""
-    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
+def provenance(spec: Spec, ctx: Context, stages: Iterable[StageManifest]) -> MediaProvenance:
+    """Where the medium's files came from: the source (and extraction, for ISOs) and what each stage took."""
+    return MediaProvenance.of(source_record(spec, ctx), extraction(spec, ctx), stages)
 
 
-def media_record(path: str, data: bytes) -> dict[str, Any]:
-    """Return the {path, sha256, size} record of in-memory bytes."""
-    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-
-
-def load_provenance(spec: Spec, ctx: Context, stage_manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine the source record (from extraction, or the spec) with what each stage took."""
-    paths = SpecPaths(spec, ctx)
-    if paths.provenance.exists():
-        prov = read_json(paths.provenance)
-    else:
-        # Relative to the repo or ~, never another absolute path (media travel).
-        shown = relpath_for_humans(spec.source.path, ctx.root) if spec.source.path else None
-        prov = {"source": {"kind": spec.source.kind, "path": shown}}
-    prov["staged"] = [
-        {"arch": m["arch"], "driver": p["driver"], "os_dir": p["os_dir"], "source_dir": p["source_dir"],
-         "files": [{k: f[k] for k in ("path", "sha256", "size", "source_path")} for f in p["files"]]}
-        for m in stage_manifests for p in m["packages"]
-    ]
-    return prov
-
-
-def staged_media(paths: SpecPaths, stages: list[dict[str, Any]], notices: dict[str, Any],
-                 rename: Callable[[str], str] = lambda p: p) -> tuple[list[MediaFile], list[dict[str, Any]]]:
-    """Media entries and {path, sha256, size} records for the staged files (renamed) and the notices."""
+def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: NoticesManifest,
+                 layout: MediaLayout = MediaLayout.STAGED) -> tuple[list[MediaFile], list[FileRecord]]:
+    """Media entries and records for the staged files (in ``layout``) and the notices."""
     files: list[MediaFile] = []
-    records: list[dict[str, Any]] = []
-    for m in stages:
-        for f in m["files"]:
-            files.append(MediaFile(rename(f["path"]), source=paths.stage_root / f["path"]))
-            records.append({"path": rename(f["path"]), "sha256": f["sha256"], "size": f["size"]})
-    for f in notices["files"]:
-        files.append(MediaFile(f["path"], source=paths.notices_dir / f["path"]))
-        records.append({k: f[k] for k in ("path", "sha256", "size")})
+    records: list[FileRecord] = []
+    for f in staged_files(stages):
+        path = layout.relocate(f.path)
+        files.append(MediaFile(path, source=paths.staged_file(f.path)))
+        records.append(FileRecord(path, f.sha256, f.size))
+    for n in notices.files:
+        files.append(MediaFile(n.path, source=paths.notices_dir / n.path))
+        records.append(n)
     return files, records

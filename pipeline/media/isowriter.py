@@ -14,22 +14,21 @@ build (pycdlib reads ``time.time()`` and ``time.localtime()`` directly).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import time
 import types
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from unittest import mock
 
 import pycdlib
 
-from . import log
-from .errors import InternalError, SourceError, UsageError
-from .fsutil import atomic_path
+from .. import log
+from ..errors import InternalError, SourceError, UsageError
+from ..fsutil import atomic_path
+from .files import MediaFile
 
 FILE_MODE = 0o100444
 DIR_MODE = 0o040555
@@ -37,52 +36,6 @@ JOLIET_MAX = 64
 JOLIET_LABEL_MAX = 16
 LABEL_MAX = 32
 _NOT_D = re.compile(r"[^A-Z0-9_]")
-
-
-@dataclass(frozen=True)
-class MediaFile:
-    """One file on a medium: its '/'-separated path and where its bytes come from."""
-
-    path: str
-    source: Path | None = None
-    data: bytes | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.data) if self.data is not None else os.stat(self.source).st_size  # type: ignore[arg-type]
-
-    def open(self) -> BinaryIO:
-        """Open the bytes for reading."""
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        assert self.source is not None
-        return open(self.source, "rb")
-
-
-# 1980-01-01T00:00:00Z: the earliest time a zip entry can carry, so ISO and zip agree.
-DEFAULT_EPOCH = 315532800
-
-
-def source_date_epoch(default: int = DEFAULT_EPOCH) -> int:
-    """Return ``SOURCE_DATE_EPOCH`` from the environment, else ``default`` (1980-01-01 UTC)."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH")
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds",
-                         "set it to a Unix time, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
-    return check_epoch(int(raw), "SOURCE_DATE_EPOCH")
-
-
-# ISO 9660 directory records store the year as 1900 + one byte; stay well inside it.
-MAX_EPOCH = 4102444799  # 2099-12-31T23:59:59Z
-
-
-def check_epoch(epoch: int, what: str) -> int:
-    """Reject timestamps the media formats cannot hold."""
-    if not 0 <= epoch <= MAX_EPOCH:
-        raise UsageError(f"{what}={epoch} is outside 0..{MAX_EPOCH} (1970..2099)", "use a Unix time in that range")
-    return epoch
 
 
 def iso9660_name(name: str, is_dir: bool) -> str:

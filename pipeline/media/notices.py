@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
-from .errors import SourceError
-from .layout import notice_entries
-from .fsutil import read_json, sha256_file, staging_dir, write_json_atomic
-from .paths import SpecPaths
-from .spec import Context, Spec
-from .stage import load_stage_files, source_tree
-from .tree import FILE
-from .winnames import check_relpath
+from ..errors import SourceError
+from ..fsutil import sha256_file, staging_dir, write_json_atomic
+from ..manifests import FileRecord, NoticesManifest, StageManifest, staged_files
+from ..paths import SpecPaths
+from ..sources.resolve import extraction, source_record, source_tree
+from ..sources.selection import notice_entries
+from ..sources.tree import DirTree, EntryKind
+from ..sources.winnames import check_relpath
+from ..spec.model import Context, Spec
 
 NOTICES_NAME = "THIRD_PARTY_NOTICES.md"
 UPSTREAM_PROJECT = "virtio-win (kvm-guest-drivers-windows)"
@@ -43,20 +43,17 @@ def license_name(text: str) -> str:
     return "see the licence file"
 
 
-def _copy_pack_notices(spec: Spec, ctx: Context, out: Path) -> list[str]:
-    assert spec.source.path is not None
-    root = spec.source.path
+def _copy_pack_notices(tree: DirTree, spec: Spec, out: Path) -> list[str]:
+    root = tree.root
     notices = root / NOTICES_NAME
     if not notices.is_file() or notices.is_symlink():
         raise SourceError(f"{spec.source.path_raw}: no {NOTICES_NAME} at the pack root",
                           f"add {NOTICES_NAME} describing the drivers' origin and licence to the pack")
     shutil.copyfile(notices, out / NOTICES_NAME)
     written = [NOTICES_NAME]
-    lic = root / "licenses"
-    if lic.is_dir():
-        tree = source_tree(spec, ctx)[0]
+    if (root / "licenses").is_dir():
         for e in tree.entries():
-            if e.kind == FILE and e.path.startswith("licenses/"):
+            if e.kind is EntryKind.FILE and e.path.startswith("licenses/"):
                 check_relpath(e.path, tree.display)
                 (out / e.path).parent.mkdir(parents=True, exist_ok=True)
                 with tree.open(e) as src, open(out / e.path, "wb") as dst:
@@ -65,22 +62,18 @@ def _copy_pack_notices(spec: Spec, ctx: Context, out: Path) -> list[str]:
     return written
 
 
-def _upstream_notices(spec: Spec, ctx: Context, out: Path, stage_manifests: list[Path]) -> tuple[list[str], str]:
-    paths = SpecPaths(spec, ctx)
-    tree = source_tree(spec, ctx)[0]
-    selection_notices = notice_entries(tree.entries())
-    lic_dir = out / LICENSE_DIR
-    lic_dir.mkdir(parents=True)
+def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str], list[str]]:
+    """Copy the source's licence files; return (media paths, their texts)."""
     copied: list[str] = []
     texts: list[str] = []
-    for e in selection_notices:
+    for e in notice_entries(tree.entries()):
         check_relpath(e.path, tree.display)
         with tree.open(e) as src, open(lic_dir / e.name, "wb") as dst:
             shutil.copyfileobj(src, dst)
         copied.append(f"{LICENSE_DIR}/{e.name}")
         texts.append((lic_dir / e.name).read_text("utf-8", errors="replace"))
-    if spec.source.license_file is not None:
-        lf = spec.source.license_file
+    lf = spec.source.license_file
+    if lf is not None:
         if not lf.is_file():
             raise SourceError(f"{spec.display}: source.license_file {spec.source.license_file_raw!r} does not exist",
                               "point it at the upstream licence text")
@@ -92,23 +85,31 @@ def _upstream_notices(spec: Spec, ctx: Context, out: Path, stage_manifests: list
                           "virtio-win_license.txt, LICENSE*, COPYING*, NOTICE*)",
                           "the drivers may not be redistributed without it: set source.license_file in "
                           f"{spec.display} to the upstream licence text")
+    return copied, texts
+
+
+def _upstream_notices(tree: DirTree, spec: Spec, ctx: Context, out: Path,
+                      stages: list[StageManifest]) -> tuple[list[str], str]:
+    lic_dir = out / LICENSE_DIR
+    lic_dir.mkdir(parents=True)
+    copied, texts = _licence_files(tree, spec, lic_dir)
     names = sorted({license_name(t) for t in texts})
-    prov = read_json(paths.provenance) if paths.provenance.exists() else {}
-    src = prov.get("source", {})
-    files = load_stage_files(stage_manifests)
+    prov = extraction(spec, ctx)
+    src = prov.source if prov else None
     lines = [
         "# Third-party notices",
         "",
         "These media redistribute Windows 7 drivers from an upstream project, unmodified.",
         "",
         f"- **Project:** {UPSTREAM_PROJECT}, <{UPSTREAM_URL}>",
-        f"- **Version:** {src.get('version') or 'unknown'}",
-        f"- **Source:** {src.get('url') or src.get('path') or spec.source.path_raw or 'local tree'}",
+        f"- **Version:** {(src and src.version) or 'unknown'}",
+        # A directory source is named relative to the repo or ~: never an absolute path on the media.
+        f"- **Source:** {(src and (src.url or src.path)) or source_record(spec, ctx).path or 'local tree'}",
     ]
-    if src.get("sha256"):
-        lines.append(f"- **Source ISO sha256:** `{src['sha256']}`")
-    if src.get("volume_label"):
-        lines.append(f"- **ISO volume label:** `{src['volume_label']}`")
+    if src and src.sha256:
+        lines.append(f"- **Source ISO sha256:** `{src.sha256}`")
+    if src and src.volume_label:
+        lines.append(f"- **ISO volume label:** `{src.volume_label}`")
     lines += [
         f"- **Licence:** {', '.join(names)}; the full terms are in `{LICENSE_DIR}/` "
         f"({', '.join(Path(c).name for c in copied)})",
@@ -118,26 +119,28 @@ def _upstream_notices(spec: Spec, ctx: Context, out: Path, stage_manifests: list
         "| file | sha256 |",
         "|---|---|",
     ]
-    lines += [f"| `{r['path']}` | `{r['sha256']}` |" for r in files]
+    lines += [f"| `{f.path}` | `{f.sha256}` |" for f in staged_files(stages)]
     lines.append("")
     (out / NOTICES_NAME).write_text("\n".join(lines), encoding="utf-8")
     return [NOTICES_NAME, *copied], ", ".join(names)
 
 
-def build_notices(spec: Spec, ctx: Context, stage_manifests: list[Path]) -> dict[str, Any]:
+def build_notices(spec: Spec, ctx: Context) -> NoticesManifest:
     """Write ``build/<spec>/notices/`` and its manifest; return the manifest."""
     paths = SpecPaths(spec, ctx)
     paths.notices_manifest.unlink(missing_ok=True)
+    stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+    tree = source_tree(spec, ctx)
     license = None
     with staging_dir(paths.notices_dir) as out:
-        if spec.source.kind == "pack-dir":
-            written = _copy_pack_notices(spec, ctx, out)
+        if spec.source.kind.is_upstream:
+            written, license = _upstream_notices(tree, spec, ctx, out, stages)
         else:
-            written, license = _upstream_notices(spec, ctx, out, stage_manifests)
+            written = _copy_pack_notices(tree, spec, out)
         records = []
         for rel in sorted(written):
             digest, size = sha256_file(out / rel)
-            records.append({"path": rel, "sha256": digest, "size": size})
-    manifest = {"schema_version": 1, "spec": spec.name, "license": license, "files": records}
-    write_json_atomic(paths.notices_manifest, manifest)
+            records.append(FileRecord(rel, digest, size))
+    manifest = NoticesManifest(spec=spec.name, license=license, files=tuple(records))
+    write_json_atomic(paths.notices_manifest, manifest.to_json())
     return manifest

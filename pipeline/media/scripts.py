@@ -1,10 +1,8 @@
 """Render the Guest Tools batch scripts (setup, uninstall, verify) and their config files.
 
 The scripts are Windows 7 ``cmd.exe`` batch files kept as package data under
-``pipeline/templates/``. Rendering is plain :class:`string.Template` substitution
-with ``$NAME`` placeholders (upper-case names only; batch uses ``%`` and ``!``, never
-``$``). Rendering fails loudly: a placeholder without a value, a value without a
-placeholder, or a stray ``$`` in a template raises :class:`ValueError`.
+``pipeline/media/templates/`` and rendered by :mod:`pipeline.media.templates`
+(strict: a missing or unused value fails the build).
 
 Everything media-specific that the scripts need at run time is written to two
 small generated files that the scripts ``call``:
@@ -16,7 +14,7 @@ small generated files that the scripts ``call``:
 
 ``/verify-media`` reads ``config/files.sha256`` (see :func:`render_media_hashes`).
 
-All output is ASCII with CRLF line ends; non-ASCII input raises ``ValueError``.
+All output is ASCII with CRLF line ends; bad input raises :class:`TemplateError`.
 Values that end up inside batch code are restricted to characters that are inert
 in ``cmd.exe`` (no ``% ! ^ & | < > "``), so no escaping is ever needed.
 """
@@ -24,16 +22,16 @@ in ``cmd.exe`` (no ``% ! ^ & | < > "``), so no escaping is ever needed.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 
-from .devices import Contract, Device
-from .winnames import MEDIA_NAME
+from ..sources.winnames import MEDIA_NAME
+from ..spec.contract import Contract, Device
+from ..spec.types import SigningPolicy
+from ..win7.pnp import cdd_keys, contract_ids
+from .templates import TemplateError, crlf, render, require_ascii
 
 ARCHES: tuple[str, ...] = ("x86", "amd64")
-SIGNING_POLICIES: tuple[str, ...] = ("none", "testsigning", "production")
 
 #: Media-relative path of the hash list that ``setup.cmd /verify-media`` reads.
 MEDIA_HASHES_PATH = "config/files.sha256"
@@ -97,59 +95,10 @@ class DriverEntry:
         return f"{self.folder}\\{self.inf}"
 
 
-class _BatchTemplate(string.Template):
-    """``$NAME`` placeholders; only upper-case names, so any other ``$`` is an error."""
-
-    delimiter = "$"
-    idpattern = r"[A-Z][A-Z0-9_]*"
-    flags = re.NOFLAG
-
-
-def _template_text(name: str) -> str:
-    """Read a template from package data."""
-    return resources.files("pipeline").joinpath("templates", name).read_text(encoding="ascii")
-
-
-def render_template(name: str, values: Mapping[str, str]) -> str:
-    """Render package template ``name`` with ``values``; LF-separated text.
-
-    Raises ValueError for a missing or unused placeholder, an invalid ``$``, or
-    non-ASCII output.
-    """
-    return _render_text(name, _template_text(name), values)
-
-
-def _render_text(name: str, text: str, values: Mapping[str, str]) -> str:
-    tpl = _BatchTemplate(text)
-    if not tpl.is_valid():
-        raise ValueError(f"template {name}: stray '$' (write '$$' for a literal dollar sign)")
-    wanted = set(tpl.get_identifiers())
-    given = set(values)
-    if wanted - given:
-        raise ValueError(f"template {name}: no value for placeholder(s) {', '.join(sorted(wanted - given))}")
-    if given - wanted:
-        raise ValueError(f"template {name}: value(s) given for unknown placeholder(s) {', '.join(sorted(given - wanted))}")
-    out = tpl.substitute(values)
-    _require_ascii(f"rendered {name}", out)
-    return out
-
-
-def to_crlf_bytes(text: str) -> bytes:
-    """Normalise line ends to CRLF, end with one CRLF, and encode as ASCII."""
-    lines = text.splitlines()
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
-
-
-def _require_ascii(what: str, value: str) -> None:
-    if not value.isascii():
-        bad = next(ch for ch in value if not ch.isascii())
-        raise ValueError(f"{what} contains a non-ASCII character {bad!r}; Guest Tools scripts must be ASCII")
-
-
 def _require_name(what: str, value: str) -> str:
-    _require_ascii(what, value)
+    require_ascii(what, value)
     if not _NAME_RE.match(value):
-        raise ValueError(f"{what} {value!r} must be letters, digits, '.', '_', '+' or '-' (safe in cmd.exe)")
+        raise TemplateError(f"{what} {value!r} must be letters, digits, '.', '_', '+' or '-' (safe in cmd.exe)")
     return value
 
 
@@ -164,23 +113,6 @@ def device_prefix(device: Device | str) -> str:
     return "AERO_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
 
 
-def cdd_keys(device: Device) -> tuple[str, ...]:
-    """CriticalDeviceDatabase key names for a boot-critical device.
-
-    For each contract hardware ID: the ID itself and its ``&CC_<class>`` and
-    ``&CC_<class[:4]>`` forms (as Aero's tooling writes them; for the bare
-    ``VEN&DEV`` ID these are the real class-code IDs Windows reports), with ``\\``
-    replaced by ``#`` and lower-cased as Windows writes CDD keys.
-    """
-    keys: list[str] = []
-    for hwid in device.contract_hwids:
-        for form in (hwid, f"{hwid}&CC_{device.class_code}", f"{hwid}&CC_{device.class_code[:4]}"):
-            key = form.replace("\\", "#").lower()
-            if key not in keys:
-                keys.append(key)
-    return tuple(keys)
-
-
 def render_devices_cmd(contract: Contract) -> str:
     """Render ``config/devices.cmd`` (LF text) from the device contract."""
     entries: list[str] = []
@@ -190,15 +122,15 @@ def render_devices_cmd(contract: Contract) -> str:
         prefixes.append(prefix)
         for what, value in (("service", dev.service), ("inf", dev.inf), ("setup class", dev.setup_class)):
             _require_name(f"contract device {dev.name} {what}", value)
-        _require_ascii(f"contract device {dev.name} class GUID", dev.class_guid)
+        require_ascii(f"contract device {dev.name} class GUID", dev.class_guid)
         if not re.fullmatch(r"\{[0-9A-F-]{36}\}", dev.class_guid):
-            raise ValueError(f"contract device {dev.name}: class GUID {dev.class_guid!r} is not a {{GUID}}")
-        hwids = dev.contract_hwids
+            raise TemplateError(f"contract device {dev.name}: class GUID {dev.class_guid!r} is not a {{GUID}}")
+        hwids = contract_ids(dev)
         for h in hwids:
             if not re.fullmatch(r"[A-Za-z0-9_&\\]+", h):
-                raise ValueError(f"contract device {dev.name}: hardware ID {h!r} has unexpected characters")
+                raise TemplateError(f"contract device {dev.name}: hardware ID {h!r} has unexpected characters")
         entries.append(
-            render_template(
+            render(
                 "devices.entry.cmd",
                 {
                     "DEVICE": dev.name,
@@ -217,7 +149,7 @@ def render_devices_cmd(contract: Contract) -> str:
                 },
             ).rstrip("\n")
         )
-    return render_template(
+    return render(
         "devices.cmd",
         {
             "CONTRACT": _require_name("contract name", contract.name),
@@ -228,43 +160,33 @@ def render_devices_cmd(contract: Contract) -> str:
     )
 
 
-def _storage_device(contract: Contract) -> Device | None:
-    critical = [d for d in contract.devices.values() if d.boot_critical]
-    if len(critical) > 1:
-        raise ValueError(
-            f"contract has {len(critical)} boot-critical devices ({', '.join(d.name for d in critical)}); "
-            "the storage pre-seed supports exactly one"
-        )
-    return critical[0] if critical else None
-
-
 def _check_drivers(contract: Contract, drivers: Sequence[DriverEntry]) -> None:
     seen: set[tuple[str, str]] = set()
     infs: set[str] = set()
     for d in drivers:
         if d.arch not in ARCHES:
-            raise ValueError(f"driver {d.name}: arch {d.arch!r} must be one of {', '.join(ARCHES)}")
+            raise TemplateError(f"driver {d.name}: arch {d.arch!r} must be one of {', '.join(ARCHES)}")
         _require_name("driver folder name", d.name)
         _require_name(f"driver {d.name} INF name", d.inf)
         _require_name(f"driver {d.name} service", d.service)
         if not d.inf.lower().endswith(".inf"):
-            raise ValueError(f"driver {d.name}: INF name {d.inf!r} does not end in .inf")
+            raise TemplateError(f"driver {d.name}: INF name {d.inf!r} does not end in .inf")
         if d.sys_file is not None:
             _require_name(f"driver {d.name} sys file", d.sys_file)
         if d.device not in contract.devices:
-            raise ValueError(f"driver {d.name}: device {d.device!r} is not in the contract")
+            raise TemplateError(f"driver {d.name}: device {d.device!r} is not in the contract")
         key = (d.arch, d.name.lower())
         if key in seen:
-            raise ValueError(f"driver {d.name} listed twice for {d.arch}")
+            raise TemplateError(f"driver {d.name} listed twice for {d.arch}")
         seen.add(key)
         if d.inf_path.lower() in infs:
-            raise ValueError(f"INF {d.inf_path} listed twice")
+            raise TemplateError(f"INF {d.inf_path} listed twice")
         infs.add(d.inf_path.lower())
 
 
 def _storage_values(contract: Contract, drivers: Sequence[DriverEntry]) -> dict[str, str]:
     """media.cmd values for the storage pre-seed: device prefix, INF and .sys per arch."""
-    dev = _storage_device(contract)
+    dev = contract.boot_critical
     values = {"STORAGE_PREFIX": device_prefix(dev) if dev else ""}
     for arch in ARCHES:
         values.update({f"STORAGE_INF_{arch.upper()}": "", f"STORAGE_SYS_{arch.upper()}": "",
@@ -273,17 +195,17 @@ def _storage_values(contract: Contract, drivers: Sequence[DriverEntry]) -> dict[
             continue
         entries = [d for d in drivers if d.arch == arch and d.device == dev.name]
         if len(entries) > 1:
-            raise ValueError(f"{len(entries)} drivers for boot-critical device {dev.name} on {arch}; expected one")
+            raise TemplateError(f"{len(entries)} drivers for boot-critical device {dev.name} on {arch}; expected one")
         inf = sys_path = sys_name = ""
         if entries:
             e = entries[0]
             if e.service.lower() != dev.service.lower():
-                raise ValueError(
+                raise TemplateError(
                     f"driver {e.name} ({arch}) installs service {e.service!r} but the contract's "
                     f"{dev.name} service is {dev.service!r}; the storage pre-seed would not match"
                 )
             if not e.sys_file:
-                raise ValueError(f"driver {e.name} ({arch}) is boot-critical but has no sys_file for the storage pre-seed")
+                raise TemplateError(f"driver {e.name} ({arch}) is boot-critical but has no sys_file for the storage pre-seed")
             inf, sys_path, sys_name = e.inf_path, f"{e.folder}\\{e.sys_file}", e.sys_file
         values[f"STORAGE_INF_{arch.upper()}"] = inf
         values[f"STORAGE_SYS_{arch.upper()}"] = sys_path
@@ -296,14 +218,14 @@ def _thumbprint_lines(certs: Sequence[str], thumbprints: Mapping[str, str] | Non
     thumbprints = dict(thumbprints or {})
     unknown = set(thumbprints) - set(certs)
     if unknown:
-        raise ValueError(f"cert_thumbprints names certificate(s) not on the media: {', '.join(sorted(unknown))}")
+        raise TemplateError(f"cert_thumbprints names certificate(s) not on the media: {', '.join(sorted(unknown))}")
     lines = []
     for name in certs:
         if name in thumbprints:
             t = thumbprints[name]
-            _require_ascii(f"thumbprint of {name}", t)
+            require_ascii(f"thumbprint of {name}", t)
             if not _SHA1_RE.match(t):
-                raise ValueError(f"thumbprint of {name} {t!r} must be 40 hex digits (SHA-1)")
+                raise TemplateError(f"thumbprint of {name} {t!r} must be 40 hex digits (SHA-1)")
             lines.append(f'set "AGT_CERT_SHA1_{name}={t.upper()}"')
     return "\n".join(lines) if lines else "@rem (none)"
 
@@ -312,7 +234,7 @@ def _thumbprint_lines(certs: Sequence[str], thumbprints: Mapping[str, str] | Non
 class MediaInfo:
     """What the scripts need to know about the media beyond its drivers."""
 
-    signing_policy: str
+    signing_policy: SigningPolicy
     certs: Sequence[str]
     trust_certs: Sequence[str]
     sha256_only: bool
@@ -330,7 +252,7 @@ def render_media_cmd(contract: Contract, drivers: Sequence[DriverEntry], media: 
         "VERSION": media.version,
         "BUILD_ID": media.build_id,
         "LABEL": media.label,
-        "SIGNING_POLICY": media.signing_policy,
+        "SIGNING_POLICY": media.signing_policy.value,
         "SHA256_ONLY": "1" if media.sha256_only else "0",
         "TEST_CERTS": _quoted_list(media.certs),
         "TRUST_CERTS": _quoted_list(media.trust_certs),
@@ -339,7 +261,7 @@ def render_media_cmd(contract: Contract, drivers: Sequence[DriverEntry], media: 
     for arch in ARCHES:
         values[f"INFS_{arch.upper()}"] = _quoted_list([d.inf_path for d in drivers if d.arch == arch])
     values.update(_storage_values(contract, drivers))
-    return render_template("media.cmd", values)
+    return render("media.cmd", values)
 
 
 def _readme_driver_table(contract: Contract, drivers: Sequence[DriverEntry]) -> str:
@@ -352,26 +274,26 @@ def _readme_driver_table(contract: Contract, drivers: Sequence[DriverEntry]) -> 
 
 
 def _validate_common(
-    signing_policy: str, certs: Sequence[str], trust_certs: Sequence[str], version: str, build_id: str, label: str
+    signing_policy: SigningPolicy, certs: Sequence[str], trust_certs: Sequence[str], version: str, build_id: str,
+    label: str
 ) -> None:
-    if signing_policy not in SIGNING_POLICIES:
-        raise ValueError(f"signing_policy {signing_policy!r} must be one of {', '.join(SIGNING_POLICIES)}")
     _require_name("version", version)
     _require_name("build_id", build_id)
     _require_name("label", label)
     for c in [*certs, *trust_certs]:
         _require_name("certificate file name", c)
     if len({c.lower() for c in certs}) != len(certs) or len({c.lower() for c in trust_certs}) != len(trust_certs):
-        raise ValueError("a certificate file is listed twice")
-    if signing_policy == "testsigning" and not certs:
-        raise ValueError("signing_policy testsigning needs at least one certificate in certs (for Root and TrustedPublisher)")
+        raise TemplateError("a certificate file is listed twice")
+    if signing_policy.certs_required and not certs:
+        raise TemplateError(f"signing_policy {signing_policy.value} needs at least one certificate in certs "
+                            "(for Root and TrustedPublisher)")
 
 
 def render_guest_tools_scripts(
     contract: Contract,
     drivers: Sequence[DriverEntry],
     *,
-    signing_policy: str,
+    signing_policy: SigningPolicy,
     certs: Sequence[str],
     trust_certs: Sequence[str],
     sha256_only: bool,
@@ -400,18 +322,18 @@ def render_guest_tools_scripts(
     _validate_common(signing_policy, certs, trust_certs, version, build_id, label)
     common = {"VERSION": version, "BUILD_ID": build_id, "LABEL": label}
     out_text: dict[str, str] = {
-        "setup.cmd": render_template("setup.cmd", common),
-        "uninstall.cmd": render_template("uninstall.cmd", common),
-        "verify.cmd": render_template("verify.cmd", common),
+        "setup.cmd": render("setup.cmd", common),
+        "uninstall.cmd": render("uninstall.cmd", common),
+        "verify.cmd": render("verify.cmd", common),
         DEVICES_CMD_PATH: render_devices_cmd(contract),
         MEDIA_CMD_PATH: render_media_cmd(contract, drivers, MediaInfo(
             signing_policy, certs, trust_certs, sha256_only, version, build_id, label, cert_thumbprints)),
-        "README.txt": render_template(
+        "README.txt": render(
             "README.txt",
             {
                 **common,
                 "CONTRACT": f"{contract.name} {contract.version}",
-                "SIGNING_POLICY": signing_policy,
+                "SIGNING_POLICY": signing_policy.value,
                 "SHA256_ONLY": "yes" if sha256_only else "no",
                 "TEST_CERTS": ", ".join(f"certs\\{c}" for c in certs) or "(none)",
                 "TRUST_CERTS": ", ".join(f"certs\\{c}" for c in trust_certs) or "(none)",
@@ -422,7 +344,7 @@ def render_guest_tools_scripts(
             },
         ),
     }
-    return {path: to_crlf_bytes(text) for path, text in out_text.items()}
+    return {path: crlf(text) for path, text in out_text.items()}
 
 
 def _exit_code_table(codes: Mapping[int, str]) -> str:
@@ -431,14 +353,14 @@ def _exit_code_table(codes: Mapping[int, str]) -> str:
 
 def media_path(path: str) -> str:
     """Normalise a media-relative path to backslashes and check it is safe for the scripts."""
-    _require_ascii("media path", path)
+    require_ascii("media path", path)
     p = path.replace("/", "\\")
     parts = p.split("\\")
     if not p or p.startswith("\\") or ":" in p or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"media path {path!r} must be relative, without empty, '.' or '..' parts")
+        raise TemplateError(f"media path {path!r} must be relative, without empty, '.' or '..' parts")
     for part in parts:
         if not _PATH_PART_RE.match(part) or part != part.strip():
-            raise ValueError(
+            raise TemplateError(
                 f"media path {path!r}: {part!r} has a character cmd.exe treats specially "
                 "(allowed: letters, digits, space, and _ . + ( ) [ ] { } # $ @ , ; = ~ -)"
             )
@@ -458,17 +380,17 @@ def render_media_hashes(files: Sequence[tuple[str, str, int]]) -> bytes:
     for path, sha, size in files:
         p = media_path(path)
         if p.lower() == MEDIA_HASHES_PATH.replace("/", "\\"):
-            raise ValueError(f"{MEDIA_HASHES_PATH} cannot list itself")
+            raise TemplateError(f"{MEDIA_HASHES_PATH} cannot list itself")
         if p.lower() in seen:
-            raise ValueError(f"media path {path!r} listed twice (as {seen[p.lower()]!r})")
+            raise TemplateError(f"media path {path!r} listed twice (as {seen[p.lower()]!r})")
         seen[p.lower()] = path
         if not _SHA256_RE.match(sha):
-            raise ValueError(f"media path {path!r}: sha256 {sha!r} must be 64 lower-case hex digits")
+            raise TemplateError(f"media path {path!r}: sha256 {sha!r} must be 64 lower-case hex digits")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ValueError(f"media path {path!r}: size {size!r} must be a non-negative int")
+            raise TemplateError(f"media path {path!r}: size {size!r} must be a non-negative int")
         lines.append((p.lower(), f"{sha} {size} {p}"))
     header = [
         "# Aero Guest Tools media file list, read by setup.cmd /verify-media.",
         "# <sha256> <size in bytes> <path relative to the media root>",
     ]
-    return to_crlf_bytes("\n".join(header + [line for _, line in sorted(lines)]))
+    return crlf("\n".join(header + [line for _, line in sorted(lines)]))

@@ -9,11 +9,11 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import log
-from .fsutil import atomic_path
-from .isofs import MediaFile
+from .. import log
+from ..fsutil import atomic_path
+from .epoch import DEFAULT_EPOCH
+from .files import MediaFile
 
-ZIP_EPOCH_MIN = 315532800  # 1980-01-01T00:00:00Z: the zip format cannot say earlier
 FILE_ATTR = (0o100644 << 16)
 DIR_ATTR = (0o040755 << 16) | 0x10  # MS-DOS directory bit too, for Windows Explorer
 ZIP64_LIMIT = 0xFFFFFFFF
@@ -22,7 +22,8 @@ SAMPLE = 256 * 1024
 
 def zip_date(epoch: int) -> tuple[int, int, int, int, int, int]:
     """The zip date-time of ``epoch`` in UTC, clamped to 1980 (zip's first representable year)."""
-    t = time.gmtime(max(epoch, ZIP_EPOCH_MIN))
+    # The zip format cannot say earlier than 1980, which is also the default epoch.
+    t = time.gmtime(max(epoch, DEFAULT_EPOCH))
     # DOS time has 2-second resolution; round down so every run agrees.
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec - t.tm_sec % 2)
 

@@ -1,4 +1,4 @@
-"""The upstream virtio-win ISO stages: fetch (locate, download, prove) and extract (stream out).
+"""The extract stage: stream the Windows 7 drivers out of the upstream virtio-win ISO.
 
 Extraction walks the ISO once, applies the same selection rules as directory
 sources, and copies out only the Windows 7 driver folders, the root licence files
@@ -11,27 +11,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
-from . import log
-from .errors import ChecksumMismatch, SourceError
-from .fetch import cache_file_for, obtain_iso
-from .fsutil import (
-    copy_fp_hashed,
-    read_json,
-    relpath_for_humans,
-    sha256_file,
-    staging_dir,
-    write_json_atomic,
-)
-from .inf import parse_inf
+from .. import log
+from ..errors import ChecksumMismatch, SourceError
+from ..fsutil import copy_fp_hashed, read_json, relpath_for_humans, sha256_file, staging_dir, write_json_atomic
+from ..manifests import ExtractedFile, ExtractedPackage, FetchRecord, IsoFile, Provenance, SourceRecord, read_manifest
+from ..paths import SpecPaths
+from ..spec.model import Context, Spec
+from ..win7.inf import parse_inf
+from .fetch import iso_input, stat_key
 from .isoread import IsoTree
-from .layout import Selection, select
-from .paths import SpecPaths
-from .spec import Context, Spec
+from .selection import Package, Selection, select
 from .tree import Entry, Tree
 
-PROVENANCE_SCHEMA = 1
 _LABEL_VERSION = re.compile(r"^virtio-win-(\d[\w.\-]*)$", re.IGNORECASE)
 
 
@@ -41,67 +33,33 @@ def version_from_label(label: str) -> str | None:
     return m.group(1) if m else None
 
 
-def iso_input(spec: Spec, ctx: Context) -> Path:
-    """The ISO file extraction reads: the local ``path`` when present, else the cache entry."""
-    src = spec.source
-    if src.path is not None and (src.path.exists() or src.url is None):
-        return src.path
-    assert src.url is not None
-    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
-
-
-def fetch_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
-    """Locate or download the spec's ISO, prove its bytes, and record where it is."""
-    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display)
-    record = {
-        "schema_version": 1,
-        "path": relpath_for_humans(res.path, ctx.root),
-        "sha256": res.sha256,
-        "size": res.size,
-        "origin": res.origin,
-        "url": res.url,
-    }
-    paths = SpecPaths(spec, ctx)
-    # Which exact file was hashed; kept apart from fetch.json so a re-download of the
-    # same bytes does not look like a new input to extraction.
-    write_json_atomic(paths.fetch_stat, {"path": str(res.path), "stat": _stat_key(res.path)})
-    write_json_atomic(paths.fetch_record, record)
-    log.info(f"{spec.name}: ISO ready ({res.origin}), sha256 {res.sha256}")
-    return record
-
-
-def _stat_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
-
-
-def ensure_proven(spec: Spec, ctx: Context, iso: Path, fetched: dict[str, Any]) -> None:
+def ensure_proven(spec: Spec, ctx: Context, iso: Path, fetched: FetchRecord) -> None:
     """Re-hash the ISO unless it is the very file fetch hashed: the cache is not trusted blindly."""
     paths = SpecPaths(spec, ctx)
     try:
         seen = read_json(paths.fetch_stat)
-        if seen.get("path") == str(iso) and seen.get("stat") == _stat_key(iso):
+        if seen.get("path") == str(iso) and seen.get("stat") == stat_key(iso):
             return
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
     progress = log.Progress(f"re-check {iso.name}", iso.stat().st_size)
     digest, _size = sha256_file(iso, lambda n: progress.advance(n))
     progress.close()
-    if digest != fetched["sha256"]:
-        raise ChecksumMismatch(f"{relpath_for_humans(iso, ctx.root)}: sha256 {digest} differs from {fetched['sha256']}, "
+    if digest != fetched.sha256:
+        shown = relpath_for_humans(iso, ctx.root)
+        raise ChecksumMismatch(f"{shown}: sha256 {digest} differs from {fetched.sha256}, "
                                "which fetch proved; the file changed after it was checked",
-                               f"delete {relpath_for_humans(iso, ctx.root)} and run doit again (it is downloaded or "
-                               "checked anew)")
-    write_json_atomic(paths.fetch_stat, {"path": str(iso), "stat": _stat_key(iso)})
+                               f"delete {shown} and run doit again (it is downloaded or checked anew)")
+    write_json_atomic(paths.fetch_stat, {"path": str(iso), "stat": stat_key(iso)})
 
 
-def _copy(tree: Tree, entry: Entry, dest: Path, progress: log.Progress) -> dict[str, Any]:
+def _copy(tree: Tree, entry: Entry, dest: Path, progress: log.Progress) -> IsoFile:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tree.open(entry) as src, open(dest, "wb") as out:
         digest, size = copy_fp_hashed(src, out, lambda n: progress.advance(n))
     progress.advance(0, files=1)
     dest.chmod(0o644)  # upstream files are 0444; ours must be removable
-    return {"iso_path": entry.path, "sha256": digest, "size": size}
+    return IsoFile(entry.path, digest, size)
 
 
 def _info_versions(info_path: Path) -> dict[str, str]:
@@ -120,45 +78,41 @@ def _driver_ver(path: Path) -> str | None:
     return ",".join(v.strip() for v in line.values) if line is not None else None
 
 
-def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: dict[str, Any]) -> dict[str, Any]:
+def _extracted_package(p: Package, out: Path, copied: dict[str, IsoFile], infos: dict[str, str],
+                       warnings: list[str]) -> ExtractedPackage:
+    infs = [f for f in p.files if f.rel.lower().endswith(".inf") and "/" not in f.rel]
+    ver = _driver_ver(out / infs[0].entry.path) if infs else None
+    listed = infs and infs[0].entry.path.lower() in infos
+    if listed and ver is not None and infos[infs[0].entry.path.lower()].replace(" ", "") != ver:
+        warnings.append(f"{infs[0].entry.path}: DriverVer {ver} differs from data/info.json "
+                        f"({infos[infs[0].entry.path.lower()]})")
+    return ExtractedPackage(driver=p.driver.name, arch=p.arch, os_dir=p.os_dir, iso_dir=p.source_dir,
+                            driver_ver=ver, files=tuple(ExtractedFile(f.rel, copied[f.entry.path]) for f in p.files))
+
+
+def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: FetchRecord) -> Provenance:
     """Copy the spec's Windows 7 packages and licence files from ``iso_path`` into ``out_dir``.
 
     ``out_dir`` is replaced as a whole, only on success. ``fetched`` describes the
     ISO (path for humans, sha256, size). Returns the provenance record.
     """
     with IsoTree.open_path(iso_path, iso_path.name) as tree:
-        entries = tree.entries()
-        selection: Selection = select(entries, spec, tree.display, "virtio-win", skip_links=True)
+        selection: Selection = select(tree.entries(), spec, tree.display, "virtio-win", skip_links=True)
         for w in selection.warnings:
             log.warn(w)
         wanted = [f.entry for p in selection.packages for f in p.files] + list(selection.notices)
         if selection.info_json is not None:
             wanted.append(selection.info_json)
         progress = log.Progress(f"extract {iso_path.name}", sum(e.size for e in wanted))
-        copied: dict[str, dict[str, Any]] = {}
+        copied: dict[str, IsoFile] = {}
         with staging_dir(out_dir) as out:
             for entry in wanted:
                 if entry.path not in copied:
                     copied[entry.path] = _copy(tree, entry, out / entry.path, progress)
             progress.close()
             infos = _info_versions(out / selection.info_json.path) if selection.info_json else {}
-            packages = []
             warnings = list(selection.warnings)
-            for p in selection.packages:
-                infs = [f for f in p.files if f.rel.lower().endswith(".inf") and "/" not in f.rel]
-                ver = _driver_ver(out / infs[0].entry.path) if infs else None
-                listed = infs and infs[0].entry.path.lower() in infos
-                if listed and ver is not None and infos[infs[0].entry.path.lower()].replace(" ", "") != ver:
-                    warnings.append(f"{infs[0].entry.path}: DriverVer {ver} differs from data/info.json "
-                                    f"({infos[infs[0].entry.path.lower()]})")
-                packages.append({
-                    "driver": p.driver.name,
-                    "arch": p.arch.value,
-                    "os_dir": p.os_dir,
-                    "iso_dir": p.source_dir,
-                    "driver_ver": ver,
-                    "files": [{"path": f.rel, **copied[f.entry.path]} for f in p.files],
-                })
+            packages = [_extracted_package(p, out, copied, infos, warnings) for p in selection.packages]
             if not packages:
                 raise SourceError(f"{iso_path.name}: no Windows 7 driver package selected",
                                   "check the spec's drivers")
@@ -167,33 +121,25 @@ def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: dict[str, An
     for w in warnings[len(selection.warnings):]:
         log.warn(w)
     log.info(f"extracted {len(copied)} files from {iso_path.name} ({reader} names, label {label!r})")
-    return {
-        "schema_version": PROVENANCE_SCHEMA,
-        "source": {
-            "kind": spec.source.kind,
-            "url": spec.source.url,
-            "path": fetched["path"],
-            "sha256": fetched["sha256"],
-            "size": fetched["size"],
-            "volume_label": label,
-            "version": version_from_label(label),
-            "reader": reader,
-        },
-        "packages": packages,
-        "notice_files": [copied[e.path] for e in selection.notices],
-        "info_json": copied.get(selection.info_json.path) if selection.info_json else None,
-        "missing_optional": [m.to_json() for m in selection.missing_optional],
-        "warnings": warnings,
-    }
+    source = SourceRecord(kind=spec.source.kind, url=spec.source.url, path=fetched.path, sha256=fetched.sha256,
+                          size=fetched.size, volume_label=label, version=version_from_label(label), reader=reader)
+    return Provenance(
+        source=source,
+        packages=tuple(packages),
+        notice_files=tuple(copied[e.path] for e in selection.notices),
+        info_json=copied.get(selection.info_json.path) if selection.info_json else None,
+        missing_optional=selection.missing_optional,
+        warnings=tuple(warnings),
+    )
 
 
-def extract_stage(spec: Spec, ctx: Context) -> dict[str, Any]:
+def extract_stage(spec: Spec, ctx: Context) -> Provenance:
     """The extract task: stream the selected files into build/<spec>/extract/ and write provenance.json."""
     paths = SpecPaths(spec, ctx)
     paths.provenance.unlink(missing_ok=True)
-    fetched = read_json(paths.fetch_record)
+    fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
     iso = iso_input(spec, ctx)
     ensure_proven(spec, ctx, iso, fetched)
     provenance = extract_iso(spec, iso, paths.extract_dir, fetched)
-    write_json_atomic(paths.provenance, provenance)
+    write_json_atomic(paths.provenance, provenance.to_json())
     return provenance

@@ -34,11 +34,13 @@ from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
-from .errors import ChecksumMismatch, FetchError, IncompleteDownload
-from .fsutil import CHUNK, read_json, sha256_file, write_json_atomic
-from .log import Progress, info, warn
-from .spec import Source
+from .. import __version__, log
+from ..errors import ChecksumMismatch, FetchError, IncompleteDownload
+from ..fsutil import CHUNK, read_json, relpath_for_humans, sha256_file, write_json_atomic
+from ..log import Progress, info, warn
+from ..manifests import FetchRecord
+from ..paths import SpecPaths
+from ..spec.model import Context, Source, Spec
 
 USER_AGENT = f"aero-virtio-media/{__version__} (python-urllib)"
 MAX_BACKOFF = 30.0
@@ -642,3 +644,35 @@ def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = No
             return hit
         info(f"downloading {source.url} to {_show(dest)}")
         return _download(job, retries, backoff)
+
+
+# --------------------------------------------------------------------------- the fetch stage
+
+
+def iso_input(spec: Spec, ctx: Context) -> Path:
+    """The ISO file extraction reads: the local ``path`` when present, else the cache entry."""
+    src = spec.source
+    if src.path is not None and (src.path.exists() or src.url is None):
+        return src.path
+    assert src.url is not None
+    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
+
+
+def fetch_stage(spec: Spec, ctx: Context) -> FetchRecord:
+    """Locate or download the spec's ISO, prove its bytes, and record where it is."""
+    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display)
+    record = FetchRecord(path=relpath_for_humans(res.path, ctx.root), sha256=res.sha256, size=res.size,
+                         origin=res.origin, url=res.url)
+    paths = SpecPaths(spec, ctx)
+    # Which exact file was hashed; kept apart from fetch.json so a re-download of the
+    # same bytes does not look like a new input to extraction.
+    write_json_atomic(paths.fetch_stat, {"path": str(res.path), "stat": stat_key(res.path)})
+    write_json_atomic(paths.fetch_record, record.to_json())
+    log.info(f"{spec.name}: ISO ready ({res.origin}), sha256 {res.sha256}")
+    return record
+
+
+def stat_key(path: Path) -> list[int]:
+    """What identifies the very file fetch hashed: any change to it means hash again."""
+    st = path.stat()
+    return [st.st_mtime_ns, st.st_size, st.st_ino]

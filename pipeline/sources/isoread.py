@@ -1,4 +1,4 @@
-"""Read an ISO image as a :class:`~pipeline.tree.Tree`, without mounting or extracting it.
+"""Read an ISO image as a :class:`~pipeline.sources.tree.Tree`, without mounting or extracting it.
 
 virtio-win ISOs come in two shapes (see ``virtio-win-facts.md`` §1): since
 0.1.173-9 ``mkisofs -r -iso-level 4`` (ISO 9660 + Rock Ridge, no Joliet), before
@@ -13,8 +13,8 @@ The image is untrusted input:
   :class:`~pipeline.errors.UnsafePathError`, as do two entries with the same name
   in one folder. Names that are merely unusable on Windows, and names that differ
   only by case, are *reported* unchanged; the caller checks those for the files
-  it selects (:func:`pipeline.winnames.check_relpath`,
-  :func:`pipeline.winnames.check_no_case_clash`, or :func:`case_clashes` here);
+  it selects (:func:`pipeline.sources.winnames.check_relpath`,
+  :func:`pipeline.sources.winnames.check_no_case_clash`);
 * Rock Ridge symlinks are listed with kind ``symlink`` and never followed;
 * a damaged, truncated or foreign file raises :class:`~pipeline.errors.SourceError`
   with one line naming the file, never a pycdlib traceback. A file whose extent
@@ -36,7 +36,7 @@ import re
 import stat
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,9 +45,8 @@ from typing import Any, BinaryIO
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from .errors import SourceError, UnsafePathError
-from .tree import DIR, FILE, OTHER, SYMLINK, Entry
-from .winnames import case_clashes as _case_clashes
+from ..errors import SourceError, UnsafePathError
+from .tree import Entry, EntryKind
 
 SECTOR = 2048
 CHUNK = 1024 * 1024
@@ -102,28 +101,6 @@ def _read_volume_descriptors(fp: BinaryIO, display: str) -> list[bytes]:
     return out
 
 
-def iso_volume_label(path: Path, display: str | None = None) -> str:
-    """Return the volume identifier of the ISO at ``path`` (PVD bytes 40-72), spaces stripped.
-
-    Reads two or three sectors directly, without pycdlib, so it is cheap enough to
-    call on every run (e.g. to check ``virtio-win-0.1.285`` before extracting).
-    Raises SourceError when the file is missing or not an ISO 9660 image.
-    """
-    display = display or Path(path).name
-    try:
-        with open(path, "rb") as fp:
-            descriptors = _read_volume_descriptors(fp, display)
-    except FileNotFoundError:
-        raise _display_error(display, "no such file", "check the path to the ISO") from None
-    except IsADirectoryError:
-        raise _display_error(display, "is a folder, not an ISO file", "check the path to the ISO") from None
-    except OSError as exc:
-        raise _display_error(display, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
-    pvd = next(b for b in descriptors if b[0] == 1)
-    # a-characters are ASCII; latin-1 never fails, so a hostile label cannot crash us.
-    return pvd[40:72].decode("latin-1").rstrip(" \x00")
-
-
 def _namespaces_of(iso: pycdlib.PyCdlib) -> tuple[str, ...]:
     found = []
     if iso.has_rock_ridge():
@@ -132,16 +109,6 @@ def _namespaces_of(iso: pycdlib.PyCdlib) -> tuple[str, ...]:
         found.append("joliet")
     found.append("iso9660")
     return tuple(found)
-
-
-def iso_namespaces(path: Path, display: str | None = None) -> tuple[str, ...]:
-    """Return the name spaces present in the ISO at ``path``, best first.
-
-    A subset of ``("rr", "joliet", "iso9660")``; ``"iso9660"`` is always there.
-    A 0.1.285 image gives ``("rr", "iso9660")``, an old ``-r -J`` image all three.
-    """
-    with IsoTree.open_path(Path(path), display) as tree:
-        return tree.namespaces
 
 
 def _decode_name(raw: bytes, space: str) -> str:
@@ -171,7 +138,7 @@ def _name_problem(name: str) -> str | None:
 
 
 class IsoTree:
-    """An ISO image opened read-only; the ISO twin of :class:`pipeline.tree.DirTree`.
+    """An ISO image opened read-only; the ISO twin of :class:`pipeline.sources.tree.DirTree`.
 
     Use as a context manager so the image is closed::
 
@@ -321,17 +288,17 @@ class IsoTree:
     def _kind(self, rec: Any) -> tuple[str, str | None]:
         rr = rec.rock_ridge if self.reader == "rr" else None
         if rr is not None and rr.is_symlink():
-            return SYMLINK, _decode_name(rr.symlink_path(), "rr")
+            return EntryKind.SYMLINK, _decode_name(rr.symlink_path(), "rr")
         if rec.is_dir():
-            return DIR, None
+            return EntryKind.DIR, None
         if rr is not None:
             try:
                 mode = rr.get_file_mode()
             except PyCdlibException:
                 mode = None  # no PX entry: an ordinary file
             if mode is not None and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                return OTHER, None  # device, FIFO or socket: nothing to copy
-        return FILE, None
+                return EntryKind.OTHER, None  # device, FIFO or socket: nothing to copy
+        return EntryKind.FILE, None
 
     def _children(self, rec: Any) -> Iterator[Any]:
         for child in rec.children:
@@ -372,19 +339,19 @@ class IsoTree:
                     moved = rr.cl_to_moved_dr
                     if moved is None:
                         raise _display_error(self.display, f"{shown!r}: broken Rock Ridge relocation link")
-                    child, kind, target = moved, DIR, None
+                    child, kind, target = moved, EntryKind.DIR, None
                 else:
                     kind, target = self._kind(child)
                 level.append((name, child, kind, target))
             for name, child, kind, target in level:
                 path = f"{prefix}{name}"
-                if kind == DIR:
-                    out.append(Entry(path, DIR, 0, IsoRef(owner, 0, 0)))
+                if kind == EntryKind.DIR:
+                    out.append(Entry(path, EntryKind.DIR, 0, IsoRef(owner, 0, 0)))
                     extent = child.extent_location()
                     if extent in seen_dirs:
                         raise _display_error(self.display, f"{path!r}: folders form a loop")
                     seen_dirs.add(extent)
-                elif kind == FILE:
+                elif kind == EntryKind.FILE:
                     if child.file_flags & _MULTI_EXTENT:
                         raise _display_error(self.display, f"{path!r} is split over several extents (over 4 GiB), "
                                              "which this tool does not read", "check that this is a virtio-win ISO")
@@ -395,10 +362,10 @@ class IsoTree:
                     # declares, a file reaching the end is such a file.
                     if size < 0 or (self._size < self._declared and offset + size >= self._size):
                         cut.append((offset, path))
-                    out.append(Entry(path, FILE, size, IsoRef(owner, offset, size)))
+                    out.append(Entry(path, EntryKind.FILE, size, IsoRef(owner, offset, size)))
                 else:
                     out.append(Entry(path, kind, 0, IsoRef(owner, 0, 0, target)))
-            stack.extend((f"{prefix}{name}/", child) for name, child, kind, _ in level if kind == DIR)
+            stack.extend((f"{prefix}{name}/", child) for name, child, kind, _ in level if kind == EntryKind.DIR)
         if cut:
             # Lowest offset first: the file the download stopped in.
             listed = ", ".join(repr(p) for _, p in sorted(cut)[:3]) + (", ..." if len(cut) > 3 else "")
@@ -417,7 +384,7 @@ class IsoTree:
         if self.reader != "rr":
             return
         for entry in list(out):
-            if entry.kind == DIR and "/" not in entry.path and entry.path.lower() == "rr_moved":
+            if entry.kind == EntryKind.DIR and "/" not in entry.path and entry.path.lower() == "rr_moved":
                 if not any(e.path.startswith(entry.path + "/") for e in out):
                     out.remove(entry)
 
@@ -433,8 +400,8 @@ class IsoTree:
         ref = entry.ref
         if not isinstance(ref, IsoRef) or ref.owner != self._serial:
             raise ValueError(f"{entry.path!r} was not listed by this IsoTree")
-        if entry.kind != FILE:
-            what = f"a symlink to {ref.symlink_target!r}" if entry.kind == SYMLINK else f"a {entry.kind}"
+        if entry.kind != EntryKind.FILE:
+            what = f"a symlink to {ref.symlink_target!r}" if entry.kind == EntryKind.SYMLINK else f"a {entry.kind}"
             raise _display_error(self.display, f"{entry.path!r} is {what}, not a file",
                                  "symlinks and special files on the ISO are never followed or copied")
         if self._fp.closed:
@@ -510,15 +477,6 @@ class _ExtentReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
-
-
-def case_clashes(entries: Iterable[Entry]) -> list[tuple[str, str]]:
-    """Pairs of entry paths that would be one file on Windows (e.g. ``viostor.sys`` vs ``VIOSTOR.SYS``).
-
-    Rock Ridge allows such pairs; :func:`pipeline.winnames.check_no_case_clash`
-    turns the same check into an UnsafePathError for the paths a caller selects.
-    """
-    return _case_clashes(e.path for e in entries)
 
 
 def _short(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Which folders of an input tree hold which driver package: the selection rules.
 
 One small table describes the supported layouts; the same code selects packages
-from a directory on disk and from an ISO (both are :class:`~pipeline.tree.Tree`).
+from a directory on disk and from an ISO (both are :class:`~pipeline.sources.tree.Tree`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .errors import SourceError, UnsafePathError
-from .spec import Arch, DriverReq, Spec
-from .tree import DIR, FILE, SYMLINK, Entry
+from ..errors import SourceError, UnsafePathError
+from ..spec.model import DriverReq, Spec
+from ..spec.types import Arch, OptionalPolicy
+from ..manifests import MissingOptional
+from ..paths import MediaLayout
+from .tree import Entry, EntryKind
 from .winnames import check_no_case_clash, check_relpath, split_relpath
 
 # Folder pattern per layout: {driver} the driver folder (matched case-insensitively,
@@ -24,7 +27,6 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "pack-dir": ("win7", "{arch}", "{driver}"),
     "virtio-win": ("{driver}", "{os}", "{arch}"),
 }
-LAYOUT_OF_SOURCE = {"pack-dir": "pack-dir", "virtio-win-dir": "virtio-win", "virtio-win-iso": "virtio-win"}
 
 # Never needed on the media: debug symbols.
 SKIPPED_SUFFIXES = (".pdb",)
@@ -54,20 +56,8 @@ class Package:
 
     @property
     def staged_dir(self) -> str:
-        """Where the package lands on the media: ``win7/<arch>/<driver>``."""
-        return f"win7/{self.arch.value}/{self.driver.name}"
-
-
-@dataclass(frozen=True)
-class Missing:
-    """An optional driver left out, and why."""
-
-    driver: str
-    arch: Arch | None
-    reason: str
-
-    def to_json(self) -> dict[str, str | None]:
-        return {"driver": self.driver, "arch": self.arch.value if self.arch else None, "reason": self.reason}
+        """Where the package is staged: ``win7/<arch>/<driver>``."""
+        return MediaLayout.STAGED.driver_dir(self.arch, self.driver.name)
 
 
 @dataclass(frozen=True)
@@ -75,7 +65,7 @@ class Selection:
     """The outcome of applying the rules to a tree."""
 
     packages: tuple[Package, ...]
-    missing_optional: tuple[Missing, ...]
+    missing_optional: tuple[MissingOptional, ...]
     warnings: tuple[str, ...]
     notices: tuple[Entry, ...]
     info_json: Entry | None
@@ -117,15 +107,15 @@ def _package_files(entries_by_dir: dict[str, list[Entry]], folder: Entry, where:
         d = todo.pop()
         for e in entries_by_dir.get(d.path.casefold(), []):
             rel = e.path[len(folder.path) + 1:]
-            if e.kind == DIR:
+            if e.kind == EntryKind.DIR:
                 todo.append(e)
-            elif e.kind == SYMLINK:
+            elif e.kind == EntryKind.SYMLINK:
                 if skipped is not None and not _is_core_file(e.name, driver):
                     skipped.append(f"{where}: skipped symbolic link {e.path!r} (links are never followed)")
                     continue
                 raise UnsafePathError(f"{where}: {e.path!r} is a symbolic link; links are never followed",
                                       "replace the link with the real file in the input")
-            elif e.kind != FILE:
+            elif e.kind != EntryKind.FILE:
                 raise UnsafePathError(f"{where}: {e.path!r} is not a regular file", "remove it from the input")
             elif not e.name.lower().endswith(SKIPPED_SUFFIXES):
                 check_relpath(rel, where)
@@ -143,10 +133,10 @@ def _find_dir(entries_by_dir: dict[str, list[Entry]], path: str, where: str) -> 
     if len(matches) > 1:
         listed = ", ".join(repr(m.path) for m in matches)
         raise UnsafePathError(f"{where}: {listed} differ only by case", "keep one of them in the input")
-    if matches[0].kind == SYMLINK:
+    if matches[0].kind == EntryKind.SYMLINK:
         raise UnsafePathError(f"{where}: {matches[0].path!r} is a symbolic link; links are never followed",
                               "replace the link with the real folder in the input")
-    return matches[0] if matches[0].kind == DIR else None
+    return matches[0] if matches[0].kind == EntryKind.DIR else None
 
 
 def _resolve_folder(by_dir: dict[str, list[Entry]], path: str, where: str) -> Entry | None:
@@ -171,15 +161,32 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
     before anything is written. Symbolic links fail, unless ``skip_links`` (upstream
     ISOs), where a link is skipped with a warning unless it stands for a core file.
     """
-    layout = layout or LAYOUT_OF_SOURCE[spec.source.kind]
-    pattern = LAYOUTS[layout]
+    layout = layout or spec.source.kind.layout
     for e in entries:
         # A traversal name anywhere in an untrusted tree is refused, selected or not.
         split_relpath(e.path, where)
-    by_dir = _index(entries)
+    skipped: list[str] | None = [] if skip_links else None
+    found, looked = _locate(_index(entries), spec, LAYOUTS[layout], where, skipped)
+    missing, warnings = _apply_optional_rules(spec, found, looked, where)
+
+    notices: tuple[Entry, ...] = ()
+    info_json: Entry | None = None
+    if layout == "virtio-win":
+        notices = notice_entries(entries)
+        info = [e for e in entries if e.kind == EntryKind.FILE and e.path.casefold() == INFO_JSON]
+        info_json = info[0] if info else None
+
+    order = {d.name: i for i, d in enumerate(spec.drivers)}
+    packages = sorted(found.values(), key=lambda p: (p.arch.value, order[p.driver.name]))
+    return Selection(tuple(packages), tuple(sorted(missing, key=lambda m: (m.driver, m.arch or ""))),
+                     tuple([*(skipped or []), *warnings]), notices, info_json)
+
+
+def _locate(by_dir: dict[str, list[Entry]], spec: Spec, pattern: tuple[str, ...], where: str,
+            skipped: list[str] | None) -> tuple[dict[tuple[str, Arch], Package], dict[tuple[str, Arch], list[str]]]:
+    """Find each driver's package folder per arch; also return every folder looked at."""
     found: dict[tuple[str, Arch], Package] = {}
     looked: dict[tuple[str, Arch], list[str]] = {}
-    skipped: list[str] | None = [] if skip_links else None
     for drv in spec.drivers:
         for arch in spec.arches:
             tried: list[str] = []
@@ -188,19 +195,26 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
                 folder = _resolve_folder(by_dir, path, where)
                 if folder is None:
                     continue
+                staged = MediaLayout.STAGED.driver_dir(arch, drv.name)
                 files = [f for f in _package_files(by_dir, folder, where, drv.name, skipped)
-                         if not spec.source.excludes(f"win7/{arch.value}/{drv.name}/{f.rel}")]
+                         if not spec.source.excludes(f"{staged}/{f.rel}")]
                 if not any(f.rel.lower().endswith(".inf") and "/" not in f.rel for f in files):
                     tried[-1] += " (no .inf)"
                     continue
                 found[(drv.name, arch)] = Package(drv, arch, folder.path, os_dir, tuple(files))
                 break
             looked[(drv.name, arch)] = tried
+    return found, looked
 
-    strict = spec.optional_policy == "strict"
+
+def _apply_optional_rules(spec: Spec, found: dict[tuple[str, Arch], Package],
+                          looked: dict[tuple[str, Arch], list[str]],
+                          where: str) -> tuple[list[MissingOptional], list[str]]:
+    """Fail on missing required drivers; drop optional ones missing anywhere (from ``found``)."""
+    strict = spec.optional_policy is OptionalPolicy.STRICT
     problems: list[str] = []
-    warnings: list[str] = list(skipped or [])
-    missing: list[Missing] = []
+    warnings: list[str] = []
+    missing: list[MissingOptional] = []
     for drv in spec.drivers:
         absent = [a for a in spec.arches if (drv.name, a) not in found]
         if not absent:
@@ -215,13 +229,13 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
         if drv.required:
             continue
         present = [a for a in spec.arches if a not in absent]
-        for arch in absent:
-            missing.append(Missing(drv.name, arch, "not found in source"))
+        missing += [MissingOptional(drv.name, arch, "not found in source") for arch in absent]
         if present:
             # Half a driver confuses users more than none: drop it everywhere.
             for arch in present:
                 del found[(drv.name, arch)]
-                missing.append(Missing(drv.name, arch, f"dropped: missing for {', '.join(a.value for a in absent)}"))
+                missing.append(MissingOptional(drv.name, arch,
+                                               f"dropped: missing for {', '.join(a.value for a in absent)}"))
             warnings.append(f"optional driver {drv.name!r} exists only for {', '.join(a.value for a in present)}; "
                             f"dropped from all arches")
         else:
@@ -230,23 +244,12 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
         hint = ("check source.path and the folder names, or mark the driver required: false"
                 if not strict else "add the driver to the source or set optional: best-effort")
         raise SourceError("\n".join(problems), hint)
-
-    notices: tuple[Entry, ...] = ()
-    info_json: Entry | None = None
-    if layout == "virtio-win":
-        notices = notice_entries(entries)
-        info = [e for e in entries if e.kind == FILE and e.path.casefold() == INFO_JSON]
-        info_json = info[0] if info else None
-
-    order = {d.name: i for i, d in enumerate(spec.drivers)}
-    packages = sorted(found.values(), key=lambda p: (p.arch.value, order[p.driver.name]))
-    return Selection(tuple(packages), tuple(sorted(missing, key=lambda m: (m.driver, m.arch or ""))),
-                     tuple(warnings), notices, info_json)
+    return missing, warnings
 
 
 def notice_entries(entries: list[Entry]) -> tuple[Entry, ...]:
     """Return the licence, notice and readme files at the root of an upstream tree."""
-    return tuple(sorted((e for e in entries if e.kind == FILE and "/" not in e.path
+    return tuple(sorted((e for e in entries if e.kind == EntryKind.FILE and "/" not in e.path
                          and any(fnmatch.fnmatch(e.name.lower(), p) for p in NOTICE_PATTERNS)),
                         key=lambda e: e.path))
 

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import SpecError
+from ..errors import SpecError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from doit.dependency import FileChangedChecker
 
-from .fsutil import sha256_file, write_json_atomic
+from ..fsutil import sha256_file, write_json_atomic
 
 MEMO_NAME = ".hash-memo.json"
 

@@ -2,14 +2,14 @@
 
 Generators only wire stages together: they read the specs, name inputs and
 outputs, and point at stage functions. They do no network, subprocess or write
-work. Each sub-task reruns exactly when its ``file_dep`` manifests change or the
-slice of the spec it reads (``Spec.fingerprint``) changes.
+work. Each sub-task reruns exactly when its ``file_dep`` manifests change, the
+slice of the spec it reads (``Spec.fingerprint``) changes, or the code its stage
+function runs changes (:func:`~pipeline.taskgraph.fingerprint.code_fingerprint`).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,25 @@ from typing import Any
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
-from .depcheck import ContentChecker
-from .errors import PipelineError
-from .fsutil import remove_tree
-from .isofs import source_date_epoch
-from .paths import SpecPaths
-from .spec import Context, Spec, load_specs
-from .tree import FILE, DirTree
+from ..devtools.standins import expand_stage
+from ..errors import PipelineError
+from ..fsutil import remove_tree
+from ..media.drivers_iso import build_drivers_iso, verify_drivers_iso
+from ..media.epoch import source_date_epoch
+from ..media.guest_tools import build_guest_tools, verify_guest_tools
+from ..media.notices import build_notices
+from ..paths import SpecPaths
+from ..sources.extract import extract_stage
+from ..sources.fetch import fetch_stage, iso_input
+from ..sources.tree import DirTree, EntryKind
+from ..spec.load import load_specs
+from ..spec.model import Context, Spec
+from ..stage.staging import stage_arch
+from .checker import ContentChecker
+from .fingerprint import code_fingerprint
+
+__all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
+           "task_fetch", "task_guest_tools", "task_notices", "task_stage", "task_verify", "task_verify_guest_tools"]
 
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
@@ -35,17 +47,6 @@ DOIT_CONFIG: dict[str, Any] = {
 }
 
 Task = dict[str, Any]
-
-
-@functools.cache
-def _code_version() -> str:
-    """Hash of the pipeline's own code and templates: new code rebuilds what it made."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in (".py", ".txt", ".cmd", ".json", ".md") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _ctx() -> Context:
@@ -76,10 +77,10 @@ def _epoch() -> int:
         raise InvalidDodoFile(exc.render()) from None
 
 
-def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], TaskFailed | None]:
     """Wrap a stage function as a doit action that fails with our one-line error."""
 
-    def action() -> Any:
+    def action() -> TaskFailed | None:
         try:
             fn(*args)
         except PipelineError as exc:
@@ -88,10 +89,6 @@ def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 
     action.__name__ = getattr(fn, "__name__", "stage")
     return action
-
-
-def _uptodate(spec: Spec, stage: str, **extra: Any) -> list[Any]:
-    return [config_changed({"stage": stage, "spec": spec.fingerprint(stage), "code": _code_version(), **extra})]
 
 
 def _exists(path: Path, *_args: Any) -> bool:
@@ -103,13 +100,15 @@ def _source_files(spec: Spec) -> list[str]:
     path = spec.source.path
     if path is None or not path.is_dir():
         return []
-    # ref is the file on disk (a stand-in recipe, not the PE it stands for).
-    return sorted(str(e.ref) for e in DirTree(path).entries() if e.kind == FILE)
+    return sorted(str(e.ref) for e in DirTree(path).entries() if e.kind is EntryKind.FILE)
 
 
 def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
+    p = SpecPaths(spec, ctx)
     if spec.source.is_iso:
-        return [str(SpecPaths(spec, ctx).provenance)]
+        return [str(p.provenance)]
+    if spec.source.stand_ins:
+        return [str(p.expand_manifest)]
     return _source_files(spec)
 
 
@@ -118,17 +117,19 @@ def _group(fn: Callable[..., Any]) -> Task:
     return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
 
 
-def _subtask(spec: Spec, stage: str, doc: str, action: Callable[[], Any], file_dep: list[Any], targets: list[Any],
-             *, name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None,
-             **fingerprint_extra: Any) -> Task:
-    """One sub-task: reruns when a file_dep changes, a target is missing, or the spec slice changes."""
+def _subtask(spec: Spec, stage: str, doc: str, fn: Callable[..., Any], args: tuple[Any, ...],
+             file_dep: list[Any], targets: list[Any], *, name: str | None = None, clean: Any = True,
+             uptodate: list[Any] | None = None, **fingerprint_extra: Any) -> Task:
+    """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes."""
+    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code_fingerprint((fn.__module__,)),
+                   **fingerprint_extra}
     return {
         "name": name or spec.name,
         "doc": doc,
-        "actions": [action],
+        "actions": [run_stage(fn, *args)],
         "file_dep": sorted({str(f) for f in file_dep}),
         "targets": [str(t) for t in targets],
-        "uptodate": _uptodate(spec, stage, **fingerprint_extra) + (uptodate or []),
+        "uptodate": [config_changed(fingerprint), *(uptodate or [])],
         "clean": clean,
     }
 
@@ -139,49 +140,55 @@ def _removing(*paths: Path) -> list[Any]:
 
 def task_fetch() -> Iterator[Task]:
     """Download or locate the virtio-win ISO and prove its bytes (ISO sources only)."""
-    from . import upstream
-
     yield _group(task_fetch)
     ctx = _ctx()
     for spec in specs():
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        iso = upstream.iso_input(spec, ctx)
+        iso = iso_input(spec, ctx)
         local = spec.source.path is not None and iso == spec.source.path
         # The cached ISO is not a target: several specs may share one download, and
         # `doit clean` must never delete it. Its disappearance makes the task stale.
-        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", run_stage(upstream.fetch_stage, spec, ctx),
-                       [iso] if local else [], [p.fetch_record], clean=_removing(p.fetch_record),
+        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", fetch_stage, (spec, ctx),
+                       [iso] if local else [], [p.fetch_record], clean=_removing(p.fetch_record, p.fetch_stat),
                        uptodate=[functools.partial(_exists, iso)])
 
 
 def task_extract() -> Iterator[Task]:
     """Stream the Windows 7 driver folders and licence files out of the ISO, with provenance."""
-    from . import upstream
-
     yield _group(task_extract)
     ctx = _ctx()
     for spec in specs():
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}",
-                       run_stage(upstream.extract_stage, spec, ctx), [upstream.iso_input(spec, ctx), p.fetch_record],
-                       [p.provenance], clean=_removing(p.extract_dir, p.provenance))
+        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", extract_stage, (spec, ctx),
+                       [iso_input(spec, ctx), p.fetch_record], [p.provenance],
+                       clean=_removing(p.extract_dir, p.provenance))
+
+
+def task_expand() -> Iterator[Task]:
+    """Expand a pack's stand-in recipes into build/<spec>/pack/ (the repo's sample pack only)."""
+    yield _group(task_expand)
+    ctx = _ctx()
+    for spec in specs():
+        if not spec.source.stand_ins:
+            continue
+        p = SpecPaths(spec, ctx)
+        yield _subtask(spec, "expand", f"expand the stand-ins of {spec.name}", expand_stage, (spec, ctx),
+                       _source_files(spec), [p.expand_manifest], clean=_removing(p.expand_dir, p.expand_manifest))
 
 
 def task_stage() -> Iterator[Task]:
     """Stage each arch's packages under build/<spec>/stage/win7/<arch>/ and validate them."""
-    from .stage import stage_arch
-
     yield _group(task_stage)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         inputs = _stage_inputs(spec, ctx)
         for arch in spec.arches:
-            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", run_stage(stage_arch, spec, ctx, arch),
+            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", stage_arch, (spec, ctx, arch),
                            inputs, [p.stage_manifest(arch)], name=f"{spec.name}:{arch.value}",
                            clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)))
 
@@ -190,8 +197,8 @@ def _notice_inputs(spec: Spec, ctx: Context) -> list[str]:
     """What notices read besides the stage manifests: provenance, or the source's own notice files."""
     lic = spec.source.license_file
     extra = [str(lic)] if lic is not None and lic.is_file() else []
-    if spec.source.is_iso:
-        return [str(SpecPaths(spec, ctx).provenance), *extra]
+    if spec.source.is_iso or spec.source.stand_ins:
+        return [*_stage_inputs(spec, ctx), *extra]
     root = spec.source.path
     assert root is not None
     # Licence and notice files live outside the driver folders (win7/ or <Driver>/<os>/).
@@ -206,74 +213,58 @@ def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
 
 def task_notices() -> Iterator[Task]:
     """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
-    from .notices import build_notices
-
     yield _group(task_notices)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        manifests = _stage_manifests(spec, ctx)
-        yield _subtask(spec, "notices", f"notices for {spec.name}", run_stage(build_notices, spec, ctx, manifests),
-                       [*manifests, *_notice_inputs(spec, ctx)], [p.notices_manifest],
+        yield _subtask(spec, "notices", f"notices for {spec.name}", build_notices, (spec, ctx),
+                       [*_stage_manifests(spec, ctx), *_notice_inputs(spec, ctx)], [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
 
 
 def task_drivers_iso() -> Iterator[Task]:
     """Write dist/<spec>/aero-virtio-win7-drivers.iso (reproducible, atomically renamed)."""
-    from .drivers_iso import build_drivers_iso
-
     yield _group(task_drivers_iso)
     ctx = _ctx()
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        manifests = _stage_manifests(spec, ctx)
-        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}",
-                       run_stage(build_drivers_iso, spec, ctx, manifests, epoch), [*manifests, p.notices_manifest],
-                       [p.drivers_iso], epoch=epoch)
+        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", build_drivers_iso, (spec, ctx, epoch),
+                       [*_stage_manifests(spec, ctx), p.notices_manifest], [p.drivers_iso], epoch=epoch)
 
 
 def task_verify() -> Iterator[Task]:
     """Re-open the drivers ISO with an independent reader and check it against the manifests."""
-    from .drivers_iso import verify_drivers_iso
-
     yield _group(task_verify)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}",
-                       run_stage(verify_drivers_iso, spec, ctx),
+        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", verify_drivers_iso, (spec, ctx),
                        [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report])
 
 
 def task_guest_tools() -> Iterator[Task]:
     """Write dist/<spec>/aero-guest-tools.iso, .zip and manifest.json (scripts, drivers, certs, notices)."""
-    from .guest_tools import build_guest_tools
-
     yield _group(task_guest_tools)
     ctx = _ctx()
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        manifests = _stage_manifests(spec, ctx)
         certs = [c for c in spec.guest_tools.certs if c.is_file()]
-        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}",
-                       run_stage(build_guest_tools, spec, ctx, manifests, epoch),
-                       [*manifests, p.notices_manifest, *certs],
+        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", build_guest_tools,
+                       (spec, ctx, epoch), [*_stage_manifests(spec, ctx), p.notices_manifest, *certs],
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
 
 
 def task_verify_guest_tools() -> Iterator[Task]:
     """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
-    from .guest_tools import verify_guest_tools
-
     yield _group(task_verify_guest_tools)
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "guest_tools", f"verify the Guest Tools media of {spec.name}",
-                       run_stage(verify_guest_tools, spec, ctx),
-                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report])
+        yield _subtask(spec, "guest_tools", f"verify the Guest Tools media of {spec.name}", verify_guest_tools,
+                       (spec, ctx), [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest],
+                       [p.guest_tools_report])
 
 
 def task_build() -> Iterator[Task]:

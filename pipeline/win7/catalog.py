@@ -19,7 +19,7 @@ from pathlib import Path
 
 from asn1crypto import algos, cms, core, x509
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 PLACEHOLDER_MAGIC = b"AERO-PLACEHOLDER-CATALOG"
 

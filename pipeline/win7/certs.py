@@ -15,7 +15,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
-from .errors import SourceError
+from ..errors import SourceError
 
 KEY_SUFFIXES = (".pfx", ".p12", ".key", ".pvk", ".snk")
 _PRIVATE_PEM = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")

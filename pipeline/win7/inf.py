@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .findings import Severity
+
 WIN7_VERSION = (6, 1)
 WIN7_BUILD = 7601  # Windows 7 SP1; decorations with a higher build number never apply
 VER_NT_WORKSTATION = 1
@@ -44,7 +46,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 class InfProblem:
     """Something in the INF text that Windows would reject or misread."""
 
-    severity: str  # "error" | "warning" | "info"
+    severity: Severity
     code: str
     line: int | None
     message: str
@@ -316,7 +318,7 @@ class Inf:
         if not mans:
             line = self.section_line("Manufacturer")
             why = "has no [Manufacturer] section" if line is None else "has an empty [Manufacturer] section"
-            return ModelsSelection(arch, (), f"{self.name} {why}: it is not a device driver INF", line)
+            return ModelsSelection(arch, (), f"the INF {why}: it is not a device driver INF", line)
         chosen: list[ModelsChoice] = []
         rejected: list[str] = []
         for man in mans:
@@ -342,19 +344,19 @@ class Inf:
     def _no_models_reason(self, arch: str, mans: tuple[Manufacturer, ...], rejected: list[str]) -> str:
         if not rejected:
             names = ", ".join(f"[{m.models}]" for m in mans)
-            return (f"{self.name} only has undecorated models ({names}), which 64-bit Windows ignores: "
+            return (f"the INF only has undecorated models ({names}), which 64-bit Windows ignores: "
                     f"add an NT{arch} decoration")
         decs = [parse_decoration(t) for t in dict.fromkeys(rejected)]
         listing = ", ".join(d.text for d in decs)
         other_arch = {d.arch for d in decs if d.valid and d.arch not in (None, arch)}
         newer = [d.version for d in decs if d.valid and d.version is not None and d.version > WIN7_VERSION]
         if decs and all(d.valid and d.arch not in (None, arch) for d in decs):
-            return (f"{self.name} only has {listing} models: this is {_article(sorted(other_arch)[0])} "
+            return (f"the INF only has {listing} models: this is {_article(sorted(other_arch)[0])} "
                     f"{'/'.join(sorted(other_arch))} driver (wrong arch folder?)")
         if newer and len(newer) == len(decs):
-            return (f"{self.name} only has {listing} models: this is {_article(os_name(min(newer)))} "
+            return (f"the INF only has {listing} models: this is {_article(os_name(min(newer)))} "
                     f"{os_name(min(newer))} driver (wrong OS folder?)")
-        return f"{self.name} only has {listing} models: none applies to Windows 7 {arch}"
+        return f"the INF only has {listing} models: none applies to Windows 7 {arch}"
 
     # --- install sections ------------------------------------------------------------------
 
@@ -504,30 +506,30 @@ def _decode(data: bytes, name: str, problems: list[InfProblem]) -> tuple[str, st
     if data.startswith(b"\xff\xfe"):
         text = data[2:].decode("utf-16-le", errors="replace")
         if "\ufffd" in text:
-            problems.append(InfProblem("error", "inf-encoding", None,
-                                       f"{name} has a UTF-16LE BOM but invalid UTF-16 data",
+            problems.append(InfProblem(Severity.ERROR, "inf-encoding", None,
+                                       "the INF has a UTF-16LE BOM but invalid UTF-16 data",
                                        "re-save the INF as UTF-16LE (Unicode) or ANSI"))
         return text, "utf-16-le"
     if data.startswith(b"\xfe\xff"):
-        problems.append(InfProblem("error", "inf-encoding", None,
-                                   f"{name} is UTF-16 big-endian, which Windows 7 cannot read",
+        problems.append(InfProblem(Severity.ERROR, "inf-encoding", None,
+                                   "the INF is UTF-16 big-endian, which Windows 7 cannot read",
                                    "re-save the INF as UTF-16LE (Unicode) or ANSI"))
         return data[2:].decode("utf-16-be", errors="replace"), "utf-16-be"
     if data.startswith(b"\xef\xbb\xbf"):
-        problems.append(InfProblem("warning", "inf-encoding", 1,
-                                   f"{name} is UTF-8 with a BOM; Windows 7 reads INFs as ANSI or UTF-16LE, "
+        problems.append(InfProblem(Severity.WARNING, "inf-encoding", 1,
+                                   "the INF is UTF-8 with a BOM; Windows 7 reads INFs as ANSI or UTF-16LE, "
                                    "so non-ASCII text and the BOM turn into junk characters",
                                    "re-save the INF as ANSI (cp1252) or UTF-16LE with a BOM"))
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
     if b"\0" in data:
         odd_zeros = data[1::2].count(0)
         if len(data) >= 4 and odd_zeros >= len(data) // 2 * 0.9:
-            msg = f"{name} looks like UTF-16LE without a byte-order mark, which Windows reads as ANSI"
+            msg = "the INF looks like UTF-16LE without a byte-order mark, which Windows reads as ANSI"
             fix = "re-save the INF as UTF-16LE with a BOM, or as ANSI"
         else:
-            msg = f"{name} contains NUL bytes: it is binary data, not an INF text file"
+            msg = "the INF contains NUL bytes: it is binary data, not an INF text file"
             fix = "replace it with the INF shipped in the virtio-win folder"
-        problems.append(InfProblem("error", "inf-encoding", None, msg, fix))
+        problems.append(InfProblem(Severity.ERROR, "inf-encoding", None, msg, fix))
         return None
     return data.decode("cp1252", errors="replace"), "cp1252"
 
@@ -550,8 +552,8 @@ def _logical_lines(text: str, name: str, problems: list[InfProblem]) -> list[tup
     for number, physical in enumerate(_LINE_BREAK.split(text), start=1):
         body, open_quote = _strip_comment(physical)
         if open_quote:
-            problems.append(InfProblem("warning", "inf-unterminated-quote", number,
-                                       f"{name}:{number}: a quoted string is not closed on this line",
+            problems.append(InfProblem(Severity.WARNING, "inf-unterminated-quote", number,
+                                       f"a quoted string is not closed on this line",
                                        'add the closing " (inside quotes, write "" for a literal quote)'))
         if pending is None:
             start = number
@@ -563,8 +565,8 @@ def _logical_lines(text: str, name: str, problems: list[InfProblem]) -> list[tup
         out.append((pending + body, start))
         pending = None
     if pending is not None:
-        problems.append(InfProblem("warning", "inf-dangling-continuation", start,
-                                   f"{name}:{start}: the last line ends with a \\ continuation",
+        problems.append(InfProblem(Severity.WARNING, "inf-dangling-continuation", start,
+                                   f"the last line ends with a \\ continuation",
                                    "remove the trailing backslash"))
         out.append((pending, start))
     return out
@@ -629,8 +631,8 @@ class _Resolver:
         if (key.lower(), lineno) not in self.reported:
             self.reported.add((key.lower(), lineno))
             self.problems.append(InfProblem(
-                "warning", "inf-undefined-string", lineno,
-                f"{self.name}:{lineno}: %{key}% is not defined in [Strings]; Windows shows the literal text",
+                Severity.WARNING, "inf-undefined-string", lineno,
+                f"%{key}% is not defined in [Strings]; Windows shows the literal text",
                 f'add {key} = "..." to [Strings], or write %% for a literal percent sign'))
         return f"%{key}%"
 
@@ -670,8 +672,8 @@ def parse_inf(data: bytes, name: str = "driver.inf") -> Inf:
             close = stripped.find("]")
             title = stripped[1:close].strip() if close != -1 else ""
             if close == -1 or not title:
-                problems.append(InfProblem("error", "inf-bad-section", lineno,
-                                           f"{name}:{lineno}: malformed section header {stripped[:60]!r}",
+                problems.append(InfProblem(Severity.ERROR, "inf-bad-section", lineno,
+                                           f"malformed section header {stripped[:60]!r}",
                                            "write section headers as [SectionName]"))
                 current = None
                 continue
@@ -682,16 +684,16 @@ def parse_inf(data: bytes, name: str = "driver.inf") -> Inf:
         if current is None:
             if not outside_reported:
                 outside_reported = True
-                problems.append(InfProblem("warning", "inf-text-outside-section", lineno,
-                                           f"{name}:{lineno}: text before the first [section] is ignored: "
+                problems.append(InfProblem(Severity.WARNING, "inf-text-outside-section", lineno,
+                                           f"text before the first [section] is ignored: "
                                            f"{stripped[:60]!r}",
                                            "move it into a section or make it a ; comment"))
             continue
         raw_sections[current].append((stripped, lineno))
 
     if not headers:
-        problems.append(InfProblem("error", "inf-no-sections", None,
-                                   f"{name} has no [sections]: it is not an INF file",
+        problems.append(InfProblem(Severity.ERROR, "inf-no-sections", None,
+                                   "the file has no [sections]: it is not an INF file",
                                    "replace it with the INF shipped in the virtio-win folder"))
 
     strings = _read_strings(raw_sections, name, problems)

@@ -16,12 +16,16 @@ from pathlib import Path
 import pefile
 
 from .catalog import signer_digest_of
-from .errors import ValidationError
-from .pestub import MARKER as STAND_IN_MARKER
+from ..errors import ValidationError
 
 MACHINE_NAMES = {0x14C: "x86", 0x8664: "amd64", 0x200: "ia64", 0x1C4: "arm", 0xAA64: "arm64"}
 SUBSYSTEM_NAMES = {1: "native", 2: "windows-gui", 3: "windows-cui", 10: "efi-application"}
 SUBSYSTEM_NATIVE = 1
+SUBSYSTEM_WINDOWS_GUI = 2
+MACHINE_I386 = 0x14C
+MACHINE_AMD64 = 0x8664
+# Written into every stand-in image (pipeline.devtools.pestub) so the checks can tell one from a driver.
+STAND_IN_MARKER = b"AERO STAND-IN: not a working driver. Replace with a real build."
 _SECURITY_DIR = 4  # IMAGE_DIRECTORY_ENTRY_SECURITY
 _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 

@@ -14,6 +14,8 @@ import yaml
 
 from tests.lib.project import REPO, make_project, run_doit
 
+pytestmark = pytest.mark.integration
+
 
 def executed(out: str) -> set[str]:
     """Tasks doit ran (lines '.  name'), as opposed to skipped ('-- name')."""
@@ -32,7 +34,8 @@ def project(tmp_path: Path) -> Path:
 def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_doit(project) == 0
     out = capsys.readouterr().out
-    assert executed(out) == {"stage:sample:x86", "stage:sample:amd64", "notices:sample", "drivers_iso:sample",
+    assert executed(out) == {"expand:sample", "stage:sample:x86", "stage:sample:amd64", "notices:sample",
+                             "drivers_iso:sample",
                              "verify:sample", "guest_tools:sample", "verify_guest_tools:sample"}
     iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
@@ -81,7 +84,8 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
     (project / "specs/second.yaml").write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:second") == 0
     out = capsys.readouterr().out
-    assert executed(out) == {"stage:second:amd64", "notices:second", "drivers_iso:second", "verify:second",
+    assert executed(out) == {"expand:second", "stage:second:amd64", "notices:second", "drivers_iso:second",
+                             "verify:second",
                              "guest_tools:second", "verify_guest_tools:second"}
     assert (project / "dist/second/aero-virtio-win7-drivers.iso").is_file()
     assert not (project / "dist/sample").exists()

@@ -1,8 +1,8 @@
 """Synthetic Windows 7 driver packages for the INF / PE / catalog check tests.
 
 Everything is generated: INF text shaped like upstream virtio-win's, stand-in PE
-images from :mod:`pipeline.pestub`, and security catalogs built here with
-asn1crypto (an encoder written independently of ``pipeline.catalog``'s reader)
+images from :mod:`pipeline.devtools.pestub`, and security catalogs built here with
+asn1crypto (an encoder written independently of ``pipeline.win7.catalog``'s reader)
 and signed with a throwaway RSA key through ``cryptography``. No upstream binary
 is needed.
 """
@@ -20,9 +20,11 @@ from asn1crypto import algos, cms, core, keys, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from pipeline.devices import Device
-from pipeline.pe import PeError, authenticode_hash
-from pipeline.pestub import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, build_pe, pe_checksum
+from pipeline.spec.contract import Device
+from pipeline.win7.pe import PeError, authenticode_hash
+from pipeline.devtools.pestub import build_pe
+from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, image_checksum
+from pipeline.win7.pnp import windows_ids
 
 OID_CTL = "1.3.6.1.4.1.311.10.1"
 
@@ -38,7 +40,7 @@ def make_inf(driver: str, device: Device, arch: str, *, decoration: str | None =
     if ids is None:
         ids = []
         for sub in device.subsystems:
-            full, _sub, _rev, bare = device.hardware_ids(sub)[:4]
+            full, _sub, _rev, bare = windows_ids(device, sub)[:4]
             ids.append(f"{full}, {bare}")
     sys_name = sys_name or f"{driver}.sys"
     cat = f"CatalogFile={driver}.cat\n" if catalog == "default" else (f"CatalogFile={catalog}\n" if catalog else "")
@@ -342,7 +344,7 @@ def embed_signature(pe: bytes, digest: str = "sha1") -> bytes:
     magic = struct.unpack_from("<H", image, opt)[0]
     secdir = opt + (96 if magic == 0x10B else 112) + 4 * 8
     struct.pack_into("<II", image, secdir, cert_offset, len(entry))
-    struct.pack_into("<I", image, opt + 64, pe_checksum(bytes(image), opt + 64))
+    struct.pack_into("<I", image, opt + 64, image_checksum(bytes(image), opt + 64))
     return bytes(image)
 
 

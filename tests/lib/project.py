@@ -59,7 +59,7 @@ def run_doit(root: Path, *args: str) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from pipeline import tasks
+    from pipeline.taskgraph import tasks
 
     # doit binds its report stream to sys.stdout at import; follow pytest's capture.
     cmd_run.opt_outfile["default"] = sys.stdout
@@ -67,3 +67,12 @@ def run_doit(root: Path, *args: str) -> int:
     with chdir(root):
         rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(list(args))
         return 0 if rc is None else int(rc)  # some doit commands (clean) return None
+
+
+def expanded_sample(dest: Path) -> Path:
+    """The repo's sample pack with its stand-in recipes expanded, as `doit` stages it (build/sample/pack)."""
+    from pipeline.devtools.standins import expand_tree
+    from pipeline.sources.tree import DirTree
+
+    expand_tree(DirTree(REPO / "prebuilt" / "sample"), dest)
+    return dest

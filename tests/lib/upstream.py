@@ -1,6 +1,6 @@
 """Fixture builders for upstream-like inputs: an extracted virtio-win tree and ISOs made from it.
 
-Nothing here is a real driver. Binaries are :func:`pipeline.pestub.build_pe`
+Nothing here is a real driver. Binaries are :func:`pipeline.devtools.pestub.build_pe`
 stand-ins with the right Machine for their folder, catalogs are marked
 stand-in bytes, and INFs are either byte-exact copies of the real Win7 INFs in
 ``../shared/realdata/inf`` (when ``realdata`` is given) or synthetic INFs shaped
@@ -23,7 +23,6 @@ Public API (see each docstring):
 
 from __future__ import annotations
 
-import array
 import contextlib
 import hashlib
 import json
@@ -32,7 +31,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import unittest.mock
@@ -40,8 +38,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import pestub
-from pipeline.samplepack import PLACEHOLDER_MAGIC
+from pipeline.devtools import pestub
+from pipeline.win7.pe import (MACHINE_AMD64, MACHINE_I386, STAND_IN_MARKER, SUBSYSTEM_NATIVE, SUBSYSTEM_WINDOWS_GUI,
+                              image_checksum)
+from pipeline.win7.catalog import PLACEHOLDER_MAGIC
 
 FIXED_MTIME = 1741651200  # 2025-03-11 00:00 UTC, the date of the real 2025 listing
 DEFAULT_LABEL = "virtio-win-0.1.285"
@@ -164,7 +164,7 @@ _DRIVER_VER = {"6.1": "06/07/2019,61.77.104.17200", "6.2": "06/04/2025,62.101.10
                "6.0": "06/04/2025,60.101.104.28500"}
 _ARCH_DIRS = {"x86": "x86", "i386": "x86", "amd64": "amd64", "ARM64": "ARM64"}
 _INF_ARCH = {"x86": "NTx86", "amd64": "NTamd64", "ARM64": "NTarm64"}
-_MACHINE = {"x86": pestub.MACHINE_I386, "amd64": pestub.MACHINE_AMD64}
+_MACHINE = {"x86": MACHINE_I386, "amd64": MACHINE_AMD64}
 
 # Approximate real sizes per extension for payload="realistic" (the full 2025
 # listing then comes to roughly 600 MB, like the real ISO).
@@ -205,33 +205,15 @@ def _stream(seed: str, size: int) -> bytes:
     return (block * reps)[:size]
 
 
-def _pe_checksum(data: bytes, checksum_offset: int) -> int:
-    """pestub.pe_checksum, vectorised: a 1 MB image takes milliseconds, not a second.
-
-    Summing all 16-bit words and folding the carries at the end gives the same
-    one's-complement sum as folding after every word.
-    """
-    padded = bytearray(data + b"\0" * (len(data) % 2))
-    padded[checksum_offset:checksum_offset + 4] = b"\0\0\0\0"
-    words = array.array("H")
-    words.frombytes(bytes(padded))
-    if sys.byteorder == "big":
-        words.byteswap()
-    total = sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return (total + len(data)) & 0xFFFFFFFF
-
-
 def _pe(key: str, arch: str, dll: bool, gui: bool, pad_to: int) -> bytes:
-    marker = pestub.MARKER + b" [" + key.encode("ascii", "replace") + b"]"
-    image = pestub.build_pe(_MACHINE[arch], pestub.SUBSYSTEM_WINDOWS_GUI if gui else pestub.SUBSYSTEM_NATIVE,
+    marker = STAND_IN_MARKER + b" [" + key.encode("ascii", "replace") + b"]"
+    image = pestub.build_pe(_MACHINE[arch], SUBSYSTEM_WINDOWS_GUI if gui else SUBSYSTEM_NATIVE,
                             dll=dll, marker=marker)
     if pad_to > len(image):
         # Overlay padding; recompute the CheckSum so pefile still agrees.
         image = image + _stream(key, pad_to - len(image))
         offset = 0x80 + 4 + 20 + 64
-        image = image[:offset] + _pe_checksum(image, offset).to_bytes(4, "little") + image[offset + 4:]
+        image = image[:offset] + image_checksum(image, offset).to_bytes(4, "little") + image[offset + 4:]
     return image
 
 
@@ -343,7 +325,7 @@ def upstream_file_bytes(relpath: str, *, realdata: Path | None = None, payload: 
       it (byte-exact, CRLF), else :func:`synthetic_inf`;
     * ``.sys``/``.dll``/``.exe`` in an arch folder: a PE stand-in with Machine
       0x14c (x86, i386) or 0x8664 (amd64);
-    * ``.cat``: a placeholder catalog (``pipeline.samplepack.PLACEHOLDER_MAGIC``), which
+    * ``.cat``: a placeholder catalog (``pipeline.win7.catalog.PLACEHOLDER_MAGIC``), which
       validation accepts only under ``checks: {placeholder_catalogs: allow}``; anything else: deterministic text
       (or filler bytes for ``.pdb``/``.msi``/``.exe``/``.doc``).
 
@@ -482,12 +464,11 @@ def iso_tools(style: str = "rr") -> list[str]:
 
 
 def require_tool(name: str) -> None:
-    """Skip the calling test with a clear reason when ``name`` is not installed."""
-    import pytest
+    """Skip (or in CI fail) the calling test with a clear reason when ``name`` is not installed."""
+    if name != "pycdlib":
+        from tests.lib.needs import need_tool
 
-    if not have_tool(name):
-        hint = "pip install pycdlib" if name == "pycdlib" else f"apt-get install {name}"
-        pytest.skip(f"needs {name} to build test ISOs, which is not installed ({hint})")
+        need_tool(name, "to build test ISOs")
 
 
 def _source_entries(src: Path) -> Iterator[tuple[str, Path]]:

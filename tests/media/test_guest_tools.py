@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.devices import load_contract
-from pipeline.verify import read_iso
+from pipeline.spec.load import load_contract
+from pipeline.media.verify import read_iso
 from tests.lib.drivers_fixtures import write_package
 from tests.lib.project import REPO, make_project, run_doit, write_spec
 
@@ -43,7 +43,10 @@ def signed_pack(root: Path) -> Path:
 
 
 def gt_spec(project: Path, pack: str, *, placeholders: bool = False, **gt: Any) -> Path:
-    data: dict[str, Any] = {"schema_version": 1, "name": "gt", "source": {"kind": "pack-dir", "path": pack},
+    source: dict[str, Any] = {"kind": "pack-dir", "path": pack}
+    if pack == "prebuilt/sample":
+        source["stand_ins"] = True  # the sample pack's .sys files are recipes
+    data: dict[str, Any] = {"schema_version": 1, "name": "gt", "source": source,
                             "drivers": DRIVERS, "outputs": {"guest_tools": gt} if gt else {}}
     if placeholders:  # the sample pack's catalogs are placeholders
         data["checks"] = {"placeholder_catalogs": "allow"}
@@ -141,7 +144,7 @@ def test_testsigning_requires_certs(project: Path, capsys: pytest.CaptureFixture
 
 
 def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path, tmp_path: Path) -> None:
-    from pipeline.testcert import make_test_cert
+    from pipeline.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.cer)])
@@ -156,7 +159,7 @@ def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path,
 
 
 def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.testcert import make_test_cert
+    from pipeline.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     # A key passed off as a certificate.
@@ -172,7 +175,7 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
 
 def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.testcert import make_test_cert
+    from pipeline.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none", certs=[str(tc.cer)])

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import VerifyError
-from pipeline.isofs import MediaFile, write_iso
-from pipeline.isoscan import open_scan, read_file
+from pipeline.media.files import MediaFile
+from pipeline.media.isowriter import write_iso
+from tests.lib.needs import need_tool
+from pipeline.media.isoscan import open_scan, read_file
 
 FILES = {
     "README.txt": b"readme",
@@ -37,9 +39,7 @@ def test_reads_back_what_the_writer_wrote(tmp_path: Path) -> None:
 
 
 def test_reads_an_image_made_by_genisoimage(tmp_path: Path) -> None:
-    tool = shutil.which("genisoimage") or shutil.which("xorriso")
-    if tool is None:
-        pytest.skip("needs genisoimage or xorriso (.ci/run installs them)")
+    tool = need_tool("genisoimage", "to make a reference image")
     src = tmp_path / "src"
     for p, d in FILES.items():
         (src / p).parent.mkdir(parents=True, exist_ok=True)

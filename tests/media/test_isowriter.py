@@ -10,9 +10,13 @@ from pathlib import Path
 import pycdlib
 import pytest
 
+from tests.lib.needs import need_tool
+
 from pipeline.errors import SourceError, UsageError
-from pipeline.isofs import MediaFile, iso9660_name, source_date_epoch, write_iso
-from pipeline.verify import read_iso
+from pipeline.media.epoch import source_date_epoch
+from pipeline.media.files import MediaFile
+from pipeline.media.isowriter import iso9660_name, write_iso
+from pipeline.media.verify import read_iso
 
 FILES = [
     MediaFile("win7/amd64/vioinput/WdfCoInstaller01009.dll", data=b"dll" * 100),
@@ -124,10 +128,7 @@ def test_source_date_epoch_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
-    return path
+    return need_tool(tool, "an independent ISO reader")
 
 
 @pytest.fixture

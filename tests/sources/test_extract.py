@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.isoread import IsoTree
-from pipeline.verify import read_iso
+from pipeline.sources.isoread import IsoTree
+from pipeline.media.verify import read_iso
 from tests.lib.httpserver import serve
 from tests.lib.project import make_project, run_doit, write_spec
 from tests.lib.upstream import HOSTILE_KINDS, make_hostile_iso, make_iso, make_upstream_tree
@@ -266,7 +266,8 @@ def test_tampered_cached_iso_is_caught(project: Path, upstream_iso: tuple[Path, 
 
 def test_shipped_0_1_285_spec_pins_exactly_the_real_payload(realdata: Path) -> None:
     """Against the real 2025 ISO listing and INFs: every shipped file is pinned, nothing more."""
-    from pipeline.spec import Context, load_specs
+    from pipeline.spec.load import load_specs
+    from pipeline.spec.model import Context
     from tests.lib.project import REPO
 
     spec = next(s for s in load_specs(Context(root=REPO)) if s.name == "virtio-win-0.1.285")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ChecksumMismatch, FetchError, IncompleteDownload
-from pipeline.fetch import FetchResult, cache_file_for, download, obtain_iso
-from pipeline.spec import Source
+from pipeline.sources.fetch import FetchResult, cache_file_for, download, obtain_iso
+from pipeline.spec.model import Source
 from tests.lib.httpserver import DEFAULT_LAST_MODIFIED, TestServer, etag_for, free_port, serve
 from tests.lib.httpserver import http_serve  # noqa: F401 - a fixture; importing it registers it here
 

@@ -22,9 +22,9 @@ import pefile
 import pytest
 
 from pipeline.errors import PipelineError, SourceError, UnsafePathError
-from pipeline.isoread import CHUNK, IsoRef, IsoTree, case_clashes, iso_namespaces, iso_volume_label
-from pipeline.tree import DIR, FILE, SYMLINK, DirTree, Entry, Tree
-from pipeline.winnames import check_no_case_clash
+from pipeline.sources.isoread import CHUNK, IsoRef, IsoTree
+from pipeline.sources.tree import DirTree, Entry, EntryKind, Tree
+from pipeline.sources.winnames import case_clashes, check_no_case_clash
 from tests.lib.upstream import (DEFAULT_LABEL, HOSTILE_KINDS, builtin_listing, have_tool, iso9660_name, iso_tools,
                                 make_hostile_iso, make_iso, make_upstream_tree, make_writable, require_tool,
                                 synthetic_inf, upstream_file_bytes)
@@ -71,7 +71,7 @@ def iso_of(upstream: tuple[Path, dict[str, bytes]], tmp_path_factory: pytest.Tem
 def read_all(tree: IsoTree) -> dict[str, bytes]:
     out = {}
     for entry in tree.entries():
-        if entry.kind == FILE:
+        if entry.kind == EntryKind.FILE:
             with tree.open(entry) as fp:
                 out[entry.path] = fp.read()
     return out
@@ -103,10 +103,10 @@ def test_every_style_reads_back_byte_exact(iso_of, upstream, style, tool, reader
         assert tree.namespaces == spaces
         assert tree.display == iso.name
         entries = tree.entries()
-        sizes = {e.path: e.size for e in entries if e.kind == FILE}
+        sizes = {e.path: e.size for e in entries if e.kind == EntryKind.FILE}
         assert sizes == {p: len(data) for p, data in expected.items()}
         assert read_all(tree) == expected
-    dirs = {e.path for e in entries if e.kind == DIR}
+    dirs = {e.path for e in entries if e.kind == EntryKind.DIR}
     folders = {p.rsplit("/", 1)[0] for p in expected if "/" in p}
     assert dirs == {"/".join(f.split("/")[:i]) for f in folders for i in range(1, f.count("/") + 2)}
     assert [e.parts for e in entries] == sorted(e.parts for e in entries), "parents first, stable order"
@@ -191,23 +191,20 @@ def test_isotree_is_the_iso_twin_of_dirtree(iso_of, upstream):
 @pytest.mark.parametrize("style,tool,reader,spaces", STYLE_CASES, ids=CASE_IDS)
 def test_volume_label_and_namespaces(iso_of, style, tool, reader, spaces):
     iso = iso_of(style, tool)
-    assert iso_volume_label(iso) == DEFAULT_LABEL
-    assert iso_namespaces(iso) == spaces
     with IsoTree.open_path(iso) as tree:
         assert tree.volume_label == DEFAULT_LABEL
+        assert tree.namespaces == spaces
 
 
 def test_volume_label_and_namespaces_on_bad_files(tmp_path):
     with pytest.raises(SourceError, match=r"missing\.iso: no such file"):
-        iso_volume_label(tmp_path / "missing.iso")
+        IsoTree.open_path(tmp_path / "missing.iso")
     with pytest.raises(SourceError, match="is a folder"):
-        iso_volume_label(tmp_path)
+        IsoTree.open_path(tmp_path)
     html = tmp_path / "virtio-win.iso"
     html.write_bytes(b"<html><body>404 Not Found</body></html>\n" * 2000)
     with raises_line(SourceError, r"^virtio-win\.iso: not an ISO 9660 image.*fix: re-download"):
-        iso_volume_label(html)
-    with pytest.raises(SourceError, match="not an ISO 9660 image"):
-        iso_namespaces(html)
+        IsoTree.open_path(html)
 
 
 # -- hardlinks, streaming, opening rules ---------------------------------------
@@ -251,8 +248,8 @@ def test_streams_in_bounded_chunks(tmp_path):
 def test_open_refuses_folders_foreign_entries_and_closed_trees(iso_of):
     iso = iso_of("rr", iso_tools("rr")[0])
     with IsoTree.open_path(iso) as one, IsoTree.open_path(iso) as two:
-        folder = next(e for e in one.entries() if e.kind == DIR)
-        file = next(e for e in one.entries() if e.kind == FILE)
+        folder = next(e for e in one.entries() if e.kind == EntryKind.DIR)
+        file = next(e for e in one.entries() if e.kind == EntryKind.FILE)
         with pytest.raises(SourceError, match="is a dir, not a file"):
             with one.open(folder):
                 pass
@@ -260,7 +257,7 @@ def test_open_refuses_folders_foreign_entries_and_closed_trees(iso_of):
             with two.open(file):
                 pass
         with pytest.raises(ValueError, match="not listed by this IsoTree"):
-            with one.open(Entry(file.path, FILE, file.size, "/etc/passwd")):
+            with one.open(Entry(file.path, EntryKind.FILE, file.size, "/etc/passwd")):
                 pass
     with pytest.raises(ValueError, match="closed"):
         with one.open(file):
@@ -311,8 +308,8 @@ def test_symlinks_are_reported_never_followed(tmp_path, sandbox, tool):
     with IsoTree.open_path(hostile.path) as tree:
         entries = {e.path: e for e in tree.entries()}
         link = entries["viostor/w7/amd64/viostor.sys"]
-        assert (link.kind, link.size, link.ref.symlink_target) == (SYMLINK, 0, "/etc/passwd")
-        assert entries["NetKVM/w7/x86"].kind == SYMLINK
+        assert (link.kind, link.size, link.ref.symlink_target) == (EntryKind.SYMLINK, 0, "/etc/passwd")
+        assert entries["NetKVM/w7/x86"].kind == EntryKind.SYMLINK
         assert not any(p.startswith("NetKVM/w7/x86/") for p in entries)
         with pytest.raises(SourceError, match=r"'viostor/w7/amd64/viostor.sys' is a symlink to '/etc/passwd'"):
             with tree.open(link):
@@ -326,7 +323,7 @@ def test_case_clashes_are_listed_for_the_caller(tmp_path, tool):
     hostile = make_hostile_iso(tmp_path / "clash.iso", "case-clash", tool=tool)
     with IsoTree.open_path(hostile.path) as tree:
         entries = tree.entries()
-        assert case_clashes(entries) == [("viostor/w7/amd64/VIOSTOR.SYS", "viostor/w7/amd64/viostor.sys")]
+        assert case_clashes(e.path for e in entries) == [("viostor/w7/amd64/VIOSTOR.SYS", "viostor/w7/amd64/viostor.sys")]
         with pytest.raises(UnsafePathError, match="clash.iso: names differ only by case"):
             check_no_case_clash([e.path for e in entries], tree.display)
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SpecError
-from pipeline.spec import Arch, Context, load_spec, load_specs
+from pipeline.spec.load import load_spec, load_specs
+from pipeline.spec.model import Context
+from pipeline.spec.types import Arch
 from tests.lib.project import REPO, make_project, sample_spec_data, write_spec
 
 

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from pipeline.errors import SourceError, UnsafePathError
-from pipeline.layout import select
-from pipeline.pestub import build_pe
+from pipeline.sources.selection import select
+from pipeline.devtools.pestub import build_pe
 from pipeline.paths import SpecPaths
-from pipeline.spec import Arch, Context, Spec, load_spec
-from pipeline.stage import stage_arch
-from pipeline.tree import FILE, DirTree, Entry
+from pipeline.spec.load import load_spec
+from pipeline.spec.model import Context, Spec
+from pipeline.spec.types import Arch
+from pipeline.stage.staging import stage_arch
+from pipeline.sources.tree import DirTree, Entry, EntryKind
 from tests.lib.project import make_project, write_spec
 from tests.lib.trees import make_pack, package
 
@@ -36,7 +38,7 @@ def spec_for(root: Path, source: dict[str, Any], **extra: Any) -> Spec:
 
 
 def staged(root: Path, spec: Spec, arch: Arch) -> dict[str, Any]:
-    return stage_arch(spec, Context(root=root), arch)
+    return stage_arch(spec, Context(root=root), arch).to_json()
 
 
 # --- Aero pack layout ---------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_windows_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
 def test_traversal_entry_is_refused(tmp_path: Path) -> None:
     spec = _hostile(tmp_path)
     entries = DirTree(tmp_path / "pack").entries()
-    entries.append(Entry("win7/x86/viostor/../../../../evil.sys", FILE, 3, None))
+    entries.append(Entry("win7/x86/viostor/../../../../evil.sys", EntryKind.FILE, 3, None))
     with pytest.raises(UnsafePathError, match="could escape"):
         select(entries, spec, "hostile.iso")
 
@@ -306,3 +308,15 @@ def test_virtio_win_dir_from_the_real_2025_listing(tmp_path: Path, realdata: Pat
         assert facts["viostor"]["binding"][0]["hwid"] == "PCI\\VEN_1AF4&DEV_1042"
         assert facts["vioinput"]["service"] == "VirtioInput"
         assert m["validation"]["summary"]["error"] == 0
+
+
+def test_check_policy_follows_the_spec(tmp_path: Path) -> None:
+    from pipeline.spec.types import PlaceholderPolicy, SigningPolicy
+    from pipeline.stage.validate import check_policy
+    from pipeline.win7.findings import CheckPolicy
+
+    make_pack(tmp_path / "pack", {"viostor": ("x86", "amd64"), "netkvm": ("x86", "amd64")})
+    spec = spec_for(tmp_path, {"kind": "pack-dir", "path": "pack"},
+                    checks={"allow_sha256_only": True, "placeholder_catalogs": "allow"},
+                    outputs={"guest_tools": {"signing_policy": "testsigning", "certs": ["x.cer"]}})
+    assert check_policy(spec) == CheckPolicy(True, PlaceholderPolicy.ALLOW, SigningPolicy.TESTSIGNING)

@@ -10,10 +10,13 @@ from datetime import datetime, UTC
 
 import pytest
 
-from pipeline.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
+from tests.lib.needs import need_tool
+
+from pipeline.win7.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
 from pipeline.errors import ValidationError
-from pipeline.pe import authenticode_hash
-from pipeline.pestub import MACHINE_AMD64, build_pe
+from pipeline.win7.pe import authenticode_hash
+from pipeline.devtools.pestub import build_pe
+from pipeline.win7.pe import MACHINE_AMD64
 from tests.lib.drivers_fixtures import CatMember, build_ctl, make_catalog, member_for, signed_data, wrap_catalog
 
 INF = b"[Version]\r\nSignature=\"$Windows NT$\"\r\n"
@@ -147,16 +150,14 @@ def test_trust_list_that_is_not_a_catalog_is_rejected():
         parse_catalog(wrap_catalog(bytes(ctl)), "x.cat")
 
 
-OSSLSIGNCODE = shutil.which("osslsigncode")
 
 
-@pytest.mark.skipif(OSSLSIGNCODE is None, reason="osslsigncode is not installed")
 def test_osslsigncode_finds_the_pe_hash_in_a_generated_catalog(tmp_path):
     sys_path = tmp_path / "d.sys"
     cat_path = tmp_path / "d.cat"
     sys_path.write_bytes(SYS)
     cat_path.write_bytes(make_catalog({"d.inf": INF, "d.sys": SYS}))
-    out = subprocess.run([OSSLSIGNCODE, "verify", "-in", str(sys_path), "-catalog", str(cat_path)],
+    out = subprocess.run([need_tool("osslsigncode"), "verify", "-in", str(sys_path), "-catalog", str(cat_path)],
                          capture_output=True, text=True).stdout
     current = re.search(r"Current message digest\s*:\s*([0-9A-F]+)", out)
     calculated = re.search(r"Calculated message digest\s*:\s*([0-9A-F]+)", out)

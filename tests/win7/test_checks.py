@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.checks import CheckPolicy, Finding, PackageReport, check_folder, check_package, format_table, gate
-from pipeline.devices import Contract, load_contract
+from pipeline.win7.checks import check_package
+from pipeline.win7.findings import CheckPolicy, Finding, PackageReport, format_table, gate
+from pipeline.win7.folders import check_folder
+from pipeline.spec.contract import Contract
+from pipeline.spec.load import load_contract
 from pipeline.errors import UsageError, ValidationError
-from pipeline.spec import Arch
+from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy, WarningPolicy
+from pipeline.win7.pnp import windows_ids
 from tests.conftest import REPO
+from tests.lib.project import expanded_sample
 from tests.lib.drivers_fixtures import (
     crlf,
     embed_signature,
@@ -24,7 +29,7 @@ from tests.lib.drivers_fixtures import (
 )
 from datetime import UTC
 
-ALLOW_PLACEHOLDERS = CheckPolicy(placeholder_catalogs="allow")
+ALLOW_PLACEHOLDERS = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +87,8 @@ def test_vioinput_with_coinstaller_and_child_driver(tmp_path, contract):
     assert report.facts["coinstallers"] == ["WdfCoInstaller01009.dll"]
     (pkg / "WdfCoInstaller01009.dll").unlink()
     missing = codes(run(pkg, contract, "virtio-input"))["file-missing"]
-    assert missing.file == "WdfCoInstaller01009.dll" and missing.severity == "error"
-    assert "vioinput.inf:" in missing.message
+    assert (missing.file, missing.severity) == ("vioinput.inf", "error") and missing.line
+    assert missing.message.startswith("WdfCoInstaller01009.dll is missing from the package")
 
 
 # --- INF-level negatives ------------------------------------------------------------------------
@@ -95,8 +100,8 @@ def test_windows10_inf_in_the_w7_folder(tmp_path, contract):
     f = codes(report)["inf-no-win7-models"]
     assert (f.severity, f.file) == ("error", "viostor.inf")
     assert f.line == crlf_line(inf, "%VENDOR% = Models")
-    assert f.message.startswith(f"viostor.inf:{f.line} only has NTamd64.10.0 models: this is a Windows 10 driver "
-                                "(wrong OS folder?)")
+    assert f.message.startswith("the INF only has NTamd64.10.0 models: this is a Windows 10 driver (wrong OS folder?)")
+    assert f.render().startswith(f"error: [inf-no-win7-models] viostor.inf:{f.line}: the INF only has")
     assert "w7/amd64" in f.fix
 
 
@@ -127,7 +132,7 @@ def test_catalogfile_names_a_missing_file_case_insensitively(tmp_path, contract)
     inf = crlf(make_inf("viostor", contract.device("virtio-blk"), "amd64", catalog="other.cat"))
     f = codes(run(blk_package(tmp_path / "b", contract, inf=inf), contract))["catalog-missing"]
     assert (f.file, f.line, f.severity) == ("viostor.inf", 8, "error")
-    assert f.message == "other.cat is missing: viostor.inf:8 names it as CatalogFile"
+    assert f.message == "CatalogFile names other.cat, which is missing from the package"
 
 
 def test_legacy_only_ids_against_the_modern_contract(tmp_path, contract):
@@ -157,7 +162,7 @@ def test_generic_class_match_is_a_warning(tmp_path, contract):
 
 def test_every_virtio_input_function_must_bind(tmp_path, contract):
     dev = contract.device("virtio-input")
-    kbd = dev.hardware_ids(dev.subsystems[0])[0]
+    kbd = windows_ids(dev, dev.subsystems[0])[0]
     inf = crlf(make_inf("vioinput", dev, "amd64", ids=[kbd]))
     pkg = write_package(tmp_path / "vioinput", "vioinput", dev, "amd64", inf=inf)
     report = run(pkg, contract, "virtio-input")
@@ -172,7 +177,7 @@ def test_undefined_string_key(tmp_path, contract):
     report = run(blk_package(tmp_path, contract, inf=crlf(text)), contract)
     f = codes(report)["inf-undefined-string"]
     assert f.severity == "warning" and f.line == crlf_line(crlf(text), "%Dev.DeviceDesc% = viostor_inst")
-    assert f"viostor.inf:{f.line}: %Dev.DeviceDesc%" in f.message
+    assert f.message.startswith("%Dev.DeviceDesc% is not defined in [Strings]") and f.where == f"viostor.inf:{f.line}"
     assert not report.errors
 
 
@@ -214,8 +219,8 @@ def test_missing_service_binary_and_missing_sys(tmp_path, contract):
     (pkg / "viostor.sys").unlink()
     report = run(pkg, contract)
     f = codes(report)["file-missing"]
-    assert (f.severity, f.file) == ("error", "viostor.sys")
-    assert "viostor.inf:" in f.message and "copy viostor.sys" in f.fix
+    assert (f.severity, f.file) == ("error", "viostor.inf") and f.line
+    assert f.message.startswith("viostor.sys is missing from the package") and "copy viostor.sys" in f.fix
     assert report.errors == (f,)  # nothing else: no PE, and the catalog check skips the absent file
 
 
@@ -248,7 +253,7 @@ def test_boot_driver_needs_an_embedded_signature_on_amd64(tmp_path, contract):
     f = codes(run(blk_package(tmp_path, contract, sys=unsigned), contract))["pe-boot-unsigned"]
     assert f.severity == "error"
     relaxed = run(blk_package(tmp_path / "t", contract, sys=unsigned), contract,
-                  policy=CheckPolicy(signing_policy="testsigning"))
+                  policy=CheckPolicy(signing_policy=SigningPolicy.TESTSIGNING))
     assert codes(relaxed)["pe-boot-unsigned"].severity == "warning"
     x86 = run(blk_package(tmp_path / "x", contract, "x86", sys=stand_in_sys("x86", b"u")), contract, arch="x86")
     assert "pe-boot-unsigned" not in codes(x86)  # Windows 7 x86 does not enforce kernel signing
@@ -315,7 +320,7 @@ def test_sha1_signature_with_a_sha256_certificate_chain(tmp_path, contract):
 def test_unsigned_catalog_depends_on_signing_policy(tmp_path, contract):
     pkg = blk_package(tmp_path, contract, catalog="unsigned")
     assert codes(run(pkg, contract))["catalog-unsigned"].severity == "error"
-    test = run(pkg, contract, policy=CheckPolicy(signing_policy="testsigning"))
+    test = run(pkg, contract, policy=CheckPolicy(signing_policy=SigningPolicy.TESTSIGNING))
     assert codes(test)["catalog-unsigned"].severity == "warning"
 
 
@@ -359,7 +364,9 @@ def test_catalog_os_attribute_and_expiry(tmp_path, contract):
     assert report.facts["catalog"]["expiry"] == "covered by timestamp"
     assert report.facts["catalog"]["not_after"].startswith("2019-12-31")
     (pkg / "viostor.cat").write_bytes(make_catalog(files, not_after=expired, timestamped=False))
-    assert codes(run(pkg, contract))["catalog-cert-expired"].severity == "warning"
+    # Not timestamped: valid only while the certificate is. Said as a note, never judged by the clock.
+    f = codes(run(pkg, contract))["catalog-not-timestamped"]
+    assert f.severity == "info" and "until 2019-12-31" in f.message
 
 
 # --- folders, table, gate --------------------------------------------------------------------
@@ -419,30 +426,15 @@ def test_format_table_and_gate(tmp_path, contract):
     assert any(ln.strip().startswith("fix: use a SHA-1-signed") for ln in lines)
     gate([good, warn])  # warnings pass by default
     with pytest.raises(ValidationError) as exc:
-        gate([good, warn], warnings="error")
-    assert "viostor/x86: viostor.cat is signed with sha256 only" in exc.value.message
+        gate([good, warn], warnings=WarningPolicy.ERROR)
+    assert "viostor/x86: viostor.cat: signed with sha256 only" in exc.value.message
     with pytest.raises(ValidationError):
         gate([bad])
     assert format_table([]) == "no driver packages checked\n"
 
 
-def test_policy_validation_and_from_spec():
-    with pytest.raises(ValueError, match="placeholder_catalogs"):
-        CheckPolicy(placeholder_catalogs="maybe")
-
-    class Spec:  # the attributes CheckPolicy.from_spec reads from pipeline.spec.Spec
-        class checks:
-            allow_sha256_only = True
-            placeholder_catalogs = "allow"
-        signing_policy = "testsigning"
-
-    assert CheckPolicy.from_spec(Spec) == CheckPolicy(True, "allow", "testsigning")
-
-
-def test_the_repo_sample_pack_passes_only_through_the_placeholder_policy(contract):
-    sample = REPO / "prebuilt" / "sample"
-    if not sample.is_dir():
-        pytest.skip("prebuilt/sample is not in this checkout")
+def test_the_repo_sample_pack_passes_only_through_the_placeholder_policy(contract, tmp_path):
+    sample = expanded_sample(tmp_path / "sample" / "pack")
     strict = check_folder(sample, contract, CheckPolicy())
     assert all({f.code for f in r.errors} == {"catalog-placeholder", "pe-stand-in"} for r in strict)
     allowed = check_folder(sample, contract, ALLOW_PLACEHOLDERS)

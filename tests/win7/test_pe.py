@@ -11,14 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.lib.needs import need_tool
 from cryptography.hazmat.primitives import serialization
 
 from pipeline.errors import ValidationError
-from pipeline.pe import PeError, authenticode_hash, embedded_signature, pe_info
-from pipeline.pestub import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, build_pe
+from pipeline.win7.pe import PeError, authenticode_hash, embedded_signature, pe_info
+from pipeline.devtools.pestub import build_pe
+from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI
 from tests.lib.drivers_fixtures import embed_signature, throwaway_signer
 
-OSSLSIGNCODE = shutil.which("osslsigncode")
 
 
 def test_stub_facts_for_both_machines_and_dlls():
@@ -107,7 +109,6 @@ def signing_pems(tmp_path: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-@pytest.mark.skipif(OSSLSIGNCODE is None, reason="osslsigncode is not installed")
 @pytest.mark.parametrize("machine, digest", [(MACHINE_AMD64, "sha1"), (MACHINE_I386, "sha1"),
                                              (MACHINE_AMD64, "sha256")])
 def test_hash_matches_osslsigncode(tmp_path, signing_pems, machine, digest):
@@ -115,9 +116,9 @@ def test_hash_matches_osslsigncode(tmp_path, signing_pems, machine, digest):
     unsigned = tmp_path / "u.sys"
     signed = tmp_path / "s.sys"
     unsigned.write_bytes(build_pe(machine, marker=b"osslsigncode cross-check"))
-    subprocess.run([OSSLSIGNCODE, "sign", "-certs", str(cert), "-key", str(key), "-h", digest,
+    subprocess.run([need_tool("osslsigncode"), "sign", "-certs", str(cert), "-key", str(key), "-h", digest,
                     "-in", str(unsigned), "-out", str(signed)], check=True, capture_output=True)
-    out = subprocess.run([OSSLSIGNCODE, "verify", "-in", str(signed)], capture_output=True, text=True).stdout
+    out = subprocess.run([need_tool("osslsigncode"), "verify", "-in", str(signed)], capture_output=True, text=True).stdout
     current = re.search(r"Current message digest\s*:\s*([0-9A-F]+)", out).group(1)
     calculated = re.search(r"Calculated message digest\s*:\s*([0-9A-F]+)", out).group(1)
     assert current == calculated
@@ -131,7 +132,7 @@ def test_hash_matches_osslsigncode(tmp_path, signing_pems, machine, digest):
 def test_checksum_agrees_with_pefile_on_odd_sizes():
     import pefile
 
-    from pipeline.pe import image_checksum
+    from pipeline.win7.pe import image_checksum
 
     for extra in range(0, 9):
         machine = MACHINE_I386 if extra % 2 else MACHINE_AMD64

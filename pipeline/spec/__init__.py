@@ -1,0 +1,1 @@
+"""Specs: the YAML build specs, their schema, the device contract, and the frozen model they load into."""

@@ -1,0 +1,253 @@
+"""Load build specs (``specs/<name>.yaml``) and the device contract, with every problem positioned.
+
+A spec is checked against its JSON Schema and then against the device contract;
+each problem comes back as ``file:line:col: /pointer: what; fix: how``, all of
+them at once. The schema and the default contract ship with the package; a
+project's own ``specs/schema.json`` or ``specs/devices.yaml`` takes precedence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+from .contract import Contract, Device, Subsystem
+from .model import Checks, Context, DriverReq, DriversIsoOut, GuestToolsOut, Source, Spec
+from .types import ALL_ARCHES, Arch, OptionalPolicy, PlaceholderPolicy, SigningPolicy, SourceKind, WarningPolicy
+from .yamldoc import Doc, load_doc, raise_problems, schema_problems
+
+CONTRACT_FILE = "devices.yaml"
+SCHEMA_FILE = "schema.json"
+CONTRACT_SCHEMA_FILE = "devices.schema.json"
+NON_SPEC_FILES = {CONTRACT_FILE}
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def data_file(ctx: Context, name: str) -> Path:
+    """The schema or contract file in force: the project's ``specs/<name>``, else the one shipped with the tool."""
+    own = ctx.specs_dir / name
+    if own.is_file():
+        return own
+    return shipped_file(name)
+
+
+def shipped_file(name: str) -> Path:
+    """A schema or contract file as shipped: package data in a wheel, ``specs/`` beside the code in a checkout."""
+    try:
+        shipped = Path(str(resources.files("pipeline.specdata").joinpath(name)))
+        if shipped.is_file():
+            return shipped
+    except ModuleNotFoundError:
+        pass  # an editable install maps no data package: read the checkout's specs/
+    return Path(__file__).resolve().parents[2] / "specs" / name
+
+
+def load_contract(path: Path, display: str | None = None) -> Contract:
+    """Load and validate a device contract (``specs/devices.yaml``)."""
+    doc = load_doc(path, display)
+    raise_problems(schema_problems(doc, _schema_beside(path, CONTRACT_SCHEMA_FILE)))
+    devices = {}
+    for name, d in doc.data["devices"].items():
+        devices[name] = Device(
+            name=name,
+            virtio_type=d["virtio_type"],
+            vendor_id=d["vendor_id"],
+            device_id=d["device_id"],
+            transitional_device_id=d.get("transitional_device_id"),
+            subsystem_vendor_id=d["subsystem_vendor_id"],
+            subsystems=tuple(Subsystem(s["name"], s["id"]) for s in d["subsystems"]),
+            revision=d["revision"],
+            class_code=d["class_code"],
+            service=d["service"],
+            service_aliases=tuple(d.get("service_aliases", ())),
+            inf=d["inf"],
+            setup_class=d["setup_class"],
+            class_guid=d["class_guid"].upper(),
+            boot_critical=d["boot_critical"],
+        )
+    return Contract(name=doc.data["contract"], version=doc.data["contract_version"], devices=devices)
+
+
+def _schema_beside(path: Path, name: str) -> Path:
+    beside = path.with_name(name)
+    return beside if beside.is_file() else shipped_file(name)
+
+
+def project_contract(ctx: Context) -> Contract:
+    """The device contract in force for a project."""
+    path = data_file(ctx, CONTRACT_FILE)
+    return load_contract(path, _display(path, ctx.root))
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.absolute().relative_to(root.absolute()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def load_spec(path: Path, ctx: Context, contract: Contract | None = None) -> Spec:
+    """Load one spec file, raising :class:`SpecError` with every problem found."""
+    return _validate(load_doc(path, _display(path, ctx.root)), ctx, contract)
+
+
+def spec_from_mapping(data: dict[str, Any], ctx: Context, display: str, contract: Contract | None = None) -> Spec:
+    """Build a spec from a mapping (e.g. command-line options), with the same checks as a file."""
+    return _validate(Doc(path=Path(display), display=display, data=data, marks={}), ctx, contract)
+
+
+def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
+    if not isinstance(doc.data, dict):
+        raise SpecError(f"{doc.display}:1:1: /: expected a mapping of keys", "start from specs/sample.yaml")
+    raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE)))
+    return _build(doc, ctx, contract or project_contract(ctx))
+
+
+def _drivers(doc: Doc, contract: Contract, problems: list[str]) -> tuple[list[DriverReq], dict[str, int]]:
+    drivers: list[DriverReq] = []
+    seen: dict[str, int] = {}
+    for i, d in enumerate(doc.data["drivers"]):
+        if d["name"] in seen:
+            problems.append(f"{doc.where(f'/drivers/{i}/name')}: driver {d['name']!r} is listed twice "
+                            f"(also /drivers/{seen[d['name']]}); fix: keep one entry")
+        seen[d["name"]] = i
+        dev = contract.devices.get(d["device"])
+        if dev is None:
+            close = difflib.get_close_matches(d["device"], list(contract.devices), n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(contract.devices))}"
+            problems.append(f"{doc.where(f'/drivers/{i}/device')}: unknown device {d['device']!r} "
+                            f"(not in specs/{CONTRACT_FILE}); fix: {fix}")
+            continue
+        drivers.append(DriverReq(name=d["name"], device=dev, required=bool(d.get("required", False))))
+    if drivers and not any(d.required for d in drivers):
+        problems.append(f"{doc.where('/drivers')}: no driver is required; fix: mark at least viostor required: true")
+    return drivers, seen
+
+
+def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str, int],
+            problems: list[str]) -> Source:
+    s = doc.data["source"]
+    os_dirs = {Arch(a): tuple(v) for a, v in s.get("os_dirs", {}).items()}
+    if "2k8R2" in os_dirs.get(Arch.X86, ()):
+        problems.append(f"{doc.where('/source/os_dirs/x86')}: 2k8R2 has no x86 build (Server 2008 R2 is 64-bit only); "
+                        "fix: list 2k8R2 under amd64 only")
+    expect = dict(s.get("expect", {}))
+    for key in expect:
+        _, arch, drv = key.split("/")[:3]
+        where = doc.where("/source/expect/" + key.replace("/", "~1"))
+        if drv not in drivers:
+            problems.append(f"{where}: pin for driver {drv!r}, which is not in drivers; "
+                            "fix: remove the pin or add the driver")
+        if Arch(arch) not in arches:
+            problems.append(f"{where}: pin for arch {arch!r}, which is not in target.arches; "
+                            "fix: remove the pin or add the arch")
+    return Source(
+        kind=SourceKind(s["kind"]),
+        path=ctx.resolve(s["path"]) if "path" in s else None,
+        path_raw=s.get("path"),
+        url=s.get("url"),
+        sha256=s.get("sha256"),
+        size=s.get("size"),
+        os_dirs=os_dirs,
+        expect=expect,
+        license_file=ctx.resolve(s["license_file"]) if "license_file" in s else None,
+        license_file_raw=s.get("license_file"),
+        exclude=tuple(s.get("exclude", ())),
+        stand_ins=bool(s.get("stand_ins", False)),
+    )
+
+
+def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut) -> list[str]:
+    names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
+             "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
+             "outputs/guest_tools/zip_filename": guest_tools.zip_filename}
+    problems = []
+    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest"}
+    for where, fname in names.items():
+        key = fname.lower()
+        if key in taken or key.endswith(".verify.json"):
+            problems.append(f"{doc.where('/' + where)}: {fname!r} is already used by {taken.get(key, 'a report')}; "
+                            "fix: choose a different file name")
+        taken[key] = "/" + where
+    return problems
+
+
+def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
+    data = doc.data
+    problems: list[str] = []
+    stem = doc.path.stem
+    name = data.get("name", stem)
+    if "name" not in data and not valid_name(stem):
+        problems.append(f"{doc.where('/')}: the file name {stem!r} is not a valid spec name; "
+                        "fix: rename the file or set name: to lower-case letters, digits, '.', '_' or '-'")
+    drivers, seen = _drivers(doc, contract, problems)
+    target = data.get("target", {})
+    wanted = {Arch(a) for a in target.get("arches", [a.value for a in ALL_ARCHES])}
+    arches = tuple(a for a in ALL_ARCHES if a in wanted)
+    source = _source(doc, ctx, arches, seen, problems)
+
+    outputs = data.get("outputs", {})
+    gt = dict(outputs.get("guest_tools", {}))
+    certs_raw = tuple(gt.pop("certs", ()))
+    if "signing_policy" in gt:
+        gt["signing_policy"] = SigningPolicy(gt["signing_policy"])
+    guest_tools = GuestToolsOut(**gt, certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw)
+    raw_checks = data.get("checks", {})
+    checks = Checks(warnings=WarningPolicy(raw_checks.get("warnings", "warn")),
+                    allow_sha256_only=bool(raw_checks.get("allow_sha256_only", False)),
+                    placeholder_catalogs=PlaceholderPolicy(raw_checks.get("placeholder_catalogs", "error")))
+    problems += _output_name_problems(doc, outputs, guest_tools)
+    raise_problems(problems)
+    return Spec(
+        name=name,
+        file=doc.path,
+        display=doc.display,
+        description=data.get("description", ""),
+        default=bool(data.get("default", False)),
+        source=source,
+        arches=arches,
+        drivers=tuple(drivers),
+        optional_policy=OptionalPolicy(data.get("optional", "best-effort")),
+        checks=checks,
+        drivers_iso=DriversIsoOut(**outputs.get("drivers_iso", {})),
+        guest_tools=guest_tools,
+        cache_dir=ctx.resolve(data["cache_dir"]) if "cache_dir" in data else None,
+        contract=contract,
+    )
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a spec (and so a build/ and dist/ folder)."""
+    return bool(_NAME.fullmatch(name)) and len(name) <= 64
+
+
+def spec_files(ctx: Context) -> list[Path]:
+    """Return the spec files in ``specs/``, sorted (the contract file is not a spec)."""
+    if not ctx.specs_dir.is_dir():
+        return []
+    return sorted(p for p in ctx.specs_dir.glob("*.yaml") if p.name not in NON_SPEC_FILES)
+
+
+def load_specs(ctx: Context) -> list[Spec]:
+    """Load every spec in ``specs/``; report all problems of all files at once."""
+    problems: list[str] = []
+    specs: list[Spec] = []
+    contract = project_contract(ctx)
+    for path in spec_files(ctx):
+        try:
+            specs.append(load_spec(path, ctx, contract))
+        except SpecError as exc:
+            problems.append(exc.message)
+    by_name: dict[str, Spec] = {}
+    for spec in specs:
+        other = by_name.get(spec.name)
+        if other is not None:
+            problems.append(f"{spec.display}: spec name {spec.name!r} is already used by {other.display}; "
+                            "fix: give one of them a different name: key")
+        by_name[spec.name] = spec
+    raise_problems(problems)
+    return specs

@@ -1,0 +1,111 @@
+"""Closed sets of the spec, each a StrEnum that carries what follows from its value.
+
+These types depend on nothing else in the pipeline, so every stage (and the
+stand-alone Windows 7 checks in :mod:`pipeline.win7`) can use them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Arch(StrEnum):
+    """A Windows 7 architecture, with the knowledge that hangs off it."""
+
+    X86 = "x86"
+    AMD64 = "amd64"
+
+    @property
+    def folder_aliases(self) -> tuple[str, ...]:
+        """Folder names that hold this arch in upstream trees, preferred first."""
+        return ("x86", "i386") if self is Arch.X86 else ("amd64", "x64")
+
+    @property
+    def pe_machine(self) -> int:
+        """IMAGE_FILE_HEADER.Machine of binaries built for this arch."""
+        return 0x14C if self is Arch.X86 else 0x8664
+
+    @property
+    def inf_arch(self) -> str:
+        """The INF decoration architecture (NTx86 / NTamd64)."""
+        return "x86" if self is Arch.X86 else "amd64"
+
+    @property
+    def catalog_os(self) -> str:
+        """The catalog OS attribute token for Windows 7 on this arch."""
+        return "7X86" if self is Arch.X86 else "7X64"
+
+    @property
+    def enforces_kernel_signing(self) -> bool:
+        """64-bit Windows 7 refuses unsigned kernel drivers; 32-bit does not."""
+        return self is Arch.AMD64
+
+
+ALL_ARCHES = (Arch.X86, Arch.AMD64)
+
+
+class SourceKind(StrEnum):
+    """Where a spec's drivers come from."""
+
+    PACK_DIR = "pack-dir"
+    VIRTIO_WIN_DIR = "virtio-win-dir"
+    VIRTIO_WIN_ISO = "virtio-win-iso"
+
+    @property
+    def is_iso(self) -> bool:
+        """The drivers are extracted from an ISO image before staging."""
+        return self is SourceKind.VIRTIO_WIN_ISO
+
+    @property
+    def layout(self) -> str:
+        """The selection-rules layout its tree follows (see :data:`pipeline.sources.selection.LAYOUTS`)."""
+        return "pack-dir" if self is SourceKind.PACK_DIR else "virtio-win"
+
+    @property
+    def is_upstream(self) -> bool:
+        """An upstream virtio-win tree: notices are generated from its licence files."""
+        return self is not SourceKind.PACK_DIR
+
+
+class SigningPolicy(StrEnum):
+    """How the media's drivers are signed, and what setup must do about it."""
+
+    NONE = "none"
+    TESTSIGNING = "testsigning"
+    PRODUCTION = "production"
+
+    @property
+    def certs_required(self) -> bool:
+        """The media must ship the signing certificate (added to Root and TrustedPublisher)."""
+        return self is SigningPolicy.TESTSIGNING
+
+    @property
+    def trusts_publisher(self) -> bool:
+        """Setup may pre-trust the catalogs' publisher (production media rely on Windows' own trust)."""
+        return self is not SigningPolicy.PRODUCTION
+
+    @property
+    def accepts_unsigned(self) -> bool:
+        """Unsigned catalogs and boot drivers are expected: they get test-signed before use."""
+        return self is SigningPolicy.TESTSIGNING
+
+
+class OptionalPolicy(StrEnum):
+    """What a missing optional driver means."""
+
+    BEST_EFFORT = "best-effort"
+    STRICT = "strict"
+
+
+class WarningPolicy(StrEnum):
+    """Whether validation warnings fail the stage."""
+
+    WARN = "warn"
+    ERROR = "error"
+
+
+class PlaceholderPolicy(StrEnum):
+    """Whether the sample pack's placeholder catalogs and stand-in binaries fail the stage."""
+
+    ERROR = "error"
+    ALLOW = "allow"

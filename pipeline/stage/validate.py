@@ -1,0 +1,33 @@
+"""Validate staged packages for Windows 7: the spec's policy applied to :mod:`pipeline.win7`'s checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import log
+from ..manifests import Validation, ValidationSummary
+from ..spec.model import Spec
+from ..spec.types import Arch
+from ..win7.checks import check_package
+from ..win7.findings import CheckPolicy, PackageReport, format_table, gate
+from ..sources.selection import Package
+
+
+def check_policy(spec: Spec) -> CheckPolicy:
+    """What the spec tolerates, in the checks' terms."""
+    return CheckPolicy(allow_sha256_only=spec.checks.allow_sha256_only,
+                       placeholder_catalogs=spec.checks.placeholder_catalogs,
+                       signing_policy=spec.signing_policy)
+
+
+def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Package, ...]) -> Validation:
+    """Check each staged package the way Windows 7 would; fail on errors (and warnings if the spec says)."""
+    policy = check_policy(spec)
+    reports: list[PackageReport] = [check_package(root / p.driver.name, arch, p.driver.device, policy,
+                                                  driver=p.driver.name) for p in packages]
+    if reports:
+        log.info(format_table(reports))
+    result = Validation(policy={"warnings": spec.checks.warnings.value, **policy.to_json()},
+                        summary=ValidationSummary.of(reports), reports=tuple(reports))
+    gate(reports, spec.checks.warnings)
+    return result

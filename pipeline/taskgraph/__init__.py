@@ -1,0 +1,1 @@
+"""The doit layer: task generators that wire the stages together, the file checker, code fingerprints."""

@@ -1,0 +1,122 @@
+"""Code fingerprints per stage: a hash of exactly the code a stage runs.
+
+A stage's fingerprint covers the module of its stage function and every module
+it imports, transitively, within the package (imports inside functions count,
+since they run), plus each template file whose name appears as a string in that
+code. Modules are hashed as their syntax tree without docstrings, so comments,
+docstrings and formatting never rerun anything, while any change to what the
+code does reruns exactly the stages that run it. An edit to ``cli.py`` reruns
+nothing; an edit to the ISO writer reruns the media writers and verification.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "pipeline"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = Path("media") / "templates"
+
+
+@dataclass(frozen=True)
+class _Module:
+    digest: str
+    imports: frozenset[str]
+    strings: frozenset[str]
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _module_name(path: Path, root: Path, package: str) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = [package, *rel.parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(node: ast.ImportFrom, current: str, is_package: bool) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = current.split(".")
+    # A module's level-1 import means its own package; a package's __init__ is that package.
+    keep = len(base) - node.level + (1 if is_package else 0)
+    prefix = ".".join(base[:keep])
+    return f"{prefix}.{node.module}" if node.module else prefix
+
+
+def _imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(node, current, is_package)
+            found.add(target)
+            # "from .x import y" may name a submodule y; unknown names are dropped later.
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+@cache
+def _index(root: Path, package: str) -> dict[str, _Module]:
+    modules: dict[str, _Module] = {}
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        name = _module_name(path, root, package)
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        strings = frozenset(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+        imports = _imports(tree, name, path.name == "__init__.py")
+        dump = ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+        modules[name] = _Module(hashlib.sha256(dump.encode()).hexdigest(), frozenset(imports), strings)
+    return modules
+
+
+def closure(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE) -> list[str]:
+    """The package's modules that ``entry_modules`` run, with the packages that hold them, sorted."""
+    index = _index(root, package)
+    seen: set[str] = set()
+    todo = list(entry_modules)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in index:
+            continue
+        seen.add(name)
+        todo.extend(index[name].imports)
+        # Importing a.b.c runs a/__init__ and a/b/__init__ first.
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    return sorted(seen)
+
+
+def code_fingerprint(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE) -> str:
+    """A hash of the code ``entry_modules`` run and the templates that code names."""
+    index = _index(root, package)
+    h = hashlib.sha256()
+    templates: set[str] = set()
+    for name in closure(entry_modules, root, package):
+        h.update(f"{name}\0{index[name].digest}\0".encode())
+        templates |= index[name].strings
+    for name, path in sorted(_templates(root).items()):
+        if name in templates:
+            h.update(f"template {name}\0".encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@cache
+def _templates(root: Path) -> dict[str, Path]:
+    folder = root / TEMPLATES
+    return {p.name: p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}

@@ -1,0 +1,88 @@
+"""How Windows 7 names a PCI device for Plug and Play: the hardware-ID forms, in rank order.
+
+The PCI bus driver reports eleven IDs per function, most specific first
+(virtio-win-facts §7). An INF line that matches an earlier entry ranks better;
+the first four are the forms the device contract names; from rank 7 on an ID
+matches every device of the vendor or class ("generic"). Everything that needs
+hardware IDs (the binding check, the sample pack, config/devices.cmd, the
+CriticalDeviceDatabase keys) takes them from this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..spec.contract import Device, Subsystem
+
+
+@dataclass(frozen=True)
+class IdForm:
+    """One entry of Windows' ID list for a PCI function."""
+
+    rank: int
+    template: str
+    contract: bool
+    """One of the four forms the device contract lists for a device."""
+    generic: bool
+    """Matches any device of the vendor or class, not this device."""
+
+
+# {v} vendor, {d} device, {sub} subsystem ID + subsystem vendor, {r} revision, {cc} class code (6 hex digits).
+ID_FORMS: tuple[IdForm, ...] = (
+    IdForm(1, "PCI\\VEN_{v}&DEV_{d}&SUBSYS_{sub}&REV_{r}", True, False),
+    IdForm(2, "PCI\\VEN_{v}&DEV_{d}&SUBSYS_{sub}", True, False),
+    IdForm(3, "PCI\\VEN_{v}&DEV_{d}&REV_{r}", True, False),
+    IdForm(4, "PCI\\VEN_{v}&DEV_{d}", True, False),
+    IdForm(5, "PCI\\VEN_{v}&DEV_{d}&CC_{cc}", False, False),
+    IdForm(6, "PCI\\VEN_{v}&DEV_{d}&CC_{cc4}", False, False),
+    IdForm(7, "PCI\\VEN_{v}&CC_{cc}", False, True),
+    IdForm(8, "PCI\\VEN_{v}&CC_{cc4}", False, True),
+    IdForm(9, "PCI\\VEN_{v}", False, True),
+    IdForm(10, "PCI\\CC_{cc}", False, True),
+    IdForm(11, "PCI\\CC_{cc4}", False, True),
+)
+
+
+def _fill(form: IdForm, device: Device, subsystem: Subsystem) -> str:
+    return form.template.format(v=device.vendor_id, d=device.device_id, r=device.revision,
+                                sub=f"{subsystem.id}{device.subsystem_vendor_id}",
+                                cc=device.class_code, cc4=device.class_code[:4])
+
+
+def windows_ids(device: Device, subsystem: Subsystem) -> tuple[str, ...]:
+    """The IDs Windows 7 reports for one function of ``device``, most specific (rank 1) first."""
+    return tuple(_fill(f, device, subsystem) for f in ID_FORMS)
+
+
+def is_generic(rank: int) -> bool:
+    """Whether an ID of this rank matches devices other than the contract's."""
+    return ID_FORMS[rank - 1].generic
+
+
+def contract_ids(device: Device) -> tuple[str, ...]:
+    """The contract's forms of every function (SUBSYS+REV, SUBSYS, REV, bare VEN&DEV), without repeats."""
+    out: list[str] = []
+    for sub in device.subsystems:
+        for form in ID_FORMS:
+            if form.contract:
+                hwid = _fill(form, device, sub)
+                if hwid not in out:
+                    out.append(hwid)
+    return tuple(out)
+
+
+def cdd_keys(device: Device) -> tuple[str, ...]:
+    """CriticalDeviceDatabase key names for a boot-critical device.
+
+    For each contract ID: the ID itself and its ``&CC_<class>`` and ``&CC_<class[:4]>``
+    forms (as Aero's tooling writes them; for the bare ``VEN&DEV`` ID these are the
+    real class-code IDs Windows reports), lower-cased with ``\\`` replaced by ``#``,
+    as Windows writes CDD keys.
+    """
+    keys: list[str] = []
+    for hwid in contract_ids(device):
+        for form in (hwid, f"{hwid}&CC_{device.class_code}", f"{hwid}&CC_{device.class_code[:4]}"):
+            key = form.replace("\\", "#").lower()
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
