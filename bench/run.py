@@ -84,18 +84,18 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
     t_full, rss_full = run(doit, proj, env)
     stage = proj / "build" / "sample" / "stage"
     iso_py = (
-        "import sys; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from pipeline.media.files import MediaFile
-from pipeline.media.isowriter import write_iso\n"
+        f"import sys; from pathlib import Path; sys.path.insert(0, {str(REPO)!r})\n"
+        "from pipeline.media.files import MediaFile; from pipeline.media.isowriter import write_iso\n"
         "root = Path('build/sample/stage')\n"
         "files = [MediaFile(p.relative_to(root).as_posix(), source=p) for p in sorted(root.rglob('*')) if p.is_file()"
         " and p.suffix != '.json']\n"
-        "write_iso(files, Path('ours.iso'), 'AERO_VIRTIO', 1700000000)\n" % str(REPO)
+        "write_iso(files, Path('ours.iso'), 'AERO_VIRTIO', 1700000000)\n"
     )
     t_ours, rss_ours = best_of(5, [sys.executable, "-c", iso_py], proj, env)
     xorriso = shutil.which("xorriso")
     lines = [f"drivers ISO from a {size_mb} MB pack"]
-    lines.append(f"  full doit build (stage+validate, notices, drivers ISO, Guest Tools ISO+zip, both verifies): {t_full:.2f}s, peak RSS {rss_full} MiB")
+    lines.append("  full doit build (stage+validate, notices, drivers ISO, Guest Tools ISO+zip, both verifies): "
+                 f"{t_full:.2f}s, peak RSS {rss_full} MiB")
     if xorriso:
         t_x, rss_x = best_of(5, [xorriso, "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "AERO_VIRTIO", "-o",
                                  "x.iso", str(stage / "win7")], proj)
@@ -152,18 +152,19 @@ def bench_upstream(tmp: Path, iso_mb: int) -> list[str]:
     size_mb = iso.stat().st_size / 2**20
     doit = [sys.executable, "-m", "doit"]
     clean = ["rm", "-rf", "build", ".doit.db"]
-    t_ours, rss_ours = best_of(3, doit + ["extract:vw"], big, env, before=clean)
+    t_ours, rss_ours = best_of(3, [*doit, "extract:vw"], big, env, before=clean)
     extracted = big / "build" / "vw" / "extract"
     payload = sum(p.stat().st_size for p in extracted.rglob("*") if p.is_file())
     t_hash, _ = best_of(3, ["sha256sum", str(iso)], big)
-    t_copy, _ = best_of(3, ["cp", "-r", str(extracted), str(tmp / "copy")], big, before=["rm", "-rf", str(tmp / "copy")])
+    t_copy, _ = best_of(3, ["cp", "-r", str(extracted), str(tmp / "copy")], big,
+                        before=["rm", "-rf", str(tmp / "copy")])
     floor = t_hash + t_copy
     lines = [f"upstream ISO: {size_mb:.0f} MB, Windows 7 payload {payload / 2**20:.1f} MB",
              f"  cold fetch(local path)+extract: ours {t_ours:.2f}s (peak RSS {rss_ours} MiB) vs floor "
              f"sha256sum+cp {floor:.2f}s: ratio {t_ours / floor:.2f}"]
     prep = ["sh", "-c", f"rm -rf build .doit.db && PYTHONPATH={REPO} AERO_MEDIA_CACHE={tmp / 'cache'} "
                         f"{sys.executable} -m doit fetch:vw >/dev/null 2>&1"]
-    t_extract, rss_extract = best_of(3, doit + ["extract:vw"], big, env, before=prep)
+    t_extract, rss_extract = best_of(3, [*doit, "extract:vw"], big, env, before=prep)
     lines.append(f"  of which extract alone (ISO already proven): {t_extract:.2f}s, peak RSS {rss_extract} MiB")
     subset = [str(p.relative_to(extracted)) for p in extracted.rglob("*") if p.is_file()]
     sevenz = shutil.which("7z")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base class: a message, an optional fix and a kebab-case reference."""
+    """Base class: a message and an optional fix."""
 
-    reference = "pipeline-error"
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None) -> None:
@@ -31,73 +30,61 @@ class PipelineError(Exception):
 class SpecError(PipelineError):
     """A spec or contract file is malformed or inconsistent."""
 
-    reference = "spec-error"
 
 
 class UsageError(PipelineError):
     """The command line is wrong."""
 
-    reference = "usage-error"
 
 
 class SourceError(PipelineError):
     """The driver source (directory or ISO) is not what the spec says."""
 
-    reference = "source-error"
 
 
 class UnsafePathError(SourceError):
     """A name in an input tree could escape the output folder or clash on Windows."""
 
-    reference = "unsafe-path"
 
 
 class FetchError(PipelineError):
     """A download failed or produced the wrong bytes."""
 
-    reference = "fetch-error"
 
 
 class ChecksumMismatch(FetchError):
     """Bytes on disk or on the wire do not match the pinned sha256."""
 
-    reference = "checksum-mismatch"
 
 
 class IncompleteDownload(FetchError):
     """The server closed the connection before the whole file arrived."""
 
-    reference = "incomplete-download"
 
 
 class ValidationError(PipelineError):
     """A staged driver package would not install on Windows 7."""
 
-    reference = "validation-error"
     exit_code = 1
 
 
 class VerifyError(PipelineError):
     """Written media do not match what was staged."""
 
-    reference = "verify-error"
     exit_code = 1
 
 
 class BuildStateError(PipelineError):
     """A file under build/ or dist/ is not what this version of the tool writes (foreign, older, damaged)."""
 
-    reference = "build-state"
 
 
 class ToolError(PipelineError):
     """An external program failed."""
 
-    reference = "tool-error"
 
 
 class InternalError(PipelineError):
     """A bug in this tool, not in its input."""
 
-    reference = "internal-error"
     exit_code = 3

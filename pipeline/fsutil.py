@@ -144,14 +144,18 @@ def staging_dir(final: Path) -> Iterator[Path]:
         raise
 
 
-def relpath_for_humans(path: Path, root: Path | None = None) -> str:
-    """Render ``path`` relative to ``root`` (or the cwd), else with ``~``, never another absolute path."""
+def relpath_for_humans(path: Path, root: Path | None = None, *, absolute: bool = False) -> str:
+    """Render ``path`` relative to ``root`` (or the cwd), else with ``~``.
+
+    Anywhere else it becomes its bare name, so records and media never carry a
+    host's absolute path; ``absolute=True`` keeps the full path instead, for
+    messages that must name a file the user can act on.
+    """
     path = Path(path).absolute()
     for base in (root, Path.cwd()):
         if base is not None:
             with contextlib.suppress(ValueError):
                 return path.relative_to(Path(base).absolute()).as_posix()
-    home = Path.home()
     with contextlib.suppress(ValueError):
-        return "~/" + path.relative_to(home).as_posix()
-    return path.name
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    return str(path) if absolute else path.name

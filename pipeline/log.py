@@ -6,11 +6,9 @@ Progress redraws in place on a TTY and stays quiet otherwise (CI logs).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import TextIO
 
 
@@ -32,15 +30,6 @@ def warn(message: str) -> None:
 def error(message: str) -> None:
     """Print an error line."""
     print(f"error: {message}", file=_stream(), flush=True)
-
-
-@contextlib.contextmanager
-def step(title: str) -> Iterator[None]:
-    """Announce a step and report its duration when it ends."""
-    start = time.monotonic()
-    info(f"{title}...")
-    yield
-    info(f"{title}: done in {time.monotonic() - start:.2f}s")
 
 
 def _is_tty(stream: TextIO) -> bool:

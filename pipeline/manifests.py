@@ -49,7 +49,8 @@ def read_manifest(path: Path, parse: Callable[[Any, str], T], where: str | None 
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise BuildStateError(f"{shown}: missing", "run the build again (the stage that writes it runs first)") from None
+        raise BuildStateError(f"{shown}: missing",
+                              "run the build again (the stage that writes it runs first)") from None
     except (OSError, ValueError) as exc:
         raise BuildStateError(f"{shown}: unreadable ({exc})", "delete it and run the build again") from None
     try:

@@ -8,6 +8,9 @@ import pytest
 
 from tests.lib.needs import need
 
+# Fixtures that live in tests/lib (http_serve: a local HTTP server with Range support).
+pytest_plugins = ["tests.lib.httpserver"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REALDATA = SHARED / "realdata"

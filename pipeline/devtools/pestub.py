@@ -30,7 +30,8 @@ _FILE_ALIGN = 0x200
 _SECT_ALIGN = 0x1000
 
 
-def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False, marker: bytes = STAND_IN_MARKER) -> bytes:
+def build_pe(machine: int, subsystem: int = SUBSYSTEM_NATIVE, dll: bool = False,
+             marker: bytes = STAND_IN_MARKER) -> bytes:
     """Return a minimal PE image for ``machine`` (0x14c or 0x8664)."""
     if machine not in (MACHINE_I386, MACHINE_AMD64):
         raise ValueError(f"unsupported machine 0x{machine:x}")

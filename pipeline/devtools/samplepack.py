@@ -4,7 +4,8 @@ The INFs follow the real Windows 7 virtio INFs (``NTx86.6.1``/``NTamd64.6.1``
 models, CatalogFile, SourceDisksFiles, AddService) but list the Aero contract's
 modern IDs gated on ``REV_01``. Each ``.sys`` is a ``.sys.pestub`` recipe that
 :mod:`pipeline.devtools.standins` expands into a tiny valid PE from
-:mod:`pipeline.devtools.pestub` under ``build/``, so no binary is committed; the ``.cat`` files are plainly marked placeholders, not
+:mod:`pipeline.devtools.pestub` under ``build/``, so no binary is committed; the
+``.cat`` files are plainly marked placeholders, not
 catalogs. Nothing here is an upstream binary.
 
 Run ``python -m pipeline.devtools.samplepack [--check] [ROOT]`` to (re)write or check it.
@@ -17,10 +18,11 @@ import sys
 from pathlib import Path
 
 from ..spec.contract import Contract, Device
-from ..spec.load import CONTRACT_FILE, shipped_file, load_contract
+from ..spec.load import CONTRACT_FILE, load_contract, shipped_file
 from ..win7.catalog import PLACEHOLDER_MAGIC
 from ..win7.pnp import windows_ids
 from .pestub import RECIPE_SUFFIX, recipe_text
+
 SAMPLE_DRIVERS = (("viostor", "virtio-blk"), ("netkvm", "virtio-net"), ("vioinput", "virtio-input"))
 _DRIVER_VER = "11/01/2026,61.0.0.1"
 

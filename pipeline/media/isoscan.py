@@ -132,7 +132,7 @@ def read_file(fp: BinaryIO, scan: Scan, f: ScannedFile, chunk: int = 1024 * 1024
 
 def open_scan(path: Path) -> tuple[BinaryIO, Scan]:
     """Open an image and scan it; the caller closes the file."""
-    fp = open(path, "rb")
+    fp = open(path, "rb")  # noqa: SIM115 (returned open: the caller streams files from it, then closes it)
     try:
         return fp, scan_iso(fp, path.name)
     except BaseException:

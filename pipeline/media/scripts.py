@@ -205,7 +205,8 @@ def _storage_values(contract: Contract, drivers: Sequence[DriverEntry]) -> dict[
                     f"{dev.name} service is {dev.service!r}; the storage pre-seed would not match"
                 )
             if not e.sys_file:
-                raise TemplateError(f"driver {e.name} ({arch}) is boot-critical but has no sys_file for the storage pre-seed")
+                raise TemplateError(f"driver {e.name} ({arch}) is boot-critical but has no sys_file "
+                                    "for the storage pre-seed")
             inf, sys_path, sys_name = e.inf_path, f"{e.folder}\\{e.sys_file}", e.sys_file
         values[f"STORAGE_INF_{arch.upper()}"] = inf
         values[f"STORAGE_SYS_{arch.upper()}"] = sys_path

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pycdlib
 
@@ -226,6 +227,11 @@ def discard_on_failure(media: list[Path]) -> Iterator[None]:
                                        "rebuild them, and report a bug if it fails again") from None
 
 
+def _chunks(fp: IO[bytes]) -> Iterator[bytes]:
+    while chunk := fp.read(CHUNK):
+        yield chunk
+
+
 def read_zip(path: Path) -> Seen:
     """Hash every file in a zip."""
     progress = Progress(f"verify {path.name}", path.stat().st_size)
@@ -235,7 +241,7 @@ def read_zip(path: Path) -> Seen:
             for info in zf.infolist():
                 if not info.is_dir():
                     with zf.open(info) as fp:
-                        seen[info.filename] = _hash_stream(iter(lambda fp=fp: fp.read(CHUNK), b""), progress)
+                        seen[info.filename] = _hash_stream(_chunks(fp), progress)
     except (zipfile.BadZipFile, OSError) as exc:
         raise VerifyError(f"{path.name}: not a readable zip ({exc})", "rebuild it") from None
     progress.close()

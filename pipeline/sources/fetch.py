@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -101,14 +101,9 @@ def _part(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
-def _show(path: Path) -> str:
+def _show_path(path: Path) -> str:
     """A path a user can act on: relative under the cwd, ``~/...`` under home, else absolute."""
-    path = Path(path).absolute()
-    with contextlib.suppress(ValueError):
-        return path.relative_to(Path.cwd()).as_posix()
-    with contextlib.suppress(ValueError):
-        return "~/" + path.relative_to(Path.home()).as_posix()
-    return str(path)
+    return relpath_for_humans(path, absolute=True)
 
 
 # --------------------------------------------------------------------------- hashing and pins
@@ -272,15 +267,11 @@ class _Job:
 
 def _supply_hint(job: _Job) -> str:
     return (f"check the network and proxy settings (https_proxy), or get the ISO another way and either set "
-            f"source.path in {job.where} to it or copy it to {_show(job.dest)}")
+            f"source.path in {job.where} to it or copy it to {_show_path(job.dest)}")
 
 
-def _attempt(job: _Job, part: _PartFile) -> None:
-    """One request: append to (or restart) the .part until the body ends.
-
-    Returns when the body ended where it should; raises :class:`_Retry` for
-    anything worth another try and :class:`FetchError` for anything that is not.
-    """
+def _request(job: _Job, part: _PartFile) -> tuple[http.client.HTTPResponse, int]:
+    """Send the request (a resume when the .part can be proven to be the same remote file)."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     validator = part.validator() if part.size else None
     if part.size and validator is None:
@@ -308,39 +299,52 @@ def _attempt(job: _Job, part: _PartFile) -> None:
             f"cannot download {job.url}: the server answered {status}",
             "check source.url (is the release still at that address? upstream moves old ISOs to "
             f"archive-virtio/), or get the ISO another way and set source.path in {job.where} to it "
-            f"or copy it to {_show(job.dest)}") from exc
+            f"or copy it to {_show_path(job.dest)}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Retry("network", _reason(exc, job.timeout)) from exc
+    return resp, have
 
+
+def _receive(job: _Job, part: _PartFile, resp: http.client.HTTPResponse, limit: int | None,
+             meter: Progress | None) -> bool:
+    """Append the body to the .part; return False when it would grow past ``limit``."""
+    start = part.size
+    with part.appending():
+        while True:
+            try:
+                # read1: whatever has arrived (up to 1 MiB), so a stall keeps the bytes before it.
+                chunk = resp.read1(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Retry("short", _reason(exc, job.timeout)) from exc
+            if not chunk:
+                return True
+            if limit is not None and part.size + len(chunk) > limit:
+                return False
+            part.append(chunk)
+            if meter:
+                meter(part.size - start)
+
+
+def _attempt(job: _Job, part: _PartFile) -> None:
+    """One request: append to (or restart) the .part until the body ends.
+
+    Returns when the body ended where it should; raises :class:`_Retry` for
+    anything worth another try and :class:`FetchError` for anything that is not.
+    """
+    resp, have = _request(job, part)
     with resp:
         total = _start_body(job, part, resp, have)
         expected = total if total is not None else job.size
         meter = Progress(f"download {job.dest.name}" + (f" (from byte {part.size})" if part.size else ""),
                          total=None if expected is None else expected - part.size) if job.progress else None
-        start = part.size
         # The longest the file may legally get: the server's own total, else the pin.
         limit = min((x for x in (total, job.size) if x is not None), default=None)
-        overflow = False
         try:
-            with part.appending():
-                while True:
-                    try:
-                        # read1: whatever has arrived (up to 1 MiB), so a stall keeps the bytes before it.
-                        chunk = resp.read1(CHUNK)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise _Retry("short", _reason(exc, job.timeout)) from exc
-                    if not chunk:
-                        break
-                    if limit is not None and part.size + len(chunk) > limit:
-                        overflow = True
-                        break
-                    part.append(chunk)
-                    if meter:
-                        meter(part.size - start)
+            fits = _receive(job, part, resp, limit, meter)
         finally:
             if meter:
                 meter.close()
-    if overflow:
+    if not fits:
         part.drop()  # after the file is closed: Windows cannot delete an open file
         raise FetchError(
             f"{job.url}: the server sent more than {limit} bytes "
@@ -409,7 +413,7 @@ def _download(job: _Job, retries: int, backoff: float) -> FetchResult:
     if (part.size and job.sha256 and (job.size is None or part.size == job.size)
             and part.hexdigest() == job.sha256):
         # Cut between the last byte and the rename: the .part is already the file.
-        info(f"{_show(part.path)} is complete; no request needed")
+        info(f"{_show_path(part.path)} is complete; no request needed")
     else:
         _transfer(job, part, retries, backoff)
     actual, size = part.hexdigest(), part.size
@@ -464,7 +468,7 @@ def _give_up(job: _Job, part: _PartFile, exc: _Retry, attempts: int) -> None:
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     if exc.kind == "short":
         expected = _expected_size(part, job)
-        kept = (f"run again to resume from {_show(part.path)}" if part.size and part.validator()
+        kept = (f"run again to resume from {_show_path(part.path)}" if part.size and part.validator()
                 else "run again")
         raise IncompleteDownload(
             f"{job.url}: download incomplete, received {part.size} of {expected} bytes "
@@ -538,7 +542,7 @@ def _entry_lock(directory: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            info(f"waiting for another process fetching into {_show(directory)}")
+            info(f"waiting for another process fetching into {_show_path(directory)}")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -560,21 +564,21 @@ def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progr
         except (OSError, ValueError):
             recorded = {}
         if recorded is not None and (recorded.get("url") != url or not isinstance(recorded.get("sha256"), str)):
-            warn(f"{_show(sidecar)} does not describe {url}; downloading again")
+            warn(f"{_show_path(sidecar)} does not describe {url}; downloading again")
             _discard(dest)
             return None
     if size is not None and dest.stat().st_size != size:
-        warn(f"cached {_show(dest)} has {dest.stat().st_size} bytes, source.size pins {size}; downloading again")
+        warn(f"cached {_show_path(dest)} has {dest.stat().st_size} bytes, source.size pins {size}; downloading again")
         _discard(dest)
         return None
     actual, n = _hash(dest, f"verify {dest.name}", progress)
     want = sha256 if sha256 is not None else (recorded or {}).get("sha256")
     if want is not None and actual != want:
-        warn(f"cached {_show(dest)} is damaged (sha256 {actual}, expected {want}); downloading again")
+        warn(f"cached {_show_path(dest)} is damaged (sha256 {actual}, expected {want}); downloading again")
         _discard(dest)
         return None
     if sha256 is None and recorded is None:
-        info(f"using {_show(dest)} (placed in the cache by hand; not pinned by sha256, payload pins apply)")
+        info(f"using {_show_path(dest)} (placed in the cache by hand; not pinned by sha256, payload pins apply)")
         write_json_atomic(sidecar, {"url": url, "sha256": actual, "size": n, "pinned": False, "etag": None,
                                     "last_modified": None, "fetched": None})
     return FetchResult(path=dest, sha256=actual, size=n, origin="cache", url=url)
@@ -587,7 +591,7 @@ def _discard(dest: Path) -> None:
 
 
 def _use_local(source: Source, path: Path, progress: bool, where: str) -> FetchResult:
-    shown = source.path_raw or _show(path)
+    shown = source.path_raw or _show_path(path)
 
     def fix(pin: str) -> str:
         return (f"point source.path in {where} at the pinned ISO; if this file is the one you want "
@@ -618,14 +622,14 @@ def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = No
     where = spec_display or "the spec"
     if source.path is not None:
         path = Path(source.path)
-        shown = source.path_raw or _show(path)
+        shown = source.path_raw or _show_path(path)
         if path.is_file():
             return _use_local(source, path, progress, where)
         if path.exists():
-            raise FetchError(f"source.path {shown} ({_show(path)}) is not a file",
+            raise FetchError(f"source.path {shown} ({_show_path(path)}) is not a file",
                              f"point source.path in {where} at the virtio-win ISO file")
         if not source.url:
-            raise FetchError(f"source.path {shown}: no such file ({_show(path)})",
+            raise FetchError(f"source.path {shown}: no such file ({_show_path(path)})",
                              f"put the ISO there or correct source.path in {where}, or add source.url "
                              "and source.sha256 to download it")
         warn(f"source.path {shown} does not exist; using source.url")
@@ -642,7 +646,7 @@ def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = No
         hit = _cache_hit(dest, source.url, sha, source.size, progress)
         if hit is not None:
             return hit
-        info(f"downloading {source.url} to {_show(dest)}")
+        info(f"downloading {source.url} to {_show_path(dest)}")
         return _download(job, retries, backoff)
 
 

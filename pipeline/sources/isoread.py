@@ -184,7 +184,7 @@ class IsoTree:
         if reader is not None and reader not in READERS:
             raise ValueError(f"reader must be one of {READERS}, not {reader!r}")
         try:
-            fp = open(path, "rb")
+            fp = open(path, "rb")  # noqa: SIM115 (the tree keeps it open until close())
         except FileNotFoundError:
             raise _display_error(display, "no such file", "check the path to the ISO") from None
         except IsADirectoryError:
@@ -209,7 +209,7 @@ class IsoTree:
             iso = pycdlib.PyCdlib()
             try:
                 iso.open_fp(fp)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # pycdlib parses untrusted bytes; whatever it raises on them
                 # (its own errors, struct/Index/Key errors...) means "damaged".
                 raise _display_error(display, f"damaged or not an ISO 9660 image ({_short(exc)})") from None
@@ -255,10 +255,7 @@ class IsoTree:
         return list(self._entries)
 
     def _root(self) -> Any:
-        if self.reader == "joliet":
-            vd = self._iso.joliet_vd
-        else:
-            vd = self._iso.pvd
+        vd = self._iso.joliet_vd if self.reader == "joliet" else self._iso.pvd
         assert vd is not None  # open_fp() succeeded, so the descriptor exists
         return vd.root_directory_record()
 
@@ -285,7 +282,7 @@ class IsoTree:
                 name = name[:-1]
         return name
 
-    def _kind(self, rec: Any) -> tuple[str, str | None]:
+    def _kind(self, rec: Any) -> tuple[EntryKind, str | None]:
         rr = rec.rock_ridge if self.reader == "rr" else None
         if rr is not None and rr.is_symlink():
             return EntryKind.SYMLINK, _decode_name(rr.symlink_path(), "rr")
@@ -311,61 +308,64 @@ class IsoTree:
                 continue  # a deep folder moved to rr_moved: listed where its CL entry points
             yield child
 
+    def _level(self, prefix: str, rec: Any) -> list[tuple[str, Any, EntryKind, str | None]]:
+        """The children of one folder record: (name, record, kind, symlink target), names checked."""
+        names: set[str] = set()
+        level: list[tuple[str, Any, EntryKind, str | None]] = []
+        for child in self._children(rec):
+            name = self._name(child)
+            shown = f"{prefix}{name}"
+            problem = _name_problem(name)
+            if problem:
+                raise UnsafePathError(f"{self.display}: unsafe name {shown!r} in the ISO: {problem}", _HOSTILE_HINT)
+            if name in names:
+                raise UnsafePathError(f"{self.display}: {shown!r} appears twice in one folder", _HOSTILE_HINT)
+            names.add(name)
+            rr = child.rock_ridge if self.reader == "rr" else None
+            if rr is not None and rr.child_link_record_exists():
+                # Rock Ridge deep-directory relocation: this placeholder file
+                # stands for the folder that now lives in rr_moved.
+                moved = rr.cl_to_moved_dr
+                if moved is None:
+                    raise _display_error(self.display, f"{shown!r}: broken Rock Ridge relocation link")
+                level.append((name, moved, EntryKind.DIR, None))
+            else:
+                level.append((name, child, *self._kind(child)))
+        return level
+
+    def _file_entry(self, path: str, rec: Any, cut: list[tuple[int, str]]) -> Entry:
+        if rec.file_flags & _MULTI_EXTENT:
+            raise _display_error(self.display, f"{path!r} is split over several extents (over 4 GiB), "
+                                 "which this tool does not read", "check that this is a virtio-win ISO")
+        size = rec.get_data_length()
+        offset = rec.extent_location() * self.block_size
+        # pycdlib shortens (even to a negative length) any file that runs past the
+        # end of the image; in an image shorter than it declares, a file reaching
+        # the end is such a file.
+        if size < 0 or (self._size < self._declared and offset + size >= self._size):
+            cut.append((offset, path))
+        return Entry(path, EntryKind.FILE, size, IsoRef(self._serial, offset, size))
+
     def _walk(self) -> list[Entry]:
         out: list[Entry] = []
-        owner = self._serial
         root = self._root()
         seen_dirs = {root.extent_location()}
         stack: list[tuple[str, Any]] = [("", root)]
         cut: list[tuple[int, str]] = []  # (offset, path) of files past the end of a short image
         while stack:
             prefix, rec = stack.pop()
-            names: set[str] = set()
-            level: list[tuple[str, Any, str, str | None]] = []
-            for child in self._children(rec):
-                name = self._name(child)
-                shown = f"{prefix}{name}"
-                problem = _name_problem(name)
-                if problem:
-                    raise UnsafePathError(f"{self.display}: unsafe name {shown!r} in the ISO: {problem}",
-                                          _HOSTILE_HINT)
-                if name in names:
-                    raise UnsafePathError(f"{self.display}: {shown!r} appears twice in one folder", _HOSTILE_HINT)
-                names.add(name)
-                rr = child.rock_ridge if self.reader == "rr" else None
-                if rr is not None and rr.child_link_record_exists():
-                    # Rock Ridge deep-directory relocation: this placeholder file
-                    # stands for the folder that now lives in rr_moved.
-                    moved = rr.cl_to_moved_dr
-                    if moved is None:
-                        raise _display_error(self.display, f"{shown!r}: broken Rock Ridge relocation link")
-                    child, kind, target = moved, EntryKind.DIR, None
-                else:
-                    kind, target = self._kind(child)
-                level.append((name, child, kind, target))
-            for name, child, kind, target in level:
+            for name, child, kind, target in self._level(prefix, rec):
                 path = f"{prefix}{name}"
                 if kind == EntryKind.DIR:
-                    out.append(Entry(path, EntryKind.DIR, 0, IsoRef(owner, 0, 0)))
-                    extent = child.extent_location()
-                    if extent in seen_dirs:
+                    out.append(Entry(path, EntryKind.DIR, 0, IsoRef(self._serial, 0, 0)))
+                    if child.extent_location() in seen_dirs:
                         raise _display_error(self.display, f"{path!r}: folders form a loop")
-                    seen_dirs.add(extent)
+                    seen_dirs.add(child.extent_location())
+                    stack.append((f"{path}/", child))
                 elif kind == EntryKind.FILE:
-                    if child.file_flags & _MULTI_EXTENT:
-                        raise _display_error(self.display, f"{path!r} is split over several extents (over 4 GiB), "
-                                             "which this tool does not read", "check that this is a virtio-win ISO")
-                    size = child.get_data_length()
-                    offset = child.extent_location() * self.block_size
-                    # pycdlib shortens (even to a negative length) any file that
-                    # runs past the end of the image; in an image shorter than it
-                    # declares, a file reaching the end is such a file.
-                    if size < 0 or (self._size < self._declared and offset + size >= self._size):
-                        cut.append((offset, path))
-                    out.append(Entry(path, EntryKind.FILE, size, IsoRef(owner, offset, size)))
+                    out.append(self._file_entry(path, child, cut))
                 else:
-                    out.append(Entry(path, kind, 0, IsoRef(owner, 0, 0, target)))
-            stack.extend((f"{prefix}{name}/", child) for name, child, kind, _ in level if kind == EntryKind.DIR)
+                    out.append(Entry(path, kind, 0, IsoRef(self._serial, 0, 0, target)))
         if cut:
             # Lowest offset first: the file the download stopped in.
             listed = ", ".join(repr(p) for _, p in sorted(cut)[:3]) + (", ..." if len(cut) > 3 else "")
@@ -384,9 +384,9 @@ class IsoTree:
         if self.reader != "rr":
             return
         for entry in list(out):
-            if entry.kind == EntryKind.DIR and "/" not in entry.path and entry.path.lower() == "rr_moved":
-                if not any(e.path.startswith(entry.path + "/") for e in out):
-                    out.remove(entry)
+            if (entry.kind == EntryKind.DIR and "/" not in entry.path and entry.path.lower() == "rr_moved"
+                    and not any(e.path.startswith(entry.path + "/") for e in out)):
+                out.remove(entry)
 
     # -- reading -------------------------------------------------------------
 

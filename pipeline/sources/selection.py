@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import SourceError, UnsafePathError
-from ..spec.model import DriverReq, Spec
-from ..spec.types import Arch, OptionalPolicy
 from ..manifests import MissingOptional
 from ..paths import MediaLayout
+from ..spec.model import DriverReq, Spec
+from ..spec.types import Arch, OptionalPolicy
 from .tree import Entry, EntryKind
 from .winnames import check_no_case_clash, check_relpath, split_relpath
 
@@ -74,7 +74,8 @@ class Selection:
         return tuple(p for p in self.packages if p.arch is arch)
 
 
-def _candidates(pattern: tuple[str, ...], driver: str, arch: Arch, os_dirs: tuple[str, ...]) -> list[tuple[str, str | None]]:
+def _candidates(pattern: tuple[str, ...], driver: str, arch: Arch,
+                os_dirs: tuple[str, ...]) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     for os_dir in (os_dirs if "{os}" in pattern else (None,)):
         for alias in arch.folder_aliases:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -112,7 +113,8 @@ def load_schema(path: Path) -> dict[str, Any]:
 
 def _describe_type(schema: dict[str, Any]) -> str:
     t: Any = schema.get("type")
-    names: dict[str, str] = {"string": "text", "integer": "a whole number", "boolean": "true or false", "array": "a list",
+    names: dict[str, str] = {"string": "text", "integer": "a whole number", "boolean": "true or false",
+                             "array": "a list",
              "object": "a mapping", "number": "a number"}
     if isinstance(t, list):
         return " or ".join(names.get(str(x), str(x)) for x in t)
@@ -124,48 +126,76 @@ def _typename(value: Any) -> str:
             dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
 
 
+def _unknown_keys(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
+                  hint: str | None) -> list[tuple[str, str]] | None:
+    if not isinstance(err.instance, dict):
+        return None
+    allowed = sorted(schema.get("properties", {}))
+    out = []
+    for key in sorted(set(err.instance) - set(allowed)):
+        close = difflib.get_close_matches(key, allowed, n=1)
+        fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
+        out.append((pointer_join(pointer, key) + "#key", f"unknown key {key!r}; fix: {fix}"))
+    return out
+
+
+def _missing_keys(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
+                  hint: str | None) -> list[tuple[str, str]]:
+    missing = [k for k in err.validator_value if k not in err.instance]
+    return [(pointer, f"missing required key {k!r}; fix: {hint or f'add {k}: ...'}") for k in missing]
+
+
+def _not_allowed(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
+                 hint: str | None) -> list[tuple[str, str]]:
+    inst, want = err.instance, err.validator_value
+    if err.validator == "const" and str(inst) == str(want):
+        return [(pointer, f"{inst!r} is text; expected the number {want}; fix: write {want} without quotes")]
+    allowed = want if err.validator == "enum" else [want]
+    close = difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1)
+    fix = f"did you mean {close[0]!r}?" if close else (hint or f"use one of: {', '.join(map(str, allowed))}")
+    return [(pointer, f"{inst!r} is not one of {', '.join(map(str, allowed))}; fix: {fix}")]
+
+
+def _one_of(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
+            hint: str | None) -> list[tuple[str, str]] | None:
+    needs = [", ".join(s.get("required", [])) for s in err.validator_value if s.get("required")]
+    return [(pointer, f"needs one of: {' or '.join(needs)}; fix: {hint or 'add one of them'}")] if needs else None
+
+
+def _simple(text: Callable[[jsonschema.ValidationError, dict[str, Any]], str], default_fix: str) -> _Rule:
+    def rule(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
+             hint: str | None) -> list[tuple[str, str]]:
+        return [(pointer, f"{text(err, schema)}; fix: {hint or default_fix}")]
+    return rule
+
+
+_Rule = Callable[[jsonschema.ValidationError, str, dict[str, Any], str | None], "list[tuple[str, str]] | None"]
+
+# One message per kind of schema failure, each with its fix.
+_RULES: dict[str, _Rule] = {
+    "additionalProperties": _unknown_keys,
+    "required": _missing_keys,
+    "const": _not_allowed,
+    "enum": _not_allowed,
+    "anyOf": _one_of,
+    "oneOf": _one_of,
+    "type": _simple(lambda e, s: f"expected {_describe_type(s)}, got {_typename(e.instance)}", "change the value"),
+    "pattern": _simple(lambda e, s: f"{e.instance!r} does not match the pattern {e.validator_value!r}",
+                       "change the value"),
+    "uniqueItems": _simple(lambda e, s: "the list has duplicate entries", "remove the duplicates"),
+    "minItems": _simple(lambda e, s: f"the list needs at least {e.validator_value} entries", "add entries"),
+    "propertyNames": _simple(lambda e, s: f"bad key: {e.message}", "rename the key"),
+}
+
+
 def _messages(err: jsonschema.ValidationError, doc: Doc) -> list[tuple[str, str]]:
     """Turn one schema error into (pointer, one-line message with fix)."""
     pointer = "".join(pointer_join("", p) for p in err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     hint = schema.get("x-hint")
-    v = err.validator
-    inst = err.instance
-    if v == "additionalProperties" and isinstance(inst, dict):
-        allowed = sorted(schema.get("properties", {}))
-        out = []
-        for key in sorted(set(inst) - set(allowed)):
-            close = difflib.get_close_matches(key, allowed, n=1)
-            fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
-            out.append((pointer_join(pointer, key) + "#key",
-                        f"unknown key {key!r}; fix: {fix}"))
-        return out
-    if v == "required":
-        missing = [k for k in err.validator_value if k not in inst]
-        return [(pointer, f"missing required key {k!r}; fix: {hint or f'add {k}: ...'}") for k in missing]
-    if v == "const" and str(inst) == str(err.validator_value):
-        return [(pointer, f"{inst!r} is text; expected the number {err.validator_value}; "
-                          f"fix: write {err.validator_value} without quotes")]
-    if v in ("enum", "const"):
-        allowed = err.validator_value if v == "enum" else [err.validator_value]
-        close = difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1)
-        fix = f"did you mean {close[0]!r}?" if close else (hint or f"use one of: {', '.join(map(str, allowed))}")
-        return [(pointer, f"{inst!r} is not one of {', '.join(map(str, allowed))}; fix: {fix}")]
-    if v == "type":
-        return [(pointer, f"expected {_describe_type(schema)}, got {_typename(inst)}; fix: {hint or 'change the value'}")]
-    if v == "pattern":
-        return [(pointer, f"{inst!r} does not match the pattern {err.validator_value!r}; fix: {hint or 'change the value'}")]
-    if v in ("anyOf", "oneOf"):
-        needs = [", ".join(s.get("required", [])) for s in err.validator_value if s.get("required")]
-        if needs:
-            return [(pointer, f"needs one of: {' or '.join(needs)}; fix: {hint or 'add one of them'}")]
-    if v == "uniqueItems":
-        return [(pointer, f"the list has duplicate entries; fix: {hint or 'remove the duplicates'}")]
-    if v == "minItems":
-        return [(pointer, f"the list needs at least {err.validator_value} entries; fix: {hint or 'add entries'}")]
-    if v == "propertyNames":
-        return [(pointer, f"bad key: {err.message}; fix: {hint or 'rename the key'}")]
-    return [(pointer, f"{err.message}; fix: {hint or 'see the schema'}")]
+    rule = _RULES.get(str(err.validator))
+    found = rule(err, pointer, schema, hint) if rule is not None else None
+    return found if found is not None else [(pointer, f"{err.message}; fix: {hint or 'see the schema'}")]
 
 
 def schema_problems(doc: Doc, schema_path: Path) -> list[str]:

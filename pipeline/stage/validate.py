@@ -6,11 +6,11 @@ from pathlib import Path
 
 from .. import log
 from ..manifests import Validation, ValidationSummary
+from ..sources.selection import Package
 from ..spec.model import Spec
 from ..spec.types import Arch
 from ..win7.checks import check_package
 from ..win7.findings import CheckPolicy, PackageReport, format_table, gate
-from ..sources.selection import Package
 
 
 def check_policy(spec: Spec) -> CheckPolicy:

@@ -12,14 +12,21 @@ nothing; an edit to the ISO writer reruns the media writers and verification.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from ..fsutil import write_json_atomic
 
 PACKAGE = "pipeline"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = Path("media") / "templates"
+_MEMO_VERSION = 1
+MEMO_NAME = ".code-memo.json"
 
 
 @dataclass(frozen=True)
@@ -70,24 +77,57 @@ def _imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
     return found
 
 
+def _analyse(source: bytes, name: str, is_package: bool) -> _Module:
+    tree = ast.parse(source)
+    strings = frozenset(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    imports = _imports(tree, name, is_package)
+    dump = ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+    return _Module(hashlib.sha256(dump.encode()).hexdigest(), frozenset(imports), strings)
+
+
+def _load_memo(memo: Path | None) -> dict[str, Any]:
+    if memo is None:
+        return {}
+    try:
+        data = json.loads(memo.read_bytes())
+        return data if isinstance(data, dict) and data.get("version") == _MEMO_VERSION else {}
+    except (OSError, ValueError):
+        return {}
+
+
 @cache
-def _index(root: Path, package: str) -> dict[str, _Module]:
+def _index(root: Path, package: str, memo: Path | None = None) -> dict[str, _Module]:
+    """Every module under ``root``: normalised digest, imports and string constants.
+
+    Parsing the package takes a fifth of a second; ``memo`` keeps each module's
+    analysis keyed by the sha256 of its bytes, so an unchanged tree is only read.
+    """
+    known = _load_memo(memo).get("modules", {})
+    fresh: dict[str, Any] = {}
     modules: dict[str, _Module] = {}
     for path in sorted(root.rglob("*.py")):
         if "__pycache__" in path.parts:
             continue
         name = _module_name(path, root, package)
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        strings = frozenset(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
-        imports = _imports(tree, name, path.name == "__init__.py")
-        dump = ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
-        modules[name] = _Module(hashlib.sha256(dump.encode()).hexdigest(), frozenset(imports), strings)
+        source = path.read_bytes()
+        key = f"{name}:{hashlib.sha256(source).hexdigest()}"
+        hit = known.get(key)
+        if hit is not None:
+            modules[name] = _Module(hit[0], frozenset(hit[1]), frozenset(hit[2]))
+        else:
+            modules[name] = _analyse(source, name, path.name == "__init__.py")
+        m = modules[name]
+        fresh[key] = [m.digest, sorted(m.imports), sorted(m.strings)]
+    if memo is not None and fresh != known and memo.parent.is_dir():
+        with contextlib.suppress(OSError):  # only a cache: a read-only build folder costs time, nothing else
+            write_json_atomic(memo, {"version": _MEMO_VERSION, "modules": fresh})
     return modules
 
 
-def closure(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE) -> list[str]:
+def closure(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE,
+            memo: Path | None = None) -> list[str]:
     """The package's modules that ``entry_modules`` run, with the packages that hold them, sorted."""
-    index = _index(root, package)
+    index = _index(root, package, memo)
     seen: set[str] = set()
     todo = list(entry_modules)
     while todo:
@@ -102,12 +142,16 @@ def closure(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: 
     return sorted(seen)
 
 
-def code_fingerprint(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE) -> str:
-    """A hash of the code ``entry_modules`` run and the templates that code names."""
-    index = _index(root, package)
+def code_fingerprint(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE,
+                     memo: Path | None = None) -> str:
+    """A hash of the code ``entry_modules`` run and the templates that code names.
+
+    ``memo`` names a file that caches the per-module analysis (see :func:`_index`).
+    """
+    index = _index(root, package, memo)
     h = hashlib.sha256()
     templates: set[str] = set()
-    for name in closure(entry_modules, root, package):
+    for name in closure(entry_modules, root, package, memo):
         h.update(f"{name}\0{index[name].digest}\0".encode())
         templates |= index[name].strings
     for name, path in sorted(_templates(root).items()):

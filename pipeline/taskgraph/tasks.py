@@ -32,7 +32,7 @@ from ..spec.load import load_specs
 from ..spec.model import Context, Spec
 from ..stage.staging import stage_arch
 from .checker import ContentChecker
-from .fingerprint import code_fingerprint
+from .fingerprint import MEMO_NAME, code_fingerprint
 
 __all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
            "task_fetch", "task_guest_tools", "task_notices", "task_stage", "task_verify", "task_verify_guest_tools"]
@@ -121,8 +121,8 @@ def _subtask(spec: Spec, stage: str, doc: str, fn: Callable[..., Any], args: tup
              file_dep: list[Any], targets: list[Any], *, name: str | None = None, clean: Any = True,
              uptodate: list[Any] | None = None, **fingerprint_extra: Any) -> Task:
     """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes."""
-    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code_fingerprint((fn.__module__,)),
-                   **fingerprint_extra}
+    code = code_fingerprint((fn.__module__,), memo=Path.cwd() / "build" / MEMO_NAME)
+    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
     return {
         "name": name or spec.name,
         "doc": doc,

@@ -40,7 +40,6 @@ MEMBER_KINDS = {OID_SPC_PE_IMAGE_DATA: "pe", OID_SPC_CAB_DATA: "flat"}
 class CatalogError(ValidationError):
     """The bytes are not a catalog we can read; the message says why."""
 
-    reference = "catalog-invalid"
 
 
 # --- ASN.1 shapes (Microsoft's, not in asn1crypto) -------------------------------------
@@ -355,7 +354,7 @@ def _cert_hash(cert: x509.Certificate | None) -> str | None:
     if cert is None:
         return None
     try:
-        return cert["signature_algorithm"].hash_algo
+        return str(cert["signature_algorithm"].hash_algo)
     except ValueError:  # e.g. ed25519: no separate hash
         return None
 

@@ -645,28 +645,24 @@ def _check_members(col: _Collector, inf_rel: str, inf_data: bytes, cat_rel: str,
                    pe: dict[str, PeInfo | None]) -> None:
     algos = [a for a in cat.member_algorithms if a in hashlib.algorithms_available] or ["sha1"]
     matched: dict[str, str] = {}
-    member, algo, digest = _member_of(cat, algos, inf_data, is_pe=False)
-    if member is None:
-        col.add(ERROR, "catalog-missing-inf", inf_rel, None,
-                f"flat {algo} {digest.hex()} is not in {cat_rel}: the INF was edited after signing or belongs to "
-                "another build, so Windows 7 treats the package as unsigned",
-                f"use the {inf_rel} and {cat_rel} shipped together in one virtio-win folder")
-    else:
-        matched[inf_rel] = member.file or member.tag
-    for rel in sorted(set(refs.present.values())):
-        if rel.lower() in (inf_rel.lower(), cat_rel.lower()):
-            continue
-        data = col.read(rel)
+    skip = (inf_rel.lower(), cat_rel.lower())
+    others = [rel for rel in sorted(set(refs.present.values())) if rel.lower() not in skip]
+    for rel in [inf_rel, *others]:
+        data = inf_data if rel == inf_rel else col.read(rel)
         if data is None:
             continue
         is_pe = pe.get(rel) is not None
         member, algo, digest = _member_of(cat, algos, data, is_pe)
-        if member is None:
-            kind = "Authenticode PE" if is_pe else "flat"
-            col.add(ERROR, "catalog-missing-file", rel, None,
-                    f"{kind} {algo} {digest.hex()} is not in {cat_rel}: the file differs from the one that was "
-                    "signed, so Windows 7 treats the package as unsigned",
-                    f"use the {rel} shipped with {cat_rel} in the same virtio-win folder")
-        else:
+        if member is not None:
             matched[rel] = member.file or member.tag
+        elif rel == inf_rel:
+            col.add(ERROR, "catalog-missing-inf", rel, None,
+                    f"flat {algo} {digest.hex()} is not in {cat_rel}: the INF was edited after signing or belongs "
+                    "to another build, so Windows 7 treats the package as unsigned",
+                    f"use the {inf_rel} and {cat_rel} shipped together in one virtio-win folder")
+        else:
+            col.add(ERROR, "catalog-missing-file", rel, None,
+                    f"{'Authenticode PE' if is_pe else 'flat'} {algo} {digest.hex()} is not in {cat_rel}: the file "
+                    "differs from the one that was signed, so Windows 7 treats the package as unsigned",
+                    f"use the {rel} shipped with {cat_rel} in the same virtio-win folder")
     col.facts["catalog"]["matched"] = matched

@@ -29,7 +29,6 @@ OS_NAMES = {
     (5, 0): "Windows 2000", (5, 1): "Windows XP", (5, 2): "Windows Server 2003", (6, 0): "Windows Vista",
     (6, 1): "Windows 7", (6, 2): "Windows 8", (6, 3): "Windows 8.1", (10, 0): "Windows 10",
 }
-DECORATION_ARCHES = ("x86", "amd64", "ia64", "arm64", "arm")
 _DECORATION = re.compile(
     r"^NT(?P<arch>x86|amd64|ia64|arm64|arm)?"
     r"(?:\.(?P<major>\d+)(?:\.(?P<minor>\d+)(?:\.(?P<ptype>[0-9A-Fa-fx]*)(?:\.(?P<suite>[0-9A-Fa-fx]*)"
@@ -162,7 +161,7 @@ class SourceFile:
     def relpath(self) -> str:
         """Path relative to the INF folder, '/'-separated."""
         parts = [p for p in re.split(r"[\\/]", self.disk_path) + re.split(r"[\\/]", self.subdir) if p and p != "."]
-        return "/".join(parts + [self.name])
+        return "/".join([*parts, self.name])
 
 
 @dataclass(frozen=True)
@@ -553,7 +552,7 @@ def _logical_lines(text: str, name: str, problems: list[InfProblem]) -> list[tup
         body, open_quote = _strip_comment(physical)
         if open_quote:
             problems.append(InfProblem(Severity.WARNING, "inf-unterminated-quote", number,
-                                       f"a quoted string is not closed on this line",
+                                       "a quoted string is not closed on this line",
                                        'add the closing " (inside quotes, write "" for a literal quote)'))
         if pending is None:
             start = number
@@ -566,7 +565,7 @@ def _logical_lines(text: str, name: str, problems: list[InfProblem]) -> list[tup
         pending = None
     if pending is not None:
         problems.append(InfProblem(Severity.WARNING, "inf-dangling-continuation", start,
-                                   f"the last line ends with a \\ continuation",
+                                   "the last line ends with a \\ continuation",
                                    "remove the trailing backslash"))
         out.append((pending, start))
     return out

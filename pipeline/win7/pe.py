@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pefile
 
-from .catalog import signer_digest_of
 from ..errors import ValidationError
+from .catalog import signer_digest_of
 
 MACHINE_NAMES = {0x14C: "x86", 0x8664: "amd64", 0x200: "ia64", 0x1C4: "arm", 0xAA64: "arm64"}
 SUBSYSTEM_NAMES = {1: "native", 2: "windows-gui", 3: "windows-cui", 10: "efi-application"}
@@ -33,7 +33,6 @@ _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 class PeError(ValidationError):
     """The bytes are not a PE image we can read; the message says why."""
 
-    reference = "pe-invalid"
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ def expected_storage_calls(contract: Contract, arch: str) -> list[str]:
     return calls
 
 
-def expected_install_calls(contract: Contract, arch: str, *, testsigning: bool = True, storage: bool = True) -> list[str]:
+def expected_install_calls(contract: Contract, arch: str, *, testsigning: bool = True,
+                           storage: bool = True) -> list[str]:
     """Every command a full /force setup runs on a clean system, in order."""
     calls = ['certutil -addstore -f TrustedPublisher "certs\\redhat.cer"']
     if testsigning:
@@ -144,7 +145,7 @@ def test_wine_check_reports_and_changes_nothing(wine: WinePrefix, tmp_path: Path
     assert not (wine.drive_c / "windows" / "system32" / "drivers" / "viostor.sys").exists()
     assert sc.fake.cert_store() == set() and sc.fake.driver_store() == {} and sc.fake.testsigning() == "No"
     # The plan lists exactly what a real run would do.
-    would = [l.split("would run: ", 1)[1] for l in r.stdout.splitlines() if "would run: " in l]
+    would = [ln.split("would run: ", 1)[1] for ln in r.stdout.splitlines() if "would run: " in ln]
     copy = 'copy /y "drivers\\amd64\\viostor\\viostor.sys" "C:\\windows\\System32\\drivers\\viostor.sys"'
     expected = expected_install_calls(contract, "amd64")
     expected.insert(expected.index(expected_storage_calls(contract, "amd64")[0]), copy)
@@ -238,7 +239,8 @@ def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, con
     r5 = sc.run("uninstall.cmd", "/force", "/cleanupstorage")
     assert r5.returncode == 0, r5.stdout
     blk = contract.device("virtio-blk")
-    keys = [f"{CDD}\\" + (h + s).replace("\\", "#").lower() for h in contract_ids(blk) for s in ("", "&CC_010000", "&CC_0100")]
+    keys = [f"{CDD}\\" + (h + s).replace("\\", "#").lower()
+            for h in contract_ids(blk) for s in ("", "&CC_010000", "&CC_0100")]
     # The packages were removed by r4 already (it only refused the storage part).
     assert mutating(r5.calls) == [
         f'reg add "{SERVICES}\\viostor" /v Start /t REG_DWORD /d "3" /f',
@@ -270,7 +272,8 @@ def test_wine_x86_install_without_test_mode(wine: WinePrefix, tmp_path: Path, co
         sc.media / "drivers/x86/viostor/viostor.sys").read_bytes()
 
 
-def test_wine_sha256_only_without_kb_skips_storage_on_amd64(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+def test_wine_sha256_only_without_kb_skips_storage_on_amd64(wine: WinePrefix, tmp_path: Path,
+                                                           contract: Contract) -> None:
     # No thumbprints in config\media.cmd: setup reads them from certutil -dump.
     sc = Scenario(wine, tmp_path, contract, sha256_only=True, signing_policy="none", certs=[], cert_thumbprints=None)
     r = sc.run("setup.cmd", "/quiet", "/stageonly")
@@ -289,7 +292,8 @@ def test_wine_sha256_only_without_kb_skips_storage_on_amd64(wine: WinePrefix, tm
     assert sc.record("storage-preseed.txt") == []
 
 
-def test_wine_certificate_trusted_before_setup_is_left_alone(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+def test_wine_certificate_trusted_before_setup_is_left_alone(wine: WinePrefix, tmp_path: Path,
+                                                             contract: Contract) -> None:
     sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
                   cert_thumbprints={"redhat.cer": TRUST_THUMB})
     sc.fake.add_to_cert_store("TrustedPublisher", TRUST_THUMB, "redhat.cer")

@@ -12,18 +12,24 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from datetime import datetime, UTC
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from pathlib import Path
 
 from asn1crypto import algos, cms, core, keys, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from pipeline.spec.contract import Device
-from pipeline.win7.pe import PeError, authenticode_hash
 from pipeline.devtools.pestub import build_pe
-from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, image_checksum
+from pipeline.spec.contract import Device
+from pipeline.win7.pe import (
+    MACHINE_AMD64,
+    MACHINE_I386,
+    SUBSYSTEM_WINDOWS_GUI,
+    PeError,
+    authenticode_hash,
+    image_checksum,
+)
 from pipeline.win7.pnp import windows_ids
 
 OID_CTL = "1.3.6.1.4.1.311.10.1"
@@ -244,7 +250,7 @@ class Signer:
     cert: x509.Certificate
 
 
-@lru_cache(maxsize=None)
+@cache
 def throwaway_signer(cert_hash: str = "sha1", not_after: datetime = datetime(2039, 1, 1, tzinfo=UTC),
                 subject: str = "Aero Test Signer") -> Signer:
     """A cached key and certificate; ``cert_hash`` is the certificate's own signature hash."""

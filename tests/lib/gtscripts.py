@@ -7,8 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-
-from pipeline.media import scripts as S
+from pipeline.media import scripts
 from pipeline.media.scripts import DriverEntry, render_guest_tools_scripts, render_media_hashes
 from pipeline.spec.contract import Contract
 from pipeline.spec.load import load_contract
@@ -89,14 +88,14 @@ def media_files(root: Path) -> list[str]:
     return sorted(
         str(p.relative_to(root)).replace("/", "\\")
         for p in root.rglob("*")
-        if p.is_file() and p.relative_to(root).as_posix() != S.MEDIA_HASHES_PATH
+        if p.is_file() and p.relative_to(root).as_posix() != scripts.MEDIA_HASHES_PATH
     )
 
 
 def write_hashes(root: Path) -> None:
     files = [(rel, hashlib.sha256((root / rel.replace("\\", "/")).read_bytes()).hexdigest(),
               (root / rel.replace("\\", "/")).stat().st_size) for rel in media_files(root)]
-    (root / S.MEDIA_HASHES_PATH).write_bytes(render_media_hashes(files))
+    (root / scripts.MEDIA_HASHES_PATH).write_bytes(render_media_hashes(files))
 
 
 SET_QUOTED = re.compile(r'^set "([A-Za-z0-9_.+-]+)=(.*)"$')
@@ -126,12 +125,13 @@ def script_lines(text: str) -> list[str]:
 
 def code_lines(text: str) -> list[str]:
     """Lines that are code (no rem/@rem comments, no blank lines)."""
-    return [l for l in script_lines(text) if l.strip() and not re.match(r"\s*@?rem(\s|$)", l, re.I)]
+    return [ln for ln in script_lines(text) if ln.strip() and not re.match(r"\s*@?rem(\s|$)", ln, re.I)]
 
 
 IF_PREFIX = re.compile(
     r"""(?ix)^\s*(?:if\s+(?:/i\s+)?(?:not\s+)?(?:
-        defined\s+\S+ | exist\s+"[^"]*" | errorlevel\s+\d+ | "[^"]*"==\s*"[^"]*" | \S+\s+(?:gtr|lss|equ|neq|geq|leq)\s+\S+
+        defined\s+\S+ | exist\s+"[^"]*" | errorlevel\s+\d+ | "[^"]*"==\s*"[^"]*" |
+        \S+\s+(?:gtr|lss|equ|neq|geq|leq)\s+\S+
     )\s+)*"""
 )
 

@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
     state: TestServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_HEAD(self) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.devtools.pestub import build_pe
-from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386
-from pipeline.spec.load import load_contract
 from pipeline.devtools.samplepack import placeholder_catalog, sample_inf
+from pipeline.spec.load import load_contract
+from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386
 
 REPO = Path(__file__).resolve().parents[2]
 

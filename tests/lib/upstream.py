@@ -39,9 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.devtools import pestub
-from pipeline.win7.pe import (MACHINE_AMD64, MACHINE_I386, STAND_IN_MARKER, SUBSYSTEM_NATIVE, SUBSYSTEM_WINDOWS_GUI,
-                              image_checksum)
 from pipeline.win7.catalog import PLACEHOLDER_MAGIC
+from pipeline.win7.pe import (
+    MACHINE_AMD64,
+    MACHINE_I386,
+    STAND_IN_MARKER,
+    SUBSYSTEM_NATIVE,
+    SUBSYSTEM_WINDOWS_GUI,
+    image_checksum,
+)
 
 FIXED_MTIME = 1741651200  # 2025-03-11 00:00 UTC, the date of the real 2025 listing
 DEFAULT_LABEL = "virtio-win-0.1.285"
@@ -427,7 +433,7 @@ def make_upstream_tree(root: Path, *, listing: Path | Iterable[str] | None = Non
 def _chmod_tree(root: Path, file_mode: int, dir_mode: int) -> None:
     # Bottom-up for read-only (a 0555 folder cannot be changed into), top-down
     # for writable (a 0555 parent must open up before its children).
-    for dirpath, dirnames, filenames in os.walk(root, topdown=dir_mode & 0o200 != 0):
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=dir_mode & 0o200 != 0):
         if dir_mode & 0o200:
             os.chmod(dirpath, dir_mode)
         for name in filenames:
@@ -517,7 +523,7 @@ def _frozen_clock() -> Iterator[None]:
         time.tzset()
 
 
-def _pycdlib_iso(src: Path, out: Path, style: str, label: str) -> None:
+def _pycdlib_iso(src: Path, out: Path, style: str, label: str) -> None:  # noqa: C901 (one branch per mkisofs option)
     import pycdlib
 
     rr = style in ("rr", "rr-joliet")
@@ -615,10 +621,7 @@ def make_iso(src_dir: Path, out: Path, *, style: str = "rr", label: str = DEFAUL
         _pycdlib_iso(src_dir, out, style, label)
         return out
     flags = ["-r", "-iso-level", "4"] if style == "rr" else ["-r", "-J"]
-    if tool == "xorriso":
-        cmd = ["xorriso", "-as", "mkisofs"]
-    else:
-        cmd = ["genisoimage"]
+    cmd = ["xorriso", "-as", "mkisofs"] if tool == "xorriso" else ["genisoimage"]
     cmd += [*flags, "-input-charset", "iso8859-1", "-V", label, "-quiet", "-o", str(out), str(src_dir)]
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(FIXED_MTIME), TZ="UTC")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -682,7 +685,7 @@ def _patch_once(data: bytearray, old: bytes, new: bytes, what: str) -> None:
     data[at:at + len(old)] = new
 
 
-def make_hostile_iso(out: Path, kind: str, *, tool: str | None = None) -> HostileIso:
+def make_hostile_iso(out: Path, kind: str, *, tool: str | None = None) -> HostileIso:  # noqa: C901 (one branch per kind)
     """Build the hostile or damaged image ``kind`` (see :data:`HOSTILE_KINDS`) at ``out``.
 
     Name attacks start from a small, sane Rock Ridge image of the ``"rr"`` style

@@ -123,7 +123,8 @@ class FakeWindows:
 
     def set_certificates(self, thumbprints: Mapping[str, str]) -> None:
         """What ``certutil -dump`` reports: certificate file name -> SHA-1 hex."""
-        lines = [f"{name}|{' '.join(t[i:i + 2] for i in range(0, len(t), 2)).lower()}" for name, t in thumbprints.items()]
+        lines = [f"{name}|{' '.join(t[i:i + 2] for i in range(0, len(t), 2)).lower()}"
+                 for name, t in thumbprints.items()]
         (self.state / "thumbs.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode("ascii"))
 
     def add_to_cert_store(self, store: str, thumbprint: str, name: str) -> None:
@@ -159,7 +160,8 @@ class FakeWindows:
     # -- reading ---------------------------------------------------------
     def calls(self) -> tuple[str, ...]:
         """Command lines the stubs saw, in order."""
-        return tuple(line.rstrip() for line in self.log.read_text(encoding="ascii", errors="replace").splitlines() if line.strip())
+        text = self.log.read_text(encoding="ascii", errors="replace")
+        return tuple(line.rstrip() for line in text.splitlines() if line.strip())
 
     def clear_calls(self) -> None:
         """Forget the logged calls (between two script runs)."""

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.spec.load import load_contract
 from pipeline.media.verify import read_iso
+from pipeline.spec.load import load_contract
 from tests.lib.drivers_fixtures import write_package
 from tests.lib.project import REPO, make_project, run_doit, write_spec
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import pytest
 
 from pipeline.errors import VerifyError
 from pipeline.media.files import MediaFile
+from pipeline.media.isoscan import open_scan, read_file
 from pipeline.media.isowriter import write_iso
 from tests.lib.needs import need_tool
-from pipeline.media.isoscan import open_scan, read_file
 
 FILES = {
     "README.txt": b"readme",

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
 import pycdlib
 import pytest
 
-from tests.lib.needs import need_tool
-
 from pipeline.errors import SourceError, UsageError
 from pipeline.media.epoch import source_date_epoch
 from pipeline.media.files import MediaFile
 from pipeline.media.isowriter import iso9660_name, write_iso
 from pipeline.media.verify import read_iso
+from tests.lib.needs import need_tool
 
 FILES = [
     MediaFile("win7/amd64/vioinput/WdfCoInstaller01009.dll", data=b"dll" * 100),

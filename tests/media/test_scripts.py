@@ -5,12 +5,13 @@ The scripts themselves run under Wine's cmd.exe in tests/integration/test_wine_s
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.media import scripts as S
+from pipeline.media import scripts
 from pipeline.media.scripts import DriverEntry, render_media_hashes
 from pipeline.media.templates import TemplateError, render_text
 from pipeline.spec.contract import Contract
@@ -47,7 +48,8 @@ def test_every_output_is_crlf_ascii_without_placeholders(contract: Contract, pol
     certs = ["aero-test.cer"] if policy == "testsigning" else []
     out = render(contract, signing_policy=policy, certs=certs,
                  cert_thumbprints={"redhat.cer": TRUST_THUMB, **({"aero-test.cer": TEST_THUMB} if certs else {})})
-    assert set(out) == {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "config/devices.cmd", "config/media.cmd"}
+    assert set(out) == {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "config/devices.cmd",
+                        "config/media.cmd"}
     for path, data in out.items():
         data.decode("ascii")  # raises on non-ASCII
         assert data.endswith(b"\r\n"), path
@@ -101,11 +103,13 @@ def test_render_rejects_bad_values(contract: Contract, change: dict[str, object]
     [
         ([DriverEntry("arm64", "viostor", "viostor.inf", "viostor", "virtio-blk", "viostor.sys")], "arch"),
         ([DriverEntry("x86", "vio&stor", "viostor.inf", "viostor", "virtio-blk", "viostor.sys")], "safe in cmd.exe"),
-        ([DriverEntry("x86", "viostor", "viostor.sys", "viostor", "virtio-blk", "viostor.sys")], "does not end in .inf"),
+        ([DriverEntry("x86", "viostor", "viostor.sys", "viostor", "virtio-blk", "viostor.sys")],
+         "does not end in .inf"),
         ([DriverEntry("x86", "viostor", "viost\u00f6r.inf", "viostor", "virtio-blk", "viostor.sys")], "non-ASCII"),
         ([DriverEntry("x86", "viogpu", "viogpu.inf", "viogpu", "aero-gpu", None)], "not in the contract"),
         ([DriverEntry("x86", "viostor", "viostor.inf", "viostor", "virtio-blk", "viostor.sys")] * 2, "twice"),
-        ([DriverEntry("x86", "vioscsi", "vioscsi.inf", "vioscsi", "virtio-blk", "vioscsi.sys")], "storage pre-seed would not match"),
+        ([DriverEntry("x86", "vioscsi", "vioscsi.inf", "vioscsi", "virtio-blk", "vioscsi.sys")],
+         "storage pre-seed would not match"),
         ([DriverEntry("x86", "viostor", "viostor.inf", "viostor", "virtio-blk", None)], "no sys_file"),
     ],
 )
@@ -116,11 +120,13 @@ def test_render_rejects_bad_drivers(contract: Contract, drivers: list[DriverEntr
 
 def test_media_hashes_format() -> None:
     a, b = "a" * 64, "b" * 64
-    data = render_media_hashes([("drivers/x86/viostor/viostor.inf", a, 10), ("README.txt", b, 0), ("dir with space/x (1).txt", a, 3)])
+    data = render_media_hashes([("drivers/x86/viostor/viostor.inf", a, 10), ("README.txt", b, 0),
+                                ("dir with space/x (1).txt", a, 3)])
     lines = data.decode("ascii").split("\r\n")
     assert lines[0].startswith("#") and lines[1].startswith("#") and lines[-1] == ""
     # Sorted by path, case-insensitively.
-    assert lines[2:-1] == [f"{a} 3 dir with space\\x (1).txt", f"{a} 10 drivers\\x86\\viostor\\viostor.inf", f"{b} 0 README.txt"]
+    assert lines[2:-1] == [f"{a} 3 dir with space\\x (1).txt", f"{a} 10 drivers\\x86\\viostor\\viostor.inf",
+                           f"{b} 0 README.txt"]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +159,7 @@ def test_devices_cmd_matches_contract(contract: Contract) -> None:
     assert sets["AERO_CONTRACT"] == contract.name and sets["AERO_CONTRACT_VERSION"] == contract.version
     prefixes = sets["AERO_DEVICE_PREFIXES"].split()
     assert prefixes == ["AERO_VIRTIO_NET", "AERO_VIRTIO_BLK", "AERO_VIRTIO_INPUT", "AERO_VIRTIO_SND"]
-    for prefix, dev in zip(prefixes, contract.devices.values()):
+    for prefix, dev in zip(prefixes, contract.devices.values(), strict=True):
         assert sets[f"{prefix}_NAME"] == dev.name
         assert sets[f"{prefix}_SERVICE"] == dev.service
         assert sets[f"{prefix}_INF"] == dev.inf
@@ -240,7 +246,8 @@ def readme_codes(readme: str, script: str) -> set[int]:
 
 @pytest.mark.parametrize(
     ("script", "table"),
-    [("setup.cmd", S.SETUP_EXIT_CODES), ("uninstall.cmd", S.UNINSTALL_EXIT_CODES), ("verify.cmd", S.VERIFY_EXIT_CODES)],
+    [("setup.cmd", scripts.SETUP_EXIT_CODES), ("uninstall.cmd", scripts.UNINSTALL_EXIT_CODES),
+     ("verify.cmd", scripts.VERIFY_EXIT_CODES)],
 )
 def test_exit_codes_are_documented(texts: dict[str, str], script: str, table: dict[int, str]) -> None:
     used = codes_used(texts[script]) - {1} if script == "setup.cmd" else codes_used(texts[script])
@@ -248,11 +255,13 @@ def test_exit_codes_are_documented(texts: dict[str, str], script: str, table: di
     documented = readme_codes(texts["README.txt"], script)
     assert documented == set(table)
     assert used <= documented, f"{script} uses undocumented exit codes {sorted(used - documented)}"
-    assert {c for c in table if c} <= used | {0}, f"{script}: documented codes never used: {sorted(set(table) - used - {0})}"
+    unused = sorted(set(table) - used - {0})
+    assert {c for c in table if c} <= used | {0}, f"{script}: documented codes never used: {unused}"
     # Aero's codes keep their meaning.
     if script == "setup.cmd":
         assert {10, 11, 12, 13, 14} <= used
-        for code, word in ((10, "Administrator"), (11, "driver"), (12, "certificate"), (13, "storage"), (14, "integrity")):
+        for code, word in ((10, "Administrator"), (11, "driver"), (12, "certificate"), (13, "storage"),
+                           (14, "integrity")):
             assert word in table[code]
 
 
@@ -277,7 +286,7 @@ def test_labels_and_jumps_resolve(texts: dict[str, str], script: str) -> None:
     labels = {m.lower() for m in re.findall(r"^:([A-Za-z0-9_]+)\s*$", text, re.M)}
     targets = {t.lower() for t in re.findall(r"(?:call|goto) :([A-Za-z0-9_]+)", text)} - {"eof"}
     assert targets <= labels, f"{script}: missing labels {sorted(targets - labels)}"
-    dupes = [l for l in labels if len(re.findall(rf"^:{l}\s*$", text, re.M | re.I)) > 1]
+    dupes = [ln for ln in labels if len(re.findall(rf"^:{ln}\s*$", text, re.M | re.I)) > 1]
     assert not dupes
 
 
@@ -287,17 +296,19 @@ def test_batch_hygiene(texts: dict[str, str], script: str) -> None:
     code = code_lines(text)
     assert "setlocal EnableExtensions DisableDelayedExpansion" in text
     assert "EnableDelayedExpansion" not in text.replace("DisableDelayedExpansion", "")
-    assert not [l for l in code if re.search(r"![A-Za-z_][A-Za-z0-9_]*!", l)], "!VAR! used without delayed expansion"
-    assert not [l for l in code if re.search(r"powershell", l, re.I)]
+    assert not [ln for ln in code if re.search(r"![A-Za-z_][A-Za-z0-9_]*!", ln)], "!VAR! used without delayed expansion"
+    assert not [ln for ln in code if re.search(r"powershell", ln, re.I)]
     # External tools are started with "call", inside for /f, so that batch stubs
     # (and the real programs alike) return to the script.
-    bare = [l for l in code if re.match(r"(pnputil|certutil|bcdedit|reg|fsutil|wmic|sc|shutdown)\s", command_of(l), re.I)]
+    tools = re.compile(r"(pnputil|certutil|bcdedit|reg|fsutil|wmic|sc|shutdown)\s", re.I)
+    bare = [ln for ln in code if tools.match(command_of(ln))]
     assert not bare, bare
     # No findstr or pipes: Wine's cannot be trusted and cmd's FOR handles it.
-    assert not [l for l in code if "findstr" in l.lower() or "^|" in l]
+    assert not [ln for ln in code if "findstr" in ln.lower() or "^|" in ln]
     # The errorlevel trap: after "if errorlevel N call :x", errorlevel is x's.
-    for a, b in zip(code, code[1:]):
-        assert not (re.match(r"\s*if (not )?errorlevel \d+ call ", a, re.I) and re.match(r"\s*if (not )?errorlevel", b, re.I)), (a, b)
+    for a, b in itertools.pairwise(code):
+        trap = re.match(r"\s*if (not )?errorlevel \d+ call ", a, re.I) and re.match(r"\s*if (not )?errorlevel", b, re.I)
+        assert not trap, (a, b)
     # Every message line stays short: readable on an 80-column console, and
     # short enough for "call" everywhere.
     for line in code:
@@ -311,7 +322,7 @@ def test_comments_hold_no_special_characters(texts: dict[str, str]) -> None:
     """cmd.exe still scans rem lines; keep & | < > ^ out of them."""
     for path, text in texts.items():
         if path.endswith(".cmd"):
-            bad = [l for l in script_lines(text) if re.match(r"\s*@?rem\b", l, re.I) and re.search(r"[&|<>^]", l)]
+            bad = [ln for ln in script_lines(text) if re.match(r"\s*@?rem\b", ln, re.I) and re.search(r"[&|<>^]", ln)]
             assert not bad, (path, bad)
 
 
@@ -366,6 +377,7 @@ def test_verify_changes_nothing_but_its_report(texts: dict[str, str]) -> None:
 
 
 def test_static_check_catches_an_unguarded_write() -> None:
-    text = ":x\r\nreg add HKLM\\X /f\r\n:y\r\nif \"%AGT_CHECK%\"==\"1\" exit /b 0\r\nreg add HKLM\\Y /f\r\n:z\r\n>\"%AGT_STATE%\\a.txt\" echo 1\r\n"
+    text = (":x\r\nreg add HKLM\\X /f\r\n:y\r\nif \"%AGT_CHECK%\"==\"1\" exit /b 0\r\nreg add HKLM\\Y /f\r\n"
+            ":z\r\n>\"%AGT_STATE%\\a.txt\" echo 1\r\n")
     assert unguarded_writes(text) == [":x: reg add HKLM\\X /f", ':z: >"%AGT_STATE%\\a.txt" echo 1']
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.sources.isoread import IsoTree
 from pipeline.media.verify import read_iso
+from pipeline.sources.isoread import IsoTree
 from tests.lib.httpserver import serve
 from tests.lib.project import make_project, run_doit, write_spec
 from tests.lib.upstream import HOSTILE_KINDS, make_hostile_iso, make_iso, make_upstream_tree

@@ -15,8 +15,13 @@ import pytest
 from pipeline.errors import ChecksumMismatch, FetchError, IncompleteDownload
 from pipeline.sources.fetch import FetchResult, cache_file_for, download, obtain_iso
 from pipeline.spec.model import Source
-from tests.lib.httpserver import DEFAULT_LAST_MODIFIED, TestServer, etag_for, free_port, serve
-from tests.lib.httpserver import http_serve  # noqa: F401 - a fixture; importing it registers it here
+from tests.lib.httpserver import (
+    DEFAULT_LAST_MODIFIED,
+    TestServer,
+    etag_for,
+    free_port,
+    serve,
+)
 
 # Deterministic, incompressible-looking payload of a few chunks' worth of bytes.
 DATA = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(40_000))  # 1.28 MB

@@ -25,9 +25,21 @@ from pipeline.errors import PipelineError, SourceError, UnsafePathError
 from pipeline.sources.isoread import CHUNK, IsoRef, IsoTree
 from pipeline.sources.tree import DirTree, Entry, EntryKind, Tree
 from pipeline.sources.winnames import case_clashes, check_no_case_clash
-from tests.lib.upstream import (DEFAULT_LABEL, HOSTILE_KINDS, builtin_listing, have_tool, iso9660_name, iso_tools,
-                                make_hostile_iso, make_iso, make_upstream_tree, make_writable, require_tool,
-                                synthetic_inf, upstream_file_bytes)
+from tests.lib.upstream import (
+    DEFAULT_LABEL,
+    HOSTILE_KINDS,
+    builtin_listing,
+    have_tool,
+    iso9660_name,
+    iso_tools,
+    make_hostile_iso,
+    make_iso,
+    make_upstream_tree,
+    make_writable,
+    require_tool,
+    synthetic_inf,
+    upstream_file_bytes,
+)
 
 # (style, tool, reader IsoTree must pick, namespaces present)
 STYLE_CASES = [
@@ -250,18 +262,15 @@ def test_open_refuses_folders_foreign_entries_and_closed_trees(iso_of):
     with IsoTree.open_path(iso) as one, IsoTree.open_path(iso) as two:
         folder = next(e for e in one.entries() if e.kind == EntryKind.DIR)
         file = next(e for e in one.entries() if e.kind == EntryKind.FILE)
-        with pytest.raises(SourceError, match="is a dir, not a file"):
-            with one.open(folder):
-                pass
-        with pytest.raises(ValueError, match="not listed by this IsoTree"):
-            with two.open(file):
-                pass
-        with pytest.raises(ValueError, match="not listed by this IsoTree"):
-            with one.open(Entry(file.path, EntryKind.FILE, file.size, "/etc/passwd")):
-                pass
-    with pytest.raises(ValueError, match="closed"):
-        with one.open(file):
+        with pytest.raises(SourceError, match="is a dir, not a file"), one.open(folder):
             pass
+        with pytest.raises(ValueError, match="not listed by this IsoTree"), two.open(file):
+            pass
+        with pytest.raises(ValueError, match="not listed by this IsoTree"), \
+                one.open(Entry(file.path, EntryKind.FILE, file.size, "/etc/passwd")):
+            pass
+    with pytest.raises(ValueError, match="closed"), one.open(file):
+        pass
 
 
 # -- hostile and damaged images --------------------------------------------------
@@ -289,9 +298,8 @@ def test_unsafe_names_are_refused_before_anything_is_written(tmp_path, sandbox, 
     hostile = make_hostile_iso(tmp_path / "evil" / "virtio-win.iso", kind, tool=tool)
     assert hostile.bad_path
     before = snapshot(tmp_path)
-    with IsoTree.open_path(hostile.path) as tree:
-        with pytest.raises(UnsafePathError) as info:
-            tree.entries()
+    with IsoTree.open_path(hostile.path) as tree, pytest.raises(UnsafePathError) as info:
+        tree.entries()
     line = info.value.render()
     assert "\n" not in line
     assert line.startswith("virtio-win.iso: ")
@@ -311,9 +319,9 @@ def test_symlinks_are_reported_never_followed(tmp_path, sandbox, tool):
         assert (link.kind, link.size, link.ref.symlink_target) == (EntryKind.SYMLINK, 0, "/etc/passwd")
         assert entries["NetKVM/w7/x86"].kind == EntryKind.SYMLINK
         assert not any(p.startswith("NetKVM/w7/x86/") for p in entries)
-        with pytest.raises(SourceError, match=r"'viostor/w7/amd64/viostor.sys' is a symlink to '/etc/passwd'"):
-            with tree.open(link):
-                pass
+        with pytest.raises(SourceError, match=r"'viostor/w7/amd64/viostor.sys' is a symlink to '/etc/passwd'"), \
+                tree.open(link):
+            pass
     assert not any(sandbox.iterdir())
 
 
@@ -323,8 +331,9 @@ def test_case_clashes_are_listed_for_the_caller(tmp_path, tool):
     hostile = make_hostile_iso(tmp_path / "clash.iso", "case-clash", tool=tool)
     with IsoTree.open_path(hostile.path) as tree:
         entries = tree.entries()
-        assert case_clashes(e.path for e in entries) == [("viostor/w7/amd64/VIOSTOR.SYS", "viostor/w7/amd64/viostor.sys")]
-        with pytest.raises(UnsafePathError, match="clash.iso: names differ only by case"):
+        clashes = case_clashes(e.path for e in entries)
+        assert clashes == [("viostor/w7/amd64/VIOSTOR.SYS", "viostor/w7/amd64/viostor.sys")]
+        with pytest.raises(UnsafePathError, match=r"clash\.iso: names differ only by case"):
             check_no_case_clash([e.path for e in entries], tree.display)
 
 
@@ -332,9 +341,8 @@ def test_case_clashes_are_listed_for_the_caller(tmp_path, tool):
 def test_truncated_image_is_a_clear_source_error(tmp_path, sandbox, tool):
     require_tool(tool)
     hostile = make_hostile_iso(tmp_path / "virtio-win-0.1.285.iso", "truncated", tool=tool)
-    with IsoTree.open_path(hostile.path) as tree:
-        with pytest.raises(SourceError) as info:
-            tree.entries()
+    with IsoTree.open_path(hostile.path) as tree, pytest.raises(SourceError) as info:
+        tree.entries()
     line = info.value.render()
     assert line.startswith("virtio-win-0.1.285.iso: truncated: ")
     assert f"cut off: {hostile.bad_path!r}" in line  # the file the download stopped in comes first
@@ -353,7 +361,7 @@ def test_unreadable_images_fail_at_open(tmp_path, kind, message):
 
 
 def test_not_a_file_at_all(tmp_path):
-    with pytest.raises(SourceError, match="nope.iso: no such file"):
+    with pytest.raises(SourceError, match=r"nope\.iso: no such file"):
         IsoTree.open_path(tmp_path / "nope.iso")
     with pytest.raises(SourceError, match="is a folder"):
         IsoTree.open_path(tmp_path)
@@ -371,10 +379,9 @@ def test_short_read_after_listing_is_an_error_not_short_data(tmp_path):
     with IsoTree.open_path(iso) as tree:
         pdb = next(e for e in tree.entries() if e.path.endswith(".pdb"))
         os.truncate(iso, pdb.ref.offset + 1000)  # the image shrinks under us
-        with tree.open(pdb) as fp:
-            with pytest.raises(SourceError, match=r"v.iso: truncated: 'viostor/w7/amd64/viostor.pdb' ends after "
-                                                  r"1000 of 300000 bytes"):
-                fp.read(CHUNK)
+        with tree.open(pdb) as fp, pytest.raises(
+                SourceError, match=r"v.iso: truncated: 'viostor/w7/amd64/viostor.pdb' ends after 1000 of 300000 bytes"):
+            fp.read(CHUNK)
 
 
 def test_mutated_images_never_escape_as_tracebacks(tmp_path):

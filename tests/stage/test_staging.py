@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import SourceError, UnsafePathError
-from pipeline.sources.selection import select
 from pipeline.devtools.pestub import build_pe
+from pipeline.errors import SourceError, UnsafePathError
 from pipeline.paths import SpecPaths
+from pipeline.sources.selection import select
+from pipeline.sources.tree import DirTree, Entry, EntryKind
 from pipeline.spec.load import load_spec
 from pipeline.spec.model import Context, Spec
 from pipeline.spec.types import Arch
 from pipeline.stage.staging import stage_arch
-from pipeline.sources.tree import DirTree, Entry, EntryKind
 from tests.lib.project import make_project, write_spec
 from tests.lib.trees import make_pack, package
 
@@ -61,7 +61,7 @@ def test_pack_dir_stages_each_arch_with_manifest(tmp_path: Path) -> None:
 
     assert rec["sha256"] == hashlib.sha256(sys_file.read_bytes()).hexdigest()
     assert rec["size"] == sys_file.stat().st_size
-    assert {w for w in m["warnings"]} == {"optional driver 'vioinput' not found for any arch; media will not include it",
+    assert set(m["warnings"]) == {"optional driver 'vioinput' not found for any arch; media will not include it",
                                          "optional driver 'viosnd' not found for any arch; media will not include it"}
 
 
@@ -171,7 +171,7 @@ def test_case_clash_between_driver_folders(tmp_path: Path) -> None:
 def test_windows_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
     spec = _hostile(tmp_path)
     (tmp_path / "pack/win7/x86/viostor" / name).write_bytes(b"x")
-    with pytest.raises(UnsafePathError, match="reserved device name|not allow|ends with a dot"):
+    with pytest.raises(UnsafePathError, match=r"reserved device name|not allow|ends with a dot"):
         staged(tmp_path, spec, Arch.X86)
     assert not (tmp_path / "build/t/stage/x86.json").exists()
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 
-from tests.lib.needs import need_tool
-
-from pipeline.win7.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
-from pipeline.errors import ValidationError
-from pipeline.win7.pe import authenticode_hash
 from pipeline.devtools.pestub import build_pe
-from pipeline.win7.pe import MACHINE_AMD64
+from pipeline.errors import ValidationError
+from pipeline.win7.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
+from pipeline.win7.pe import MACHINE_AMD64, authenticode_hash
 from tests.lib.drivers_fixtures import CatMember, build_ctl, make_catalog, member_for, signed_data, wrap_catalog
+from tests.lib.needs import need_tool
 
 INF = b"[Version]\r\nSignature=\"$Windows NT$\"\r\n"
 SYS = build_pe(MACHINE_AMD64, marker=b"catalog test")

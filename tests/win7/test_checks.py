@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
+from pipeline.errors import UsageError, ValidationError
+from pipeline.spec.contract import Contract
+from pipeline.spec.load import load_contract
+from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy, WarningPolicy
 from pipeline.win7.checks import check_package
 from pipeline.win7.findings import CheckPolicy, Finding, PackageReport, format_table, gate
 from pipeline.win7.folders import check_folder
-from pipeline.spec.contract import Contract
-from pipeline.spec.load import load_contract
-from pipeline.errors import UsageError, ValidationError
-from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy, WarningPolicy
 from pipeline.win7.pnp import windows_ids
 from tests.conftest import REPO
-from tests.lib.project import expanded_sample
 from tests.lib.drivers_fixtures import (
     crlf,
     embed_signature,
@@ -27,7 +27,7 @@ from tests.lib.drivers_fixtures import (
     stand_in_sys,
     write_package,
 )
-from datetime import UTC
+from tests.lib.project import expanded_sample
 
 ALLOW_PLACEHOLDERS = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW)
 
@@ -46,8 +46,8 @@ def blk_package(tmp_path: Path, contract: Contract, arch: str = "amd64", **kw) -
 
 
 def run(pkg: Path, contract: Contract, device: str = "virtio-blk", arch: str = "amd64",
-        policy: CheckPolicy = CheckPolicy()) -> PackageReport:
-    return check_package(pkg, Arch(arch), contract.device(device), policy)
+        policy: CheckPolicy | None = None) -> PackageReport:
+    return check_package(pkg, Arch(arch), contract.device(device), policy or CheckPolicy())
 
 
 # --- good packages ------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_check_folder_infers_arch_from_pe_and_driver_from_inf(tmp_path, contract
 
 
 def test_check_folder_usage_errors(tmp_path, contract):
-    with pytest.raises(UsageError, match="no .inf file found"):
+    with pytest.raises(UsageError, match=r"no \.inf file found"):
         check_folder(tmp_path, contract, CheckPolicy())
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -474,7 +474,7 @@ def test_real_tree(realdata, tmp_path, contract):
 
     good = {(r.driver, r.arch): r for r in check_folder(root / "61.80.104.17300", contract, ALLOW_PLACEHOLDERS)}
     assert len(good) == 6
-    for (driver, arch), r in good.items():
+    for (driver, _arch), r in good.items():
         found = {(f.code, f.severity) for f in r.findings}
         stand_ins = {("pe-stand-in", "warning")}
         if driver == "viostor":

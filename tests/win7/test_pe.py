@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import ssl
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.lib.needs import need_tool
 from cryptography.hazmat.primitives import serialization
 
-from pipeline.errors import ValidationError
-from pipeline.win7.pe import PeError, authenticode_hash, embedded_signature, pe_info
 from pipeline.devtools.pestub import build_pe
-from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI
+from pipeline.errors import ValidationError
+from pipeline.win7.pe import (
+    MACHINE_AMD64,
+    MACHINE_I386,
+    SUBSYSTEM_WINDOWS_GUI,
+    PeError,
+    authenticode_hash,
+    embedded_signature,
+    pe_info,
+)
 from tests.lib.drivers_fixtures import embed_signature, throwaway_signer
-
+from tests.lib.needs import need_tool
 
 
 def test_stub_facts_for_both_machines_and_dlls():
@@ -60,7 +64,7 @@ def test_certificate_table_outside_the_file_is_rejected():
     image = bytearray(build_pe(MACHINE_I386))
     opt = struct.unpack_from("<I", image, 0x3C)[0] + 24
     struct.pack_into("<II", image, opt + 96 + 32, len(image) - 8, 4096)
-    with pytest.raises(PeError, match="certificate table .* outside the file"):
+    with pytest.raises(PeError, match=r"certificate table .* outside the file"):
         authenticode_hash(bytes(image))
 
 
@@ -118,7 +122,8 @@ def test_hash_matches_osslsigncode(tmp_path, signing_pems, machine, digest):
     unsigned.write_bytes(build_pe(machine, marker=b"osslsigncode cross-check"))
     subprocess.run([need_tool("osslsigncode"), "sign", "-certs", str(cert), "-key", str(key), "-h", digest,
                     "-in", str(unsigned), "-out", str(signed)], check=True, capture_output=True)
-    out = subprocess.run([need_tool("osslsigncode"), "verify", "-in", str(signed)], capture_output=True, text=True).stdout
+    out = subprocess.run([need_tool("osslsigncode"), "verify", "-in", str(signed)],
+                         capture_output=True, text=True).stdout
     current = re.search(r"Current message digest\s*:\s*([0-9A-F]+)", out).group(1)
     calculated = re.search(r"Calculated message digest\s*:\s*([0-9A-F]+)", out).group(1)
     assert current == calculated

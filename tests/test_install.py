@@ -1,0 +1,67 @@
+"""A non-editable install works on its own: schema, contract and templates ship inside the package."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lib.project import REPO, expanded_sample
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a copy of the checkout, installed into a folder of its own (offline)."""
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(REPO / name, src / name)
+    for name in ("pipeline", "specs"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(work / "dist"), str(src)], check=True, capture_output=True)
+    (wheel,) = (work / "dist").glob("aero_virtio_media-*.whl")
+    target = work / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--target", str(target), str(wheel)], check=True, capture_output=True)
+    return target
+
+
+def aero_media(installed: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    return subprocess.run([sys.executable, str(installed / "bin" / "aero-media"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_the_installed_package_is_the_one_that_runs(installed: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    out = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()).is_relative_to(installed)
+    shipped = sorted(p.name for p in (installed / "pipeline" / "specdata").iterdir())
+    assert shipped == ["devices.schema.json", "devices.yaml", "schema.json"]
+    assert (installed / "pipeline" / "media" / "templates" / "setup.cmd").is_file()
+
+
+def test_build_iso_and_check_from_a_folder_outside_the_repo(installed: Path, tmp_path: Path) -> None:
+    pack = expanded_sample(tmp_path / "pack")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = aero_media(installed, elsewhere, "build-iso", "--drivers-root", str(pack), "--output", "out/drivers.iso",
+                   "--allow-placeholder-catalogs")
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "out" / "drivers.iso").is_file()
+    r = aero_media(installed, elsewhere, "verify-iso", "--iso", "out/drivers.iso")
+    assert r.returncode == 0, r.stderr
+    r = aero_media(installed, elsewhere, "check", str(pack / "win7" / "amd64" / "viostor"),
+                   "--allow-placeholder-catalogs")
+    assert r.returncode == 0, r.stderr
+    assert "1 package(s) checked" in r.stdout
+    assert not (elsewhere / "build").exists() and sorted(p.name for p in elsewhere.iterdir()) == ["out"]
