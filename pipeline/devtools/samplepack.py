@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..paths import MediaLayout
 from ..spec.contract import Contract, Device
 from ..spec.load import CONTRACT_FILE, load_contract, shipped_file
 from ..win7.catalog import PLACEHOLDER_MAGIC
@@ -100,7 +101,7 @@ def sample_files(contract: Contract) -> dict[str, bytes]:
     for arch in ("x86", "amd64"):
         for driver, device_name in SAMPLE_DRIVERS:
             device = contract.device(device_name)
-            base = f"win7/{arch}/{driver}"
+            base = MediaLayout.STAGED.driver_dir(arch, driver)
             files[f"{base}/{driver}.inf"] = sample_inf(driver, device, arch)
             files[f"{base}/{driver}.sys{RECIPE_SUFFIX}"] = recipe_text(arch)
             files[f"{base}/{driver}.cat"] = placeholder_catalog(driver, arch)

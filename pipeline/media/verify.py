@@ -24,6 +24,7 @@ from ..errors import BuildStateError, SourceError, VerifyError
 from ..fsutil import CHUNK, sha256_file, write_json_atomic
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, IsoReport, ZipReport
+from ..paths import MediaLayout
 from .isoscan import open_scan, read_file
 from .isowriter import JOLIET_LABEL_MAX
 
@@ -198,8 +199,8 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
         exp = expectation_from_media_manifest(manifest, arches)
     else:
         # Media from elsewhere: hold them to Aero's documented minimum; they may carry more files.
-        exp = Expectation(required_paths=[*AERO_MINIMUM, *(f"win7/{a}/{d}/{d}.inf" for a in arches
-                                                             for d in default_required)],
+        required = [f"{MediaLayout.STAGED.driver_dir(a, d)}/{d}.inf" for a in arches for d in default_required]
+        exp = Expectation(required_paths=[*AERO_MINIMUM, *required],
                           extra_files_allowed=True)
     mismatched = _merge(exp, extra, manifest is not None) if extra is not None else []
     problems = mismatched + check_iso(content, exp)
