@@ -189,7 +189,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not iso.is_file():
         raise UsageError(f"{iso}: no such file", "give the path of a virtio-win ISO with --virtio-win-iso")
     digest, size = sha256_file(iso)
-    prov = extract_iso(spec, iso, out, FetchRecord(relpath_for_humans(iso), digest, size, "path", None))
+    record = FetchRecord(path=relpath_for_humans(iso), size=size, stat=(), origin="path", url=None, sha256=digest,
+                         expected=None)
+    prov = extract_iso(spec, iso, out, record)
     write_json_atomic(out / "virtio-win-provenance.json", prov.to_json())
     print(f"Extracted {sum(len(p.files) for p in prov.packages)} files to {out}")
     return 0

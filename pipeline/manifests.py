@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,25 +147,55 @@ class ValidationSummary:
 
 @dataclass(frozen=True)
 class FetchRecord:
-    """build/<spec>/fetch.json: the ISO fetch proved, and how it was obtained."""
+    """build/<spec>/fetch.json: the ISO fetch located (or downloaded), and what its digest must be.
+
+    ``sha256`` is known when the bytes were hashed on the way in (a download) or
+    earlier (the hash memo); otherwise the prove stage computes it, in the
+    background while extraction and staging run. ``stat`` identifies the very file,
+    so anything that reads it later can tell whether it changed since.
+    """
 
     path: str
-    sha256: str
     size: int
+    stat: tuple[int, ...]
     origin: str
     url: str | None
+    sha256: str | None
+    expected: str | None
+    """What the digest must be: the spec's whole-ISO pin, or the digest recorded when it was downloaded."""
 
     KIND = "fetch"
-    SCHEMA = 1
+    SCHEMA = 2
 
     def to_json(self) -> Json:
-        return {"manifest": self.KIND, "schema_version": self.SCHEMA, "path": self.path, "sha256": self.sha256,
-                "size": self.size, "origin": self.origin, "url": self.url}
+        return {"manifest": self.KIND, "schema_version": self.SCHEMA, "path": self.path, "size": self.size,
+                "stat": list(self.stat), "origin": self.origin, "url": self.url, "sha256": self.sha256,
+                "expected": self.expected}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> FetchRecord:
         d = _check(data, where, "fetch record", ("manifest", cls.KIND), cls.SCHEMA)
-        return cls(d["path"], d["sha256"], int(d["size"]), d["origin"], d["url"])
+        return cls(d["path"], int(d["size"]), tuple(int(x) for x in d["stat"]), d["origin"], d["url"],
+                   d["sha256"], d["expected"])
+
+
+@dataclass(frozen=True)
+class ProofRecord:
+    """build/<spec>/proof.json: the ISO's sha256, proven against its pin. Everything published waits for it."""
+
+    sha256: str
+    size: int
+
+    KIND = "proof"
+    SCHEMA = 1
+
+    def to_json(self) -> Json:
+        return {"manifest": self.KIND, "schema_version": self.SCHEMA, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ProofRecord:
+        d = _check(data, where, "proof record", ("manifest", cls.KIND), cls.SCHEMA)
+        return cls(d["sha256"], int(d["size"]))
 
 
 # --- provenance (extract) --------------------------------------------------------------------------
@@ -473,10 +503,12 @@ class MediaProvenance:
     staged: tuple[StagedProvenance, ...]
 
     @classmethod
-    def of(cls, source: SourceRecord, extraction: Provenance | None,
+    def of(cls, source: SourceRecord, extraction: Provenance | None, proof: ProofRecord | None,
            stages: Iterable[StageManifest]) -> MediaProvenance:
         staged = tuple(StagedProvenance(m.arch, p.driver, p.os_dir, p.source_dir, p.files)
                        for m in stages for p in m.packages)
+        if extraction is not None and proof is not None:
+            extraction = replace(extraction, source=replace(extraction.source, sha256=proof.sha256))
         return cls(extraction.source if extraction else source, extraction, staged)
 
     def to_json(self) -> Json:

@@ -60,8 +60,8 @@ class SpecPaths:
         return self.build / "fetch.json"
 
     @property
-    def fetch_stat(self) -> Path:
-        return self.build / "fetch.stat.json"
+    def proof_record(self) -> Path:
+        return self.build / "proof.json"
 
     @property
     def extract_dir(self) -> Path:

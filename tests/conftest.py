@@ -22,3 +22,9 @@ def realdata() -> Path:
     need("realdata", None if REALDATA.is_dir() else
          f"needs real upstream files in {REALDATA} (../shared/realdata), which is absent")
     return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the user's ~/.cache: each worker gets a cache folder of its own."""
+    monkeypatch.setenv("AERO_MEDIA_CACHE", str(tmp_path_factory.getbasetemp() / "aero-media-cache"))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from ..manifests import FileRecord, MediaProvenance, NoticesManifest, StageManifest, staged_files
 from ..paths import MediaLayout, SpecPaths
-from ..sources.resolve import extraction, source_record
+from ..sources.resolve import extraction, proof, source_record
 from ..spec.model import Context, Spec
 from .files import MediaFile
 
@@ -19,7 +19,7 @@ def media_record(path: str, data: bytes) -> FileRecord:
 
 def provenance(spec: Spec, ctx: Context, stages: Iterable[StageManifest]) -> MediaProvenance:
     """Where the medium's files came from: the source (and extraction, for ISOs) and what each stage took."""
-    return MediaProvenance.of(source_record(spec, ctx), extraction(spec, ctx), stages)
+    return MediaProvenance.of(source_record(spec, ctx), extraction(spec, ctx), proof(spec, ctx), stages)
 
 
 def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: NoticesManifest,

@@ -10,13 +10,14 @@ redistribute the drivers without it.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SourceError
 from ..fsutil import sha256_file, staging_dir, write_json_atomic
 from ..manifests import FileRecord, NoticesManifest, StageManifest, staged_files
 from ..paths import SpecPaths
-from ..sources.resolve import extraction, source_record, source_tree
+from ..sources.resolve import extraction, proof, source_record, source_tree
 from ..sources.selection import notice_entries
 from ..sources.tree import DirTree, EntryKind
 from ..sources.winnames import check_relpath
@@ -95,7 +96,8 @@ def _upstream_notices(tree: DirTree, spec: Spec, ctx: Context, out: Path,
     copied, texts = _licence_files(tree, spec, lic_dir)
     names = sorted({license_name(t) for t in texts})
     prov = extraction(spec, ctx)
-    src = prov.source if prov else None
+    proven = proof(spec, ctx)
+    src = replace(prov.source, sha256=proven.sha256 if proven else None) if prov else None
     lines = [
         "# Third-party notices",
         "",

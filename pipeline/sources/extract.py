@@ -13,13 +13,14 @@ import re
 from pathlib import Path
 
 from .. import log
-from ..errors import ChecksumMismatch, SourceError
-from ..fsutil import copy_fp_hashed, read_json, relpath_for_humans, sha256_file, staging_dir, write_json_atomic
+from ..errors import SourceError
+from ..fsutil import copy_fp_hashed, staging_dir, write_json_atomic
+from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import ExtractedFile, ExtractedPackage, FetchRecord, IsoFile, Provenance, SourceRecord, read_manifest
 from ..paths import SpecPaths
 from ..spec.model import Context, Spec
 from ..win7.inf import parse_inf
-from .fetch import iso_input, stat_key
+from .fetch import check_unchanged, iso_input
 from .isoread import IsoTree
 from .selection import Package, Selection, select
 from .tree import Entry, Tree
@@ -31,26 +32,6 @@ def version_from_label(label: str) -> str | None:
     """Return ``X`` of a ``virtio-win-X`` volume label (RPM release is never in it)."""
     m = _LABEL_VERSION.match(label.strip())
     return m.group(1) if m else None
-
-
-def ensure_proven(spec: Spec, ctx: Context, iso: Path, fetched: FetchRecord) -> None:
-    """Re-hash the ISO unless it is the very file fetch hashed: the cache is not trusted blindly."""
-    paths = SpecPaths(spec, ctx)
-    try:
-        seen = read_json(paths.fetch_stat)
-        if seen.get("path") == str(iso) and seen.get("stat") == stat_key(iso):
-            return
-    except (OSError, ValueError, AttributeError):
-        pass
-    progress = log.Progress(f"re-check {iso.name}", iso.stat().st_size)
-    digest, _size = sha256_file(iso, lambda n: progress.advance(n))
-    progress.close()
-    if digest != fetched.sha256:
-        shown = relpath_for_humans(iso, ctx.root)
-        raise ChecksumMismatch(f"{shown}: sha256 {digest} differs from {fetched.sha256}, "
-                               "which fetch proved; the file changed after it was checked",
-                               f"delete {shown} and run doit again (it is downloaded or checked anew)")
-    write_json_atomic(paths.fetch_stat, {"path": str(iso), "stat": stat_key(iso)})
 
 
 def _copy(tree: Tree, entry: Entry, dest: Path, progress: log.Progress) -> IsoFile:
@@ -94,7 +75,8 @@ def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: FetchRecord)
     """Copy the spec's Windows 7 packages and licence files from ``iso_path`` into ``out_dir``.
 
     ``out_dir`` is replaced as a whole, only on success. ``fetched`` describes the
-    ISO (path for humans, sha256, size). Returns the provenance record.
+    ISO (path for humans, size, and the sha256 when it is already known; the prove
+    stage supplies it otherwise). Returns the provenance record.
     """
     with IsoTree.open_path(iso_path, iso_path.name) as tree:
         selection: Selection = select(tree.entries(), spec, tree.display, "virtio-win", skip_links=True)
@@ -139,7 +121,8 @@ def extract_stage(spec: Spec, ctx: Context) -> Provenance:
     paths.provenance.unlink(missing_ok=True)
     fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
     iso = iso_input(spec, ctx)
-    ensure_proven(spec, ctx, iso, fetched)
+    # Not proven yet, perhaps: the prove stage hashes it meanwhile, and nothing is published before.
+    check_unchanged(iso, fetched, HashMemo(ctx.build_dir / MEMO_NAME))
     provenance = extract_iso(spec, iso, paths.extract_dir, fetched)
     write_json_atomic(paths.provenance, provenance.to_json())
     return provenance

@@ -25,20 +25,22 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .. import __version__, log
-from ..errors import ChecksumMismatch, FetchError, IncompleteDownload
-from ..fsutil import CHUNK, read_json, relpath_for_humans, sha256_file, write_json_atomic
+from ..errors import BuildStateError, ChecksumMismatch, FetchError, IncompleteDownload, SourceError
+from ..fsutil import CHUNK, read_json, relpath_for_humans, write_json_atomic
+from ..hashmemo import MEMO_NAME, HashMemo, proven_hash, stat_key
 from ..log import Progress, info, warn
-from ..manifests import FetchRecord
+from ..manifests import FetchRecord, ProofRecord, read_manifest
 from ..paths import SpecPaths
 from ..spec.model import Context, Source, Spec
 
@@ -53,10 +55,14 @@ class FetchResult:
     """A verified ISO on disk and how it was obtained."""
 
     path: Path          # the verified ISO on disk (cache file or the local path)
-    sha256: str
+    sha256: str | None  # None: not hashed yet (obtain_iso(defer_hash=True)); ``expected`` says what it must be
     size: int
     origin: str         # "path" | "cache" | "download"
     url: str | None
+    stat: os.stat_result | None = field(default=None, compare=False, repr=False)
+    """The stat the digest is valid for (None when the file changed while it was hashed)."""
+    expected: str | None = None
+    """The digest the bytes must have: the whole-ISO pin, or what the download recorded."""
 
 
 # --------------------------------------------------------------------------- cache layout
@@ -109,11 +115,17 @@ def _show_path(path: Path) -> str:
 # --------------------------------------------------------------------------- hashing and pins
 
 
-def _hash(path: Path, label: str, progress: bool) -> tuple[str, int]:
-    """Stream-hash ``path`` with a progress line (an ISO is hundreds of MiB)."""
+def _hash(path: Path, label: str, progress: bool,
+          memo: HashMemo | None = None) -> tuple[str, int, os.stat_result | None]:
+    """Stream-hash ``path`` with a progress line (an ISO is hundreds of MiB), unless ``memo`` knows it."""
+    if memo is not None:
+        st = path.stat()
+        known = memo.lookup(path, st)
+        if known is not None:
+            return known, st.st_size, st
     meter = Progress(label, total=path.stat().st_size) if progress else None
     try:
-        return sha256_file(path, meter.advance if meter else None)
+        return proven_hash(path, meter.advance if meter else None)
     finally:
         if meter:
             meter.close()
@@ -439,7 +451,9 @@ def _download(job: _Job, retries: int, backoff: float) -> FetchResult:
     os.replace(part.path, job.dest)
     with contextlib.suppress(FileNotFoundError):
         part.meta.unlink()
-    return FetchResult(path=job.dest, sha256=actual, size=size, origin="download", url=job.url)
+    # The bytes were hashed as they arrived, and the entry lock keeps everyone else out.
+    return FetchResult(path=job.dest, sha256=actual, size=size, origin="download", url=job.url,
+                       stat=job.dest.stat(), expected=job.sha256)
 
 
 def _transfer(job: _Job, part: _PartFile, retries: int, backoff: float) -> None:
@@ -549,8 +563,13 @@ def _entry_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progress: bool) -> FetchResult | None:
-    """Re-verify a cached file; delete it and return None when it is damaged."""
+def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progress: bool,
+               memo: HashMemo | None, defer: bool) -> FetchResult | None:
+    """Re-verify a cached file; delete it and return None when it is damaged.
+
+    With ``defer`` a file the memo does not know is not hashed here: the result
+    says what its digest must be, and the prove stage checks it.
+    """
     if not dest.is_file():
         return None
     sidecar = _sidecar(dest)
@@ -571,8 +590,12 @@ def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progr
         warn(f"cached {_show_path(dest)} has {dest.stat().st_size} bytes, source.size pins {size}; downloading again")
         _discard(dest)
         return None
-    actual, n = _hash(dest, f"verify {dest.name}", progress)
     want = sha256 if sha256 is not None else (recorded or {}).get("sha256")
+    known = memo.lookup(dest, dest.stat()) if memo is not None else None
+    if defer and known is None and isinstance(want, str):
+        return FetchResult(path=dest, sha256=None, size=dest.stat().st_size, origin="cache", url=url,
+                           stat=dest.stat(), expected=want)
+    actual, n, st = _hash(dest, f"verify {dest.name}", progress, memo)
     if want is not None and actual != want:
         warn(f"cached {_show_path(dest)} is damaged (sha256 {actual}, expected {want}); downloading again")
         _discard(dest)
@@ -581,7 +604,8 @@ def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progr
         info(f"using {_show_path(dest)} (placed in the cache by hand; not pinned by sha256, payload pins apply)")
         write_json_atomic(sidecar, {"url": url, "sha256": actual, "size": n, "pinned": False, "etag": None,
                                     "last_modified": None, "fetched": None})
-    return FetchResult(path=dest, sha256=actual, size=n, origin="cache", url=url)
+    return FetchResult(path=dest, sha256=actual, size=n, origin="cache", url=url, stat=st,
+                       expected=want if isinstance(want, str) else None)
 
 
 def _discard(dest: Path) -> None:
@@ -590,7 +614,8 @@ def _discard(dest: Path) -> None:
             p.unlink()
 
 
-def _use_local(source: Source, path: Path, progress: bool, where: str) -> FetchResult:
+def _use_local(source: Source, path: Path, progress: bool, where: str, memo: HashMemo | None,
+               defer: bool) -> FetchResult:
     shown = source.path_raw or _show_path(path)
 
     def fix(pin: str) -> str:
@@ -598,16 +623,21 @@ def _use_local(source: Source, path: Path, progress: bool, where: str) -> FetchR
                 f"(upstream re-spins ISOs in place), check it, then update {pin} in {where}")
 
     _check_size(f"source.path {shown}", path.stat().st_size, source.size, fix("source.size"))
-    actual, n = _hash(path, f"hash {path.name}", progress)
     want = _pin(source.sha256)
+    st = path.stat()
+    if defer and (memo is None or memo.lookup(path, st) is None):
+        return FetchResult(path=path, sha256=None, size=st.st_size, origin="path", url=source.url, stat=st,
+                           expected=want)
+    actual, n, st2 = _hash(path, f"hash {path.name}", progress, memo)
     if want is not None and actual != want:
         raise ChecksumMismatch(f"source.path {shown}: sha256 is {actual}, but source.sha256 pins {want}",
                                fix("source.sha256"))
-    return FetchResult(path=path, sha256=actual, size=n, origin="path", url=source.url)
+    return FetchResult(path=path, sha256=actual, size=n, origin="path", url=source.url, stat=st2, expected=want)
 
 
 def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = None, retries: int = 4,
-               timeout: float = 30.0, backoff: float = 0.5, progress: bool = True) -> FetchResult:
+               timeout: float = 30.0, backoff: float = 0.5, progress: bool = True,
+               memo: HashMemo | None = None, defer_hash: bool = False) -> FetchResult:
     """Return the source ISO, verified: from ``source.path``, the cache, or a download.
 
     1. ``source.path`` names an existing file: hash it (streamed) and check it
@@ -616,15 +646,17 @@ def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = No
     3. ``source.url`` is set: :func:`download` into the cache.
     4. Otherwise raise :class:`FetchError` naming the missing path and the fix.
 
-    ``spec_display`` names the spec in hints (e.g. ``specs/win7.yaml``); the other
-    keywords are passed to :func:`download`.
+    ``spec_display`` names the spec in hints (e.g. ``specs/win7.yaml``); ``memo``
+    spares re-hashing a file whose stat it knows; ``defer_hash`` returns a local or
+    cached file unhashed (``sha256`` None, ``expected`` what it must be) for the
+    caller to prove; the other keywords are passed to :func:`download`.
     """
     where = spec_display or "the spec"
     if source.path is not None:
         path = Path(source.path)
         shown = source.path_raw or _show_path(path)
         if path.is_file():
-            return _use_local(source, path, progress, where)
+            return _use_local(source, path, progress, where, memo, defer_hash)
         if path.exists():
             raise FetchError(f"source.path {shown} ({_show_path(path)}) is not a file",
                              f"point source.path in {where} at the virtio-win ISO file")
@@ -643,7 +675,7 @@ def obtain_iso(source: Source, cache_dir: Path, *, spec_display: str | None = No
     dest = cache_file_for(cache_dir, source.url, sha)
     job = _job(source.url, dest, sha, source.size, timeout, progress, where)
     with _entry_lock(dest.parent):
-        hit = _cache_hit(dest, source.url, sha, source.size, progress)
+        hit = _cache_hit(dest, source.url, sha, source.size, progress, memo, defer_hash)
         if hit is not None:
             return hit
         info(f"downloading {source.url} to {_show_path(dest)}")
@@ -663,20 +695,139 @@ def iso_input(spec: Spec, ctx: Context) -> Path:
 
 
 def fetch_stage(spec: Spec, ctx: Context) -> FetchRecord:
-    """Locate or download the spec's ISO, prove its bytes, and record where it is."""
-    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display)
-    record = FetchRecord(path=relpath_for_humans(res.path, ctx.root), sha256=res.sha256, size=res.size,
-                         origin=res.origin, url=res.url)
-    paths = SpecPaths(spec, ctx)
-    # Which exact file was hashed; kept apart from fetch.json so a re-download of the
-    # same bytes does not look like a new input to extraction.
-    write_json_atomic(paths.fetch_stat, {"path": str(res.path), "stat": stat_key(res.path)})
-    write_json_atomic(paths.fetch_record, record.to_json())
-    log.info(f"{spec.name}: ISO ready ({res.origin}), sha256 {res.sha256}")
+    """Locate or download the spec's ISO, record it, and start proving its bytes.
+
+    A download is hashed as it arrives. A local or cached file the hash memo does
+    not know is hashed in the background (:func:`start_proof`) while extraction and
+    staging run; the prove stage waits for it before anything is published.
+    """
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display, memo=memo, defer_hash=True)
+    if res.sha256 is not None and res.stat is not None:
+        memo.record(res.path, res.stat, res.sha256)
+    elif res.sha256 is None:
+        start_proof(res.path, memo)
+    # Identity only while the digest is pending: a re-download of the same bytes then
+    # writes the same record, and nothing downstream reruns.
+    identity = file_identity(res.stat or res.path.stat()) if res.sha256 is None else ()
+    record = FetchRecord(path=relpath_for_humans(res.path, ctx.root), size=res.size, stat=identity,
+                         origin=res.origin, url=res.url, sha256=res.sha256, expected=res.expected)
+    write_json_atomic(SpecPaths(spec, ctx).fetch_record, record.to_json())
+    state = f"sha256 {res.sha256}" if res.sha256 else "proving its sha256 in the background"
+    log.info(f"{spec.name}: ISO ready ({res.origin}), {state}")
     return record
 
 
-def stat_key(path: Path) -> list[int]:
-    """What identifies the very file fetch hashed: any change to it means hash again."""
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """Size, mtime, inode and ctime: a file whose identity is unchanged has not been rewritten."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def still_current(spec: Spec, ctx: Context) -> bool:
+    """Whether the fetch record still describes the ISO on disk, judged without reading it."""
+    paths = SpecPaths(spec, ctx)
+    iso = iso_input(spec, ctx)
+    try:
+        fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
+        st = iso.stat()
+    except (OSError, BuildStateError):
+        return False
+    if fetched.sha256 is None:
+        return file_identity(st) == fetched.stat
+    return HashMemo(ctx.build_dir / MEMO_NAME).lookup(iso, st) == fetched.sha256
+
+
+def check_unchanged(iso: Path, fetched: FetchRecord, memo: HashMemo) -> None:
+    """Refuse an ISO that is not the file fetch located or proved (rewritten, or replaced, since)."""
+    if fetched.sha256 is None:
+        if file_identity(iso.stat()) != fetched.stat:
+            raise SourceError(f"{fetched.path}: changed after it was fetched (size, times or inode differ)",
+                              "run doit again: the ISO is located and proven anew")
+        return
+    digest, _size = proof_of(iso, memo)
+    if digest != fetched.sha256:
+        raise ChecksumMismatch(f"{fetched.path}: sha256 {digest} differs from {fetched.sha256}, which fetch "
+                               "proved; the file changed after it was checked",
+                               f"delete {fetched.path} and run doit again (it is downloaded or checked anew)")
+
+
+class _BackgroundHash:
+    """The sha256 of one file, computed in a thread; hashlib releases the GIL, so other work goes on."""
+
+    def __init__(self, path: Path, memo: HashMemo) -> None:
+        self.path = path
+        self._memo = memo
+        self._result: tuple[str, int, os.stat_result | None] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"sha256 {path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = proven_hash(self.path)
+            digest, _size, st = self._result
+            if st is not None:
+                self._memo.record(self.path, st, digest)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> tuple[str, int, os.stat_result | None]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+_PENDING: dict[str, _BackgroundHash] = {}
+_PENDING_LOCK = threading.Lock()
+
+
+def start_proof(path: Path, memo: HashMemo) -> None:
+    """Start hashing ``path`` in the background (once per version of the file, per process)."""
+    key = stat_key(path, path.stat())
+    with _PENDING_LOCK:
+        if key not in _PENDING:
+            _PENDING[key] = _BackgroundHash(path, memo)
+
+
+def proof_of(path: Path, memo: HashMemo, progress: bool = True) -> tuple[str, int]:
+    """The sha256 and size of ``path``: from the memo, a background hash in this process, or hashed now."""
     st = path.stat()
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
+    known = memo.lookup(path, st)
+    if known is not None:
+        return known, st.st_size
+    with _PENDING_LOCK:
+        pending = _PENDING.pop(stat_key(path, st), None)
+    if pending is not None:
+        digest, size, _st = pending.result()
+        return digest, size
+    digest, size, valid = _hash(path, f"hash {path.name}", progress)
+    if valid is not None:
+        memo.record(path, valid, digest)
+    return digest, size
+
+
+def prove_stage(spec: Spec, ctx: Context) -> ProofRecord:
+    """Wait for (or compute) the ISO's sha256, check it against its pin, and record the proof."""
+    paths = SpecPaths(spec, ctx)
+    paths.proof_record.unlink(missing_ok=True)
+    fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
+    iso = iso_input(spec, ctx)
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    check_unchanged(iso, fetched, memo)
+    digest, size = proof_of(iso, memo)
+    if fetched.expected is not None and digest != fetched.expected:
+        if fetched.origin == "cache":
+            # Bit rot, or a file swapped into the cache: never trust it again.
+            _discard(iso)
+            raise ChecksumMismatch(f"cached {fetched.path} is damaged (sha256 {digest}, expected "
+                                   f"{fetched.expected}); it was deleted", "run doit again: it is downloaded anew")
+        raise ChecksumMismatch(f"source.path {spec.source.path_raw or fetched.path}: sha256 is {digest}, but "
+                               f"source.sha256 pins {fetched.expected}",
+                               f"point source.path in {spec.display} at the pinned ISO; if this file is the one you "
+                               f"want (upstream re-spins ISOs in place), check it, then update source.sha256")
+    proof = ProofRecord(sha256=digest, size=size)
+    write_json_atomic(paths.proof_record, proof.to_json())
+    log.info(f"{spec.name}: ISO proven, sha256 {digest}")
+    return proof

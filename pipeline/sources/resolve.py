@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import BuildStateError, SourceError
 from ..fsutil import relpath_for_humans
-from ..manifests import Provenance, SourceRecord, read_manifest
+from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
 from ..paths import SpecPaths
 from ..spec.model import Context, Spec
 from .tree import DirTree
@@ -42,6 +42,13 @@ def extraction(spec: Spec, ctx: Context) -> Provenance | None:
     if not spec.source.is_iso:
         return None
     return read_manifest(SpecPaths(spec, ctx).provenance, Provenance.from_json)
+
+
+def proof(spec: Spec, ctx: Context) -> ProofRecord | None:
+    """The ISO's proven sha256 (ISO sources), else None."""
+    if not spec.source.is_iso:
+        return None
+    return read_manifest(SpecPaths(spec, ctx).proof_record, ProofRecord.from_json)
 
 
 def source_record(spec: Spec, ctx: Context) -> SourceRecord:

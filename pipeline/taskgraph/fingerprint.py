@@ -26,7 +26,7 @@ PACKAGE = "pipeline"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = Path("media") / "templates"
 _MEMO_VERSION = 1
-MEMO_NAME = ".code-memo.json"
+MEMO_NAME = "code-memo.json"
 
 
 @dataclass(frozen=True)

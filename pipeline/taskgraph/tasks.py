@@ -9,6 +9,7 @@ function runs changes (:func:`~pipeline.taskgraph.fingerprint.code_fingerprint`)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..media.guest_tools import build_guest_tools, verify_guest_tools
 from ..media.notices import build_notices
 from ..paths import SpecPaths
 from ..sources.extract import extract_stage
-from ..sources.fetch import fetch_stage, iso_input
+from ..sources.fetch import fetch_stage, prove_stage, still_current
 from ..sources.tree import DirTree, EntryKind
 from ..spec.load import load_specs
 from ..spec.model import Context, Spec
@@ -35,7 +36,8 @@ from .checker import ContentChecker
 from .fingerprint import MEMO_NAME, code_fingerprint
 
 __all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
-           "task_fetch", "task_guest_tools", "task_notices", "task_stage", "task_verify", "task_verify_guest_tools"]
+           "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_stage", "task_verify",
+           "task_verify_guest_tools"]
 
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
@@ -91,8 +93,18 @@ def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], TaskFailed | N
     return action
 
 
-def _exists(path: Path, *_args: Any) -> bool:
-    return path.is_file()
+@functools.cache
+def _code_memo() -> Path:
+    # The tool's own cache folder: keyed by source content, it serves every checkout, and
+    # a clean build/ does not cost the fifth of a second that analysing the code takes.
+    cache = Context(root=Path.cwd()).cache_dir()
+    with contextlib.suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+    return cache / MEMO_NAME
+
+
+def _still_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+    return still_current(spec, ctx)
 
 
 def _source_files(spec: Spec) -> list[str]:
@@ -121,7 +133,7 @@ def _subtask(spec: Spec, stage: str, doc: str, fn: Callable[..., Any], args: tup
              file_dep: list[Any], targets: list[Any], *, name: str | None = None, clean: Any = True,
              uptodate: list[Any] | None = None, **fingerprint_extra: Any) -> Task:
     """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes."""
-    code = code_fingerprint((fn.__module__,), memo=Path.cwd() / "build" / MEMO_NAME)
+    code = code_fingerprint((fn.__module__,), memo=_code_memo())
     fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
     return {
         "name": name or spec.name,
@@ -146,13 +158,12 @@ def task_fetch() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        iso = iso_input(spec, ctx)
-        local = spec.source.path is not None and iso == spec.source.path
-        # The cached ISO is not a target: several specs may share one download, and
-        # `doit clean` must never delete it. Its disappearance makes the task stale.
+        # The ISO is neither a file_dep (doit would hash 600 MB to save its state) nor a
+        # target (several specs share one download, and `doit clean` never deletes it):
+        # fetch reruns when its record no longer describes the ISO on disk.
         yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", fetch_stage, (spec, ctx),
-                       [iso] if local else [], [p.fetch_record], clean=_removing(p.fetch_record, p.fetch_stat),
-                       uptodate=[functools.partial(_exists, iso)])
+                       [], [p.fetch_record], clean=_removing(p.fetch_record),
+                       uptodate=[functools.partial(_still_current, spec, ctx)])
 
 
 def task_extract() -> Iterator[Task]:
@@ -164,8 +175,22 @@ def task_extract() -> Iterator[Task]:
             continue
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", extract_stage, (spec, ctx),
-                       [iso_input(spec, ctx), p.fetch_record], [p.provenance],
-                       clean=_removing(p.extract_dir, p.provenance))
+                       [p.fetch_record], [p.provenance], clean=_removing(p.extract_dir, p.provenance))
+
+
+def task_prove() -> Iterator[Task]:
+    """Prove the ISO's sha256 against its pin; everything published waits for it (ISO sources only)."""
+    yield _group(task_prove)
+    ctx = _ctx()
+    for spec in specs():
+        if not spec.source.is_iso:
+            continue
+        p = SpecPaths(spec, ctx)
+        task = _subtask(spec, "fetch", f"prove the ISO of {spec.name}", prove_stage, (spec, ctx),
+                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
+        # Scheduled after staging, so the background hash fetch started overlaps with it.
+        task["task_dep"] = [f"stage:{spec.name}:{a.value}" for a in spec.arches]
+        yield task
 
 
 def task_expand() -> Iterator[Task]:
@@ -211,6 +236,11 @@ def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
     return [p.stage_manifest(a) for a in spec.arches]
 
 
+def _proven(spec: Spec, ctx: Context) -> list[Path]:
+    """What publishing waits for: the ISO's proof (ISO sources)."""
+    return [SpecPaths(spec, ctx).proof_record] if spec.source.is_iso else []
+
+
 def task_notices() -> Iterator[Task]:
     """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
     yield _group(task_notices)
@@ -218,7 +248,8 @@ def task_notices() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "notices", f"notices for {spec.name}", build_notices, (spec, ctx),
-                       [*_stage_manifests(spec, ctx), *_notice_inputs(spec, ctx)], [p.notices_manifest],
+                       [*_stage_manifests(spec, ctx), *_notice_inputs(spec, ctx), *_proven(spec, ctx)],
+                       [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
 
 
@@ -230,7 +261,8 @@ def task_drivers_iso() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", build_drivers_iso, (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest], [p.drivers_iso], epoch=epoch)
+                       [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx)], [p.drivers_iso],
+                       epoch=epoch)
 
 
 def task_verify() -> Iterator[Task]:
@@ -252,7 +284,8 @@ def task_guest_tools() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         certs = [c for c in spec.guest_tools.certs if c.is_file()]
         yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", build_guest_tools,
-                       (spec, ctx, epoch), [*_stage_manifests(spec, ctx), p.notices_manifest, *certs],
+                       (spec, ctx, epoch), [*_stage_manifests(spec, ctx), p.notices_manifest, *certs,
+                                            *_proven(spec, ctx)],
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
 
 

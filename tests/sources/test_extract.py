@@ -63,8 +63,9 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
         iso_spec(project, {"url": server.url("/virtio-win-0.1.285.iso"), "sha256": sha(data)})
         assert run_doit(project, "build:vw") == 0
         out = capsys.readouterr().out
-        assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "notices:vw",
-                                 "drivers_iso:vw", "verify:vw", "guest_tools:vw", "verify_guest_tools:vw"}
+        assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "prove:vw",
+                                 "notices:vw", "drivers_iso:vw", "verify:vw", "guest_tools:vw",
+                                 "verify_guest_tools:vw"}
         assert len(server.requests) == 1
 
         # Extracted bytes are the fixture's, with ordinary modes.
@@ -254,12 +255,15 @@ def test_tampered_cached_iso_is_caught(project: Path, upstream_iso: tuple[Path, 
         blob[at:at + 9] = b"[EVIL!!!]"
         cached.write_bytes(bytes(blob))
         capsys.readouterr()
+        media = {p.name: p.read_bytes() for p in (project / "dist/vw").iterdir()}
         assert run_doit(project, "build:vw") != 0
         out = capsys.readouterr()
         text = out.out + out.err
-        assert "which fetch proved; the file changed after it was checked" in text
-        assert not (project / "build/vw/provenance.json").exists()
-        cached.unlink()
+        assert f"is damaged (sha256 {sha(bytes(blob))}, expected {sha(data)}); it was deleted" in text
+        assert "run doit again: it is downloaded anew" in text
+        assert not cached.exists()
+        # Nothing was published from the tampered bytes: dist/ holds the media of the proven ISO.
+        assert {p.name: p.read_bytes() for p in (project / "dist/vw").iterdir()} == media
         assert run_doit(project, "build:vw") == 0  # downloaded again, proven, built
         assert len(server.requests) == 2
 

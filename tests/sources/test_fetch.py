@@ -75,7 +75,8 @@ def test_full_download_into_content_addressed_cache(tmp_path: Path) -> None:
         assert "range" not in srv.requests[0].headers
         assert srv.requests[0].headers["user-agent"].startswith("aero-virtio-media/")
     final = tmp_path / "sha256" / SHA / NAME
-    assert result == FetchResult(path=final, sha256=SHA, size=len(DATA), origin="download", url=srv.url(PATH))
+    assert result == FetchResult(path=final, sha256=SHA, size=len(DATA), origin="download", url=srv.url(PATH),
+                                 expected=SHA)
     assert final.read_bytes() == DATA
     assert files_under(tmp_path) == [f"sha256/{SHA}/{NAME}", f"sha256/{SHA}/{NAME}.json"]
     side = json.loads((tmp_path / "sha256" / SHA / f"{NAME}.json").read_text())
@@ -350,7 +351,8 @@ def test_path_is_used_instead_of_url(tmp_path: Path) -> None:
         result = obtain_iso(iso_source(srv.url(PATH), path=iso, path_raw="local.iso", size=len(DATA)),
                             tmp_path / "cache", **FAST)
         assert srv.requests == []
-    assert result == FetchResult(path=iso, sha256=SHA, size=len(DATA), origin="path", url=srv.url(PATH))
+    assert result == FetchResult(path=iso, sha256=SHA, size=len(DATA), origin="path", url=srv.url(PATH),
+                                 expected=SHA)
     assert not (tmp_path / "cache").exists()
 
 

@@ -1,0 +1,80 @@
+"""A file's sha256, remembered by its stat: a file is hashed once until it changes.
+
+The key holds the path, size, mtime, inode and the inode change time. User space
+can set an mtime back but never a ctime, so a file edited in place with its mtime
+restored is hashed again. Stages that hash a file anyway (fetch proves the ISO)
+record the digest, and doit's file checker, in another process, finds it instead
+of reading 600 MB a second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .fsutil import sha256_file, write_json_atomic
+
+MEMO_NAME = ".hash-memo.json"
+MAX_ENTRIES = 4096
+
+
+def stat_key(path: Path, st: os.stat_result) -> str:
+    """What identifies one version of a file's bytes without reading them."""
+    return f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}"
+
+
+class HashMemo:
+    """The memo file under build/; every method reads and writes it through, so processes share it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data: Any = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            data = {}
+        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+    def lookup(self, file: Path, st: os.stat_result) -> str | None:
+        """The recorded sha256 of ``file`` as ``st`` describes it, or None."""
+        key = stat_key(file, st)
+        if self._entries is None or key not in self._entries:
+            self._entries = self._load()  # another process may have hashed it since
+        return self._entries.get(key)
+
+    def record(self, file: Path, st: os.stat_result, digest: str) -> None:
+        """Remember that ``file``, as ``st`` describes it, has ``digest``."""
+        entries = self._load()
+        entries[stat_key(file, st)] = digest
+        if len(entries) > MAX_ENTRIES:
+            # Old stats can never match again; keep the file small.
+            entries = dict(list(entries.items())[-MAX_ENTRIES // 2:])
+        self._entries = entries
+        if self.path.parent.is_dir():
+            with contextlib.suppress(OSError):  # a cache: failing to save costs a re-hash, nothing else
+                write_json_atomic(self.path, entries)
+
+    def sha256(self, file: Path, progress: Callable[[int], None] | None = None) -> str:
+        """The sha256 of ``file``: from the memo when its stat is unchanged, else hashed (and recorded)."""
+        before = file.stat()
+        known = self.lookup(file, before)
+        if known is not None:
+            return known
+        digest, _size = sha256_file(file, progress)
+        if stat_key(file, file.stat()) == stat_key(file, before):
+            self.record(file, before, digest)
+        return digest
+
+
+def proven_hash(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int, os.stat_result | None]:
+    """Hash ``path``; also return the stat the digest is valid for (None when the file changed meanwhile)."""
+    before = path.stat()
+    digest, size = sha256_file(path, progress)
+    after = path.stat()
+    return digest, size, after if stat_key(path, after) == stat_key(path, before) else None
