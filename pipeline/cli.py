@@ -88,7 +88,7 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
             stage_arch(spec, ctx, arch)
         build_notices(spec, ctx)
         build_drivers_iso(spec, ctx, epoch)
-        verify_drivers_iso(spec, ctx)
+        verify_drivers_iso(spec, ctx, epoch)
         built = SpecPaths(spec, ctx).drivers_iso
         with atomic_path(output) as part:
             shutil.copyfile(built, part)

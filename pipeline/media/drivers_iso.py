@@ -99,7 +99,7 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> FileRecord:
     return FileRecord(paths.drivers_iso.name, digest, size)
 
 
-def verify_drivers_iso(spec: Spec, ctx: Context) -> IsoReport:
+def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> IsoReport:
     """Verify the spec's drivers ISO against its stage and notices manifests; write the report."""
     paths = SpecPaths(spec, ctx)
     paths.drivers_iso_report.unlink(missing_ok=True)
@@ -111,7 +111,7 @@ def verify_drivers_iso(spec: Spec, ctx: Context) -> IsoReport:
     for n in NoticesManifest.read(paths.notices_manifest).files:
         files[n.path] = (n, "notices manifest")
     required = [p.inf for p in media_packages(stages) if p.required]
-    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files)
+    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=epoch)
     with discard_on_failure([paths.drivers_iso]):
         report = verify_iso(paths.drivers_iso, [a.value for a in spec.arches], exp, report=paths.drivers_iso_report)
     log.info(f"verified {paths.drivers_iso.name}: {report.files_checked} files OK")

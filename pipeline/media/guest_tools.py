@@ -170,7 +170,7 @@ def build_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsManifes
     return manifest
 
 
-def verify_guest_tools(spec: Spec, ctx: Context) -> GuestToolsReport:
+def verify_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsReport:
     """Read the ISO and the zip back; both must hold exactly the manifest's files, byte for byte."""
     paths = SpecPaths(spec, ctx)
     paths.guest_tools_report.unlink(missing_ok=True)
@@ -179,7 +179,7 @@ def verify_guest_tools(spec: Spec, ctx: Context) -> GuestToolsReport:
     # The manifest on the media must be the very one beside them.
     files[MANIFEST_NAME] = (media_record(MANIFEST_NAME, paths.guest_tools_manifest.read_bytes()), "dist/")
     required = [*REQUIRED_FILES, *(d.inf for d in manifest.drivers)]
-    exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files)
+    exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files, epoch=epoch)
     with discard_on_failure([paths.guest_tools_iso, paths.guest_tools_zip, paths.guest_tools_manifest]):
         iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False)
         zip_report = verify_zip(paths.guest_tools_zip, exp)

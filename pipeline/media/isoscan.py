@@ -9,6 +9,7 @@ straight from the image.
 
 from __future__ import annotations
 
+import calendar
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,13 +35,22 @@ class ScannedFile:
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """One date found in the image: where, and when (Unix time; None for "not specified")."""
+
+    where: str
+    when: int | None
+
+
+@dataclass(frozen=True)
 class Scan:
-    """Labels and the Joliet file list of an image."""
+    """Labels, the Joliet file list and every date of an image."""
 
     block_size: int
     label: str
     joliet_label: str | None
     files: tuple[ScannedFile, ...]
+    stamps: tuple[Stamp, ...] = ()
 
 
 def _descriptors(fp: BinaryIO, name: str) -> Iterator[bytes]:
@@ -72,7 +82,53 @@ def _records(fp: BinaryIO, extent: int, size: int, block: int, name: str) -> Ite
         pos += length
 
 
-def _walk(fp: BinaryIO, root: bytes, block: int, joliet: bool, name: str) -> list[ScannedFile]:
+def _record_time(raw: bytes) -> int:
+    """A 7-byte directory-record date (ECMA-119 9.1.5) as Unix time."""
+    year, month, day, hour, minute, second, offset = (int(x) for x in struct.unpack("<6Bb", raw))
+    try:
+        base = calendar.timegm((1900 + year, month, day, hour, minute, second))
+    except (ValueError, OverflowError):
+        return -1  # not a date at all
+    return int(base) - offset * 15 * 60
+
+
+def _volume_time(raw: bytes) -> int | None:
+    """A 17-byte volume descriptor date (ECMA-119 8.4.26.1) as Unix time; None when "not specified"."""
+    digits = raw[:16]
+    if digits == b"0" * 16 and raw[16] in (0, 48):
+        return None
+    try:
+        base = calendar.timegm((int(digits[0:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                                int(digits[10:12]), int(digits[12:14])))
+    except (ValueError, OverflowError):
+        return -1
+    return int(base) - int(struct.unpack("<b", raw[16:17])[0]) * 15 * 60
+
+
+def _tf_times(su: bytes) -> list[int]:
+    """Dates of the Rock Ridge TF entries in a record's System Use area."""
+    out: list[int] = []
+    pos = 0
+    while pos + 4 <= len(su):
+        sig, length = su[pos:pos + 2], su[pos + 2]
+        if length < 4 or pos + length > len(su):
+            break
+        if sig == b"TF":
+            flags = su[pos + 4]
+            size = 17 if flags & 0x80 else 7
+            at = pos + 5
+            for bit in range(7):
+                if flags & (1 << bit) and at + size <= pos + length:
+                    raw = su[at:at + size]
+                    when = _volume_time(raw) if size == 17 else _record_time(raw)
+                    out.append(-1 if when is None else when)
+                    at += size
+        pos += length
+    return out
+
+
+def _walk(fp: BinaryIO, root: bytes, block: int, joliet: bool, name: str,
+          stamps: list[Stamp] | None = None) -> list[ScannedFile]:
     out: list[ScannedFile] = []
     todo = [("", struct.unpack_from("<I", root, 2)[0], struct.unpack_from("<I", root, 10)[0], 0)]
     seen: set[int] = set()
@@ -84,6 +140,12 @@ def _walk(fp: BinaryIO, root: bytes, block: int, joliet: bool, name: str) -> lis
         for rec in _records(fp, extent, size, block, name):
             id_len = rec[32]
             ident = rec[33:33 + id_len]
+            if stamps is not None:
+                where = f"{'Joliet' if joliet else 'ISO 9660'} record {prefix or '/'}:{ident!r}"
+                stamps.append(Stamp(where, _record_time(rec[18:25])))
+                if not joliet:
+                    su = rec[33 + id_len + (1 - id_len % 2):]
+                    stamps.extend(Stamp(f"Rock Ridge TF of {where}", t) for t in _tf_times(su))
             if ident in (b"\x00", b"\x01"):
                 continue
             text = ident.decode("utf-16-be") if joliet else ident.decode("ascii", "replace")
@@ -113,9 +175,16 @@ def scan_iso(fp: BinaryIO, name: str) -> Scan:
     block = struct.unpack_from("<H", pvd, 128)[0]
     label = pvd[40:72].decode("ascii", "replace").rstrip(" \0")
     joliet_label = svd[40:72].decode("utf-16-be", "replace").rstrip(" \0") if svd is not None else None
+    stamps: list[Stamp] = []
+    for which, desc in (("primary", pvd), ("Joliet", svd)):
+        if desc is not None:
+            for field, at in (("creation", 813), ("modification", 830), ("expiration", 847), ("effective", 864)):
+                stamps.append(Stamp(f"{which} volume {field} date", _volume_time(desc[at:at + 17])))
     chosen = svd if svd is not None else pvd
-    files = _walk(fp, chosen[156:190], block, svd is not None, name)
-    return Scan(block, label, joliet_label, tuple(files))
+    files = _walk(fp, chosen[156:190], block, svd is not None, name, stamps)
+    if svd is not None:
+        _walk(fp, pvd[156:190], block, False, name, stamps)  # the primary tree's dates and Rock Ridge times
+    return Scan(block, label, joliet_label, tuple(files), tuple(stamps))
 
 
 def read_file(fp: BinaryIO, scan: Scan, f: ScannedFile, chunk: int = 1024 * 1024) -> Iterator[bytes]:

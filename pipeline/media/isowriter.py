@@ -1,4 +1,9 @@
-"""Write reproducible ISO 9660 + Joliet + Rock Ridge images with pycdlib.
+"""Write reproducible ISO 9660 + Joliet + Rock Ridge images (ECMA-119, Joliet level 3, RRIP 1.09).
+
+Our own writer: pycdlib reads the wall clock at every ``add_*`` call, so the only
+way to make it reproducible was to patch its ``time`` process-wide, which races
+between threads. Here every date is a parameter (``SOURCE_DATE_EPOCH``, UTC), so
+writes in parallel threads give the same bytes as serial ones.
 
 Names: Joliet and Rock Ridge carry each name exactly as staged (Windows reads
 Joliet). The primary ISO 9660 tree needs d-characters, so names are mapped by one
@@ -6,36 +11,43 @@ documented rule (upper case; anything outside A-Z 0-9 _ becomes '_'; one dot kep
 in file names; length capped at 30). A mapping that makes two names in one folder
 equal is an error, never a silent overwrite.
 
-Reproducibility: every timestamp is ``SOURCE_DATE_EPOCH`` in UTC, modes are fixed,
-entries are sorted, and pycdlib's clock is frozen only for the duration of the
-build (pycdlib reads ``time.time()`` and ``time.localtime()`` directly).
+Files whose bytes come from the same file on disk share one extent (a hard link:
+the medium grows by their directory records only). File data is streamed, 1 MiB
+at a time, straight into the image; a file that changes size meanwhile is an error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
+import struct
 import time
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-from unittest import mock
-
-import pycdlib
 
 from .. import log
-from ..errors import InternalError, SourceError, UsageError
-from ..fsutil import atomic_path
+from ..errors import SourceError, UsageError
+from ..fsutil import CHUNK, atomic_path
 from .files import MediaFile
 
+SECTOR = 2048
 FILE_MODE = 0o100444
 DIR_MODE = 0o040555
 JOLIET_MAX = 64
 JOLIET_LABEL_MAX = 16
 LABEL_MAX = 32
+MAX_DEPTH = 8  # ECMA-119 6.8.2.1: the root and seven levels below it
+MAX_FILE = 0xFFFFFFFF  # one extent; larger files need multi-extent records, which these media never do
+APPLICATION = "AERO-VIRTIO-MEDIA"
 _NOT_D = re.compile(r"[^A-Z0-9_]")
+_D_LABEL = re.compile(r"[A-Z0-9_]{1,32}")
+# RRIP 1.09's extension reference, as every Rock Ridge writer spells it.
+_ER_ID = b"RRIP_1991A"
+_ER_DES = b"THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS"
+_ER_SRC = (b"PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY "
+           b"VOLUME DESCRIPTOR FOR CONTACT INFORMATION.")
 
 
 def iso9660_name(name: str, is_dir: bool) -> str:
@@ -51,11 +63,91 @@ def iso9660_name(name: str, is_dir: bool) -> str:
     return f"{stem}.{ext};1"
 
 
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a volume identifier, or None."""
+    if not _D_LABEL.fullmatch(label):
+        return (f"volume label {label!r} is not 1-{LABEL_MAX} ISO 9660 d-characters "
+                "(upper-case A-Z, digits 0-9 and '_')")
+    return None
+
+
 def check_label(label: str) -> None:
-    """Reject volume labels that do not fit the primary descriptor."""
-    if not label or len(label) > LABEL_MAX or not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
-        raise UsageError(f"volume label {label!r} is not 1-{LABEL_MAX} characters of A-Z, a-z, 0-9, '_', '.', '-'",
-                         "choose a shorter or plainer label")
+    """Reject volume labels that do not fit the primary descriptor; say what Joliet cuts."""
+    problem = label_problem(label)
+    if problem:
+        raise UsageError(problem, "choose a label of at most 32 upper-case letters, digits and '_'")
+    if len(label) > JOLIET_LABEL_MAX:
+        log.warn(f"volume label {label!r} has {len(label)} characters: the primary descriptor keeps all of them, "
+                 f"but Windows shows the Joliet label, which holds {JOLIET_LABEL_MAX}: "
+                 f"{label[:JOLIET_LABEL_MAX]!r}")
+
+
+# --- encodings (ECMA-119 7 and 9) ---------------------------------------------------------------
+
+
+def _both16(n: int) -> bytes:
+    return struct.pack("<H", n) + struct.pack(">H", n)
+
+
+def _both32(n: int) -> bytes:
+    return struct.pack("<I", n) + struct.pack(">I", n)
+
+
+def _record_date(epoch: int) -> bytes:
+    t = time.gmtime(epoch)
+    return bytes([t.tm_year - 1900, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, 0])
+
+
+def _volume_date(epoch: int | None) -> bytes:
+    if epoch is None:
+        return b"0" * 16 + b"\0"  # "not specified"
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(epoch)).encode("ascii") + b"00\0"
+
+
+def _pad(text: bytes, size: int, fill: bytes = b" ") -> bytes:
+    out = text + fill * ((size - len(text)) // len(fill))
+    return out + b"\0" * (size - len(out))
+
+
+def _ucs2(text: str, size: int) -> bytes:
+    return _pad(text.encode("utf-16-be"), size, " ".encode("utf-16-be"))
+
+
+# --- the tree ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dir:
+    path: str
+    name: str
+    iso: str
+    parent: _Dir | None
+    dirs: list[_Dir] = field(default_factory=list)
+    files: list[_File] = field(default_factory=list)
+    number: tuple[int, int] = (0, 0)  # path table numbers, ISO tree and Joliet tree
+    extent: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (0, 0)
+
+    @property
+    def depth(self) -> int:
+        return 1 if self.parent is None else self.parent.depth + 1
+
+
+@dataclass
+class _File:
+    path: str
+    name: str
+    iso: str
+    media: MediaFile
+    size: int
+    extent: int = 0
+    links: int = 1
+
+
+def _iso_key(ident: str) -> tuple[bytes, bytes]:
+    # ECMA-119 9.3: by name, then extension, each padded with spaces.
+    name, _, ext = ident.split(";")[0].partition(".")
+    return name.encode("ascii").ljust(31, b" "), ext.encode("ascii").ljust(31, b" ")
 
 
 def plan_names(files: Sequence[MediaFile]) -> tuple[list[tuple[str, str]], list[tuple[str, str, MediaFile]]]:
@@ -80,72 +172,298 @@ def plan_names(files: Sequence[MediaFile]) -> tuple[list[tuple[str, str]], list[
             problems.append(f"{other!r} and {path!r} map to the same ISO 9660 name {iso!r}")
         return f"{iso_of[parent]}/{iso}"
 
-    for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
+    ordered_dirs = sorted(dirs, key=lambda p: (p.count("/"), p))
+    for d in ordered_dirs:
         iso_of[d] = assign(d, True)
     planned = [(f.path, assign(f.path, False), f) for f in sorted(files, key=lambda f: f.path)]
+    too_deep = [d for d in ordered_dirs if d.count("/") + 2 > MAX_DEPTH]
+    problems += [f"{d!r} is nested deeper than ISO 9660 allows ({MAX_DEPTH} levels)" for d in too_deep[:1]]
     if problems:
         raise SourceError("media names do not fit the ISO file system:\n" + "\n".join(problems),
                           "rename one of the files in the input")
-    return [(d, iso_of[d]) for d in sorted(dirs, key=lambda p: (p.count("/"), p))], planned
+    return [(d, iso_of[d]) for d in ordered_dirs], planned
 
 
-def _frozen_time(epoch: int) -> types.SimpleNamespace:
-    # A stand-in for the time module as pycdlib sees it: 'now' is the epoch, local is UTC.
-    return types.SimpleNamespace(
-        time=lambda: float(epoch),
-        localtime=lambda secs=None: time.gmtime(epoch if secs is None else secs),
-        gmtime=time.gmtime,
-        strftime=time.strftime,
-        strptime=time.strptime,
-        mktime=time.mktime,
-        struct_time=time.struct_time,
-    )
+def _tree(files: Sequence[MediaFile]) -> tuple[_Dir, list[_File]]:
+    dirs, planned = plan_names(files)
+    root = _Dir("", "", "", None)
+    by_path = {"": root}
+    for path, iso in dirs:
+        parent = by_path[path.rpartition("/")[0]]
+        d = _Dir(path, path.rsplit("/", 1)[-1], iso.rsplit("/", 1)[-1], parent)
+        parent.dirs.append(d)
+        by_path[path] = d
+    out: list[_File] = []
+    for path, iso, media in planned:
+        size = media.size
+        if size > MAX_FILE:
+            raise SourceError(f"{path}: {size} bytes; ISO 9660 files hold at most {MAX_FILE} in one extent",
+                              "split the file, or leave it out of the media")
+        f = _File(path, path.rsplit("/", 1)[-1], iso.rsplit("/", 1)[-1], media, size)
+        by_path[path.rpartition("/")[0]].files.append(f)
+        out.append(f)
+    return root, out
 
 
-@contextlib.contextmanager
-def _pinned_clock(epoch: int) -> Iterator[None]:
-    frozen = _frozen_time(epoch)
-    targets = [m for m in (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils, pycdlib.udf,
-                           pycdlib.inplaceeditor) if hasattr(m, "time")]
-    with contextlib.ExitStack() as stack:
-        for module in targets:
-            stack.enter_context(mock.patch.object(module, "time", frozen))
-        yield
+def _walk(root: _Dir, joliet: bool) -> list[_Dir]:
+    """Folders in path-table order (ECMA-119 6.9.1): by level, then by parent's number, then by identifier."""
+    def key(d: _Dir) -> tuple[bytes, ...]:
+        return (d.name.encode("utf-16-be"),) if joliet else _iso_key(d.iso)
+
+    level = [root]
+    ordered: list[_Dir] = []
+    while level:
+        ordered += level
+        level = [child for d in level for child in sorted(d.dirs, key=key)]
+    for number, d in enumerate(ordered, start=1):
+        d.number = (d.number[0], number) if joliet else (number, d.number[1])
+    return ordered
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+def _dir_record(ident: bytes, extent: int, size: int, is_dir: bool, date: bytes, su: bytes = b"") -> bytes:
+    pad = b"\0" if len(ident) % 2 == 0 else b""
+    length = 33 + len(ident) + len(pad) + len(su)
+    if length > 255:
+        raise SourceError(f"a directory record for {ident!r} would be {length} bytes (at most 255)",
+                          "use a shorter file name")
+    return (bytes([length, 0]) + _both32(extent) + _both32(size) + date + bytes([2 if is_dir else 0, 0, 0])
+            + _both16(1) + bytes([len(ident)]) + ident + pad + su)
+
+
+def _su_px(mode: int, links: int) -> bytes:
+    return b"PX" + bytes([36, 1]) + _both32(mode) + _both32(links) + _both32(0) + _both32(0)
+
+
+def _su_tf(date: bytes) -> bytes:
+    return b"TF" + bytes([5 + 3 * 7, 1, 0x0E]) + date * 3  # modify, access, attributes
+
+
+def _rr(name: str | None, mode: int, links: int, date: bytes, extra: bytes = b"") -> bytes:
+    flags = 0x81 | (0x08 if name is not None else 0)  # PX and TF, NM for named entries
+    nm = b"" if name is None else b"NM" + bytes([5 + len(name.encode()), 1, 0]) + name.encode()
+    return b"RR" + bytes([5, 1, flags]) + nm + _su_px(mode, links) + _su_tf(date) + extra
+
+
+def _pack_records(records: list[bytes]) -> bytes:
+    """Lay records into sectors: no record crosses a sector boundary (ECMA-119 6.8.1.1)."""
+    out = bytearray()
+    for rec in records:
+        if len(out) % SECTOR + len(rec) > SECTOR:
+            out += b"\0" * (-len(out) % SECTOR)
+        out += rec
+    out += b"\0" * (-len(out) % SECTOR)
+    return bytes(out)
+
+
+@dataclass
+class _Plan:
+    root: _Dir
+    dirs: list[_Dir]
+    joliet_order: list[_Dir]
+    files: list[_File]
+    date: bytes
+    ce_extent: int = 0
+    iso_dirs: dict[int, bytes] = field(default_factory=dict)
+    joliet_dirs: dict[int, bytes] = field(default_factory=dict)
+
+
+def _children(d: _Dir, joliet: bool) -> list[_Dir | _File]:
+    entries: list[_Dir | _File] = [*d.dirs, *d.files]
+    if joliet:
+        return sorted(entries, key=lambda e: e.name.encode("utf-16-be"))
+    return sorted(entries, key=lambda e: _iso_key(e.iso))
+
+
+def _iso_dir_bytes(plan: _Plan, d: _Dir) -> bytes:
+    date = plan.date
+    links = 2 + len(d.dirs)
+    parent = d.parent or d
+    dot_su = b""
+    if d.parent is None:
+        # SUSP's indicator and the continuation holding the RRIP extension reference.
+        er_len = 8 + len(_ER_ID) + len(_ER_DES) + len(_ER_SRC)
+        dot_su = b"SP" + bytes([7, 1, 0xBE, 0xEF, 0])
+        ce = b"CE" + bytes([28, 1]) + _both32(plan.ce_extent) + _both32(0) + _both32(er_len)
+        dot = dot_su + _rr(None, DIR_MODE, links, date, ce)
+        records = [_dir_record(b"\0", d.extent[0], d.size[0], True, date, dot)]
+    else:
+        records = [_dir_record(b"\0", d.extent[0], d.size[0], True, date, _rr(None, DIR_MODE, links, date))]
+    records.append(_dir_record(b"\1", parent.extent[0], parent.size[0], True, date,
+                               _rr(None, DIR_MODE, 2 + len(parent.dirs), date)))
+    for e in _children(d, joliet=False):
+        if isinstance(e, _Dir):
+            records.append(_dir_record(e.iso.encode(), e.extent[0], e.size[0], True, date,
+                                       _rr(e.name, DIR_MODE, 2 + len(e.dirs), date)))
+        else:
+            records.append(_dir_record(e.iso.encode(), e.extent, e.size, False, date,
+                                       _rr(e.name, FILE_MODE, e.links, date)))
+    return _pack_records(records)
+
+
+def _joliet_dir_bytes(plan: _Plan, d: _Dir) -> bytes:
+    date = plan.date
+    parent = d.parent or d
+    records = [_dir_record(b"\0", d.extent[1], d.size[1], True, date),
+               _dir_record(b"\1", parent.extent[1], parent.size[1], True, date)]
+    for e in _children(d, joliet=True):
+        if isinstance(e, _Dir):
+            records.append(_dir_record(e.name.encode("utf-16-be"), e.extent[1], e.size[1], True, date))
+        else:
+            records.append(_dir_record(e.name.encode("utf-16-be"), e.extent, e.size, False, date))
+    return _pack_records(records)
+
+
+def _path_table(dirs: list[_Dir], joliet: bool, big_endian: bool) -> bytes:
+    out = bytearray()
+    fmt = ">IH" if big_endian else "<IH"
+    tree = 1 if joliet else 0
+    for d in dirs:
+        ident = b"\0" if d.parent is None else (d.name.encode("utf-16-be") if joliet else d.iso.encode())
+        out += bytes([len(ident), 0]) + struct.pack(fmt, d.extent[tree], (d.parent or d).number[tree]) + ident
+        out += b"\0" * (len(ident) % 2)
+    return bytes(out)
+
+
+def _sectors(n: int) -> int:
+    return -(-n // SECTOR)
+
+
+def _layout(plan: _Plan) -> tuple[int, int, list[int]]:
+    """Assign every extent; return (path table size, Joliet path table size, [L, M, JL, JM] table sectors)."""
+    # Directory sizes do not depend on extents: size them with placeholder extents first.
+    for d in plan.dirs:
+        d.size = (len(_iso_dir_bytes(plan, d)), len(_joliet_dir_bytes(plan, d)))
+    pt = len(_path_table(plan.dirs, False, False))
+    jpt = len(_path_table(plan.joliet_order, True, False))
+    lba = 19  # 16 system sectors, then the primary, Joliet and terminator descriptors
+    tables = []
+    for size in (pt, pt, jpt, jpt):
+        tables.append(lba)
+        lba += _sectors(size)
+    for d in plan.dirs:
+        d.extent = (lba, d.extent[1])
+        lba += _sectors(d.size[0])
+    for d in plan.dirs:
+        d.extent = (d.extent[0], lba)
+        lba += _sectors(d.size[1])
+    plan.ce_extent = lba
+    lba += 1
+    first: dict[str, _File] = {}
+    for f in plan.files:
+        key = str(f.media.source) if f.media.source is not None else f"\0{f.path}"
+        shared = first.get(key)
+        if shared is not None:
+            f.extent = shared.extent
+            shared.links += 1
+            continue
+        first[key] = f
+        f.extent = lba
+        lba += _sectors(f.size)
+    for f in plan.files:  # every name of a shared extent reports the link count
+        f.links = first[str(f.media.source) if f.media.source is not None else f"\0{f.path}"].links
+    return pt, jpt, [*tables, lba]
+
+
+def _descriptor(kind: int, label: str, total: int, pt_size: int, l_table: int, m_table: int, root: bytes,
+                epoch: int) -> bytes:
+    joliet = kind == 2
+
+    def text(value: str, size: int) -> bytes:
+        return _ucs2(value, size) if joliet else _pad(value.encode("ascii"), size)
+
+    vd = bytearray(SECTOR)
+    vd[0:8] = bytes([kind]) + b"CD001" + b"\x01\x00"
+    vd[8:40] = text("", 32)
+    vd[40:72] = text(label[:JOLIET_LABEL_MAX] if joliet else label, 32)
+    vd[80:88] = _both32(total)
+    if joliet:
+        vd[88:91] = b"%/E"  # UCS-2 level 3
+    vd[120:124] = _both16(1)
+    vd[124:128] = _both16(1)
+    vd[128:132] = _both16(SECTOR)
+    vd[132:140] = _both32(pt_size)
+    vd[140:144] = struct.pack("<I", l_table)
+    vd[148:152] = struct.pack(">I", m_table)
+    vd[156:190] = root
+    for start, length in ((190, 128), (318, 128), (446, 128), (702, 37), (739, 37), (776, 37)):
+        vd[start:start + length] = text("", length)
+    vd[574:702] = text(APPLICATION, 128)
+    vd[813:830] = _volume_date(epoch)
+    vd[830:847] = _volume_date(epoch)
+    vd[847:864] = _volume_date(None)
+    vd[864:881] = _volume_date(epoch)
+    vd[881] = 1
+    return bytes(vd)
+
+
+def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables: list[int]) -> bytes:
+    root = plan.root
+    date = plan.date
+    total = tables[4]
+    pvd_root = _dir_record(b"\0", root.extent[0], root.size[0], True, date)
+    svd_root = _dir_record(b"\0", root.extent[1], root.size[1], True, date)
+    head = bytearray(b"\0" * (16 * SECTOR))
+    head += _descriptor(1, label, total, pt, tables[0], tables[1], pvd_root, epoch)
+    head += _descriptor(2, label, total, jpt, tables[2], tables[3], svd_root, epoch)
+    head += b"\xffCD001\x01" + b"\0" * (SECTOR - 7)
+    tables_data = (_path_table(plan.dirs, False, False), _path_table(plan.dirs, False, True),
+                   _path_table(plan.joliet_order, True, False), _path_table(plan.joliet_order, True, True))
+    for table, data in zip(tables[:4], tables_data, strict=True):
+        assert len(head) == table * SECTOR
+        head += data + b"\0" * (-len(data) % SECTOR)
+    for d in plan.dirs:
+        assert len(head) == d.extent[0] * SECTOR
+        head += _iso_dir_bytes(plan, d)
+    for d in plan.dirs:
+        assert len(head) == d.extent[1] * SECTOR
+        head += _joliet_dir_bytes(plan, d)
+    er = (b"ER" + bytes([8 + len(_ER_ID) + len(_ER_DES) + len(_ER_SRC), 1, len(_ER_ID), len(_ER_DES),
+                         len(_ER_SRC), 1]) + _ER_ID + _ER_DES + _ER_SRC)
+    head += er + b"\0" * (SECTOR - len(er))
+    return bytes(head)
+
+
+def _copy_data(out: BinaryIO, f: _File, progress: log.Progress) -> None:
+    left = f.size
+    with f.media.open() as src:
+        while left:
+            chunk = src.read(min(CHUNK, left))
+            if not chunk:
+                break
+            out.write(chunk)
+            left -= len(chunk)
+            progress.advance(len(chunk))
+        if left or src.read(1):
+            # Streamed as it is now: a file that changed size would leave a wrong image.
+            raise SourceError(f"{f.media.source or f.path}: changed size while the ISO was being written",
+                              "rerun the build")
+    out.write(b"\0" * (-f.size % SECTOR))
+    progress.advance(0, files=1)
 
 
 def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int) -> None:
-    """Write ``files`` to ``out`` (atomically) as ISO 9660 level 3 + Joliet + Rock Ridge 1.09."""
+    """Write ``files`` to ``out`` (atomically) as ISO 9660 level 3 + Joliet + Rock Ridge 1.09.
+
+    Every date in the image is ``epoch`` (UTC); nothing depends on the clock, the
+    time zone, the locale or the order of ``files``.
+    """
     check_label(label)
-    dirs, planned = plan_names(files)
-    total = sum(f.size for _, _, f in planned)
-    progress = log.Progress(f"write {out.name}", total)
-    handles: list[BinaryIO] = []
-    with atomic_path(out) as tmp, _pinned_clock(epoch):
-        iso = pycdlib.PyCdlib()
-        # pycdlib refuses a Joliet label over 16 UCS-2 characters; mkisofs truncates
-        # Joliet and keeps the full label in the primary descriptor, and so do we.
-        iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label[:JOLIET_LABEL_MAX],
-                sys_ident="", app_ident_str="AERO-VIRTIO-MEDIA", pub_ident_str="", preparer_ident_str="")
-        iso.pvd.volume_identifier = label.encode("ascii").ljust(LABEL_MAX, b" ")
-        try:
-            for path, iso_path in dirs:
-                iso.add_directory(iso_path, rr_name=path.rsplit("/", 1)[-1], joliet_path="/" + path,
-                                  file_mode=DIR_MODE)
-            for path, iso_path, f in planned:
-                fp = f.open()
-                handles.append(fp)
-                iso.add_fp(fp, f.size, iso_path, rr_name=path.rsplit("/", 1)[-1], joliet_path="/" + path,
-                           file_mode=FILE_MODE)
-            # pycdlib pads silently when a file shrinks after add_fp: catch it here;
-            # verify re-hashes everything afterwards anyway.
-            for _, _, f in planned:
-                if f.source is not None and os.stat(f.source).st_size != f.size:
-                    raise SourceError(f"{f.source}: changed size while the ISO was being written", "rerun the build")
-            iso.write(str(tmp), progress_cb=lambda done, tot, _opaque: progress(done, tot))
-        except pycdlib.pycdlibexception.PyCdlibException as exc:
-            raise InternalError(f"pycdlib could not write {out.name}: {exc}") from exc
-        finally:
-            for fp in handles:
-                fp.close()
-            iso.close()
+    root, planned = _tree(files)
+    plan = _Plan(root, _walk(root, joliet=False), _walk(root, joliet=True), sorted(planned, key=lambda f: f.path),
+                 _record_date(epoch))
+    pt, jpt, tables = _layout(plan)
+    head = _system_area(plan, label, epoch, pt, jpt, tables)
+    unique = {f.extent: f for f in plan.files if f.size}
+    progress = log.Progress(f"write {out.name}", sum(f.size for f in unique.values()))
+    with atomic_path(out) as tmp, open(tmp, "wb") as fp:
+        fp.write(head)
+        for extent in sorted(unique):
+            assert fp.tell() == extent * SECTOR
+            _copy_data(fp, unique[extent], progress)
+        assert fp.tell() == tables[4] * SECTOR
+        fp.flush()
+        os.fsync(fp.fileno())
     progress.close()

@@ -9,9 +9,11 @@ medium's own ``manifest.json`` and, in the pipeline, the stage and notices manif
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import json
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from ..fsutil import CHUNK, sha256_file, write_json_atomic
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, IsoReport, ZipReport
 from ..paths import MediaLayout
-from .isoscan import open_scan, read_file
+from .isoscan import Stamp, open_scan, read_file
 from .isowriter import JOLIET_LABEL_MAX
+from .zipwriter import zip_time
 
 Seen = dict[str, tuple[str, int]]
 """What a reader found: media path -> (sha256, size)."""
@@ -34,12 +37,13 @@ Seen = dict[str, tuple[str, int]]
 
 @dataclass(frozen=True)
 class IsoContent:
-    """What a reader sees on an ISO: labels and files per name space, with hashes."""
+    """What a reader sees on an ISO: labels and files per name space, with hashes, and every date."""
 
     label: str
     joliet_label: str | None
     joliet: Seen
     rock_ridge: set[str]
+    stamps: tuple[Stamp, ...] = ()
 
 
 def _hash_stream(chunks: Iterable[bytes], progress: Progress) -> tuple[str, int]:
@@ -63,7 +67,7 @@ def read_iso(path: Path) -> IsoContent:
     with fp:
         files = {f.path: _hash_stream(read_file(fp, scan, f), progress) for f in scan.files}
     progress.close()
-    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path))
+    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path), scan.stamps)
 
 
 def _rock_ridge_names(path: Path) -> set[str]:
@@ -90,6 +94,8 @@ class Expectation:
     required_paths: list[str] = field(default_factory=list)
     files: dict[str, tuple[FileRecord, str]] = field(default_factory=dict)
     extra_files_allowed: bool = False
+    epoch: int | None = None
+    """Every date on the medium must be this (unspecified dates aside); None: dates are not checked."""
 
 
 def compare(seen: Seen, exp: Expectation) -> list[str]:
@@ -109,6 +115,23 @@ def compare(seen: Seen, exp: Expectation) -> list[str]:
     return problems
 
 
+def date_problems(stamps: Iterable[Stamp], epoch: int | None) -> list[str]:
+    """Dates that are not the build epoch: a clock leaked into the medium, and it is not reproducible."""
+    if epoch is None:
+        return []
+    wrong = [s for s in stamps if s.when is not None and s.when != epoch]
+    if not wrong:
+        return []
+    shown = ", ".join(f"{s.where} = {_when(s.when)}" for s in wrong[:3]) + (", ..." if len(wrong) > 3 else "")
+    return [f"{len(wrong)} date(s) differ from the build epoch {_when(epoch)}: {shown}"]
+
+
+def _when(t: int | None) -> str:
+    if t is None or t < 0:
+        return "not a date"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
 def check_iso(content: IsoContent, exp: Expectation) -> list[str]:
     """Return every problem found comparing ``content`` with ``exp``."""
     problems: list[str] = []
@@ -120,6 +143,7 @@ def check_iso(content: IsoContent, exp: Expectation) -> list[str]:
                             f"{exp.label[:JOLIET_LABEL_MAX]!r}")
     if content.joliet_label is None:
         problems.append("the ISO has no Joliet tree; Windows would show upper-case 8.3 names")
+    problems += date_problems(content.stamps, exp.epoch)
     problems += compare(content.joliet, exp)
     if content.rock_ridge and content.rock_ridge != set(content.joliet):
         diff = sorted(content.rock_ridge.symmetric_difference(content.joliet))
@@ -137,7 +161,8 @@ def expectation_from_media_manifest(manifest: DriversIsoManifest, require_arches
     required = [*AERO_MINIMUM, "manifest.json"]
     required += [p.inf for p in manifest.packages if p.required and p.arch.value in arches]
     return Expectation(label=manifest.volume_label, required_paths=required,
-                       files={r.path: (r, "manifest.json") for r in manifest.files})
+                       files={r.path: (r, "manifest.json") for r in manifest.files},
+                       epoch=manifest.source_date_epoch)
 
 
 def read_media_manifest(path: Path) -> DriversIsoManifest | None:
@@ -172,6 +197,8 @@ def _merge(exp: Expectation, extra: Expectation, have_manifest: bool) -> list[st
     mismatched: list[str] = []
     if extra.label is not None:
         exp.label = extra.label
+    if extra.epoch is not None:
+        exp.epoch = extra.epoch
     exp.required_paths += [p for p in extra.required_paths if p not in exp.required_paths]
     for p, (rec, origin) in extra.files.items():
         mine = exp.files.get(p)
@@ -233,26 +260,31 @@ def _chunks(fp: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def read_zip(path: Path) -> Seen:
-    """Hash every file in a zip."""
+def read_zip(path: Path) -> tuple[Seen, tuple[Stamp, ...]]:
+    """Hash every file in a zip; also return every entry's date."""
     progress = Progress(f"verify {path.name}", path.stat().st_size)
+    stamps: list[Stamp] = []
     try:
         with zipfile.ZipFile(path) as zf:
             seen: Seen = {}
             for info in zf.infolist():
+                stamps.append(Stamp(f"zip entry {info.filename}", calendar.timegm((*info.date_time, 0, 0, -1))))
                 if not info.is_dir():
                     with zf.open(info) as fp:
                         seen[info.filename] = _hash_stream(_chunks(fp), progress)
     except (zipfile.BadZipFile, OSError) as exc:
         raise VerifyError(f"{path.name}: not a readable zip ({exc})", "rebuild it") from None
     progress.close()
-    return seen
+    return seen, tuple(stamps)
 
 
 def verify_zip(path: Path, exp: Expectation) -> ZipReport:
     """Check a zip holds exactly the expected files with the expected bytes."""
-    seen = read_zip(path)
+    seen, stamps = read_zip(path)
     problems = compare(seen, exp)
+    if exp.epoch is not None:
+        # A zip entry holds local time in 2-second steps from 1980; the writer clamps and rounds the epoch so.
+        problems += date_problems(stamps, zip_time(exp.epoch))
     if problems:
         raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                           "rebuild the media")

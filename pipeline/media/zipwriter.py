@@ -20,12 +20,17 @@ ZIP64_LIMIT = 0xFFFFFFFF
 SAMPLE = 256 * 1024
 
 
+def zip_time(epoch: int) -> int:
+    """The Unix time a zip entry written for ``epoch`` carries (clamped to 1980, rounded down to 2 s)."""
+    # The zip format cannot say earlier than 1980 (also the default epoch), and DOS time has 2-second steps.
+    t = max(epoch, DEFAULT_EPOCH)
+    return t - t % 2
+
+
 def zip_date(epoch: int) -> tuple[int, int, int, int, int, int]:
     """The zip date-time of ``epoch`` in UTC, clamped to 1980 (zip's first representable year)."""
-    # The zip format cannot say earlier than 1980, which is also the default epoch.
-    t = time.gmtime(max(epoch, DEFAULT_EPOCH))
-    # DOS time has 2-second resolution; round down so every run agrees.
-    return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec - t.tm_sec % 2)
+    t = time.gmtime(zip_time(epoch))
+    return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
 def worth_compressing(f: MediaFile) -> bool:

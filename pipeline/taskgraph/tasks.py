@@ -269,10 +269,12 @@ def task_verify() -> Iterator[Task]:
     """Re-open the drivers ISO with an independent reader and check it against the manifests."""
     yield _group(task_verify)
     ctx = _ctx()
+    epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", verify_drivers_iso, (spec, ctx),
-                       [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report])
+        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", verify_drivers_iso,
+                       (spec, ctx, epoch), [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)],
+                       [p.drivers_iso_report], epoch=epoch)
 
 
 def task_guest_tools() -> Iterator[Task]:
@@ -293,11 +295,12 @@ def task_verify_guest_tools() -> Iterator[Task]:
     """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
     yield _group(task_verify_guest_tools)
     ctx = _ctx()
+    epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "guest_tools", f"verify the Guest Tools media of {spec.name}", verify_guest_tools,
-                       (spec, ctx), [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest],
-                       [p.guest_tools_report])
+                       (spec, ctx, epoch), [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest],
+                       [p.guest_tools_report], epoch=epoch)
 
 
 def task_build() -> Iterator[Task]:

@@ -19,7 +19,7 @@ FILES = {
     "win7/amd64/viostor/viostor.inf": b"[Version]\r\n" * 50,
     "win7/amd64/vioinput/WdfCoInstaller01009.dll": bytes(range(256)) * 40,
     "licenses/virtio-win/virtio-win_license.txt": b"",
-    "deep/a/b/c/d/e/f/g/file.bin": b"x" * 5000,
+    "deep/a/b/c/d/e/f/file.bin": b"x" * 5000,
 }
 
 
@@ -31,9 +31,9 @@ def scan_all(path: Path) -> tuple[str, str | None, dict[str, bytes]]:
 
 def test_reads_back_what_the_writer_wrote(tmp_path: Path) -> None:
     iso = tmp_path / "m.iso"
-    write_iso([MediaFile(p, data=d) for p, d in FILES.items()], iso, "virtio-win-0.1.285-aero", 0)
+    write_iso([MediaFile(p, data=d) for p, d in FILES.items()], iso, "VIRTIO_WIN_0_1_285_AERO", 0)
     label, joliet, files = scan_all(iso)
-    assert label == "virtio-win-0.1.285-aero" and joliet == "virtio-win-0.1.2"
+    assert label == "VIRTIO_WIN_0_1_285_AERO" and joliet == "VIRTIO_WIN_0_1_2"
     assert files == FILES
 
 

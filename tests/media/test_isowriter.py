@@ -52,15 +52,17 @@ def test_written_iso_reads_back_with_exact_names_and_bytes(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["m.iso"]  # no temp file left behind
 
 
-def test_long_label_full_in_pvd_cut_in_joliet(tmp_path: Path) -> None:
+def test_long_label_full_in_pvd_cut_in_joliet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.iso"
-    write_iso(FILES, out, "virtio-win-0.1.285-aero", 0)
+    write_iso(FILES, out, "VIRTIO_WIN_0_1_285_AERO", 0)
     content = read_iso(out)
-    assert content.label == "virtio-win-0.1.285-aero"
-    assert content.joliet_label == "virtio-win-0.1.2"
+    assert content.label == "VIRTIO_WIN_0_1_285_AERO"
+    assert content.joliet_label == "VIRTIO_WIN_0_1_2"
+    # The message says exactly what Windows will show.
+    assert "Windows shows the Joliet label, which holds 16: 'VIRTIO_WIN_0_1_2'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("label", ["", "x" * 33, "bad label", "ünï"])
+@pytest.mark.parametrize("label", ["", "X" * 33, "bad label", "ünï", "virtio-win-0.1.285", "aero_virtio"])
 def test_bad_labels_rejected(tmp_path: Path, label: str) -> None:
     with pytest.raises(UsageError, match="volume label"):
         write_iso(FILES, tmp_path / "m.iso", label, 0)
@@ -132,7 +134,7 @@ def _need(tool: str) -> str:
 @pytest.fixture
 def iso(tmp_path: Path) -> Path:
     out = tmp_path / "m.iso"
-    write_iso(FILES, out, "virtio-win-0.1.285-aero", 0)
+    write_iso(FILES, out, "VIRTIO_WIN_0_1_285_AERO", 0)
     return out
 
 
@@ -152,7 +154,7 @@ def test_xorriso_sees_names_and_bytes(iso: Path, tmp_path: Path) -> None:
 def test_isoinfo_reads_labels_and_joliet_names(iso: Path) -> None:
     isoinfo = _need("isoinfo")
     info = subprocess.run([isoinfo, "-d", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
-    assert "Volume id: virtio-win-0.1.285-aero" in info
+    assert "Volume id: VIRTIO_WIN_0_1_285_AERO" in info
     joliet = subprocess.run([isoinfo, "-J", "-f", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
     assert "/win7/amd64/vioinput/WdfCoInstaller01009.dll" in joliet.split()
     data = subprocess.run([isoinfo, "-J", "-x", "/virtio-win_license.txt", "-i", str(iso)], capture_output=True,
@@ -167,3 +169,87 @@ def test_bsdtar_extracts_same_bytes(iso: Path, tmp_path: Path) -> None:
     subprocess.run([bsdtar, "-xf", str(iso), "-C", str(out)], check=True, capture_output=True)
     for f in FILES:
         assert (out / f.path).read_bytes() == f.data
+
+
+# --- reproducible under threads; every date is the epoch -----------------------------------------
+
+
+def test_parallel_threads_write_the_same_bytes_as_serial_writes(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(FILES, f"M{i}", 1_700_000_000 + i) for i in range(6)]
+    serial = []
+    for i, (files, label, epoch) in enumerate(jobs):
+        write_iso(files, tmp_path / f"s{i}.iso", label, epoch)
+        serial.append(sha(tmp_path / f"s{i}.iso"))
+    for _round in range(3):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda j: write_iso(j[1][0], tmp_path / f"p{j[0]}.iso", j[1][1], j[1][2]),
+                          enumerate(jobs)))
+        assert [sha(tmp_path / f"p{i}.iso") for i in range(len(jobs))] == serial
+
+
+def test_every_date_on_the_medium_is_the_epoch(tmp_path: Path) -> None:
+    from pipeline.media.isoscan import open_scan
+
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "AERO_VIRTIO", 1_700_000_000)
+    fp, scan = open_scan(out)
+    fp.close()
+    kinds = {s.where.split(" record")[0].split(" of ")[0] for s in scan.stamps}
+    assert {"primary volume creation date", "Joliet volume modification date", "ISO 9660", "Joliet",
+            "Rock Ridge TF"} <= kinds
+    assert {s.when for s in scan.stamps} == {1_700_000_000, None}
+    assert [s.where for s in scan.stamps if s.when is None] == ["primary volume expiration date",
+                                                                 "Joliet volume expiration date"]
+
+
+def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
+    from pipeline.errors import VerifyError
+    from pipeline.manifests import FileRecord
+    from pipeline.media.verify import Expectation, verify_iso
+
+    out = tmp_path / "m.iso"
+    write_iso(FILES, out, "AERO_VIRTIO", 1_700_000_000)
+    exp = Expectation(files={f.path: (FileRecord(f.path, hashlib.sha256(f.data or b"").hexdigest(), f.size), "t")
+                             for f in FILES}, epoch=1_700_000_000)
+    verify_iso(out, [], exp, self_described=False)
+    # A wall clock leaking into one directory record (the year byte of one file's record).
+    data = bytearray(out.read_bytes())
+    name = "README.TXT;1".encode()
+    at = data.index(name) - 33 + 18
+    data[at] += 1
+    out.write_bytes(bytes(data))
+    with pytest.raises(VerifyError, match=r"1 date\(s\) differ from the build epoch 2023-11-14 22:13:20 UTC: "
+                                          r"ISO 9660 record /:b'README.TXT;1' = 2024-11-14"):
+        verify_iso(out, [], exp, self_described=False)
+
+
+def test_files_from_one_source_share_one_extent(tmp_path: Path) -> None:
+    from pipeline.media.isoscan import open_scan
+
+    src = tmp_path / "viostor.sys"
+    src.write_bytes(b"S" * 10_000)
+    files = [MediaFile("win7/amd64/viostor/viostor.sys", source=src),
+             MediaFile("$WinPEDriver$/amd64/viostor/viostor.sys", source=src),
+             MediaFile("other.bin", data=b"o" * 3000)]
+    out = tmp_path / "m.iso"
+    write_iso(files, out, "AERO_VIRTIO", 0)
+    fp, scan = open_scan(out)
+    fp.close()
+    extents = {f.path: (f.extent, f.size) for f in scan.files}
+    assert extents["win7/amd64/viostor/viostor.sys"] == extents["$WinPEDriver$/amd64/viostor/viostor.sys"]
+    single = tmp_path / "single.iso"
+    write_iso([files[0], files[2]], single, "AERO_VIRTIO", 0)
+    # The second name costs directory records (three new folders, a sector each in both trees),
+    # never another copy of the data.
+    assert out.stat().st_size - single.stat().st_size == 3 * 2 * 2048
+    listing = subprocess.run([need_tool("isoinfo"), "-l", "-R", "-i", str(out)], capture_output=True, text=True,
+                             check=True).stdout
+    assert listing.count("-r--r--r--   2") == 2  # Rock Ridge counts the two names of one file
+
+
+def test_too_deep_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"nested deeper than ISO 9660 allows \(8 levels\)"):
+        write_iso([MediaFile("a/b/c/d/e/f/g/h/x.txt", data=b"x")], tmp_path / "m.iso", "X", 0)
+    write_iso([MediaFile("a/b/c/d/e/f/g/x.txt", data=b"x")], tmp_path / "m.iso", "X", 0)
