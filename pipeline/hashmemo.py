@@ -60,14 +60,18 @@ class HashMemo:
             with contextlib.suppress(OSError):  # a cache: failing to save costs a re-hash, nothing else
                 write_json_atomic(self.path, entries)
 
-    def sha256(self, file: Path, progress: Callable[[int], None] | None = None) -> str:
-        """The sha256 of ``file``: from the memo when its stat is unchanged, else hashed (and recorded)."""
+    def sha256(self, file: Path, progress: Callable[[int], None] | None = None, *, remember: bool = True) -> str:
+        """The sha256 of ``file``: from the memo when its stat is unchanged, else hashed.
+
+        ``remember=False`` does not record a fresh hash (the caller keeps it itself),
+        which spares rewriting the memo file.
+        """
         before = file.stat()
         known = self.lookup(file, before)
         if known is not None:
             return known
         digest, _size = sha256_file(file, progress)
-        if stat_key(file, file.stat()) == stat_key(file, before):
+        if remember and stat_key(file, file.stat()) == stat_key(file, before):
             self.record(file, before, digest)
         return digest
 

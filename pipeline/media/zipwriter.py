@@ -17,7 +17,7 @@ from .files import MediaFile
 FILE_ATTR = (0o100644 << 16)
 DIR_ATTR = (0o040755 << 16) | 0x10  # MS-DOS directory bit too, for Windows Explorer
 ZIP64_LIMIT = 0xFFFFFFFF
-SAMPLE = 256 * 1024
+SAMPLE = 64 * 1024
 
 
 def zip_time(epoch: int) -> int:

@@ -40,4 +40,5 @@ class ContentChecker(FileChangedChecker):
         st = os.stat(dep)
         if current_state and list(current_state[:2]) == [st.st_mtime_ns, st.st_size]:
             return None
-        return (st.st_mtime_ns, st.st_size, self._memo.sha256(Path(dep)))
+        # doit keeps the digest in its own state: only a touched file (check_modified) is worth remembering.
+        return (st.st_mtime_ns, st.st_size, self._memo.sha256(Path(dep), remember=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,13 @@ from typing import Any
 from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
-from ..devtools.standins import expand_stage
 from ..errors import PipelineError
 from ..fsutil import remove_tree
-from ..media.drivers_iso import build_drivers_iso, verify_drivers_iso
 from ..media.epoch import source_date_epoch
-from ..media.guest_tools import build_guest_tools, verify_guest_tools
-from ..media.notices import build_notices
 from ..paths import SpecPaths
-from ..sources.extract import extract_stage
-from ..sources.fetch import fetch_stage, prove_stage, still_current
 from ..sources.tree import DirTree, EntryKind
 from ..spec.load import load_specs
 from ..spec.model import Context, Spec
-from ..stage.staging import stage_arch
 from .checker import ContentChecker
 from .fingerprint import MEMO_NAME, code_fingerprint
 
@@ -79,17 +73,41 @@ def _epoch() -> int:
         raise InvalidDodoFile(exc.render()) from None
 
 
-def run_stage(fn: Callable[..., Any], *args: Any) -> Callable[[], TaskFailed | None]:
+# The stage function each task runs, as "module:function". Modules are imported when the
+# action runs, not when tasks are generated: a no-op run loads only the specs, and in a
+# cold build the imports overlap with the ISO's background hash.
+STAGES = {
+    "fetch": "pipeline.sources.fetch:fetch_stage",
+    "prove": "pipeline.sources.fetch:prove_stage",
+    "extract": "pipeline.sources.extract:extract_stage",
+    "expand": "pipeline.devtools.standins:expand_stage",
+    "stage": "pipeline.stage.staging:stage_arch",
+    "notices": "pipeline.media.notices:build_notices",
+    "drivers_iso": "pipeline.media.drivers_iso:build_drivers_iso",
+    "verify": "pipeline.media.drivers_iso:verify_drivers_iso",
+    "guest_tools": "pipeline.media.guest_tools:build_guest_tools",
+    "verify_guest_tools": "pipeline.media.guest_tools:verify_guest_tools",
+}
+
+
+def stage_function(stage: str) -> Callable[..., Any]:
+    """Import and return the function a stage runs."""
+    module, _, name = STAGES[stage].partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def run_stage(stage: str, *args: Any) -> Callable[[], TaskFailed | None]:
     """Wrap a stage function as a doit action that fails with our one-line error."""
 
     def action() -> TaskFailed | None:
         try:
-            fn(*args)
+            stage_function(stage)(*args)
         except PipelineError as exc:
             return TaskFailed(f"error: {exc.render()}")
         return None
 
-    action.__name__ = getattr(fn, "__name__", "stage")
+    action.__name__ = STAGES[stage].partition(":")[2]
     return action
 
 
@@ -104,6 +122,8 @@ def _code_memo() -> Path:
 
 
 def _still_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+    from ..sources.fetch import still_current
+
     return still_current(spec, ctx)
 
 
@@ -129,16 +149,19 @@ def _group(fn: Callable[..., Any]) -> Task:
     return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
 
 
-def _subtask(spec: Spec, stage: str, doc: str, fn: Callable[..., Any], args: tuple[Any, ...],
-             file_dep: list[Any], targets: list[Any], *, name: str | None = None, clean: Any = True,
-             uptodate: list[Any] | None = None, **fingerprint_extra: Any) -> Task:
-    """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes."""
-    code = code_fingerprint((fn.__module__,), memo=_code_memo())
-    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
+def _subtask(spec: Spec, stage: str, doc: str, args: tuple[Any, ...], file_dep: list[Any], targets: list[Any], *,
+             name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None, reads: str | None = None,
+             **fingerprint_extra: Any) -> Task:
+    """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes.
+
+    ``reads`` names the slice of the spec the stage reads (default: the stage's own).
+    """
+    code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=_code_memo())
+    fingerprint = {"stage": stage, "spec": spec.fingerprint(reads or stage), "code": code, **fingerprint_extra}
     return {
         "name": name or spec.name,
         "doc": doc,
-        "actions": [run_stage(fn, *args)],
+        "actions": [run_stage(stage, *args)],
         "file_dep": sorted({str(f) for f in file_dep}),
         "targets": [str(t) for t in targets],
         "uptodate": [config_changed(fingerprint), *(uptodate or [])],
@@ -161,7 +184,7 @@ def task_fetch() -> Iterator[Task]:
         # The ISO is neither a file_dep (doit would hash 600 MB to save its state) nor a
         # target (several specs share one download, and `doit clean` never deletes it):
         # fetch reruns when its record no longer describes the ISO on disk.
-        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", fetch_stage, (spec, ctx),
+        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", (spec, ctx),
                        [], [p.fetch_record], clean=_removing(p.fetch_record),
                        uptodate=[functools.partial(_still_current, spec, ctx)])
 
@@ -174,7 +197,7 @@ def task_extract() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", extract_stage, (spec, ctx),
+        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", (spec, ctx),
                        [p.fetch_record], [p.provenance], clean=_removing(p.extract_dir, p.provenance))
 
 
@@ -186,8 +209,8 @@ def task_prove() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        task = _subtask(spec, "fetch", f"prove the ISO of {spec.name}", prove_stage, (spec, ctx),
-                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
+        task = _subtask(spec, "prove", f"prove the ISO of {spec.name}", (spec, ctx),
+                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record), reads="fetch")
         # Scheduled after staging, so the background hash fetch started overlaps with it.
         task["task_dep"] = [f"stage:{spec.name}:{a.value}" for a in spec.arches]
         yield task
@@ -201,7 +224,7 @@ def task_expand() -> Iterator[Task]:
         if not spec.source.stand_ins:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "expand", f"expand the stand-ins of {spec.name}", expand_stage, (spec, ctx),
+        yield _subtask(spec, "expand", f"expand the stand-ins of {spec.name}", (spec, ctx),
                        _source_files(spec), [p.expand_manifest], clean=_removing(p.expand_dir, p.expand_manifest))
 
 
@@ -213,7 +236,7 @@ def task_stage() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         inputs = _stage_inputs(spec, ctx)
         for arch in spec.arches:
-            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", stage_arch, (spec, ctx, arch),
+            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", (spec, ctx, arch),
                            inputs, [p.stage_manifest(arch)], name=f"{spec.name}:{arch.value}",
                            clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)))
 
@@ -247,7 +270,7 @@ def task_notices() -> Iterator[Task]:
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "notices", f"notices for {spec.name}", build_notices, (spec, ctx),
+        yield _subtask(spec, "notices", f"notices for {spec.name}", (spec, ctx),
                        [*_stage_manifests(spec, ctx), *_notice_inputs(spec, ctx), *_proven(spec, ctx)],
                        [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
@@ -260,7 +283,7 @@ def task_drivers_iso() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", build_drivers_iso, (spec, ctx, epoch),
+        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx)], [p.drivers_iso],
                        epoch=epoch)
 
@@ -272,9 +295,9 @@ def task_verify() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", verify_drivers_iso,
-                       (spec, ctx, epoch), [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)],
-                       [p.drivers_iso_report], epoch=epoch)
+        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", (spec, ctx, epoch),
+                       [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report],
+                       epoch=epoch)
 
 
 def task_guest_tools() -> Iterator[Task]:
@@ -285,9 +308,8 @@ def task_guest_tools() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         certs = [c for c in spec.guest_tools.certs if c.is_file()]
-        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", build_guest_tools,
-                       (spec, ctx, epoch), [*_stage_manifests(spec, ctx), p.notices_manifest, *certs,
-                                            *_proven(spec, ctx)],
+        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
+                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
 
 
@@ -298,9 +320,9 @@ def task_verify_guest_tools() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "guest_tools", f"verify the Guest Tools media of {spec.name}", verify_guest_tools,
-                       (spec, ctx, epoch), [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest],
-                       [p.guest_tools_report], epoch=epoch)
+        yield _subtask(spec, "verify_guest_tools", f"verify the Guest Tools media of {spec.name}", (spec, ctx, epoch),
+                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report],
+                       reads="guest_tools", epoch=epoch)
 
 
 def task_build() -> Iterator[Task]:

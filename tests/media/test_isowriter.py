@@ -216,7 +216,7 @@ def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
     verify_iso(out, [], exp, self_described=False)
     # A wall clock leaking into one directory record (the year byte of one file's record).
     data = bytearray(out.read_bytes())
-    name = "README.TXT;1".encode()
+    name = b"README.TXT;1"
     at = data.index(name) - 33 + 18
     data[at] += 1
     out.write_bytes(bytes(data))

@@ -190,3 +190,14 @@ def test_empty_or_non_mapping_spec(tmp_path: Path, text: str) -> None:
 def test_output_file_names_must_not_collide(tmp_path: Path) -> None:
     err = _load(tmp_path, GOOD + "outputs: {drivers_iso: {filename: aero-guest-tools.iso}}\n")
     assert "/outputs/guest_tools/iso_filename" in err.render() and "already used" in err.render()
+
+
+@pytest.mark.parametrize("name", ["schema.json", "devices.schema.json"])
+def test_shipped_schemas_are_valid_draft_2020_12(name: str) -> None:
+    import json
+
+    import jsonschema
+
+    from pipeline.spec.load import shipped_file
+
+    jsonschema.Draft202012Validator.check_schema(json.loads(shipped_file(name).read_text()))
