@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, log
-from .errors import PipelineError, UsageError
+from . import __version__, buildlock, log
+from .errors import PipelineError, UsageError, disk_error
 from .fsutil import atomic_path, relpath_for_humans, sha256_file
 from .spec.contract import Contract
 from .spec.load import load_specs, project_contract, spec_from_mapping
@@ -141,12 +141,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     names = args.specs or [s.name for s in load_specs(ctx) if s.default]
     for n in names:
         _find_spec(ctx, n)
+    # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
+    buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()
     os.chdir(ctx.root)
     try:
         rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run([f"build:{n}" for n in names])
     finally:
         os.chdir(old)
+        buildlock.release(ctx.build_dir)
     return 0 if rc == 0 else (1 if rc == 1 else 2)
 
 
@@ -298,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = add("build", cmd_build)
     p.add_argument("specs", nargs="*", help="spec names (default: the specs marked default: true)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="exit 2 at once if another build holds this checkout (as AERO_MEDIA_LOCK=fail does)")
     return ap
 
 
@@ -312,12 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return exc.exit_code
     except OSError as exc:
-        # Unwritable output folders and the like: the user's to fix, not a crash.
-        where = f"{exc.filename}: " if exc.filename else ""
-        log.error(f"{where}{exc.strerror or exc}; fix: check the path and its permissions")
+        # Unwritable output folders, a full disk and the like: the user's to fix, not a crash.
+        err = disk_error(exc)
+        log.error(err.render())
         if args.debug:
             raise
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; outputs written so far are complete or absent, never partial")
         return 130

@@ -88,3 +88,35 @@ class InternalError(PipelineError):
     """A bug in this tool, not in its input."""
 
     exit_code = 3
+
+
+class DiskError(PipelineError):
+    """The machine refused a read or write: a full disk, a read-only folder, a size limit."""
+
+    exit_code = 1
+
+
+# What to do about each refusal the operating system gives, by errno name.
+_OS_FIXES = {
+    "ENOSPC": "free space on the disk that holds it, then run again",
+    "EDQUOT": "free space within your disk quota, then run again",
+    "EFBIG": "the file system or a 'ulimit -f' limit refuses a file this large: raise the limit or build elsewhere",
+    "EROFS": "the folder is on a read-only file system: remount it read-write or build in a writable checkout",
+    "EACCES": "make the folder writable for you (or remove it), then run again",
+    "EPERM": "make the folder writable for you (or remove it), then run again",
+    "ENAMETOOLONG": "the path is too long for this system: use a shorter checkout path or shallower input",
+    "ELOOP": "a symbolic link loops: replace it with a real folder",
+}
+
+
+def disk_error(exc: OSError, what: str | None = None) -> DiskError:
+    """One line for an ``OSError``: the path (the error's own, else ``what``), the reason and the fix."""
+    import errno
+    import os
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = exc.filename if exc.filename is not None else what
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    shown = os.fsdecode(where) if where is not None else "a file"
+    return DiskError(f"{shown}: {reason}{f' ({name})' if name else ''}",
+                     _OS_FIXES.get(name, "check the path, its permissions and the free space, then run again"))

@@ -7,12 +7,17 @@ that exists under its final name is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,11 +73,74 @@ def copy_fp_hashed(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None]
     return h.hexdigest(), size
 
 
+# A temp sibling names its writer: .<name>.<pid>-<random>.tmp (and .<name>.old-<pid>-<random>).
+_OWNED = re.compile(r"\.(?:old-)?(\d+)-[A-Za-z0-9_]+(?:\.tmp)?$")
+STALE_AFTER = 24 * 3600  # a temp untouched this long is stale whoever owns it (pids get reused)
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.{os.getpid()}-"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id is running (on this host)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # pragma: no cover - os.kill() on Windows would terminate the process
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return bool(ok) and code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(path: Path, suffix: str) -> bool:
+    match = _OWNED.fullmatch(suffix)
+    if match is None:
+        return True  # an older version's name: its writer is long gone
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False  # another thread of this run may be writing it
+    try:
+        age = time.time() - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    return not pid_alive(pid) or age > STALE_AFTER
+
+
+def remove_with_leftovers(path: Path) -> None:
+    """Remove ``path`` and every temp sibling of it, whoever wrote them (for ``doit clean``, under the lock)."""
+    remove_tree(path)
+    if path.parent.is_dir():
+        for pattern in (f".{path.name}.*.tmp", f".{path.name}.old-*"):
+            for stale in path.parent.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    remove_tree(stale)
+
+
 def sweep_leftovers(final: Path) -> None:
-    """Remove temp siblings of ``final`` that a killed run left behind (``.<name>.*.tmp``, ``.<name>.old-*``)."""
+    """Remove temp siblings of ``final`` that a killed run left behind.
+
+    Only those whose writer is gone: a temp another live process is still writing
+    (a parallel run, a doit worker) is left alone.
+    """
     for pattern in (f".{final.name}.*.tmp", f".{final.name}.old-*"):
         for stale in final.parent.glob(pattern):
-            remove_tree(stale)
+            if _is_stale(stale, stale.name[len(final.name) + 1:]):
+                with contextlib.suppress(FileNotFoundError):
+                    remove_tree(stale)
 
 
 @contextlib.contextmanager
@@ -83,7 +151,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -127,12 +195,56 @@ def _make_writable(func: Callable[..., Any], path: str, _exc: Any) -> None:
     func(path)
 
 
+def walk(root: Path | str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Like ``os.walk(root)`` top-down without following links, but with no recursion.
+
+    Python 3.11's ``os.walk`` (and ``rmtree``) recurse once per level, so a hostile tree
+    a thousand folders deep raised ``RecursionError``. Callers may prune ``dirnames``.
+    """
+    todo = [os.fspath(root)]
+    while todo:
+        top = todo.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(top) as it:
+                for entry in it:
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        is_dir = False
+                    (dirs if is_dir else files).append(entry.name)
+        except OSError:
+            if top == os.fspath(root):
+                raise
+            continue  # vanished or unreadable below the root: as os.walk does
+        yield top, dirs, files
+        todo.extend(os.path.join(top, d) for d in reversed(dirs))
+
+
 def remove_tree(path: Path) -> None:
     """Remove a directory tree even when it holds read-only entries."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path, onerror=_make_writable)
+        try:
+            shutil.rmtree(path, onerror=_make_writable)
+        except RecursionError:
+            _remove_deep_tree(path)
+
+
+def _remove_deep_tree(path: Path) -> None:
+    """Remove a tree too deep for ``shutil.rmtree`` (Python 3.11 recurses per level)."""
+    dirs = []
+    for top, _dirs, files in walk(path):
+        dirs.append(top)
+        for name in files:
+            full = os.path.join(top, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
+    for top in reversed(dirs):
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(top)
 
 
 @contextlib.contextmanager
@@ -144,14 +256,17 @@ def staging_dir(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; staged trees are ordinary folders
     try:
         yield tmp
+        if final.exists() and exchange(tmp, final):
+            remove_tree(tmp)  # now the old tree
+            return
         old = None
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            remove_tree(old)
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{os.getpid()}-", dir=final.parent))
+            os.rmdir(old)  # a unique name to move the old tree to
             os.replace(final, old)
         os.replace(tmp, final)
         if old is not None:
@@ -159,6 +274,43 @@ def staging_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         remove_tree(tmp)
         raise
+
+
+@functools.cache
+def _renameat2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None  # a C library older than glibc 2.28
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2``); False where the system cannot.
+
+    Without it, replacing a folder takes two renames, and between them the folder
+    is briefly absent (never half old, half new).
+    """
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False  # a file system without the flag
+    raise OSError(err, os.strerror(err), os.fspath(b))
 
 
 def relpath_for_humans(path: Path, root: Path | None = None, *, absolute: bool = False) -> str:

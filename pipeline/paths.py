@@ -113,19 +113,23 @@ class SpecPaths:
     def drivers_iso_report(self) -> Path:
         return self.dist / f"{self.spec.drivers_iso.filename}.verify.json"
 
-    # Guest Tools
+    # Guest Tools: one folder, published as a unit, so the ISO, the zip and the manifest never mix builds.
+    @property
+    def guest_tools_dir(self) -> Path:
+        return self.dist / "guest-tools"
+
     @property
     def guest_tools_manifest(self) -> Path:
-        return self.dist / "manifest.json"
+        return self.guest_tools_dir / "manifest.json"
 
     @property
     def guest_tools_iso(self) -> Path:
-        return self.dist / self.spec.guest_tools.iso_filename
+        return self.guest_tools_dir / self.spec.guest_tools.iso_filename
 
     @property
     def guest_tools_zip(self) -> Path:
-        return self.dist / self.spec.guest_tools.zip_filename
+        return self.guest_tools_dir / self.spec.guest_tools.zip_filename
 
     @property
     def guest_tools_report(self) -> Path:
-        return self.dist / f"{self.spec.guest_tools.iso_filename}.verify.json"
+        return self.guest_tools_dir / f"{self.spec.guest_tools.iso_filename}.verify.json"

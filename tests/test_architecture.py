@@ -6,7 +6,8 @@ from pipeline.taskgraph.fingerprint import PACKAGE_ROOT, _index
 
 # Lower layers never import higher ones. Same-layer imports are allowed within one package only.
 LAYERS = {
-    "pipeline": 0, "pipeline.errors": 0, "pipeline.log": 0, "pipeline.fsutil": 0,
+    "pipeline": 0, "pipeline.errors": 0, "pipeline.log": 0, "pipeline.fsutil": 0, "pipeline.winnames": 0,
+    "pipeline.buildlock": 0,
     "pipeline.spec": 1,
     "pipeline.win7": 2,
     "pipeline.manifests": 3, "pipeline.paths": 3,

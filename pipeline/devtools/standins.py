@@ -15,8 +15,8 @@ from ..fsutil import relpath_for_humans, sha256_file, staging_dir, write_json_at
 from ..manifests import FileRecord, PackManifest
 from ..paths import SpecPaths
 from ..sources.tree import DirTree, EntryKind
-from ..sources.winnames import split_relpath
 from ..spec.model import Context, Spec
+from ..winnames import split_relpath
 from .pestub import RECIPE_SUFFIX, build_from_recipe
 
 MAX_RECIPE = 4096

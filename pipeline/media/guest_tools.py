@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import log
 from ..errors import SourceError, ValidationError
-from ..fsutil import dump_json, relpath_for_humans, sha256_file, write_bytes_atomic
+from ..fsutil import dump_json, relpath_for_humans, sha256_file, staging_dir, write_bytes_atomic
 from ..manifests import (
     CertRecord,
     FileRecord,
@@ -156,14 +156,14 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
 
 
 def build_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsManifest:
-    """Write the Guest Tools ISO, zip and manifest.json under ``dist/<spec>/``."""
+    """Write the Guest Tools ISO, zip and manifest.json as one set: ``dist/<spec>/guest-tools/``."""
     paths = SpecPaths(spec, ctx)
-    paths.guest_tools_manifest.unlink(missing_ok=True)
-    paths.guest_tools_report.unlink(missing_ok=True)
     files, manifest = guest_tools_files(spec, ctx, epoch)
-    write_iso(files, paths.guest_tools_iso, spec.guest_tools.volume_label, epoch)
-    write_zip(files, paths.guest_tools_zip, epoch)
-    write_bytes_atomic(paths.guest_tools_manifest, dump_json(manifest.to_json()))
+    # The set is written into a temp folder and swapped in whole: dist/ holds the old set or the new one.
+    with staging_dir(paths.guest_tools_dir) as tmp:
+        write_iso(files, tmp / paths.guest_tools_iso.name, spec.guest_tools.volume_label, epoch)
+        write_zip(files, tmp / paths.guest_tools_zip.name, epoch)
+        write_bytes_atomic(tmp / paths.guest_tools_manifest.name, dump_json(manifest.to_json()))
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
         digest, size = sha256_file(out)
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
@@ -180,7 +180,7 @@ def verify_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsReport
     files[MANIFEST_NAME] = (media_record(MANIFEST_NAME, paths.guest_tools_manifest.read_bytes()), "dist/")
     required = [*REQUIRED_FILES, *(d.inf for d in manifest.drivers)]
     exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files, epoch=epoch)
-    with discard_on_failure([paths.guest_tools_iso, paths.guest_tools_zip, paths.guest_tools_manifest]):
+    with discard_on_failure([paths.guest_tools_dir]):
         iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False)
         zip_report = verify_zip(paths.guest_tools_zip, exp)
     report = GuestToolsReport(iso=iso, zip=zip_report)

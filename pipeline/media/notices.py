@@ -20,8 +20,8 @@ from ..paths import SpecPaths
 from ..sources.resolve import extraction, proof, source_record, source_tree
 from ..sources.selection import notice_entries
 from ..sources.tree import DirTree, EntryKind
-from ..sources.winnames import check_relpath
 from ..spec.model import Context, Spec
+from ..winnames import check_relpath
 
 NOTICES_NAME = "THIRD_PARTY_NOTICES.md"
 UPSTREAM_PROJECT = "virtio-win (kvm-guest-drivers-windows)"

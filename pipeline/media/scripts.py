@@ -25,10 +25,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..sources.winnames import MEDIA_NAME
 from ..spec.contract import Contract, Device
 from ..spec.types import SigningPolicy
 from ..win7.pnp import cdd_keys, contract_ids
+from ..winnames import MEDIA_NAME
 from .templates import TemplateError, crlf, render, require_ascii
 
 ARCHES: tuple[str, ...] = ("x86", "amd64")

@@ -23,7 +23,7 @@ from typing import IO
 import pycdlib
 
 from ..errors import BuildStateError, SourceError, VerifyError
-from ..fsutil import CHUNK, sha256_file, write_json_atomic
+from ..fsutil import CHUNK, remove_tree, sha256_file, write_json_atomic
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, IsoReport, ZipReport
 from ..paths import MediaLayout
@@ -250,7 +250,7 @@ def discard_on_failure(media: list[Path]) -> Iterator[None]:
         yield
     except VerifyError as exc:
         for m in media:
-            m.unlink(missing_ok=True)
+            remove_tree(m)
         raise VerifyError(exc.message, "the failed media were removed (the report stays); run doit again to "
                                        "rebuild them, and report a bug if it fails again") from None
 

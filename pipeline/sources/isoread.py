@@ -13,8 +13,8 @@ The image is untrusted input:
   :class:`~pipeline.errors.UnsafePathError`, as do two entries with the same name
   in one folder. Names that are merely unusable on Windows, and names that differ
   only by case, are *reported* unchanged; the caller checks those for the files
-  it selects (:func:`pipeline.sources.winnames.check_relpath`,
-  :func:`pipeline.sources.winnames.check_no_case_clash`);
+  it selects (:func:`pipeline.winnames.check_relpath`,
+  :func:`pipeline.winnames.check_no_case_clash`);
 * Rock Ridge symlinks are listed with kind ``symlink`` and never followed;
 * a damaged, truncated or foreign file raises :class:`~pipeline.errors.SourceError`
   with one line naming the file, never a pycdlib traceback. A file whose extent

@@ -16,8 +16,8 @@ from ..manifests import MissingOptional
 from ..paths import MediaLayout
 from ..spec.model import DriverReq, Spec
 from ..spec.types import Arch, OptionalPolicy
+from ..winnames import check_no_case_clash, check_relpath, split_relpath
 from .tree import Entry, EntryKind
-from .winnames import check_no_case_clash, check_relpath, split_relpath
 
 # Folder pattern per layout: {driver} the driver folder (matched case-insensitively,
 # so 'NetKVM' is driver 'netkvm'), {os} an OS folder from the spec (w7 first), {arch}
@@ -93,6 +93,11 @@ def _index(entries: list[Entry]) -> dict[str, list[Entry]]:
     return children
 
 
+# Every medium keeps a package three folders down (win7/<arch>/<driver>/), and ISO 9660
+# allows eight levels of folders: four are left for the package's own subfolders.
+MAX_PACKAGE_SUBFOLDERS = 4
+
+
 def _is_core_file(name: str, driver: str) -> bool:
     """Files a package cannot work without: any INF, and <driver>.sys/.cat."""
     low = name.lower()
@@ -109,6 +114,10 @@ def _package_files(entries_by_dir: dict[str, list[Entry]], folder: Entry, where:
         for e in entries_by_dir.get(d.path.casefold(), []):
             rel = e.path[len(folder.path) + 1:]
             if e.kind == EntryKind.DIR:
+                if rel.count("/") + 1 > MAX_PACKAGE_SUBFOLDERS:
+                    raise UnsafePathError(f"{where}: {e.path[:120]!r} is nested more than {MAX_PACKAGE_SUBFOLDERS} "
+                                          "folders deep inside its package, deeper than the media can hold",
+                                          "remove the deep folders from the input")
                 todo.append(e)
             elif e.kind == EntryKind.SYMLINK:
                 if skipped is not None and not _is_core_file(e.name, driver):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..errors import SourceError
+from ..fsutil import walk
 
 
 class EntryKind(StrEnum):
@@ -77,8 +78,16 @@ class DirTree:
 
     def entries(self) -> list[Entry]:
         """Every name under the root; ``ref`` is the path on disk."""
+        try:
+            return self._entries()
+        except OSError as exc:
+            where = exc.filename or self.display
+            raise SourceError(f"{where}: cannot be read ({exc.strerror})",
+                              "check the folder's permissions, or point source.path elsewhere") from None
+
+    def _entries(self) -> list[Entry]:
         out: list[Entry] = []
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for dirpath, dirnames, filenames in walk(self.root):
             rel_dir = os.path.relpath(dirpath, self.root)
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)

@@ -9,12 +9,14 @@ project's own ``specs/schema.json`` or ``specs/devices.yaml`` takes precedence.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..winnames import component_problem
 from .contract import Contract, Device, Subsystem
 from .model import Checks, Context, DriverReq, DriversIsoOut, GuestToolsOut, Source, Spec
 from .types import ALL_ARCHES, Arch, OptionalPolicy, PlaceholderPolicy, SigningPolicy, SourceKind, WarningPolicy
@@ -123,6 +125,8 @@ def _drivers(doc: Doc, contract: Contract, problems: list[str]) -> tuple[list[Dr
                             f"(not in specs/{CONTRACT_FILE}); fix: {fix}")
             continue
         drivers.append(DriverReq(name=d["name"], device=dev, required=bool(d.get("required", False))))
+    names = {f"/drivers/{i}/name": d["name"] for i, d in enumerate(doc.data["drivers"])}
+    problems += _windows_name_problems(doc, names)
     if drivers and not any(d.required for d in drivers):
         problems.append(f"{doc.where('/drivers')}: no driver is required; fix: mark at least viostor required: true")
     return drivers, seen
@@ -161,11 +165,23 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
     )
 
 
+def _windows_name_problems(doc: Doc, names: dict[str, str]) -> list[str]:
+    """Names that become files, folders or labels on Windows get the rules package files get."""
+    out = []
+    for pointer, name in names.items():
+        problem = component_problem(name)
+        if problem:
+            out.append(f"{doc.where(pointer)}: {problem}; fix: choose another name")
+    return out
+
+
 def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut) -> list[str]:
     names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
              "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
              "outputs/guest_tools/zip_filename": guest_tools.zip_filename}
-    problems = []
+    labels = {"outputs/drivers_iso/volume_label": outputs.get("drivers_iso", {}).get("volume_label"),
+              "outputs/guest_tools/volume_label": outputs.get("guest_tools", {}).get("volume_label")}
+    problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
     taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest"}
     for where, fname in names.items():
         key = fname.lower()
@@ -201,6 +217,9 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
                     allow_sha256_only=bool(raw_checks.get("allow_sha256_only", False)),
                     placeholder_catalogs=PlaceholderPolicy(raw_checks.get("placeholder_catalogs", "error")))
     problems += _output_name_problems(doc, outputs, guest_tools)
+    cache_dir = ctx.resolve(data["cache_dir"]) if "cache_dir" in data else None
+    if cache_dir is not None:
+        problems += _cache_dir_problems(doc, ctx, cache_dir)
     raise_problems(problems)
     return Spec(
         name=name,
@@ -215,9 +234,27 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         checks=checks,
         drivers_iso=DriversIsoOut(**outputs.get("drivers_iso", {})),
         guest_tools=guest_tools,
-        cache_dir=ctx.resolve(data["cache_dir"]) if "cache_dir" in data else None,
+        cache_dir=cache_dir,
         contract=contract,
     )
+
+
+def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
+    """The cache is written to and never cleaned by us: it must not be a folder that holds anything else."""
+    where = doc.where("/cache_dir")
+    target = Path(os.path.abspath(cache_dir))
+    root = Path(os.path.abspath(ctx.root))
+    if target == Path(target.anchor) or target == Path(os.path.abspath(Path.home())):
+        return [f"{where}: {doc.data['cache_dir']!r} is the file system root or your home folder; "
+                "fix: name a folder of its own, e.g. ~/.cache/aero-virtio-media"]
+    if root.is_relative_to(target):
+        return [f"{where}: {doc.data['cache_dir']!r} is the project folder or a folder above it; "
+                "fix: name a folder of its own, e.g. ~/.cache/aero-virtio-media or .cache/downloads"]
+    for inputs in (ctx.specs_dir, ctx.root / "prebuilt", ctx.build_dir, ctx.dist_dir):
+        if target.is_relative_to(Path(os.path.abspath(inputs))):
+            return [f"{where}: {doc.data['cache_dir']!r} is inside {inputs.name}/, which the pipeline owns "
+                    "or reads; fix: name a folder of its own, e.g. .cache/downloads"]
+    return []
 
 
 def valid_name(name: str) -> bool:

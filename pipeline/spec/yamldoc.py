@@ -44,61 +44,207 @@ def pointer_join(base: str, key: str | int) -> str:
     return f"{base}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-class _Constructor(yaml.constructor.SafeConstructor):
-    pass
+# Specs are small (the sample has ~150 values). These bounds stop a hostile file in
+# specs/ (an alias bomb, a million nested brackets) from hanging every command.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 20_000
+MAX_NUMBER_CHARS = 40
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
+_EventParser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _to_python(node: yaml.Node, pointer: str, marks: dict[str, tuple[int, int]], display: str) -> Any:
-    marks[pointer] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _Constructor().construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, bool)):
-                raise SpecError(f"{display}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}: "
-                                f"{pointer or '/'}: keys must be plain names", "write the key as text")
-            key = str(key) if not isinstance(key, str) else key
-            child = pointer_join(pointer, key)
-            if key in out:
-                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                raise SpecError(f"{display}:{line}:{col}: {child}: key {key!r} appears twice",
-                                "keep one of the two entries")
-            marks[child + "#key"] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _to_python(value_node, child, marks, display)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, pointer_join(pointer, i), marks, display) for i, item in enumerate(node.value)]
-    return _Constructor().construct_object(node, deep=True)
+@dataclass
+class _Open:
+    """A mapping or sequence whose end event has not come yet."""
+
+    value: dict[str, Any] | list[Any]
+    pointer: str
+    anchor: str | None
+    nodes: int = 1
+    key: str | None = None
 
 
-def load_doc(path: Path, display: str | None = None) -> Doc:
-    """Parse one YAML file, keeping positions; malformed YAML raises :class:`SpecError`."""
-    display = display or str(path)
+class _Builder:
+    """Turn a YAML event stream into plain values, iteratively and within the bounds above.
+
+    YAML's own composer recurses (a C stack overflow on deep input) and expands
+    aliases without limit, so the document is built here from parser events.
+    """
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.marks: dict[str, tuple[int, int]] = {}
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.nodes = 0
+        self.root: Any = None
+        self.documents = 0
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def fail(self, event: yaml.Event, what: str, fix: str) -> SpecError:
+        line, col = _pos(event)
+        return SpecError(f"{self.display}:{line}:{col}: {self._pointer_here()}: {what}", fix)
+
+    def _pointer_here(self) -> str:
+        if not self.stack:
+            return "/"
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return pointer_join(top.pointer, len(top.value))
+        return pointer_join(top.pointer, top.key) if top.key is not None else (top.pointer or "/")
+
+    def feed(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise self.fail(event, "the file holds more than one YAML document",
+                                "keep one document per file (remove the extra '---')")
+        elif isinstance(event, yaml.ScalarEvent):
+            self._check_tag(event, _PLAIN_TAGS)
+            self._place(event, self._scalar(event), 1, event.anchor)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            self._start(event)
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            done = self.stack.pop()
+            if done.anchor is not None:
+                self.anchors[done.anchor] = (done.value, done.nodes)
+            self._place(event, done.value, done.nodes, None, counted=True)
+
+    def _check_tag(self, event: yaml.NodeEvent, allowed: set[str]) -> None:
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and tag not in allowed:
+            raise self.fail(event, f"the YAML tag {tag} is not allowed in a spec",
+                            "remove the tag and write a plain value")
+
+    def _scalar(self, event: yaml.ScalarEvent) -> Any:
+        tag = event.tag
+        if tag in (None, "!"):
+            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and len(event.value) > MAX_NUMBER_CHARS:
+            raise self.fail(event, f"a number of {len(event.value)} characters",
+                            "write a realistic number, or quote it to make it text")
+        if tag not in _PLAIN_TAGS:
+            # A YAML 1.1 timestamp or the like: keep the text the author wrote.
+            return event.value
+        node = yaml.ScalarNode(tag, event.value, style=event.style)
+        try:
+            return self.constructor.construct_object(node)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise self.fail(event, f"cannot read {event.value[:40]!r} as {tag.rsplit(':', 1)[1]} ({exc})",
+                            "quote the value to make it text") from None
+
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        name = event.anchor
+        if any(o.anchor == name for o in self.stack):
+            raise self.fail(event, f"the alias *{name} refers to itself",
+                            "replace the recursive alias with plain values")
+        if name not in self.anchors:
+            raise self.fail(event, f"the alias *{name} has no anchor &{name} before it",
+                            f"define &{name} first, or write the value out")
+        value, nodes = self.anchors[name]
+        self._place(event, value, nodes, None)
+
+    def _start(self, event: yaml.CollectionStartEvent) -> None:
+        self._check_tag(event, _COLLECTION_TAGS)
+        if self.stack and isinstance(self.stack[-1].value, dict) and self.stack[-1].key is None:
+            raise self.fail(event, "keys must be plain names", "write the key as text")
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.fail(event, f"nested more than {MAX_DEPTH} levels deep",
+                            "flatten the structure: a spec needs only a few levels")
+        pointer = self._pointer_here() if self.stack else ""
+        self.marks[pointer] = _pos(event)
+        value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+        self.stack.append(_Open(value, pointer, event.anchor))
+
+    def _place(self, event: yaml.Event, value: Any, nodes: int, anchor: str | None, counted: bool = False) -> None:
+        if not counted:
+            self.nodes += nodes
+            if self.nodes > MAX_NODES:
+                raise self.fail(event, f"the document expands to more than {MAX_NODES} values",
+                                "remove the aliases that multiply the document (a YAML alias bomb?)")
+        if anchor is not None:
+            self.anchors[anchor] = (value, nodes)
+        mark = _pos(event)
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        top.nodes += nodes
+        if isinstance(top.value, list):
+            if not counted:
+                self.marks[pointer_join(top.pointer, len(top.value))] = mark
+            top.value.append(value)
+        elif top.key is None:
+            top.key = self._key(event, value, top)
+            self.marks[pointer_join(top.pointer, top.key) + "#key"] = mark
+        else:
+            if not counted:
+                self.marks[pointer_join(top.pointer, top.key)] = mark
+            top.value[top.key] = value
+            top.key = None
+
+    def _key(self, event: yaml.Event, key: Any, top: _Open) -> str:
+        if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
+            raise self.fail(event, "YAML merge keys (<<) are not allowed in a spec", "write the keys out")
+        if not isinstance(key, (str, int, bool)) or isinstance(key, float):
+            raise self.fail(event, "keys must be plain names", "write the key as text")
+        text = key if isinstance(key, str) else str(key)
+        if text in top.value:
+            line, col = _pos(event)
+            raise SpecError(f"{self.display}:{line}:{col}: {pointer_join(top.pointer, _short_key(text))}: "
+                            f"key {_short_key(text)!r} appears twice",
+                            "keep one of the two entries")
+        return text
+
+
+def _pos(event: yaml.Event) -> tuple[int, int]:
+    mark = event.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _short_key(key: str) -> str:
+    return key if len(key) <= 60 else key[:60] + "..."
+
+
+def _parse(text: str, display: str) -> tuple[Any, dict[str, tuple[int, int]]]:
+    builder = _Builder(display)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{display}: cannot read: {exc.strerror}", "check the path") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{display}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        for event in yaml.parse(text, Loader=_EventParser):
+            builder.feed(event)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
         raise SpecError(f"{where}: malformed YAML: {exc.problem or exc.context}",
                         "fix the YAML syntax at that position (indentation, quotes, ':' after keys)") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{display}: malformed YAML: {exc}", "fix the YAML syntax") from None
-    if node is None:
+        raise SpecError(f"{display}: malformed YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
+    if builder.documents == 0 or (builder.root is None and not builder.marks):
         raise SpecError(f"{display}:1:1: /: the file is empty", "start from specs/sample.yaml")
-    marks: dict[str, tuple[int, int]] = {}
+    builder.marks.setdefault("", (1, 1))
+    return builder.root, builder.marks
+
+
+def load_doc(path: Path, display: str | None = None) -> Doc:
+    """Parse one YAML file, keeping positions; malformed or oversized YAML raises :class:`SpecError`."""
+    display = display or str(path)
     try:
-        data = _to_python(node, "", marks, display)
-    except RecursionError:
-        raise SpecError(f"{display}: a YAML alias refers to itself (or nests too deeply)",
-                        "replace the recursive *alias with plain values") from None
+        with open(path, "rb") as fp:
+            raw = fp.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{display}: cannot read: {exc.strerror}", "check the path") from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError(f"{display}: larger than {MAX_BYTES // 1024} KiB, too large for a spec",
+                        "a spec is a short YAML file: start from specs/sample.yaml")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{display}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    data, marks = _parse(text, display)
     return Doc(path=path, display=display, data=data, marks=marks)
 
 
@@ -122,6 +268,12 @@ def _describe_type(schema: dict[str, Any]) -> str:
     return names.get(str(t), str(t))
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value, cut so that one hostile value cannot flood the one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _typename(value: Any) -> str:
     return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
             dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
@@ -136,7 +288,7 @@ def _unknown_keys(err: jsonschema.ValidationError, pointer: str, schema: dict[st
     for key in sorted(set(err.instance) - set(allowed)):
         close = difflib.get_close_matches(key, allowed, n=1)
         fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
-        out.append((pointer_join(pointer, key) + "#key", f"unknown key {key!r}; fix: {fix}"))
+        out.append((pointer_join(pointer, key) + "#key", f"unknown key {_short(key)}; fix: {fix}"))
     return out
 
 
@@ -150,11 +302,11 @@ def _not_allowed(err: jsonschema.ValidationError, pointer: str, schema: dict[str
                  hint: str | None) -> list[tuple[str, str]]:
     inst, want = err.instance, err.validator_value
     if err.validator == "const" and str(inst) == str(want):
-        return [(pointer, f"{inst!r} is text; expected the number {want}; fix: write {want} without quotes")]
+        return [(pointer, f"{_short(inst)} is text; expected the number {want}; fix: write {want} without quotes")]
     allowed = want if err.validator == "enum" else [want]
     close = difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1)
     fix = f"did you mean {close[0]!r}?" if close else (hint or f"use one of: {', '.join(map(str, allowed))}")
-    return [(pointer, f"{inst!r} is not one of {', '.join(map(str, allowed))}; fix: {fix}")]
+    return [(pointer, f"{_short(inst)} is not one of {', '.join(map(str, allowed))}; fix: {fix}")]
 
 
 def _one_of(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
@@ -181,8 +333,13 @@ _RULES: dict[str, _Rule] = {
     "anyOf": _one_of,
     "oneOf": _one_of,
     "type": _simple(lambda e, s: f"expected {_describe_type(s)}, got {_typename(e.instance)}", "change the value"),
-    "pattern": _simple(lambda e, s: f"{e.instance!r} does not match the pattern {e.validator_value!r}",
+    "pattern": _simple(lambda e, s: f"{_short(e.instance)} does not match the pattern {e.validator_value!r}",
                        "change the value"),
+    "maxLength": _simple(lambda e, s: f"{_short(e.instance)} is {len(e.instance)} characters long, "
+                         f"more than {e.validator_value}", "shorten it"),
+    "minLength": _simple(lambda e, s: "the text is empty", "write a value"),
+    "maximum": _simple(lambda e, s: f"{_short(e.instance)} is more than {e.validator_value}", "use a smaller value"),
+    "minimum": _simple(lambda e, s: f"{_short(e.instance)} is less than {e.validator_value}", "use a larger value"),
     "uniqueItems": _simple(lambda e, s: "the list has duplicate entries", "remove the duplicates"),
     "minItems": _simple(lambda e, s: f"the list needs at least {e.validator_value} entries", "add entries"),
     "propertyNames": _simple(lambda e, s: f"bad key: {e.message}", "rename the key"),
@@ -196,7 +353,7 @@ def _messages(err: jsonschema.ValidationError, doc: Doc) -> list[tuple[str, str]
     hint = schema.get("x-hint")
     rule = _RULES.get(str(err.validator))
     found = rule(err, pointer, schema, hint) if rule is not None else None
-    return found if found is not None else [(pointer, f"{err.message}; fix: {hint or 'see the schema'}")]
+    return found if found is not None else [(pointer, f"{err.message[:200]}; fix: {hint or 'see the schema'}")]
 
 
 def schema_problems(doc: Doc, schema_path: Path) -> list[str]:

@@ -16,29 +16,45 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from ..errors import PipelineError
-from ..fsutil import remove_tree
+from ..errors import PipelineError, UsageError, disk_error
+from ..fsutil import relpath_for_humans, remove_with_leftovers
 from ..media.epoch import source_date_epoch
 from ..paths import SpecPaths
 from ..sources.tree import DirTree, EntryKind
 from ..spec.load import load_specs
 from ..spec.model import Context, Spec
 from .checker import ContentChecker
+from .depfile import BACKEND_NAME
 from .fingerprint import MEMO_NAME, code_fingerprint
+from .refuse import refuse
+from .report import OneLineReporter
 
 __all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
            "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_stage", "task_verify",
            "task_verify_guest_tools"]
 
+def _backend() -> str:
+    """The dep-file backend's name, once it is known to be registered (a stale install lacks it)."""
+    from importlib.metadata import entry_points
+
+    if not entry_points(group="doit.BACKEND", name=BACKEND_NAME):
+        refuse(UsageError(f"doit cannot find the {BACKEND_NAME!r} dep-file backend: the aero-virtio-media "
+                          "package is not installed, or its install is stale",
+                          "run python -m pip install -e '.[test]' in the checkout"))
+    return BACKEND_NAME
+
+
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
-    "backend": "json",
+    # pipeline.taskgraph.depfile:AtomicJsonDB, registered as a doit.BACKEND entry point.
+    "backend": _backend(),
     # Kept under build/ so nothing outside build/, dist/ and the cache is ever written.
     "dep_file": "build/.doit.db",
     "check_file_uptodate": ContentChecker,
+    "reporter": OneLineReporter,
     "verbosity": 1,
 }
 
@@ -57,8 +73,7 @@ def _specs_at(root: Path) -> tuple[Spec, ...]:
     try:
         return tuple(load_specs(Context(root=root)))
     except PipelineError as exc:
-        # InvalidDodoFile is doit's 'user error': one message, no traceback.
-        raise InvalidDodoFile(exc.render()) from None
+        refuse(exc)
 
 
 def specs() -> tuple[Spec, ...]:
@@ -70,7 +85,7 @@ def _epoch() -> int:
     try:
         return source_date_epoch()
     except PipelineError as exc:
-        raise InvalidDodoFile(exc.render()) from None
+        refuse(exc)
 
 
 # The stage function each task runs, as "module:function". Modules are imported when the
@@ -97,14 +112,20 @@ def stage_function(stage: str) -> Callable[..., Any]:
     return fn
 
 
-def run_stage(stage: str, *args: Any) -> Callable[[], TaskFailed | None]:
-    """Wrap a stage function as a doit action that fails with our one-line error."""
+def run_stage(stage: str, *args: Any, writes: str | None = None) -> Callable[[], TaskFailed | None]:
+    """Wrap a stage function as a doit action that fails with our one-line error.
+
+    ``writes`` names the task's output for errors that name no file (a full disk
+    during a write reports no path).
+    """
 
     def action() -> TaskFailed | None:
         try:
             stage_function(stage)(*args)
         except PipelineError as exc:
             return TaskFailed(f"error: {exc.render()}")
+        except OSError as exc:
+            return TaskFailed(f"error: {disk_error(exc, writes).render()}")
         return None
 
     action.__name__ = STAGES[stage].partition(":")[2]
@@ -127,15 +148,22 @@ def _still_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
     return still_current(spec, ctx)
 
 
-def _source_files(spec: Spec) -> list[str]:
-    """Files of a directory source, as file_dep: additions and removals rerun staging."""
+def _source_files(spec: Spec) -> list[str] | None:
+    """Files of a directory source, as file_dep: additions and removals rerun staging.
+
+    None when the folder cannot be listed: the stage then runs and says why in one
+    line, and the other specs' tasks are generated as usual.
+    """
     path = spec.source.path
     if path is None or not path.is_dir():
         return []
-    return sorted(str(e.ref) for e in DirTree(path).entries() if e.kind is EntryKind.FILE)
+    try:
+        return sorted(str(e.ref) for e in DirTree(path).entries() if e.kind is EntryKind.FILE)
+    except PipelineError:
+        return None
 
 
-def _stage_inputs(spec: Spec, ctx: Context) -> list[str]:
+def _stage_inputs(spec: Spec, ctx: Context) -> list[str] | None:
     p = SpecPaths(spec, ctx)
     if spec.source.is_iso:
         return [str(p.provenance)]
@@ -149,28 +177,31 @@ def _group(fn: Callable[..., Any]) -> Task:
     return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
 
 
-def _subtask(spec: Spec, stage: str, doc: str, args: tuple[Any, ...], file_dep: list[Any], targets: list[Any], *,
+def _subtask(spec: Spec, stage: str, doc: str, args: tuple[Any, ...], file_dep: list[Any] | None,
+             targets: list[Any], *,
              name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None, reads: str | None = None,
              **fingerprint_extra: Any) -> Task:
     """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes.
 
     ``reads`` names the slice of the spec the stage reads (default: the stage's own).
+    ``file_dep`` None means the inputs could not be listed: the task always runs.
     """
     code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=_code_memo())
     fingerprint = {"stage": stage, "spec": spec.fingerprint(reads or stage), "code": code, **fingerprint_extra}
     return {
         "name": name or spec.name,
         "doc": doc,
-        "actions": [run_stage(stage, *args)],
-        "file_dep": sorted({str(f) for f in file_dep}),
+        "actions": [run_stage(stage, *args, writes=relpath_for_humans(targets[0]) if targets else None)],
+        "file_dep": sorted({str(f) for f in file_dep or ()}),
         "targets": [str(t) for t in targets],
-        "uptodate": [config_changed(fingerprint), *(uptodate or [])],
-        "clean": clean,
+        "uptodate": [config_changed(fingerprint), *(uptodate or []), *([False] if file_dep is None else [])],
+        "clean": _removing(*map(Path, targets)) if clean is True else clean,
     }
 
 
 def _removing(*paths: Path) -> list[Any]:
-    return [(remove_tree, [p]) for p in paths]
+    """doit clean actions: each path, and the temp siblings a killed run left beside it."""
+    return [(remove_with_leftovers, [p]) for p in paths]
 
 
 def task_fetch() -> Iterator[Task]:
@@ -241,17 +272,19 @@ def task_stage() -> Iterator[Task]:
                            clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)))
 
 
-def _notice_inputs(spec: Spec, ctx: Context) -> list[str]:
+def _notice_inputs(spec: Spec, ctx: Context) -> list[str] | None:
     """What notices read besides the stage manifests: provenance, or the source's own notice files."""
     lic = spec.source.license_file
     extra = [str(lic)] if lic is not None and lic.is_file() else []
     if spec.source.is_iso or spec.source.stand_ins:
-        return [*_stage_inputs(spec, ctx), *extra]
+        return [*(_stage_inputs(spec, ctx) or []), *extra]
     root = spec.source.path
     assert root is not None
+    files = _source_files(spec)
+    if files is None:
+        return None
     # Licence and notice files live outside the driver folders (win7/ or <Driver>/<os>/).
-    return extra + [f for f in _source_files(spec)
-                    if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
+    return extra + [f for f in files if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
 
 
 def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
@@ -271,7 +304,7 @@ def task_notices() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "notices", f"notices for {spec.name}", (spec, ctx),
-                       [*_stage_manifests(spec, ctx), *_notice_inputs(spec, ctx), *_proven(spec, ctx)],
+                       [*_stage_manifests(spec, ctx), *(_notice_inputs(spec, ctx) or []), *_proven(spec, ctx)],
                        [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
 
@@ -301,7 +334,7 @@ def task_verify() -> Iterator[Task]:
 
 
 def task_guest_tools() -> Iterator[Task]:
-    """Write dist/<spec>/aero-guest-tools.iso, .zip and manifest.json (scripts, drivers, certs, notices)."""
+    """Write dist/<spec>/guest-tools/: aero-guest-tools.iso, .zip and manifest.json, published as one set."""
     yield _group(task_guest_tools)
     ctx = _ctx()
     epoch = _epoch()
@@ -328,12 +361,17 @@ def task_verify_guest_tools() -> Iterator[Task]:
 def task_build() -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
     yield _group(task_build)
+    ctx = _ctx()
     for spec in specs():
+        p = SpecPaths(spec, ctx)
         yield {
             "name": spec.name,
             "doc": spec.description or f"all media of {spec.name}",
             "actions": None,
             "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}"],
+            # `doit clean build:<spec>` (and a bare `doit clean`, for the default specs) removes all the
+            # pipeline owns for the spec, state files and a killed run's temps included. Never the cache.
+            "clean": _removing(p.build, p.dist),
         }
 
 

@@ -75,10 +75,15 @@ class _Collector:
             return None
 
 
+_MAX_INDEX_DEPTH = 8
+
+
 def _index(pkg_dir: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(pkg_dir, followlinks=False):
-        dirnames.sort()
+        # A package is a few folders deep; pruning keeps os.walk's recursion bounded on hostile trees.
+        deep = os.path.relpath(dirpath, pkg_dir).count(os.sep) >= _MAX_INDEX_DEPTH
+        dirnames[:] = [] if deep else sorted(dirnames)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             try:

@@ -93,7 +93,7 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
 
 def test_broken_spec_gives_one_line_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "specs/bad.yaml").write_text("schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
-    assert run_doit(project) == 3
+    assert run_doit(project) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "specs/bad.yaml:2:9: /source: missing required key 'path'" in err
@@ -118,6 +118,29 @@ def test_clean_removes_outputs(project: Path) -> None:
     assert (project / "prebuilt/sample/win7/x86/viostor/viostor.inf").exists()
 
 
+def test_clean_removes_leftovers_and_state_but_never_the_cache(project: Path) -> None:
+    cache = Path(os.environ["AERO_MEDIA_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "keep.iso").write_bytes(b"cached")
+    assert run_doit(project) == 0
+    # What a run killed at a bad moment leaves behind: temps of dead writers, and state files.
+    leftovers = [project / "dist/sample/.aero-virtio-win7-drivers.iso.999999-abc.tmp",
+                 project / "dist/sample/guest-tools/.aero-guest-tools.zip.999999-def.tmp",
+                 project / "dist/sample/.guest-tools.old-999999-ghi/manifest.json",
+                 project / "build/sample/.stage.999999-jkl.tmp/x86.json",
+                 project / "build/sample/proof.json"]
+    for f in leftovers:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"partial")
+    assert run_doit(project, "clean", "drivers_iso:sample") == 0
+    assert not leftovers[0].exists() and leftovers[1].exists()
+    assert run_doit(project, "clean") == 0
+    assert not (project / "build/sample").exists() and not (project / "dist/sample").exists()
+    assert (cache / "keep.iso").read_bytes() == b"cached"
+    assert (project / "prebuilt/sample/win7/x86/viostor/viostor.sys.pestub").exists()
+    assert run_doit(project) == 0  # and the next run builds from scratch
+
+
 def test_reproducible_across_folders_tz_and_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
@@ -135,8 +158,8 @@ def test_reproducible_across_folders_tz_and_umask(tmp_path: Path, monkeypatch: p
         os.umask(old)
         monkeypatch.delenv("TZ")
         time.tzset()
-    for name in ("dist/sample/aero-virtio-win7-drivers.iso", "dist/sample/aero-guest-tools.iso",
-                 "dist/sample/aero-guest-tools.zip", "dist/sample/manifest.json"):
+    for name in ("dist/sample/aero-virtio-win7-drivers.iso", "dist/sample/guest-tools/aero-guest-tools.iso",
+                 "dist/sample/guest-tools/aero-guest-tools.zip", "dist/sample/guest-tools/manifest.json"):
         assert sha(a / name) == sha(b / name), name
 
 

@@ -65,7 +65,10 @@ def run_doit(root: Path, *args: str) -> int:
     cmd_run.opt_outfile["default"] = sys.stdout
     tasks._specs_at.cache_clear()
     with chdir(root):
-        rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(list(args))
+        try:
+            rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(list(args))
+        except SystemExit as exc:  # the task loader refuses a run (bad spec, lock held) this way
+            rc = exc.code
         return 0 if rc is None else int(rc)  # some doit commands (clean) return None
 
 

@@ -67,7 +67,7 @@ def project(tmp_path: Path) -> Path:
 
 def test_sample_iso_and_zip_hold_the_manifest_tree(project: Path) -> None:
     assert run_doit(project) == 0
-    dist = project / "dist/sample"
+    dist = project / "dist/sample/guest-tools"
     manifest = json.loads((dist / "manifest.json").read_text())
     iso = read_iso(dist / "aero-guest-tools.iso")
     zipped = zip_tree(dist / "aero-guest-tools.zip")
@@ -93,7 +93,7 @@ def test_sample_iso_and_zip_hold_the_manifest_tree(project: Path) -> None:
 
 def test_zip_is_sorted_with_fixed_dates_and_modes(project: Path) -> None:
     assert run_doit(project) == 0
-    with zipfile.ZipFile(project / "dist/sample/aero-guest-tools.zip") as zf:
+    with zipfile.ZipFile(project / "dist/sample/guest-tools/aero-guest-tools.zip") as zf:
         infos = zf.infolist()
     names = [i.filename for i in infos]
     files = [n for n in names if not n.endswith("/")]
@@ -104,7 +104,7 @@ def test_zip_is_sorted_with_fixed_dates_and_modes(project: Path) -> None:
 
 def test_inf_paths_in_setup_config_exist_for_their_arch(project: Path) -> None:
     assert run_doit(project) == 0
-    zipped = zip_tree(project / "dist/sample/aero-guest-tools.zip")
+    zipped = zip_tree(project / "dist/sample/guest-tools/aero-guest-tools.zip")
     media = zipped["config/media.cmd"].decode("ascii")
     assert "\r\n" in media
     infs = re.findall(r"drivers\\(x86|amd64)\\([A-Za-z0-9_]+)\\([A-Za-z0-9_]+\.inf)", media)
@@ -117,11 +117,11 @@ def test_publisher_certificate_is_extracted_for_pretrust(project: Path, tmp_path
     signed_pack(project / "prebuilt/signed")
     gt_spec(project, "prebuilt/signed")
     assert run_doit(project, "build:gt") == 0
-    manifest = json.loads((project / "dist/gt/manifest.json").read_text())
+    manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     certs = [r["path"] for r in manifest["files"] if r["path"].startswith("certs/")]
     assert len(certs) == 1 and certs[0].endswith(".cer")
     assert manifest["certs"][0]["stores"] == ["TrustedPublisher"]
-    zipped = zip_tree(project / "dist/gt/aero-guest-tools.zip")
+    zipped = zip_tree(project / "dist/gt/guest-tools/aero-guest-tools.zip")
     assert certs[0].split("/")[1] in zipped["config/media.cmd"].decode()
     from asn1crypto import x509
 
@@ -133,7 +133,7 @@ def test_no_certs_when_policy_says_so(project: Path, policy: str, trust: bool, e
     signed_pack(project / "prebuilt/signed")
     gt_spec(project, "prebuilt/signed", signing_policy=policy, trust_publisher=trust)
     assert run_doit(project, "build:gt") == 0
-    manifest = json.loads((project / "dist/gt/manifest.json").read_text())
+    manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     assert len([r for r in manifest["files"] if r["path"].startswith("certs/")]) == expect_certs
     assert manifest["certs_required"] is False
 
@@ -149,11 +149,11 @@ def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path,
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.cer)])
     assert run_doit(project, "build:gt") == 0
-    manifest = json.loads((project / "dist/gt/manifest.json").read_text())
+    manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     assert manifest["certs_required"] is True
     assert manifest["certs"][0]["stores"] == ["Root", "TrustedPublisher"]
     assert manifest["certs"][0]["sha1_thumbprint"] == tc.thumbprint
-    zipped = zip_tree(project / "dist/gt/aero-guest-tools.zip")
+    zipped = zip_tree(project / "dist/gt/guest-tools/aero-guest-tools.zip")
     assert zipped[manifest["certs"][0]["path"]] == tc.cer.read_bytes()
     assert not any(n.endswith((".pfx", ".pem", ".key")) for n in zipped)
 
@@ -165,7 +165,7 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
     # A key passed off as a certificate.
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.key_pem)])
     assert "holds a PEM private key; private keys never go on the media" in failed_build(project, capsys)
-    assert not (project / "dist/gt/aero-guest-tools.zip").exists()
+    assert not (project / "dist/gt/guest-tools/aero-guest-tools.zip").exists()
     # A .pfx dropped into a driver package.
     (project / "prebuilt/sample/win7/x86/viostor/signing.pfx").write_bytes(tc.pfx.read_bytes())
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none")

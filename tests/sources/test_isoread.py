@@ -24,7 +24,7 @@ import pytest
 from pipeline.errors import PipelineError, SourceError, UnsafePathError
 from pipeline.sources.isoread import CHUNK, IsoRef, IsoTree
 from pipeline.sources.tree import DirTree, Entry, EntryKind, Tree
-from pipeline.sources.winnames import case_clashes, check_no_case_clash
+from pipeline.winnames import case_clashes, check_no_case_clash
 from tests.lib.upstream import (
     DEFAULT_LABEL,
     HOSTILE_KINDS,

@@ -56,7 +56,7 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
 
 
 def test_malformed_yaml_names_line_and_column(tmp_path: Path) -> None:
-    err = _load(tmp_path, GOOD + "drivers: [\n")
+    err = _load(tmp_path, GOOD + "notes: [\n")
     text = err.render()
     assert text.startswith("specs/broken.yaml:")
     assert "malformed YAML" in text and "fix:" in text

@@ -1,0 +1,46 @@
+"""Ctrl-C during a doit run: one line and exit code 130, never a traceback.
+
+While a run holds the checkout, SIGINT raises ``SystemExit(130)`` instead of
+``KeyboardInterrupt``. It unwinds the same way (every temp file is removed by the
+writers' cleanup, doit still saves the dep file of the tasks that finished), but
+Python exits quietly on it instead of printing a traceback from wherever the
+signal landed (a stage, doit's scheduler, a worker queue).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+EXIT_CODE = 130
+MESSAGE = ("error: interrupted (Ctrl-C); every output is complete or absent, never partial; "
+           "fix: run doit again to finish the build")
+
+
+def install() -> Callable[[], None]:
+    """Handle SIGINT as above until the returned function is called (main thread only; else a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    owner = os.getpid()
+    said = threading.Event()
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        # doit's worker processes inherit the handler: only the parent prints.
+        if os.getpid() == owner and not said.is_set():
+            said.set()
+            sys.stderr.write(MESSAGE + "\n")
+            sys.stderr.flush()
+        raise SystemExit(EXIT_CODE)
+
+    previous: Any = signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+    return restore

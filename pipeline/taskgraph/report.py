@@ -1,0 +1,64 @@
+"""What a doit run prints: doit's progress lines on stdout, and one line on stderr per failure.
+
+doit's console reporter prints a failure's class name, its traceback and a row of
+``#`` around the captured output, on stdout. Our stages already fail with one
+line naming the file and the fix; this reporter prints exactly that. Anything
+else (a bug in this tool, a doit error) also becomes one line, and the traceback
+goes to ``build/.last-error.txt`` for the bug report.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import BaseFail, TaskFailed
+from doit.reporter import ConsoleReporter
+
+from ..fsutil import write_bytes_atomic
+
+ERROR_LOG = Path("build") / ".last-error.txt"
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else "no details"
+
+
+class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type information
+    """doit's console reporter, with every failure reduced to one line on stderr."""
+
+    desc = "console output; one line on stderr per failure"
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        """Print the failure's one line at once (doit would hold it for the end)."""
+        if not fail.report:
+            return
+        message = fail.message if isinstance(fail.message, str) else str(fail.message)
+        if isinstance(fail, TaskFailed) and message.startswith("error: "):
+            line = " ".join(message.split())
+        elif fail.traceback:
+            line = self._internal(task.name, fail)
+        else:
+            line = (f"error: {task.name}: {_first_line(message)}; "
+                    "fix: run `doit` again; if it repeats, `doit forget` the task")
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    @staticmethod
+    def _internal(task_name: str, fail: BaseFail) -> str:
+        trace = "".join(fail.traceback)
+        saved = ""
+        try:
+            write_bytes_atomic(ERROR_LOG, f"task {task_name}\n{fail.message}\n{trace}".encode())
+            saved = f" (details in {ERROR_LOG.as_posix()})"
+        except OSError:
+            pass
+        return (f"error: {task_name}: internal error: {_first_line(trace.splitlines()[-1] if trace else '')}"
+                f"{saved}; fix: this is a bug in aero-virtio-media: please report it with those details")
+
+    def complete_run(self) -> None:
+        """doit's own run errors, one line each; failures were printed as they happened."""
+        for msg in self.runtime_errors:
+            sys.stderr.write(f"error: {_first_line(msg)}; fix: check the task names (`doit list`)\n")

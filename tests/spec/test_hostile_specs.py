@@ -1,0 +1,112 @@
+"""Hostile specs: every one fails fast with one positioned line, never a hang, a crash or a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import SpecError
+from pipeline.spec.load import load_spec
+from pipeline.spec.model import Context
+from pipeline.spec.yamldoc import MAX_BYTES, MAX_DEPTH
+from tests.lib.project import REPO, make_project, write_spec
+
+GOOD = """\
+schema_version: 1
+source: {kind: pack-dir, path: prebuilt/sample}
+drivers:
+  - {name: viostor, device: virtio-blk, required: true}
+"""
+
+# The classic "billion laughs": ~300 bytes that expand to 10**9 values.
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+
+
+def _error(tmp_path: Path, text: str | bytes) -> str:
+    make_project(tmp_path, with_sample=False)
+    path = write_spec(tmp_path, "evil", "")
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(SpecError) as exc:
+        load_spec(path, Context(root=tmp_path))
+    message = exc.value.render()
+    assert message.startswith("specs/evil.yaml:"), message
+    assert "fix:" in message
+    return message
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    (BOMB, "expands to more than"),
+    (GOOD + "x: !foo bar\n", "tag !foo is not allowed"),
+    (GOOD + "x: !!python/object:os.system ls\n", "is not allowed"),
+    (GOOD + "x: !!binary aGVsbG8=\n", "tag:yaml.org,2002:binary is not allowed"),
+    (GOOD + "x: !!set {a, b}\n", "is not allowed"),
+    (GOOD + "base: &b {kind: iso}\nx:\n  <<: *b\n", "merge keys"),
+    (GOOD + "x: " + "[" * 100_000 + "]" * 100_000 + "\n", f"more than {MAX_DEPTH} levels"),
+    (GOOD + "x:\n" + "- " * 5000 + "y\n", "levels deep"),
+    (GOOD + "x: " + "9" * 5000 + "\n", "a number of 5000 characters"),
+    (GOOD + "x: " + "1." + "9" * 5000 + "\n", "a number of 5002 characters"),
+    (GOOD + "x: &r [*r]\n", "refers to itself"),
+    (GOOD + "x: *nowhere\n", "has no anchor"),
+    (GOOD + "---\nname: two\n", "more than one YAML document"),
+    (GOOD + "? [a, b]\n: c\n", "keys must be plain names"),
+    (GOOD + "description: " + "x" * 5000 + "\n", "5000 characters long, more than 500"),
+])
+def test_hostile_yaml_gives_one_line(tmp_path: Path, text: str, expect: str) -> None:
+    message = _error(tmp_path, text)
+    assert expect in message
+    assert len(message) < 400 and "\n" not in message.strip(), message
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    message = _error(tmp_path, GOOD + "description: '" + "x" * MAX_BYTES + "'\n")
+    assert "too large for a spec" in message
+
+
+def test_plain_dates_stay_text(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    spec = load_spec(write_spec(tmp_path, "ok", GOOD + "description: 2025-01-01\n"), Context(root=tmp_path))
+    assert spec.description == "2025-01-01"
+
+
+@pytest.mark.parametrize(("field", "value", "expect"), [
+    ("drivers", [{"name": "con", "device": "virtio-blk", "required": True}], "reserved device name"),
+    ("outputs", {"drivers_iso": {"filename": "CON"}}, "reserved device name"),
+    ("outputs", {"drivers_iso": {"filename": "x.iso."}}, "ends with a dot"),
+    ("outputs", {"guest_tools": {"zip_filename": "aux.zip"}}, "reserved device name"),
+    ("outputs", {"drivers_iso": {"volume_label": "COM1"}}, "reserved device name"),
+])
+def test_names_windows_cannot_use(tmp_path: Path, field: str, value: object, expect: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(GOOD)
+    data[field] = value
+    message = _error(tmp_path, yaml.safe_dump(data))
+    assert expect in message, message
+
+
+@pytest.mark.parametrize(("raw", "expect"), [
+    ("/", "file system root"),
+    ("~", "home folder"),
+    (".", "project folder or a folder above it"),
+    ("..", "project folder or a folder above it"),
+    ("specs/cache", "inside specs/"),
+    ("dist", "inside dist/"),
+])
+def test_cache_dir_must_be_a_folder_of_its_own(tmp_path: Path, raw: str, expect: str) -> None:
+    message = _error(tmp_path, GOOD + f"cache_dir: '{raw}'\n")
+    assert "/cache_dir" in message and expect in message, message
+
+
+def test_a_bomb_in_specs_fails_doit_fast_with_exit_2(tmp_path: Path) -> None:
+    """The denial of service: one bad file in specs/ used to hang every command."""
+    make_project(tmp_path)
+    write_spec(tmp_path, "bomb", BOMB)
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "--dir", str(tmp_path), "list"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "specs/bomb.yaml:" in proc.stderr and "expands to more than" in proc.stderr
