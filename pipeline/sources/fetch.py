@@ -539,28 +539,30 @@ def _job(url: str, dest: Path, sha256: str | None, size: int | None, timeout: fl
 # --------------------------------------------------------------------------- cache and sources
 
 
+LOCKS_DIR = ".locks"
+
+
 @contextlib.contextmanager
 def _entry_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a cache entry so parallel builds do not share a .part.
+    """Hold an exclusive lock on a cache entry so parallel builds (of any checkout) do not share a .part.
 
-    The lock is taken on the entry directory itself, so a failed download leaves no lock file behind.
+    ``filelock`` locks on Windows too. Its files live in ``<cache>/.locks/``, not in the
+    entry, so an entry holds only what was downloaded.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock, Timeout
+
+    locks = directory.parent.parent / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"{directory.parent.name}-{directory.name}.lock", thread_local=False)
     try:
-        import fcntl
-    except ImportError:  # Windows: no flock; parallel builds of one ISO there are not protected
-        yield
-        return
-    fd = os.open(directory, os.O_RDONLY)
+        lock.acquire(timeout=0)
+    except Timeout:
+        info(f"waiting for another process fetching into {_show_path(directory)}")
+        lock.acquire()
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info(f"waiting for another process fetching into {_show_path(directory)}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        lock.release()
 
 
 def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progress: bool,

@@ -36,16 +36,6 @@ class _Module:
     strings: frozenset[str]
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
 def _module_name(path: Path, root: Path, package: str) -> str:
     rel = path.relative_to(root).with_suffix("")
     parts = [package, *rel.parts]
@@ -64,25 +54,32 @@ def _resolve(node: ast.ImportFrom, current: str, is_package: bool) -> str:
     return f"{prefix}.{node.module}" if node.module else prefix
 
 
-def _imports(tree: ast.AST, current: str, is_package: bool) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            target = _resolve(node, current, is_package)
-            found.add(target)
-            # "from .x import y" may name a submodule y; unknown names are dropped later.
-            found.update(f"{target}.{alias.name}" for alias in node.names)
-    return found
+_SCOPES = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
 
 
 def _analyse(source: bytes, name: str, is_package: bool) -> _Module:
+    """One walk over the tree: its imports, its string constants, and its docstrings dropped."""
     tree = ast.parse(source)
-    strings = frozenset(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
-    imports = _imports(tree, name, is_package)
-    dump = ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
-    return _Module(hashlib.sha256(dump.encode()).hexdigest(), frozenset(imports), strings)
+    strings: set[str] = set()
+    imports: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str):
+                strings.add(node.value)
+        elif isinstance(node, ast.Import):
+            imports.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(node, name, is_package)
+            imports.add(target)
+            # "from .x import y" may name a submodule y; unknown names are dropped later.
+            imports.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, _SCOPES):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    dump = ast.dump(tree, annotate_fields=False, include_attributes=False)
+    return _Module(hashlib.sha256(dump.encode()).hexdigest(), frozenset(imports), frozenset(strings))
 
 
 def _load_memo(memo: Path | None) -> dict[str, Any]:

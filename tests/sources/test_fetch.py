@@ -45,7 +45,8 @@ def iso_source(url: str | None = None, sha256: str | None = SHA, **kw: object) -
 
 
 def files_under(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """The cache's entries (its lock files aside)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".locks" not in p.parts)
 
 
 # --------------------------------------------------------------------------- layout
@@ -412,3 +413,21 @@ def test_progress_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("AERO_MEDIA_PROGRESS", "never")
         download(srv.url(PATH), tmp_path / "b" / NAME, SHA, backoff=0)
         assert "\r" not in capsys.readouterr().err
+
+
+def test_two_fetches_of_one_entry_download_once(tmp_path: Path) -> None:
+    """Checkouts share the cache: the entry lock makes the second wait, then find the first one's file."""
+    import threading
+
+    results: list[FetchResult] = []
+    with serve({PATH: DATA}) as srv:
+        source = iso_source(srv.url(PATH))
+        threads = [threading.Thread(target=lambda: results.append(obtain_iso(source, tmp_path, **FAST)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(srv.requests) == 1
+    assert sorted(r.origin for r in results) == ["cache", "cache", "download"]
+    assert all(r.path.read_bytes() == DATA for r in results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,16 @@ def test_a_bomb_in_specs_fails_doit_fast_with_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "specs/bomb.yaml:" in proc.stderr and "expands to more than" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["\u0661\u0662\u0663", "1e9", "9" * 5000])
+def test_source_date_epoch_must_be_ascii_digits(tmp_path: Path, value: str) -> None:
+    make_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "AERO_MEDIA_LOCK"}
+    env["SOURCE_DATE_EPOCH"] = value
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SOURCE_DATE_EPOCH=" in lines[0] and "fix:" in lines[0] and len(lines[0]) < 300

@@ -94,11 +94,13 @@ def test_template_edit_changes_only_the_stage_that_renders_it(tmp_path: Path) ->
     before = prints(root)
     readme = root / "media" / "templates" / "drivers-README.txt"
     readme.write_text(readme.read_text() + "\n")
-    assert {s for s in before if before[s] != prints(root)[s]} == {"drivers_iso"}
+    after = prints(root)
+    assert {s for s in before if before[s] != after[s]} == {"drivers_iso"}
     setup = root / "media" / "templates" / "setup.cmd"
     before = prints(root)
     setup.write_bytes(setup.read_bytes() + b"rem\r\n")
-    assert {s for s in before if before[s] != prints(root)[s]} == {"guest_tools"}
+    after = prints(root)
+    assert {s for s in before if before[s] != after[s]} == {"guest_tools"}
 
 
 # --- end to end, through doit ------------------------------------------------------------------
