@@ -237,7 +237,7 @@ def cmd_make_test_cert(args: argparse.Namespace) -> int:
     tc = make_test_cert(out, args.name, args.subject, args.days)
     print(f"certificate: {tc.cer} (sha1 {tc.thumbprint})")
     print(f"private key: {tc.pfx} and {tc.key_pem}: sign with them, never ship them")
-    print(f"use it: outputs.guest_tools: {{signing_policy: testsigning, certs: [{tc.cer}]}}")
+    print(f"use it: outputs.guest_tools: {{signing_policy: test, certs: [{tc.cer}]}}")
     return 0
 
 

@@ -553,6 +553,82 @@ def _validation_from(d: Json) -> dict[Arch, ValidationSummary]:
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """A file a build read, by its path in the project and its sha256."""
+
+    path: str
+    sha256: str
+
+    def to_json(self) -> Json:
+        return {"path": self.path, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, d: Json) -> InputFile:
+        return cls(str(d["path"]), str(d["sha256"]))
+
+
+@dataclass(frozen=True)
+class ContractInput:
+    """The device contract a build used, as Aero's manifest type records it."""
+
+    path: str
+    sha256: str
+    contract_name: str
+    contract_version: str
+    schema_version: int
+
+    def to_json(self) -> Json:
+        return {"path": self.path, "sha256": self.sha256, "contract_name": self.contract_name,
+                "contract_version": self.contract_version, "schema_version": self.schema_version}
+
+    @classmethod
+    def from_json(cls, d: Json) -> ContractInput:
+        return cls(str(d["path"]), str(d["sha256"]), str(d["contract_name"]), str(d["contract_version"]),
+                   int(d["schema_version"]))
+
+
+@dataclass(frozen=True)
+class ManifestInputs:
+    """What a medium was packaged from: the spec file (absent for command-line builds) and the contract.
+
+    Serialised twice, in the two shapes Aero's packager reads: ``inputs`` and the
+    four-string ``provenance`` (only when there is a spec file, since Aero requires all four).
+    """
+
+    packaging_spec: InputFile | None
+    windows_device_contract: ContractInput
+
+    def to_json(self) -> Json:
+        out: Json = {"windows_device_contract": self.windows_device_contract.to_json()}
+        if self.packaging_spec is not None:
+            out["packaging_spec"] = self.packaging_spec.to_json()
+        return out
+
+    def aero_provenance(self) -> Json | None:
+        if self.packaging_spec is None:
+            return None
+        return {"packaging_spec_path": self.packaging_spec.path,
+                "packaging_spec_sha256": self.packaging_spec.sha256,
+                "windows_device_contract_path": self.windows_device_contract.path,
+                "windows_device_contract_sha256": self.windows_device_contract.sha256}
+
+    def add_to(self, out: Json) -> Json:
+        """``out`` with ``inputs`` and, when complete, Aero's ``provenance`` added."""
+        out["inputs"] = self.to_json()
+        prov = self.aero_provenance()
+        if prov is not None:
+            out["provenance"] = prov
+        return out
+
+    @classmethod
+    def from_json(cls, d: Json) -> ManifestInputs:
+        inputs = d["inputs"]
+        spec = inputs.get("packaging_spec")
+        return cls(InputFile.from_json(spec) if spec else None,
+                   ContractInput.from_json(inputs["windows_device_contract"]))
+
+
+@dataclass(frozen=True)
 class DriversIsoManifest:
     """manifest.json on the drivers ISO: every file with its sha256, the packages, and their provenance."""
 
@@ -565,22 +641,25 @@ class DriversIsoManifest:
     packages: tuple[MediaPackage, ...]
     missing_optional: tuple[MissingOptional, ...]
     validation: dict[Arch, ValidationSummary]
-    provenance: MediaProvenance
+    source_provenance: MediaProvenance
+    inputs: ManifestInputs
     files: tuple[FileRecord, ...]
 
     MEDIA = "aero-virtio-win7-drivers"
-    SCHEMA = 1
+    SCHEMA = 2
 
     def to_json(self) -> Json:
-        return {"schema_version": self.SCHEMA, "media": self.MEDIA, "spec": self.spec,
-                "description": self.description, "volume_label": self.volume_label,
-                "source_date_epoch": self.source_date_epoch,
-                "contract": {"name": self.contract[0], "version": self.contract[1]},
-                "target": {"os": "win7", "arches": [a.value for a in self.arches]},
-                "packages": [p.to_json() for p in self.packages],
-                "missing_optional": [m.to_json() for m in self.missing_optional],
-                "validation": _validation_json(self.validation), "provenance": self.provenance.to_json(),
-                "files": [f.to_json() for f in sorted(self.files, key=lambda f: f.path)]}
+        return self.inputs.add_to({
+            "schema_version": self.SCHEMA, "media": self.MEDIA, "spec": self.spec,
+            "description": self.description, "volume_label": self.volume_label,
+            "source_date_epoch": self.source_date_epoch,
+            "contract": {"name": self.contract[0], "version": self.contract[1]},
+            "target": {"os": "win7", "arches": [a.value for a in self.arches]},
+            "packages": [p.to_json() for p in self.packages],
+            "missing_optional": [m.to_json() for m in self.missing_optional],
+            "validation": _validation_json(self.validation),
+            "source_provenance": self.source_provenance.to_json(),
+            "files": [f.to_json() for f in sorted(self.files, key=lambda f: f.path)]})
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> DriversIsoManifest:
@@ -590,8 +669,8 @@ class DriversIsoManifest:
                    tuple(Arch(a) for a in d["target"]["arches"]),
                    tuple(MediaPackage.from_json(p) for p in d["packages"]),
                    tuple(MissingOptional.from_json(m) for m in d["missing_optional"]),
-                   _validation_from(d["validation"]), MediaProvenance.from_json(d["provenance"], where),
-                   tuple(FileRecord.from_json(f) for f in d["files"]))
+                   _validation_from(d["validation"]), MediaProvenance.from_json(d["source_provenance"], where),
+                   ManifestInputs.from_json(d), tuple(FileRecord.from_json(f) for f in d["files"]))
 
 
 @dataclass(frozen=True)
@@ -663,22 +742,26 @@ class GuestToolsManifest:
     drivers: tuple[GuestToolsDriver, ...]
     missing_optional: tuple[MissingOptional, ...]
     validation: dict[Arch, ValidationSummary]
-    provenance: MediaProvenance
+    source_provenance: MediaProvenance
+    inputs: ManifestInputs
     files: tuple[FileRecord, ...] = field(default=())
 
     PACKAGE_NAME = "aero-guest-tools"
-    SCHEMA = 1
+    # Aero's packager type (src/manifest.rs) is schema 4; this manifest is a superset of it.
+    SCHEMA = 4
 
     def to_json(self) -> Json:
-        return {"schema_version": self.SCHEMA, "package": self.package.to_json(), "spec": self.spec,
-                "volume_label": self.volume_label, "signing_policy": self.signing_policy.value,
-                "certs_required": self.signing_policy.certs_required,
-                "certs": [c.to_json() for c in self.certs], "sha256_only_catalogs": self.sha256_only_catalogs,
-                "contract": {"name": self.contract[0], "version": self.contract[1]},
-                "drivers": [d.to_json() for d in self.drivers],
-                "missing_optional": [m.to_json() for m in self.missing_optional],
-                "validation": _validation_json(self.validation), "provenance": self.provenance.to_json(),
-                "files": [f.to_json() for f in sorted(self.files, key=lambda f: f.path)]}
+        return self.inputs.add_to({
+            "schema_version": self.SCHEMA, "package": self.package.to_json(), "spec": self.spec,
+            "volume_label": self.volume_label, "signing_policy": self.signing_policy.value,
+            "certs_required": self.signing_policy.certs_required,
+            "certs": [c.to_json() for c in self.certs], "sha256_only_catalogs": self.sha256_only_catalogs,
+            "contract": {"name": self.contract[0], "version": self.contract[1]},
+            "drivers": [d.to_json() for d in self.drivers],
+            "missing_optional": [m.to_json() for m in self.missing_optional],
+            "validation": _validation_json(self.validation),
+            "source_provenance": self.source_provenance.to_json(),
+            "files": [f.to_json() for f in sorted(self.files, key=lambda f: f.path)]})
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> GuestToolsManifest:
@@ -692,8 +775,8 @@ class GuestToolsManifest:
                    (d["contract"]["name"], d["contract"]["version"]),
                    tuple(GuestToolsDriver.from_json(x) for x in d["drivers"]),
                    tuple(MissingOptional.from_json(m) for m in d["missing_optional"]),
-                   _validation_from(d["validation"]), MediaProvenance.from_json(d["provenance"], where),
-                   tuple(FileRecord.from_json(f) for f in d["files"]))
+                   _validation_from(d["validation"]), MediaProvenance.from_json(d["source_provenance"], where),
+                   ManifestInputs.from_json(d), tuple(FileRecord.from_json(f) for f in d["files"]))
 
     @classmethod
     def read(cls, path: Path) -> GuestToolsManifest:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from ..manifests import FileRecord, MediaProvenance, NoticesManifest, StageManifest, staged_files
+from ..fsutil import sha256_file
+from ..manifests import (
+    ContractInput,
+    FileRecord,
+    InputFile,
+    ManifestInputs,
+    MediaProvenance,
+    NoticesManifest,
+    StageManifest,
+    staged_files,
+)
 from ..paths import MediaLayout, SpecPaths
 from ..sources.resolve import extraction, proof, source_record
 from ..spec.model import Context, Spec
@@ -20,6 +30,15 @@ def media_record(path: str, data: bytes) -> FileRecord:
 def provenance(spec: Spec, ctx: Context, stages: Iterable[StageManifest]) -> MediaProvenance:
     """Where the medium's files came from: the source (and extraction, for ISOs) and what each stage took."""
     return MediaProvenance.of(source_record(spec, ctx), extraction(spec, ctx), proof(spec, ctx), stages)
+
+
+def manifest_inputs(spec: Spec) -> ManifestInputs:
+    """The spec file (when the build has one) and the contract, by project path and sha256."""
+    packaging = None
+    if spec.file.suffix == ".yaml" and spec.file.is_file():  # not a build from command-line options
+        packaging = InputFile(spec.display, sha256_file(spec.file)[0])
+    c = spec.contract
+    return ManifestInputs(packaging, ContractInput(c.file, c.sha256, c.name, c.version, c.schema_version))
 
 
 def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: NoticesManifest,

@@ -15,7 +15,7 @@ from ..manifests import (
 )
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
-from .contents import media_record, provenance, staged_media
+from .contents import manifest_inputs, media_record, provenance, staged_media
 from .files import MediaFile
 from .isowriter import write_iso
 from .templates import crlf, render
@@ -89,7 +89,8 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> FileRecord:
         packages=tuple(packages),
         missing_optional=tuple(mo for m in stages for mo in m.missing_optional),
         validation={m.arch: m.validation.summary for m in stages},
-        provenance=prov,
+        source_provenance=prov,
+        inputs=manifest_inputs(spec),
         files=tuple(records),
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))

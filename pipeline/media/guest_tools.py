@@ -26,7 +26,7 @@ from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from ..win7.catalog import load_catalog
 from ..win7.certs import Cert, load_cert_file, publisher_cert, refuse_private_keys
-from .contents import media_record, provenance, staged_media
+from .contents import manifest_inputs, media_record, provenance, staged_media
 from .files import MediaFile
 from .isowriter import write_iso
 from .scripts import MEDIA_HASHES_PATH, DriverEntry, render_guest_tools_scripts, render_media_hashes
@@ -85,8 +85,8 @@ def _spec_certs(spec: Spec) -> list[Cert]:
         raise SourceError(f"{spec.display}: outputs.guest_tools.signing_policy is {policy.value} but certs is empty",
                           "add the test certificate (.cer) the drivers are signed with to outputs.guest_tools.certs")
     if not policy.certs_required and out:
-        raise SourceError(f"{spec.display}: outputs.guest_tools.certs is only used with signing_policy testsigning "
-                          f"(this spec says {policy.value})", "remove certs, or set signing_policy: testsigning")
+        raise SourceError(f"{spec.display}: outputs.guest_tools.certs is only used with signing_policy test "
+                          f"(this spec says {policy.value})", "remove certs, or set signing_policy: test")
     return out
 
 
@@ -148,7 +148,8 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
                       for d in drivers),
         missing_optional=tuple(mo for m in stages for mo in m.missing_optional),
         validation={m.arch: m.validation.summary for m in stages},
-        provenance=provenance(spec, ctx, stages),
+        source_provenance=provenance(spec, ctx, stages),
+        inputs=manifest_inputs(spec),
         files=tuple(records),
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))

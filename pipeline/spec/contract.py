@@ -39,6 +39,12 @@ class Device:
     setup_class: str
     class_guid: str
     boot_critical: bool
+    sys: str = ""
+    """The driver binary, ``<service>.sys`` unless the contract names another."""
+
+    def __post_init__(self) -> None:
+        if not self.sys:
+            object.__setattr__(self, "sys", f"{self.service}.sys")
 
     def names_service(self, name: str) -> bool:
         """Whether ``name`` is this device's service (or an accepted alias); Windows ignores case."""
@@ -46,12 +52,32 @@ class Device:
 
 
 @dataclass(frozen=True)
+class ContractRef:
+    """A contract by name and version (as Aero's tools name theirs)."""
+
+    name: str
+    version: str
+    schema_version: int
+
+
+@dataclass(frozen=True)
 class Contract:
-    """The whole device contract."""
+    """The whole device contract, and the file it was read from."""
 
     name: str
     version: str
     devices: dict[str, Device]
+    schema_version: int = 1
+    file: str = "specs/devices.yaml"
+    """Where it came from, relative to the project (never a host path: it goes into manifests)."""
+    sha256: str = ""
+    aero: ContractRef | None = None
+    """The contract of Aero's tools this one matches, if it says."""
+
+    @property
+    def header(self) -> ContractRef:
+        """What ``config/devices.cmd`` names as the contract in force: Aero's equivalent, else this one."""
+        return self.aero or ContractRef(self.name, self.version, self.schema_version)
 
     def device(self, name: str) -> Device:
         """Return a device by name or raise :class:`SpecError`."""

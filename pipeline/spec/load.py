@@ -9,6 +9,7 @@ project's own ``specs/schema.json`` or ``specs/devices.yaml`` takes precedence.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from importlib import resources
@@ -16,10 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..log import warn
 from ..winnames import component_problem
-from .contract import Contract, Device, Subsystem
+from .contract import Contract, ContractRef, Device, Subsystem
 from .model import Checks, Context, DriverReq, DriversIsoOut, GuestToolsOut, Source, Spec
-from .types import ALL_ARCHES, Arch, OptionalPolicy, PlaceholderPolicy, SigningPolicy, SourceKind, WarningPolicy
+from .types import (
+    ALL_ARCHES,
+    DEPRECATED_TEST_NAME,
+    Arch,
+    OptionalPolicy,
+    PlaceholderPolicy,
+    SigningPolicy,
+    SourceKind,
+    WarningPolicy,
+)
 from .yamldoc import Doc, load_doc, raise_problems, schema_problems
 
 CONTRACT_FILE = "devices.yaml"
@@ -70,8 +81,20 @@ def load_contract(path: Path, display: str | None = None) -> Contract:
             setup_class=d["setup_class"],
             class_guid=d["class_guid"].upper(),
             boot_critical=d["boot_critical"],
+            sys=d.get("sys", ""),
         )
-    return Contract(name=doc.data["contract"], version=doc.data["contract_version"], devices=devices)
+    aero = doc.data.get("aero_contract")
+    return Contract(name=doc.data["contract"], version=doc.data["contract_version"], devices=devices,
+                    schema_version=doc.data["schema_version"], file=_contract_display(path, doc.display),
+                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    aero=ContractRef(aero["name"], aero["version"], aero["schema_version"]) if aero else None)
+
+
+def _contract_display(path: Path, display: str) -> str:
+    # The shipped contract is named as it is in the source tree, never by where it is installed.
+    if os.path.isabs(display) or display.startswith(".."):
+        return f"specs/{CONTRACT_FILE}" if path.name == CONTRACT_FILE else path.name
+    return display
 
 
 def _schema_beside(path: Path, name: str) -> Path:
@@ -210,6 +233,9 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     gt = dict(outputs.get("guest_tools", {}))
     certs_raw = tuple(gt.pop("certs", ()))
     if "signing_policy" in gt:
+        if gt["signing_policy"] == DEPRECATED_TEST_NAME:
+            warn(f"{doc.where('/outputs/guest_tools/signing_policy')}: signing_policy {DEPRECATED_TEST_NAME} is "
+                 "deprecated; fix: write signing_policy: test (the name Aero's manifests use)")
         gt["signing_policy"] = SigningPolicy(gt["signing_policy"])
     guest_tools = GuestToolsOut(**gt, certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw)
     raw_checks = data.get("checks", {})

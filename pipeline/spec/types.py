@@ -67,17 +67,28 @@ class SourceKind(StrEnum):
         return self is not SourceKind.PACK_DIR
 
 
+DEPRECATED_TEST_NAME = "testsigning"
+
+
 class SigningPolicy(StrEnum):
-    """How the media's drivers are signed, and what setup must do about it."""
+    """How the media's drivers are signed, and what setup must do about it.
+
+    The values are the names Aero's manifest type accepts. ``testsigning``, this
+    tool's first name for ``test``, is still read (with a deprecation note in specs).
+    """
 
     NONE = "none"
-    TESTSIGNING = "testsigning"
+    TEST = "test"
     PRODUCTION = "production"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SigningPolicy | None:
+        return cls.TEST if value == DEPRECATED_TEST_NAME else None
 
     @property
     def certs_required(self) -> bool:
         """The media must ship the signing certificate (added to Root and TrustedPublisher)."""
-        return self is SigningPolicy.TESTSIGNING
+        return self is SigningPolicy.TEST
 
     @property
     def trusts_publisher(self) -> bool:
@@ -87,7 +98,7 @@ class SigningPolicy(StrEnum):
     @property
     def accepts_unsigned(self) -> bool:
         """Unsigned catalogs and boot drivers are expected: they get test-signed before use."""
-        return self is SigningPolicy.TESTSIGNING
+        return self is SigningPolicy.TEST
 
 
 class OptionalPolicy(StrEnum):

@@ -24,7 +24,7 @@ from ..fsutil import relpath_for_humans, remove_with_leftovers
 from ..media.epoch import source_date_epoch
 from ..paths import SpecPaths
 from ..sources.tree import DirTree, EntryKind
-from ..spec.load import load_specs
+from ..spec.load import CONTRACT_FILE, data_file, load_specs
 from ..spec.model import Context, Spec
 from .checker import ContentChecker
 from .depfile import BACKEND_NAME
@@ -292,6 +292,14 @@ def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
     return [p.stage_manifest(a) for a in spec.arches]
 
 
+def _recorded_inputs(spec: Spec, ctx: Context) -> list[Path]:
+    """Files whose sha256 the media manifests record (Aero's inputs/provenance): the spec and the contract."""
+    files = [data_file(ctx, CONTRACT_FILE)]
+    if spec.file.is_file():
+        files.append(spec.file)
+    return files
+
+
 def _proven(spec: Spec, ctx: Context) -> list[Path]:
     """What publishing waits for: the ISO's proof (ISO sources)."""
     return [SpecPaths(spec, ctx).proof_record] if spec.source.is_iso else []
@@ -317,7 +325,8 @@ def task_drivers_iso() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx)], [p.drivers_iso],
+                       [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx),
+                        *_recorded_inputs(spec, ctx)], [p.drivers_iso],
                        epoch=epoch)
 
 
@@ -342,7 +351,8 @@ def task_guest_tools() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         certs = [c for c in spec.guest_tools.certs if c.is_file()]
         yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
+                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx),
+                        *_recorded_inputs(spec, ctx)],
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
 
 

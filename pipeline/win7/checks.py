@@ -577,12 +577,12 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
     if primary is None:
         if col.policy.signing_policy.accepts_unsigned:
             col.add(WARNING, "catalog-unsigned", cat_rel, None,
-                    "not signed: test-sign it before installing (testsigning policy)",
+                    "not signed: test-sign it before installing (signing policy test)",
                     f"osslsigncode sign -certs test.pem -key test.key -h sha1 -in {cat_rel} -out {cat_rel}")
         else:
             col.add(ERROR, "catalog-unsigned", cat_rel, None,
                     "not signed: Windows 7 treats the package as unsigned and x64 refuses it",
-                    "use the signed catalog shipped by virtio-win, or set signing_policy: testsigning and test-sign it")
+                    "use the signed catalog shipped by virtio-win, or set signing_policy: test and test-sign it")
         return
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":

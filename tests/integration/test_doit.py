@@ -44,13 +44,16 @@ def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[st
     assert executed(capsys.readouterr().out) == set()
 
 
-def test_label_change_reruns_only_iso_and_verify(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_label_change_reruns_only_the_media(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_doit(project) == 0
     capsys.readouterr()
     spec = project / "specs/sample.yaml"
     spec.write_text(spec.read_text().replace("volume_label: AERO_VIRTIO", "volume_label: AERO_VIRTIO_2"))
     assert run_doit(project) == 0
-    assert executed(capsys.readouterr().out) == {"drivers_iso:sample", "verify:sample"}
+    # Both manifests record the spec file's sha256 (Aero's provenance), so both media are
+    # rewritten; nothing before them runs.
+    assert executed(capsys.readouterr().out) == {"drivers_iso:sample", "verify:sample", "guest_tools:sample",
+                                                 "verify_guest_tools:sample"}
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["label"] == "AERO_VIRTIO_2"
 

@@ -39,7 +39,7 @@ def make_drivers(arches: Sequence[str] = ("x86", "amd64")) -> list[DriverEntry]:
 
 def render(contract: Contract, drivers: Sequence[DriverEntry] | None = None, **kw: object) -> dict[str, bytes]:
     args: dict[str, object] = dict(
-        signing_policy="testsigning",
+        signing_policy="test",
         certs=["aero-test.cer"],
         trust_certs=["redhat.cer"],
         sha256_only=False,

@@ -139,15 +139,15 @@ def test_no_certs_when_policy_says_so(project: Path, policy: str, trust: bool, e
 
 
 def test_testsigning_requires_certs(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning")
-    assert "signing_policy is testsigning but certs is empty" in failed_build(project, capsys)
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test")
+    assert "signing_policy is test but certs is empty" in failed_build(project, capsys)
 
 
 def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path, tmp_path: Path) -> None:
     from pipeline.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.cer)])
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test", certs=[str(tc.cer)])
     assert run_doit(project, "build:gt") == 0
     manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     assert manifest["certs_required"] is True
@@ -163,7 +163,7 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
 
     tc = make_test_cert(tmp_path / "tc")
     # A key passed off as a certificate.
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="testsigning", certs=[str(tc.key_pem)])
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test", certs=[str(tc.key_pem)])
     assert "holds a PEM private key; private keys never go on the media" in failed_build(project, capsys)
     assert not (project / "dist/gt/guest-tools/aero-guest-tools.zip").exists()
     # A .pfx dropped into a driver package.
@@ -179,7 +179,7 @@ def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
 
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none", certs=[str(tc.cer)])
-    assert "certs is only used with signing_policy testsigning" in failed_build(project, capsys)
+    assert "certs is only used with signing_policy test" in failed_build(project, capsys)
 
 
 def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

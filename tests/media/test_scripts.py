@@ -43,9 +43,9 @@ def contract() -> Contract:
 # ---------------------------------------------------------------------------
 # Rendering: encoding, placeholders, loud failures
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("policy", ["none", "production", "testsigning"])
+@pytest.mark.parametrize("policy", ["none", "production", "test"])
 def test_every_output_is_crlf_ascii_without_placeholders(contract: Contract, policy: str) -> None:
-    certs = ["aero-test.cer"] if policy == "testsigning" else []
+    certs = ["aero-test.cer"] if policy == "test" else []
     out = render(contract, signing_policy=policy, certs=certs,
                  cert_thumbprints={"redhat.cer": TRUST_THUMB, **({"aero-test.cer": TEST_THUMB} if certs else {})})
     assert set(out) == {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "config/devices.cmd",
@@ -198,7 +198,7 @@ def test_media_cmd_infs_exist_for_their_arch(contract: Contract, tmp_path: Path)
             assert (media / sets[var].replace("\\", "/")).is_file()
         assert sets[f"AGT_STORAGE_SYS_NAME_{arch.upper()}"] == "viostor.sys"
     assert sets["AGT_STORAGE_DEVICE"] == "AERO_VIRTIO_BLK"
-    assert sets["AGT_SIGNING_POLICY"] == "testsigning" and sets["AGT_SHA256_ONLY"] == "1"
+    assert sets["AGT_SIGNING_POLICY"] == "test" and sets["AGT_SHA256_ONLY"] == "1"
     assert quoted_items(sets["AGT_TRUST_CERTS"]) == ["redhat.cer"]
     assert quoted_items(sets["AGT_TEST_CERTS"]) == ["aero-test.cer"]
     for cert in ("redhat.cer", "aero-test.cer"):

@@ -123,7 +123,8 @@ def test_output_change_does_not_reextract_and_expect_rechecks(
     data["outputs"] = {"drivers_iso": {"volume_label": "AERO_NEW"}}
     spec.write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:vw") == 0
-    assert executed(capsys.readouterr().out) == {"drivers_iso:vw", "verify:vw"}
+    assert executed(capsys.readouterr().out) == {"drivers_iso:vw", "verify:vw", "guest_tools:vw",
+                                                 "verify_guest_tools:vw"}
 
     good = sha(files["viostor/w7/amd64/viostor.sys"])
     data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": good}

@@ -253,7 +253,7 @@ def test_boot_driver_needs_an_embedded_signature_on_amd64(tmp_path, contract):
     f = codes(run(blk_package(tmp_path, contract, sys=unsigned), contract))["pe-boot-unsigned"]
     assert f.severity == "error"
     relaxed = run(blk_package(tmp_path / "t", contract, sys=unsigned), contract,
-                  policy=CheckPolicy(signing_policy=SigningPolicy.TESTSIGNING))
+                  policy=CheckPolicy(signing_policy=SigningPolicy.TEST))
     assert codes(relaxed)["pe-boot-unsigned"].severity == "warning"
     x86 = run(blk_package(tmp_path / "x", contract, "x86", sys=stand_in_sys("x86", b"u")), contract, arch="x86")
     assert "pe-boot-unsigned" not in codes(x86)  # Windows 7 x86 does not enforce kernel signing
@@ -320,7 +320,7 @@ def test_sha1_signature_with_a_sha256_certificate_chain(tmp_path, contract):
 def test_unsigned_catalog_depends_on_signing_policy(tmp_path, contract):
     pkg = blk_package(tmp_path, contract, catalog="unsigned")
     assert codes(run(pkg, contract))["catalog-unsigned"].severity == "error"
-    test = run(pkg, contract, policy=CheckPolicy(signing_policy=SigningPolicy.TESTSIGNING))
+    test = run(pkg, contract, policy=CheckPolicy(signing_policy=SigningPolicy.TEST))
     assert codes(test)["catalog-unsigned"].severity == "warning"
 
 

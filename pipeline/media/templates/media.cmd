@@ -8,8 +8,8 @@ set "AGT_VERSION=$VERSION"
 set "AGT_BUILD_ID=$BUILD_ID"
 set "AGT_LABEL=$LABEL"
 
-@rem How the drivers are signed: none, production or testsigning.
-@rem testsigning: the drivers only load with "bcdedit /set testsigning on" on 64-bit Windows.
+@rem How the drivers are signed: none, production or test.
+@rem test: the drivers only load with "bcdedit /set testsigning on" on 64-bit Windows.
 set "AGT_SIGNING_POLICY=$SIGNING_POLICY"
 @rem 1 when the driver catalogs carry only a SHA-256 signature: Windows 7 needs KB3033929 to check them.
 set "AGT_SHA256_ONLY=$SHA256_ONLY"

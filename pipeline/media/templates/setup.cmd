@@ -196,7 +196,7 @@ if %AGT_INF_COUNT%==0 call :preflight_error 11 "this media has no driver package
 rem Certificates: publisher pre-trust always; the test certificates under the
 rem testsigning policy, or under any policy with /installcerts.
 set "AGT_WANT_TEST_CERTS="
-if /i "%AGT_SIGNING_POLICY%"=="testsigning" set "AGT_WANT_TEST_CERTS=1"
+if /i "%AGT_SIGNING_POLICY%"=="test" set "AGT_WANT_TEST_CERTS=1"
 if defined AGT_OPT_INSTALLCERTS set "AGT_WANT_TEST_CERTS=1"
 for %%C in (%AGT_TRUST_CERTS%) do call :check_cert "%%~C"
 if defined AGT_WANT_TEST_CERTS for %%C in (%AGT_TEST_CERTS%) do call :check_cert "%%~C"
@@ -614,7 +614,7 @@ rem Step 2: test mode
 rem ---------------------------------------------------------------------------
 :testsigning
 set "AGT_TS_WANT="
-if /i "%AGT_SIGNING_POLICY%"=="testsigning" set "AGT_TS_WANT=1"
+if /i "%AGT_SIGNING_POLICY%"=="test" set "AGT_TS_WANT=1"
 if defined AGT_OPT_TESTSIGNING set "AGT_TS_WANT=1"
 if defined AGT_OPT_NOTESTSIGNING set "AGT_TS_WANT="
 if defined AGT_TS_WANT goto :testsigning_wanted
@@ -627,7 +627,7 @@ if "%AGT_ARCH%"=="x86" exit /b 0
 if "%AGT_TS_STATE%"=="on" call :log "  test mode is already on."
 if "%AGT_TS_STATE%"=="on" exit /b 0
 if defined AGT_OPT_TESTSIGNING goto :testsigning_on
-if /i "%AGT_SIGNING_POLICY%"=="testsigning" if defined AGT_OPT_FORCE goto :testsigning_on
+if /i "%AGT_SIGNING_POLICY%"=="test" if defined AGT_OPT_FORCE goto :testsigning_on
 if not defined AGT_OPT_QUIET goto :testsigning_ask
 call :warn "the drivers are test-signed: 64-bit Windows loads them only in test mode."
 call :log "         /quiet asks no questions; run setup.cmd /testsigning or /force to turn it on."

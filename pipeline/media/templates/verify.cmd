@@ -270,7 +270,7 @@ exit /b 0
 set "AGT_TS_STATE=unknown"
 for /f "tokens=1,2" %%A in ('bcdedit /enum {current} 2^>nul') do call :testsigning_line "%%A" "%%B"
 set "AGT_TS_NEED="
-if /i "%AGT_SIGNING_POLICY%"=="testsigning" if "%AGT_ARCH%"=="amd64" set "AGT_TS_NEED=1"
+if /i "%AGT_SIGNING_POLICY%"=="test" if "%AGT_ARCH%"=="amd64" set "AGT_TS_NEED=1"
 if not defined AGT_TS_NEED call :info "test mode is %AGT_TS_STATE%; not needed here (%AGT_SIGNING_POLICY%, %AGT_ARCH%)."
 if defined AGT_TS_NEED if "%AGT_TS_STATE%"=="on" call :pass "test mode is on, as the test-signed drivers need."
 if defined AGT_TS_NEED if "%AGT_TS_STATE%"=="off" call :fail "test mode is off: 64-bit Windows does not load the test-signed drivers."
