@@ -120,7 +120,8 @@ def render_devices_cmd(contract: Contract) -> str:
     for dev in contract.devices.values():
         prefix = device_prefix(dev)
         prefixes.append(prefix)
-        for what, value in (("service", dev.service), ("inf", dev.inf), ("setup class", dev.setup_class)):
+        for what, value in (("service", dev.service), ("sys", dev.sys), ("inf", dev.inf),
+                            ("setup class", dev.setup_class)):
             _require_name(f"contract device {dev.name} {what}", value)
         require_ascii(f"contract device {dev.name} class GUID", dev.class_guid)
         if not re.fullmatch(r"\{[0-9A-F-]{36}\}", dev.class_guid):
@@ -140,6 +141,7 @@ def render_devices_cmd(contract: Contract) -> str:
                     "REVISION": dev.revision,
                     "CLASS_CODE": dev.class_code,
                     "SERVICE": dev.service,
+                    "SYS": dev.sys,
                     "INF": dev.inf,
                     "SETUP_CLASS": dev.setup_class,
                     "CLASS_GUID": dev.class_guid,
@@ -154,6 +156,9 @@ def render_devices_cmd(contract: Contract) -> str:
         {
             "CONTRACT": _require_name("contract name", contract.name),
             "CONTRACT_VERSION": _require_name("contract version", contract.version),
+            "HEADER_NAME": _require_name("contract header name", contract.header.name),
+            "HEADER_VERSION": _require_name("contract header version", contract.header.version),
+            "HEADER_SCHEMA_VERSION": str(contract.header.schema_version),
             "DEVICE_PREFIXES": " ".join(prefixes),
             "DEVICE_ENTRIES": "\n\n".join(entries),
         },

@@ -8,6 +8,7 @@
 @rem   P_NAME          contract device name
 @rem   P_VEN_DEV       VEN_xxxx and DEV_yyyy as Enum\PCI key names start
 @rem   P_SERVICE       Windows service the driver installs
+@rem   P_SYS           the driver binary the service runs (System32\drivers)
 @rem   P_INF           INF name in the contract
 @rem   P_CLASS         setup class, P_CLASSGUID its GUID
 @rem   P_HWIDS         the contract hardware IDs, most specific first, each quoted
@@ -16,6 +17,10 @@
 @rem Values hold no percent, exclamation or caret signs and no unquoted
 @rem ampersand, pipe or angle bracket, so they are safe to expand.
 @rem ==========================================================================
+@rem The contract in force, in the header lines Aero's validate_config.py reads:
+rem Contract name: $HEADER_NAME
+rem Contract schema_version: $HEADER_SCHEMA_VERSION
+rem Contract version: $HEADER_VERSION
 set "AERO_CONTRACT=$CONTRACT"
 set "AERO_CONTRACT_VERSION=$CONTRACT_VERSION"
 set "AERO_DEVICE_PREFIXES=$DEVICE_PREFIXES"
