@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,13 +16,38 @@ from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, UsageError, disk_error
-from .fsutil import atomic_path, relpath_for_humans, sha256_file
+from .fsutil import relpath_for_humans, sha256_file
 from .spec.contract import Contract
-from .spec.load import load_specs, project_contract, spec_from_mapping
+from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
-from .spec.types import Arch, PlaceholderPolicy, SigningPolicy
+from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Vocabulary
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
+
+# How each command's messages name the spec settings its options stand for (errors under a
+# spec file name the spec's fields instead).
+_PLACEHOLDERS = Flag("--allow-placeholder-catalogs", "pass --allow-placeholder-catalogs")
+_SHA256_ONLY = Flag("--allow-sha256-only", "pass --allow-sha256-only")
+_SIGNING = Flag("--signing-policy", "pass --signing-policy test")
+BUILD_ISO_FLAGS = Vocabulary("build-iso", {
+    "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
+    "checks.placeholder_catalogs": _PLACEHOLDERS,
+    "checks.allow_sha256_only": _SHA256_ONLY,
+    "outputs.guest_tools.signing_policy": _SIGNING,
+    "drivers.required": Flag("--require-arch", "build only for the arch the tree has, with --require-arch"),
+    "target.arches": Flag("--require-arch", "choose the arches with --require-arch"),
+    "outputs.drivers_iso.volume_label": Flag("--label", "pass another --label"),
+})
+EXTRACT_FLAGS = Vocabulary("extract", {
+    "source.path": Flag("--virtio-win-iso", "pass an existing ISO with --virtio-win-iso"),
+    "drivers.required": Flag("--drivers", "leave the driver out of --drivers"),
+    "optional": Flag("--strict-optional", "drop --strict-optional"),
+})
+CHECK_FLAGS = Vocabulary("check", {
+    "checks.placeholder_catalogs": _PLACEHOLDERS,
+    "checks.allow_sha256_only": _SHA256_ONLY,
+    "outputs.guest_tools.signing_policy": _SIGNING,
+})
 DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
                    ("vioinput", "virtio-input", False), ("viosnd", "virtio-snd", False))
 
@@ -37,7 +61,8 @@ def _find_spec(ctx: Context, name: str) -> Spec:
     specs = {s.name: s for s in load_specs(ctx)}
     if name in specs:
         return specs[name]
-    raise UsageError(f"no spec named {name!r} in {ctx.specs_dir}", f"use one of: {', '.join(sorted(specs))}")
+    raise UsageError(f"no spec named {name!r} in {relpath_for_humans(ctx.specs_dir, absolute=True)}",
+                     f"use one of: {', '.join(sorted(specs))}")
 
 
 def _refuse_recipes(root: Path, flag: str) -> None:
@@ -48,19 +73,33 @@ def _refuse_recipes(root: Path, flag: str) -> None:
                          "pack), or a real driver tree")
 
 
-def _adhoc_spec(ctx: Context, drivers_root: Path, arches: Sequence[str], label: str | None,
-                allow_placeholders: bool, contract: Contract) -> Spec:
+def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract) -> Spec:
+    drivers_root = Path(args.drivers_root).absolute()
     data: dict[str, Any] = {
         "schema_version": 1,
         "name": "adhoc",
-        "description": f"Drivers from {relpath_for_humans(drivers_root)}",
-        "source": {"kind": "pack-dir", "path": str(drivers_root.absolute())},
-        "target": {"os": "win7", "arches": list(arches)},
+        # The folder's name, not the path typed: the same tree gives the same ISO from any folder.
+        "description": f"Drivers from {drivers_root.name}",
+        "source": {"kind": "pack-dir", "path": str(drivers_root)},
+        "target": {"os": "win7", "arches": list(ARCH_CHOICES[args.require_arch])},
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
-        "checks": {"placeholder_catalogs": "allow" if allow_placeholders else "error"},
-        "outputs": {"drivers_iso": {"volume_label": label or "AERO_VIRTIO"}},
+        "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error",
+                   "allow_sha256_only": bool(args.allow_sha256_only)},
+        "outputs": {"drivers_iso": {"volume_label": args.label or "AERO_VIRTIO"},
+                    "guest_tools": {"signing_policy": args.signing_policy}},
     }
-    return spec_from_mapping(data, ctx, "command line", contract)
+    return spec_from_mapping(data, ctx, BUILD_ISO_FLAGS, contract)
+
+
+def _output_file(raw: str, flag: str) -> Path:
+    """A file path to write: not a folder, not a name ending in a separator."""
+    if raw.endswith(("/", os.sep)):
+        raise UsageError(f"{flag} {raw}: ends with a slash, so it names a folder",
+                         f"give {flag} the path of the file to write, e.g. {raw.rstrip('/' + os.sep)}.iso")
+    out = Path(raw)
+    if out.is_dir():
+        raise UsageError(f"{flag} {raw}: is a folder", f"give {flag} the path of the file to write")
+    return out
 
 
 def cmd_build_iso(args: argparse.Namespace) -> int:
@@ -68,30 +107,23 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
     from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
     from .media.epoch import check_epoch, source_date_epoch
     from .media.notices import build_notices
-    from .paths import SpecPaths
     from .stage.staging import stage_arch
 
     repo = Context(root=Path(args.root).absolute())
     epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
              else source_date_epoch())
-    output = Path(args.output)
-    if output.is_dir():
-        raise UsageError(f"--output {output} is a folder", "give the path of the .iso file to write")
+    output = _output_file(args.output, "--output")
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
         ctx = Context(root=Path(tmp))
         # The ad-hoc spec is checked against the device contract in force where the command runs.
-        spec = _adhoc_spec(ctx, Path(args.drivers_root), ARCH_CHOICES[args.require_arch], args.label,
-                           args.allow_placeholder_catalogs, project_contract(repo))
+        spec = _adhoc_spec(ctx, args, project_contract(repo))
         for arch in spec.arches:
             stage_arch(spec, ctx, arch)
         build_notices(spec, ctx)
-        build_drivers_iso(spec, ctx, epoch)
-        verify_drivers_iso(spec, ctx, epoch)
-        built = SpecPaths(spec, ctx).drivers_iso
-        with atomic_path(output) as part:
-            shutil.copyfile(built, part)
+        build_drivers_iso(spec, ctx, epoch, out=output)
+        verify_drivers_iso(spec, ctx, epoch, iso=output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest})")
     return 0
@@ -99,24 +131,37 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
 
 def cmd_verify_iso(args: argparse.Namespace) -> int:
     """Verify an ISO: required INFs, README/notices, and every hash in its manifest.json."""
+    from .media.isoscan import not_an_iso
     from .media.verify import verify_iso
 
     iso = Path(args.iso)
     if not iso.is_file():
-        raise UsageError(f"{iso}: no such file", "give the path of a built ISO with --iso")
+        raise UsageError(f"--iso {iso}: no such file", "give the path of a built ISO with --iso")
+    why = not_an_iso(iso)
+    if why is not None:
+        raise UsageError(f"--iso {iso}: {why}", "give --iso the drivers ISO (aero-media build-iso or doit wrote it)")
     result = verify_iso(iso, ARCH_CHOICES[args.require_arch], report=Path(args.report) if args.report else None)
     print(f"OK: {iso} ({result.files_checked} files, label {result.label})")
     return 0
 
 
 def cmd_list_specs(args: argparse.Namespace) -> int:
-    """List the specs in specs/."""
+    """List the specs in specs/ (a broken one is listed as such, with its first problem)."""
     ctx = _ctx(args)
-    specs = load_specs(ctx)
-    width = max([len(s.name) for s in specs] + [4])
+    results = load_each(ctx)
+    width = max([len(p.stem) for p, _ in results] + [4])
     print(f"{'name':<{width}}  default  source          description")
-    for s in specs:
-        print(f"{s.name:<{width}}  {'yes' if s.default else 'no':<7}  {s.source.kind:<14}  {s.description}")
+    for path, s in results:
+        if isinstance(s, Spec):
+            print(f"{s.name:<{width}}  {'yes' if s.default else 'no':<7}  {s.source.kind:<14}  {s.description}")
+        else:
+            first = s.render().splitlines()[0]
+            print(f"{path.stem:<{width}}  BROKEN   -               {first}")
+    broken = [p for p, s in results if not isinstance(s, Spec)]
+    if broken:
+        log.error(f"{len(broken)} broken spec(s): {', '.join(relpath_for_humans(p, ctx.root) for p in broken)}; "
+                  "fix: correct them (each line above says where), or move them out of specs/")
+        return 2
     return 0
 
 
@@ -170,7 +215,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
     from .fsutil import write_json_atomic
     from .manifests import FetchRecord
-    from .sources.extract import extract_iso
+    from .sources.extract import PROVENANCE_NAME, aero_extract_provenance, extract_iso
 
     iso = Path(args.virtio_win_iso)
     out = Path(args.out_root)
@@ -188,14 +233,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "drivers": [{"name": n, "device": known[n][0], "required": known[n][1]} for n in names],
         "optional": "strict" if args.strict_optional else "best-effort",
     }
-    spec = spec_from_mapping(data, ctx, "command line")
+    spec = spec_from_mapping(data, ctx, EXTRACT_FLAGS)
     if not iso.is_file():
-        raise UsageError(f"{iso}: no such file", "give the path of a virtio-win ISO with --virtio-win-iso")
+        raise UsageError(f"--virtio-win-iso {iso}: no such file", "give the path of a virtio-win ISO")
+    from .media.isoscan import not_an_iso
+
+    why = not_an_iso(iso)
+    if why is not None:
+        raise UsageError(f"--virtio-win-iso {iso}: {why}", "give the path of a virtio-win release ISO")
     digest, size = sha256_file(iso)
     record = FetchRecord(path=relpath_for_humans(iso), size=size, stat=(), origin="path", url=None, sha256=digest,
                          expected=None)
     prov = extract_iso(spec, iso, out, record)
-    write_json_atomic(out / "virtio-win-provenance.json", prov.to_json())
+    write_json_atomic(out / PROVENANCE_NAME, aero_extract_provenance(prov))
     print(f"Extracted {sum(len(p.files) for p in prov.packages)} files to {out}")
     return 0
 
@@ -217,7 +267,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     policy = CheckPolicy(allow_sha256_only=args.allow_sha256_only,
                          placeholder_catalogs=(PlaceholderPolicy.ALLOW if args.allow_placeholder_catalogs
                                                else PlaceholderPolicy.ERROR),
-                         signing_policy=SigningPolicy(args.signing_policy))
+                         signing_policy=SigningPolicy(args.signing_policy), vocabulary=CHECK_FLAGS)
     reports = check_folder(folder, contract, policy, Arch(args.arch) if args.arch else None, args.device)
     log.info(format_table(reports))
     if args.json:
@@ -263,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "else 315532800 = 1980-01-01)")
     p.add_argument("--allow-placeholder-catalogs", action="store_true",
                    help="accept the sample pack's placeholder .cat files")
+    p.add_argument("--allow-sha256-only", action="store_true",
+                   help="accept SHA-256-only catalogs (they need KB3033929 and fail in Windows 7 Setup)")
+    p.add_argument("--signing-policy", choices=[p.value for p in SigningPolicy], default="none",
+                   help="test: accept unsigned catalogs, which you test-sign before use (default: none)")
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

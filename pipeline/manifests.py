@@ -289,16 +289,32 @@ class Provenance:
     info_json: IsoFile | None
     missing_optional: tuple[MissingOptional, ...]
     warnings: tuple[str, ...]
+    metadata_files: tuple[IsoFile, ...] = ()
+    """The release's VERSION files, copied beside the licences."""
 
     SCHEMA = 1
+    AERO_BACKEND = "aero-virtio-media"
 
     def to_json(self) -> Json:
         return {"schema_version": self.SCHEMA, "source": self.source.to_json(),
                 "packages": [p.to_json() for p in self.packages],
                 "notice_files": [n.to_json() for n in self.notice_files],
+                "metadata_files": [m.to_json() for m in self.metadata_files],
                 "info_json": self.info_json.to_json() if self.info_json else None,
                 "missing_optional": [m.to_json() for m in self.missing_optional],
                 "warnings": list(self.warnings)}
+
+    def aero_fields(self) -> Json:
+        """The fields of Aero's ``virtio-win-provenance.json`` (tools/virtio-win/extract.py) that its
+        make-driver-pack.ps1 reads, in its names. No ``created_utc``: a clock time would break reproducibility.
+        """
+        return {"virtio_win_iso": {"path": self.source.path, "sha256": self.source.sha256,
+                                   "volume_id": self.source.volume_label},
+                "backend": self.AERO_BACKEND,
+                "extracted": [{"driver": p.driver, "arch": p.arch.value, "iso_path": p.iso_dir}
+                              for p in self.packages],
+                "extracted_notice_files": [n.iso_path for n in self.notice_files],
+                "extracted_metadata_files": [m.iso_path for m in self.metadata_files]}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Provenance:
@@ -308,7 +324,7 @@ class Provenance:
                    tuple(IsoFile.from_json(n) for n in d["notice_files"]),
                    IsoFile.from_json(d["info_json"]) if d["info_json"] else None,
                    tuple(MissingOptional.from_json(m) for m in d["missing_optional"]),
-                   tuple(d["warnings"]))
+                   tuple(d["warnings"]), tuple(IsoFile.from_json(m) for m in d.get("metadata_files", ())))
 
 
 # --- stage ----------------------------------------------------------------------------------------

@@ -65,3 +65,16 @@ def test_build_iso_and_check_from_a_folder_outside_the_repo(installed: Path, tmp
     assert r.returncode == 0, r.stderr
     assert "1 package(s) checked" in r.stdout
     assert not (elsewhere / "build").exists() and sorted(p.name for p in elsewhere.iterdir()) == ["out"]
+
+
+def test_extract_from_a_folder_outside_the_repo(installed: Path, tmp_path: Path) -> None:
+    """Aero's make-driver-pack.ps1 runs extract wherever it is: it must not look for a checkout's specs/."""
+    from tests.lib.upstream import make_iso, make_upstream_tree
+
+    make_upstream_tree(tmp_path / "src")
+    iso = make_iso(tmp_path / "src", tmp_path / "virtio-win.iso")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = aero_media(installed, elsewhere, "extract", "--virtio-win-iso", str(iso), "--out-root", "pack")
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "pack" / "virtio-win-provenance.json").is_file()

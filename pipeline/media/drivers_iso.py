@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import log
 from ..fsutil import dump_json, relpath_for_humans, sha256_file
 from ..manifests import (
@@ -66,9 +68,10 @@ def _stages(spec: Spec, paths: SpecPaths) -> list[StageManifest]:
     return [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
 
 
-def build_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> FileRecord:
-    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its record."""
+def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = None) -> FileRecord:
+    """Write ``dist/<spec>/<filename>.iso`` (or ``out``) from the staged trees and notices; return its record."""
     paths = SpecPaths(spec, ctx)
+    target = out or paths.drivers_iso
     # A report beside a new ISO must be about that ISO: drop the old one first.
     paths.drivers_iso_report.unlink(missing_ok=True)
     stages = _stages(spec, paths)
@@ -94,15 +97,20 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> FileRecord:
         files=tuple(records),
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))
-    write_iso(files, paths.drivers_iso, spec.drivers_iso.volume_label, epoch)
-    digest, size = sha256_file(paths.drivers_iso)
-    log.info(f"Wrote {relpath_for_humans(paths.drivers_iso, ctx.root)} ({size} bytes, sha256={digest})")
-    return FileRecord(paths.drivers_iso.name, digest, size)
+    write_iso(files, target, spec.drivers_iso.volume_label, epoch)
+    digest, size = sha256_file(target)
+    shown = relpath_for_humans(target, ctx.root if out is None else None, absolute=True)
+    log.info(f"Wrote {shown} ({size} bytes, sha256={digest})")
+    return FileRecord(target.name, digest, size)
 
 
-def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> IsoReport:
-    """Verify the spec's drivers ISO against its stage and notices manifests; write the report."""
+def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = None) -> IsoReport:
+    """Verify the spec's drivers ISO (or ``iso``) against its stage and notices manifests.
+
+    The report is written beside the spec's ISO in ``dist/``; an ``iso`` elsewhere gets none.
+    """
     paths = SpecPaths(spec, ctx)
+    target = iso or paths.drivers_iso
     paths.drivers_iso_report.unlink(missing_ok=True)
     stages = _stages(spec, paths)
     files: dict[str, tuple[FileRecord, str]] = {}
@@ -113,8 +121,9 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int) -> IsoReport:
         files[n.path] = (n, "notices manifest")
     required = [p.inf for p in media_packages(stages) if p.required]
     exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=epoch)
-    with discard_on_failure([paths.drivers_iso]):
-        report = verify_iso(paths.drivers_iso, [a.value for a in spec.arches], exp, report=paths.drivers_iso_report)
-    log.info(f"verified {paths.drivers_iso.name}: {report.files_checked} files OK")
+    with discard_on_failure([target]):
+        report = verify_iso(target, [a.value for a in spec.arches], exp,
+                            report=paths.drivers_iso_report if iso is None else None)
+    log.info(f"verified {target.name}: {report.files_checked} files OK")
     return report
 

@@ -199,6 +199,31 @@ def read_file(fp: BinaryIO, scan: Scan, f: ScannedFile, chunk: int = 1024 * 1024
         yield data
 
 
+# What a file that is not an ISO image usually is, by its first bytes.
+_NOT_ISO = ((b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip file"), (b"7z\xbc\xaf", "a 7z archive"),
+            (b"conectix", "a VHD disk image"), (b"MSWIM", "a WIM image"))
+
+
+def not_an_iso(path: Path) -> str | None:
+    """Why ``path`` is not an ISO 9660 image at all (as opposed to a damaged one), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fp:
+            head = fp.read(16)
+            fp.seek(16 * SECTOR)
+            vd = fp.read(8)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if size == 0:
+        return "is empty"
+    for magic, what in _NOT_ISO:
+        if head.startswith(magic):
+            return f"is {what}, not an ISO image"
+    if vd[1:6] != b"CD001":
+        return f"is not an ISO 9660 image (no volume descriptor at byte {16 * SECTOR})"
+    return None
+
+
 def open_scan(path: Path) -> tuple[BinaryIO, Scan]:
     """Open an image and scan it; the caller closes the file."""
     fp = open(path, "rb")  # noqa: SIM115 (returned open: the caller streams files from it, then closes it)

@@ -48,7 +48,9 @@ def _copy_pack_notices(tree: DirTree, spec: Spec, out: Path) -> list[str]:
     root = tree.root
     notices = root / NOTICES_NAME
     if not notices.is_file() or notices.is_symlink():
-        raise SourceError(f"{spec.source.path_raw}: no {NOTICES_NAME} at the pack root",
+        where = (f"{spec.vocabulary.name('source.path')} {spec.source.path}" if spec.vocabulary.from_command_line
+                 else spec.source.path_raw)
+        raise SourceError(f"{where}: no {NOTICES_NAME} at the pack root",
                           f"add {NOTICES_NAME} describing the drivers' origin and licence to the pack")
     shutil.copyfile(notices, out / NOTICES_NAME)
     written = [NOTICES_NAME]
@@ -84,8 +86,9 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
     if not copied:
         raise SourceError(f"{tree.display}: no licence file at the root of the source (looked for "
                           "virtio-win_license.txt, LICENSE*, COPYING*, NOTICE*)",
-                          "the drivers may not be redistributed without it: set source.license_file in "
-                          f"{spec.display} to the upstream licence text")
+                          "the drivers may not be redistributed without it: "
+                          f"{spec.vocabulary.fix('source.license_file')} to the upstream licence text "
+                          f"(in {spec.display})")
     return copied, texts
 
 

@@ -82,7 +82,7 @@ def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: FetchRecord)
         selection: Selection = select(tree.entries(), spec, tree.display, "virtio-win", skip_links=True)
         for w in selection.warnings:
             log.warn(w)
-        wanted = [f.entry for p in selection.packages for f in p.files] + list(selection.notices)
+        wanted = [f.entry for p in selection.packages for f in p.files] + [*selection.notices, *selection.metadata]
         if selection.info_json is not None:
             wanted.append(selection.info_json)
         progress = log.Progress(f"extract {iso_path.name}", sum(e.size for e in wanted))
@@ -112,7 +112,17 @@ def extract_iso(spec: Spec, iso_path: Path, out_dir: Path, fetched: FetchRecord)
         info_json=copied.get(selection.info_json.path) if selection.info_json else None,
         missing_optional=selection.missing_optional,
         warnings=tuple(warnings),
+        metadata_files=tuple(copied[e.path] for e in selection.metadata),
     )
+
+
+PROVENANCE_NAME = "virtio-win-provenance.json"
+
+
+def aero_extract_provenance(provenance: Provenance) -> dict[str, object]:
+    """``virtio-win-provenance.json`` of ``aero-media extract``: our record plus the fields Aero's scripts read."""
+    ours = provenance.to_json()
+    return {**ours, **provenance.aero_fields()}
 
 
 def extract_stage(spec: Spec, ctx: Context) -> Provenance:

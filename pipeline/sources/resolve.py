@@ -30,11 +30,14 @@ def source_tree(spec: Spec, ctx: Context) -> DirTree:
             return DirTree(root, relpath_for_humans(spec.source.path, ctx.root))
         return DirTree(root, relpath_for_humans(root, ctx.root))
     assert spec.source.path is not None
+    v = spec.vocabulary
     display = relpath_for_humans(spec.source.path, ctx.root)
     if not spec.source.path.is_dir():
+        if v.from_command_line:  # the whole path: the user typed it, and it is relative to nothing of ours
+            raise SourceError(f"{v.name('source.path')} {spec.source.path}: not a directory", v.fix("source.path"))
         raise SourceError(f"{spec.display}: source.path {display!r} is not a directory",
                           "point source.path at the driver tree (relative to the repo root, or absolute)")
-    return DirTree(spec.source.path, display)
+    return DirTree(spec.source.path, spec.source.path.name if v.from_command_line else display)
 
 
 def extraction(spec: Spec, ctx: Context) -> Provenance | None:
@@ -52,6 +55,13 @@ def proof(spec: Spec, ctx: Context) -> ProofRecord | None:
 
 
 def source_record(spec: Spec, ctx: Context) -> SourceRecord:
-    """How the media name a directory source: its kind and its path relative to the repo or ``~``."""
-    shown = relpath_for_humans(spec.source.path, ctx.root) if spec.source.path else None
-    return SourceRecord(kind=spec.source.kind, path=shown)
+    """How the media name a directory source: its path relative to the repo or ``~``.
+
+    A tree given on the command line is named by its folder name alone: the same tree
+    built from two working directories gives the same bytes.
+    """
+    if spec.source.path is None:
+        return SourceRecord(kind=spec.source.kind, path=None)
+    if spec.vocabulary.from_command_line:
+        return SourceRecord(kind=spec.source.kind, path=spec.source.path.name)
+    return SourceRecord(kind=spec.source.kind, path=relpath_for_humans(spec.source.path, ctx.root))

@@ -28,11 +28,22 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "virtio-win": ("{driver}", "{os}", "{arch}"),
 }
 
+# The {os} folders tried when a spec names none, in this order: upstream's w7, then the
+# names older and re-mastered trees use. Server 2008 R2 is the same kernel as Windows 7,
+# and upstream hard-links its amd64 build to w7's; it has no x86 build.
+DEFAULT_OS_DIRS: dict[Arch, tuple[str, ...]] = {
+    Arch.X86: ("w7", "win7", "w7.1", "w7_1"),
+    Arch.AMD64: ("w7", "win7", "w7.1", "w7_1", "2k8R2"),
+}
+
 # Never needed on the media: debug symbols.
 SKIPPED_SUFFIXES = (".pdb",)
 
-# Root files of an upstream tree that carry licence terms or notices.
-NOTICE_PATTERNS = ("virtio-win_license.txt", "license*", "copying*", "notice*", "readme*")
+# Root files of an upstream tree that carry licence terms or notices, and those that
+# say which release it is (copied beside them, as Aero's extract.py does).
+NOTICE_PATTERNS = ("virtio-win_license.txt", "license*", "copying*", "notice*", "eula*", "authors*", "credits*",
+                   "readme*")
+METADATA_NAMES = ("version", "version.txt", "virtio-win-version.txt")
 INFO_JSON = "data/info.json"
 
 
@@ -69,6 +80,7 @@ class Selection:
     warnings: tuple[str, ...]
     notices: tuple[Entry, ...]
     info_json: Entry | None
+    metadata: tuple[Entry, ...] = ()
 
     def for_arch(self, arch: Arch) -> tuple[Package, ...]:
         return tuple(p for p in self.packages if p.arch is arch)
@@ -180,16 +192,19 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
     missing, warnings = _apply_optional_rules(spec, found, looked, where)
 
     notices: tuple[Entry, ...] = ()
+    metadata: tuple[Entry, ...] = ()
     info_json: Entry | None = None
     if layout == "virtio-win":
         notices = notice_entries(entries)
+        metadata = tuple(sorted((e for e in entries if e.kind == EntryKind.FILE and "/" not in e.path
+                                 and e.name.lower() in METADATA_NAMES), key=lambda e: e.path))
         info = [e for e in entries if e.kind == EntryKind.FILE and e.path.casefold() == INFO_JSON]
         info_json = info[0] if info else None
 
     order = {d.name: i for i, d in enumerate(spec.drivers)}
     packages = sorted(found.values(), key=lambda p: (p.arch.value, order[p.driver.name]))
     return Selection(tuple(packages), tuple(sorted(missing, key=lambda m: (m.driver, m.arch or ""))),
-                     tuple([*(skipped or []), *warnings]), notices, info_json)
+                     tuple([*(skipped or []), *warnings]), notices, info_json, metadata)
 
 
 def _locate(by_dir: dict[str, list[Entry]], spec: Spec, pattern: tuple[str, ...], where: str,
@@ -200,7 +215,8 @@ def _locate(by_dir: dict[str, list[Entry]], spec: Spec, pattern: tuple[str, ...]
     for drv in spec.drivers:
         for arch in spec.arches:
             tried: list[str] = []
-            for path, os_dir in _candidates(pattern, drv.name, arch, spec.source.os_dirs_for(arch)):
+            os_dirs = spec.source.os_dirs.get(arch, DEFAULT_OS_DIRS[arch])
+            for path, os_dir in _candidates(pattern, drv.name, arch, os_dirs):
                 tried.append(path + "/")
                 folder = _resolve_folder(by_dir, path, where)
                 if folder is None:
@@ -235,7 +251,7 @@ def _apply_optional_rules(spec: Spec, found: dict[tuple[str, Arch], Package],
             if drv.required:
                 problems.append(text)
             elif strict:
-                problems.append(f"optional {text} (optional: strict)")
+                problems.append(f"optional {text} ({spec.vocabulary.term('optional', 'strict')})")
         if drv.required:
             continue
         present = [a for a in spec.arches if a not in absent]
@@ -251,8 +267,9 @@ def _apply_optional_rules(spec: Spec, found: dict[tuple[str, Arch], Package],
         else:
             warnings.append(f"optional driver {drv.name!r} not found for any arch; media will not include it")
     if problems:
-        hint = ("check source.path and the folder names, or mark the driver required: false"
-                if not strict else "add the driver to the source or set optional: best-effort")
+        v = spec.vocabulary
+        hint = (f"check {v.name('source.path')} and the folder names, or {v.fix('drivers.required', 'false')}"
+                if not strict else f"add the driver to the source or {v.fix('optional', 'best-effort')}")
         raise SourceError("\n".join(problems), hint)
     return missing, warnings
 

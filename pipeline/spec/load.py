@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import os
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .types import (
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
+    Vocabulary,
     WarningPolicy,
 )
 from .yamldoc import Doc, load_doc, raise_problems, schema_problems
@@ -120,9 +122,12 @@ def load_spec(path: Path, ctx: Context, contract: Contract | None = None) -> Spe
     return _validate(load_doc(path, _display(path, ctx.root)), ctx, contract)
 
 
-def spec_from_mapping(data: dict[str, Any], ctx: Context, display: str, contract: Contract | None = None) -> Spec:
-    """Build a spec from a mapping (e.g. command-line options), with the same checks as a file."""
-    return _validate(Doc(path=Path(display), display=display, data=data, marks={}), ctx, contract)
+def spec_from_mapping(data: dict[str, Any], ctx: Context, vocabulary: Vocabulary,
+                      contract: Contract | None = None) -> Spec:
+    """Build a spec from a command's options, with the same checks as a file; messages use ``vocabulary``."""
+    display = f"aero-media {vocabulary.command}" if vocabulary.command else "command line"
+    spec = _validate(Doc(path=Path(display), display=display, data=data, marks={}), ctx, contract)
+    return replace(spec, vocabulary=vocabulary)
 
 
 def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
@@ -222,7 +227,11 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     name = data.get("name", stem)
     if "name" not in data and not valid_name(stem):
         problems.append(f"{doc.where('/')}: the file name {stem!r} is not a valid spec name; "
-                        "fix: rename the file or set name: to lower-case letters, digits, '.', '_' or '-'")
+                        "fix: rename the file to lower-case letters, digits, '.', '_' or '-'")
+    elif "name" in data and name != stem and doc.path.suffix == ".yaml":
+        # doit build:<stem> is what users type after looking at specs/: the two must agree.
+        problems.append(f"{doc.where('/name')}: name {name!r} differs from the file name {stem!r}; "
+                        f"fix: rename the file to specs/{name}.yaml, or drop name: (it defaults to the file name)")
     drivers, seen = _drivers(doc, contract, problems)
     target = data.get("target", {})
     wanted = {Arch(a) for a in target.get("arches", [a.value for a in ALL_ARCHES])}
@@ -295,22 +304,21 @@ def spec_files(ctx: Context) -> list[Path]:
     return sorted(p for p in ctx.specs_dir.glob("*.yaml") if p.name not in NON_SPEC_FILES)
 
 
-def load_specs(ctx: Context) -> list[Spec]:
-    """Load every spec in ``specs/``; report all problems of all files at once."""
-    problems: list[str] = []
-    specs: list[Spec] = []
+def load_each(ctx: Context) -> list[tuple[Path, Spec | SpecError]]:
+    """Every spec file in ``specs/`` with its spec, or what is wrong with it (one bad file spoils no other)."""
     contract = project_contract(ctx)
+    out: list[tuple[Path, Spec | SpecError]] = []
     for path in spec_files(ctx):
         try:
-            specs.append(load_spec(path, ctx, contract))
+            out.append((path, load_spec(path, ctx, contract)))
         except SpecError as exc:
-            problems.append(exc.message)
-    by_name: dict[str, Spec] = {}
-    for spec in specs:
-        other = by_name.get(spec.name)
-        if other is not None:
-            problems.append(f"{spec.display}: spec name {spec.name!r} is already used by {other.display}; "
-                            "fix: give one of them a different name: key")
-        by_name[spec.name] = spec
-    raise_problems(problems)
-    return specs
+            out.append((path, exc))
+    return out
+
+
+def load_specs(ctx: Context) -> list[Spec]:
+    """Load every spec in ``specs/``; report all problems of all files at once."""
+    results = load_each(ctx)
+    # Names are file stems (checked per spec), so no two specs can share one.
+    raise_problems([r.message for _, r in results if isinstance(r, SpecError)])
+    return [r for _, r in results if isinstance(r, Spec)]

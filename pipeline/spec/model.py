@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from .contract import Contract, Device
-from .types import Arch, OptionalPolicy, PlaceholderPolicy, SigningPolicy, SourceKind, WarningPolicy
-
-DEFAULT_OS_DIRS = ("w7",)
+from .types import (
+    SPEC_FIELDS,
+    Arch,
+    OptionalPolicy,
+    PlaceholderPolicy,
+    SigningPolicy,
+    SourceKind,
+    Vocabulary,
+    WarningPolicy,
+)
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,6 @@ class Source:
     def is_iso(self) -> bool:
         return self.kind.is_iso
 
-    def os_dirs_for(self, arch: Arch) -> tuple[str, ...]:
-        """OS folders to try for ``arch``, preferred first."""
-        return self.os_dirs.get(arch, DEFAULT_OS_DIRS)
-
 
 @dataclass(frozen=True)
 class DriversIsoOut:
@@ -136,6 +139,8 @@ class Spec:
     guest_tools: GuestToolsOut
     cache_dir: Path | None
     contract: Contract
+    vocabulary: Vocabulary = SPEC_FIELDS
+    """How messages name its settings: spec fields, or the flags of the command that made it."""
 
     def driver(self, name: str) -> DriverReq:
         for d in self.drivers:

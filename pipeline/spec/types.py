@@ -6,6 +6,8 @@ stand-alone Windows 7 checks in :mod:`pipeline.win7`) can use them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -120,3 +122,67 @@ class PlaceholderPolicy(StrEnum):
 
     ERROR = "error"
     ALLOW = "allow"
+
+
+# Settings that messages tell a user to change, by their spec field.
+SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs", "checks.allow_sha256_only",
+            "outputs.guest_tools.signing_policy", "drivers.required", "optional", "target.arches",
+            "outputs.drivers_iso.volume_label")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag that stands for a spec setting."""
+
+    name: str
+    """How a message names the setting, e.g. ``--drivers-root``."""
+    fix: str
+    """The clause that changes it, e.g. ``pass --allow-placeholder-catalogs``."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """How messages name a setting: as a spec field, or as a flag of the command that made the spec.
+
+    For a spec file ``fix("checks.placeholder_catalogs", "allow")`` is
+    ``set checks.placeholder_catalogs: allow``; under ``aero-media build-iso`` it is
+    ``pass --allow-placeholder-catalogs``.
+    """
+
+    command: str | None = None
+    flags: Mapping[str, Flag] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.flags) - set(SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+
+    @property
+    def from_command_line(self) -> bool:
+        """The spec was made from a command's options, not read from a file."""
+        return self.command is not None
+
+    def name(self, setting: str) -> str:
+        """How a message names ``setting``."""
+        flag = self._flag(setting)
+        return flag.name if flag else setting
+
+    def term(self, setting: str, value: str) -> str:
+        """How a message names ``setting`` set to ``value``: ``optional: strict`` or ``--strict-optional``."""
+        flag = self._flag(setting)
+        return flag.name if flag else f"{setting}: {value}"
+
+    def fix(self, setting: str, value: str | None = None) -> str:
+        """The clause that sets ``setting`` (to ``value``)."""
+        flag = self._flag(setting)
+        if flag:
+            return flag.fix
+        return f"set {setting}: {value}" if value is not None else f"set {setting}"
+
+    def _flag(self, setting: str) -> Flag | None:
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown setting {setting!r}")
+        return self.flags.get(setting)
+
+
+SPEC_FIELDS = Vocabulary()

@@ -17,7 +17,7 @@ def check_policy(spec: Spec) -> CheckPolicy:
     """What the spec tolerates, in the checks' terms."""
     return CheckPolicy(allow_sha256_only=spec.checks.allow_sha256_only,
                        placeholder_catalogs=spec.checks.placeholder_catalogs,
-                       signing_policy=spec.signing_policy)
+                       signing_policy=spec.signing_policy, vocabulary=spec.vocabulary)
 
 
 def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Package, ...]) -> Validation:

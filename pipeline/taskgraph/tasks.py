@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,30 @@ def _ctx() -> Context:
 @functools.cache
 def _specs_at(root: Path) -> tuple[Spec, ...]:
     try:
-        return tuple(load_specs(Context(root=root)))
+        loaded = tuple(load_specs(Context(root=root)))
+        _check_requested(loaded, _doit_arguments())
     except PipelineError as exc:
         refuse(exc)
+    return loaded
+
+
+def _doit_arguments() -> list[str]:
+    """doit's command line, when doit is the program running (not a test or aero-media calling it)."""
+    main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if main.name == "doit" or (main.name == "__main__.py" and main.parent.name == "doit"):
+        return sys.argv[1:]
+    return []
+
+
+def _check_requested(loaded: tuple[Spec, ...], argv: list[str]) -> None:
+    """``doit build:nosuch`` lists the specs there are; doit itself would only say no such task exists."""
+    names = {s.name for s in loaded}
+    for arg in argv:
+        group, sep, rest = arg.partition(":")
+        name = rest.split(":", 1)[0]
+        if sep and (group == "build" or group in STAGES) and name and name not in names and "*" not in name:
+            raise UsageError(f"no spec named {name!r} (doit {arg}) in specs/",
+                             f"use one of: {', '.join(sorted(names)) or '(none: add specs/<name>.yaml)'}")
 
 
 def specs() -> tuple[Spec, ...]:

@@ -32,8 +32,10 @@ EXECUTABLE_EXTS = (".sys", ".dll", ".exe")
 PE_EXTS = (".sys", ".dll")
 VALID_SIGNATURES = ("$windows nt$", "$chicago$", "$windows 95$")
 MAX_READ = 256 * 1024 * 1024
-SHA1_FIX = ("use a SHA-1-signed Windows 7 build (virtio-win 0.1.173 or older, or 0.1.189 and newer), or set "
-            "checks.allow_sha256_only: true if every target has KB3033929 and never loads it in Windows 7 Setup")
+def _sha1_fix(policy: CheckPolicy) -> str:
+    allow = policy.vocabulary.fix("checks.allow_sha256_only", "true")
+    return ("use a SHA-1-signed Windows 7 build (virtio-win 0.1.173 or older, or 0.1.189 and newer), or "
+            f"{allow} if every target has KB3033929 and never loads it in Windows 7 Setup")
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -537,19 +539,23 @@ def _check_boot_signature(col: _Collector, rel: str, info: PeInfo) -> None:
 
 
 def _placeholder(col: _Collector, code: str, rel: str, what: str) -> None:
+    vocab = col.policy.vocabulary
     if col.policy.placeholder_catalogs is PlaceholderPolicy.ALLOW:
-        col.add(WARNING, code, rel, None, f"{what}; allowed by checks.placeholder_catalogs: allow, "
+        col.add(WARNING, code, rel, None, f"{what}; allowed by {vocab.term('checks.placeholder_catalogs', 'allow')}, "
                 "but Windows 7 will not install this package", "build from a virtio-win source for real media")
     else:
         col.add(ERROR, code, rel, None, f"{what}: Windows 7 will not install this package",
-                "build from a virtio-win source, or set checks.placeholder_catalogs: allow for sample media")
+                f"build from a virtio-win source, or {vocab.fix('checks.placeholder_catalogs', 'allow')} "
+                "for sample media")
 
 
 def _sha2_finding(col: _Collector, code: str, rel: str, message: str) -> None:
     if col.policy.allow_sha256_only:
-        col.add(INFO, code, rel, None, message + " (allowed by checks.allow_sha256_only)", None)
+        col.add(INFO, code, rel, None,
+                f"{message} (allowed by {col.policy.vocabulary.term('checks.allow_sha256_only', 'true')})", None)
     else:
-        col.add(ERROR if col.arch.enforces_kernel_signing else WARNING, code, rel, None, message, SHA1_FIX)
+        col.add(ERROR if col.arch.enforces_kernel_signing else WARNING, code, rel, None, message,
+                _sha1_fix(col.policy))
 
 
 def _check_catalog(col: _Collector, inf_rel: str, inf_data: bytes, cat_rel: str, refs: _Refs,
@@ -582,7 +588,8 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
         else:
             col.add(ERROR, "catalog-unsigned", cat_rel, None,
                     "not signed: Windows 7 treats the package as unsigned and x64 refuses it",
-                    "use the signed catalog shipped by virtio-win, or set signing_policy: test and test-sign it")
+                    "use the signed catalog shipped by virtio-win, or "
+                    f"{col.policy.vocabulary.fix('outputs.guest_tools.signing_policy', 'test')} and test-sign it")
         return
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..errors import ValidationError
-from ..spec.types import PlaceholderPolicy, SigningPolicy, WarningPolicy
+from ..spec.types import SPEC_FIELDS, PlaceholderPolicy, SigningPolicy, Vocabulary, WarningPolicy
 
 
 class Severity(StrEnum):
@@ -77,6 +77,8 @@ class CheckPolicy:
     allow_sha256_only: bool = False
     placeholder_catalogs: PlaceholderPolicy = PlaceholderPolicy.ERROR
     signing_policy: SigningPolicy = SigningPolicy.NONE
+    vocabulary: Vocabulary = SPEC_FIELDS
+    """How fixes name these settings: spec fields, or the flags of the command that runs the checks."""
 
     def to_json(self) -> dict[str, Any]:
         return {"allow_sha256_only": self.allow_sha256_only, "placeholder_catalogs": self.placeholder_catalogs.value,

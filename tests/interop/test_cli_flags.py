@@ -1,0 +1,172 @@
+"""§5: the command line speaks in flags, prints real paths, and refuses what it cannot do."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from tests.lib.doitproc import doit_argv, run
+from tests.lib.project import REPO, expanded_sample, make_project, run_doit, write_spec
+from tests.lib.trees import make_pack
+from tests.lib.upstream import make_iso, make_upstream_tree
+
+pytestmark = pytest.mark.integration
+
+SPEC_WORDS = re.compile(r"checks\.|source\.path|required: false|signing_policy|optional: strict|spec field")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return expanded_sample(tmp_path_factory.mktemp("sample") / "pack")
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The error as printed: from its first line (``error: ...``) to the last (``...; fix: ...``)."""
+    err = capsys.readouterr().err
+    assert "error:" in err, err
+    return err[err.index("error:"):].strip()
+
+
+def test_build_iso_errors_name_flags(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build-iso", "--drivers-root", str(sample), "--output", str(tmp_path / "x.iso")]) == 1
+    text = error_line(capsys) + capsys.readouterr().err
+    assert "--allow-placeholder-catalogs" in text and not SPEC_WORDS.search(text), text
+
+    missing = tmp_path / "no" / "such" / "pack"
+    assert main(["build-iso", "--drivers-root", str(missing), "--output", str(tmp_path / "x.iso")]) == 2
+    text = error_line(capsys)
+    assert f"--drivers-root {missing}: not a directory" in text and not SPEC_WORDS.search(text), text
+
+    half = make_pack(tmp_path / "half", {"viostor": ("amd64",), "netkvm": ("amd64",)})
+    assert main(["build-iso", "--drivers-root", str(half), "--output", str(tmp_path / "x.iso"),
+                 "--allow-placeholder-catalogs"]) == 2
+    text = error_line(capsys)
+    assert "--drivers-root" in text and "--require-arch" in text and not SPEC_WORDS.search(text), text
+    assert not (tmp_path / "x.iso").exists()
+
+
+def test_extract_errors_name_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    make_upstream_tree(src)
+    for d in src.iterdir():
+        if d.name.lower() == "netkvm":
+            import shutil
+
+            shutil.rmtree(d)
+    iso = make_iso(src, tmp_path / "no-netkvm.iso")
+    assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(tmp_path / "o")]) == 2
+    text = error_line(capsys)
+    assert "driver 'netkvm'" in text and "leave the driver out of --drivers" in text, text
+    assert not SPEC_WORDS.search(text), text
+    assert main(["extract", "--virtio-win-iso", str(tmp_path / "nope.iso"), "--out-root", str(tmp_path / "o")]) == 2
+    assert "--virtio-win-iso" in error_line(capsys)
+
+
+def test_the_same_spec_errors_name_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Under doit, the same problem names the spec field to change."""
+    project = make_project(tmp_path / "proj")
+    spec = project / "specs" / "sample.yaml"
+    spec.write_text(spec.read_text().replace("placeholder_catalogs: allow", "placeholder_catalogs: error"))
+    assert run_doit(project) != 0
+    out = capsys.readouterr()
+    assert "checks.placeholder_catalogs: allow" in out.err + out.out
+    assert "--allow-placeholder-catalogs" not in out.err + out.out
+
+
+def test_build_iso_names_the_tree_by_folder_and_prints_real_paths(sample: Path, tmp_path: Path) -> None:
+    """The same tree from two working folders gives the same bytes; what is printed exists."""
+    isos = []
+    for cwd in (sample.parent, tmp_path):
+        out = tmp_path / f"from-{len(isos)}.iso"
+        proc = subprocess.run([sys.executable, "-m", "pipeline", "build-iso",
+                               "--drivers-root", os.path.relpath(sample, cwd), "--output", str(out),
+                               "--allow-placeholder-catalogs"], cwd=cwd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 0, proc.stderr
+        for path in re.findall(r"Wrote (\S+)", proc.stdout + proc.stderr):
+            assert (cwd / path).is_file(), path
+        assert "dist/adhoc" not in proc.stdout + proc.stderr
+        isos.append(out.read_bytes())
+    assert isos[0] == isos[1]
+    assert str(sample) not in isos[0].decode("latin-1") and str(sample.parent).encode() not in isos[0]
+
+
+def test_output_naming_a_folder_is_refused(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for output in (f"{tmp_path}/out/newdir/", str(tmp_path)):
+        assert main(["build-iso", "--drivers-root", str(sample), "--output", output,
+                     "--allow-placeholder-catalogs"]) == 2
+        assert "--output" in error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["zip", "empty", "noise"])
+def test_verify_iso_on_something_else_is_an_input_error(tmp_path: Path, kind: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / f"thing.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("README.txt", "hi")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_bytes(os.urandom(64 * 1024))
+    assert main(["verify-iso", "--iso", str(path)]) == 2
+    text = error_line(capsys)
+    assert text.startswith("error: --iso") and "list above" not in text and len(text.splitlines()) == 1, text
+
+
+def test_verify_iso_problem_list_is_above_its_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.media.files import MediaFile
+    from pipeline.media.isowriter import write_iso
+
+    iso = tmp_path / "foreign.iso"
+    write_iso([MediaFile("README.txt", data=b"x")], iso, "X", 315532800)
+    assert main(["verify-iso", "--iso", str(iso)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "problem(s)" in lines[0] and len(lines) > 2
+    assert lines[-1].endswith("fix: see the list above; rebuild the media")
+
+
+def test_readme_build_iso_example_works_as_written(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    commands = [line for line in re.findall(r"^aero-media (?:build-iso|verify-iso) .*$", readme, re.M)
+                if "DIR" not in line and "X.iso" not in line]
+    assert len(commands) == 2, commands
+    project = make_project(tmp_path / "proj")
+    assert run(doit_argv(project)).returncode == 0
+    for command in commands:
+        argv = shlex.split(command)
+        proc = subprocess.run([sys.executable, "-m", "pipeline", *argv[1:]], cwd=project, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 0, f"{command}\n{proc.stderr}"
+
+
+def test_unknown_spec_names_the_valid_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(tmp_path / "proj")
+    for args in (("build:nosuch",), ("stage:nosuch:x86",), ("clean", "build:nosuch")):
+        proc = run(doit_argv(project, *args))
+        assert proc.returncode == 2, proc.stderr
+        assert "no spec named 'nosuch'" in proc.stderr and "use one of: sample" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert main(["--root", str(project), "build", "nosuch"]) == 2
+    assert "use one of: sample" in error_line(capsys)
+
+
+def test_a_broken_spec_names_itself_and_spoils_no_listing(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(tmp_path / "proj")
+    write_spec(project, "broken", "schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
+    assert main(["--root", str(project), "list-specs"]) == 2
+    out = capsys.readouterr()
+    rows = {line.split()[0]: line for line in out.out.splitlines()[1:]}
+    assert "sample" in rows and "BROKEN" not in rows["sample"]
+    assert "BROKEN" in rows["broken"] and "specs/broken.yaml:" in rows["broken"]
+    assert "1 broken spec(s): specs/broken.yaml" in out.err
