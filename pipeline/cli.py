@@ -85,7 +85,8 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract) -> S
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
         "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error",
                    "allow_sha256_only": bool(args.allow_sha256_only)},
-        "outputs": {"drivers_iso": {"volume_label": args.label or "AERO_VIRTIO"},
+        "outputs": {"drivers_iso": {"volume_label": args.label or "AERO_VIRTIO",
+                                    "winpe_drivers": not args.no_winpe_drivers},
                     "guest_tools": {"signing_policy": args.signing_policy}},
     }
     return spec_from_mapping(data, ctx, BUILD_ISO_FLAGS, contract)
@@ -317,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept SHA-256-only catalogs (they need KB3033929 and fail in Windows 7 Setup)")
     p.add_argument("--signing-policy", choices=[p.value for p in SigningPolicy], default="none",
                    help="test: accept unsigned catalogs, which you test-sign before use (default: none)")
+    p.add_argument("--no-winpe-drivers", action="store_true",
+                   help="leave out $WinPEDriver$\\ (the copy Windows 7 Setup finds by itself)")
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

@@ -20,10 +20,15 @@ class MediaLayout(StrEnum):
     """The staging area, the drivers ISO (Setup's Load Driver browses it) and the payload pins."""
     GUEST_TOOLS = "drivers/{arch}/{driver}"
     """The Guest Tools media, as Aero's setup.cmd expects."""
+    WINPE = "$WinPEDriver$/{arch}/{driver}"
+    """Windows 7 Setup searches this folder on every drive by itself (drivers ISO and FAT disk)."""
+    FAT_DISK = "{x64_arch}/{driver}"
+    """The FAT driver disk, browsed as x86 and x64 (Aero's names)."""
 
     def driver_dir(self, arch: Arch | str, driver: str) -> str:
         """The package folder for ``arch`` and ``driver``, '/'-separated, relative to the medium's root."""
-        return self.value.format(arch=Arch(arch).value, driver=driver)
+        a = Arch(arch)
+        return self.value.format(arch=a.value, x64_arch=a.x64_name, driver=driver)
 
     def relocate(self, staged_path: str) -> str:
         """Map a staged path (``win7/<arch>/<driver>/<file>``) to this layout."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from ..errors import ValidationError
 from ..fsutil import sha256_file
 from ..manifests import (
     ContractInput,
@@ -16,9 +17,10 @@ from ..manifests import (
     StageManifest,
     staged_files,
 )
-from ..paths import MediaLayout, SpecPaths
+from ..paths import MediaLayout, SpecPaths, split_staged
 from ..sources.resolve import extraction, proof, source_record
 from ..spec.model import Context, Spec
+from ..win7.setupscan import OfferedInf, scan_problems
 from .files import MediaFile
 
 
@@ -41,16 +43,38 @@ def manifest_inputs(spec: Spec) -> ManifestInputs:
     return ManifestInputs(packaging, ContractInput(c.file, c.sha256, c.name, c.version, c.schema_version))
 
 
-def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: NoticesManifest,
+def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: NoticesManifest | None,
                  layout: MediaLayout = MediaLayout.STAGED) -> tuple[list[MediaFile], list[FileRecord]]:
-    """Media entries and records for the staged files (in ``layout``) and the notices."""
+    """Media entries and records for the staged files (in ``layout``) and the notices (unless None).
+
+    Every entry of one staged file names the same source, so the writers store its bytes
+    once however many layouts a medium carries.
+    """
     files: list[MediaFile] = []
     records: list[FileRecord] = []
     for f in staged_files(stages):
         path = layout.relocate(f.path)
         files.append(MediaFile(path, source=paths.staged_file(f.path)))
         records.append(FileRecord(path, f.sha256, f.size))
-    for n in notices.files:
+    for n in notices.files if notices is not None else ():
         files.append(MediaFile(n.path, source=paths.notices_dir / n.path))
         records.append(n)
     return files, records
+
+
+def winpe_media(spec: Spec, paths: SpecPaths,
+                stages: Iterable[StageManifest]) -> tuple[list[MediaFile], list[FileRecord]]:
+    """``$WinPEDriver$/<arch>/<driver>/`` entries, once Setup's scan of them is proven to bind per arch only.
+
+    Raises :class:`ValidationError` naming each INF another arch's Setup could take.
+    """
+    stages = list(stages)
+    offered = [OfferedInf(MediaLayout.WINPE.relocate(f.path), split_staged(f.path)[0],
+                          paths.staged_file(f.path).read_bytes())
+               for f in staged_files(stages) if f.path.lower().endswith(".inf")]
+    problems = scan_problems(offered, spec.arches)
+    if problems:
+        raise ValidationError("\n".join(problems),
+                              "give each arch's INF models sections for that arch only (NTx86, NTamd64), "
+                              "or set outputs.drivers_iso.winpe_drivers: false")
+    return staged_media(paths, stages, None, MediaLayout.WINPE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .. import log
@@ -17,15 +18,29 @@ from ..manifests import (
 )
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
-from .contents import manifest_inputs, media_record, provenance, staged_media
+from .contents import manifest_inputs, media_record, provenance, staged_media, winpe_media
 from .files import MediaFile
 from .isowriter import write_iso
 from .templates import crlf, render
-from .verify import Expectation, discard_on_failure, verify_iso
+from .verify import Expectation, discard_on_failure, linked_copies, verify_iso
 
 MANIFEST_NAME = "manifest.json"
 README_NAME = "README.txt"
 README_TEMPLATE = "drivers-README.txt"
+
+
+WINPE_LINE = "  $WinPEDriver$\\<arch>\\  the same drivers, where Windows 7 Setup finds them by itself\n"
+WINPE_SECTION = """\
+INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
+
+  Attach this disc (a second CD drive beside the Windows 7 DVD) before you boot
+  Setup. Setup searches every drive for a $WinPEDriver$ folder and loads the
+  drivers in it that match a device, so at "Where do you want to install
+  Windows?" the virtio disk is already listed, and the drivers are installed
+  into the new Windows as well. A 32-bit Setup takes only the x86 drivers and a
+  64-bit Setup only the amd64 ones: the build checks that from the INFs.
+
+"""
 
 
 def _backslashes(path: str) -> str:
@@ -47,6 +62,8 @@ def _readme(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance) -> 
             pnputil.append(f"  {title}:")
             pnputil += [f"    pnputil -i -a D:\\{_backslashes(inf)}" for inf in infs]
     return crlf(render(README_TEMPLATE, {
+        "WINPE_LINE": WINPE_LINE if spec.drivers_iso.winpe_drivers else "",
+        "WINPE_SECTION": WINPE_SECTION if spec.drivers_iso.winpe_drivers else "",
         "LABEL": spec.drivers_iso.volume_label,
         "DESCRIPTION": spec.description or spec.name,
         "SOURCE_LINE": source_line,
@@ -77,6 +94,10 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = N
     stages = _stages(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
     files, records = staged_media(paths, stages, notices)
+    if spec.drivers_iso.winpe_drivers:
+        winpe_files, winpe_records = winpe_media(spec, paths, stages)
+        files += winpe_files
+        records += winpe_records
     packages = media_packages(stages)
     prov = provenance(spec, ctx, stages)
     readme = _readme(spec, packages, prov)
@@ -117,10 +138,16 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
     for m in stages:
         for f in m.files:
             files[f.path] = (f.record, f"stage manifest {m.arch.value}")
+    if spec.drivers_iso.winpe_drivers:
+        for m in stages:
+            for f in m.files:
+                files[MediaLayout.WINPE.relocate(f.path)] = (replace(f.record, path=MediaLayout.WINPE.relocate(f.path)),
+                                                             f"stage manifest {m.arch.value}")
     for n in NoticesManifest.read(paths.notices_manifest).files:
         files[n.path] = (n, "notices manifest")
     required = [p.inf for p in media_packages(stages) if p.required]
-    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=epoch)
+    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=epoch,
+                      same_extent=linked_copies(files))
     with discard_on_failure([target]):
         report = verify_iso(target, [a.value for a in spec.arches], exp,
                             report=paths.drivers_iso_report if iso is None else None)

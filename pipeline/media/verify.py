@@ -44,6 +44,8 @@ class IsoContent:
     joliet: Seen
     rock_ridge: set[str]
     stamps: tuple[Stamp, ...] = ()
+    extents: dict[str, int] = field(default_factory=dict)
+    """Where each Joliet file's bytes start (hard-linked copies share one)."""
 
 
 def _hash_stream(chunks: Iterable[bytes], progress: Progress) -> tuple[str, int]:
@@ -67,7 +69,8 @@ def read_iso(path: Path) -> IsoContent:
     with fp:
         files = {f.path: _hash_stream(read_file(fp, scan, f), progress) for f in scan.files}
     progress.close()
-    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path), scan.stamps)
+    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path), scan.stamps,
+                      {f.path: f.extent for f in scan.files})
 
 
 def _rock_ridge_names(path: Path) -> set[str]:
@@ -96,6 +99,23 @@ class Expectation:
     extra_files_allowed: bool = False
     epoch: int | None = None
     """Every date on the medium must be this (unspecified dates aside); None: dates are not checked."""
+    same_extent: list[tuple[str, str]] = field(default_factory=list)
+    """Pairs of paths that must be one stored copy (``$WinPEDriver$`` beside ``win7``)."""
+
+
+def linked_copies(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """(``$WinPEDriver$/...``, ``win7/...``) pairs among ``paths``: copies the writer stores once."""
+    have = set(paths)
+    pairs = []
+    for p in sorted(have):
+        if p.startswith(WINPE_PREFIX):
+            twin = MediaLayout.STAGED.value.split("/", 1)[0] + "/" + p[len(WINPE_PREFIX):]
+            if twin in have:
+                pairs.append((p, twin))
+    return pairs
+
+
+WINPE_PREFIX = MediaLayout.WINPE.value.split("/", 1)[0] + "/"
 
 
 def compare(seen: Seen, exp: Expectation) -> list[str]:
@@ -145,6 +165,10 @@ def check_iso(content: IsoContent, exp: Expectation) -> list[str]:
         problems.append("the ISO has no Joliet tree; Windows would show upper-case 8.3 names")
     problems += date_problems(content.stamps, exp.epoch)
     problems += compare(content.joliet, exp)
+    for a, b in exp.same_extent:
+        if a in content.extents and b in content.extents and content.extents[a] != content.extents[b]:
+            problems.append(f"{a} is stored apart from {b} (extents {content.extents[a]} and {content.extents[b]}); "
+                            "the two must be one hard-linked copy")
     if content.rock_ridge and content.rock_ridge != set(content.joliet):
         diff = sorted(content.rock_ridge.symmetric_difference(content.joliet))
         problems.append(f"Rock Ridge and Joliet names differ: {', '.join(diff[:10])}")
@@ -162,7 +186,8 @@ def expectation_from_media_manifest(manifest: DriversIsoManifest, require_arches
     required += [p.inf for p in manifest.packages if p.required and p.arch.value in arches]
     return Expectation(label=manifest.volume_label, required_paths=required,
                        files={r.path: (r, "manifest.json") for r in manifest.files},
-                       epoch=manifest.source_date_epoch)
+                       epoch=manifest.source_date_epoch,
+                       same_extent=linked_copies(r.path for r in manifest.files))
 
 
 def read_media_manifest(path: Path) -> DriversIsoManifest | None:
@@ -200,6 +225,7 @@ def _merge(exp: Expectation, extra: Expectation, have_manifest: bool) -> list[st
     if extra.epoch is not None:
         exp.epoch = extra.epoch
     exp.required_paths += [p for p in extra.required_paths if p not in exp.required_paths]
+    exp.same_extent += [p for p in extra.same_extent if p not in exp.same_extent]
     for p, (rec, origin) in extra.files.items():
         mine = exp.files.get(p)
         if have_manifest and mine is None:

@@ -99,6 +99,8 @@ class Source:
 class DriversIsoOut:
     filename: str = "aero-virtio-win7-drivers.iso"
     volume_label: str = "AERO_VIRTIO"
+    winpe_drivers: bool = True
+    """Also carry ``$WinPEDriver$/<arch>/<driver>/``, which Windows 7 Setup finds by itself."""
 
 
 @dataclass(frozen=True)
@@ -186,10 +188,9 @@ class Spec:
                 "contract": self._contract_slice(),
             },
             "notices": {"source": source, "license_file": src.license_file_raw, "name": self.name},
-            "drivers_iso": {"name": self.name, "description": self.description,
-                            "out": [self.drivers_iso.filename, self.drivers_iso.volume_label],
+            "drivers_iso": {"name": self.name, "description": self.description, "out": repr(self.drivers_iso),
                             "contract": [self.contract.name, self.contract.version]},
-            "verify": {"out": [self.drivers_iso.filename, self.drivers_iso.volume_label],
+            "verify": {"out": repr(self.drivers_iso),
                        "arches": [a.value for a in self.arches],
                        "required": [d.name for d in self.drivers if d.required]},
             "guest_tools": {"name": self.name, "out": repr(self.guest_tools),

@@ -23,6 +23,11 @@ class Arch(StrEnum):
         return ("x86", "i386") if self is Arch.X86 else ("amd64", "x64")
 
     @property
+    def x64_name(self) -> str:
+        """The name Windows' own media use: x86 and x64."""
+        return "x86" if self is Arch.X86 else "x64"
+
+    @property
     def pe_machine(self) -> int:
         """IMAGE_FILE_HEADER.Machine of binaries built for this arch."""
         return 0x14C if self is Arch.X86 else 0x8664
