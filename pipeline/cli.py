@@ -156,8 +156,9 @@ def cmd_list_specs(args: argparse.Namespace) -> int:
         if isinstance(s, Spec):
             print(f"{s.name:<{width}}  {'yes' if s.default else 'no':<7}  {s.source.kind:<14}  {s.description}")
         else:
-            first = s.render().splitlines()[0]
-            print(f"{path.stem:<{width}}  BROKEN   -               {first}")
+            print(f"{path.stem:<{width}}  BROKEN   -               {relpath_for_humans(path, ctx.root)}")
+            for line in s.render().splitlines():
+                print(f"{'':<{width}}    {line}")
     broken = [p for p, s in results if not isinstance(s, Spec)]
     if broken:
         log.error(f"{len(broken)} broken spec(s): {', '.join(relpath_for_humans(p, ctx.root) for p in broken)}; "

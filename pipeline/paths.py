@@ -118,6 +118,15 @@ class SpecPaths:
     def drivers_iso_report(self) -> Path:
         return self.dist / f"{self.spec.drivers_iso.filename}.verify.json"
 
+    # FAT driver disk
+    @property
+    def fat_disk(self) -> Path:
+        return self.dist / self.spec.fat_disk.filename
+
+    @property
+    def fat_disk_report(self) -> Path:
+        return self.dist / f"{self.spec.fat_disk.filename}.verify.json"
+
     # Guest Tools: one folder, published as a unit, so the ISO, the zip and the manifest never mix builds.
     @property
     def guest_tools_dir(self) -> Path:

@@ -91,7 +91,8 @@ def test_list_and_show_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "sample" in out and "pack-dir" in out and "yes" in out
     assert main(["--root", str(root), "show-spec", "sample"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["slices"]["drivers_iso"]["out"] == ["aero-virtio-win7-drivers.iso", "AERO_VIRTIO"]
+    assert shown["slices"]["drivers_iso"]["out"] == {"filename": "aero-virtio-win7-drivers.iso",
+                                                     "volume_label": "AERO_VIRTIO", "winpe_drivers": True}
     assert main(["--root", str(root), "show-spec", "nope"]) == 2
     assert "no spec named 'nope'" in capsys.readouterr().err
 
@@ -100,7 +101,8 @@ def test_bad_spec_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     root = make_project(tmp_path)
     (root / "specs/bad.yaml").write_text("schema_version: 2\n")
     assert main(["--root", str(root), "list-specs"]) == 2
-    assert "specs/bad.yaml:1:17: /schema_version" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "specs/bad.yaml:1:17: /schema_version" in out.out and "1 broken spec(s): specs/bad.yaml" in out.err
 
 
 def test_usage_error_exit_2() -> None:

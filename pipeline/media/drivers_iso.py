@@ -21,6 +21,7 @@ from ..spec.model import Context, Spec
 from .contents import manifest_inputs, media_record, provenance, staged_media, winpe_media
 from .files import MediaFile
 from .isowriter import write_iso
+from .readme import media_packages, shared_values
 from .templates import crlf, render
 from .verify import Expectation, discard_on_failure, linked_copies, verify_iso
 
@@ -29,56 +30,9 @@ README_NAME = "README.txt"
 README_TEMPLATE = "drivers-README.txt"
 
 
-WINPE_LINE = "  $WinPEDriver$\\<arch>\\  the same drivers, where Windows 7 Setup finds them by itself\n"
-WINPE_SECTION = """\
-INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
-
-  Attach this disc (a second CD drive beside the Windows 7 DVD) before you boot
-  Setup. Setup searches every drive for a $WinPEDriver$ folder and loads the
-  drivers in it that match a device, so at "Where do you want to install
-  Windows?" the virtio disk is already listed, and the drivers are installed
-  into the new Windows as well. A 32-bit Setup takes only the x86 drivers and a
-  64-bit Setup only the amd64 ones: the build checks that from the INFs.
-
-"""
-
-
-def _backslashes(path: str) -> str:
-    return path.replace("/", "\\")
-
-
 def _readme(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance) -> bytes:
-    src = prov.source
-    source_line = src.url or src.path or spec.source.kind.value
-    if src.version:
-        source_line += f" (virtio-win {src.version})"
-    rows = ["  driver     arch    required  folder"]
-    for p in packages:
-        rows.append(f"  {p.driver:<10} {p.arch.value:<7} {'yes' if p.required else 'no':<9} \\{_backslashes(p.dir)}\\")
-    pnputil: list[str] = []
-    for arch, title in (("x86", "32-bit Windows 7"), ("amd64", "64-bit Windows 7")):
-        infs = [p.inf for p in packages if p.arch == arch]
-        if infs:
-            pnputil.append(f"  {title}:")
-            pnputil += [f"    pnputil -i -a D:\\{_backslashes(inf)}" for inf in infs]
-    return crlf(render(README_TEMPLATE, {
-        "WINPE_LINE": WINPE_LINE if spec.drivers_iso.winpe_drivers else "",
-        "WINPE_SECTION": WINPE_SECTION if spec.drivers_iso.winpe_drivers else "",
-        "LABEL": spec.drivers_iso.volume_label,
-        "DESCRIPTION": spec.description or spec.name,
-        "SOURCE_LINE": source_line,
-        "SPEC": spec.name,
-        "DRIVERS": ", ".join(sorted({p.driver for p in packages})),
-        "DRIVER_TABLE": "\n".join(rows) + "\n",
-        "PNPUTIL_LINES": "\n".join(pnputil),
-    }))
-
-
-def media_packages(stages: list[StageManifest]) -> list[MediaPackage]:
-    """Each staged package as the drivers ISO lists it: folder and INF path (original case)."""
-    return [MediaPackage(driver=p.driver, device=p.device, arch=m.arch, required=p.required,
-                         dir=MediaLayout.STAGED.driver_dir(m.arch, p.driver), inf=p.inf)
-            for m in stages for p in m.packages]
+    values = shared_values(spec, packages, prov, noun="disc", how="a second CD drive beside the Windows 7 DVD")
+    return crlf(render(README_TEMPLATE, {**values, "LABEL": spec.drivers_iso.volume_label}))
 
 
 def _stages(spec: Spec, paths: SpecPaths) -> list[StageManifest]:

@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
 from .contract import Contract, ContractRef, Device, Subsystem
-from .model import Checks, Context, DriverReq, DriversIsoOut, GuestToolsOut, Source, Spec
+from .model import Checks, Context, DriverReq, DriversIsoOut, FatDiskOut, GuestToolsOut, Source, Spec
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
@@ -193,6 +193,11 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
     )
 
 
+def _fat_disk(raw: dict[str, Any]) -> FatDiskOut:
+    size = raw.get("size_mib", "auto")
+    return FatDiskOut(**{**raw, "size_mib": None if size == "auto" else int(size)})
+
+
 def _windows_name_problems(doc: Doc, names: dict[str, str]) -> list[str]:
     """Names that become files, folders or labels on Windows get the rules package files get."""
     out = []
@@ -205,10 +210,12 @@ def _windows_name_problems(doc: Doc, names: dict[str, str]) -> list[str]:
 
 def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut) -> list[str]:
     names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
+             "outputs/fat_disk/filename": outputs.get("fat_disk", {}).get("filename", FatDiskOut.filename),
              "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
              "outputs/guest_tools/zip_filename": guest_tools.zip_filename}
     labels = {"outputs/drivers_iso/volume_label": outputs.get("drivers_iso", {}).get("volume_label"),
-              "outputs/guest_tools/volume_label": outputs.get("guest_tools", {}).get("volume_label")}
+              "outputs/guest_tools/volume_label": outputs.get("guest_tools", {}).get("volume_label"),
+              "outputs/fat_disk/volume_label": outputs.get("fat_disk", {}).get("volume_label")}
     problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
     taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest"}
     for where, fname in names.items():
@@ -268,6 +275,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         optional_policy=OptionalPolicy(data.get("optional", "best-effort")),
         checks=checks,
         drivers_iso=DriversIsoOut(**outputs.get("drivers_iso", {})),
+        fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         cache_dir=cache_dir,
         contract=contract,

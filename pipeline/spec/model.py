@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,15 @@ class DriversIsoOut:
 
 
 @dataclass(frozen=True)
+class FatDiskOut:
+    enabled: bool = True
+    filename: str = "aero-virtio-win7-drivers-fat.vhd"
+    volume_label: str = "AERO"
+    size_mib: int | None = None
+    """None: "auto", at least 64 MiB and 1.2 x the payload + 8 MiB."""
+
+
+@dataclass(frozen=True)
 class GuestToolsOut:
     iso_filename: str = "aero-guest-tools.iso"
     zip_filename: str = "aero-guest-tools.zip"
@@ -138,6 +147,7 @@ class Spec:
     optional_policy: OptionalPolicy
     checks: Checks
     drivers_iso: DriversIsoOut
+    fat_disk: FatDiskOut
     guest_tools: GuestToolsOut
     cache_dir: Path | None
     contract: Contract
@@ -188,11 +198,15 @@ class Spec:
                 "contract": self._contract_slice(),
             },
             "notices": {"source": source, "license_file": src.license_file_raw, "name": self.name},
-            "drivers_iso": {"name": self.name, "description": self.description, "out": repr(self.drivers_iso),
+            "drivers_iso": {"name": self.name, "description": self.description, "out": asdict(self.drivers_iso),
                             "contract": [self.contract.name, self.contract.version]},
-            "verify": {"out": repr(self.drivers_iso),
+            "verify": {"out": asdict(self.drivers_iso),
                        "arches": [a.value for a in self.arches],
                        "required": [d.name for d in self.drivers if d.required]},
+            "fat_disk": {"name": self.name, "description": self.description, "out": asdict(self.fat_disk),
+                         "winpe": self.drivers_iso.winpe_drivers, "signing": repr(self.guest_tools),
+                         "contract": [self.contract.name, self.contract.version]},
+            "verify_fat_disk": {"out": asdict(self.fat_disk), "winpe": self.drivers_iso.winpe_drivers},
             "guest_tools": {"name": self.name, "out": repr(self.guest_tools),
                             "contract": self._contract_slice()},
         }

@@ -53,6 +53,10 @@ class _CatNameValue(core.Sequence):
     _fields = [("tag", core.BMPString), ("flags", core.Integer), ("value", core.OctetString)]
 
 
+class _CatMemberInfo(core.Sequence):
+    _fields = [("subject_guid", core.BMPString), ("cert_version", core.Integer)]
+
+
 class _SpcAttributeTypeAndOptionalValue(core.Sequence):
     _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
 
@@ -160,6 +164,8 @@ class Member:
     kind: str
     """'pe' (Authenticode image hash), 'flat' (hash of the bytes) or 'unknown'."""
     attributes: tuple[tuple[str, str], ...] = ()
+    subject_guid: str | None = None
+    """CAT_MEMBERINFO's subject interface GUID (PE or flat file), when the member has one."""
 
     def attribute(self, name: str) -> str | None:
         """Return a name/value attribute (case-insensitive name), e.g. 'File' or 'OSAttr'."""
@@ -267,17 +273,28 @@ def _name_value(der: bytes) -> tuple[str, str]:
     return nv["tag"].native.rstrip("\0"), _utf16z(nv["value"].native)
 
 
+def _member_guid(der: bytes) -> str | None:
+    # Informational only: a member info we cannot read must not make an otherwise readable catalog fail.
+    try:
+        return str(_CatMemberInfo.load(der)["subject_guid"].native).rstrip("\0")
+    except Exception:  # asn1crypto raises many types on bad DER
+        return None
+
+
 def _member(subject: _TrustedSubject) -> Member:
     tag_raw = subject["identifier"].native
     attrs: list[tuple[str, str]] = []
     digest: bytes | None = None
     algo = "unknown"
     kind = "unknown"
+    guid: str | None = None
     for attr in _items(subject["attributes"]):
         oid = attr["type"].dotted
         for value in attr["values"]:
             if oid == OID_CAT_NAMEVALUE:
                 attrs.append(_name_value(value.dump()))
+            elif oid == OID_CAT_MEMBERINFO:
+                guid = _member_guid(value.dump())
             elif oid == OID_SPC_INDIRECT_DATA:
                 ind = _SpcIndirectDataContent.load(value.dump())
                 kind = MEMBER_KINDS.get(ind["data"]["type"].dotted, "unknown")
@@ -291,7 +308,8 @@ def _member(subject: _TrustedSubject) -> Member:
         except ValueError:
             digest = b""
         algo = {20: "sha1", 32: "sha256"}.get(len(digest), "unknown")
-    return Member(tag=tag, digest=digest, digest_algorithm=algo, kind=kind, attributes=tuple(attrs))
+    return Member(tag=tag, digest=digest, digest_algorithm=algo, kind=kind, attributes=tuple(attrs),
+                  subject_guid=guid)
 
 
 def _cert_for(sd: cms.SignedData, sid: cms.SignerIdentifier) -> x509.Certificate | None:

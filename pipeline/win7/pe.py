@@ -127,6 +127,11 @@ def authenticode_hash(data: bytes | Path, algo: str = "sha1") -> bytes:
     Everything is hashed except the optional header CheckSum, the security
     directory entry and the certificate table, so signing a file (which changes
     exactly those) keeps its hash. Windows 7 catalogs use SHA-1.
+
+    An unsigned image is hashed as if zero-padded to a multiple of 8 bytes, as
+    Windows (imagehlp) and osslsigncode do: signing appends the certificate table
+    at an 8-byte boundary, and the padding makes the hash the same before and
+    after. A signed image already ends in that aligned table and gets no padding.
     """
     raw = _read(data)
     lay = _layout(raw)
@@ -139,6 +144,8 @@ def authenticode_hash(data: bytes | Path, algo: str = "sha1") -> bytes:
         h.update(raw[lay.secdir_offset + 8:lay.cert_offset])
     # Data after the certificate table is not signed by convention but Windows hashes it.
     h.update(raw[lay.cert_offset + lay.cert_size:])
+    if lay.cert_size == 0:
+        h.update(b"\0" * (-len(raw) % 8))
     return h.digest()
 
 

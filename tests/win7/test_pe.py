@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from asn1crypto import algos, core
 from cryptography.hazmat.primitives import serialization
 
 from pipeline.devtools.pestub import build_pe
@@ -144,3 +145,51 @@ def test_checksum_agrees_with_pefile_on_odd_sizes():
         image = build_pe(machine, marker=b"x" * (100 + 37 * extra)) + b"\x7f" * extra
         offset = struct.unpack_from("<I", image, 0x3C)[0] + 24 + 64
         assert image_checksum(image, offset) == pefile.PE(data=image).generate_checksum()
+
+
+# --- the padding rule: unsigned images hash as if zero-padded to 8 bytes ---------------------------
+
+ODD_AND_EVEN_TAILS = [0, 1, 3, 4, 7, 8, 13, 16]
+
+
+def _unsigned(machine: int, tail: int) -> bytes:
+    # Overlay bytes after the last section keep the image a valid PE (osslsigncode signs it) at any size.
+    return build_pe(machine, marker=b"padding rule") + bytes(range(1, tail + 1))
+
+
+@pytest.mark.parametrize("tail", ODD_AND_EVEN_TAILS)
+def test_unsigned_image_is_hashed_zero_padded_to_8_bytes(tail):
+    image = _unsigned(MACHINE_AMD64, tail)
+    opt = struct.unpack_from("<I", image, 0x3C)[0] + 24
+    secdir = opt + 112 + 32
+    padded = image + b"\0" * (-len(image) % 8)
+    ref = hashlib.sha1(padded[:opt + 64] + padded[opt + 68:secdir] + padded[secdir + 8:]).digest()
+    assert authenticode_hash(image) == ref
+    assert (len(image) % 8 == 0) == (ref == hashlib.sha1(image[:opt + 64] + image[opt + 68:secdir]
+                                                         + image[secdir + 8:]).digest())
+
+
+@pytest.mark.parametrize("digest", ["sha1", "sha256"])
+@pytest.mark.parametrize("machine", [MACHINE_AMD64, MACHINE_I386])
+def test_unsigned_hash_equals_osslsigncodes_for_every_size(tmp_path, signing_pems, machine, digest):
+    """Oracle: ``osslsigncode extract-data`` writes the SpcIndirectData it would sign, i.e. its own
+    Authenticode digest of the unsigned file; signing then must not change our hash either."""
+    tool = need_tool("osslsigncode")
+    key, cert = signing_pems
+    for tail in ODD_AND_EVEN_TAILS:
+        unsigned = tmp_path / f"u{tail}.sys"
+        unsigned.write_bytes(_unsigned(machine, tail))
+        ours = authenticode_hash(unsigned, digest)
+        data = tmp_path / f"u{tail}.der"
+        subprocess.run([tool, "extract-data", "-h", digest, "-in", str(unsigned), "-out", str(data)], check=True,
+                       capture_output=True)
+        # SpcIndirectData ends with DigestInfo{algorithm, NULL, digest}; then come the (empty) signer infos.
+        digest_info = algos.DigestInfo({"digest_algorithm": {"algorithm": digest, "parameters": core.Null()},
+                                        "digest": ours}).dump()
+        assert data.read_bytes().endswith(digest_info + b"\x31\x00"), (tail, ours.hex())
+        signed = tmp_path / f"s{tail}.sys"
+        subprocess.run([tool, "sign", "-certs", str(cert), "-key", str(key), "-h", digest, "-time", "315532800",
+                        "-in", str(unsigned), "-out", str(signed)], check=True, capture_output=True)
+        assert len(signed.read_bytes()) % 8 == 0
+        assert authenticode_hash(signed, digest) == ours
+        assert pe_info(signed).checksum_ok

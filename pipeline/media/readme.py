@@ -1,0 +1,67 @@
+"""The words the drivers ISO's README.txt and the FAT disk's INSTALL.TXT share: one owner for both."""
+
+from __future__ import annotations
+
+from ..manifests import MediaPackage, MediaProvenance, StageManifest
+from ..paths import MediaLayout
+from ..spec.model import Spec
+from ..spec.types import Arch
+
+_WINPE_SECTION = """\
+INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
+
+  Attach this {noun} ({how}) before you boot Setup. Setup searches every drive
+  for a $WinPEDriver$ folder and loads the drivers in it that match a device,
+  so at "Where do you want to install Windows?" the virtio disk is already
+  listed, and the drivers are installed into the new Windows as well. A 32-bit
+  Setup takes only the x86 drivers and a 64-bit Setup only the amd64 ones: the
+  build checks that from the INFs.
+
+"""
+_WINPE_LINE = "  $WinPEDriver$\\<arch>\\  the same drivers, where Windows 7 Setup finds them by itself\n"
+
+
+def backslashes(path: str) -> str:
+    """A media path as Windows writes it."""
+    return path.replace("/", "\\")
+
+
+def media_packages(stages: list[StageManifest], layout: MediaLayout = MediaLayout.STAGED) -> list[MediaPackage]:
+    """Each staged package as a medium lists it: its folder there and its INF (original case)."""
+    out = []
+    for m in stages:
+        for p in m.packages:
+            folder = layout.driver_dir(m.arch, p.driver)
+            inf = layout.relocate(p.inf)
+            out.append(MediaPackage(driver=p.driver, device=p.device, arch=m.arch, required=p.required,
+                                    dir=folder, inf=inf))
+    return out
+
+
+def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance, *, noun: str,
+                  how: str) -> dict[str, str]:
+    """Template values for a medium's instructions; ``noun`` is "disc" or "disk", ``how`` how to attach it."""
+    src = prov.source
+    source_line = src.url or src.path or spec.source.kind.value
+    if src.version:
+        source_line += f" (virtio-win {src.version})"
+    rows = ["  driver     arch    required  folder"]
+    for p in packages:
+        rows.append(f"  {p.driver:<10} {p.arch.value:<7} {'yes' if p.required else 'no':<9} \\{backslashes(p.dir)}\\")
+    pnputil: list[str] = []
+    for arch, title in ((Arch.X86, "32-bit Windows 7"), (Arch.AMD64, "64-bit Windows 7")):
+        infs = [p.inf for p in packages if p.arch == arch]
+        if infs:
+            pnputil.append(f"  {title}:")
+            pnputil += [f"    pnputil -i -a D:\\{backslashes(inf)}" for inf in infs]
+    winpe = spec.drivers_iso.winpe_drivers
+    return {
+        "WINPE_LINE": _WINPE_LINE if winpe else "",
+        "WINPE_SECTION": _WINPE_SECTION.format(noun=noun, how=how) if winpe else "",
+        "DESCRIPTION": spec.description or spec.name,
+        "SOURCE_LINE": source_line,
+        "SPEC": spec.name,
+        "DRIVERS": ", ".join(sorted({p.driver for p in packages})),
+        "DRIVER_TABLE": "\n".join(rows) + "\n",
+        "PNPUTIL_LINES": "\n".join(pnputil),
+    }

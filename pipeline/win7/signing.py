@@ -1,0 +1,318 @@
+"""Sign Windows 7 catalogs and embed-sign drivers on Linux, with osslsigncode.
+
+Why osslsigncode and not a PKCS#7 built here with ``cryptography``: osslsigncode
+(2.4 or newer) already writes exactly what Windows expects, for catalogs and for
+PE images, and does so byte-reproducibly given ``-time``; for a PE it also
+places the certificate table at an 8-byte boundary and fixes the CheckSum. It is
+the oracle our tests verify signatures with either way (``osslsigncode verify``),
+so a second, home-made signer would only add code that must agree with it; and
+Authenticode's signed attributes (SpcSpOpusInfo, the statement type, SpcIndirectData
+for PE images) are details Windows is strict about and osslsigncode has had right
+for years. What we add is the policy around it: SHA-1 digests (Windows 7 without
+KB3033929, and Windows 7 Setup, verify nothing else), a signing time inside the
+certificate's validity, refusing a key inside the checkout, atomic outputs, and a
+self-check of every file written.
+
+The private key stays where the caller keeps it: osslsigncode gets its path, we
+never read, copy or print it, and our temporary files (inputs given as bytes,
+osslsigncode's output before the rename) live in a private folder next to the
+destination that is removed on success and on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from asn1crypto import pem, x509
+
+from ..errors import ToolError, UsageError
+from .catalog import CatalogError, parse_catalog
+from .pe import PeError, authenticode_hash, image_checksum, pe_info
+
+MIN_VERSION = (2, 4)
+"""``-time`` (reproducible signatures) arrived in osslsigncode 2.4; catalogs are signed since 2.2."""
+DIGEST = "sha1"
+"""Windows 7 without KB3033929, and Windows 7 Setup, verify SHA-1 signatures only."""
+DEBIAN_PACKAGE = "osslsigncode"
+TIMEOUT = 300
+_CODE_SIGNING = "code_signing"
+_ANY_EKU = "any_extended_key_usage"
+_OPENSSL_TRACE = re.compile(r"^[0-9A-F]{8,}:error:")
+
+
+@dataclass(frozen=True)
+class Osslsigncode:
+    """An osslsigncode executable we have checked is new enough."""
+
+    path: str
+    version: tuple[int, int]
+
+    @classmethod
+    def find(cls, program: str = "osslsigncode") -> Osslsigncode:
+        """Locate ``program`` (a name on PATH or a path) and check its version; :class:`ToolError` otherwise."""
+        path = shutil.which(program)
+        if path is None:
+            raise ToolError(f"{program} is not installed; it signs the catalogs and drivers "
+                            f"(version {_dotted(MIN_VERSION)} or newer)",
+                            f"install it: apt-get install {DEBIAN_PACKAGE} (Debian/Ubuntu)")
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace",
+                                  stdin=subprocess.DEVNULL, timeout=30, env=_env())
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolError(f"{path} --version failed ({type(exc).__name__}: {exc})",
+                            f"reinstall it: apt-get install {DEBIAN_PACKAGE}") from None
+        m = re.search(r"osslsigncode\s+(\d+)\.(\d+)", done.stdout + done.stderr)
+        if m is None:
+            raise ToolError(f"{path} does not say which osslsigncode version it is",
+                            f"install osslsigncode {_dotted(MIN_VERSION)} or newer: apt-get install {DEBIAN_PACKAGE}")
+        version = (int(m.group(1)), int(m.group(2)))
+        if version < MIN_VERSION:
+            raise ToolError(f"{path} is osslsigncode {_dotted(version)}, too old: reproducible signing (-time) "
+                            f"needs {_dotted(MIN_VERSION)} or newer",
+                            f"install a newer one (Debian 12: apt-get install {DEBIAN_PACKAGE}, or bookworm-backports)")
+        return cls(path, version)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """Where the signing certificate and its private key are; the key is only ever passed on as a path.
+
+    ``cert``: the certificate (PEM or DER; a PEM file may carry the chain).
+    ``key``: the private key (PEM or DER), unencrypted or with ``password_file``
+    holding its pass phrase (read by osslsigncode, never by us).
+    """
+
+    cert: Path
+    key: Path
+    password_file: Path | None = None
+
+
+# --- Policy checks ----------------------------------------------------------------------------
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def key_inside(key: Path, folder: Path) -> bool:
+    """Whether ``key`` lies inside ``folder``, by its path as given or by where symbolic links lead.
+
+    Both count: a key in the tree can be committed, and so can the file a link
+    from outside points at.
+    """
+    key = key.expanduser()
+    keys = {Path(os.path.abspath(key)), key.resolve()}
+    folders = {Path(os.path.abspath(folder)), folder.resolve()}
+    return any(_within(k, f) for k in keys for f in folders)
+
+
+def refuse_key_inside(key: Path, checkout: Path, setting: str = "the signing key setting") -> None:
+    """Raise :class:`UsageError` when the private key ``key`` is inside ``checkout`` (the repo)."""
+    if key_inside(key, checkout):
+        raise UsageError(f"{key}: the private key is inside the checkout ({checkout}); a committed key is a leaked key",
+                         f"keep it outside (e.g. ~/.config/aero/{key.name}) and point {setting} at it")
+
+
+def _certificates(path: Path) -> list[x509.Certificate]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the signing certificate ({exc.strerror})",
+                         "check the certificate path") from None
+    try:
+        if pem.detect(data):
+            ders = [der for kind, _headers, der in pem.unarmor(data, multiple=True) if kind == "CERTIFICATE"]
+        else:
+            ders = [data]
+        certs = [x509.Certificate.load(der) for der in ders]
+        for cert in certs:
+            _ = cert.native  # parse everything now, so a broken file fails here
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not an X.509 certificate ({exc})",
+                         "give the certificate (.cer or .pem), e.g. from `aero-media make-test-cert`") from None
+    if not certs:
+        raise UsageError(f"{path}: holds no certificate", "give the certificate (.cer or .pem)")
+    return certs
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def check_signing_time(cert: Path, signing_time: int) -> None:
+    """Raise :class:`UsageError` unless ``signing_time`` falls inside every certificate's validity in ``cert``.
+
+    osslsigncode signs (and verifies) outside the validity too, but Windows may
+    refuse such a signature. Also refuses a certificate whose extended key usage
+    excludes code signing, which Windows and osslsigncode reject.
+    """
+    when = _utc(signing_time)
+    for c in _certificates(cert):
+        validity = c["tbs_certificate"]["validity"]
+        start, end = validity["not_before"].native, validity["not_after"].native
+        name = c.subject.human_friendly
+        if not start <= when <= end:
+            raise UsageError(f"{cert}: signing time {when:%Y-%m-%d %H:%M:%S} UTC (SOURCE_DATE_EPOCH {signing_time}) "
+                             f"is outside the validity of certificate {name!r} "
+                             f"({start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC)",
+                             "sign with a certificate valid at that time (make-test-cert can start it at the epoch), "
+                             "or set SOURCE_DATE_EPOCH inside its validity")
+        usages = c.extended_key_usage_value
+        if usages is not None and not {_CODE_SIGNING, _ANY_EKU} & set(usages.native):
+            raise UsageError(f"{cert}: certificate {name!r} is not for code signing "
+                             f"(extended key usage {', '.join(usages.native)})",
+                             "use a code-signing certificate (EKU 1.3.6.1.5.5.7.3.3)")
+
+
+# --- Running osslsigncode -----------------------------------------------------------------------
+
+
+def _dotted(version: tuple[int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+def _env() -> dict[str, str]:
+    # Fixed locale for the messages we parse, UTC so nothing depends on the caller's TZ.
+    return {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+
+
+def _reason(stderr: str, stdout: str) -> str:
+    """osslsigncode's own explanation in one line, without OpenSSL's error-queue dump."""
+    lines = [ln.strip() for ln in (stderr + "\n" + stdout).splitlines()]
+    useful = [ln for ln in lines if ln and not _OPENSSL_TRACE.match(ln) and ln not in ("Failed", "Succeeded")
+              and "PRIVATE KEY" not in ln.upper()]  # never echo key material, should a tool ever print it
+    text = " ".join(useful[:3]) or "no reason given"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def _workdir(dest: Path) -> Iterator[Path]:
+    """A private folder beside ``dest`` (same file system, so the final rename is atomic), always removed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".signing", dir=dest.parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sign(tool: Osslsigncode, key: SigningKey, src: Path, out: Path, signing_time: int, what: str) -> None:
+    args = [tool.path, "sign", "-certs", str(key.cert), "-key", str(key.key)]
+    if key.password_file is not None:
+        args += ["-readpass", str(key.password_file)]
+    args += ["-h", DIGEST, "-time", str(signing_time), "-in", str(src), "-out", str(out)]
+    try:
+        # No terminal and no stdin: an encrypted key without password_file fails instead of prompting.
+        done = subprocess.run(args, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+                              start_new_session=True, timeout=TIMEOUT, env=_env())
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"osslsigncode did not finish signing {what} within {TIMEOUT} s",
+                        "check that the key needs no pass phrase (or give its password file)") from None
+    except OSError as exc:
+        raise ToolError(f"cannot run {tool.path} ({exc.strerror})",
+                        f"reinstall it: apt-get install {DEBIAN_PACKAGE}") from None
+    if done.returncode != 0 or not out.is_file():
+        raise ToolError(f"osslsigncode could not sign {what} (exit {done.returncode}): "
+                        f"{_reason(done.stderr, done.stdout)}",
+                        "check that the key belongs to the certificate and is unencrypted (or give its password "
+                        "file)")
+
+
+def _input(source: Path | bytes, work: Path, name: str) -> tuple[Path, bytes]:
+    if isinstance(source, Path):
+        return source, source.read_bytes()
+    path = work / f"unsigned-{name}"
+    path.write_bytes(source)
+    return path, bytes(source)
+
+
+def _prepare(key: SigningKey, signing_time: int, tool: Osslsigncode | None) -> Osslsigncode:
+    tool = tool or Osslsigncode.find()
+    check_signing_time(key.cert, signing_time)
+    for what, path in (("private key", key.key), ("password file", key.password_file)):
+        if path is not None and not path.is_file():
+            # The path only: it names the file, not its contents.
+            raise UsageError(f"{path}: the {what} does not exist", f"point the signing {what} setting at it")
+    return tool
+
+
+def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: int,
+                 tool: Osslsigncode | None = None) -> None:
+    """Sign a catalog (a path, or the bytes :func:`~pipeline.win7.catalogmake.make_catalog` returned) into ``dest``.
+
+    SHA-1 digest, ``signing_time`` (Unix seconds, normally ``SOURCE_DATE_EPOCH``)
+    as the signing time, written atomically; the same key and inputs give the same
+    bytes. ``dest`` may be the source path. Raises :class:`UsageError` for a
+    certificate not valid at ``signing_time``, :class:`ToolError` when osslsigncode
+    is missing, too old or fails, and :class:`~pipeline.win7.catalog.CatalogError`
+    when the input is not a catalog.
+    """
+    tool = _prepare(key, signing_time, tool)
+    with _workdir(dest) as work:
+        src, data = _input(source, work, dest.name)
+        shown = dest.name if isinstance(source, bytes) else str(source)
+        unsigned = parse_catalog(data, shown)
+        if unsigned.placeholder:
+            raise CatalogError(f"{shown}: a placeholder catalog cannot be signed",
+                               "make a real catalog first (pipeline.win7.catalogmake)")
+        out = work / dest.name
+        _sign(tool, key, src, out, signing_time, dest.name)
+        signed = parse_catalog(out.read_bytes(), dest.name)
+        primary = signed.primary
+        if (primary is None or primary.digest_algorithm != DIGEST or primary.content_digest_ok is not True
+                or signed.members != unsigned.members):
+            raise ToolError(f"osslsigncode wrote {dest.name}, but it is not a SHA-1-signed copy of the catalog",
+                            f"report this with the osslsigncode version ({_dotted(tool.version)})")
+        os.chmod(out, 0o644)
+        os.replace(out, dest)
+
+
+def sign_pe(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: int,
+            tool: Osslsigncode | None = None) -> None:
+    """Embed a SHA-1 Authenticode signature in a PE image (a ``.sys``) and write it atomically to ``dest``.
+
+    An existing embedded signature is replaced. The PE CheckSum of the result is
+    correct (osslsigncode fixes it; we recompute it should a version not), and the
+    Authenticode hash is unchanged, so a catalog made from the unsigned file still
+    lists the signed one. Boot-start drivers (viostor) need this embedded
+    signature on Windows 7 x64; the others can rely on the catalog. Raises as
+    :func:`sign_catalog` does, and :class:`~pipeline.win7.pe.PeError` when the
+    input is not a PE image.
+    """
+    tool = _prepare(key, signing_time, tool)
+    with _workdir(dest) as work:
+        src, data = _input(source, work, dest.name)
+        before = authenticode_hash(data)  # also refuses non-PE input with PeError
+        out = work / dest.name
+        _sign(tool, key, src, out, signing_time, dest.name)
+        signed = bytearray(out.read_bytes())
+        try:
+            info = pe_info(bytes(signed))
+            same = authenticode_hash(bytes(signed)) == before
+        except PeError as exc:
+            raise ToolError(f"osslsigncode wrote an unreadable {dest.name} ({exc.message})",
+                            f"report this with the osslsigncode version ({_dotted(tool.version)})") from None
+        if not (info.has_signature and info.signature_digest == DIGEST and same):
+            raise ToolError(f"osslsigncode wrote {dest.name}, but it is not a SHA-1-signed copy of the image",
+                            f"report this with the osslsigncode version ({_dotted(tool.version)})")
+        if not info.checksum_ok:
+            # The CheckSum is outside the Authenticode hash and the signature, so fixing it keeps both valid.
+            offset = _checksum_offset(signed)
+            signed[offset:offset + 4] = image_checksum(bytes(signed), offset).to_bytes(4, "little")
+            out.write_bytes(signed)
+        os.chmod(out, 0o644)
+        os.replace(out, dest)
+
+
+def _checksum_offset(image: bytes | bytearray) -> int:
+    pe_offset = int.from_bytes(image[0x3C:0x40], "little")
+    return pe_offset + 24 + 64
