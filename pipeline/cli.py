@@ -87,6 +87,8 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract) -> S
                    "allow_sha256_only": bool(args.allow_sha256_only)},
         "outputs": {"drivers_iso": {"volume_label": args.label or "AERO_VIRTIO",
                                     "winpe_drivers": not args.no_winpe_drivers},
+                    "fat_disk": {"volume_label": getattr(args, "fat_label", None) or "AERO",
+                                 "size_mib": getattr(args, "size_mib", None) or "auto"},
                     "guest_tools": {"signing_policy": args.signing_policy}},
     }
     return spec_from_mapping(data, ctx, BUILD_ISO_FLAGS, contract)
@@ -121,10 +123,36 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
         # The ad-hoc spec is checked against the device contract in force where the command runs.
         spec = _adhoc_spec(ctx, args, project_contract(repo))
         for arch in spec.arches:
-            stage_arch(spec, ctx, arch)
+            stage_arch(spec, ctx, arch, epoch)
         build_notices(spec, ctx)
         build_drivers_iso(spec, ctx, epoch, out=output)
         verify_drivers_iso(spec, ctx, epoch, iso=output)
+    digest, _size = sha256_file(output)
+    print(f"Wrote {output} (sha256={digest})")
+    return 0
+
+
+def cmd_build_fat(args: argparse.Namespace) -> int:
+    """Stage a driver tree and write a FAT driver disk (a fixed VHD with x86\\, x64\\, $WinPEDriver$\\), verified."""
+    from .media.epoch import check_epoch, source_date_epoch
+    from .media.fat_disk import build_fat_disk, verify_fat_disk
+    from .media.notices import build_notices
+    from .stage.staging import stage_arch
+
+    repo = Context(root=Path(args.root).absolute())
+    epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
+             else source_date_epoch())
+    output = _output_file(args.output, "--output")
+    _refuse_recipes(Path(args.drivers_root), "--drivers-root")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
+        ctx = Context(root=Path(tmp))
+        spec = _adhoc_spec(ctx, args, project_contract(repo))
+        for arch in spec.arches:
+            stage_arch(spec, ctx, arch, epoch)
+        build_notices(spec, ctx)
+        build_fat_disk(spec, ctx, epoch, out=output)
+        verify_fat_disk(spec, ctx, epoch, disk=output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest})")
     return 0
@@ -321,6 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test: accept unsigned catalogs, which you test-sign before use (default: none)")
     p.add_argument("--no-winpe-drivers", action="store_true",
                    help="leave out $WinPEDriver$\\ (the copy Windows 7 Setup finds by itself)")
+
+    p = add("build-fat", cmd_build_fat)
+    p.add_argument("--drivers-root", required=True, help="Aero pack: win7/<arch>/<driver>/ + THIRD_PARTY_NOTICES.md")
+    p.add_argument("--output", required=True, help="the .vhd to write")
+    p.add_argument("--require-arch", choices=list(ARCH_CHOICES), default="both")
+    p.add_argument("--label", dest="fat_label", help="FAT volume label, at most 11 characters (default AERO)")
+    p.add_argument("--size-mib", type=int, help="disk size (default: at least 64 MiB and 1.2 x the payload + 8 MiB)")
+    p.add_argument("--source-date-epoch", type=int, help="timestamp for every entry (default: $SOURCE_DATE_EPOCH, "
+                                                        "else 315532800 = 1980-01-01)")
+    p.add_argument("--allow-placeholder-catalogs", action="store_true",
+                   help="accept the sample pack's placeholder .cat files")
+    p.add_argument("--allow-sha256-only", action="store_true", help="accept SHA-256-only catalogs")
+    p.add_argument("--signing-policy", choices=[p.value for p in SigningPolicy], default="none",
+                   help="test: accept unsigned catalogs, which you test-sign before use (default: none)")
+    p.add_argument("--no-winpe-drivers", action="store_true", help="leave out $WinPEDriver$\\")
+    p.set_defaults(label=None)
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

@@ -856,3 +856,30 @@ class GuestToolsReport:
 
     def to_json(self) -> Json:
         return {"iso": self.iso.to_json(), "zip": self.zip.to_json(), "ok": True}
+
+
+@dataclass(frozen=True)
+class FatDiskReport:
+    """<disk>.verify.json: what reading the FAT driver disk back checked, and the file's sha256."""
+
+    disk: str
+    sha256: str
+    size: int
+    virtual_size: int
+    label: str
+    partition: tuple[int, int]
+    """First sector and sector count of the FAT32 partition."""
+    files_checked: int
+    fsck: str
+    """What ``fsck.fat -n`` said ("clean", or "not installed")."""
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> Json:
+        return {"disk": self.disk, "sha256": self.sha256, "size": self.size, "virtual_size": self.virtual_size,
+                "label": self.label, "partition": {"first_sector": self.partition[0], "sectors": self.partition[1]},
+                "files_checked": self.files_checked, "fsck": self.fsck, "ok": self.ok,
+                "problems": list(self.problems)}

@@ -12,6 +12,9 @@ from pathlib import Path, PurePosixPath
 from .spec.model import Context, Spec
 from .spec.types import Arch
 
+GENERATED_CERT = "aero-test"
+"""File stem of the generated test certificate and key."""
+
 
 class MediaLayout(StrEnum):
     """Where a medium keeps one arch's copy of one driver package."""
@@ -117,6 +120,20 @@ class SpecPaths:
     @property
     def drivers_iso_report(self) -> Path:
         return self.dist / f"{self.spec.drivers_iso.filename}.verify.json"
+
+    # test signing (signing: in the spec)
+    @property
+    def signing_dir(self) -> Path:
+        """Where ``signing: {generate: true}`` keeps its throwaway certificate and key (never on any medium)."""
+        return self.build / "signing"
+
+    @property
+    def signing_cert(self) -> Path | None:
+        """The certificate the build signs with, None when the spec does not sign."""
+        sig = self.spec.signing
+        if sig is None:
+            return None
+        return self.signing_dir / f"{GENERATED_CERT}.cer" if sig.generate else sig.cert
 
     # FAT driver disk
     @property

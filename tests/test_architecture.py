@@ -56,3 +56,12 @@ def test_stages_do_not_import_doit() -> None:
     for name, mod in index.items():
         if not name.startswith("pipeline.taskgraph") and name not in ("pipeline.cli",):
             assert not any(i == "doit" or i.startswith("doit.") for i in mod.imports), name
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A subpackage missing from pyproject's list would be absent from an installed wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE_ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(PACKAGE_ROOT.parent).parts[:-1]) for p in PACKAGE_ROOT.rglob("__init__.py")}
+    assert found - listed == set()

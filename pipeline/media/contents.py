@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from ..errors import ValidationError
 from ..fsutil import sha256_file
 from ..manifests import (
     ContractInput,
@@ -17,10 +16,9 @@ from ..manifests import (
     StageManifest,
     staged_files,
 )
-from ..paths import MediaLayout, SpecPaths, split_staged
+from ..paths import MediaLayout, SpecPaths
 from ..sources.resolve import extraction, proof, source_record
 from ..spec.model import Context, Spec
-from ..win7.setupscan import OfferedInf, scan_problems
 from .files import MediaFile
 
 
@@ -60,21 +58,3 @@ def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: Not
         files.append(MediaFile(n.path, source=paths.notices_dir / n.path))
         records.append(n)
     return files, records
-
-
-def winpe_media(spec: Spec, paths: SpecPaths,
-                stages: Iterable[StageManifest]) -> tuple[list[MediaFile], list[FileRecord]]:
-    """``$WinPEDriver$/<arch>/<driver>/`` entries, once Setup's scan of them is proven to bind per arch only.
-
-    Raises :class:`ValidationError` naming each INF another arch's Setup could take.
-    """
-    stages = list(stages)
-    offered = [OfferedInf(MediaLayout.WINPE.relocate(f.path), split_staged(f.path)[0],
-                          paths.staged_file(f.path).read_bytes())
-               for f in staged_files(stages) if f.path.lower().endswith(".inf")]
-    problems = scan_problems(offered, spec.arches)
-    if problems:
-        raise ValidationError("\n".join(problems),
-                              "give each arch's INF models sections for that arch only (NTx86, NTamd64), "
-                              "or set outputs.drivers_iso.winpe_drivers: false")
-    return staged_media(paths, stages, None, MediaLayout.WINPE)

@@ -18,12 +18,13 @@ from ..manifests import (
 )
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
-from .contents import manifest_inputs, media_record, provenance, staged_media, winpe_media
+from .contents import manifest_inputs, media_record, provenance, staged_media
 from .files import MediaFile
 from .isowriter import write_iso
 from .readme import media_packages, shared_values
 from .templates import crlf, render
 from .verify import Expectation, discard_on_failure, linked_copies, verify_iso
+from .winpe import winpe_media
 
 MANIFEST_NAME = "manifest.json"
 README_NAME = "README.txt"
@@ -31,7 +32,8 @@ README_TEMPLATE = "drivers-README.txt"
 
 
 def _readme(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance) -> bytes:
-    values = shared_values(spec, packages, prov, noun="disc", how="a second CD drive beside the Windows 7 DVD")
+    values = shared_values(spec, packages, prov, noun="disc", how="a second CD drive beside the Windows 7 DVD",
+                           drive="D:")
     return crlf(render(README_TEMPLATE, {**values, "LABEL": spec.drivers_iso.volume_label}))
 
 

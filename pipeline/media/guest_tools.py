@@ -8,8 +8,10 @@ is the same list in a form ``setup.cmd /verify-media`` can read with ``certutil`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import log
-from ..errors import SourceError, ValidationError
+from ..errors import SourceError
 from ..fsutil import dump_json, relpath_for_humans, sha256_file, staging_dir, write_bytes_atomic
 from ..manifests import (
     CertRecord,
@@ -24,8 +26,8 @@ from ..manifests import (
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
 from ..spec.types import Arch
-from ..win7.catalog import load_catalog
-from ..win7.certs import Cert, load_cert_file, publisher_cert, refuse_private_keys
+from ..win7.certs import Cert, refuse_private_keys
+from .certs import media_certs
 from .contents import manifest_inputs, media_record, provenance, staged_media
 from .files import MediaFile
 from .isowriter import write_iso
@@ -49,48 +51,7 @@ def _driver_entries(spec: Spec, stages: list[StageManifest]) -> list[DriverEntry
     return out
 
 
-def _publisher_certs(paths: SpecPaths, stages: list[StageManifest]) -> tuple[list[Cert], bool]:
-    """Signer certificates of the staged catalogs (deduplicated), and whether any catalog is SHA-256-only."""
-    certs: dict[str, Cert] = {}
-    sha256_only = False
-    for m in stages:
-        for f in m.files:
-            if not f.path.lower().endswith(".cat"):
-                continue
-            try:
-                cat = load_catalog(paths.staged_file(f.path))
-            except ValidationError:
-                continue  # validation already judged it; nothing to trust
-            if cat.placeholder or not cat.signed:
-                continue
-            algos = set(cat.digest_algorithms)
-            sha256_only |= "sha256" in algos and "sha1" not in algos
-            primary = cat.primary
-            if primary is not None and primary.certificate:
-                c = publisher_cert(primary.certificate)
-                certs.setdefault(c.thumbprint, c)
-    return sorted(certs.values(), key=lambda c: c.name), sha256_only
-
-
-def _spec_certs(spec: Spec) -> list[Cert]:
-    gt = spec.guest_tools
-    out = []
-    for raw, path in zip(gt.certs_raw, gt.certs, strict=True):
-        if not path.is_file():
-            raise SourceError(f"{spec.display}: outputs.guest_tools.certs: {raw!r} does not exist",
-                              "create one with `aero-media make-test-cert`, or fix the path")
-        out.append(load_cert_file(path, f"{spec.display}: outputs.guest_tools.certs: {raw}"))
-    policy = gt.signing_policy
-    if policy.certs_required and not out:
-        raise SourceError(f"{spec.display}: outputs.guest_tools.signing_policy is {policy.value} but certs is empty",
-                          "add the test certificate (.cer) the drivers are signed with to outputs.guest_tools.certs")
-    if not policy.certs_required and out:
-        raise SourceError(f"{spec.display}: outputs.guest_tools.certs is only used with signing_policy test "
-                          f"(this spec says {policy.value})", "remove certs, or set signing_policy: test")
-    return out
-
-
-def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: list[Cert], trust: list[Cert],
+def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: Sequence[Cert], trust: Sequence[Cert],
                     shipped: dict[str, Cert], sha256_only: bool) -> dict[str, bytes]:
     gt = spec.guest_tools
     test_names = {c.name for c in test_certs}
@@ -115,12 +76,8 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
     files, records = staged_media(paths, stages, notices, MediaLayout.GUEST_TOOLS)
     refuse_private_keys([(f.path, f.source) for f in files if f.source is not None], spec.name)
 
-    test_certs = _spec_certs(spec)
-    publisher, sha256_only = _publisher_certs(paths, stages)
-    trust = publisher if (gt.trust_publisher and gt.signing_policy.trusts_publisher) else []
-    shipped: dict[str, Cert] = {}
-    for c in [*test_certs, *trust]:
-        shipped.setdefault(c.name, c)
+    chosen = media_certs(spec, paths, stages)
+    test_certs, trust, shipped, sha256_only = chosen.test, chosen.trust, chosen.shipped, chosen.sha256_only
     for c in shipped.values():
         files.append(MediaFile(f"certs/{c.name}", data=c.der))
         records.append(media_record(f"certs/{c.name}", c.der))

@@ -39,8 +39,9 @@ def media_packages(stages: list[StageManifest], layout: MediaLayout = MediaLayou
 
 
 def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance, *, noun: str,
-                  how: str) -> dict[str, str]:
-    """Template values for a medium's instructions; ``noun`` is "disc" or "disk", ``how`` how to attach it."""
+                  how: str, drive: str) -> dict[str, str]:
+    """Template values for a medium's instructions; ``noun`` is "disc" or "disk", ``how`` how to attach it,
+    ``drive`` the letter the examples give it."""
     src = prov.source
     source_line = src.url or src.path or spec.source.kind.value
     if src.version:
@@ -53,7 +54,7 @@ def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenanc
         infs = [p.inf for p in packages if p.arch == arch]
         if infs:
             pnputil.append(f"  {title}:")
-            pnputil += [f"    pnputil -i -a D:\\{backslashes(inf)}" for inf in infs]
+            pnputil += [f"    pnputil -i -a {drive}\\{backslashes(inf)}" for inf in infs]
     winpe = spec.drivers_iso.winpe_drivers
     return {
         "WINPE_LINE": _WINPE_LINE if winpe else "",

@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
 from .contract import Contract, ContractRef, Device, Subsystem
-from .model import Checks, Context, DriverReq, DriversIsoOut, FatDiskOut, GuestToolsOut, Source, Spec
+from .model import Checks, Context, DriverReq, DriversIsoOut, FatDiskOut, GuestToolsOut, Signing, Source, Spec
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
@@ -253,6 +253,13 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
             warn(f"{doc.where('/outputs/guest_tools/signing_policy')}: signing_policy {DEPRECATED_TEST_NAME} is "
                  "deprecated; fix: write signing_policy: test (the name Aero's manifests use)")
         gt["signing_policy"] = SigningPolicy(gt["signing_policy"])
+    signing = _signing(doc, ctx, problems)
+    if signing is not None:
+        if gt.get("signing_policy", SigningPolicy.TEST) is not SigningPolicy.TEST:
+            problems.append(f"{doc.where('/outputs/guest_tools/signing_policy')}: signing_policy "
+                            f"{gt['signing_policy'].value} contradicts signing: (the build test-signs the drivers); "
+                            "fix: drop outputs.guest_tools.signing_policy (it follows signing:)")
+        gt["signing_policy"] = SigningPolicy.TEST
     guest_tools = GuestToolsOut(**gt, certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw)
     raw_checks = data.get("checks", {})
     checks = Checks(warnings=WarningPolicy(raw_checks.get("warnings", "warn")),
@@ -277,9 +284,32 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         drivers_iso=DriversIsoOut(**outputs.get("drivers_iso", {})),
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
+        signing=signing,
         cache_dir=cache_dir,
         contract=contract,
     )
+
+
+def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing | None:
+    """The ``signing:`` block: a generated throwaway pair, or a certificate and where its key is read from."""
+    raw = doc.data.get("signing")
+    if raw is None:
+        return None
+    where = doc.where("/signing")
+    if raw.get("generate"):
+        given = [k for k in ("cert", "key", "key_env") if k in raw]
+        if given:
+            problems.append(f"{where}: generate: true makes its own certificate and key, but {', '.join(given)} "
+                            "is set too; fix: drop generate, or drop those keys")
+        return Signing(cert=None, cert_raw=None, key=None, key_env=None, generate=True)
+    if "cert" not in raw:
+        problems.append(f"{where}: test signing needs the certificate; fix: add cert: (make one with "
+                        "`aero-media make-test-cert --out ~/.config/aero`), or set generate: true for sample media")
+    if ("key" in raw) == ("key_env" in raw):
+        problems.append(f"{where}: name the private key by exactly one of key: (a path outside the checkout) or "
+                        "key_env: (an environment variable); fix: keep one of them")
+    return Signing(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
+                   key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"))
 
 
 def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:

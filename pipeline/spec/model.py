@@ -126,6 +126,18 @@ class GuestToolsOut:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """How the build signs the packages itself (``signing:`` in the spec): test signing, the only mode."""
+
+    cert: Path | None
+    cert_raw: str | None
+    key: Path | None
+    key_env: str | None
+    generate: bool = False
+    """A throwaway certificate and key made into build/<spec>/signing/ (the sample's; never for real media)."""
+
+
+@dataclass(frozen=True)
 class Checks:
     warnings: WarningPolicy = WarningPolicy.WARN
     allow_sha256_only: bool = False
@@ -149,6 +161,7 @@ class Spec:
     drivers_iso: DriversIsoOut
     fat_disk: FatDiskOut
     guest_tools: GuestToolsOut
+    signing: Signing | None
     cache_dir: Path | None
     contract: Contract
     vocabulary: Vocabulary = SPEC_FIELDS
@@ -159,6 +172,11 @@ class Spec:
             if d.name == name:
                 return d
         raise KeyError(name)
+
+    @property
+    def signing_generated(self) -> bool:
+        """The spec signs with a throwaway pair the build makes (sample media)."""
+        return self.signing is not None and self.signing.generate
 
     @property
     def signing_policy(self) -> SigningPolicy:
@@ -196,6 +214,8 @@ class Spec:
                            self.checks.placeholder_catalogs.value],
                 "signing_policy": self.signing_policy.value,
                 "contract": self._contract_slice(),
+                # The key is left out on purpose: only where it is read from, never its bytes, reaches state.
+                "signing": None if self.signing is None else [self.signing.cert_raw, self.signing.generate],
             },
             "notices": {"source": source, "license_file": src.license_file_raw, "name": self.name},
             "drivers_iso": {"name": self.name, "description": self.description, "out": asdict(self.drivers_iso),

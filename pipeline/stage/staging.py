@@ -22,6 +22,7 @@ from ..spec.types import Arch
 from ..win7.certs import refuse_private_keys
 from ..win7.findings import PackageReport
 from .pins import check_expect
+from .signing import sign_packages, signer_thumbprint
 from .validate import validate_packages
 
 
@@ -56,8 +57,11 @@ def _staged_package(pkg: Package, files: list[StagedFile], report: PackageReport
                          service=facts.service, sys_file=facts.service_binary)
 
 
-def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> StageManifest:
-    """Stage every selected package for ``arch`` and write the stage manifest."""
+def stage_arch(spec: Spec, ctx: Context, arch: Arch, epoch: int) -> StageManifest:
+    """Stage every selected package for ``arch`` and write the stage manifest.
+
+    ``epoch`` (SOURCE_DATE_EPOCH) dates what test signing writes; nothing else here depends on it.
+    """
     paths = SpecPaths(spec, ctx)
     manifest_path = paths.stage_manifest(arch)
     manifest_path.unlink(missing_ok=True)
@@ -75,7 +79,13 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch) -> StageManifest:
         if problems:
             raise SourceError("\n".join(f"{spec.display}: {p}" for p in problems),
                               "the source differs from the pinned payload: check it, then update source.expect")
-        validation = validate_packages(spec, arch, tmp, packages)
+        trusted: tuple[str, ...] = ()
+        if spec.signing is not None:
+            files = sign_packages(spec, ctx, arch, tmp, packages, files, epoch)
+            copied = [sorted((f for f in files.values() if f.path.startswith(pkg.staged_dir + "/")),
+                             key=lambda f: f.path.casefold()) for pkg in packages]
+            trusted = (signer_thumbprint(spec, ctx),)
+        validation = validate_packages(spec, arch, tmp, packages, trusted)
     manifest = StageManifest(
         spec=spec.name,
         arch=arch,

@@ -13,16 +13,18 @@ from ..win7.checks import check_package
 from ..win7.findings import CheckPolicy, PackageReport, format_table, gate
 
 
-def check_policy(spec: Spec) -> CheckPolicy:
-    """What the spec tolerates, in the checks' terms."""
+def check_policy(spec: Spec, trusted_signers: tuple[str, ...] = ()) -> CheckPolicy:
+    """What the spec tolerates, in the checks' terms; ``trusted_signers`` when the build signed the packages."""
     return CheckPolicy(allow_sha256_only=spec.checks.allow_sha256_only,
                        placeholder_catalogs=spec.checks.placeholder_catalogs,
-                       signing_policy=spec.signing_policy, vocabulary=spec.vocabulary)
+                       signing_policy=spec.signing_policy, vocabulary=spec.vocabulary,
+                       trusted_signers=trusted_signers)
 
 
-def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Package, ...]) -> Validation:
+def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Package, ...],
+                      trusted_signers: tuple[str, ...] = ()) -> Validation:
     """Check each staged package the way Windows 7 would; fail on errors (and warnings if the spec says)."""
-    policy = check_policy(spec)
+    policy = check_policy(spec, trusted_signers)
     reports: list[PackageReport] = [check_package(root / p.driver.name, arch, p.driver.device, policy,
                                                   driver=p.driver.name) for p in packages]
     if reports:

@@ -34,8 +34,9 @@ from .refuse import refuse
 from .report import OneLineReporter
 
 __all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
-           "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_stage", "task_verify",
-           "task_verify_guest_tools"]
+           "task_fat_disk", "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_signing_cert",
+           "task_stage", "task_verify", "task_verify_fat_disk", "task_verify_guest_tools"]
+
 
 def _backend() -> str:
     """The dep-file backend's name, once it is known to be registered (a stale install lacks it)."""
@@ -119,9 +120,12 @@ STAGES = {
     "extract": "pipeline.sources.extract:extract_stage",
     "expand": "pipeline.devtools.standins:expand_stage",
     "stage": "pipeline.stage.staging:stage_arch",
+    "signing_cert": "pipeline.devtools.testcert:generate_signing_pair",
     "notices": "pipeline.media.notices:build_notices",
     "drivers_iso": "pipeline.media.drivers_iso:build_drivers_iso",
     "verify": "pipeline.media.drivers_iso:verify_drivers_iso",
+    "fat_disk": "pipeline.media.fat_disk:build_fat_disk",
+    "verify_fat_disk": "pipeline.media.fat_disk:verify_fat_disk",
     "guest_tools": "pipeline.media.guest_tools:build_guest_tools",
     "verify_guest_tools": "pipeline.media.guest_tools:verify_guest_tools",
 }
@@ -285,13 +289,40 @@ def task_stage() -> Iterator[Task]:
     """Stage each arch's packages under build/<spec>/stage/win7/<arch>/ and validate them."""
     yield _group(task_stage)
     ctx = _ctx()
+    epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
         inputs = _stage_inputs(spec, ctx)
+        # Test signing dates catalogs and signatures with the epoch and reads the certificate; else neither matters.
+        cert = _signing_cert(spec, p)
         for arch in spec.arches:
-            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", (spec, ctx, arch),
-                           inputs, [p.stage_manifest(arch)], name=f"{spec.name}:{arch.value}",
-                           clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)))
+            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", (spec, ctx, arch, epoch),
+                           None if inputs is None else [*inputs, *cert], [p.stage_manifest(arch)],
+                           name=f"{spec.name}:{arch.value}",
+                           clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)),
+                           signed_at=epoch if spec.signing is not None else None)
+
+
+def _signing_cert(spec: Spec, p: SpecPaths) -> list[Path]:
+    """The certificate the build signs with, as a file_dep: made by signing_cert:<spec>, or the user's when it exists
+    (when it does not, the stage says so in one line)."""
+    cert = p.signing_cert
+    return [cert] if cert is not None and (spec.signing_generated or cert.is_file()) else []
+
+
+def task_signing_cert() -> Iterator[Task]:
+    """Make the throwaway test certificate and key of `signing: {generate: true}` specs (build/<spec>/signing/)."""
+    yield _group(task_signing_cert)
+    ctx = _ctx()
+    epoch = _epoch()
+    for spec in specs():
+        if not spec.signing_generated:
+            continue
+        p = SpecPaths(spec, ctx)
+        cert = p.signing_cert
+        assert cert is not None
+        yield _subtask(spec, "signing_cert", f"throwaway test-signing pair of {spec.name}", (spec, ctx, epoch),
+                       [], [cert], clean=_removing(p.signing_dir), reads="stage", epoch=epoch)
 
 
 def _notice_inputs(spec: Spec, ctx: Context) -> list[str] | None:
@@ -364,6 +395,35 @@ def task_verify() -> Iterator[Task]:
                        epoch=epoch)
 
 
+def task_fat_disk() -> Iterator[Task]:
+    """Write dist/<spec>/aero-virtio-win7-drivers-fat.vhd: a FAT32 driver disk (fixed VHD, x86\\ and x64\\)."""
+    yield _group(task_fat_disk)
+    ctx = _ctx()
+    epoch = _epoch()
+    for spec in specs():
+        if not spec.fat_disk.enabled:
+            continue
+        p = SpecPaths(spec, ctx)
+        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+        yield _subtask(spec, "fat_disk", f"FAT driver disk of {spec.name}", (spec, ctx, epoch),
+                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
+                       [p.fat_disk], epoch=epoch)
+
+
+def task_verify_fat_disk() -> Iterator[Task]:
+    """Read the FAT driver disk back with an independent reader (and fsck.fat when installed)."""
+    yield _group(task_verify_fat_disk)
+    ctx = _ctx()
+    epoch = _epoch()
+    for spec in specs():
+        if not spec.fat_disk.enabled:
+            continue
+        p = SpecPaths(spec, ctx)
+        yield _subtask(spec, "verify_fat_disk", f"verify the FAT driver disk of {spec.name}", (spec, ctx, epoch),
+                       [p.fat_disk, *_stage_manifests(spec, ctx), p.notices_manifest], [p.fat_disk_report],
+                       reads="fat_disk", epoch=epoch)
+
+
 def task_guest_tools() -> Iterator[Task]:
     """Write dist/<spec>/guest-tools/: aero-guest-tools.iso, .zip and manifest.json, published as one set."""
     yield _group(task_guest_tools)
@@ -371,7 +431,7 @@ def task_guest_tools() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        certs = [c for c in spec.guest_tools.certs if c.is_file()]
+        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
         yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx),
                         *_recorded_inputs(spec, ctx)],
@@ -400,7 +460,8 @@ def task_build() -> Iterator[Task]:
             "name": spec.name,
             "doc": spec.description or f"all media of {spec.name}",
             "actions": None,
-            "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}"],
+            "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}",
+                         *([f"verify_fat_disk:{spec.name}"] if spec.fat_disk.enabled else [])],
             # `doit clean build:<spec>` (and a bare `doit clean`, for the default specs) removes all the
             # pipeline owns for the spec, state files and a killed run's temps included. Never the cache.
             "clean": _removing(p.build, p.dist),

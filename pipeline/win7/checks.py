@@ -522,7 +522,7 @@ def _check_boot_signature(col: _Collector, rel: str, info: PeInfo) -> None:
     # x64 Windows 7 verifies boot-start drivers from their embedded signature; the
     # catalog is not available that early.
     if not info.has_signature:
-        col.add(WARNING if col.policy.signing_policy.accepts_unsigned else ERROR, "pe-boot-unsigned", rel, None,
+        col.add(WARNING if col.policy.accepts_unsigned else ERROR, "pe-boot-unsigned", rel, None,
                 "a boot-start driver without an embedded signature: Windows 7 x64 will not load it at boot",
                 f"use the embedded-signed {rel} from virtio-win (or test-sign it and enable testsigning)")
     elif info.signature_digest == "unreadable":
@@ -581,7 +581,7 @@ def _check_catalog(col: _Collector, inf_rel: str, inf_data: bytes, cat_rel: str,
 def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
     primary = cat.primary
     if primary is None:
-        if col.policy.signing_policy.accepts_unsigned:
+        if col.policy.accepts_unsigned:
             col.add(WARNING, "catalog-unsigned", cat_rel, None,
                     "not signed: test-sign it before installing (signing policy test)",
                     f"osslsigncode sign -certs test.pem -key test.key -h sha1 -in {cat_rel} -out {cat_rel}")
@@ -591,6 +591,13 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
                     "use the signed catalog shipped by virtio-win, or "
                     f"{col.policy.vocabulary.fix('outputs.guest_tools.signing_policy', 'test')} and test-sign it")
         return
+    trusted = col.policy.trusted_signers
+    if trusted:
+        thumb = hashlib.sha1(primary.certificate).hexdigest().upper() if primary.certificate else None
+        if thumb not in {t.upper() for t in trusted}:
+            col.add(ERROR, "catalog-untrusted-signer", cat_rel, None,
+                    f"signed by {_cn(primary.subject)!r} ({thumb or 'no certificate'}), not by the test "
+                    "certificate this build signs with", "let the build re-sign the package (signing: in the spec)")
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":
         extra = (f" (its nested {', '.join(others)} signature is not what Windows 7 checks)" if others else "")

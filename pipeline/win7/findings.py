@@ -79,6 +79,14 @@ class CheckPolicy:
     signing_policy: SigningPolicy = SigningPolicy.NONE
     vocabulary: Vocabulary = SPEC_FIELDS
     """How fixes name these settings: spec fields, or the flags of the command that runs the checks."""
+    trusted_signers: tuple[str, ...] = ()
+    """SHA-1 thumbprints (upper-case hex) of the only certificates that may sign the catalogs: the spec's
+    test certificate when the build signs the packages itself. Empty: any signer (upstream's)."""
+
+    @property
+    def accepts_unsigned(self) -> bool:
+        """Unsigned catalogs and boot drivers are warnings, not errors (they get test-signed before use)."""
+        return self.signing_policy.accepts_unsigned and not self.trusted_signers
 
     def to_json(self) -> dict[str, Any]:
         return {"allow_sha256_only": self.allow_sha256_only, "placeholder_catalogs": self.placeholder_catalogs.value,

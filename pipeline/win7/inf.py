@@ -397,6 +397,21 @@ class Inf:
             out.append(AddService(ln.value, flags if flags is not None else 0, ln.field(2), ln.lineno))
         return tuple(out)
 
+    def boot_start_binaries(self) -> tuple[str, ...]:
+        """File names of the drivers any ``AddService`` of the INF installs with StartType 0 (boot start).
+
+        Windows 7 x64 checks those from their embedded signature, before any catalog is readable.
+        """
+        found: set[str] = set()
+        for section in self.section_names:
+            if not section.lower().endswith(".services"):
+                continue
+            for ln in self.get_all(section, "AddService"):
+                si = self.service_install(ln.field(2))
+                if si.exists and si.start_type == 0 and si.binary:
+                    found.add(si.binary)
+        return tuple(sorted(found, key=str.lower))
+
     def service_install(self, section: str) -> ServiceInstall:
         """Read ServiceType, StartType and ServiceBinary from a service-install section."""
         if not section or not self.has_section(section):

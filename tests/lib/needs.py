@@ -19,6 +19,7 @@ PACKAGES = {
     "bsdtar": "libarchive-tools", "7z": "p7zip-full", "osslsigncode": "osslsigncode", "openssl": "openssl",
     "mdir": "mtools", "mcopy": "mtools", "fsck.fat": "dosfstools", "mkfs.fat": "dosfstools", "qemu-img": "qemu-utils",
     "wimlib-imagex": "wimtools", "hivexsh": "libhivex-bin", "hivexregedit": "libwin-hivex-perl",
+    "hivexget": "libhivex-bin",
     "qemu-system-x86_64": "qemu-system-x86",
 }
 

@@ -38,7 +38,7 @@ def spec_for(root: Path, source: dict[str, Any], **extra: Any) -> Spec:
 
 
 def staged(root: Path, spec: Spec, arch: Arch) -> dict[str, Any]:
-    return stage_arch(spec, Context(root=root), arch).to_json()
+    return stage_arch(spec, Context(root=root), arch, 315532800).to_json()
 
 
 # --- Aero pack layout ---------------------------------------------------------------

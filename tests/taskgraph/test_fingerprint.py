@@ -84,9 +84,10 @@ def test_inf_parser_edit_changes_extract_stage_and_later(tmp_path: Path) -> None
     edit(root / "win7" / "inf.py", "WIN7_BUILD = 7601", "WIN7_BUILD = 7601 + 0")
     after = prints(root)
     changed = {s for s in before if before[s] != after[s]}
-    # extract reads DriverVer from the INFs it copies; fetch only proves the ISO's bytes. Later
-    # stages run no INF code: they rerun when the stage manifests they read change (see below).
-    assert changed == {"extract", "stage"}
+    # extract reads DriverVer from the INFs it copies; fetch only proves the ISO's bytes; the drivers
+    # ISO proves Setup's $WinPEDriver$ scan from the INFs. The Guest Tools run no INF code: they
+    # rerun when the stage manifests they read change (see below).
+    assert changed == {"extract", "stage", "drivers_iso"}
 
 
 def test_template_edit_changes_only_the_stage_that_renders_it(tmp_path: Path) -> None:
@@ -126,9 +127,11 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
     edit(root / "media" / "isowriter.py", "JOLIET_MAX = 64", "JOLIET_MAX = 64 + 0")
     assert doit_in(project, code) == {"drivers_iso:sample", "guest_tools:sample", "verify:sample",
                                       "verify_guest_tools:sample"}
-    # A parser edit that changes nothing it produces reruns staging, whose manifests come out the same.
+    # A parser edit that changes nothing it produces reruns the stages that run the parser (staging, and
+    # the drivers ISO's $WinPEDriver$ scan), and what reads their unchanged manifests does not.
     edit(root / "win7" / "inf.py", "WIN7_BUILD = 7601", "WIN7_BUILD = 7601 + 0")
-    assert doit_in(project, code) == {"stage:sample:x86", "stage:sample:amd64"}
+    assert doit_in(project, code) == {"stage:sample:x86", "stage:sample:amd64", "drivers_iso:sample",
+                                      "verify:sample"}
     # One that changes what it reports reruns staging and everything after it.
     edit(root / "win7" / "inf.py", '    return data.decode("cp1252", errors="replace"), "cp1252"',
          '    problems.append(InfProblem(Severity.INFO, "inf-test-note", None, "a note", "none"))\n'

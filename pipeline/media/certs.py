@@ -1,0 +1,92 @@
+"""Which certificates a medium ships (``certs/``) and in which role: one rule for the Guest Tools and the FAT disk.
+
+Test certificates (the spec's ``certs:``, and the one the build signs with) go to
+Root and TrustedPublisher. Under the ``none`` policy with ``trust_publisher``, the
+signers of the staged catalogs go to TrustedPublisher, so installing does not stop
+at "Would you like to install this device software?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import SourceError, ValidationError
+from ..manifests import StageManifest
+from ..paths import SpecPaths
+from ..spec.model import Spec
+from ..win7.catalog import load_catalog
+from ..win7.certs import Cert, load_cert_file, publisher_cert
+
+
+@dataclass(frozen=True)
+class MediaCerts:
+    """The certificates of one medium."""
+
+    test: tuple[Cert, ...]
+    """For Root and TrustedPublisher."""
+    trust: tuple[Cert, ...]
+    """For TrustedPublisher only (upstream's publisher)."""
+    shipped: dict[str, Cert]
+    """Every file under certs/, by name, each certificate once."""
+    sha256_only: bool
+    """Some staged catalog is signed with SHA-256 only (Windows 7 needs KB3033929)."""
+
+
+def _publisher_certs(paths: SpecPaths, stages: list[StageManifest]) -> tuple[list[Cert], bool]:
+    """Signer certificates of the staged catalogs (deduplicated), and whether any catalog is SHA-256-only."""
+    certs: dict[str, Cert] = {}
+    sha256_only = False
+    for m in stages:
+        for f in m.files:
+            if not f.path.lower().endswith(".cat"):
+                continue
+            try:
+                cat = load_catalog(paths.staged_file(f.path))
+            except ValidationError:
+                continue  # validation already judged it; nothing to trust
+            if cat.placeholder or not cat.signed:
+                continue
+            algos = set(cat.digest_algorithms)
+            sha256_only |= "sha256" in algos and "sha1" not in algos
+            primary = cat.primary
+            if primary is not None and primary.certificate:
+                c = publisher_cert(primary.certificate)
+                certs.setdefault(c.thumbprint, c)
+    return sorted(certs.values(), key=lambda c: c.name), sha256_only
+
+
+def _spec_certs(spec: Spec, paths: SpecPaths) -> list[Cert]:
+    gt = spec.guest_tools
+    out = []
+    if paths.signing_cert is not None:  # the build test-signs the drivers with it
+        out.append(load_cert_file(paths.signing_cert, f"{spec.display}: signing.cert"))
+    for raw, path in zip(gt.certs_raw, gt.certs, strict=True):
+        if not path.is_file():
+            raise SourceError(f"{spec.display}: outputs.guest_tools.certs: {raw!r} does not exist",
+                              "create one with `aero-media make-test-cert`, or fix the path")
+        out.append(load_cert_file(path, f"{spec.display}: outputs.guest_tools.certs: {raw}"))
+    policy = gt.signing_policy
+    if policy.certs_required and not out:
+        raise SourceError(f"{spec.display}: outputs.guest_tools.signing_policy is {policy.value} but certs is empty",
+                          "add the test certificate (.cer) the drivers are signed with to outputs.guest_tools.certs")
+    if not policy.certs_required and out:
+        raise SourceError(f"{spec.display}: outputs.guest_tools.certs is only used with signing_policy test "
+                          f"(this spec says {policy.value})", "remove certs, or set signing_policy: test")
+    return out
+
+
+
+
+def media_certs(spec: Spec, paths: SpecPaths, stages: list[StageManifest]) -> MediaCerts:
+    """The certificates a medium of ``spec`` ships, from its spec and its staged catalogs."""
+    test = _spec_certs(spec, paths)
+    publisher, sha256_only = _publisher_certs(paths, stages)
+    # A test-signed build's publisher is its own test certificate: ship it once, in the stronger role.
+    test_thumbs = {c.thumbprint for c in test}
+    gt = spec.guest_tools
+    trust = ([c for c in publisher if c.thumbprint not in test_thumbs]
+             if (gt.trust_publisher and gt.signing_policy.trusts_publisher) else [])
+    shipped: dict[str, Cert] = {}
+    for c in [*test, *trust]:
+        shipped.setdefault(c.name, c)
+    return MediaCerts(tuple(test), tuple(trust), shipped, sha256_only)

@@ -1,0 +1,152 @@
+"""The FAT driver disk: a fixed VHD with one FAT32 partition, for a second hard disk beside Windows 7 Setup.
+
+Layout (Aero's): ``x86\\<driver>\\``, ``x64\\<driver>\\``, ``$WinPEDriver$\\`` (when the
+spec keeps it), ``INSTALL.TXT``, ``THIRD_PARTY_NOTICES.md``, ``licenses\\`` and, when the
+signing policy ships any, ``certs\\``. Written by our own FAT32 writer (every date the
+build epoch) and read back by a reader that shares no code with it, plus
+``fsck.fat -n`` when it is installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .. import log
+from ..errors import VerifyError
+from ..fsutil import CHUNK, relpath_for_humans, sha256_file, write_json_atomic
+from ..manifests import FatDiskReport, FileRecord, NoticesManifest, StageManifest
+from ..paths import MediaLayout, SpecPaths
+from ..spec.model import Context, Spec
+from .certs import media_certs
+from .contents import media_record, provenance, staged_media
+from .fatread import FatContent, read_fat_disk, stamp_matches
+from .fatwriter import write_fat_disk
+from .files import MediaFile
+from .readme import media_packages, shared_values
+from .templates import crlf, render
+from .verify import discard_on_failure
+from .winpe import winpe_media
+
+INSTALL_NAME = "INSTALL.TXT"
+INSTALL_TEMPLATE = "fat-INSTALL.txt"
+PARTITION_TYPE = 0x0C  # FAT32 with LBA
+FIRST_SECTOR = 2048
+
+
+def _stages(spec: Spec, paths: SpecPaths) -> list[StageManifest]:
+    return [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+
+
+def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[FileRecord]]:
+    """Every file of the disk and its record (nothing is written)."""
+    paths = SpecPaths(spec, ctx)
+    stages = _stages(spec, paths)
+    files, records = staged_media(paths, stages, NoticesManifest.read(paths.notices_manifest), MediaLayout.FAT_DISK)
+    if spec.drivers_iso.winpe_drivers:
+        more, more_records = winpe_media(spec, paths, stages)
+        files += more
+        records += more_records
+    certs = media_certs(spec, paths, stages).shipped
+    for name, c in certs.items():
+        files.append(MediaFile(f"certs/{name}", data=c.der))
+        records.append(media_record(f"certs/{name}", c.der))
+    values = shared_values(spec, media_packages(stages, MediaLayout.FAT_DISK), provenance(spec, ctx, stages),
+                           noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
+    certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""
+    text = crlf(render(INSTALL_TEMPLATE, {**values, "LABEL": spec.fat_disk.volume_label, "CERTS_LINE": certs_line}))
+    files.append(MediaFile(INSTALL_NAME, data=text))
+    records.append(media_record(INSTALL_NAME, text))
+    return files, records
+
+
+def build_fat_disk(spec: Spec, ctx: Context, epoch: int, out: Path | None = None) -> FileRecord:
+    """Write ``dist/<spec>/<filename>.vhd`` (or ``out``); return its record."""
+    paths = SpecPaths(spec, ctx)
+    target = out or paths.fat_disk
+    paths.fat_disk_report.unlink(missing_ok=True)
+    files, _records = fat_disk_files(spec, ctx)
+    info = write_fat_disk(files, target, spec.fat_disk.volume_label, epoch, spec.fat_disk.size_mib)
+    digest, size = sha256_file(target)
+    shown = relpath_for_humans(target, ctx.root if out is None else None, absolute=True)
+    log.info(f"Wrote {shown} ({info.size // (1024 * 1024)} MiB FAT32 disk, {info.files} files, sha256={digest})")
+    return FileRecord(target.name, digest, size)
+
+
+def _fsck(path: Path, content: FatContent) -> tuple[str, list[str]]:
+    """Run ``fsck.fat -n`` on the partition when it is installed (an oracle the build does not need)."""
+    tool = shutil.which("fsck.fat")
+    if tool is None:
+        return "not installed", []
+    part = content.partition
+    with tempfile.TemporaryDirectory(prefix="aero-fsck-") as tmp:
+        img = Path(tmp) / "partition.img"
+        with open(path, "rb") as src, open(img, "wb") as dst:
+            src.seek(part.first_lba * 512)
+            left = part.sectors * 512
+            while left:
+                chunk = src.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                left -= len(chunk)
+        proc = subprocess.run([tool, "-n", str(img)], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        return "problems", [f"fsck.fat -n: {line}" for line in (proc.stdout + proc.stderr).splitlines()
+                            if line.strip()][:10]
+    return "clean", []
+
+
+def _problems(spec: Spec, content: FatContent, expected: dict[str, tuple[str, int]], epoch: int) -> list[str]:
+    problems: list[str] = []
+    part = content.partition
+    if len(content.partitions) != 1 or part.type != PARTITION_TYPE or part.first_lba != FIRST_SECTOR:
+        problems.append(f"the partition table is not one FAT32 (0x{PARTITION_TYPE:02X}) partition at sector "
+                        f"{FIRST_SECTOR}: {[(p.type, p.first_lba) for p in content.partitions]}")
+    if content.label != spec.fat_disk.volume_label or content.root_label != spec.fat_disk.volume_label:
+        problems.append(f"volume label is {content.label!r} / {content.root_label!r}, "
+                        f"expected {spec.fat_disk.volume_label!r}")
+    if not (content.fats_match and content.backup_boot_matches and content.fsinfo_free == content.free_clusters):
+        problems.append("the file system is inconsistent (FAT copies, backup boot sector or FSInfo free count)")
+    for path, want in sorted(expected.items()):
+        got = content.files.get(path)
+        if got is None:
+            problems.append(f"missing {path}")
+        elif got != want:
+            problems.append(f"{path}: sha256 {got[0]} size {got[1]} differs from the stage or notices manifest")
+    problems += [f"unexpected file {p}" for p in sorted(set(content.files) - set(expected))]
+    bad = [s for s in content.stamps if not stamp_matches(s, epoch)]
+    problems += [f"{s.where}: {s.kind} date is not the build epoch" for s in bad[:5]]
+    return problems
+
+
+def verify_fat_disk(spec: Spec, ctx: Context, epoch: int, disk: Path | None = None) -> FatDiskReport:
+    """Read the disk back with the independent reader; every file against the stage and notices manifests.
+
+    A disk that fails is removed, so the next run rebuilds it instead of trusting it.
+    """
+    paths = SpecPaths(spec, ctx)
+    target = disk or paths.fat_disk
+    paths.fat_disk_report.unlink(missing_ok=True)
+    # The drivers' and notices' records come from the stage and notices manifests, not from the writer.
+    _files, records = fat_disk_files(spec, ctx)
+    expected = {r.path: (r.sha256, r.size) for r in records}
+    with discard_on_failure([target]):
+        content = read_fat_disk(target)
+        problems = _problems(spec, content, expected, epoch)
+        fsck, fsck_problems = _fsck(target, content)
+        problems += fsck_problems
+        digest, size = sha256_file(target)
+        report = FatDiskReport(disk=target.name, sha256=digest, size=size, virtual_size=content.footer.current_size,
+                               label=content.label, partition=(content.partition.first_lba,
+                                                               content.partition.sectors),
+                               files_checked=len(content.files), fsck=fsck, problems=tuple(problems))
+        if disk is None:
+            write_json_atomic(paths.fat_disk_report, report.to_json())
+        if problems:
+            raise VerifyError(f"{target.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+                              f"see {paths.fat_disk_report.name if disk is None else 'the list above'}")
+    log.info(f"verified {target.name}: {report.files_checked} files OK (fsck.fat: {fsck})")
+    return report

@@ -1,0 +1,12 @@
+"""Building blocks for servicing a Windows 7 install ISO on Linux (issue 13): no pipeline wiring here.
+
+* :mod:`.wim`: ``wimlib-imagex`` — list images, check Windows 7 and arch, extract, update, free space;
+* :mod:`.hive`: registry hives through ``hivexregedit`` — typed values, idempotent edits with old/new values;
+* :mod:`.certblob`: certificates as CryptoAPI serialized Blobs in an offline machine store;
+* :mod:`.bcd`: which BCD objects get ``testsigning``, stored as Windows stores a boolean;
+* :mod:`.isorepack`: rebuild the ISO with xorriso keeping El Torito, and an El Torito reader of our own;
+* :mod:`.edits`: THE table of what goes into each image, expanded for a contract, arch, certificates, options.
+
+Every external program runs through :mod:`._tools`, which turns a missing program
+or a failure into one line naming the Debian package or the fix.
+"""

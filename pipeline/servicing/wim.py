@@ -1,0 +1,299 @@
+"""A thin, typed wrapper over ``wimlib-imagex``: list images, check they are Windows 7, extract, update.
+
+wimlib has no Python binding (PyPI's "WIMLib" is unrelated) and streams every
+operation, so this module only builds command lines and parses what comes back;
+a WIM is never read into memory here. ``wimmount`` needs FUSE, which build
+machines often lack, so changes go through ``extract`` → edit → ``update``
+(servicing facts, "wimlib").
+
+Paths inside a WIM are case-sensitive for wimlib, Windows' are not: every call
+sets ``WIMLIB_IMAGEX_IGNORE_CASE=1`` so ``windows/system32/config/SYSTEM``
+finds ``Windows\\System32\\config\\SYSTEM`` as Windows would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DiskError, SourceError, ToolError
+from ..fsutil import atomic_path, copy_fp_hashed
+from ..log import Progress
+from ..spec.types import Arch
+from . import _tools
+
+TOOL = "wimlib-imagex"
+_ENV = {"WIMLIB_IMAGEX_IGNORE_CASE": "1"}
+# XML ARCH codes (PROCESSOR_ARCHITECTURE_*): 0 = x86, 9 = amd64; 6 (ia64) and 12 (arm64) are never Windows 7 client.
+ARCH_CODES = {0: Arch.X86, 9: Arch.AMD64}
+WINDOWS7 = (6, 1)
+# wimlib's update command parser splits on blanks and honours quotes but has no escapes.
+_UNSAFE_IN_COMMAND = re.compile(r"[\"'\r\n\0]")
+_GLOB = re.compile(r"[*?\[\]]")
+_WIMLIB_ERR_PATH_DOES_NOT_EXIST = 49
+
+
+@dataclass(frozen=True)
+class WimImage:
+    """One image of a WIM, from its XML metadata (``None`` where the XML does not say)."""
+
+    index: int
+    name: str
+    arch_code: int | None
+    major: int | None
+    minor: int | None
+    build: int | None
+    sp_build: int | None
+    edition: str | None
+    boot: bool
+    """This is the WIM's boot image (the header's boot index): boot.wim's Setup image."""
+
+    @property
+    def arch(self) -> Arch | None:
+        """The Windows architecture, if the ARCH code is one Windows 7 has."""
+        return ARCH_CODES.get(self.arch_code) if self.arch_code is not None else None
+
+    @property
+    def version(self) -> str:
+        """``major.minor.build`` as far as known (``?`` for what is missing)."""
+        return ".".join("?" if v is None else str(v) for v in (self.major, self.minor, self.build))
+
+    def describe(self) -> str:
+        """A short name for messages: index and name."""
+        return f"image {self.index} ({self.name or 'no name'})"
+
+
+def _int(elem: ET.Element | None) -> int | None:
+    if elem is None or elem.text is None:
+        return None
+    text = elem.text.strip()
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+
+
+def parse_info_xml(xml_text: str, boot_index: int) -> list[WimImage]:
+    """Parse the XML of ``wimlib-imagex info WIM --xml`` (decoded) into images, ordered by index."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise SourceError(f"the WIM's XML metadata is not well-formed ({exc})",
+                          "the WIM is damaged: take it from an intact Windows 7 ISO") from None
+    out = []
+    for elem in root.findall("IMAGE"):
+        index = int(elem.get("INDEX", "0"))
+        version = elem.find("WINDOWS/VERSION")
+        name = elem.findtext("NAME") or elem.findtext("DISPLAYNAME") or ""
+        out.append(WimImage(
+            index=index, name=name.strip(),
+            arch_code=_int(elem.find("WINDOWS/ARCH")),
+            major=_int(version.find("MAJOR")) if version is not None else None,
+            minor=_int(version.find("MINOR")) if version is not None else None,
+            build=_int(version.find("BUILD")) if version is not None else None,
+            sp_build=_int(version.find("SPBUILD")) if version is not None else None,
+            edition=(elem.findtext("WINDOWS/EDITIONID") or elem.findtext("FLAGS") or None),
+            boot=index == boot_index,
+        ))
+    return sorted(out, key=lambda i: i.index)
+
+
+def _decode_xml(data: bytes) -> str:
+    # wimlib prints the XML as stored: UTF-16LE with a BOM.
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    return data.decode("utf-8", "replace")
+
+
+def boot_index(wim: Path) -> int:
+    """The header's boot index (0: none), from ``wimlib-imagex info WIM --header``."""
+    out = _tools.run(TOOL, ["info", os.fspath(wim), "--header"], env=_ENV, what=f"reading {wim.name}").stdout
+    match = re.search(r"^Boot Index\s*=\s*(\d+)", out, re.M)
+    if match is None:
+        raise ToolError(f"{TOOL} info --header printed no boot index for {wim.name}",
+                        "install wimtools 1.13 or newer")
+    return int(match.group(1))
+
+
+def images(wim: Path) -> list[WimImage]:
+    """Every image of ``wim`` with its index, name, arch, version and boot flag."""
+    out, _err = _tools.run_bytes(TOOL, ["info", os.fspath(wim), "--xml"], env=_ENV, what=f"reading {wim.name}",
+                                 hint="give the sources\\boot.wim or sources\\install.wim of an intact Windows 7 ISO")
+    xml_text = _decode_xml(out)
+    return parse_info_xml(xml_text, boot_index(wim))
+
+
+def check_windows7(found: Sequence[WimImage], arch: Arch, where: str = "the WIM") -> None:
+    """Raise a one-line :class:`SourceError` unless every image is Windows 6.1 (Windows 7) for ``arch``."""
+    if not found:
+        raise SourceError(f"{where} has no images", "give the WIM of a Windows 7 ISO")
+    problems = []
+    for image in found:
+        if (image.major, image.minor) != WINDOWS7:
+            problems.append(f"{image.describe()} is Windows {image.version}, not 6.1")
+        elif image.arch is not arch:
+            shown = image.arch.value if image.arch else f"ARCH {image.arch_code}" if image.arch_code is not None \
+                else "no ARCH"
+            problems.append(f"{image.describe()} is {shown}, not {arch.value}")
+    if problems:
+        raise SourceError(f"{where} is not Windows 7 {arch.value}: {'; '.join(problems)}",
+                          f"give a Windows 7 {arch.x64_name} ISO (or pick the spec's other arch)")
+
+
+def _wim_path(path: str) -> str:
+    """A path inside an image, as wimlib takes it: forward slashes, rooted."""
+    clean = "/" + path.replace("\\", "/").strip("/")
+    if _UNSAFE_IN_COMMAND.search(clean):
+        raise SourceError(f"path {path!r} has a quote or control character, which wimlib's commands cannot carry",
+                          "rename the file")
+    return clean
+
+
+def extract(wim: Path, index: int, paths: Iterable[str], dest: Path, *, missing_ok: bool = False) -> list[Path]:
+    """Extract ``paths`` of image ``index`` under ``dest`` (keeping their folders); return what exists there.
+
+    ``missing_ok`` skips paths the image lacks (wimlib's ``--nullglob``); each
+    returned path has the image's own case (found case-insensitively).
+    """
+    wanted = [_wim_path(p) for p in paths]
+    if missing_ok and any(_GLOB.search(p) for p in wanted):
+        raise SourceError(f"cannot look up {wanted} with missing_ok: a name has a wildcard character",
+                          "extract it with missing_ok=False")
+    dest.mkdir(parents=True, exist_ok=True)
+    args = ["extract", os.fspath(wim), str(index), *wanted, "--dest-dir", os.fspath(dest),
+            "--preserve-dir-structure", "--no-acls", "--nullglob" if missing_ok else "--no-globs"]
+    _tools.run(TOOL, args, env=_ENV, what=f"extracting from {wim.name} image {index}",
+               hint=f"check that image {index} has {', '.join(wanted)} (wimlib-imagex dir) and that the WIM is intact")
+    return [p for p in (find_case_insensitive(dest, w) for w in wanted) if p is not None]
+
+
+def find_case_insensitive(root: Path, rel: str) -> Path | None:
+    """The path under ``root`` that matches ``rel`` ignoring case (as Windows would), or None."""
+    here = root
+    for part in [p for p in rel.replace("\\", "/").split("/") if p]:
+        exact = here / part
+        if exact.exists():
+            here = exact
+            continue
+        try:
+            matches = [e for e in here.iterdir() if e.name.lower() == part.lower()]
+        except (NotADirectoryError, FileNotFoundError):
+            return None
+        if not matches:
+            return None
+        here = matches[0]
+    return here
+
+
+@dataclass(frozen=True)
+class Add:
+    """``add SRC DEST``: copy a local file or folder into the image (replacing what is there)."""
+
+    source: Path
+    dest: str
+
+    def line(self) -> str:
+        """The update command line."""
+        return f"add \"{_local(self.source)}\" \"{_wim_path(self.dest)}\""
+
+
+@dataclass(frozen=True)
+class Delete:
+    """``delete PATH``: remove a file (or, with ``recursive``, a folder) from the image."""
+
+    path: str
+    recursive: bool = False
+    force: bool = False
+    """No error when the path is absent."""
+
+    def line(self) -> str:
+        """The update command line."""
+        flags = (" --recursive" if self.recursive else "") + (" --force" if self.force else "")
+        return f"delete{flags} \"{_wim_path(self.path)}\""
+
+
+Command = Add | Delete
+
+
+def _local(path: Path) -> str:
+    text = os.fspath(path)
+    if _UNSAFE_IN_COMMAND.search(text):
+        raise SourceError(f"local path {text!r} has a quote or control character, which wimlib's commands cannot "
+                          "carry", "build in a folder with a plain name")
+    return text
+
+
+def stored_path(wim: Path, index: int, path: str) -> str | None:
+    """``path`` as image ``index`` spells it (found ignoring case), or None when it is absent."""
+    out, _err = _tools.run_bytes(TOOL, ["dir", os.fspath(wim), str(index), f"--path={_wim_path(path)}",
+                                        "--one-file-only"], env=_ENV, what=f"looking up {path} in {wim.name}",
+                                 ok_codes=(0, _WIMLIB_ERR_PATH_DOES_NOT_EXIST))
+    lines = _tools.decode(out).splitlines()
+    return lines[0] if lines else None
+
+
+def resolve(wim: Path, index: int, path: str) -> str:
+    """``path`` with the part that exists in the image spelled as the image spells it.
+
+    wimlib, even with ``WIMLIB_IMAGEX_IGNORE_CASE``, gives a file it replaces
+    the name of the command's path: ``add x /windows/system32/config/system``
+    would rename ``SYSTEM``. Windows would not care, but an image should keep
+    its own names.
+    """
+    parts = [p for p in _wim_path(path).split("/") if p]
+    for cut in range(len(parts), 0, -1):
+        found = stored_path(wim, index, "/".join(parts[:cut]))
+        if found is not None:
+            return "/".join([found.rstrip("/"), *parts[cut:]])
+    return "/" + "/".join(parts)
+
+
+def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
+    """Apply ``commands`` to image ``index`` in one ``wimlib-imagex update`` call (commands on stdin).
+
+    Each ``add`` destination keeps the image's own spelling (:func:`resolve`).
+    The WIM is changed in place (wimlib appends and rewrites its tables), so pass
+    a working copy (:func:`working_copy`), never the user's file.
+    """
+    if not commands:
+        return
+    fixed = [Add(c.source, resolve(wim, index, c.dest)) if isinstance(c, Add) else c for c in commands]
+    script = "".join(c.line() + "\n" for c in fixed)
+    _tools.run(TOOL, ["update", os.fspath(wim), str(index)], stdin=script, env=_ENV,
+               what=f"updating {wim.name} image {index}")
+
+
+MARGIN = 512 * 1024 * 1024
+"""Room kept free beyond a WIM copy: extracted hives and drivers, and what ``update`` appends."""
+
+
+def require_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`DiskError` before starting when ``folder``'s file system has less than ``needed`` bytes free."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DiskError(f"{folder}: {free // 2**20} MiB free, {what} needs {needed // 2**20} MiB",
+                        "free space there or point the build folder at a larger disk")
+
+
+def require_space_for_copy(wim: Path, folder: Path, margin: int = MARGIN) -> None:
+    """Refuse before copying when ``folder`` cannot hold a copy of ``wim`` plus ``margin``."""
+    require_space(folder, wim.stat().st_size + margin, f"a working copy of {wim.name}")
+
+
+def working_copy(wim: Path, folder: Path, margin: int = MARGIN) -> Path:
+    """Copy ``wim`` into ``folder`` (after the free-space check), streaming; return the copy's path."""
+    require_space_for_copy(wim, folder, margin)
+    final = folder / wim.name
+    progress = Progress(f"copying {wim.name}", wim.stat().st_size)
+    with atomic_path(final) as tmp, open(wim, "rb") as src, open(tmp, "wb") as dst:
+        copy_fp_hashed(src, dst, lambda n: progress.advance(n))
+    progress.close()
+    return final

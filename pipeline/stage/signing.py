@@ -1,0 +1,127 @@
+"""Test-sign the staged packages (``signing:`` in the spec): new catalogs, embedded signatures on boot drivers.
+
+Runs inside staging, after the payload pins are checked and before validation, so
+the checks judge the re-signed packages exactly as they judge upstream ones, with
+the spec's certificate as the only trusted signer. The private key is read where
+the spec says (a path outside the checkout, or an environment variable) and is only
+ever handed to osslsigncode as a path: it reaches no medium, manifest or log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .. import log
+from ..errors import SourceError, UsageError
+from ..fsutil import sha256_file
+from ..manifests import StagedFile
+from ..paths import GENERATED_CERT, SpecPaths
+from ..sources.selection import Package
+from ..spec.model import Context, Spec
+from ..spec.types import Arch
+from ..win7.catalogmake import CatalogMemberFile, make_catalog
+from ..win7.certs import load_cert_file
+from ..win7.inf import parse_inf
+from ..win7.signing import Osslsigncode, SigningKey, refuse_key_inside, sign_catalog, sign_pe
+
+_PEM_KEY = "-----BEGIN"
+
+
+def signer_thumbprint(spec: Spec, ctx: Context) -> str:
+    """SHA-1 thumbprint of the certificate the build signs with (the only signer validation trusts)."""
+    cert = SpecPaths(spec, ctx).signing_cert
+    assert cert is not None
+    if not cert.is_file():
+        raise SourceError(f"{spec.display}: signing.cert {cert}: no such file",
+                          "make one with `aero-media make-test-cert --out ~/.config/aero`, or fix the path")
+    return load_cert_file(cert, f"{spec.display}: signing.cert").thumbprint
+
+
+@contextlib.contextmanager
+def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
+    """The certificate and key to sign with, the key as a path osslsigncode reads (a private temp file for PEM
+    text from the environment, removed afterwards)."""
+    sig = spec.signing
+    assert sig is not None
+    paths = SpecPaths(spec, ctx)
+    cert = paths.signing_cert
+    assert cert is not None
+    if sig.generate:
+        yield SigningKey(cert, paths.signing_dir / f"{GENERATED_CERT}.key.pem")
+        return
+    if sig.key is not None:
+        refuse_key_inside(sig.key, ctx.root, f"signing.key in {spec.display}")
+        yield SigningKey(cert, sig.key)
+        return
+    assert sig.key_env is not None
+    value = os.environ.get(sig.key_env, "")
+    if not value.strip():
+        raise UsageError(f"{spec.display}: signing.key_env names {sig.key_env}, which is not set",
+                         f"export {sig.key_env}=<path of the private key> (or its PEM text) and run again")
+    if not value.lstrip().startswith(_PEM_KEY):
+        key = Path(value).expanduser()
+        refuse_key_inside(key, ctx.root, f"the {sig.key_env} environment variable")
+        yield SigningKey(cert, key)
+        return
+    # PEM text (a CI secret): a file only this user can read, outside build/ and gone afterwards.
+    folder = Path(tempfile.mkdtemp(prefix="aero-signing-"))
+    try:
+        key = folder / "key.pem"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii", errors="strict") as fp:
+            fp.write(value)
+        yield SigningKey(cert, key)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _catalog_name(inf_path: Path, arch: Arch, where: str) -> str:
+    line = parse_inf(inf_path.read_bytes(), inf_path.name).catalog_file(arch.inf_arch)
+    if line is None or not line.value.strip():
+        raise SourceError(f"{where}: {inf_path.name} names no CatalogFile, so there is no catalog to sign",
+                          f"add CatalogFile={inf_path.stem}.cat to its [Version] section")
+    name = line.value.strip()
+    if "/" in name or "\\" in name or not name.lower().endswith(".cat"):
+        raise SourceError(f"{where}: {inf_path.name}: CatalogFile {name!r} is not a .cat file name",
+                          f"set CatalogFile={inf_path.stem}.cat")
+    return name
+
+
+def sign_packages(spec: Spec, ctx: Context, arch: Arch, root: Path, packages: tuple[Package, ...],
+                  files: dict[str, StagedFile], epoch: int) -> dict[str, StagedFile]:
+    """Embed-sign each package's boot-start drivers, then write and sign its catalogs; return updated records.
+
+    ``root`` is the arch's staging folder (one subfolder per driver). ``epoch`` is the
+    catalogs' ThisUpdate and the signing time, so the bytes depend on the inputs only.
+    """
+    tool = Osslsigncode.find()
+    updated = dict(files)
+    with signing_key(spec, ctx) as key:
+        for pkg in packages:
+            pkg_dir = root / pkg.driver.name
+            where = f"{spec.display}: {pkg.staged_dir}"
+            infs = sorted(p for p in pkg_dir.iterdir() if p.is_file() and p.suffix.lower() == ".inf")
+            boot = {b.lower() for inf in infs for b in parse_inf(inf.read_bytes(), inf.name).boot_start_binaries()}
+            for f in sorted(pkg_dir.iterdir()):
+                if f.is_file() and f.name.lower() in boot:
+                    sign_pe(f, f, key, signing_time=epoch, tool=tool)
+            for inf in infs:
+                cat = pkg_dir / _catalog_name(inf, arch, where)
+                # Members are matched by hash; their File attribute is the bare name, as makecat writes it.
+                members = [CatalogMemberFile(p.name, p) for p in sorted(pkg_dir.rglob("*"))
+                           if p.is_file() and p.suffix.lower() != ".cat"]
+                sign_catalog(make_catalog(members, arch, this_update=epoch), cat, key, signing_time=epoch, tool=tool)
+            for path in sorted(pkg_dir.rglob("*")):
+                if path.is_file():
+                    staged = f"{pkg.staged_dir}/{path.relative_to(pkg_dir).as_posix()}"
+                    digest, size = sha256_file(path)
+                    old = updated.get(staged)
+                    updated[staged] = StagedFile(staged, digest, size, old.source_path if old else "")
+    log.info(f"test-signed {len(packages)} package(s) for {arch.value} (catalogs, and boot drivers' embedded "
+             "signatures)")
+    return updated

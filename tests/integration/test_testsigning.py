@@ -1,0 +1,231 @@
+"""Test signing in the pipeline: `signing:` re-creates and signs every catalog, embed-signs boot drivers,
+and validation trusts exactly the spec's certificate. osslsigncode is the oracle."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.spec.load import project_contract
+from pipeline.spec.model import Context
+from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy
+from pipeline.win7.catalog import parse_catalog
+from pipeline.win7.checks import check_package
+from pipeline.win7.findings import CheckPolicy
+from tests.lib.doitproc import child_env, doit_argv, run
+from tests.lib.needs import need_tool
+from tests.lib.project import REPO, make_project, run_doit, write_spec
+
+pytestmark = pytest.mark.integration
+
+SPEC = "sample-testsigned"
+
+
+def signed_project(root: Path, signing: dict[str, Any] | None = None) -> Path:
+    project = make_project(root)
+    data = yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text())
+    if signing is not None:
+        data["signing"] = signing
+    write_spec(project, SPEC, data)
+    return project
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tool("osslsigncode")
+    project = signed_project(tmp_path_factory.mktemp("signed") / "proj")
+    proc = run(doit_argv(project, f"build:{SPEC}"))
+    assert proc.returncode == 0, proc.stderr
+    (project / "log.txt").write_text(proc.stdout + proc.stderr)
+    return project
+
+
+def stage(project: Path, arch: str) -> Path:
+    return project / "build" / SPEC / "stage" / "win7" / arch
+
+
+def test_every_catalog_and_member_verifies_with_osslsigncode(built: Path) -> None:
+    tool = need_tool("osslsigncode")
+    cert_pem = built / "build" / SPEC / "signing" / "aero-test.cert.pem"
+    for arch in ("x86", "amd64"):
+        for pkg in sorted(p for p in stage(built, arch).iterdir() if p.is_dir()):
+            cat = pkg / f"{pkg.name}.cat"
+            ok = subprocess.run([tool, "verify", "-CAfile", str(cert_pem), "-in", str(cat)], capture_output=True,
+                                text=True)
+            assert ok.returncode == 0, ok.stdout + ok.stderr
+            parsed = parse_catalog(cat.read_bytes(), cat.name)
+            assert parsed.signed and parsed.primary is not None and parsed.primary.digest_algorithm == "sha1"
+            assert dict(parsed.attributes)["OS"] == ("7X86" if arch == "x86" else "7X64")
+            for pe in sorted(pkg.glob("*.sys")):
+                member = subprocess.run([tool, "verify", "-CAfile", str(cert_pem), "-catalog", str(cat),
+                                         "-in", str(pe)], capture_output=True, text=True)
+                assert member.returncode == 0, member.stdout + member.stderr
+            inf = pkg / f"{pkg.name}.inf"
+            assert hashlib.sha1(inf.read_bytes()).digest() in {m.digest for m in parsed.members}
+
+
+def test_boot_driver_carries_an_embedded_signature(built: Path) -> None:
+    tool = need_tool("osslsigncode")
+    cert_pem = built / "build" / SPEC / "signing" / "aero-test.cert.pem"
+    sys_file = stage(built, "amd64") / "viostor" / "viostor.sys"
+    proc = subprocess.run([tool, "verify", "-CAfile", str(cert_pem), "-in", str(sys_file)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Only boot-start drivers are embed-signed; the others rely on the catalog.
+    from pipeline.win7.pe import pe_info
+
+    assert pe_info(sys_file.read_bytes()).has_signature
+    assert not pe_info((stage(built, "amd64") / "netkvm" / "netkvm.sys").read_bytes()).has_signature
+
+
+def test_guest_tools_ship_the_certificate_and_turn_on_test_mode(built: Path) -> None:
+    import json
+
+    manifest = json.loads((built / "dist" / SPEC / "guest-tools" / "manifest.json").read_text())
+    assert manifest["signing_policy"] == "test" and manifest["certs_required"] is True
+    cert = (built / "build" / SPEC / "signing" / "aero-test.cer").read_bytes()
+    [record] = manifest["certs"]
+    assert record["stores"] == ["Root", "TrustedPublisher"]
+    assert record["sha1_thumbprint"].lower() == hashlib.sha1(cert).hexdigest()
+
+
+def test_the_key_reaches_no_medium_manifest_or_log(built: Path) -> None:
+    key = (built / "build" / SPEC / "signing" / "aero-test.key.pem").read_bytes()
+    body = b"".join(line for line in key.splitlines() if not line.startswith(b"-----"))
+    probes = [key, body[:48], b"PRIVATE KEY"]
+    places = [p for p in (built / "dist").rglob("*") if p.is_file()]
+    places += [p for p in (built / "build").rglob("*.json")]
+    places.append(built / "log.txt")
+    places.append(built / "build" / ".doit.db")
+    for place in places:
+        data = place.read_bytes()
+        for probe in probes:
+            assert probe not in data, f"{place} holds key material"
+    import zipfile
+
+    with zipfile.ZipFile(built / "dist" / SPEC / "guest-tools" / "aero-guest-tools.zip") as zf:
+        assert not any(n.endswith((".pem", ".key", ".pfx")) for n in zf.namelist())
+
+
+def test_tampering_after_signing_fails_both_checks(built: Path, tmp_path: Path) -> None:
+    tool = need_tool("osslsigncode")
+    cert_pem = built / "build" / SPEC / "signing" / "aero-test.cert.pem"
+    pkg = tmp_path / "netkvm"
+    shutil.copytree(stage(built, "amd64") / "netkvm", pkg)
+    sys_file = pkg / "netkvm.sys"
+    data = bytearray(sys_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    sys_file.write_bytes(bytes(data))
+    proc = subprocess.run([tool, "verify", "-CAfile", str(cert_pem), "-catalog", str(pkg / "netkvm.cat"),
+                           "-in", str(sys_file)], capture_output=True, text=True)
+    assert proc.returncode != 0
+    contract = project_contract(Context(root=built))
+    thumb = hashlib.sha1((built / "build" / SPEC / "signing" / "aero-test.cer").read_bytes()).hexdigest().upper()
+    policy = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW, signing_policy=SigningPolicy.TEST,
+                         trusted_signers=(thumb,))
+    report = check_package(pkg, Arch.AMD64, contract.device("virtio-net"), policy)
+    assert "catalog-missing-file" in {f.code for f in report.errors}
+    inf = pkg / "netkvm.inf"
+    inf.write_bytes(inf.read_bytes() + b"; changed\r\n")
+    report = check_package(pkg, Arch.AMD64, contract.device("virtio-net"), policy)
+    assert "catalog-missing-inf" in {f.code for f in report.errors}
+
+
+def test_a_package_signed_by_someone_else_is_refused(built: Path, tmp_path: Path) -> None:
+    contract = project_contract(Context(root=built))
+    policy = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW, signing_policy=SigningPolicy.TEST,
+                         trusted_signers=("00" * 20,))
+    report = check_package(stage(built, "amd64") / "viostor", Arch.AMD64, contract.device("virtio-blk"), policy)
+    assert "catalog-untrusted-signer" in {f.code for f in report.errors}
+
+
+@pytest.fixture(scope="module")
+def own_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A user's certificate and key, kept outside every checkout."""
+    from pipeline.devtools.testcert import make_test_cert
+
+    made = make_test_cert(tmp_path_factory.mktemp("home") / "aero", not_before=315532800)
+    return made.cer, made.key_pem
+
+
+def test_reproducible_across_folders_and_time_zones(tmp_path: Path, own_pair: tuple[Path, Path]) -> None:
+    need_tool("osslsigncode")
+    cer, key = own_pair
+    outputs = []
+    for where, tz in (("one", "UTC"), ("elsewhere/two", "Pacific/Kiritimati")):
+        project = signed_project(tmp_path / where, {"mode": "test", "cert": str(cer), "key": str(key)})
+        proc = run(doit_argv(project, f"stage:{SPEC}:x86", f"stage:{SPEC}:amd64"), env=child_env(TZ=tz))
+        assert proc.returncode == 0, proc.stderr
+        outputs.append({p.relative_to(project).as_posix(): p.read_bytes()
+                        for p in (project / "build" / SPEC / "stage").rglob("*") if p.suffix in (".cat", ".sys")})
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 12
+
+
+def test_key_from_the_environment(tmp_path: Path, own_pair: tuple[Path, Path],
+                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    need_tool("osslsigncode")
+    cer, key = own_pair
+    project = signed_project(tmp_path / "proj", {"mode": "test", "cert": str(cer), "key_env": "AERO_TEST_KEY"})
+    monkeypatch.delenv("AERO_TEST_KEY", raising=False)
+    assert run_doit(project, f"stage:{SPEC}:amd64") != 0
+    out = capsys.readouterr()
+    assert "signing.key_env names AERO_TEST_KEY, which is not set" in out.err + out.out
+    monkeypatch.setenv("AERO_TEST_KEY", key.read_text())  # the PEM itself, as a CI secret gives it
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("aero-signing-*"))
+    assert run_doit(project, f"stage:{SPEC}:amd64") == 0
+    assert set(Path(tempfile.gettempdir()).glob("aero-signing-*")) == before  # the key's temp copy is gone
+
+
+def test_a_key_inside_the_checkout_is_refused(tmp_path: Path, own_pair: tuple[Path, Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    cer, key = own_pair
+    project = make_project(tmp_path / "proj")
+    inside = project / "keys" / "aero-test.key.pem"
+    inside.parent.mkdir()
+    shutil.copyfile(key, inside)
+    data = yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text())
+    data["signing"] = {"mode": "test", "cert": str(cer), "key": "keys/aero-test.key.pem"}
+    write_spec(project, SPEC, data)
+    assert run_doit(project, f"stage:{SPEC}:amd64") != 0
+    out = capsys.readouterr()
+    text = out.err + out.out
+    assert "the private key is inside the checkout" in text and "a committed key is a leaked key" in text
+    assert key.read_bytes().decode()[40:80] not in text
+
+
+def test_missing_osslsigncode_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    project = signed_project(tmp_path / "proj")
+    assert run_doit(project, f"signing_cert:{SPEC}") == 0
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert run_doit(project, f"stage:{SPEC}:amd64") != 0
+    out = capsys.readouterr()
+    lines = [line for line in (out.err + out.out).splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "osslsigncode" in lines[0] and "apt-get install osslsigncode" in lines[0]
+
+
+@pytest.mark.parametrize(("signing", "expect"), [
+    ({"mode": "test", "generate": True, "cert": "x.cer"}, "generate: true makes its own certificate"),
+    ({"mode": "test", "key": "/k.pem"}, "test signing needs the certificate"),
+    ({"mode": "test", "cert": "x.cer"}, "exactly one of key:"),
+    ({"mode": "test", "cert": "x.cer", "key": "/k", "key_env": "K"}, "exactly one of key:"),
+    ({"mode": "production"}, "/signing/mode"),
+])
+def test_signing_block_errors(tmp_path: Path, signing: dict[str, Any], expect: str) -> None:
+    from pipeline.errors import SpecError
+    from pipeline.spec.load import load_spec
+
+    project = signed_project(tmp_path / "proj", signing)
+    with pytest.raises(SpecError) as exc:
+        load_spec(project / "specs" / f"{SPEC}.yaml", Context(root=project))
+    assert expect in exc.value.render()
