@@ -312,12 +312,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_make_test_cert(args: argparse.Namespace) -> int:
     """Create a code-signing test certificate (.cer for the media; .pfx/.key.pem stay with you)."""
     from .devtools.testcert import make_test_cert
+    from .media.epoch import source_date_epoch
 
-    out = Path(args.out) if args.out else Path(args.root) / "build" / "test-cert"
-    tc = make_test_cert(out, args.name, args.subject, args.days)
+    # Outside any checkout by default: a key in the repo tree is refused when signing.
+    out = Path(args.out).expanduser() if args.out else Path.home() / ".config" / "aero-virtio-media"
+    # Valid from the build epoch, which is the signing time of every build at the default SOURCE_DATE_EPOCH.
+    tc = make_test_cert(out, args.name, args.subject, args.days, not_before=source_date_epoch())
     print(f"certificate: {tc.cer} (sha1 {tc.thumbprint})")
-    print(f"private key: {tc.pfx} and {tc.key_pem}: sign with them, never ship them")
-    print(f"use it: outputs.guest_tools: {{signing_policy: test, certs: [{tc.cer}]}}")
+    print(f"private key: {tc.key_pem} and {tc.pfx}: sign with them, never ship them")
+    print(f"use it: signing: {{mode: test, cert: {tc.cer}, key: {tc.key_pem}}}")
     return 0
 
 
@@ -393,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the reports as JSON here")
 
     p = add("make-test-cert", cmd_make_test_cert)
-    p.add_argument("--out", help="folder for the files (default: build/test-cert)")
+    p.add_argument("--out", help="folder for the files (default: ~/.config/aero-virtio-media, outside the checkout)")
     p.add_argument("--name", default="aero-test", help="file name stem (default: aero-test)")
     p.add_argument("--subject", default="Aero virtio test signing", help="certificate common name")
     p.add_argument("--days", type=int, default=3650, help="validity in days (default: 3650)")

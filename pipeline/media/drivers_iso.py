@@ -19,11 +19,12 @@ from ..manifests import (
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
 from .contents import manifest_inputs, media_record, provenance, staged_media
+from .discard import discard_on_failure
 from .files import MediaFile
 from .isowriter import write_iso
 from .readme import media_packages, shared_values
 from .templates import crlf, render
-from .verify import Expectation, discard_on_failure, linked_copies, verify_iso
+from .verify import Expectation, linked_copies, verify_iso
 from .winpe import winpe_media
 
 MANIFEST_NAME = "manifest.json"

@@ -22,12 +22,12 @@ from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
 from .certs import media_certs
 from .contents import media_record, provenance, staged_media
+from .discard import discard_on_failure
 from .fatread import FatContent, read_fat_disk, stamp_matches
 from .fatwriter import write_fat_disk
 from .files import MediaFile
 from .readme import media_packages, shared_values
 from .templates import crlf, render
-from .verify import discard_on_failure
 from .winpe import winpe_media
 
 INSTALL_NAME = "INSTALL.TXT"

@@ -29,11 +29,12 @@ from ..spec.types import Arch
 from ..win7.certs import Cert, refuse_private_keys
 from .certs import media_certs
 from .contents import manifest_inputs, media_record, provenance, staged_media
+from .discard import discard_on_failure
 from .files import MediaFile
 from .isowriter import write_iso
 from .scripts import MEDIA_HASHES_PATH, DriverEntry, render_guest_tools_scripts, render_media_hashes
 from .templates import TemplateError
-from .verify import Expectation, discard_on_failure, verify_iso, verify_zip
+from .verify import Expectation, verify_iso, verify_zip
 from .zipwriter import write_zip
 
 MANIFEST_NAME = "manifest.json"

@@ -12,7 +12,12 @@ small generated files that the scripts ``call``:
 * ``config/media.cmd``: what this media holds (version, signing policy, the INF
   packages per architecture, the certificates, the storage pre-seed files).
 
-``/verify-media`` reads ``config/files.sha256`` (see :func:`render_media_hashes`).
+``config/checks.cmd`` holds the read-only checks that ``setup.cmd`` and
+``verify.cmd`` share (media files against ``config/files.sha256`` and
+``manifest.json``, the manifest's SHA-256, the SHA-2 updates of :data:`HOTFIXES`,
+the system clock against :data:`CLOCK_YEARS`), so that both judge them alike.
+``setup.cmd /verify-media`` and ``verify.cmd`` read ``config/files.sha256``
+(see :func:`render_media_hashes`).
 
 All output is ASCII with CRLF line ends; bad input raises :class:`TemplateError`.
 Values that end up inside batch code are restricted to characters that are inert
@@ -38,6 +43,19 @@ MEDIA_HASHES_PATH = "config/files.sha256"
 #: Media-relative paths of the generated config files.
 DEVICES_CMD_PATH = "config/devices.cmd"
 MEDIA_CMD_PATH = "config/media.cmd"
+#: The checks setup.cmd and verify.cmd share (media integrity, updates, clock).
+CHECKS_CMD_PATH = "config/checks.cmd"
+
+#: Windows 7 updates that setup.cmd and verify.cmd warn about when missing, with
+#: what each one is. Without them Windows 7 cannot check SHA-2 signatures.
+HOTFIXES: tuple[tuple[str, str], ...] = (
+    ("KB3033929", "SHA-2 code signing support, 2015"),
+    ("KB4474419", "SHA-2 code signing support, 2019"),
+    ("KB4490628", "servicing stack update that KB4474419 needs"),
+)
+#: A system clock outside these years (inclusive) is implausible: signature and
+#: certificate checks compare against it, so setup.cmd and verify.cmd warn.
+CLOCK_YEARS: tuple[int, int] = (2010, 2050)
 
 #: Exit codes of the scripts, as documented in README.txt (the tests check both agree).
 SETUP_EXIT_CODES: dict[int, str] = {
@@ -47,7 +65,8 @@ SETUP_EXIT_CODES: dict[int, str] = {
     11: "driver folder or driver package for this architecture missing (or unsupported architecture)",
     12: "a certificate file named by config\\media.cmd is missing under certs\\",
     13: "storage pre-seed impossible: virtio-blk driver, its .sys, or its AddService line missing",
-    14: "media integrity: a file is missing or differs from config\\files.sha256, or config is missing",
+    14: "media integrity: a file is missing or differs from config\\files.sha256 or manifest.json, "
+        "or config is missing",
     15: "an install step failed (driver package, certificate or boot setting); see install.log",
 }
 UNINSTALL_EXIT_CODES: dict[int, str] = {
@@ -61,9 +80,9 @@ UNINSTALL_EXIT_CODES: dict[int, str] = {
 VERIFY_EXIT_CODES: dict[int, str] = {
     0: "PASS",
     1: "WARN: works, but something needs attention",
-    2: "FAIL: the drivers will not work as installed",
+    2: "FAIL: the drivers will not work as installed, or this media is damaged",
     3: "bad command line",
-    14: "config\\devices.cmd or config\\media.cmd missing next to verify.cmd",
+    14: "config\\devices.cmd, config\\media.cmd or config\\checks.cmd missing next to verify.cmd",
 }
 
 # Characters that are inert inside quoted cmd.exe arguments and `set "X=..."`.
@@ -270,6 +289,27 @@ def render_media_cmd(contract: Contract, drivers: Sequence[DriverEntry], media: 
     return render("media.cmd", values)
 
 
+_KB_RE = re.compile(r"^KB[0-9]+$")
+# Text that is echoed by batch code: letters, digits, spaces and inert punctuation.
+_TEXT_RE = re.compile(r"^[A-Za-z0-9 ,.:;()+/_-]+$")
+
+
+def _hotfix_values() -> dict[str, str]:
+    """checks.cmd values for :data:`HOTFIXES` and :data:`CLOCK_YEARS`."""
+    lines = []
+    for kb, what in HOTFIXES:
+        if not _KB_RE.match(kb):
+            raise TemplateError(f"hotfix {kb!r} must be KB and digits")
+        if not _TEXT_RE.match(what):
+            raise TemplateError(f"hotfix {kb} text {what!r} has a character cmd.exe treats specially")
+        lines.append(f'set "AGT_HOTFIX_{kb}={what}"')
+    low, high = CLOCK_YEARS
+    if not 1980 <= low < high <= 9999:
+        raise TemplateError(f"CLOCK_YEARS {CLOCK_YEARS!r} must be two increasing four-digit years")
+    return {"HOTFIXES": " ".join(kb for kb, _ in HOTFIXES), "HOTFIX_TEXTS": "\n".join(lines),
+            "CLOCK_MIN_YEAR": str(low), "CLOCK_MAX_YEAR": str(high)}
+
+
 def _readme_driver_table(contract: Contract, drivers: Sequence[DriverEntry]) -> str:
     rows = []
     for arch in ARCHES:
@@ -314,16 +354,20 @@ def render_guest_tools_scripts(
     (test signing; also with ``setup.cmd /installcerts`` under other policies);
     ``trust_certs`` are file names under ``certs/`` that go to TrustedPublisher only
     (publisher pre-trust, always). ``sha256_only`` says the catalogs carry only a
-    SHA-256 signature (setup then warns when KB3033929 is missing).
+    SHA-256 signature: then a missing KB3033929 (which setup and verify warn about
+    on any media, with the other :data:`HOTFIXES`) also skips the storage pre-seed on
+    64-bit Windows and is a FAIL in verify.cmd there.
     ``cert_thumbprints`` maps certificate file names to their SHA-1 thumbprints
     (hex of the SHA-1 of the DER bytes); pass it for every certificate, so that setup and
     uninstall identify certificates in the stores on any display language (without
     it they read ``certutil -dump``, which only works on English Windows).
 
     Returns ``setup.cmd``, ``uninstall.cmd``, ``verify.cmd``, ``README.txt``,
-    ``config/devices.cmd`` and ``config/media.cmd``. The caller adds
-    ``config/files.sha256`` from :func:`render_media_hashes` once every other media
-    file is final.
+    ``config/devices.cmd``, ``config/media.cmd`` and ``config/checks.cmd``. The
+    caller adds ``config/files.sha256`` from :func:`render_media_hashes` once every
+    other media file but ``manifest.json`` is final, then ``manifest.json``, which
+    must list ``config/files.sha256`` with its sha256 on a ``"sha256": "<hex>"``
+    line of its own (``config/checks.cmd`` looks for it there).
     """
     _validate_common(signing_policy, certs, trust_certs, version, build_id, label)
     common = {"VERSION": version, "BUILD_ID": build_id, "LABEL": label}
@@ -334,6 +378,7 @@ def render_guest_tools_scripts(
         DEVICES_CMD_PATH: render_devices_cmd(contract),
         MEDIA_CMD_PATH: render_media_cmd(contract, drivers, MediaInfo(
             signing_policy, certs, trust_certs, sha256_only, version, build_id, label, cert_thumbprints)),
+        CHECKS_CMD_PATH: render("checks.cmd", {**common, **_hotfix_values()}),
         "README.txt": render(
             "README.txt",
             {
@@ -347,6 +392,9 @@ def render_guest_tools_scripts(
                 "SETUP_EXIT_CODES": _exit_code_table(SETUP_EXIT_CODES),
                 "UNINSTALL_EXIT_CODES": _exit_code_table(UNINSTALL_EXIT_CODES),
                 "VERIFY_EXIT_CODES": _exit_code_table(VERIFY_EXIT_CODES),
+                "HOTFIX_TABLE": "\n".join(f"      {kb}  {what}" for kb, what in HOTFIXES),
+                "CLOCK_MIN_YEAR": str(CLOCK_YEARS[0]),
+                "CLOCK_MAX_YEAR": str(CLOCK_YEARS[1]),
             },
         ),
     }

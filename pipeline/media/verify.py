@@ -10,7 +10,6 @@ medium's own ``manifest.json`` and, in the pipeline, the stage and notices manif
 from __future__ import annotations
 
 import calendar
-import contextlib
 import hashlib
 import json
 import time
@@ -23,7 +22,7 @@ from typing import IO
 import pycdlib
 
 from ..errors import BuildStateError, SourceError, VerifyError
-from ..fsutil import CHUNK, remove_tree, sha256_file, write_json_atomic
+from ..fsutil import CHUNK, sha256_file, write_json_atomic
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, IsoReport, ZipReport
 from ..paths import MediaLayout
@@ -267,18 +266,6 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
         raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                           f"see {report.name if report else 'the list above'}; rebuild the media")
     return result
-
-
-@contextlib.contextmanager
-def discard_on_failure(media: list[Path]) -> Iterator[None]:
-    """Remove media that failed verification, so the next run rebuilds them instead of trusting them."""
-    try:
-        yield
-    except VerifyError as exc:
-        for m in media:
-            remove_tree(m)
-        raise VerifyError(exc.message, "the failed media were removed (the report stays); run doit again to "
-                                       "rebuild them, and report a bug if it fails again") from None
 
 
 def _chunks(fp: IO[bytes]) -> Iterator[bytes]:

@@ -35,8 +35,8 @@ def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[st
     assert run_doit(project) == 0
     out = capsys.readouterr().out
     assert executed(out) == {"expand:sample", "stage:sample:x86", "stage:sample:amd64", "notices:sample",
-                             "drivers_iso:sample",
-                             "verify:sample", "guest_tools:sample", "verify_guest_tools:sample"}
+                             "drivers_iso:sample", "verify:sample", "guest_tools:sample", "verify_guest_tools:sample",
+                             "fat_disk:sample", "verify_fat_disk:sample"}
     iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["ok"] and report["sha256"] == sha(iso)
@@ -88,8 +88,8 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
     assert run_doit(project, "build:second") == 0
     out = capsys.readouterr().out
     assert executed(out) == {"expand:second", "stage:second:amd64", "notices:second", "drivers_iso:second",
-                             "verify:second",
-                             "guest_tools:second", "verify_guest_tools:second"}
+                             "verify:second", "guest_tools:second", "verify_guest_tools:second",
+                             "fat_disk:second", "verify_fat_disk:second"}
     assert (project / "dist/second/aero-virtio-win7-drivers.iso").is_file()
     assert not (project / "dist/sample").exists()
 
@@ -162,7 +162,8 @@ def test_reproducible_across_folders_tz_and_umask(tmp_path: Path, monkeypatch: p
         monkeypatch.delenv("TZ")
         time.tzset()
     for name in ("dist/sample/aero-virtio-win7-drivers.iso", "dist/sample/guest-tools/aero-guest-tools.iso",
-                 "dist/sample/guest-tools/aero-guest-tools.zip", "dist/sample/guest-tools/manifest.json"):
+                 "dist/sample/guest-tools/aero-guest-tools.zip", "dist/sample/guest-tools/manifest.json",
+                 "dist/sample/aero-virtio-win7-drivers-fat.vhd"):
         assert sha(a / name) == sha(b / name), name
 
 
@@ -173,7 +174,7 @@ def test_repo_dodo_lists_documented_tasks() -> None:
     out = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=REPO, capture_output=True, text=True, check=True)
     names = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"build", "stage", "notices", "drivers_iso", "verify", "fetch", "extract", "default", "guest_tools",
-            "verify_guest_tools"} <= names
+            "verify_guest_tools", "fat_disk", "verify_fat_disk", "signing_cert"} <= names
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines() if line.strip())
 
 

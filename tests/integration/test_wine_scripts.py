@@ -5,13 +5,17 @@ Needs Wine (skipped outside CI when it is missing; .ci/run installs it and requi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipeline.media import scripts
 from pipeline.spec.contract import Contract
 from pipeline.win7.pnp import contract_ids
 from tests.lib.gtscripts import (
@@ -21,12 +25,15 @@ from tests.lib.gtscripts import (
     SERVICES,
     TEST_THUMB,
     TRUST_THUMB,
+    all_files,
     build_media,
     inf_text,
     load_repo_contract,
     make_drivers,
     media_files,
     render,
+    write_hashes,
+    write_manifest,
 )
 from tests.lib.needs import need
 from tests.lib.wine import FakeWindows, WinePrefix, WineResult, wine_unavailable_reason
@@ -67,10 +74,18 @@ class Scenario:
 
     def rehash(self) -> None:
         """Let the certutil stub hash the media files as they are now."""
-        self.fake.hash_media(self.media, media_files(self.media))
+        self.fake.hash_media(self.media, all_files(self.media))
 
     def add_kb3033929(self) -> None:
         self.fake.add_reg_key(CBS + r"\Package_for_KB3033929~31bf3856ad364e35~amd64~~6.1.1.2")
+
+    def add_sha2_updates(self) -> None:
+        """All the SHA-2 updates: KB3033929 as a CBS package, the other two only in wmic qfe."""
+        self.add_kb3033929()
+        self.fake.set_hotfixes(["KB2479943", "KB4474419", "KB4490628"])
+
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256((self.media / "manifest.json").read_bytes()).hexdigest()
 
     def run(self, script: str, *args: str, arch: str | None = None) -> WineResult:
         return self.wine.run_script(self.media / script, args, fake=self.fake, processor_architecture=arch)
@@ -88,8 +103,51 @@ def mutating(calls: Sequence[str]) -> list[str]:
     return [c for c in calls if MUTATING.search(" " + c)]
 
 
+REPORT_FINDING = re.compile(r"^  (OK  |WARN|FAIL)  (.*)$")
+
+
+def report_findings(text: str) -> list[tuple[str, str]]:
+    """(status, text) of each finding in report.txt, continuation lines joined with a space."""
+    out: list[list[str]] = []
+    last_was_finding = False
+    for line in text.splitlines():
+        if line.startswith("RESULT: "):
+            break
+        m = REPORT_FINDING.match(line)
+        if m:
+            out.append([{"OK  ": "PASS"}.get(m[1], m[1]), m[2]])
+            last_was_finding = True
+        elif line.startswith("        ") and line.strip() and last_was_finding:
+            out[-1][1] += " " + line.strip()
+        else:
+            last_was_finding = False
+    return [(a, b) for a, b in out]
+
+
+def verify_report(sc: Scenario, r: WineResult) -> dict[str, Any]:
+    """report.json, checked against report.txt and the exit code of the verify.cmd run ``r``."""
+    text = (sc.state / "report.txt").read_text(encoding="ascii")
+    report = json.loads((sc.state / "report.json").read_bytes().decode("ascii"))
+    findings = report["findings"]
+    assert [(f["status"], f["detail"]) for f in findings] == report_findings(text)
+    assert all(set(f) == {"id", "status", "detail"} and re.fullmatch(r"[a-z][a-z0-9:.-]*", f["id"], re.I)
+               for f in findings), findings
+    counts = {s: sum(f["status"] == s for f in findings) for s in ("PASS", "WARN", "FAIL")}
+    assert report["counts"] == counts
+    verdict = "FAIL" if counts["FAIL"] else "WARN" if counts["WARN"] else "PASS"
+    assert report["result"] == verdict and f"RESULT: {verdict} (" in text
+    assert report["exit_code"] == r.returncode == {"PASS": 0, "WARN": 1, "FAIL": 2}[verdict]
+    return report
+
+
+def statuses(report: dict[str, Any]) -> dict[str, str]:
+    """id -> status (the last one for ids that repeat)."""
+    return {f["id"]: f["status"] for f in report["findings"]}
+
+
 READ_ONLY = re.compile(
     r"^(fsutil dirty query C:|bcdedit /enum \{current\}|reg query .*|wmic qfe get HotFixID|"
+    r"wmic os get LocalDateTime /value|"
     r"certutil -(store|dump|hashfile) .*|pnputil -e|sc query \S+)$"
 )
 
@@ -137,10 +195,16 @@ def expected_install_calls(contract: Contract, arch: str, *, testsigning: bool =
 
 def test_wine_check_reports_and_changes_nothing(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
     sc = Scenario(wine, tmp_path, contract, sha256_only=True)
-    sc.add_kb3033929()
+    sc.add_sha2_updates()
     r = sc.run("setup.cmd", "/check", "/verify-media")
     assert r.returncode == 0, r.stdout
     assert [c for c in r.calls if not READ_ONLY.match(c)] == []
+    # The Windows checks read the updates, the clock and the manifest's hash.
+    assert [c for c in r.calls if c.startswith(("reg query", "wmic"))] == [
+        *[f'reg query "{CBS}" /k /f "{kb}"' for kb in ("KB3033929", "KB4474419", "KB4490628")],
+        "wmic qfe get HotFixID", "wmic os get LocalDateTime /value"]
+    assert r.calls.count('certutil -hashfile "manifest.json" SHA256') == 1
+    assert r.calls.count('certutil -hashfile "config\\files.sha256" SHA256') == 1
     assert not sc.state.exists(), "/check created the state folder"
     assert not (wine.drive_c / "windows" / "system32" / "drivers" / "viostor.sys").exists()
     assert sc.fake.cert_store() == set() and sc.fake.driver_store() == {} and sc.fake.testsigning() == "No"
@@ -150,9 +214,12 @@ def test_wine_check_reports_and_changes_nothing(wine: WinePrefix, tmp_path: Path
     expected = expected_install_calls(contract, "amd64")
     expected.insert(expected.index(expected_storage_calls(contract, "amd64")[0]), copy)
     assert would == expected
-    assert "KB3033929:            installed" in r.stdout
+    for kb in ("KB3033929", "KB4474419", "KB4490628"):
+        assert f"update {kb}     installed" in r.stdout
+    assert "  system clock         year 2024" in r.stdout
+    assert f"this media           manifest.json SHA-256 {sc.manifest_sha256()}" in r.stdout
     assert f"{len(media_files(sc.media))} file(s) checked, 0 problem(s)" in r.stdout
-    assert "would ask:" in r.stdout and "Check finished" in r.stdout
+    assert "would ask:" in r.stdout and "Check finished: 0 warning(s)" in r.stdout
 
 
 def test_wine_check_as_non_admin_reports_exit_10(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
@@ -168,9 +235,10 @@ def test_wine_check_as_non_admin_reports_exit_10(wine: WinePrefix, tmp_path: Pat
 def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
     """setup /force, setup again, verify, uninstall /cleanupstorage: exact commands and state."""
     sc = Scenario(wine, tmp_path, contract, sha256_only=True)
-    sc.add_kb3033929()
+    sc.add_sha2_updates()
     r = sc.run("setup.cmd", "/force", "/verify-media")
     assert r.returncode == 0, r.stdout
+    assert "0 warning(s)" in r.stdout
     assert mutating(r.calls) == expected_install_calls(contract, "amd64")
     assert [c for c in r.calls if c not in mutating(r.calls) and not READ_ONLY.match(c)] == []
     assert sc.record("installed-driver-packages.txt") == [
@@ -186,6 +254,10 @@ def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, con
     assert sc.record("testsigning-enabled-by-setup.txt") == ["testsigning on"]
     assert sc.record("storage-preseed.txt") == ["viostor viostor.sys"]
     assert "arch=amd64" in sc.record("setup-state.txt")
+    installed = sc.record("installed-media.txt")
+    assert installed[:5] == ["version=1.2.3", "build_id=b42", "label=AERO_GUEST_TOOLS", "signing_policy=test",
+                             f"manifest_sha256={sc.manifest_sha256()}"]
+    assert installed[5].startswith("date=") and len(installed) == 6
     sys_copy = wine.drive_c / "windows" / "system32" / "drivers" / "viostor.sys"
     assert sys_copy.read_bytes() == (sc.media / "drivers/amd64/viostor/viostor.sys").read_bytes()
     assert sc.fake.reg_values(f"{SERVICES}\\viostor") == {
@@ -208,7 +280,9 @@ def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, con
     assert {n: sc.record(n) for n in records} == records
     assert sorted(sc.fake.driver_store()) == ["oem10.inf", "oem11.inf", "oem12.inf"]
 
-    # verify.cmd: writes its report and passes.
+    assert "installed before     from this media" in r2.stdout and "other media" not in r2.stdout
+
+    # verify.cmd: writes its reports, report.json as report.txt, and passes.
     sc.fake.set_reg_value(f"{SERVICES}\\viostor\\Enum", "Count", "REG_DWORD", "1")
     r3 = sc.run("verify.cmd")
     report = (sc.state / "report.txt").read_text(encoding="ascii")
@@ -217,7 +291,23 @@ def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, con
     assert "all 12 CriticalDeviceDatabase entries map virtio-blk to viostor" in report
     assert "oem10.inf is in the driver store" in report and "test mode is on" in report
     assert "virtio-blk: service viostor (start type 0) drives 1 device(s)" in report
+    assert f"all {len(media_files(sc.media))} files match config\\files.sha256" in report
     assert mutating(r3.calls) == []
+    js = verify_report(sc, r3)
+    assert js["manifest_sha256"] == sc.manifest_sha256() and js["clock_year"] == "2024"
+    assert js["media"] == {"version": "1.2.3", "build_id": "b42", "label": "AERO_GUEST_TOOLS", "signing_policy": "test"}
+    assert js["architecture"] == "amd64" and js["administrator"] is True
+    assert statuses(js) == {
+        "media": "PASS", "setup-state": "PASS", "installed-media": "PASS",
+        **{f"driver-package:oem{n}.inf": "PASS" for n in (10, 11, 12)},
+        "device:virtio-blk": "PASS", "storage:service": "PASS", "storage:file": "PASS", "storage:cdd": "PASS",
+        "test-mode": "PASS", f"certificate:TrustedPublisher:{TRUST_THUMB}": "PASS",
+        f"certificate:Root:{TEST_THUMB}": "PASS", f"certificate:TrustedPublisher:{TEST_THUMB}": "PASS",
+        "publisher-certificate:redhat.cer": "PASS",
+        "hotfix:KB3033929": "PASS", "hotfix:KB4474419": "PASS", "hotfix:KB4490628": "PASS", "clock": "PASS",
+    }
+    storage_file = next(f for f in js["findings"] if f["id"] == "storage:file")
+    assert storage_file["detail"] == "C:\\windows\\System32\\drivers\\viostor.sys is present."
 
     # uninstall /check lists what it would remove, and removes nothing.
     before = (sc.fake.driver_store(), sc.fake.cert_store(), sorted(p.name for p in sc.state.iterdir()))
@@ -256,13 +346,17 @@ def test_wine_full_install_lifecycle_amd64(wine: WinePrefix, tmp_path: Path, con
     assert sc.fake.driver_store() == {} and sc.fake.cert_store() == set() and sc.fake.testsigning() == "No"
     assert sc.fake.reg_values(f"{SERVICES}\\viostor")["Start"] == ("REG_DWORD", "3")
     assert all(sc.fake.reg_values(k) is None for k in keys)
-    assert sorted(p.name for p in sc.state.iterdir()) == ["install.log", "report.txt", "uninstall.log"]
+    # Every record is gone (installed-media.txt with them); the logs and reports stay.
+    assert sorted(p.name for p in sc.state.iterdir()) == ["install.log", "report.json", "report.txt", "uninstall.log"]
 
 
 def test_wine_x86_install_without_test_mode(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
     sc = Scenario(wine, tmp_path, contract, arches=["x86"], sha256_only=True)
-    r = sc.run("setup.cmd", "/force", arch="x86")
+    r = sc.run("setup.cmd", "/force", "/nointegritychecks", arch="x86")
     assert r.returncode == 0, r.stdout
+    # 32-bit Windows does not enforce driver signatures: nothing to turn off there.
+    assert "/nointegritychecks: not needed, 32-bit Windows 7" in r.stdout
+    assert sc.record("nointegritychecks-enabled-by-setup.txt") == [] and sc.fake.nointegritychecks() is None
     # SHA-256-only without KB3033929 on x86: a warning, but the pre-seed still
     # runs (32-bit Windows does not enforce signatures of boot drivers).
     assert "KB3033929 is not installed" in r.stdout
@@ -278,7 +372,8 @@ def test_wine_sha256_only_without_kb_skips_storage_on_amd64(wine: WinePrefix, tm
     sc = Scenario(wine, tmp_path, contract, sha256_only=True, signing_policy="none", certs=[], cert_thumbprints=None)
     r = sc.run("setup.cmd", "/quiet", "/stageonly")
     assert r.returncode == 0, r.stdout
-    assert r.calls_to("certutil")[:2] == ['certutil -dump "certs\\redhat.cer"',
+    assert r.calls_to("certutil")[:3] == ['certutil -hashfile "manifest.json" SHA256',
+                                          'certutil -dump "certs\\redhat.cer"',
                                           f"certutil -store TrustedPublisher {TRUST_THUMB.lower()}"]
     assert sc.record("installed-certs.txt") == [f"TrustedPublisher {TRUST_THUMB.lower()} redhat.cer"]
     assert mutating(r.calls) == [
@@ -310,13 +405,22 @@ def test_wine_certificate_trusted_before_setup_is_left_alone(wine: WinePrefix, t
 
 def test_wine_uninstall_keeps_what_it_cannot_remove(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
     sc = Scenario(wine, tmp_path, contract)
-    assert sc.run("setup.cmd", "/force", "/skipstorage").returncode == 0
+    assert sc.run("setup.cmd", "/force", "/skipstorage", "/nointegritychecks").returncode == 0
+    assert sc.fake.testsigning() == sc.fake.nointegritychecks() == "Yes"
     sc.fake.mark_in_use("oem10.inf")
+    sc.fake.lock_bcd()
     r = sc.run("uninstall.cmd", "/force")
     assert r.returncode == 1, r.stdout
+    assert [c for c in r.calls if c.startswith("bcdedit")] == ["bcdedit /set testsigning off",
+                                                                "bcdedit /set nointegritychecks off"]
+    assert "3 item(s) could not be removed" in r.stdout
+    assert "WARNING: bcdedit could not turn nointegritychecks off. It stays recorded." in r.stdout
     assert sc.record("installed-driver-packages.txt") == ["oem10.inf drivers\\amd64\\viostor\\viostor.inf"]
-    assert sc.record("installed-certs.txt") == [] and sc.record("testsigning-enabled-by-setup.txt") == []
-    assert "setup-state.txt" in {p.name for p in sc.state.iterdir()}
+    assert sc.record("installed-certs.txt") == []
+    assert sc.record("testsigning-enabled-by-setup.txt") == ["testsigning on"]
+    assert sc.record("nointegritychecks-enabled-by-setup.txt") == ["nointegritychecks on"]
+    assert {"setup-state.txt", "installed-media.txt"} <= {p.name for p in sc.state.iterdir()}
+    assert sc.fake.testsigning() == sc.fake.nointegritychecks() == "Yes"
 
 
 @pytest.mark.parametrize(
@@ -325,6 +429,9 @@ def test_wine_uninstall_keeps_what_it_cannot_remove(wine: WinePrefix, tmp_path: 
         ("tamper", 14, "CHANGED  drivers\\amd64\\netkvm\\netkvm.sys"),
         ("truncate", 14, "SIZE     drivers\\amd64\\netkvm\\netkvm.sys"),
         ("delete", 14, "MISSING  drivers\\amd64\\netkvm\\netkvm.sys"),
+        # files.sha256 made to match a changed file: manifest.json no longer lists it.
+        ("relist", 14, "MANIFEST manifest.json does not list config\\files.sha256 with its SHA-256"),
+        ("no_manifest", 14, "MANIFEST manifest.json is missing"),
     ],
 )
 def test_wine_verify_media_detects_damage(wine: WinePrefix, tmp_path: Path, contract: Contract,
@@ -336,12 +443,18 @@ def test_wine_verify_media_detects_damage(wine: WinePrefix, tmp_path: Path, cont
         target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     elif damage == "truncate":
         target.write_bytes(data[:-1])
-    else:
+    elif damage == "delete":
         target.unlink()
-    sc.rehash() if damage != "delete" else sc.fake.hash_media(sc.media, [p for p in media_files(sc.media)])
+    elif damage == "relist":
+        target.write_bytes(data + b"!")
+        write_hashes(sc.media)
+    else:
+        (sc.media / "manifest.json").unlink()
+    sc.rehash()
     r = sc.run("setup.cmd", "/force", "/verify-media")
     assert r.returncode == code, r.stdout
     assert message in r.stdout
+    assert "1 problem(s)" in r.stdout
     assert mutating(r.calls) == [], "setup changed the system after finding damaged media"
 
 
@@ -393,5 +506,214 @@ def test_wine_bad_option_and_help(wine: WinePrefix, tmp_path: Path, contract: Co
     assert r.returncode == 2 and 'unknown option "/bogus"' in r.stdout and r.calls == ()
     r = sc.run("setup.cmd", "/?")
     assert r.returncode == 0 and "/verify-media" in r.stdout and r.calls == ()
+    assert "/nointegritychecks" in r.stdout
     assert sc.run("uninstall.cmd", "-bogus").returncode == 2
     assert sc.run("verify.cmd", "/bogus").returncode == 3
+
+
+def test_wine_verify_media_needs_no_administrator(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+    """/verify-media runs before the administrator check: bad media is exit 14 for anyone."""
+    sc = Scenario(wine, tmp_path, contract, arches=["amd64"])
+    sc.fake.set_admin(False)
+    r = sc.run("setup.cmd", "/force", "/verify-media")
+    assert r.returncode == 10, r.stdout
+    assert f"{len(media_files(sc.media))} file(s) checked, 0 problem(s)" in r.stdout
+    assert r.stdout.index("file(s) checked") < r.stdout.index("must run as Administrator")
+    assert [c for c in r.calls if not c.startswith("certutil -hashfile ")] == ["fsutil dirty query C:"]
+    assert len(r.calls_to("certutil")) == len(media_files(sc.media)) + 1  # + config\files.sha256 for manifest.json
+    target = sc.media / "drivers/amd64/netkvm/netkvm.sys"
+    target.write_bytes(target.read_bytes()[:-1] + b"?")
+    sc.rehash()
+    # "setup.cmd /verify-media /check" as a normal user: damaged media is 14, not 10.
+    r = sc.run("setup.cmd", "/verify-media", "/check")
+    assert r.returncode == 14, r.stdout
+    assert "CHANGED  drivers\\amd64\\netkvm\\netkvm.sys (SHA-256 differs)" in r.stdout
+    assert "not running as Administrator" not in r.stdout
+    assert [c for c in r.calls if not c.startswith("certutil -hashfile ")] == ["fsutil dirty query C:"]
+    assert not sc.state.exists()
+    # verify.cmd needs no rights either, and says what it could not read.
+    r2 = sc.run("verify.cmd")
+    js = verify_report(sc, r2)
+    assert js["administrator"] is False and r2.returncode == 2
+    assert {i: s for i, s in statuses(js).items() if i in ("administrator", "media", "setup-state")} == {
+        "administrator": "WARN", "media": "FAIL", "setup-state": "FAIL"}
+
+
+def test_wine_nointegritychecks_is_undone_only_when_setup_set_it(wine: WinePrefix, tmp_path: Path,
+                                                                 contract: Contract) -> None:
+    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
+                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc.add_sha2_updates()
+    r = sc.run("setup.cmd", "/force", "/nointegritychecks", "/skipstorage")
+    assert r.returncode == 0, r.stdout
+    assert mutating(r.calls) == [
+        'certutil -addstore -f TrustedPublisher "certs\\redhat.cer"',
+        "bcdedit /set nointegritychecks on",
+        *[f'pnputil {a}"drivers\\amd64\\{n}\\{n}.inf"' for n in ("viostor", "netkvm", "vioinput")
+          for a in ("-a ", "-i -a ")],
+    ]
+    assert sc.fake.nointegritychecks() == "Yes" and sc.fake.testsigning() == "No"
+    assert sc.record("nointegritychecks-enabled-by-setup.txt") == ["nointegritychecks on"]
+    assert sc.record("testsigning-enabled-by-setup.txt") == []
+    assert "Restart Windows to finish: boot settings take effect after a restart." in r.stdout
+
+    # verify.cmd: works, but needs attention (WARN); the detail quotes a command.
+    r3 = sc.run("verify.cmd")
+    js = verify_report(sc, r3)
+    assert r3.returncode == 1 and [f["id"] for f in js["findings"] if f["status"] != "PASS"] == ["integrity-checks"]
+    nic = next(f for f in js["findings"] if f["id"] == "integrity-checks")
+    assert nic["detail"] == (
+        'nointegritychecks is on: Windows loads drivers without checking their signatures. Turn it off with '
+        '"bcdedit /set nointegritychecks off" once the drivers are signed. '
+        "setup.cmd /nointegritychecks turned it on; uninstall.cmd turns it off.")
+    assert '\\"bcdedit /set nointegritychecks off\\"' in (sc.state / "report.json").read_text(encoding="ascii")
+
+    # uninstall /check lists it and changes nothing; uninstall turns it off and forgets it.
+    rc = sc.run("uninstall.cmd", "/check")
+    assert rc.returncode == 0 and "would run: bcdedit /set nointegritychecks off" in rc.stdout
+    assert "would run: bcdedit /set testsigning off" not in rc.stdout
+    assert sc.record("nointegritychecks-enabled-by-setup.txt") and sc.fake.nointegritychecks() == "Yes"
+    r4 = sc.run("uninstall.cmd", "/force")
+    assert r4.returncode == 0, r4.stdout
+    assert [c for c in mutating(r4.calls) if c.startswith("bcdedit")] == ["bcdedit /set nointegritychecks off"]
+    assert "setup.cmd did not turn test mode on" in r4.stdout
+    assert sc.fake.nointegritychecks() == "No" and sc.fake.testsigning() == "No"
+    assert sorted(p.name for p in sc.state.iterdir()) == ["install.log", "report.json", "report.txt", "uninstall.log"]
+
+
+def test_wine_nointegritychecks_set_before_setup_is_left_alone(wine: WinePrefix, tmp_path: Path,
+                                                               contract: Contract) -> None:
+    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
+                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc.fake.set_nointegritychecks(True)
+    r = sc.run("setup.cmd", "/force", "/nointegritychecks", "/skipstorage")
+    assert r.returncode == 0, r.stdout
+    assert "nointegritychecks is already on" in r.stdout and not [c for c in r.calls if c.startswith("bcdedit /set")]
+    assert sc.record("nointegritychecks-enabled-by-setup.txt") == []
+    # Failing to record is no failure: uninstall leaves what it did not do.
+    r2 = sc.run("uninstall.cmd", "/force")
+    assert r2.returncode == 0, r2.stdout
+    assert "setup.cmd did not set nointegritychecks" in r2.stdout
+    assert not [c for c in r2.calls if c.startswith("bcdedit")] and sc.fake.nointegritychecks() == "Yes"
+    # Once it is off, /check plans to set it, and changes nothing.
+    sc.fake.set_nointegritychecks(False)
+    r3 = sc.run("setup.cmd", "/check", "/nointegritychecks", "/skipstorage")
+    assert r3.returncode == 0, r3.stdout
+    assert "would run: bcdedit /set nointegritychecks on" in r3.stdout
+    assert [c for c in r3.calls if not READ_ONLY.match(c)] == [] and sc.fake.nointegritychecks() == "No"
+
+
+def test_wine_missing_updates_and_wrong_clock_warn(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+    """Setup warns and still succeeds; verify reports WARN, and FAIL once the media is damaged."""
+    sc = Scenario(wine, tmp_path, contract, arches=["amd64"])
+    sc.fake.set_clock("20050301120000.000000+060")
+    r = sc.run("setup.cmd", "/force", "/skipstorage")
+    assert r.returncode == 0, r.stdout
+    for kb, what in scripts.HOTFIXES:
+        assert f"WARNING: update {kb} is not installed ({what})." in r.stdout
+    assert "WARNING: the system clock says the year is 2005, which cannot be right." in r.stdout
+    assert "Setup finished: 0 failed step(s), 4 warning(s)." in r.stdout
+    assert [c for c in r.calls if c.startswith(("reg query", "wmic"))][:5] == [
+        *[f'reg query "{CBS}" /k /f "{kb}"' for kb in ("KB3033929", "KB4474419", "KB4490628")],
+        "wmic qfe get HotFixID", "wmic os get LocalDateTime /value"]
+    log = (sc.state / "install.log").read_text(encoding="ascii")
+    assert log.count("WARNING: update KB") == 3 and "the year is 2005" in log
+
+    r2 = sc.run("verify.cmd")
+    js = verify_report(sc, r2)
+    assert r2.returncode == 1
+    assert {i: s for i, s in statuses(js).items() if s != "PASS"} == {
+        "hotfix:KB3033929": "WARN", "hotfix:KB4474419": "WARN", "hotfix:KB4490628": "WARN", "clock": "WARN"}
+    clock = next(f for f in js["findings"] if f["id"] == "clock")
+    assert clock["detail"] == ('the system clock says 2005, which cannot be right: signature checks fail on a wrong '
+                               'clock. Set it in "Date and Time".')
+    assert js["clock_year"] == "2005"
+
+    # A damaged media: FAIL, with each damaged file and paths JSON-escaped.
+    (sc.media / "drivers/amd64/netkvm/netkvm.inf").unlink()
+    sc.rehash()
+    r3 = sc.run("verify.cmd")
+    js = verify_report(sc, r3)
+    assert r3.returncode == 2
+    bad = [f for f in js["findings"] if f["status"] == "FAIL"]
+    assert bad == [
+        {"id": "media-file", "status": "FAIL", "detail": "MISSING  drivers\\amd64\\netkvm\\netkvm.inf"},
+        {"id": "media", "status": "FAIL",
+         "detail": 'this media is damaged or was changed: 1 problem(s) above. Copy it again and check the copy '
+                   'with "setup.cmd /verify-media".'},
+    ]
+    raw = (sc.state / "report.json").read_text(encoding="ascii")
+    assert '"MISSING  drivers\\\\amd64\\\\netkvm\\\\netkvm.inf"' in raw
+    assert mutating(r3.calls) == []
+
+
+@pytest.mark.parametrize(
+    ("clock", "expected"),
+    [("20091231235959.000000+000", "CLOCK 2009 wrong"), ("20100101000000.000000+000", "CLOCK 2010 ok"),
+     ("20501231235959.000000-300", "CLOCK 2050 ok"), ("20510101000000.000000+000", "CLOCK 2051 wrong"),
+     ("2O24", "CLOCK unknown"), (None, "CLOCK unknown")],
+)
+def test_wine_checks_clock_bounds(wine: WinePrefix, tmp_path: Path, contract: Contract, clock: str | None,
+                                  expected: str) -> None:
+    """config\\checks.cmd clock: the year from wmic, judged against CLOCK_YEARS."""
+    sc = Scenario(wine, tmp_path, contract, arches=["amd64"])
+    if clock is None:
+        (sc.fake.bin / "wmic.cmd").write_bytes(b"@echo off\r\nexit /b 1\r\n")  # WMI broken
+    else:
+        sc.fake.set_clock(clock)
+    r = sc.wine.run_script(sc.media / "config" / "checks.cmd", ["clock"], fake=sc.fake)
+    assert r.returncode == 0 and r.stdout.strip() == expected, r.stdout
+
+
+def test_wine_checks_hotfixes_from_cbs_or_wmic(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+    sc = Scenario(wine, tmp_path, contract, arches=["amd64"])
+    sc.fake.add_reg_key(CBS + r"\Package_for_KB4490628~31bf3856ad364e35~amd64~~6.1.1.1")
+    sc.fake.set_hotfixes(["KB3033929"])
+    # Run from its own folder: it finds the media root itself.
+    r = sc.wine.run_script(sc.media / "config" / "checks.cmd", ["hotfixes", "bogus", "manifest"], fake=sc.fake)
+    assert r.returncode == 2
+    assert r.stdout.strip().splitlines() == [
+        "HOTFIX KB3033929 yes SHA-2 code signing support, 2015",
+        "HOTFIX KB4474419 no SHA-2 code signing support, 2019",
+        "HOTFIX KB4490628 yes servicing stack update that KB4474419 needs",
+        "ERROR unknown check bogus",
+        f"MANIFEST {sc.manifest_sha256()}",
+    ]
+    # All found in the servicing packages: wmic is not asked.
+    sc.fake.add_reg_key(CBS + r"\Package_for_KB3033929~31bf3856ad364e35~amd64~~6.1.1.2")
+    sc.fake.add_reg_key(CBS + r"\Package_for_KB4474419~31bf3856ad364e35~amd64~~6.1.3.1")
+    r = sc.wine.run_script(sc.media / "config" / "checks.cmd", ["hotfixes"], fake=sc.fake)
+    assert r.stdout.count(" yes ") == 3 and not r.calls_to("wmic")
+
+
+def test_wine_installed_media_and_other_media(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+    """installed-media.txt names the media of the last run; other media than that is a warning, not an error."""
+    sc = Scenario(wine, tmp_path, contract, arches=["amd64"])
+    sc.add_sha2_updates()
+    assert sc.run("setup.cmd", "/force", "/skipstorage").returncode == 0
+    first = sc.record("installed-media.txt")
+    assert first[4] == f"manifest_sha256={sc.manifest_sha256()}"
+    # A newer media: warned about, setup still succeeds, and then records the new media.
+    drivers = make_drivers(["amd64"])
+    other = build_media(tmp_path / "other", render(contract, drivers, version="1.2.4", build_id="b43"), drivers)
+    sc.fake.hash_media(other, all_files(other))
+    r = wine.run_script(other / "setup.cmd", ["/check", "/skipstorage"], fake=sc.fake)
+    assert r.returncode == 0, r.stdout
+    assert "WARNING: setup.cmd ran here before from other media: Guest Tools 1.2.3 (build b42)," in r.stdout
+    assert f"manifest.json SHA-256 {sc.manifest_sha256()}. This media is Guest Tools 1.2.4" in r.stdout
+    assert "Same version and build" not in r.stdout
+    assert sc.record("installed-media.txt") == first, "/check rewrote installed-media.txt"
+    # verify.cmd from the other media says so too.
+    r2 = wine.run_script(other / "verify.cmd", fake=sc.fake)
+    js = json.loads((sc.state / "report.json").read_bytes())
+    assert r2.returncode == 1 and statuses(js)["installed-media"] == "WARN"
+    # The same version and build with other files (a changed copy).
+    (sc.media / "README.txt").write_bytes(b"changed\r\n")
+    write_hashes(sc.media)
+    write_manifest(sc.media)
+    sc.rehash()
+    r3 = sc.run("setup.cmd", "/force", "/skipstorage")
+    assert r3.returncode == 0, r3.stdout
+    assert "WARNING: setup.cmd ran here before from other media: Guest Tools 1.2.3 (build b42)," in r3.stdout
+    assert "Same version and build, other files: one of the two copies was changed." in r3.stdout
+    assert sc.record("installed-media.txt")[4] == f"manifest_sha256={sc.manifest_sha256()}" != first[4]

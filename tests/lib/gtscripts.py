@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.fsutil import dump_json
 from pipeline.media import scripts
 from pipeline.media.scripts import DriverEntry, render_guest_tools_scripts, render_media_hashes
 from pipeline.spec.contract import Contract
@@ -14,7 +15,8 @@ from pipeline.spec.load import load_contract
 from pipeline.spec.types import SigningPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("setup.cmd", "uninstall.cmd", "verify.cmd")
+SCRIPTS = ("setup.cmd", "uninstall.cmd", "verify.cmd", scripts.CHECKS_CMD_PATH)
+MANIFEST = "manifest.json"
 CBS = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\Packages"
 SERVICES = r"HKLM\SYSTEM\CurrentControlSet\Services"
 CDD = r"HKLM\SYSTEM\CurrentControlSet\Control\CriticalDeviceDatabase"
@@ -63,7 +65,7 @@ def inf_text(service: str) -> bytes:
 
 
 def build_media(root: Path, rendered: dict[str, bytes], drivers: Sequence[DriverEntry]) -> Path:
-    """Write a Guest Tools media tree (scripts, config, fake drivers, certs, files.sha256)."""
+    """Write a Guest Tools media tree (scripts, config, fake drivers, certs, files.sha256, manifest.json)."""
     for rel, data in rendered.items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -80,22 +82,40 @@ def build_media(root: Path, rendered: dict[str, bytes], drivers: Sequence[Driver
     (root / "certs" / "redhat.cer").write_bytes(b"0\x82 publisher cert")
     (root / "README.txt").exists() or (root / "README.txt").write_bytes(b"readme\r\n")
     write_hashes(root)
+    write_manifest(root)
     return root
 
 
+def all_files(root: Path) -> list[str]:
+    """Media-relative paths (backslashes) of every file on the media."""
+    return sorted(str(p.relative_to(root)).replace("/", "\\") for p in root.rglob("*") if p.is_file())
+
+
 def media_files(root: Path) -> list[str]:
-    """Media-relative paths (backslashes) of every file except files.sha256."""
-    return sorted(
-        str(p.relative_to(root)).replace("/", "\\")
-        for p in root.rglob("*")
-        if p.is_file() and p.relative_to(root).as_posix() != scripts.MEDIA_HASHES_PATH
-    )
+    """The files config/files.sha256 lists: all but itself and manifest.json (which comes after it)."""
+    return [p for p in all_files(root)
+            if p.replace("\\", "/") not in (scripts.MEDIA_HASHES_PATH, MANIFEST)]
+
+
+def _record(root: Path, rel: str) -> tuple[str, str, int]:
+    data = (root / rel.replace("\\", "/")).read_bytes()
+    return rel, hashlib.sha256(data).hexdigest(), len(data)
 
 
 def write_hashes(root: Path) -> None:
-    files = [(rel, hashlib.sha256((root / rel.replace("\\", "/")).read_bytes()).hexdigest(),
-              (root / rel.replace("\\", "/")).stat().st_size) for rel in media_files(root)]
+    files = [_record(root, rel) for rel in media_files(root)]
     (root / scripts.MEDIA_HASHES_PATH).write_bytes(render_media_hashes(files))
+
+
+def write_manifest(root: Path) -> None:
+    """manifest.json as the build writes it (dump_json): every file, config/files.sha256 included."""
+    sets = parse_sets((root / scripts.MEDIA_CMD_PATH).read_text(encoding="ascii"))
+    records = [_record(root, rel) for rel in [*media_files(root), scripts.MEDIA_HASHES_PATH]]
+    manifest = {
+        "package": {"name": "aero-guest-tools", "version": sets["AGT_VERSION"], "build_id": sets["AGT_BUILD_ID"]},
+        "files": [{"path": rel.replace("\\", "/"), "sha256": sha, "size": size} for rel, sha, size in sorted(records)],
+    }
+    (root / MANIFEST).write_bytes(dump_json(manifest))
 
 
 SET_QUOTED = re.compile(r'^set "([A-Za-z0-9_.+-]+)=(.*)"$')

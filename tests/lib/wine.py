@@ -6,8 +6,9 @@ the batch stubs in ``tests/lib/winestubs/``, found first on the PATH (``WINEPATH
 Each stub appends its exact command line to a log and emulates the relevant
 Windows 7 state in files under a per-test state folder: the registry as one
 folder per key, the driver store, the machine certificate stores, the BCD
-``testsigning`` flag. Tests then assert the exact command lines a script ran
-and the state it left.
+``testsigning`` and ``nointegritychecks`` flags, the installed hotfixes and the
+clock as WMI reports them. Tests then assert the exact command lines a script
+ran and the state it left.
 
 Wine runs Unix programs asynchronously and without an exit code, so the stubs
 must be batch files; the scripts therefore invoke every external tool with
@@ -95,6 +96,31 @@ class FakeWindows:
         """``Yes``, ``No`` or None when never set."""
         p = self.state / "bcd-testsigning.txt"
         return p.read_text().strip() if p.exists() else None
+
+    def set_nointegritychecks(self, on: bool) -> None:
+        """BCD nointegritychecks as ``bcdedit /enum`` reports it (not listed until set)."""
+        (self.state / "bcd-nointegritychecks.txt").write_bytes(b"Yes\r\n" if on else b"No\r\n")
+
+    def nointegritychecks(self) -> str | None:
+        """``Yes``, ``No`` or None when never set."""
+        p = self.state / "bcd-nointegritychecks.txt"
+        return p.read_text().strip() if p.exists() else None
+
+    def lock_bcd(self, locked: bool = True) -> None:
+        """Make ``bcdedit /set`` fail (access denied) while ``/enum`` still works."""
+        marker = self.state / "bcd-locked"
+        if locked:
+            marker.write_bytes(b"")
+        else:
+            marker.unlink(missing_ok=True)
+
+    def set_hotfixes(self, kbs: Iterable[str]) -> None:
+        """What ``wmic qfe get HotFixID`` lists (wmic pads the column with spaces)."""
+        (self.state / "hotfixes.txt").write_bytes("".join(f"{kb:<11}\r\n" for kb in kbs).encode("ascii"))
+
+    def set_clock(self, local_date_time: str) -> None:
+        """What ``wmic os get LocalDateTime /value`` answers, e.g. ``20050301120000.000000+060``."""
+        (self.state / "clock.txt").write_bytes(f"{local_date_time}\r\n".encode("ascii"))
 
     def reg_key_dir(self, key: str) -> Path:
         """Folder of an emulated registry key (``HKLM\\...``)."""

@@ -113,6 +113,25 @@ def test_inf_paths_in_setup_config_exist_for_their_arch(project: Path) -> None:
         assert f"drivers/{arch}/{drv}/{inf}" in zipped
 
 
+def test_media_holds_what_the_scripts_check(project: Path) -> None:
+    """config\\checks.cmd reads config/files.sha256 and finds its sha256 on a line of manifest.json."""
+    assert run_doit(project) == 0
+    zipped = zip_tree(project / "dist/sample/guest-tools/aero-guest-tools.zip")
+    assert "config/checks.cmd" in zipped
+    listed = {}
+    for line in zipped["config/files.sha256"].decode("ascii").split("\r\n"):
+        if line and not line.startswith("#"):
+            digest, size, path = line.split(" ", 2)
+            listed[path.replace("\\", "/")] = (digest, int(size))
+    # Every file but the list itself and manifest.json (which lists the list), with its hash and size.
+    assert set(listed) == set(zipped) - {"config/files.sha256", "manifest.json"}
+    for path, (digest, size) in listed.items():
+        assert (sha(zipped[path]), len(zipped[path])) == (digest, size), path
+    manifest = zipped["manifest.json"].decode("utf-8")
+    own = sha(zipped["config/files.sha256"])
+    assert re.search(rf'^\s*"sha256": "{own}",?$', manifest, re.M), "checks.cmd would not find files.sha256"
+
+
 def test_publisher_certificate_is_extracted_for_pretrust(project: Path, tmp_path: Path) -> None:
     signed_pack(project / "prebuilt/signed")
     gt_spec(project, "prebuilt/signed")

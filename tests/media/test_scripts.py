@@ -49,7 +49,7 @@ def test_every_output_is_crlf_ascii_without_placeholders(contract: Contract, pol
     out = render(contract, signing_policy=policy, certs=certs,
                  cert_thumbprints={"redhat.cer": TRUST_THUMB, **({"aero-test.cer": TEST_THUMB} if certs else {})})
     assert set(out) == {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "config/devices.cmd",
-                        "config/media.cmd"}
+                        "config/media.cmd", "config/checks.cmd"}
     for path, data in out.items():
         data.decode("ascii")  # raises on non-ASCII
         assert data.endswith(b"\r\n"), path
@@ -74,7 +74,8 @@ def test_template_errors_are_loud() -> None:
 
 
 def test_every_package_template_is_used_and_renders(contract: Contract) -> None:
-    names = {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "devices.cmd", "devices.entry.cmd", "media.cmd"}
+    names = {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "devices.cmd", "devices.entry.cmd", "media.cmd",
+             "checks.cmd"}
     for name in names:
         (ROOT / "pipeline" / "media" / "templates" / name).read_bytes().decode("ascii")
     render(contract)
@@ -312,7 +313,8 @@ def test_batch_hygiene(texts: dict[str, str], script: str) -> None:
     # Every message line stays short: readable on an 80-column console, and
     # short enough for "call" everywhere.
     for line in code:
-        m = re.search(r'call :(?:log|warn|step_failed|preflight_error|out|pass|fail|info|ask) (?:\d+ )?"([^"]*)"', line)
+        m = re.search(r'call :(?:log|warn|step_failed|preflight_error|out|pass|fail|info|more|ask) '
+                      r'(?:[^\s"]+ )?"([^"]*)"', line)
         if m:
             assert len(m.group(1)) <= 100, line
         assert len(line) < 400, line
@@ -373,7 +375,75 @@ def test_verify_changes_nothing_but_its_report(texts: dict[str, str]) -> None:
                 continue
             assert not MUTATING.search(command_of(s)) or s.startswith('if not exist "%AGT_STATE%\\" mkdir'), s
             for t in re.findall(r'(?<![0-9^])>>?\s*("[^"]+"|[^\s&|)]+)', s):
-                assert t in {"nul", '"%AGT_REPORT%"'}, s
+                assert t in {"nul", '"%AGT_REPORT%"', '"%AGT_JSON%"'}, s
+
+
+def test_checks_cmd_changes_nothing_and_writes_nothing(texts: dict[str, str]) -> None:
+    """setup.cmd /check and verify.cmd run it: it must only read."""
+    for _label, lines in label_segments(texts["config/checks.cmd"]):
+        for line in lines:
+            s = line.strip()
+            assert not MUTATING.search(command_of(s)), s
+            assert set(re.findall(r'(?<![0-9^])>>?\s*("[^"]+"|[^\s&|)]+)', s)) <= {"nul"}, s
+
+
+def test_checks_cmd_carries_hotfixes_and_clock_years(texts: dict[str, str]) -> None:
+    sets = parse_sets(texts["config/checks.cmd"])
+    assert sets["AGT_HOTFIXES"].split() == [kb for kb, _ in scripts.HOTFIXES] == ["KB3033929", "KB4474419", "KB4490628"]
+    for kb, what in scripts.HOTFIXES:
+        assert sets[f"AGT_HOTFIX_{kb}"] == what
+        assert f"{kb}  {what}" in texts["README.txt"]
+    assert (int(sets["AGT_CLOCK_MIN"]), int(sets["AGT_CLOCK_MAX"])) == scripts.CLOCK_YEARS == (2010, 2050)
+    assert "before\r\n    2010 or after 2050" in texts["README.txt"]
+    # Both callers ask it, and know every keyword it answers with.
+    for caller in ("setup.cmd", "verify.cmd"):
+        assert 'call "config\\checks.cmd" ' in texts[caller]
+    keywords = set(re.findall(r"^echo ([A-Z]+) ", texts["config/checks.cmd"], re.M))
+    assert keywords == {"PROBLEM", "RESULT", "MANIFEST", "HOTFIX", "CLOCK", "ERROR"}
+    for kw in keywords - {"ERROR"}:
+        assert f'"%~1"=="{kw}"' in texts["verify.cmd"], kw
+
+
+@pytest.mark.parametrize(
+    ("hotfixes", "years", "message"),
+    [((("KB1", "a & b"),), (2010, 2050), "treats specially"), ((("Q1", "x"),), (2010, 2050), "KB and digits"),
+     ((("KB1", "x"),), (2050, 2010), "increasing")],
+)
+def test_checks_cmd_values_are_checked(contract: Contract, monkeypatch: pytest.MonkeyPatch,
+                                       hotfixes: tuple[tuple[str, str], ...], years: tuple[int, int],
+                                       message: str) -> None:
+    monkeypatch.setattr(scripts, "HOTFIXES", hotfixes)
+    monkeypatch.setattr(scripts, "CLOCK_YEARS", years)
+    with pytest.raises(TemplateError, match=message):
+        render(contract)
+
+
+def test_every_verify_finding_has_an_id(texts: dict[str, str]) -> None:
+    """:pass/:warn/:fail take ID then "TEXT"; a forgotten ID would make the text the ID."""
+    calls = [ln for ln in code_lines(texts["verify.cmd"]) if re.search(r"call :(?:pass|warn|fail|finding) ", ln)
+             and not re.fullmatch(r"call :finding (PASS|WARN|FAIL) %1", ln)]  # the wrappers themselves
+    assert len(calls) > 30
+    for line in calls:
+        m = re.search(r'call :(pass|warn|fail) ([^\s"]+) "[^"]*"$', line) or \
+            re.search(r"call :finding (PASS|WARN|FAIL) ([^\s\"]+)$", line)
+        assert m and re.fullmatch(r"[a-z][a-z0-9:.%~_-]*", m.group(2), re.I), line
+
+
+def test_uninstall_knows_every_record_setup_writes(texts: dict[str, str]) -> None:
+    """What setup records, uninstall undoes (or keeps as "left"), and removes the records when done."""
+    setup, uninstall, readme = texts["setup.cmd"], texts["uninstall.cmd"], texts["README.txt"]
+    records = set(re.findall(r"call :record ([\w.-]+\.txt) ", setup))
+    assert records == {"installed-certs.txt", "testsigning-enabled-by-setup.txt", "installed-driver-packages.txt",
+                       "nointegritychecks-enabled-by-setup.txt", "storage-preseed.txt"}
+    left = re.search(r"for %%F in \(([^)]*)\) do if exist .* set \"AGT_LEFT=1\"", uninstall)
+    assert left and set(left.group(1).split()) == records
+    removed = re.search(r"for %%F in \(([^)]*)\) do if exist .* del /q", uninstall)
+    assert removed and {"setup-state.txt", "installed-media.txt"} <= set(removed.group(1).split())
+    for name in [*records, "setup-state.txt", "installed-media.txt", "report.json"]:
+        assert name in readme, name
+    for flag in ("testsigning", "nointegritychecks"):
+        assert f'if exist "%AGT_STATE%\\{flag}-enabled-by-setup.txt" goto :{flag}_off_run' in uninstall
+        assert f"call :run bcdedit /set {flag} off" in uninstall and f"call :run bcdedit /set {flag} on" in setup
 
 
 def test_static_check_catches_an_unguarded_write() -> None:

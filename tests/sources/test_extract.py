@@ -69,7 +69,7 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
         out = capsys.readouterr().out
         assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "prove:vw",
                                  "notices:vw", "drivers_iso:vw", "verify:vw", "guest_tools:vw",
-                                 "verify_guest_tools:vw"}
+                                 "verify_guest_tools:vw", "fat_disk:vw", "verify_fat_disk:vw"}
         assert len(server.requests) == 1
 
         # Extracted bytes are the fixture's, with ordinary modes.

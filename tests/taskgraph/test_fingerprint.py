@@ -120,7 +120,7 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
     shutil.copyfile(REPO / "dodo.py", project / "dodo.py")
     code = tmp_path / "code"
     root = copy_package(code)
-    assert len(doit_in(project, code)) == 8
+    assert len(doit_in(project, code)) == 10
     edit(root / "cli.py", "ARCH_CHOICES = {", "ARCH_CHOICES_UNUSED = 1\nARCH_CHOICES = {")
     edit(root / "spec" / "yamldoc.py", '"""Append one JSON-pointer segment."""', '"""Add a segment."""')
     assert doit_in(project, code) == set()
@@ -131,11 +131,11 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
     # the drivers ISO's $WinPEDriver$ scan), and what reads their unchanged manifests does not.
     edit(root / "win7" / "inf.py", "WIN7_BUILD = 7601", "WIN7_BUILD = 7601 + 0")
     assert doit_in(project, code) == {"stage:sample:x86", "stage:sample:amd64", "drivers_iso:sample",
-                                      "verify:sample"}
+                                      "verify:sample", "fat_disk:sample", "verify_fat_disk:sample"}
     # One that changes what it reports reruns staging and everything after it.
     edit(root / "win7" / "inf.py", '    return data.decode("cp1252", errors="replace"), "cp1252"',
          '    problems.append(InfProblem(Severity.INFO, "inf-test-note", None, "a note", "none"))\n'
          '    return data.decode("cp1252", errors="replace"), "cp1252"')
     assert doit_in(project, code) == {"stage:sample:x86", "stage:sample:amd64", "notices:sample",
                                       "drivers_iso:sample", "guest_tools:sample", "verify:sample",
-                                      "verify_guest_tools:sample"}
+                                      "verify_guest_tools:sample", "fat_disk:sample", "verify_fat_disk:sample"}

@@ -8,7 +8,9 @@ rem  virtio-blk disk. Run it as Administrator. "setup.cmd /?" lists the
 rem  options; README.txt explains every step and every exit code.
 rem
 rem  It uses only programs that ship with Windows 7 (cmd, pnputil, certutil,
-rem  bcdedit, reg, fsutil); PowerShell is not needed.
+rem  bcdedit, reg, fsutil, wmic); PowerShell is not needed. The read-only
+rem  checks it shares with verify.cmd (media files, Windows updates, clock)
+rem  are in config\checks.cmd.
 rem
 rem  Every command that changes the system goes through :run, which logs the
 rem  command and its output to %SystemDrive%\AeroGuestTools\install.log, and
@@ -35,7 +37,7 @@ pushd "%~dp0"
 if not exist "%~nx0" exit /b 14
 
 rem Options: none set yet, whatever the environment holds.
-for %%V in (CHECK FORCE QUIET STAGEONLY TESTSIGNING NOTESTSIGNING INSTALLCERTS VERIFYMEDIA NOREBOOT SKIPSTORAGE HELP) do set "AGT_OPT_%%V="
+for %%V in (CHECK FORCE QUIET STAGEONLY TESTSIGNING NOTESTSIGNING NOINTEGRITYCHECKS INSTALLCERTS VERIFYMEDIA NOREBOOT SKIPSTORAGE HELP) do set "AGT_OPT_%%V="
 set "AGT_BADARG="
 set "AGT_RESULT=0"
 
@@ -50,6 +52,7 @@ if /i "%AGT_ARG%"=="/quiet" set "AGT_OPT_QUIET=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/stageonly" set "AGT_OPT_STAGEONLY=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/testsigning" set "AGT_OPT_TESTSIGNING=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/notestsigning" set "AGT_OPT_NOTESTSIGNING=1" & goto :parse_args
+if /i "%AGT_ARG%"=="/nointegritychecks" set "AGT_OPT_NOINTEGRITYCHECKS=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/installcerts" set "AGT_OPT_INSTALLCERTS=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/verify-media" set "AGT_OPT_VERIFYMEDIA=1" & goto :parse_args
 if /i "%AGT_ARG%"=="/noreboot" set "AGT_OPT_NOREBOOT=1" & goto :parse_args
@@ -105,24 +108,14 @@ if /i "%AGT_ARCH_RAW%"=="AMD64" set "AGT_ARCH=amd64"
 rem ---------------------------------------------------------------------------
 rem Administrator. "fsutil dirty query" needs administrator rights and, under
 rem UAC, an elevated prompt; unlike "net session" it does not depend on the
-rem Server service.
+rem Server service. Only an administrator gets the state folder and the log:
+rem /verify-media, which needs no rights, runs first either way.
 rem ---------------------------------------------------------------------------
 set "AGT_ADMIN=yes"
 call fsutil dirty query %SystemDrive% >nul 2>&1
 if errorlevel 1 set "AGT_ADMIN=no"
-if "%AGT_ADMIN%"=="yes" goto :admin_ok
-if "%AGT_CHECK%"=="1" goto :admin_check_only
-echo ERROR: setup.cmd must run as Administrator.
-echo Right-click setup.cmd and choose "Run as administrator", or run it from an
-echo elevated command prompt.
-set "AGT_RESULT=10"
-goto :finish
-:admin_check_only
-call :log "WARNING: not running as Administrator. A real install would stop here with exit code 10,"
-call :log "         and some of the state below cannot be read."
-set "AGT_FIRST_ERROR=10"
-:admin_ok
-
+if "%AGT_ADMIN%"=="no" set "AGT_LOG=nul"
+if "%AGT_ADMIN%"=="no" goto :log_ready
 if "%AGT_CHECK%"=="1" goto :log_ready
 if not exist "%AGT_STATE%\" mkdir "%AGT_STATE%"
 if exist "%AGT_STATE%\" goto :log_ready
@@ -134,16 +127,6 @@ goto :finish
 call :log "==== setup.cmd started %DATE% %TIME% ===="
 >>"%AGT_LOG%" echo Media folder: "%AGT_MEDIA%"
 >>"%AGT_LOG%" echo Options: %*
-call :log "Administrator:        %AGT_ADMIN%"
-call :log "PROCESSOR_ARCHITECTURE=%PROCESSOR_ARCHITECTURE% PROCESSOR_ARCHITEW6432=%PROCESSOR_ARCHITEW6432%"
-if defined PROCESSOR_ARCHITEW6432 call :wow64_warning
-if defined AGT_ARCH goto :arch_ok
-call :log "ERROR: processor architecture %AGT_ARCH_RAW% is not supported."
-call :log "       This media has drivers for x86 and amd64 Windows 7 only."
-set "AGT_RESULT=11"
-goto :finish
-:arch_ok
-call :log "Windows architecture: %AGT_ARCH%"
 
 rem ---------------------------------------------------------------------------
 rem Media integrity (/verify-media): before any file of the media is used.
@@ -157,12 +140,36 @@ set "AGT_RESULT=14"
 goto :finish
 :media_verified
 
+if "%AGT_ADMIN%"=="yes" goto :admin_ok
+if "%AGT_CHECK%"=="1" goto :admin_check_only
+echo ERROR: setup.cmd must run as Administrator.
+echo Right-click setup.cmd and choose "Run as administrator", or run it from an
+echo elevated command prompt.
+set "AGT_RESULT=10"
+goto :finish
+:admin_check_only
+call :log "WARNING: not running as Administrator. A real install would stop here with exit code 10,"
+call :log "         and some of the state below cannot be read."
+set "AGT_FIRST_ERROR=10"
+:admin_ok
+call :log "Administrator:        %AGT_ADMIN%"
+call :log "PROCESSOR_ARCHITECTURE=%PROCESSOR_ARCHITECTURE% PROCESSOR_ARCHITEW6432=%PROCESSOR_ARCHITEW6432%"
+if defined PROCESSOR_ARCHITEW6432 call :wow64_warning
+if defined AGT_ARCH goto :arch_ok
+call :log "ERROR: processor architecture %AGT_ARCH_RAW% is not supported."
+call :log "       This media has drivers for x86 and amd64 Windows 7 only."
+set "AGT_RESULT=11"
+goto :finish
+:arch_ok
+call :log "Windows architecture: %AGT_ARCH%"
+
 rem ---------------------------------------------------------------------------
 rem What this media holds (config\media.cmd) and the device contract
 rem (config\devices.cmd): hardware IDs and services.
 rem ---------------------------------------------------------------------------
 if not exist "config\media.cmd" goto :config_missing
 if not exist "config\devices.cmd" goto :config_missing
+if not exist "config\checks.cmd" goto :config_missing
 call "config\media.cmd"
 call "config\devices.cmd"
 call :log "Media:                Aero Guest Tools %AGT_VERSION% (build %AGT_BUILD_ID%), label %AGT_LABEL%"
@@ -203,13 +210,19 @@ if defined AGT_WANT_TEST_CERTS for %%C in (%AGT_TEST_CERTS%) do call :check_cert
 
 call :check_storage
 
+rem The updates Windows 7 needs for SHA-2 signatures, the clock signature
+rem checks compare with, and the manifest that names this media: read by
+rem config\checks.cmd, which verify.cmd uses too.
+set "AGT_MANIFEST_SHA=unknown"
+call :log ""
+call :log "Checking Windows:"
+for /f "tokens=1,*" %%A in ('call "config\checks.cmd" hotfixes clock manifest 2^>nul') do call :system_line "%%A" "%%B"
+call :installed_media
+
 rem Catalogs signed with SHA-256 only: Windows 7 checks them only with KB3033929.
-set "AGT_HAS_KB="
 set "AGT_STORAGE_HAZARD="
 if not "%AGT_SHA256_ONLY%"=="1" goto :kb_done
-call :has_kb3033929
-if "%AGT_HAS_KB%"=="yes" call :log "KB3033929:            installed (Windows can check the SHA-256 driver signatures)"
-if "%AGT_HAS_KB%"=="yes" goto :kb_done
+if "%AGT_KB_KB3033929%"=="yes" goto :kb_done
 call :warn "the driver catalogs are signed with SHA-256 only, and KB3033929 is not installed."
 call :log "         Windows 7 cannot check these signatures without it: Device Manager shows"
 call :log "         error 52 and 64-bit Windows does not load the drivers."
@@ -221,6 +234,7 @@ if "%AGT_ARCH%"=="amd64" set "AGT_STORAGE_HAZARD=1"
 
 call :read_testsigning
 call :log "Test mode:            %AGT_TS_STATE%"
+call :log "nointegritychecks:    %AGT_NIC_STATE%"
 
 if not defined AGT_FIRST_ERROR goto :checks_passed
 if "%AGT_CHECK%"=="1" goto :checks_passed
@@ -241,11 +255,13 @@ if defined AGT_WANT_TEST_CERTS for %%C in (%AGT_TEST_CERTS%) do call :add_test_c
 if %AGT_CERT_COUNT%==0 call :log "  none needed for signing policy %AGT_SIGNING_POLICY%."
 
 rem ---------------------------------------------------------------------------
-rem Step 2: test mode. Only test-signed drivers need it, and only 64-bit
-rem Windows enforces kernel-mode signatures.
+rem Step 2: test mode, and integrity checks with /nointegritychecks. Only
+rem test-signed drivers need test mode, and only 64-bit Windows enforces
+rem kernel-mode signatures.
 rem ---------------------------------------------------------------------------
 call :log "Step 2 of 5: test mode"
 call :testsigning
+call :nointegritychecks
 
 rem ---------------------------------------------------------------------------
 rem Step 3: driver packages. The driver store listing before and after is
@@ -310,7 +326,8 @@ echo.
 echo Installs the Windows 7 virtio drivers on this media. Run as Administrator.
 echo.
 echo   /check          report what setup would do; change nothing
-echo   /verify-media   first check every file against config\files.sha256
+echo   /verify-media   first check every file against config\files.sha256 and
+echo                   manifest.json; needs no administrator rights
 echo   /stageonly      add the driver packages to the driver store only;
 echo                   do not install them on present devices
 echo   /skipstorage    do not prepare Windows to boot from virtio-blk
@@ -318,6 +335,8 @@ echo   /installcerts   also add the test certificates under certs\ to Root and
 echo                   TrustedPublisher when the signing policy does not need them
 echo   /testsigning    turn test mode on without asking, 64-bit Windows only
 echo   /notestsigning  never turn test mode on
+echo   /nointegritychecks  also turn driver signature checks off (bcdedit
+echo                   nointegritychecks), 64-bit Windows only; a last resort
 echo   /quiet          ask no questions; answer "no"
 echo   /noreboot       do not offer to restart
 echo   /force          unattended: /quiet /noreboot, and test mode on where the
@@ -326,8 +345,9 @@ echo.
 echo Exit codes: 0 success, 2 bad option, 10 not Administrator, 11 driver
 echo folder or package missing, 12 certificate missing, 13 storage driver
 echo missing or not matching the device contract, 14 media damaged,
-echo 15 an install step failed. README.txt has the details.
-echo Log: %SystemDrive%\AeroGuestTools\install.log
+echo 15 an install step failed. Warnings (missing SHA-2 updates, a wrong
+echo clock, other media than last time) do not change the exit code.
+echo README.txt has the details. Log: %SystemDrive%\AeroGuestTools\install.log
 set "AGT_RESULT=0"
 goto :finish
 
@@ -416,57 +436,30 @@ if defined AGT_REC_FOUND exit /b 0
 exit /b 1
 
 rem ---------------------------------------------------------------------------
-rem /verify-media: config\files.sha256 lists "SHA256 SIZE PATH" for
-rem every file on the media.
+rem /verify-media: config\checks.cmd compares every file with
+rem config\files.sha256 (size, certutil -hashfile SHA256) and checks that
+rem manifest.json lists config\files.sha256; it prints a PROBLEM line for each
+rem fault and a RESULT line with the counts.
 rem ---------------------------------------------------------------------------
 :verify_media
 set /a AGT_MEDIA_BAD=0
-set /a AGT_MEDIA_FILES=0
-if exist "config\files.sha256" goto :verify_media_list
-call :log "ERROR: config\files.sha256 is missing, so the media cannot be verified."
-set /a AGT_MEDIA_BAD=1
-exit /b 0
-:verify_media_list
-call :log "Verifying the media against config\files.sha256 (size, certutil -hashfile SHA256):"
-for /f "usebackq eol=# tokens=1,2,*" %%A in ("config\files.sha256") do call :verify_file %%A %%B "%%C"
-if %AGT_MEDIA_FILES%==0 set /a AGT_MEDIA_BAD+=1
+set "AGT_MEDIA_FILES="
+call :log "Verifying the media against config\files.sha256 and manifest.json (size, certutil -hashfile SHA256):"
+if exist "config\checks.cmd" for /f "tokens=1,*" %%A in ('call "config\checks.cmd" media 2^>nul') do call :media_line "%%A" "%%B"
+if defined AGT_MEDIA_FILES goto :verify_media_done
+call :log "  ERROR    config\checks.cmd is missing or did not run, so the media cannot be verified."
+set /a AGT_MEDIA_BAD+=1
+set "AGT_MEDIA_FILES=0"
+:verify_media_done
 call :log "  %AGT_MEDIA_FILES% file(s) checked, %AGT_MEDIA_BAD% problem(s)."
 exit /b 0
 
-rem :verify_file SHA256 SIZE "PATH"
-:verify_file
-set /a AGT_MEDIA_FILES+=1
-set "AGT_VF_SHA=%~1"
-set "AGT_VF_SIZE=%~2"
-set "AGT_VF_PATH=%~3"
-if exist "%AGT_VF_PATH%" goto :verify_file_size
-call :log "  MISSING  %AGT_VF_PATH%"
-set /a AGT_MEDIA_BAD+=1
-exit /b 0
-:verify_file_size
-set "AGT_VF_ACTUAL="
-for %%S in ("%AGT_VF_PATH%") do set "AGT_VF_ACTUAL=%%~zS"
-if "%AGT_VF_ACTUAL%"=="%AGT_VF_SIZE%" goto :verify_file_hash
-call :log "  SIZE     %AGT_VF_PATH% has %AGT_VF_ACTUAL% bytes, expected %AGT_VF_SIZE%"
-set /a AGT_MEDIA_BAD+=1
-exit /b 0
-:verify_file_hash
-rem certutil cannot hash an empty file; for those the size says it all.
-if "%AGT_VF_SIZE%"=="0" exit /b 0
-set "AGT_VF_OK="
-for /f "delims=" %%H in ('certutil -hashfile "%AGT_VF_PATH%" SHA256 2^>nul') do call :verify_hash_line "%%H"
-if defined AGT_VF_OK exit /b 0
-call :log "  CHANGED  %AGT_VF_PATH% (SHA-256 differs)"
-set /a AGT_MEDIA_BAD+=1
-exit /b 0
-
-rem Windows 7's certutil prints the hash as spaced hex pairs, later versions
-rem without spaces: compare any output line with its spaces removed, which
-rem does not depend on the display language.
-:verify_hash_line
-set "AGT_VF_LINE=%~1"
-set "AGT_VF_LINE=%AGT_VF_LINE: =%"
-if /i "%AGT_VF_LINE%"=="%AGT_VF_SHA%" set "AGT_VF_OK=1"
+rem Media paths hold no quotes (the build refuses them), so lines pass on.
+:media_line
+if "%~1"=="PROBLEM" call :log "  %~2"
+if not "%~1"=="RESULT" exit /b 0
+for /f "tokens=1" %%F in ("%~2") do set "AGT_MEDIA_FILES=%%F"
+for /f "tokens=2" %%G in ("%~2") do set /a AGT_MEDIA_BAD+=%%G
 exit /b 0
 
 rem ---------------------------------------------------------------------------
@@ -526,32 +519,77 @@ for /f "tokens=1,2 delims==,	 " %%A in ('type "%~1" 2^>nul') do if /i "%%A"=="Ad
 if defined AGT_IHS_FOUND exit /b 0
 exit /b 1
 
-rem :has_kb3033929 - sets AGT_HAS_KB to yes or no. Windows 7 keeps installed
-rem updates as Component Based Servicing packages; WMI is asked second.
-:has_kb3033929
-set "AGT_HAS_KB=no"
-for /f "delims=" %%L in ('reg query "HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\Packages" /k /f "KB3033929" 2^>nul') do call :kb_line "%%L"
-if "%AGT_HAS_KB%"=="yes" exit /b 0
-for /f "delims=" %%L in ('wmic qfe get HotFixID 2^>nul') do call :kb_line "%%L"
-exit /b 0
-rem Package key names and hotfix IDs hold no quotes, so they can be passed on.
-:kb_line
-set "AGT_KB_LINE=%~1"
-if not "%AGT_KB_LINE:KB3033929=%"=="%AGT_KB_LINE%" set "AGT_HAS_KB=yes"
+rem :system_line KIND "REST" - one line of config\checks.cmd hotfixes clock manifest.
+:system_line
+if "%~1"=="HOTFIX" for /f "tokens=1,2,*" %%K in ("%~2") do call :hotfix_line %%K %%L "%%M"
+if "%~1"=="CLOCK" for /f "tokens=1,2" %%Y in ("%~2") do call :clock_line %%Y %%Z
+if "%~1"=="MANIFEST" set "AGT_MANIFEST_SHA=%~2"
 exit /b 0
 
-rem :read_testsigning - sets AGT_TS_STATE to on, off or unknown (bcdedit
-rem needs administrator rights). bcdedit lists "testsigning Yes" only when set.
-rem bcdedit translates "Yes" on some display languages; there "on" is not
-rem recognised and setup turns test mode on again, which is harmless.
+rem :hotfix_line KB yes-or-no "WHAT" - sets AGT_KB_KB3033929 and so on. With SHA-256-only
+rem catalogs a missing KB3033929 gets its own warning further on.
+:hotfix_line
+set "AGT_KB_%~1=%~2"
+if "%~2"=="yes" call :log "  update %~1     installed (%~3)"
+if "%~2"=="yes" exit /b 0
+if /i "%~1"=="KB3033929" if "%AGT_SHA256_ONLY%"=="1" exit /b 0
+call :warn "update %~1 is not installed (%~3)."
+call :log "         Windows 7 cannot check SHA-2 signatures of drivers and updates without it."
+call :log "         Install it from Windows Update or the Microsoft Update Catalog."
+exit /b 0
+
+rem :clock_line YEAR ok-or-wrong - driver signatures and certificates are
+rem valid for a span of dates: on a wrong clock Windows rejects good ones.
+:clock_line
+if "%~1"=="unknown" call :log "  system clock         cannot be read (wmic os get LocalDateTime)"
+if "%~1"=="unknown" exit /b 0
+if "%~2"=="ok" call :log "  system clock         year %~1"
+if "%~2"=="ok" exit /b 0
+call :warn "the system clock says the year is %~1, which cannot be right."
+call :log "         Windows checks signatures and certificates against the clock, and they fail"
+call :log "         when it is wrong. Set the date and time, then run setup.cmd again."
+exit /b 0
+
+rem :installed_media - installed-media.txt records the media of the last
+rem run. Another media (an update, or a changed copy) is fine, but the user
+rem should know that the records of both runs are now mixed.
+:installed_media
+call :log "  this media           manifest.json SHA-256 %AGT_MANIFEST_SHA%"
+for %%K in (version build_id manifest_sha256) do set "AGT_IM_%%K="
+if not exist "%AGT_STATE%\installed-media.txt" exit /b 0
+for /f "usebackq tokens=1,* delims==" %%A in ("%AGT_STATE%\installed-media.txt") do set "AGT_IM_%%A=%%B"
+set "AGT_IM_SAME=1"
+if not "%AGT_IM_version%"=="%AGT_VERSION%" set "AGT_IM_SAME="
+if not "%AGT_IM_build_id%"=="%AGT_BUILD_ID%" set "AGT_IM_SAME="
+if "%AGT_MANIFEST_SHA%"=="unknown" goto :installed_media_compared
+if "%AGT_IM_manifest_sha256%"=="unknown" goto :installed_media_compared
+if /i not "%AGT_IM_manifest_sha256%"=="%AGT_MANIFEST_SHA%" set "AGT_IM_SAME="
+:installed_media_compared
+if defined AGT_IM_SAME call :log "  installed before     from this media"
+if defined AGT_IM_SAME exit /b 0
+call :warn "setup.cmd ran here before from other media: Guest Tools %AGT_IM_version% (build %AGT_IM_build_id%),"
+call :log "         manifest.json SHA-256 %AGT_IM_manifest_sha256%. This media is Guest Tools %AGT_VERSION%"
+call :log "         (build %AGT_BUILD_ID%). What both runs added stays recorded; uninstall.cmd removes it all."
+if "%AGT_IM_version% %AGT_IM_build_id%"=="%AGT_VERSION% %AGT_BUILD_ID%" call :log "         Same version and build, other files: one of the two copies was changed."
+exit /b 0
+
+rem :read_testsigning - sets AGT_TS_STATE (testsigning) and AGT_NIC_STATE
+rem (nointegritychecks) to on, off or unknown (bcdedit needs administrator
+rem rights). bcdedit lists "testsigning Yes" only when set. bcdedit
+rem translates "Yes" on some display languages; there "on" is not
+rem recognised and setup sets the flag again, which is harmless.
 :read_testsigning
 set "AGT_TS_STATE=unknown"
+set "AGT_NIC_STATE=unknown"
 for /f "tokens=1,2" %%A in ('bcdedit /enum {current} 2^>nul') do call :testsigning_line "%%A" "%%B"
 exit /b 0
 :testsigning_line
 if /i "%~1"=="identifier" if "%AGT_TS_STATE%"=="unknown" set "AGT_TS_STATE=off"
+if /i "%~1"=="identifier" if "%AGT_NIC_STATE%"=="unknown" set "AGT_NIC_STATE=off"
 if /i "%~1"=="testsigning" set "AGT_TS_STATE=off"
 if /i "%~1"=="testsigning" if /i "%~2"=="Yes" set "AGT_TS_STATE=on"
+if /i "%~1"=="nointegritychecks" set "AGT_NIC_STATE=off"
+if /i "%~1"=="nointegritychecks" if /i "%~2"=="Yes" set "AGT_NIC_STATE=on"
 exit /b 0
 
 rem ---------------------------------------------------------------------------
@@ -648,6 +686,27 @@ set "AGT_REBOOT=1"
 exit /b 0
 :testsigning_failed
 call :step_failed "bcdedit could not turn test mode on."
+exit /b 1
+
+rem /nointegritychecks: Windows then loads drivers without checking their
+rem signatures at all. A last resort, so only on request and never by
+rem /force; uninstall.cmd turns it off again if setup.cmd turned it on.
+:nointegritychecks
+if not defined AGT_OPT_NOINTEGRITYCHECKS exit /b 0
+if "%AGT_ARCH%"=="x86" call :log "  /nointegritychecks: not needed, 32-bit Windows 7 does not enforce driver signatures."
+if "%AGT_ARCH%"=="x86" exit /b 0
+if "%AGT_NIC_STATE%"=="on" call :log "  nointegritychecks is already on."
+if "%AGT_NIC_STATE%"=="on" exit /b 0
+call :log "  /nointegritychecks: turning driver signature checks off. This weakens Windows'"
+call :log "  protection against malicious drivers, and Windows may ignore it; test mode is"
+call :log "  the supported way to load test-signed drivers."
+call :run bcdedit /set nointegritychecks on
+if errorlevel 1 goto :nointegritychecks_failed
+call :record nointegritychecks-enabled-by-setup.txt "nointegritychecks on"
+set "AGT_REBOOT=1"
+exit /b 0
+:nointegritychecks_failed
+call :step_failed "bcdedit could not set nointegritychecks on."
 exit /b 1
 
 rem ---------------------------------------------------------------------------
@@ -766,7 +825,7 @@ rem ---------------------------------------------------------------------------
 rem Step 5: state for uninstall.cmd and verify.cmd
 rem ---------------------------------------------------------------------------
 :write_state
-if "%AGT_CHECK%"=="1" call :log "    would write %AGT_STATE%\setup-state.txt"
+if "%AGT_CHECK%"=="1" call :log "    would write %AGT_STATE%\setup-state.txt and installed-media.txt"
 if "%AGT_CHECK%"=="1" exit /b 0
 set "AGT_STATE_FILE=%AGT_STATE%\setup-state.txt"
 >"%AGT_STATE_FILE%" echo version=%AGT_VERSION%
@@ -779,13 +838,22 @@ set "AGT_STATE_FILE=%AGT_STATE%\setup-state.txt"
 >>"%AGT_STATE_FILE%" echo failed_steps=%AGT_FAILED%
 >>"%AGT_STATE_FILE%" echo date=%DATE% %TIME%
 call :log "  wrote %AGT_STATE_FILE%"
+rem The media this run installed from, for the next run and for verify.cmd.
+set "AGT_MEDIA_FILE=%AGT_STATE%\installed-media.txt"
+>"%AGT_MEDIA_FILE%" echo version=%AGT_VERSION%
+>>"%AGT_MEDIA_FILE%" echo build_id=%AGT_BUILD_ID%
+>>"%AGT_MEDIA_FILE%" echo label=%AGT_LABEL%
+>>"%AGT_MEDIA_FILE%" echo signing_policy=%AGT_SIGNING_POLICY%
+>>"%AGT_MEDIA_FILE%" echo manifest_sha256=%AGT_MANIFEST_SHA%
+>>"%AGT_MEDIA_FILE%" echo date=%DATE% %TIME%
+call :log "  wrote %AGT_MEDIA_FILE%"
 exit /b 0
 
 :offer_reboot
 if not defined AGT_REBOOT exit /b 0
-if defined AGT_OPT_NOREBOOT call :log "Restart Windows to finish: test mode takes effect after a restart."
+if defined AGT_OPT_NOREBOOT call :log "Restart Windows to finish: boot settings take effect after a restart."
 if defined AGT_OPT_NOREBOOT exit /b 0
-call :ask "Test mode takes effect after a restart. Restart now"
-if "%AGT_ANSWER%"=="Y" call :run shutdown /r /t 10 /c "Aero Guest Tools: restarting to turn on test mode"
+call :ask "The boot settings take effect after a restart. Restart now"
+if "%AGT_ANSWER%"=="Y" call :run shutdown /r /t 10 /c "Aero Guest Tools: restarting to apply the boot settings"
 if not "%AGT_ANSWER%"=="Y" call :log "Restart Windows when convenient to finish."
 exit /b 0

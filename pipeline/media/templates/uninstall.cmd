@@ -6,6 +6,7 @@ rem  Undoes what setup.cmd recorded in %SystemDrive%\AeroGuestTools:
 rem    - removes the driver packages it added (pnputil -d oemN.inf),
 rem    - removes the certificates it added (certutil -delstore),
 rem    - turns test mode off, but only if setup.cmd turned it on,
+rem    - turns nointegritychecks off, but only if setup.cmd turned it on,
 rem    - with /cleanupstorage: undoes the virtio-blk boot pre-seed.
 rem  Items that cannot be removed stay recorded, so a later run can retry.
 rem  Only Windows 7's own programs are used; PowerShell is not needed. Every
@@ -108,10 +109,12 @@ if exist "%AGT_STATE%\%AGT_RECORD%" for /f "usebackq tokens=1,2,*" %%A in ("%AGT
 call :end_record
 
 rem ---------------------------------------------------------------------------
-rem Step 3: test mode, only if setup.cmd turned it on.
+rem Step 3: test mode and nointegritychecks, each only if setup.cmd turned
+rem it on: a setting the user made before setup ran stays as it is.
 rem ---------------------------------------------------------------------------
-call :log "Step 3 of 4: test mode"
+call :log "Step 3 of 4: test mode and integrity checks"
 call :testsigning_off
+call :nointegritychecks_off
 
 rem ---------------------------------------------------------------------------
 rem Step 4: storage pre-seed (/cleanupstorage).
@@ -146,6 +149,7 @@ rem ===========================================================================
 echo Usage: uninstall.cmd [options]
 echo.
 echo Removes what setup.cmd installed and recorded. Run as Administrator.
+echo Test mode and nointegritychecks are turned off only if setup.cmd turned them on.
 echo.
 echo   /check                report what would be removed; change nothing
 echo   /cleanupstorage       also undo the virtio-blk boot pre-seed: the storage
@@ -303,6 +307,22 @@ call :log "  WARNING: bcdedit could not turn test mode off. It stays recorded."
 set /a AGT_KEPT+=1
 exit /b 0
 
+:nointegritychecks_off
+if exist "%AGT_STATE%\nointegritychecks-enabled-by-setup.txt" goto :nointegritychecks_off_run
+call :log "  setup.cmd did not set nointegritychecks; it stays as it is."
+exit /b 0
+:nointegritychecks_off_run
+call :run bcdedit /set nointegritychecks off
+if errorlevel 1 goto :nointegritychecks_off_failed
+call :log "  nointegritychecks turned off: Windows checks driver signatures again after a restart."
+set "AGT_REBOOT=1"
+if not "%AGT_CHECK%"=="1" del /q "%AGT_STATE%\nointegritychecks-enabled-by-setup.txt"
+exit /b 0
+:nointegritychecks_off_failed
+call :log "  WARNING: bcdedit could not turn nointegritychecks off. It stays recorded."
+set /a AGT_KEPT+=1
+exit /b 0
+
 rem The pre-seed lets Windows boot from virtio-blk. It stays unless
 rem /cleanupstorage is given, and even then not while the storage driver runs
 rem a device (the services' Enum\Count value): if that is the boot disk,
@@ -365,17 +385,17 @@ rem Remove the records that are now empty; keep the logs.
 if "%AGT_CHECK%"=="1" exit /b 0
 if not exist "%AGT_STATE%\" exit /b 0
 set "AGT_LEFT="
-for %%F in (installed-driver-packages.txt installed-certs.txt testsigning-enabled-by-setup.txt storage-preseed.txt) do if exist "%AGT_STATE%\%%F" set "AGT_LEFT=1"
+for %%F in (installed-driver-packages.txt installed-certs.txt testsigning-enabled-by-setup.txt nointegritychecks-enabled-by-setup.txt storage-preseed.txt) do if exist "%AGT_STATE%\%%F" set "AGT_LEFT=1"
 if defined AGT_LEFT exit /b 0
-for %%F in (setup-state.txt pnputil-enum-before.txt pnputil-enum-after.txt last-command.txt) do if exist "%AGT_STATE%\%%F" del /q "%AGT_STATE%\%%F"
+for %%F in (setup-state.txt installed-media.txt pnputil-enum-before.txt pnputil-enum-after.txt last-command.txt) do if exist "%AGT_STATE%\%%F" del /q "%AGT_STATE%\%%F"
 call :log "  all setup records removed; the logs stay in %AGT_STATE%."
 exit /b 0
 
 :offer_reboot
 if not defined AGT_REBOOT exit /b 0
-if defined AGT_OPT_NOREBOOT call :log "Restart Windows to finish: test mode goes off after a restart."
+if defined AGT_OPT_NOREBOOT call :log "Restart Windows to finish: boot settings take effect after a restart."
 if defined AGT_OPT_NOREBOOT exit /b 0
-call :ask "Test mode goes off after a restart. Restart now"
-if "%AGT_ANSWER%"=="Y" call :run shutdown /r /t 10 /c "Aero Guest Tools: restarting to turn off test mode"
+call :ask "The boot settings take effect after a restart. Restart now"
+if "%AGT_ANSWER%"=="Y" call :run shutdown /r /t 10 /c "Aero Guest Tools: restarting to apply the boot settings"
 if not "%AGT_ANSWER%"=="Y" call :log "Restart Windows when convenient to finish."
 exit /b 0
