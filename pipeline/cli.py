@@ -43,6 +43,13 @@ EXTRACT_FLAGS = Vocabulary("extract", {
     "drivers.required": Flag("--drivers", "leave the driver out of --drivers"),
     "optional": Flag("--strict-optional", "drop --strict-optional"),
 })
+SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
+    "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
+    "checks.placeholder_catalogs": _PLACEHOLDERS,
+    "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
+    "drivers.required": Flag("--arch", "give --arch the arch of the Windows 7 image"),
+    "target.arches": Flag("--arch", "give --arch the arch of the Windows 7 image"),
+})
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
@@ -155,6 +162,52 @@ def cmd_build_fat(args: argparse.Namespace) -> int:
         verify_fat_disk(spec, ctx, epoch, disk=output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest})")
+    return 0
+
+
+def cmd_service_iso(args: argparse.Namespace) -> int:
+    """Service a Windows 7 install ISO: boot-critical viostor, drivers, certificates and test mode in its WIMs."""
+    from .media.epoch import source_date_epoch
+    from .servicing.service import service_media
+    from .stage.staging import stage_arch
+
+    iso = Path(args.windows_iso)
+    if not iso.is_file():
+        raise UsageError(f"--windows-iso {iso}: no such file", "give the path of a Windows 7 install ISO")
+    if args.cert and not args.testsigning:
+        raise UsageError("--cert goes with --testsigning: it is the certificate test-signed drivers need trusted",
+                         "add --testsigning, or drop --cert (upstream's publisher is trusted from the catalogs)")
+    if args.testsigning and not args.cert:
+        raise UsageError("--testsigning needs the test certificate the drivers are signed with",
+                         "add --cert aero-test.cer (aero-media make-test-cert makes one)")
+    output = _output_file(args.output, "--output")
+    _refuse_recipes(Path(args.drivers_root), "--drivers-root")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    repo = Context(root=Path(args.root).absolute())
+    epoch = source_date_epoch()
+    # WIMs are gigabytes: work beside the output, where the result has to fit anyway, not in the temp folder.
+    with tempfile.TemporaryDirectory(prefix=".aero-service-", dir=output.parent) as tmp:
+        ctx = Context(root=Path(tmp))
+        drivers_root = Path(args.drivers_root).absolute()
+        data: dict[str, Any] = {
+            "schema_version": 1, "name": "adhoc", "description": f"Drivers from {drivers_root.name}",
+            "source": {"kind": "pack-dir", "path": str(drivers_root)},
+            "target": {"arches": [args.arch]},
+            "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
+            "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error"},
+            "outputs": {"guest_tools": {"signing_policy": "test" if args.testsigning else "none",
+                                        "certs": [str(Path(c).absolute()) for c in args.cert]}},
+            "install_media": {"path": str(iso.absolute()), "filename": output.name,
+                              "winpe_drivers": not args.no_winpe_drivers},
+        }
+        spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
+        stage_arch(spec, ctx, Arch(args.arch), epoch)
+        service_media(spec, ctx, epoch)
+        done = ctx.dist_dir / spec.name / "install-media"
+        os.replace(done / output.name, output)
+        os.replace(done / "servicing.json", output.with_name(output.name + ".servicing.json"))
+    digest, _size = sha256_file(output)
+    print(f"Wrote {output} (sha256={digest}) and {output.name}.servicing.json")
     return 0
 
 
@@ -368,6 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test: accept unsigned catalogs, which you test-sign before use (default: none)")
     p.add_argument("--no-winpe-drivers", action="store_true", help="leave out $WinPEDriver$\\")
     p.set_defaults(label=None)
+
+    p = add("service-iso", cmd_service_iso)
+    p.add_argument("--windows-iso", required=True, help="a Windows 7 install ISO (never modified)")
+    p.add_argument("--drivers-root", required=True, help="Aero pack: win7/<arch>/<driver>/ + THIRD_PARTY_NOTICES.md")
+    p.add_argument("--output", required=True, help="the serviced ISO to write (servicing.json goes beside it)")
+    p.add_argument("--arch", choices=["x86", "amd64"], default="amd64", help="the image's arch (default amd64)")
+    p.add_argument("--cert", action="append", default=[], help="test certificate for Root and TrustedPublisher")
+    p.add_argument("--testsigning", action="store_true", help="turn on test mode (test-signed drivers)")
+    p.add_argument("--allow-placeholder-catalogs", action="store_true",
+                   help="accept the sample pack's placeholder .cat files")
+    p.add_argument("--no-winpe-drivers", action="store_true", help="leave $WinPEDriver$\\ off the ISO")
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

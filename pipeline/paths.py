@@ -135,6 +135,25 @@ class SpecPaths:
             return None
         return self.signing_dir / f"{GENERATED_CERT}.cer" if sig.generate else sig.cert
 
+    # serviced Windows 7 install media (install_media: in the spec), published as one set
+    @property
+    def service_work(self) -> Path:
+        """Working copies of the WIMs and hives (gigabytes: kept in build/, never in the temp folder)."""
+        return self.build / "service"
+
+    @property
+    def install_media_dir(self) -> Path:
+        return self.dist / "install-media"
+
+    @property
+    def serviced_iso(self) -> Path:
+        assert self.spec.install_media is not None
+        return self.install_media_dir / self.spec.install_media.filename
+
+    @property
+    def servicing_record(self) -> Path:
+        return self.install_media_dir / "servicing.json"
+
     # FAT driver disk
     @property
     def fat_disk(self) -> Path:

@@ -195,6 +195,8 @@ class Options:
 
     certificates: tuple[Cert, ...] = ()
     stores: tuple[Store, ...] = (Store.ROOT, Store.TRUSTED_PUBLISHER)
+    publishers: tuple[Cert, ...] = ()
+    """Trusted as publishers only (TrustedPublisher): upstream's signer, so installs do not prompt."""
     testsigning: bool = False
     driver_folder: str = "Aero"
     r"""The folder under ``%SystemRoot%\Drivers`` that holds the packages (virt-v2v uses ``VirtIO``)."""
@@ -244,8 +246,9 @@ def _repeats(per: Per, device: Device | None, options: Options,
     if per is Per.CDD_KEY:
         return [{"cdd_key": k} for k in pnp.cdd_keys(device)] if device else []
     if per is Per.CERTIFICATE:
-        return [{"store": s.value, "thumbprint": certblob.thumbprint(c.der), "der": c.der}
-                for c in options.certificates for s in options.stores]
+        pairs = [(c, s) for c in options.certificates for s in options.stores]
+        pairs += [(c, Store.TRUSTED_PUBLISHER) for c in options.publishers]
+        return [{"store": s.value, "thumbprint": certblob.thumbprint(c.der), "der": c.der} for c, s in pairs]
     if per is Per.BCD_OBJECT:
         return [{"bcd_object": guid} for guid in bcd_objects]
     return [{}]

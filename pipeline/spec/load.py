@@ -21,7 +21,18 @@ from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
 from .contract import Contract, ContractRef, Device, Subsystem
-from .model import Checks, Context, DriverReq, DriversIsoOut, FatDiskOut, GuestToolsOut, Signing, Source, Spec
+from .model import (
+    Checks,
+    Context,
+    DriverReq,
+    DriversIsoOut,
+    FatDiskOut,
+    GuestToolsOut,
+    InstallMedia,
+    Signing,
+    Source,
+    Spec,
+)
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
@@ -210,6 +221,7 @@ def _windows_name_problems(doc: Doc, names: dict[str, str]) -> list[str]:
 
 def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut) -> list[str]:
     names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
+             "install_media/filename": doc.data.get("install_media", {}).get("filename", InstallMedia.filename),
              "outputs/fat_disk/filename": outputs.get("fat_disk", {}).get("filename", FatDiskOut.filename),
              "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
              "outputs/guest_tools/zip_filename": guest_tools.zip_filename}
@@ -285,9 +297,28 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         signing=signing,
+        install_media=_install_media(doc, ctx),
         cache_dir=cache_dir,
         contract=contract,
     )
+
+
+def _install_media(doc: Doc, ctx: Context) -> InstallMedia | None:
+    raw = doc.data.get("install_media")
+    if raw is None:
+        return None
+
+    def images(key: str) -> tuple[int, ...] | None:
+        value = raw.get(key, "all")
+        return None if value == "all" else tuple(int(i) for i in value)
+
+    return InstallMedia(iso=ctx.resolve(raw["path"]) if "path" in raw else None, iso_raw=raw.get("path"),
+                        sha256=raw.get("sha256"),
+                        boot_wim=ctx.resolve(raw["boot_wim"]) if "boot_wim" in raw else None,
+                        install_wim=ctx.resolve(raw["install_wim"]) if "install_wim" in raw else None,
+                        filename=raw.get("filename", InstallMedia.filename),
+                        boot_images=images("boot_images"), install_images=images("install_images"),
+                        winpe_drivers=bool(raw.get("winpe_drivers", True)))
 
 
 def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing | None:

@@ -126,6 +126,23 @@ class GuestToolsOut:
 
 
 @dataclass(frozen=True)
+class InstallMedia:
+    """A Windows 7 install ISO (or its two WIMs) to service (``install_media:`` in the spec)."""
+
+    iso: Path | None
+    iso_raw: str | None
+    sha256: str | None
+    boot_wim: Path | None = None
+    install_wim: Path | None = None
+    filename: str = "win7-aero.iso"
+    boot_images: tuple[int, ...] | None = None
+    """None: every image of boot.wim."""
+    install_images: tuple[int, ...] | None = None
+    """None: every image of install.wim."""
+    winpe_drivers: bool = True
+
+
+@dataclass(frozen=True)
 class Signing:
     """How the build signs the packages itself (``signing:`` in the spec): test signing, the only mode."""
 
@@ -162,6 +179,7 @@ class Spec:
     fat_disk: FatDiskOut
     guest_tools: GuestToolsOut
     signing: Signing | None
+    install_media: InstallMedia | None
     cache_dir: Path | None
     contract: Contract
     vocabulary: Vocabulary = SPEC_FIELDS
@@ -227,6 +245,8 @@ class Spec:
                          "winpe": self.drivers_iso.winpe_drivers, "signing": repr(self.guest_tools),
                          "contract": [self.contract.name, self.contract.version]},
             "verify_fat_disk": {"out": asdict(self.fat_disk), "winpe": self.drivers_iso.winpe_drivers},
+            "service": {"name": self.name, "media": repr(self.install_media), "signing": repr(self.guest_tools),
+                        "winpe": self.drivers_iso.winpe_drivers, "contract": self._contract_slice()},
             "guest_tools": {"name": self.name, "out": repr(self.guest_tools),
                             "contract": self._contract_slice()},
         }

@@ -34,8 +34,8 @@ from .refuse import refuse
 from .report import OneLineReporter
 
 __all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
-           "task_fat_disk", "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_signing_cert",
-           "task_stage", "task_verify", "task_verify_fat_disk", "task_verify_guest_tools"]
+           "task_fat_disk", "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_service",
+           "task_signing_cert", "task_stage", "task_verify", "task_verify_fat_disk", "task_verify_guest_tools"]
 
 
 def _backend() -> str:
@@ -127,6 +127,7 @@ STAGES = {
     "fat_disk": "pipeline.media.fat_disk:build_fat_disk",
     "verify_fat_disk": "pipeline.media.fat_disk:verify_fat_disk",
     "guest_tools": "pipeline.media.guest_tools:build_guest_tools",
+    "service": "pipeline.servicing.service:service_media",
     "verify_guest_tools": "pipeline.media.guest_tools:verify_guest_tools",
 }
 
@@ -424,6 +425,24 @@ def task_verify_fat_disk() -> Iterator[Task]:
                        reads="fat_disk", epoch=epoch)
 
 
+def task_service() -> Iterator[Task]:
+    """Service a Windows 7 install ISO (install_media:): drivers, certificates, test mode inside its WIMs."""
+    yield _group(task_service)
+    ctx = _ctx()
+    epoch = _epoch()
+    for spec in specs():
+        media = spec.install_media
+        if media is None:
+            continue
+        p = SpecPaths(spec, ctx)
+        inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
+        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+        targets = [p.servicing_record, *([p.serviced_iso] if media.iso is not None else [])]
+        yield _subtask(spec, "service", f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
+                       [*_stage_manifests(spec, ctx), *inputs, *certs, *_proven(spec, ctx)], targets,
+                       clean=_removing(p.install_media_dir, p.service_work), epoch=epoch)
+
+
 def task_guest_tools() -> Iterator[Task]:
     """Write dist/<spec>/guest-tools/: aero-guest-tools.iso, .zip and manifest.json, published as one set."""
     yield _group(task_guest_tools)
@@ -461,7 +480,8 @@ def task_build() -> Iterator[Task]:
             "doc": spec.description or f"all media of {spec.name}",
             "actions": None,
             "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}",
-                         *([f"verify_fat_disk:{spec.name}"] if spec.fat_disk.enabled else [])],
+                         *([f"verify_fat_disk:{spec.name}"] if spec.fat_disk.enabled else []),
+                         *([f"service:{spec.name}"] if spec.install_media is not None else [])],
             # `doit clean build:<spec>` (and a bare `doit clean`, for the default specs) removes all the
             # pipeline owns for the spec, state files and a killed run's temps included. Never the cache.
             "clean": _removing(p.build, p.dist),

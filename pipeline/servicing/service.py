@@ -1,0 +1,257 @@
+"""The service stage: a Windows 7 install ISO (or its WIMs) with the staged drivers, certificates and test mode inside.
+
+The user's ISO is never modified: its WIMs and BCD stores are copied into
+``build/<spec>/service/``, edited there (hives with hivex, images with wimlib, every
+edit from the one table in :mod:`.edits`), and the ISO is rebuilt around them with
+its El Torito records replayed. ``dist/<spec>/install-media/`` (the ISO, the two
+WIMs and ``servicing.json``, which lists every change) is published as one set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import log
+from ..errors import SourceError, UsageError
+from ..fsutil import (
+    copy_fp_hashed,
+    dump_json,
+    relpath_for_humans,
+    remove_tree,
+    sha256_file,
+    staging_dir,
+    write_bytes_atomic,
+)
+from ..manifests import StageManifest
+from ..paths import MediaLayout, SpecPaths
+from ..sources.isoread import IsoTree
+from ..spec.model import Context, Spec
+from ..spec.types import Arch
+from . import bcd, hive, wim
+from .edits import (
+    DriverPackage,
+    FileAdd,
+    HiveFile,
+    ImageKind,
+    Options,
+    ScriptAdd,
+    file_additions,
+    hives_for,
+    registry_edits,
+)
+from .isorepack import repack
+
+SCHEMA = 1
+BOOT_WIM = "sources/boot.wim"
+INSTALL_WIM = "sources/install.wim"
+MEDIA_BCDS = (HiveFile.MEDIA_BCD_BIOS, HiveFile.MEDIA_BCD_UEFI)
+# What a Windows 7 DVD must hold for its rebuilt ISO to install.
+REQUIRED = ("setup.exe", BOOT_WIM, INSTALL_WIM)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the WIMs (and, for an ISO, the media BCD stores) were copied to, and the ISO itself."""
+
+    iso: Path | None
+    boot_wim: Path
+    install_wim: Path
+    media_bcds: dict[HiveFile, Path]
+
+
+def _sha256_pin(path: Path, want: str | None, where: str) -> str:
+    digest, _size = sha256_file(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
+    if want is not None and digest != want.lower():
+        raise SourceError(f"{where}: {path.name} has sha256 {digest}, but install_media.sha256 pins {want}",
+                          "point install_media.path at the pinned ISO, or update the pin if this one is right")
+    return digest
+
+
+def _copy_inputs(spec: Spec, work: Path) -> Inputs:
+    """Copy the WIMs and BCD stores out (the ISO is only ever read), after checking there is room."""
+    media = spec.install_media
+    assert media is not None
+    if media.iso is None:
+        assert media.boot_wim is not None and media.install_wim is not None
+        for p in (media.boot_wim, media.install_wim):
+            if not p.is_file():
+                raise SourceError(f"{spec.display}: install_media: {p}: no such file", "fix the WIM's path")
+        wim.require_space(work, media.boot_wim.stat().st_size + media.install_wim.stat().st_size + wim.MARGIN,
+                          "working copies of the WIMs")
+        work.mkdir(parents=True, exist_ok=True)
+        return Inputs(None, wim.working_copy(media.boot_wim, work), wim.working_copy(media.install_wim, work), {})
+    if not media.iso.is_file():
+        raise SourceError(f"{spec.display}: install_media.path {media.iso_raw}: no such file",
+                          "point install_media.path at a Windows 7 ISO")
+    with IsoTree.open_path(media.iso, media.iso.name) as tree:
+        entries = {e.path.lower(): e for e in tree.entries()}
+        missing = [p for p in REQUIRED if p not in entries]
+        if missing:
+            raise SourceError(f"{media.iso.name}: no {', '.join(missing)}: not a Windows 7 install DVD",
+                              "give install_media.path a Windows 7 ISO (with sources\\boot.wim and install.wim)")
+        wanted = [BOOT_WIM, INSTALL_WIM, *(b.value.lower() for b in MEDIA_BCDS if b.value.lower() in entries)]
+        wim.require_space(work, sum(entries[w].size for w in wanted) + wim.MARGIN,
+                          f"copying the WIMs of {media.iso.name}")
+        out: dict[str, Path] = {}
+        for rel in wanted:
+            dest = work / "input" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            progress = log.Progress(f"copy {rel}", entries[rel].size)
+            with tree.open(entries[rel]) as src, open(dest, "wb") as fp:
+                copy_fp_hashed(src, fp, progress.advance)
+            progress.close()
+            dest.chmod(0o644)
+            out[rel] = dest
+    return Inputs(media.iso, out[BOOT_WIM], out[INSTALL_WIM],
+                  {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out})
+
+
+def _packages(spec: Spec, paths: SpecPaths, arch: Arch) -> list[DriverPackage]:
+    if arch not in spec.arches:
+        raise SourceError(f"{spec.display}: the Windows 7 image is {arch.value}, but the spec stages "
+                          f"{', '.join(a.value for a in spec.arches)}", f"add {arch.value} to target.arches")
+    manifest = StageManifest.read(paths.stage_manifest(arch))
+    return [DriverPackage(p.driver, arch, p.device, paths.stage_dir(arch) / p.driver, p.inf.rsplit("/", 1)[-1])
+            for p in manifest.packages]
+
+
+def _options(spec: Spec, paths: SpecPaths, stages: list[StageManifest], arch: Arch) -> Options:
+    from ..media.certs import media_certs
+
+    certs = media_certs(spec, paths, stages)
+    return Options(certificates=certs.test, publishers=certs.trust,
+                   testsigning=spec.signing_policy.certs_required and arch is Arch.AMD64)
+
+
+def _selected(found: list[wim.WimImage], wanted: tuple[int, ...] | None, what: str) -> list[wim.WimImage]:
+    if wanted is None:
+        return found
+    by_index = {i.index: i for i in found}
+    absent = [i for i in wanted if i not in by_index]
+    if absent:
+        raise UsageError(f"install_media.{what}: {what.split('_')[0]}.wim has no image {', '.join(map(str, absent))} "
+                         f"(it has {', '.join(str(i.index) for i in found)})", f"fix install_media.{what}")
+    return [by_index[i] for i in wanted]
+
+
+def _kind(image: wim.WimImage, boot: bool) -> ImageKind:
+    if not boot:
+        return ImageKind.INSTALL
+    return ImageKind.SETUP if image.boot else ImageKind.WINPE
+
+
+def _file_records(folder: Path, dest: str) -> list[dict[str, Any]]:
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    out = []
+    for f in files:
+        rel = dest if folder.is_file() else f"{dest}/{f.relative_to(folder).as_posix()}"
+        digest, size = sha256_file(f)
+        out.append({"path": rel, "sha256": digest, "size": size})
+    return out
+
+
+def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
+                   packages: list[DriverPackage], options: Options) -> dict[str, Any]:
+    """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record."""
+    contract = spec.contract
+    here = work / f"{image_wim.stem}-{image.index}"
+    remove_tree(here)
+    hives = hives_for(kind, contract, options)
+    wim.extract(image_wim, image.index, [h.value for h in hives], here / "hives", missing_ok=True)
+    extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in hives}
+    registry: list[dict[str, Any]] = []
+    commands: list[wim.Command] = []
+    for h in hives:
+        path = extracted[h]
+        if path is None:
+            raise SourceError(f"{image_wim.name} {image.describe()}: no {h.value}", "this is not a Windows 7 image")
+        ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
+        objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
+        changes = hive.apply(path, registry_edits(kind, h, contract, options, control_set=ccs, bcd_objects=objects))
+        registry += [{"hive": h.value, **c.record()} for c in changes]
+        if any(c.changed for c in changes):
+            commands.append(wim.Add(path, h.value))
+    files: list[dict[str, Any]] = []
+    for add in file_additions(kind, contract, image.arch or Arch.AMD64, options, packages):
+        if isinstance(add, ScriptAdd):
+            old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
+            text = add.render(old[0].read_bytes() if old else None)
+            local = here / "SetupComplete.cmd"
+            write_bytes_atomic(local, text)
+            commands.append(wim.Add(local, add.dest))
+            files.append({"path": add.dest, "sha256": hashlib.sha256(text).hexdigest(), "size": len(text)})
+        else:
+            assert isinstance(add, FileAdd)
+            commands.append(wim.Add(add.source, add.dest))
+            files += _file_records(add.source, add.dest)
+    wim.update(image_wim, image.index, commands)
+    return {"wim": image_wim.name, "index": image.index, "name": image.name, "kind": kind.value,
+            "version": image.version, "arch": image.arch.value if image.arch else None,
+            "registry": registry, "files": files}
+
+
+def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
+    """The service task: write ``dist/<spec>/install-media/`` (ISO, boot.wim, install.wim, servicing.json)."""
+    media = spec.install_media
+    assert media is not None
+    paths = SpecPaths(spec, ctx)
+    work = paths.service_work
+    remove_tree(work)
+    inputs = _copy_inputs(spec, work)
+    source: dict[str, Any] = {}
+    if inputs.iso is not None:
+        source = {"iso": inputs.iso.name, "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display)}
+    boot_images = wim.images(inputs.boot_wim)
+    install_images = wim.images(inputs.install_wim)
+    arches = {i.arch for i in install_images}
+    arch = next(iter(arches)) if len(arches) == 1 else None
+    if arch is None:
+        raise SourceError(f"{inputs.install_wim.name}: its images are of several or unknown architectures",
+                          "give a Windows 7 x86 or x64 install.wim")
+    wim.check_windows7(boot_images, arch, "boot.wim")
+    wim.check_windows7(install_images, arch, "install.wim")
+    packages = _packages(spec, paths, arch)
+    stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+    options = _options(spec, paths, stages, arch)
+    images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
+              for i in _selected(boot_images, media.boot_images, "boot_images")]
+    images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options)
+               for i in _selected(install_images, media.install_images, "install_images")]
+    record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
+                              "source_date_epoch": epoch, "images": images, "media_bcd": [], "winpe_drivers": []}
+    with staging_dir(paths.install_media_dir) as out:
+        if inputs.iso is not None:
+            changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
+            for store, local in inputs.media_bcds.items():
+                edits = bcd.testsigning_edits(bcd.targets(local)) if options.testsigning else ()
+                done = hive.apply(local, edits)
+                record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
+                if any(c.changed for c in done):
+                    changes[store.value] = local
+            if media.winpe_drivers:
+                for pkg in packages:
+                    dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
+                    changes[dest] = pkg.folder
+                    record["winpe_drivers"] += _file_records(pkg.folder, dest)
+            result = repack(inputs.iso, out / media.filename, changes, require=REQUIRED)
+            record["file_systems"] = {"input": list(result.before.filesystems.names()),
+                                      "output": list(result.after.filesystems.names()),
+                                      "dropped": list(result.dropped)}
+            record["boot_entries"] = [{"platform": e.platform, "emulation": e.emulation,
+                                       "sectors": e.sector_count, "image_sha256": e.image_sha256}
+                                      for e in result.after.boot_entries]
+        for w in (inputs.boot_wim, inputs.install_wim):
+            shutil.copyfile(w, out / w.name)
+        # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
+        record["outputs"] = [{"path": p.name, "sha256": sha256_file(p)[0], "size": p.stat().st_size}
+                             for p in sorted(out.iterdir()) if p.is_file()]
+        write_bytes_atomic(out / paths.servicing_record.name, dump_json(record))
+    remove_tree(work)
+    changed = sum(1 for i in images for r in i["registry"] if r["changed"])
+    log.info(f"serviced {len(images)} image(s) of {inputs.install_wim.name}/{inputs.boot_wim.name} ({arch.value}): "
+             f"{changed} registry value(s) changed; wrote {relpath_for_humans(paths.install_media_dir, ctx.root)}")
+    return record

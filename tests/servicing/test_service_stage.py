@@ -1,0 +1,213 @@
+"""The service stage end to end: a spec's install_media: serviced from a synthetic Windows 7 DVD by doit.
+
+Every change servicing.json lists is read back from the published WIMs and ISO with
+hivex and with regipy; untouched keys are identical; a second servicing changes
+nothing; the ISO keeps its El Torito entries and boots in QEMU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.servicing import hive, wim
+from pipeline.servicing.isorepack import read_report
+from tests.lib import win7image
+from tests.lib.needs import need_tool
+from tests.lib.project import REPO, make_project, run_doit, write_spec
+
+pytestmark = pytest.mark.integration
+
+SPEC = "serviced"
+
+
+PAIR: dict[str, str] = {}
+
+
+def spec_for(project: Path, iso: Path, **extra: Any) -> None:
+    """The test-signed sample with install_media:, signed with one pair kept outside every project."""
+    data = yaml.safe_load((REPO / "specs" / "sample-testsigned.yaml").read_text())
+    if PAIR:
+        data["signing"] = {"mode": "test", **PAIR}
+    data["install_media"] = {"path": str(iso), "sha256": hashlib.sha256(iso.read_bytes()).hexdigest(), **extra}
+    data["outputs"]["fat_disk"] = {"enabled": False}
+    write_spec(project, SPEC, data)
+
+
+@pytest.fixture(scope="module")
+def serviced(tmp_path_factory: pytest.TempPathFactory, media_iso: Path) -> Path:
+    need_tool("osslsigncode")
+    need_tool("wimlib-imagex")
+    need_tool("hivexregedit")
+    from pipeline.devtools.testcert import make_test_cert
+
+    made = make_test_cert(tmp_path_factory.mktemp("home") / "aero", not_before=315532800)
+    PAIR.update(cert=str(made.cer), key=str(made.key_pem))
+    project = make_project(tmp_path_factory.mktemp("svc") / "proj")
+    spec_for(project, media_iso)
+    assert run_doit(project, f"service:{SPEC}") == 0
+    return project
+
+
+def out(project: Path) -> Path:
+    return project / "dist" / SPEC / "install-media"
+
+
+def record(project: Path) -> dict[str, Any]:
+    return json.loads((out(project) / "servicing.json").read_text())
+
+
+def extracted_hive(tmp: Path, wim_path: Path, index: int, hive_path: str) -> Path:
+    wim.extract(wim_path, index, [hive_path], tmp)
+    found = wim.find_case_insensitive(tmp, hive_path)
+    assert found is not None
+    return found
+
+
+def test_every_listed_change_is_in_the_published_images(serviced: Path, tmp_path: Path) -> None:
+    regipy = pytest.importorskip("regipy")
+    rec = record(serviced)
+    assert rec["arch"] == "amd64" and {i["kind"] for i in rec["images"]} == {"winpe", "setup", "install"}
+    changed = 0
+    for image in rec["images"]:
+        for change in image["registry"]:
+            path = extracted_hive(tmp_path / f"{image['wim']}-{image['index']}-{change['hive'].replace('/', '_')}",
+                                  out(serviced) / image["wim"], image["index"], change["hive"])
+            value = hive.read_value(path, change["key"], change["name"])
+            assert value is not None and value.record() == change["new"], change
+            # A second, independent reader: regipy.
+            reg = regipy.registry.RegistryHive(str(path))
+            key = reg.get_key("\\" + change["key"].replace("/", "\\"))
+            names = {v.name.lower() for v in key.iter_values()}
+            assert change["name"].lower() in names or (change["name"] == "" and "(default)" in names)
+            changed += change["changed"]
+    assert changed > 10
+    kinds = {i["kind"]: i for i in rec["images"]}
+    keys = {c["key"].lower() for c in kinds["setup"]["registry"]}
+    assert any("criticaldevicedatabase\\pci#ven_1af4&dev_1042" in k for k in keys)
+    install_keys = {c["key"] for c in kinds["install"]["registry"]}
+    assert any("SystemCertificates\\ROOT\\Certificates\\" in k for k in install_keys)
+    assert any(c["key"].endswith("\\Elements\\16000049") for c in kinds["install"]["registry"])
+    files = {f["path"] for f in kinds["install"]["files"]}
+    assert "Windows/System32/drivers/viostor.sys" in files and "Windows/Setup/Scripts/SetupComplete.cmd" in files
+    assert any(f.startswith("Windows/Drivers/Aero/netkvm/") for f in files)
+
+
+def test_untouched_keys_are_unchanged(serviced: Path, media_tree: win7image.Media, tmp_path: Path) -> None:
+    for hive_name, keys in win7image.UNTOUCHED_KEYS.items():
+        rel = f"Windows/System32/config/{hive_name}"
+        before = extracted_hive(tmp_path / "before", media_tree.install_wim, 1, rel)
+        after = extracted_hive(tmp_path / "after", out(serviced) / "install.wim", 1, rel)
+        for key in keys:
+            assert hive.read_key(before, key) == hive.read_key(after, key), key
+
+
+def test_iso_keeps_its_boot_records_and_says_what_it_dropped(serviced: Path, media_iso: Path) -> None:
+    before, after = read_report(media_iso), read_report(out(serviced) / "win7-aero.iso")
+    assert [e.platform for e in before.boot_entries] == [e.platform for e in after.boot_entries]
+    assert all(a.same_boot(b) for a, b in zip(before.boot_entries, after.boot_entries, strict=True))
+    rec = record(serviced)
+    assert "ISO 9660" in rec["file_systems"]["output"] and rec["file_systems"]["dropped"] == []
+    assert rec["source"]["sha256"] == hashlib.sha256(media_iso.read_bytes()).hexdigest()
+    assert any(f["path"].startswith("$WinPEDriver$/amd64/viostor/") for f in rec["winpe_drivers"])
+    assert any(b["hive"] == "boot/BCD" and b["changed"] for b in rec["media_bcd"])
+
+
+def test_the_users_iso_is_never_modified(serviced: Path, media_iso: Path) -> None:
+    assert record(serviced)["source"]["sha256"] == hashlib.sha256(media_iso.read_bytes()).hexdigest()
+
+
+def test_second_servicing_changes_nothing(serviced: Path, tmp_path: Path) -> None:
+    """Servicing the serviced ISO again: every edit finds its value already there."""
+    project = make_project(tmp_path / "again")
+    serviced_iso = tmp_path / "serviced.iso"
+    shutil.copyfile(out(serviced) / "win7-aero.iso", serviced_iso)
+    spec_for(project, serviced_iso)
+    assert run_doit(project, f"service:{SPEC}") == 0
+    rec = record(project)
+    assert [c for i in rec["images"] for c in i["registry"] if c["changed"]] == []
+    assert [c for c in rec["media_bcd"] if c["changed"]] == []
+
+
+def test_doit_again_runs_nothing(serviced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run_doit(serviced, f"service:{SPEC}") == 0
+    assert ".  service:" not in capsys.readouterr().out
+
+
+def test_a_wrong_pin_and_a_non_windows7_image_are_refused(tmp_path: Path, media_iso: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    need_tool("wimlib-imagex")
+    project = make_project(tmp_path / "proj")
+    spec_for(project, media_iso)
+    data = yaml.safe_load((project / "specs" / f"{SPEC}.yaml").read_text())
+    data["install_media"]["sha256"] = "0" * 64
+    (project / "specs" / f"{SPEC}.yaml").write_text(yaml.safe_dump(data))
+    assert run_doit(project, f"service:{SPEC}") != 0
+    text = "".join(capsys.readouterr())
+    assert "install_media.sha256 pins " + "0" * 64 in text
+    # A Windows 8 install.wim beside a Windows 7 boot.wim.
+    eight = win7image.make_wim(tmp_path / "install.wim", [win7image.ImageSpec(
+        win7image.windows_tree(tmp_path / "w8"), "Windows 8", win7image.win7_properties("amd64", build=9200) | {
+            "WINDOWS/VERSION/MINOR": "2"})])
+    boot = tmp_path / "boot.wim"
+    shutil.copyfile(win7image.make_media(tmp_path / "dvd", "amd64").boot_wim, boot)
+    data["install_media"] = {"boot_wim": str(boot), "install_wim": str(eight)}
+    (project / "specs" / f"{SPEC}.yaml").write_text(yaml.safe_dump(data))
+    assert run_doit(project, f"service:{SPEC}") != 0
+    text = "".join(capsys.readouterr())
+    assert "6.2" in text and "Windows 7" in text and "Traceback" not in text
+
+
+def test_the_serviced_iso_boots(serviced: Path, tmp_path: Path) -> None:
+    from tests.servicing.test_isorepack import _boot_marker
+
+    serial = _boot_marker(out(serviced) / "win7-aero.iso", tmp_path / "serial.log", 20)
+    assert win7image.BOOT_MARKER + b"\r\n" in serial
+
+
+def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same without a spec: aero-media service-iso (a test-signed pack: the sample, re-signed)."""
+    need_tool("wimlib-imagex")
+    need_tool("hivexregedit")
+    from pipeline.cli import main
+    from tests.lib.project import expanded_sample
+
+    pack = expanded_sample(tmp_path / "pack")
+    out_iso = tmp_path / "out" / "win7-aero.iso"
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(out_iso), "--allow-placeholder-catalogs"]) == 0
+    rec = json.loads((out_iso.parent / "win7-aero.iso.servicing.json").read_text())
+    assert rec["images"] and all(not i["kind"] == "install" or i["files"] for i in rec["images"])
+    assert sorted(p.name for p in out_iso.parent.iterdir()) == ["win7-aero.iso", "win7-aero.iso.servicing.json"]
+    # Flags, not spec fields, in its errors.
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(tmp_path / "x.iso"), "--testsigning"]) == 2
+    assert "--testsigning needs the test certificate" in capsys.readouterr().err
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(tmp_path / "x.iso"), "--arch", "x86", "--allow-placeholder-catalogs"]) != 0
+    err = capsys.readouterr().err
+    assert "x86" in err and "amd64" in err and "Traceback" not in err
+
+
+def test_missing_wimlib_is_one_line(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import main
+    from tests.lib.project import expanded_sample
+
+    pack = expanded_sample(tmp_path / "pack")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    rc = main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+               str(tmp_path / "o.iso"), "--allow-placeholder-catalogs"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert rc != 0 and len(lines) == 1 and "wimtools" in lines[0], err
+    assert not (tmp_path / "o.iso").exists()
