@@ -106,11 +106,40 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
                      f"({rss_x} MiB): ratio {t_ours / t_x:.2f}")
     else:
         lines.append(f"  ISO write: ours {t_ours:.2f}s ({rss_ours} MiB); xorriso not installed, no ratio")
+    lines += _fat_disk(proj, env)
     t_noop, rss_noop = best_of(5, doit, proj, env)
     t_py, _ = best_of(5, [sys.executable, "-c", "import doit, pycdlib, yaml, jsonschema"], proj, env)
     lines.append(f"  no-op doit: {t_noop:.2f}s ({rss_noop} MiB); python+imports floor {t_py:.2f}s: "
                  f"ratio {t_noop / t_py:.2f}")
     return lines
+
+
+def _fat_disk(proj: Path, env: dict[str, str]) -> list[str]:
+    """Our FAT32 fixed-VHD writer against mkfs.fat + mcopy of the same staged tree (same disk size)."""
+    from pipeline.fsutil import walk
+    from pipeline.media.vhd import disk_size
+
+    stage = proj / "build" / "sample" / "stage" / "win7"
+    payload = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in walk(stage) for f in fs)
+    size = disk_size(payload, None)
+    fat_py = (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {str(REPO)!r})\n"
+        "import json; from pipeline.media.files import MediaFile; from pipeline.media.fatwriter import write_fat_disk\n"
+        "stage = Path('build/sample/stage')\n"
+        # As the pipeline does: the stage manifests' sha256 stand for the bytes (no second hash).
+        "files = [MediaFile(f['path'][5:], source=stage / f['path'], sha256=f['sha256'])\n"
+        "         for a in ('x86', 'amd64') for f in json.loads((stage / f'{a}.json').read_text())['files']]\n"
+        "write_fat_disk(files, Path('ours.vhd'), 'AERO', 1700000000)\n"
+    )
+    t_ours, rss_ours = best_of(3, [sys.executable, "-c", fat_py], proj, env)
+    mkfs, mcopy = shutil.which("mkfs.fat"), shutil.which("mcopy")
+    line = f"  FAT disk ({size // 2**20} MiB, {payload / 2**20:.0f} MB payload): ours {t_ours:.2f}s ({rss_ours} MiB)"
+    if not (mkfs and mcopy):
+        return [line + "; mkfs.fat/mcopy not installed, no ratio"]
+    script = (f"set -e; rm -f x.img; {mkfs} -C -F 32 -n AERO x.img {size // 1024} >/dev/null; "
+              f"{mcopy} -s -i x.img {stage}/* ::/")
+    t_base, rss_base = best_of(3, ["sh", "-c", script], proj, {"MTOOLSRC": "/dev/null", "MTOOLS_SKIP_CHECK": "1"})
+    return [line + f" vs mkfs.fat + mcopy -s {t_base:.2f}s ({rss_base} MiB): ratio {t_ours / t_base:.2f}"]
 
 
 def make_upstream_project(root: Path, iso_mb: int) -> Path:

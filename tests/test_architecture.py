@@ -13,8 +13,9 @@ LAYERS = {
     "pipeline.manifests": 3, "pipeline.paths": 3,
     "pipeline.sources": 4,
     "pipeline.stage": 5,
-    "pipeline.media": 6, "pipeline.devtools": 6, "pipeline.servicing": 6,
-    "pipeline.taskgraph": 7, "pipeline.cli": 8, "pipeline.__main__": 9,
+    "pipeline.media": 6, "pipeline.devtools": 6,
+    "pipeline.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$
+    "pipeline.taskgraph": 8, "pipeline.cli": 9, "pipeline.__main__": 10,
 }
 
 

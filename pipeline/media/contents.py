@@ -52,9 +52,9 @@ def staged_media(paths: SpecPaths, stages: Iterable[StageManifest], notices: Not
     records: list[FileRecord] = []
     for f in staged_files(stages):
         path = layout.relocate(f.path)
-        files.append(MediaFile(path, source=paths.staged_file(f.path)))
+        files.append(MediaFile(path, source=paths.staged_file(f.path), sha256=f.sha256))
         records.append(FileRecord(path, f.sha256, f.size))
     for n in notices.files if notices is not None else ():
-        files.append(MediaFile(n.path, source=paths.notices_dir / n.path))
+        files.append(MediaFile(n.path, source=paths.notices_dir / n.path, sha256=n.sha256))
         records.append(n)
     return files, records

@@ -16,6 +16,8 @@ class MediaFile:
     path: str
     source: Path | None = None
     data: bytes | None = None
+    sha256: str | None = None
+    """The bytes' sha256 when a manifest already states it (a writer that needs it need not hash again)."""
 
     @property
     def size(self) -> int:

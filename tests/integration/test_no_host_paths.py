@@ -44,11 +44,11 @@ def test_no_output_names_a_host_path(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                    "drivers": DRIVERS, "checks": {"placeholder_catalogs": "allow"}})
     assert run_doit(project, "build:sample", "build:dir", "build:iso") == 0
     probes = [str(tmp_path), str(project), str(outside), "AbsPathProbe", "UserNameProbe", str(Path.home())]
+    encoded = [(p, p.encode(enc)) for p in probes for enc in ("utf-8", "utf-16-be", "utf-16-le")]
     found = []
     for where, data in blobs(project / "dist").items():
-        for probe in probes:
-            for encoded in (probe.encode(), probe.encode("utf-16-be"), probe.encode("utf-16-le")):
-                if encoded in data:
-                    found.append(f"{where} holds {probe!r}")
+        # The FAT disk is 64 MiB of mostly nothing: drop long zero runs (no probe holds 4 KiB of zeros) first.
+        data = data.replace(b"\0" * 4096, b"")
+        found += [f"{where} holds {p!r}" for p, e in encoded if e in data]
     assert found == []
     assert {p.name for p in (project / "dist").iterdir()} == {"sample", "dir", "iso"}

@@ -184,7 +184,7 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
     assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
                  str(out_iso), "--allow-placeholder-catalogs"]) == 0
     rec = json.loads((out_iso.parent / "win7-aero.iso.servicing.json").read_text())
-    assert rec["images"] and all(not i["kind"] == "install" or i["files"] for i in rec["images"])
+    assert rec["images"] and all(i["kind"] != "install" or i["files"] for i in rec["images"])
     assert sorted(p.name for p in out_iso.parent.iterdir()) == ["win7-aero.iso", "win7-aero.iso.servicing.json"]
     # Flags, not spec fields, in its errors.
     assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
