@@ -112,9 +112,8 @@ def _output_file(raw: str, flag: str) -> Path:
     return out
 
 
-def cmd_build_iso(args: argparse.Namespace) -> int:
-    """Stage a driver tree, write a drivers ISO and verify it."""
-    from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
+def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
+    """Stage ``--drivers-root`` in a throwaway project, write one medium to ``--output``, verify it."""
     from .media.epoch import check_epoch, source_date_epoch
     from .media.notices import build_notices
     from .stage.staging import stage_arch
@@ -132,37 +131,29 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
         for arch in spec.arches:
             stage_arch(spec, ctx, arch, epoch)
         build_notices(spec, ctx)
-        build_drivers_iso(spec, ctx, epoch, out=output)
-        verify_drivers_iso(spec, ctx, epoch, iso=output)
+        if medium == "fat":
+            from .media.fat_disk import build_fat_disk, verify_fat_disk
+
+            build_fat_disk(spec, ctx, epoch, out=output)
+            verify_fat_disk(spec, ctx, epoch, disk=output)
+        else:
+            from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
+
+            build_drivers_iso(spec, ctx, epoch, out=output)
+            verify_drivers_iso(spec, ctx, epoch, iso=output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest})")
     return 0
+
+
+def cmd_build_iso(args: argparse.Namespace) -> int:
+    """Stage a driver tree, write a drivers ISO and verify it."""
+    return _build_adhoc(args, "iso")
 
 
 def cmd_build_fat(args: argparse.Namespace) -> int:
     """Stage a driver tree and write a FAT driver disk (a fixed VHD with x86\\, x64\\, $WinPEDriver$\\), verified."""
-    from .media.epoch import check_epoch, source_date_epoch
-    from .media.fat_disk import build_fat_disk, verify_fat_disk
-    from .media.notices import build_notices
-    from .stage.staging import stage_arch
-
-    repo = Context(root=Path(args.root).absolute())
-    epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
-             else source_date_epoch())
-    output = _output_file(args.output, "--output")
-    _refuse_recipes(Path(args.drivers_root), "--drivers-root")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
-        ctx = Context(root=Path(tmp))
-        spec = _adhoc_spec(ctx, args, project_contract(repo))
-        for arch in spec.arches:
-            stage_arch(spec, ctx, arch, epoch)
-        build_notices(spec, ctx)
-        build_fat_disk(spec, ctx, epoch, out=output)
-        verify_fat_disk(spec, ctx, epoch, disk=output)
-    digest, _size = sha256_file(output)
-    print(f"Wrote {output} (sha256={digest})")
-    return 0
+    return _build_adhoc(args, "fat")
 
 
 def cmd_service_iso(args: argparse.Namespace) -> int:
