@@ -170,9 +170,12 @@ def make_upstream_project(root: Path, iso_mb: int) -> Path:
     drivers = [{"name": "viostor", "device": "virtio-blk", "required": True},
                {"name": "netkvm", "device": "virtio-net", "required": True},
                {"name": "vioinput", "device": "virtio-input", "required": False}]
-    write_spec(root, "vw", {"schema_version": 1, "name": "vw", "default": True, "drivers": drivers,
-                            "checks": {"placeholder_catalogs": "allow"},  # fixture catalogs are placeholders
-                            "source": {"kind": "virtio-win-iso", "path": "virtio-win.iso"}})
+    base = {"schema_version": 1, "drivers": drivers,
+            "checks": {"placeholder_catalogs": "allow"},  # fixture catalogs are placeholders
+            "source": {"kind": "virtio-win-iso", "path": "virtio-win.iso"}}
+    write_spec(root, "vw", {**base, "name": "vw", "default": True})
+    # Issue 9's target covered the drivers ISO and the Guest Tools: the same spec without the FAT disk.
+    write_spec(root, "vwiso", {**base, "name": "vwiso", "outputs": {"fat_disk": {"enabled": False}}})
     return iso
 
 
@@ -228,14 +231,17 @@ def _cold_build(tmp: Path, big: Path, iso: Path, env: dict[str, str], subset: li
     """A whole cold build (drivers ISO, Guest Tools, both verifies) vs the read-and-hash floor and a manual flow."""
     doit = [sys.executable, "-m", "doit"]
     clean = ["rm", "-rf", "build", "dist"]
-    t_cold, rss_cold = best_of(3, doit, big, env, before=clean)
-    lines = [f"  cold full build (fetch local ISO, extract, stage+validate, notices, drivers ISO, Guest Tools, "
-             f"both verifies): {t_cold:.2f}s, peak RSS {rss_cold} MiB"]
+    t_all, rss_all = best_of(3, doit, big, env, before=clean)
+    t_cold, rss_cold = best_of(3, [*doit, "build:vwiso"], big, env, before=clean)
+    lines = [f"  cold full build with every output (drivers ISO, FAT disk, Guest Tools, three verifies): "
+             f"{t_all:.2f}s, peak RSS {rss_all} MiB",
+             f"  cold build of issue 9's scope (fetch local ISO, extract, stage+validate, notices, drivers ISO, "
+             f"Guest Tools, both verifies): {t_cold:.2f}s, peak RSS {rss_cold} MiB"]
     openssl = shutil.which("openssl")
     if openssl:
         t_ssl, _ = best_of(3, [openssl, "dgst", "-sha256", str(iso)], big)
         lines.append(f"  vs openssl dgst -sha256 of the ISO (the read-and-hash floor) {t_ssl:.2f}s: "
-                     f"ratio {t_cold / t_ssl:.2f} (target <= 2.0)")
+                     f"ratio {t_cold / t_ssl:.2f} (target <= 2.0); every output {t_all / t_ssl:.2f}")
     sevenz, xorriso = shutil.which("7z"), shutil.which("xorriso")
     if sevenz and xorriso:
         work = tmp / "manual"
@@ -247,7 +253,8 @@ def _cold_build(tmp: Path, big: Path, iso: Path, env: dict[str, str], subset: li
                   f"{xorriso} -as mkisofs -quiet -J -R -V AERO_VIRTIO -o {work}/drivers.iso {work}/stage")
         t_manual, _ = best_of(3, ["sh", "-c", script], big, before=["rm", "-rf", str(work)])
         lines.append(f"  vs the manual flow (sha256sum + 7z x of the Win7 subset + cp + xorriso -as mkisofs -J -R) "
-                     f"{t_manual:.2f}s: ratio {t_cold / t_manual:.2f} (target <= 0.6)")
+                     f"{t_manual:.2f}s: ratio {t_cold / t_manual:.2f} (target <= 0.6); every output "
+                     f"{t_all / t_manual:.2f}")
     return lines
 
 

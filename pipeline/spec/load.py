@@ -72,10 +72,10 @@ def shipped_file(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "specs" / name
 
 
-def load_contract(path: Path, display: str | None = None) -> Contract:
-    """Load and validate a device contract (``specs/devices.yaml``)."""
+def load_contract(path: Path, display: str | None = None, memo: Path | None = None) -> Contract:
+    """Load and validate a device contract (``specs/devices.yaml``); ``memo`` as for :func:`schema_problems`."""
     doc = load_doc(path, display)
-    raise_problems(schema_problems(doc, _schema_beside(path, CONTRACT_SCHEMA_FILE)))
+    raise_problems(schema_problems(doc, _schema_beside(path, CONTRACT_SCHEMA_FILE), memo))
     devices = {}
     for name, d in doc.data["devices"].items():
         devices[name] = Device(
@@ -118,7 +118,7 @@ def _schema_beside(path: Path, name: str) -> Path:
 def project_contract(ctx: Context) -> Contract:
     """The device contract in force for a project."""
     path = data_file(ctx, CONTRACT_FILE)
-    return load_contract(path, _display(path, ctx.root))
+    return load_contract(path, _display(path, ctx.root), ctx.validation_memo)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -144,7 +144,7 @@ def spec_from_mapping(data: dict[str, Any], ctx: Context, vocabulary: Vocabulary
 def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
     if not isinstance(doc.data, dict):
         raise SpecError(f"{doc.display}:1:1: /: expected a mapping of keys", "start from specs/sample.yaml")
-    raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE)))
+    raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE), ctx.validation_memo))
     return _build(doc, ctx, contract or project_contract(ctx))
 
 

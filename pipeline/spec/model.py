@@ -19,6 +19,7 @@ from .types import (
     Vocabulary,
     WarningPolicy,
 )
+from .yamldoc import MEMO_NAME
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Context:
 
     root: Path
     cache_override: Path | None = None
+    remember_valid_specs: bool = False
+    """Keep a memo of valid specs in the build folder (the task graph's runs, which load every spec)."""
 
     @property
     def specs_dir(self) -> Path:
@@ -39,6 +42,10 @@ class Context:
     @property
     def dist_dir(self) -> Path:
         return self.root / "dist"
+
+    @property
+    def validation_memo(self) -> Path | None:
+        return self.build_dir / MEMO_NAME if self.remember_valid_specs else None
 
     def cache_dir(self, spec: Spec | None = None) -> Path:
         """Download cache: CLI option, then AERO_MEDIA_CACHE, then the spec, then ~/.cache."""

@@ -7,18 +7,23 @@ the closest allowed key).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from ..errors import SpecError
+from ..fsutil import write_bytes_atomic
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class Doc:
     display: str
     data: Any
     marks: dict[str, tuple[int, int]]
+    sha256: str | None = None
+    """Of the file's bytes (None for a document made in memory)."""
 
     def where(self, pointer: str) -> str:
         """Return ``file:line:col: pointer`` for a value, falling back to its nearest parent."""
@@ -245,7 +252,7 @@ def load_doc(path: Path, display: str | None = None) -> Doc:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{display}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
     data, marks = _parse(text, display)
-    return Doc(path=path, display=display, data=data, marks=marks)
+    return Doc(path=path, display=display, data=data, marks=marks, sha256=hashlib.sha256(raw).hexdigest())
 
 
 @cache
@@ -322,7 +329,7 @@ def _simple(text: Callable[[jsonschema.ValidationError, dict[str, Any]], str], d
     return rule
 
 
-_Rule = Callable[[jsonschema.ValidationError, str, dict[str, Any], str | None], "list[tuple[str, str]] | None"]
+_Rule = Callable[[Any, str, dict[str, Any], "str | None"], "list[tuple[str, str]] | None"]
 
 # One message per kind of schema failure, each with its fix.
 _RULES: dict[str, _Rule] = {
@@ -356,8 +363,46 @@ def _messages(err: jsonschema.ValidationError, doc: Doc) -> list[tuple[str, str]
     return found if found is not None else [(pointer, f"{err.message[:200]}; fix: {hint or 'see the schema'}")]
 
 
-def schema_problems(doc: Doc, schema_path: Path) -> list[str]:
-    """Validate ``doc`` against a JSON Schema; return one positioned line per problem."""
+MEMO_NAME = ".valid-specs.json"
+MEMO_ENTRIES = 256
+
+
+def _memo_key(doc: Doc, schema_path: Path) -> str | None:
+    if doc.sha256 is None:
+        return None
+    return f"{doc.sha256}:{hashlib.sha256(schema_path.read_bytes()).hexdigest()}"
+
+
+def _memo(memo: Path | None) -> list[str]:
+    if memo is None:
+        return []
+    try:
+        data = json.loads(memo.read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
+
+
+def schema_problems(doc: Doc, schema_path: Path, memo: Path | None = None) -> list[str]:
+    """Validate ``doc`` against a JSON Schema; return one positioned line per problem.
+
+    ``memo`` remembers the (file, schema) pairs that were valid, by content: every run
+    loads every spec, and jsonschema costs more to import than the rest of a no-op run.
+    """
+    key = _memo_key(doc, schema_path)
+    known = _memo(memo)
+    if key is not None and key in known:
+        return []
+    out = _validate(doc, schema_path)
+    if not out and key is not None and memo is not None and memo.parent.is_dir():
+        with contextlib.suppress(OSError):  # a cache: failing to save costs a validation, nothing else
+            write_bytes_atomic(memo, json.dumps([*known, key][-MEMO_ENTRIES:]).encode())
+    return out
+
+
+def _validate(doc: Doc, schema_path: Path) -> list[str]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(load_schema(schema_path))
     out: list[str] = []
     for err in sorted(validator.iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)), e.validator)):

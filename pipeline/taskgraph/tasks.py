@@ -65,7 +65,7 @@ Task = dict[str, Any]
 
 def _ctx() -> Context:
     # doit runs from the dodo file's folder (the project root); tests chdir there too.
-    ctx = Context(root=Path.cwd())
+    ctx = Context(root=Path.cwd(), remember_valid_specs=True)
     ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
     return ctx
 
@@ -73,7 +73,7 @@ def _ctx() -> Context:
 @functools.cache
 def _specs_at(root: Path) -> tuple[Spec, ...]:
     try:
-        loaded = tuple(load_specs(Context(root=root)))
+        loaded = tuple(load_specs(Context(root=root, remember_valid_specs=True)))
         _check_requested(loaded, _doit_arguments())
     except PipelineError as exc:
         refuse(exc)

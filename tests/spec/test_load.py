@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,36 @@ def test_shipped_schemas_are_valid_draft_2020_12(name: str) -> None:
     from pipeline.spec.load import shipped_file
 
     jsonschema.Draft202012Validator.check_schema(json.loads(shipped_file(name).read_text()))
+
+
+def test_validation_memo_remembers_only_valid_specs_by_content(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    (tmp_path / "build").mkdir()
+    ctx = Context(root=tmp_path, remember_valid_specs=True)
+    memo = tmp_path / "build" / ".valid-specs.json"
+    good = write_spec(tmp_path, "good", GOOD)
+    load_spec(good, ctx)
+    remembered = memo.read_text()
+    assert len(json.loads(remembered)) == 2  # the spec and the device contract
+    # A spec that fails the schema never enters the memo, and a valid memo never hides it.
+    write_spec(tmp_path, "good", GOOD + "bogus_key: 1\n")
+    with pytest.raises(SpecError, match="bogus_key"):
+        load_spec(good, ctx)
+    assert memo.read_text() == remembered
+    # A changed schema is a new key: the same spec is validated again and remembered again.
+    write_spec(tmp_path, "good", GOOD)
+    schema = tmp_path / "specs" / "schema.json"
+    schema.write_text(schema.read_text() + "\n")
+    load_spec(good, ctx)
+    assert len(json.loads(memo.read_text())) == 3
+    # A corrupt memo is only a lost cache.
+    memo.write_text("{not json")
+    load_spec(good, ctx)
+    assert json.loads(memo.read_text())
+
+
+def test_validation_memo_is_off_outside_the_task_graph(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    (tmp_path / "build").mkdir()
+    load_spec(write_spec(tmp_path, "good", GOOD), Context(root=tmp_path))
+    assert not (tmp_path / "build" / ".valid-specs.json").exists()
