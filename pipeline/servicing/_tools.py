@@ -9,20 +9,12 @@ always reads the same way: what ran, its last error line, and the fix.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import ToolError
-
-# Debian package of each program (tests/lib/needs.py keeps the same map for the test side).
-PACKAGES = {
-    "wimlib-imagex": "wimtools",
-    "hivexregedit": "libwin-hivex-perl",
-    "hivexsh": "libhivex-bin",
-    "xorriso": "xorriso",
-}
+from ..systools import debian_package, find_tool
 
 
 @dataclass(frozen=True)
@@ -35,11 +27,7 @@ class Result:
 
 def which(tool: str) -> str:
     """The path of ``tool``, or a :class:`ToolError` that says which package to install."""
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolError(f"{tool} is not installed (servicing Windows images needs it)",
-                        f"install it, e.g. on Debian: apt-get install {PACKAGES.get(tool, tool)}")
-    return path
+    return find_tool(tool, "servicing Windows images needs it")
 
 
 def last_line(text: str) -> str:
@@ -61,7 +49,7 @@ def run_bytes(tool: str, args: Sequence[str], *, stdin: bytes | None = None, env
         proc = subprocess.run([exe, *args], input=stdin, capture_output=True, env=full_env, check=False)
     except OSError as exc:
         raise ToolError(f"{tool} could not start: {exc}",
-                        f"check the installation of {PACKAGES.get(tool, tool)}") from None
+                        f"check the installation of {debian_package(tool)}") from None
     if proc.returncode not in ok_codes:
         why = last_line(decode(proc.stderr) or decode(proc.stdout))
         raise ToolError(f"{tool} failed{f' ({what})' if what else ''} with exit status {proc.returncode}: {why}",

@@ -29,7 +29,7 @@ class Context:
     root: Path
     cache_override: Path | None = None
     remember_valid_specs: bool = False
-    """Keep a memo of valid specs in the build folder (the task graph's runs, which load every spec)."""
+    """Keep a memo of valid specs in the tool's cache (the task graph's runs, which load every spec)."""
 
     @property
     def specs_dir(self) -> Path:
@@ -45,7 +45,8 @@ class Context:
 
     @property
     def validation_memo(self) -> Path | None:
-        return self.build_dir / MEMO_NAME if self.remember_valid_specs else None
+        # Keyed by content, so one memo serves every checkout and survives a clean build/.
+        return self.cache_dir() / MEMO_NAME if self.remember_valid_specs else None
 
     def cache_dir(self, spec: Spec | None = None) -> Path:
         """Download cache: CLI option, then AERO_MEDIA_CACHE, then the spec, then ~/.cache."""

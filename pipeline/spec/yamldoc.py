@@ -363,7 +363,7 @@ def _messages(err: jsonschema.ValidationError, doc: Doc) -> list[tuple[str, str]
     return found if found is not None else [(pointer, f"{err.message[:200]}; fix: {hint or 'see the schema'}")]
 
 
-MEMO_NAME = ".valid-specs.json"
+MEMO_NAME = "valid-specs.json"
 MEMO_ENTRIES = 256
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from asn1crypto import pem, x509
 
 from ..errors import ToolError, UsageError
+from ..systools import debian_package
 from .catalog import CatalogError, parse_catalog
 from .pe import PeError, authenticode_hash, image_checksum, pe_info
 
@@ -42,7 +43,7 @@ MIN_VERSION = (2, 4)
 """``-time`` (reproducible signatures) arrived in osslsigncode 2.4; catalogs are signed since 2.2."""
 DIGEST = "sha1"
 """Windows 7 without KB3033929, and Windows 7 Setup, verify SHA-1 signatures only."""
-DEBIAN_PACKAGE = "osslsigncode"
+DEBIAN_PACKAGE = debian_package("osslsigncode")
 TIMEOUT = 300
 _CODE_SIGNING = "code_signing"
 _ANY_EKU = "any_extended_key_usage"

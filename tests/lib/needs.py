@@ -13,15 +13,9 @@ import shutil
 
 import pytest
 
-# Debian package that provides each tool.
-PACKAGES = {
-    "wine": "wine", "xorriso": "xorriso", "genisoimage": "genisoimage", "isoinfo": "genisoimage",
-    "bsdtar": "libarchive-tools", "7z": "p7zip-full", "osslsigncode": "osslsigncode", "openssl": "openssl",
-    "mdir": "mtools", "mcopy": "mtools", "fsck.fat": "dosfstools", "mkfs.fat": "dosfstools", "qemu-img": "qemu-utils",
-    "wimlib-imagex": "wimtools", "hivexsh": "libhivex-bin", "hivexregedit": "libwin-hivex-perl",
-    "hivexget": "libhivex-bin",
-    "qemu-system-x86_64": "qemu-system-x86",
-}
+from pipeline.systools import DEBIAN_PACKAGES
+
+PACKAGES = DEBIAN_PACKAGES  # the one table, shared with the runtime errors
 
 
 def required() -> set[str]:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ChecksumMismatch, FetchError, IncompleteDownload
-from pipeline.sources.fetch import FetchResult, cache_file_for, download, obtain_iso
+from pipeline.sources.download import download
+from pipeline.sources.fetch import obtain_iso
+from pipeline.sources.isocache import FetchResult, cache_file_for
 from pipeline.spec.model import Source
 from tests.lib.httpserver import (
     DEFAULT_LAST_MODIFIED,

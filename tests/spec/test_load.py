@@ -207,9 +207,9 @@ def test_shipped_schemas_are_valid_draft_2020_12(name: str) -> None:
 
 def test_validation_memo_remembers_only_valid_specs_by_content(tmp_path: Path) -> None:
     make_project(tmp_path, with_sample=False)
-    (tmp_path / "build").mkdir()
-    ctx = Context(root=tmp_path, remember_valid_specs=True)
-    memo = tmp_path / "build" / ".valid-specs.json"
+    (tmp_path / "cache").mkdir()
+    ctx = Context(root=tmp_path, cache_override=tmp_path / "cache", remember_valid_specs=True)
+    memo = tmp_path / "cache" / "valid-specs.json"
     good = write_spec(tmp_path, "good", GOOD)
     load_spec(good, ctx)
     remembered = memo.read_text()
@@ -233,6 +233,6 @@ def test_validation_memo_remembers_only_valid_specs_by_content(tmp_path: Path) -
 
 def test_validation_memo_is_off_outside_the_task_graph(tmp_path: Path) -> None:
     make_project(tmp_path, with_sample=False)
-    (tmp_path / "build").mkdir()
-    load_spec(write_spec(tmp_path, "good", GOOD), Context(root=tmp_path))
-    assert not (tmp_path / "build" / ".valid-specs.json").exists()
+    (tmp_path / "cache").mkdir()
+    load_spec(write_spec(tmp_path, "good", GOOD), Context(root=tmp_path, cache_override=tmp_path / "cache"))
+    assert list((tmp_path / "cache").iterdir()) == []
