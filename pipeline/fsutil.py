@@ -73,6 +73,20 @@ def copy_fp_hashed(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None]
     return h.hexdigest(), size
 
 
+def copy_exactly(src: BinaryIO, dst: BinaryIO, size: int, on_chunk: Callable[[bytes], None] | None = None) -> bool:
+    """Copy exactly ``size`` bytes of ``src``; False when it holds fewer or more (it changed since it was measured)."""
+    left = size
+    while left:
+        chunk = src.read(min(CHUNK, left))
+        if not chunk:
+            return False
+        dst.write(chunk)
+        if on_chunk:
+            on_chunk(chunk)
+        left -= len(chunk)
+    return not src.read(1)
+
+
 # A temp sibling names its writer: .<name>.<pid>-<random>.tmp (and .<name>.old-<pid>-<random>).
 _OWNED = re.compile(r"\.(?:old-)?(\d+)-[A-Za-z0-9_]+(?:\.tmp)?$")
 STALE_AFTER = 24 * 3600  # a temp untouched this long is stale whoever owns it (pids get reused)

@@ -64,7 +64,7 @@ from typing import BinaryIO
 
 from .. import log
 from ..errors import InternalError, SourceError, UsageError
-from ..fsutil import CHUNK, atomic_path
+from ..fsutil import atomic_path, copy_exactly
 from . import vhd
 from .epoch import DEFAULT_EPOCH
 from .files import MediaFile
@@ -574,16 +574,13 @@ def _copy(fp: BinaryIO, f: _Entry, digest: hashlib._Hash, progress: log.Progress
     with f.media.open() as src:
         if own is None and f.media.source is not None:
             left = _copy_range(src, fp, left, progress)
-        while left:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                break
-            fp.write(chunk)
+
+        def seen(chunk: bytes) -> None:
             if own is not None:
                 own.update(chunk)
-            left -= len(chunk)
             progress.advance(len(chunk))
-        if left or src.read(1):
+
+        if not copy_exactly(src, fp, left, seen):
             # Streamed as it is now: a file that changed size would leave a wrong image.
             raise SourceError(f"{f.media.source or f.path}: changed size while the FAT disk was being written",
                               "rerun the build")

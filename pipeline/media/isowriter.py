@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from .. import log
 from ..errors import SourceError, UsageError
-from ..fsutil import CHUNK, atomic_path
+from ..fsutil import atomic_path, copy_exactly
 from .files import MediaFile
 
 SECTOR = 2048
@@ -427,16 +427,8 @@ def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables:
 
 
 def _copy_data(out: BinaryIO, f: _File, progress: log.Progress) -> None:
-    left = f.size
     with f.media.open() as src:
-        while left:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                break
-            out.write(chunk)
-            left -= len(chunk)
-            progress.advance(len(chunk))
-        if left or src.read(1):
+        if not copy_exactly(src, out, f.size, lambda chunk: progress.advance(len(chunk))):
             # Streamed as it is now: a file that changed size would leave a wrong image.
             raise SourceError(f"{f.media.source or f.path}: changed size while the ISO was being written",
                               "rerun the build")

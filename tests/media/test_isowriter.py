@@ -253,3 +253,19 @@ def test_too_deep_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"nested deeper than ISO 9660 allows \(8 levels\)"):
         write_iso([MediaFile("a/b/c/d/e/f/g/h/x.txt", data=b"x")], tmp_path / "m.iso", "X", 0)
     write_iso([MediaFile("a/b/c/d/e/f/g/x.txt", data=b"x")], tmp_path / "m.iso", "X", 0)
+
+
+@pytest.mark.parametrize("grown", [-1, 1], ids=["shrank", "grew"])
+def test_a_file_that_changes_size_is_an_error(tmp_path: Path, grown: int) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 100)
+
+    class Changed(MediaFile):
+        @property
+        def size(self) -> int:
+            return 100 - grown  # what was measured; the file now holds 100 bytes
+
+    out = tmp_path / "out" / "a.iso"
+    with pytest.raises(SourceError, match="changed size"):
+        write_iso([Changed("a.bin", source=src)], out, "LABEL", 0)
+    assert not out.exists()
