@@ -183,3 +183,11 @@ class SpecPaths:
     @property
     def guest_tools_report(self) -> Path:
         return self.guest_tools_dir / f"{self.spec.guest_tools.iso_filename}.verify.json"
+
+    @property
+    def legacy_guest_tools(self) -> tuple[Path, ...]:
+        """Where Guest Tools lay before they had a folder of their own (minus any name a current output uses)."""
+        gt = self.spec.guest_tools
+        current = {self.drivers_iso, self.drivers_iso_report, self.fat_disk, self.fat_disk_report}
+        old = (gt.iso_filename, f"{gt.iso_filename}.verify.json", gt.zip_filename, "manifest.json")
+        return tuple(p for p in (self.dist / name for name in old) if p not in current)

@@ -126,7 +126,20 @@ def build_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsManifes
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
         digest, size = sha256_file(out)
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
+    _drop_legacy_set(paths, ctx)
     return manifest
+
+
+def _drop_legacy_set(paths: SpecPaths, ctx: Context) -> None:
+    # An older build left its set in dist/<spec>/ itself: beside the new one it would look current.
+    gone = []
+    for old in paths.legacy_guest_tools:
+        if old.is_file():
+            old.unlink()
+            gone.append(old.name)
+    if gone:
+        log.info(f"removed the Guest Tools an older version left in {relpath_for_humans(paths.dist, ctx.root)}/ "
+                 f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, ctx.root)}/")
 
 
 def verify_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsReport:

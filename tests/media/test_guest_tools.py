@@ -208,3 +208,18 @@ def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "c/t.cer").is_file() and (tmp_path / "c/t.pfx").stat().st_mode & 0o077 == 0
     assert main(["make-test-cert", "--out", str(tmp_path / "c"), "--name", "t"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_an_older_layouts_set_is_removed_but_other_outputs_stay(project: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    dist = project / "dist/sample"
+    dist.mkdir(parents=True)
+    legacy = ["aero-guest-tools.iso", "aero-guest-tools.iso.verify.json", "aero-guest-tools.zip", "manifest.json"]
+    for name in [*legacy, "notes-of-mine.txt"]:
+        (dist / name).write_text("old\n")
+    assert run_doit(project) == 0
+    assert "removed the Guest Tools an older version left in dist/sample/" in capsys.readouterr().err
+    assert sorted(p.name for p in dist.iterdir()) == [
+        "aero-virtio-win7-drivers-fat.vhd", "aero-virtio-win7-drivers-fat.vhd.verify.json",
+        "aero-virtio-win7-drivers.iso", "aero-virtio-win7-drivers.iso.verify.json", "guest-tools",
+        "notes-of-mine.txt"]
