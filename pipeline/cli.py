@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, buildlock, log
-from .errors import PipelineError, UsageError, disk_error
+from .errors import PipelineError, SpecError, UsageError, disk_error
 from .fsutil import relpath_for_humans, sha256_file
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
@@ -38,12 +38,18 @@ BUILD_ISO_FLAGS = Vocabulary("build-iso", {
     "target.arches": Flag("--require-arch", "choose the arches with --require-arch"),
     "outputs.drivers_iso.volume_label": Flag("--label", "pass another --label"),
 })
+BUILD_FAT_FLAGS = Vocabulary("build-fat", {
+    **{k: v for k, v in BUILD_ISO_FLAGS.flags.items() if k != "outputs.drivers_iso.volume_label"},
+    "outputs.fat_disk.volume_label": Flag("--label", "pass another --label (at most 11 characters)"),
+    "outputs.fat_disk.size_mib": Flag("--size-mib", "pass a larger --size-mib, or leave it out for auto"),
+})
 EXTRACT_FLAGS = Vocabulary("extract", {
     "source.path": Flag("--virtio-win-iso", "pass an existing ISO with --virtio-win-iso"),
     "drivers.required": Flag("--drivers", "leave the driver out of --drivers"),
     "optional": Flag("--strict-optional", "drop --strict-optional"),
 })
 SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
+    "install_media.path": Flag("--windows-iso", "pass a Windows 7 install ISO with --windows-iso"),
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
@@ -65,11 +71,22 @@ def _ctx(args: argparse.Namespace) -> Context:
 
 
 def _find_spec(ctx: Context, name: str) -> Spec:
-    specs = {s.name: s for s in load_specs(ctx)}
-    if name in specs:
-        return specs[name]
+    """The spec ``name``; another spec being broken does not matter, this one being broken does."""
+    _require_specs_dir(ctx)
+    results = {path.stem: r for path, r in load_each(ctx)}
+    found = results.get(name)
+    if isinstance(found, SpecError):
+        raise found
+    if found is not None:
+        return found
     raise UsageError(f"no spec named {name!r} in {relpath_for_humans(ctx.specs_dir, absolute=True)}",
-                     f"use one of: {', '.join(sorted(specs))}")
+                     f"use one of: {', '.join(sorted(results)) or '(none: add specs/<name>.yaml)'}")
+
+
+def _require_specs_dir(ctx: Context) -> None:
+    if not ctx.specs_dir.is_dir():
+        raise UsageError(f"{os.path.abspath(ctx.root)}: not a project folder (no specs/)",
+                         "run from the checkout, or pass --root with the folder that holds specs/")
 
 
 def _refuse_recipes(root: Path, flag: str) -> None:
@@ -80,7 +97,7 @@ def _refuse_recipes(root: Path, flag: str) -> None:
                          "pack), or a real driver tree")
 
 
-def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract) -> Spec:
+def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, vocabulary: Vocabulary) -> Spec:
     drivers_root = Path(args.drivers_root).absolute()
     data: dict[str, Any] = {
         "schema_version": 1,
@@ -98,7 +115,7 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract) -> S
                                  "size_mib": getattr(args, "size_mib", None) or "auto"},
                     "guest_tools": {"signing_policy": args.signing_policy}},
     }
-    return spec_from_mapping(data, ctx, BUILD_ISO_FLAGS, contract)
+    return spec_from_mapping(data, ctx, vocabulary, contract)
 
 
 def _output_file(raw: str, flag: str) -> Path:
@@ -127,7 +144,7 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
         ctx = Context(root=Path(tmp))
         # The ad-hoc spec is checked against the device contract in force where the command runs.
-        spec = _adhoc_spec(ctx, args, project_contract(repo))
+        spec = _adhoc_spec(ctx, args, project_contract(repo), BUILD_FAT_FLAGS if medium == "fat" else BUILD_ISO_FLAGS)
         for arch in spec.arches:
             stage_arch(spec, ctx, arch, epoch)
         build_notices(spec, ctx)
@@ -221,6 +238,7 @@ def cmd_verify_iso(args: argparse.Namespace) -> int:
 def cmd_list_specs(args: argparse.Namespace) -> int:
     """List the specs in specs/ (a broken one is listed as such, with its first problem)."""
     ctx = _ctx(args)
+    _require_specs_dir(ctx)
     results = load_each(ctx)
     width = max([len(p.stem) for p, _ in results] + [4])
     print(f"{'name':<{width}}  default  source          description")
@@ -260,12 +278,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     names = args.specs or [s.name for s in load_specs(ctx) if s.default]
     for n in names:
         _find_spec(ctx, n)
+    targets = [f"build:{n}" for n in names]
     # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
     buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()
     os.chdir(ctx.root)
     try:
-        rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run([f"build:{n}" for n in names])
+        token = tasks.REQUESTED.set(tuple(targets))
+        try:
+            rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(targets)
+        finally:
+            tasks.REQUESTED.reset(token)
     finally:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
@@ -353,6 +376,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def _refuse_key_folder_in_checkout(out: Path, root: Path) -> None:
+    """The build refuses a key inside the checkout: refuse to write one there in the first place."""
+    from .win7.signing import key_inside
+
+    here = Path(os.path.abspath(out))
+    checkouts = [root] if (root / "specs").is_dir() else []
+    checkouts += [d for d in (here, *here.parents) if (d / ".git").exists()][:1]
+    for checkout in checkouts:
+        if key_inside(here / "key", checkout):
+            raise UsageError(f"--out {out}: inside the checkout {Path(os.path.abspath(checkout))}; the private key "
+                             "would be one commit away from leaking, and the build refuses a key there",
+                             "leave --out out (~/.config/aero-virtio-media) or give a folder outside the checkout")
+
+
 def cmd_make_test_cert(args: argparse.Namespace) -> int:
     """Create a code-signing test certificate (.cer for the media; .pfx/.key.pem stay with you)."""
     from .devtools.testcert import make_test_cert
@@ -360,6 +397,7 @@ def cmd_make_test_cert(args: argparse.Namespace) -> int:
 
     # Outside any checkout by default: a key in the repo tree is refused when signing.
     out = Path(args.out).expanduser() if args.out else Path.home() / ".config" / "aero-virtio-media"
+    _refuse_key_folder_in_checkout(out, Path(args.root))
     # Valid from the build epoch, which is the signing time of every build at the default SOURCE_DATE_EPOCH.
     tc = make_test_cert(out, args.name, args.subject, args.days, not_before=source_date_epoch())
     print(f"certificate: {tc.cer} (sha1 {tc.thumbprint})")

@@ -22,6 +22,7 @@ DEBIAN_PACKAGES = {
     "mkfs.fat": "dosfstools",
     "mdir": "mtools",
     "mcopy": "mtools",
+    "mtype": "mtools",
     "qemu-img": "qemu-utils",
     "qemu-system-x86_64": "qemu-system-x86",
     "genisoimage": "genisoimage",

@@ -63,11 +63,12 @@ class Inputs:
     media_bcds: dict[HiveFile, Path]
 
 
-def _sha256_pin(path: Path, want: str | None, where: str) -> str:
+def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec) -> str:
     digest, _size = sha256_file(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
     if want is not None and digest != want.lower():
         raise SourceError(f"{where}: {path.name} has sha256 {digest}, but install_media.sha256 pins {want}",
-                          "point install_media.path at the pinned ISO, or update the pin if this one is right")
+                          f"point {spec.vocabulary.name('install_media.path')} at the pinned ISO, "
+                          "or update the pin if this one is right")
     return digest
 
 
@@ -85,14 +86,15 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
         work.mkdir(parents=True, exist_ok=True)
         return Inputs(None, wim.working_copy(media.boot_wim, work), wim.working_copy(media.install_wim, work), {})
     if not media.iso.is_file():
-        raise SourceError(f"{spec.display}: install_media.path {media.iso_raw}: no such file",
-                          "point install_media.path at a Windows 7 ISO")
+        raise SourceError(f"{spec.display}: {spec.vocabulary.name('install_media.path')} {media.iso_raw}: no such file",
+                          f"point {spec.vocabulary.name('install_media.path')} at a Windows 7 ISO")
     with IsoTree.open_path(media.iso, media.iso.name) as tree:
         entries = {e.path.lower(): e for e in tree.entries()}
         missing = [p for p in REQUIRED if p not in entries]
         if missing:
             raise SourceError(f"{media.iso.name}: no {', '.join(missing)}: not a Windows 7 install DVD",
-                              "give install_media.path a Windows 7 ISO (with sources\\boot.wim and install.wim)")
+                              f"give {spec.vocabulary.name('install_media.path')} a Windows 7 ISO "
+                              "(with sources\\boot.wim and install.wim)")
         wanted = [BOOT_WIM, INSTALL_WIM, *(b.value.lower() for b in MEDIA_BCDS if b.value.lower() in entries)]
         wim.require_space(work, sum(entries[w].size for w in wanted) + wim.MARGIN,
                           f"copying the WIMs of {media.iso.name}")
@@ -204,7 +206,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
     inputs = _copy_inputs(spec, work)
     source: dict[str, Any] = {}
     if inputs.iso is not None:
-        source = {"iso": inputs.iso.name, "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display)}
+        source = {"iso": inputs.iso.name, "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec)}
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
     arches = {i.arch for i in install_images}

@@ -137,13 +137,14 @@ def spec_from_mapping(data: dict[str, Any], ctx: Context, vocabulary: Vocabulary
                       contract: Contract | None = None) -> Spec:
     """Build a spec from a command's options, with the same checks as a file; messages use ``vocabulary``."""
     display = f"aero-media {vocabulary.command}" if vocabulary.command else "command line"
-    spec = _validate(Doc(path=Path(display), display=display, data=data, marks={}), ctx, contract)
+    doc = Doc(path=Path(display), display=display, data=data, marks={}, flags=vocabulary.pointers())
+    spec = _validate(doc, ctx, contract)
     return replace(spec, vocabulary=vocabulary)
 
 
 def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
     if not isinstance(doc.data, dict):
-        raise SpecError(f"{doc.display}:1:1: /: expected a mapping of keys", "start from specs/sample.yaml")
+        raise SpecError(f"{doc.where('')}: expected a mapping of keys", "start from specs/sample.yaml")
     raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE), ctx.validation_memo))
     return _build(doc, ctx, contract or project_contract(ctx))
 
@@ -370,7 +371,8 @@ def spec_files(ctx: Context) -> list[Path]:
     """Return the spec files in ``specs/``, sorted (the contract file is not a spec)."""
     if not ctx.specs_dir.is_dir():
         return []
-    return sorted(p for p in ctx.specs_dir.glob("*.yaml") if p.name not in NON_SPEC_FILES)
+    return sorted(p for p in ctx.specs_dir.glob("*.y*ml")
+                  if p.suffix in (".yaml", ".yml") and p.name not in NON_SPEC_FILES)
 
 
 def load_each(ctx: Context) -> list[tuple[Path, Spec | SpecError]]:
@@ -378,6 +380,10 @@ def load_each(ctx: Context) -> list[tuple[Path, Spec | SpecError]]:
     contract = project_contract(ctx)
     out: list[tuple[Path, Spec | SpecError]] = []
     for path in spec_files(ctx):
+        if path.suffix == ".yml":  # one spelling, so `doit build:<stem>` and the file always agree
+            out.append((path, SpecError(f"{_display(path, ctx.root)}: spec files end in .yaml; "
+                                        f"fix: rename it to {path.stem}.yaml")))
+            continue
         try:
             out.append((path, load_spec(path, ctx, contract)))
         except SpecError as exc:

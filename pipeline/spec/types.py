@@ -132,7 +132,8 @@ class PlaceholderPolicy(StrEnum):
 # Settings that messages tell a user to change, by their spec field.
 SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs", "checks.allow_sha256_only",
             "outputs.guest_tools.signing_policy", "drivers.required", "optional", "target.arches",
-            "outputs.drivers_iso.volume_label")
+            "outputs.drivers_iso.volume_label", "outputs.fat_disk.volume_label", "outputs.fat_disk.size_mib",
+            "install_media.path", "install_media.sha256")
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,10 @@ class Vocabulary:
         if flag:
             return flag.fix
         return f"set {setting}: {value}" if value is not None else f"set {setting}"
+
+    def pointers(self) -> dict[str, str]:
+        """JSON pointer of each setting a flag stands for (``/outputs/fat_disk/size_mib``) -> the flag."""
+        return {"/" + setting.replace(".", "/"): flag.name for setting, flag in self.flags.items()}
 
     def _flag(self, setting: str) -> Flag | None:
         if setting not in SETTINGS:

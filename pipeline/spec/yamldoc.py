@@ -11,7 +11,7 @@ import contextlib
 import difflib
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,14 +36,30 @@ class Doc:
     marks: dict[str, tuple[int, int]]
     sha256: str | None = None
     """Of the file's bytes (None for a document made in memory)."""
+    flags: Mapping[str, str] | None = None
+    """For a document a command made from its options: JSON pointer -> the flag that set it."""
 
     def where(self, pointer: str) -> str:
-        """Return ``file:line:col: pointer`` for a value, falling back to its nearest parent."""
+        """Return ``file:line:col: pointer`` for a value, falling back to its nearest parent.
+
+        A document made from a command's options has no lines: its values are named
+        by the flag that set them (``aero-media build-fat: --label``), else by pointer.
+        """
+        if self.flags is not None:
+            p = pointer.removesuffix("#key")
+            while p and p not in self.flags:
+                p = p.rsplit("/", 1)[0]
+            return f"{self.display}: {self.flags[p] if p else shown_pointer(pointer)}"
         p = pointer
         while p not in self.marks and p:
             p = p.rsplit("/", 1)[0]
         line, col = self.marks.get(p, (1, 1))
-        return f"{self.display}:{line}:{col}: {pointer or '/'}"
+        return f"{self.display}:{line}:{col}: {shown_pointer(pointer)}"
+
+
+def shown_pointer(pointer: str) -> str:
+    """A JSON pointer as a message shows it: unescaped, so a key with slashes reads as typed."""
+    return (pointer.replace("~1", "/").replace("~0", "~")) or "/"
 
 
 def pointer_join(base: str, key: str | int) -> str:
@@ -291,10 +307,13 @@ def _unknown_keys(err: jsonschema.ValidationError, pointer: str, schema: dict[st
     if not isinstance(err.instance, dict):
         return None
     allowed = sorted(schema.get("properties", {}))
+    # ``x-misplaced``: keys valid elsewhere, with why they do not apply here.
+    misplaced: dict[str, str] = schema.get("x-misplaced", {})
     out = []
     for key in sorted(set(err.instance) - set(allowed)):
         close = difflib.get_close_matches(key, allowed, n=1)
-        fix = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
+        fix = (misplaced[key] if key in misplaced else f"did you mean {close[0]!r}?" if close
+               else f"allowed keys here: {', '.join(allowed)}")
         out.append((pointer_join(pointer, key) + "#key", f"unknown key {_short(key)}; fix: {fix}"))
     return out
 
@@ -418,8 +437,10 @@ def _validate(doc: Doc, schema_path: Path) -> list[str]:
 
 
 def _key_where(doc: Doc, pointer: str) -> str:
+    if doc.flags is not None:
+        return doc.where(pointer)
     line, col = doc.marks.get(pointer, doc.marks.get(pointer[:-4], (1, 1)))
-    return f"{doc.display}:{line}:{col}: {pointer[:-4]}"
+    return f"{doc.display}:{line}:{col}: {shown_pointer(pointer[:-4])}"
 
 
 def raise_problems(problems: list[str]) -> None:

@@ -10,6 +10,7 @@ function runs changes (:func:`~pipeline.taskgraph.fingerprint.code_fingerprint`)
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import sys
@@ -20,13 +21,15 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from ..errors import PipelineError, UsageError, disk_error
+from ..errors import PipelineError, SpecError, UsageError, disk_error
 from ..fsutil import relpath_for_humans, remove_with_leftovers
+from ..log import warn
 from ..media.epoch import source_date_epoch
 from ..paths import SpecPaths
 from ..sources.tree import DirTree, EntryKind
-from ..spec.load import CONTRACT_FILE, data_file, load_specs
+from ..spec.load import CONTRACT_FILE, data_file, load_each
 from ..spec.model import Context, Spec
+from ..spec.yamldoc import raise_problems
 from .checker import ContentChecker
 from .depfile import BACKEND_NAME
 from .fingerprint import MEMO_NAME, code_fingerprint
@@ -73,15 +76,49 @@ def _ctx() -> Context:
 @functools.cache
 def _specs_at(root: Path) -> tuple[Spec, ...]:
     try:
-        loaded = tuple(load_specs(Context(root=root, remember_valid_specs=True)))
-        _check_requested(loaded, _doit_arguments())
+        results = load_each(Context(root=root, remember_valid_specs=True))
+        loaded = tuple(r for _, r in results if isinstance(r, Spec))
+        broken = [(path, r) for path, r in results if isinstance(r, SpecError)]
+        argv = _doit_arguments()
+        if broken and not _only_other_specs(argv, {path.stem for path, _ in broken}):
+            raise_problems([r.message for _, r in broken])
+        for path, err in broken:
+            # Asked for other specs by name: a half-edited spec should not stop them.
+            first, *more = err.message.splitlines()
+            also = f"; and {len(more)} more problem(s)" if more else ""
+            warn(f"{first}{also} (spec {path.stem!r} is left out until it is fixed)")
+        _check_requested(loaded, argv)
     except PipelineError as exc:
         refuse(exc)
     return loaded
 
 
+def _only_other_specs(argv: list[str], broken: set[str]) -> bool:
+    """Whether doit was asked only for tasks of named specs, none of them broken (``doit build:sample``)."""
+    positional = [a for a in argv if not a.startswith("-")]
+    if any(a in STAGES or a in ("build", "default") for a in positional):
+        return False  # a whole group: every spec's tasks
+    # Other positionals are doit's command or option values (`-f dodo.py`): they name no spec.
+    named = [_spec_named(a) for a in positional if ":" in a]
+    return bool(named) and all(n is not None and n not in broken for n in named)
+
+
+def _spec_named(arg: str) -> str | None:
+    """The spec a doit task argument names (``build:sample``, ``stage:sample:x86``), or None."""
+    group, sep, rest = arg.partition(":")
+    name = rest.split(":", 1)[0]
+    return name if sep and (group == "build" or group in STAGES) and name and "*" not in name else None
+
+
+REQUESTED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("requested", default=None)
+"""The task arguments a caller that runs doit in-process (``aero-media build``) passes it."""
+
+
 def _doit_arguments() -> list[str]:
-    """doit's command line, when doit is the program running (not a test or aero-media calling it)."""
+    """doit's task arguments: from its command line when doit is the program, else from :data:`REQUESTED`."""
+    requested = REQUESTED.get()
+    if requested is not None:
+        return list(requested)
     main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
     if main.name == "doit" or (main.name == "__main__.py" and main.parent.name == "doit"):
         return sys.argv[1:]
@@ -92,9 +129,8 @@ def _check_requested(loaded: tuple[Spec, ...], argv: list[str]) -> None:
     """``doit build:nosuch`` lists the specs there are; doit itself would only say no such task exists."""
     names = {s.name for s in loaded}
     for arg in argv:
-        group, sep, rest = arg.partition(":")
-        name = rest.split(":", 1)[0]
-        if sep and (group == "build" or group in STAGES) and name and name not in names and "*" not in name:
+        name = _spec_named(arg)
+        if name is not None and name not in names:
             raise UsageError(f"no spec named {name!r} (doit {arg}) in specs/",
                              f"use one of: {', '.join(sorted(names)) or '(none: add specs/<name>.yaml)'}")
 

@@ -120,7 +120,7 @@ def refuse_key_inside(key: Path, checkout: Path, setting: str = "the signing key
     """Raise :class:`UsageError` when the private key ``key`` is inside ``checkout`` (the repo)."""
     if key_inside(key, checkout):
         raise UsageError(f"{key}: the private key is inside the checkout ({checkout}); a committed key is a leaked key",
-                         f"keep it outside (e.g. ~/.config/aero/{key.name}) and point {setting} at it")
+                         f"keep it outside (e.g. ~/.config/aero-virtio-media/{key.name}) and point {setting} at it")
 
 
 def _certificates(path: Path) -> list[x509.Certificate]:

@@ -53,6 +53,34 @@ def test_build_iso_errors_name_flags(sample: Path, tmp_path: Path, capsys: pytes
     assert not (tmp_path / "x.iso").exists()
 
 
+@pytest.mark.parametrize(("command", "flags", "named"), [
+    ("build-iso", ["--label", "aero virtio"], "aero-media build-iso: --label: 'aero virtio'"),
+    ("build-fat", ["--label", "TOOLONGLABEL12"], "aero-media build-fat: --label: 'TOOLONGLABEL12'"),
+    ("build-fat", ["--size-mib", "1"], "aero-media build-fat: --size-mib: 1"),
+])
+def test_schema_errors_under_a_command_name_its_flag(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     command: str, flags: list[str], named: str) -> None:
+    out = tmp_path / "x.out"
+    assert main([command, "--drivers-root", str(sample), "--output", str(out), "--allow-placeholder-catalogs",
+                 *flags]) == 2
+    text = error_line(capsys)
+    assert text.startswith(f"error: {named}"), text
+    assert ":1:1" not in text and "/outputs/" not in text, text
+    assert not out.exists()
+
+
+def test_service_iso_names_windows_iso(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    drivers_iso = tmp_path / "d.iso"
+    assert main(["build-iso", "--drivers-root", str(sample), "--output", str(drivers_iso),
+                 "--allow-placeholder-catalogs"]) == 0
+    capsys.readouterr()
+    assert main(["service-iso", "--windows-iso", str(drivers_iso), "--drivers-root", str(sample),
+                 "--output", str(tmp_path / "w.iso"), "--allow-placeholder-catalogs"]) == 2
+    text = error_line(capsys)
+    assert "not a Windows 7 install DVD" in text and "fix: give --windows-iso a Windows 7 ISO" in text, text
+    assert "install_media" not in text, text
+
+
 def test_extract_errors_name_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "src"
     make_upstream_tree(src)
@@ -171,3 +199,36 @@ def test_a_broken_spec_names_itself_and_spoils_no_listing(tmp_path: Path,
     assert "BROKEN" in rows["broken"] and "specs/broken.yaml" in rows["broken"]
     assert "    specs/broken.yaml:2:9: /source: missing required key 'path'" in out.out
     assert "1 broken spec(s): specs/broken.yaml" in out.err
+
+
+def test_a_broken_spec_stops_only_builds_that_need_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(tmp_path / "proj")
+    write_spec(project, "broken", "schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
+    (project / "specs" / "other.yml").write_text("schema_version: 1\n")
+    # Asked for another spec by name: it builds, and each broken file is named once.
+    proc = run(doit_argv(project, "build:sample"))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: specs/broken.yaml:3:10: /drivers: the list needs at least 1 entries" in proc.stderr
+    assert "and 1 more problem(s) (spec 'broken' is left out until it is fixed)" in proc.stderr
+    assert "specs/other.yml: spec files end in .yaml; fix: rename it to other.yaml" in proc.stderr
+    assert (project / "dist/sample/aero-virtio-win7-drivers.iso").is_file()
+    # Asked for it, or for everything (which may include it): the build refuses, naming why.
+    for args in (("build:broken",), ()):
+        proc = run(doit_argv(project, *args))
+        assert proc.returncode == 2, proc.stderr
+        assert "error: specs/broken.yaml:3:10" in proc.stderr and "Traceback" not in proc.stderr
+    # aero-media build speaks for itself the same way.
+    def aero_media(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline", "--root", str(project), *args], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    proc = aero_media("build", "sample")
+    assert proc.returncode == 0 and "spec 'broken' is left out" in proc.stderr, proc.stderr
+    proc = aero_media("build", "broken")
+    assert proc.returncode == 2 and "error: specs/broken.yaml:3:10" in proc.stderr, proc.stderr
+
+
+def test_outside_a_project_the_commands_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["list-specs"], ["build", "sample"]):
+        assert main(["--root", str(tmp_path), *args]) == 2
+        assert f"error: {tmp_path}: not a project folder (no specs/)" in error_line(capsys)

@@ -210,6 +210,18 @@ def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "already exists" in capsys.readouterr().err
 
 
+def test_make_test_cert_refuses_to_write_a_key_into_the_checkout(project: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["--root", str(project), "make-test-cert", "--out", str(project / "certs")]) == 2
+    assert "inside the checkout" in capsys.readouterr().err
+    assert not (project / "certs").exists()
+    (project / "repo" / ".git").mkdir(parents=True)  # any git work tree counts, wherever --root points
+    assert main(["make-test-cert", "--out", str(project / "repo" / "sub" / "keys")]) == 2
+    assert not (project / "repo" / "sub").exists()
+
+
 def test_an_older_layouts_set_is_removed_but_other_outputs_stay(project: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     dist = project / "dist/sample"

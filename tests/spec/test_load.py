@@ -236,3 +236,9 @@ def test_validation_memo_is_off_outside_the_task_graph(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
     load_spec(write_spec(tmp_path, "good", GOOD), Context(root=tmp_path, cache_override=tmp_path / "cache"))
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_license_file_on_a_pack_is_refused_with_the_reason(tmp_path: Path) -> None:
+    err = _load(tmp_path, GOOD.replace("  path: prebuilt/sample\n", "  path: prebuilt/sample\n  license_file: L.txt\n"))
+    assert "broken.yaml:5:3: /source/license_file: unknown key" in str(err)
+    assert "a pack brings its own licences" in str(err)

@@ -383,7 +383,7 @@ def test_a_key_inside_the_checkout_is_refused(tmp_path):
         refuse_key_inside(inside, checkout, "signing.key in the spec")
     assert exc.value.render() == (
         f"{inside}: the private key is inside the checkout ({checkout}); a committed key is a leaked key; "
-        "fix: keep it outside (e.g. ~/.config/aero/test.key.pem) and point signing.key in the spec at it")
+        "fix: keep it outside (e.g. ~/.config/aero-virtio-media/test.key.pem) and point signing.key in the spec at it")
     refuse_key_inside(outside, checkout)
     assert key_inside(checkout / "keys" / ".." / "keys" / "test.key.pem", checkout)
     assert not key_inside(checkout / ".." / "home" / ".config" / "aero" / "test.key.pem", checkout)
