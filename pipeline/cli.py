@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ EXTRACT_FLAGS = Vocabulary("extract", {
 })
 SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "install_media.path": Flag("--windows-iso", "pass a Windows 7 install ISO with --windows-iso"),
+    "install_media.filename": Flag("--output", "give --output another file name"),
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
@@ -118,14 +120,21 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, voca
     return spec_from_mapping(data, ctx, vocabulary, contract)
 
 
-def _output_file(raw: str, flag: str) -> Path:
-    """A file path to write: not a folder, not a name ending in a separator."""
+def _output_file(raw: str, flag: str, inputs: list[tuple[str, Path]], suffix: str = ".iso") -> Path:
+    """A file path to write: not a folder, not a name ending in a separator, not an input or inside one."""
     if raw.endswith(("/", os.sep)):
         raise UsageError(f"{flag} {raw}: ends with a slash, so it names a folder",
-                         f"give {flag} the path of the file to write, e.g. {raw.rstrip('/' + os.sep)}.iso")
+                         f"give {flag} the path of the file to write, e.g. {raw.rstrip('/' + os.sep)}{suffix}")
     out = Path(raw)
     if out.is_dir():
         raise UsageError(f"{flag} {raw}: is a folder", f"give {flag} the path of the file to write")
+    here = Path(os.path.abspath(out))
+    for what, given in inputs:
+        src = Path(os.path.abspath(given))
+        same = here == src or (out.exists() and given.exists() and os.path.samefile(out, given))
+        if same or src in here.parents:
+            raise UsageError(f"{flag} {raw}: {'is' if same else 'lies inside'} {what} {given}, which is never written",
+                             f"give {flag} a path outside the inputs")
     return out
 
 
@@ -138,7 +147,8 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
     repo = Context(root=Path(args.root).absolute())
     epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
              else source_date_epoch())
-    output = _output_file(args.output, "--output")
+    output = _output_file(args.output, "--output", [("--drivers-root", Path(args.drivers_root))],
+                          ".vhd" if medium == "fat" else ".iso")
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
@@ -173,6 +183,16 @@ def cmd_build_fat(args: argparse.Namespace) -> int:
     return _build_adhoc(args, "fat")
 
 
+def _sweep_dead_work_folders(folder: Path) -> None:
+    """A killed service-iso leaves a WIM-sized work folder; remove those whose process is gone."""
+    from .fsutil import pid_alive, remove_tree
+
+    for old in folder.glob(".aero-service-*-*"):
+        pid = old.name.split("-")[2]
+        if old.is_dir() and not old.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
+            remove_tree(old)
+
+
 def cmd_service_iso(args: argparse.Namespace) -> int:
     """Service a Windows 7 install ISO: boot-critical viostor, drivers, certificates and test mode in its WIMs."""
     from .media.epoch import source_date_epoch
@@ -188,13 +208,15 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
     if args.testsigning and not args.cert:
         raise UsageError("--testsigning needs the test certificate the drivers are signed with",
                          "add --cert aero-test.cer (aero-media make-test-cert makes one)")
-    output = _output_file(args.output, "--output")
+    output = _output_file(args.output, "--output", [("--windows-iso", iso), ("--drivers-root", Path(args.drivers_root)),
+                                                    *(("--cert", Path(c)) for c in args.cert)])
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
     repo = Context(root=Path(args.root).absolute())
     epoch = source_date_epoch()
     # WIMs are gigabytes: work beside the output, where the result has to fit anyway, not in the temp folder.
-    with tempfile.TemporaryDirectory(prefix=".aero-service-", dir=output.parent) as tmp:
+    _sweep_dead_work_folders(output.parent)
+    with tempfile.TemporaryDirectory(prefix=f".aero-service-{os.getpid()}-", dir=output.parent) as tmp:
         ctx = Context(root=Path(tmp))
         drivers_root = Path(args.drivers_root).absolute()
         data: dict[str, Any] = {
@@ -525,3 +547,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("interrupted; outputs written so far are complete or absent, never partial")
         return 130
 
+
+if __name__ == "__main__":  # python -m pipeline.cli, as well as python -m pipeline
+    sys.exit(main())

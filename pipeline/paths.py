@@ -154,6 +154,11 @@ class SpecPaths:
     def servicing_record(self) -> Path:
         return self.install_media_dir / "servicing.json"
 
+    @property
+    def serviced_wims(self) -> tuple[Path, Path]:
+        """The patched boot.wim and install.wim, published for users who build media another way."""
+        return self.install_media_dir / "boot.wim", self.install_media_dir / "install.wim"
+
     # FAT driver disk
     @property
     def fat_disk(self) -> Path:

@@ -9,6 +9,7 @@ always reads the same way: what ran, its last error line, and the fix.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,11 @@ def which(tool: str) -> str:
 def last_line(text: str) -> str:
     """The last non-empty line of a program's error output (the one that says why)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no error message"
+    # Perl tools (hivexregedit) end with where in their own source they died: not the user's business.
+    return _PERL_WHERE.sub("", lines[-1]) if lines else "no error message"
+
+
+_PERL_WHERE = re.compile(r" at /\S+\.p[ml] line \d+\.?$")
 
 
 def run_bytes(tool: str, args: Sequence[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
@@ -53,8 +58,7 @@ def run_bytes(tool: str, args: Sequence[str], *, stdin: bytes | None = None, env
     if proc.returncode not in ok_codes:
         why = last_line(decode(proc.stderr) or decode(proc.stdout))
         raise ToolError(f"{tool} failed{f' ({what})' if what else ''} with exit status {proc.returncode}: {why}",
-                        hint or "check that the file is complete and readable (a damaged download is the usual "
-                        "cause)")
+                        hint or "check that the file is complete and readable")
     return proc.stdout, proc.stderr
 
 

@@ -10,13 +10,15 @@ WIMs and ``servicing.json``, which lists every change) is published as one set.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..errors import SourceError, UsageError
+from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     copy_fp_hashed,
     dump_json,
@@ -26,6 +28,7 @@ from ..fsutil import (
     staging_dir,
     write_bytes_atomic,
 )
+from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import StageManifest
 from ..paths import MediaLayout, SpecPaths
 from ..sources.isoread import IsoTree
@@ -51,6 +54,8 @@ INSTALL_WIM = "sources/install.wim"
 MEDIA_BCDS = (HiveFile.MEDIA_BCD_BIOS, HiveFile.MEDIA_BCD_UEFI)
 # What a Windows 7 DVD must hold for its rebuilt ISO to install.
 REQUIRED = ("setup.exe", BOOT_WIM, INSTALL_WIM)
+MAX_SCRIPT = 1024 * 1024
+"""Largest SetupComplete.cmd an image may already have (ours appends a few lines to it in memory)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,9 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
         wim.require_space(work, media.boot_wim.stat().st_size + media.install_wim.stat().st_size + wim.MARGIN,
                           "working copies of the WIMs")
         work.mkdir(parents=True, exist_ok=True)
-        return Inputs(None, wim.working_copy(media.boot_wim, work), wim.working_copy(media.install_wim, work), {})
+        # Named by role, not by the user's file names: two WIMs both called image.wim stay apart.
+        return Inputs(None, wim.working_copy(media.boot_wim, work, name="boot.wim"),
+                      wim.working_copy(media.install_wim, work, name="install.wim"), {})
     if not media.iso.is_file():
         raise SourceError(f"{spec.display}: {spec.vocabulary.name('install_media.path')} {media.iso_raw}: no such file",
                           f"point {spec.vocabulary.name('install_media.path')} at a Windows 7 ISO")
@@ -129,6 +136,24 @@ def _options(spec: Spec, paths: SpecPaths, stages: list[StageManifest], arch: Ar
                    testsigning=spec.signing_policy.certs_required and arch is Arch.AMD64)
 
 
+def _arch_names(found: list[wim.WimImage]) -> str:
+    return ", ".join(sorted({i.arch.value if i.arch else f"ARCH {i.arch_code}" if i.arch_code is not None
+                             else "without ARCH" for i in found}))
+
+
+def _one_arch(found: list[wim.WimImage], name: str) -> Arch:
+    """The one architecture of a WIM's images (Windows 7 install.wim files hold one)."""
+    if not found:
+        raise SourceError(f"{name} has no images", f"give the {name} of a Windows 7 DVD")
+    arches = {i.arch for i in found}
+    if len(arches) != 1 or None in arches:
+        raise SourceError(f"{name}: its images are {_arch_names(found)}, not all x86 or all x64",
+                          f"give a Windows 7 x86 or x64 {name}")
+    arch = next(iter(arches))
+    assert arch is not None
+    return arch
+
+
 def _selected(found: list[wim.WimImage], wanted: tuple[int, ...] | None, what: str) -> list[wim.WimImage]:
     if wanted is None:
         return found
@@ -169,11 +194,19 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     commands: list[wim.Command] = []
     for h in hives:
         path = extracted[h]
-        if path is None:
-            raise SourceError(f"{image_wim.name} {image.describe()}: no {h.value}", "this is not a Windows 7 image")
-        ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
-        objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
-        changes = hive.apply(path, registry_edits(kind, h, contract, options, control_set=ccs, bcd_objects=objects))
+        if path is None or not path.is_file():
+            raise SourceError(f"{image_wim.name} {image.describe()}: no {h.value} file",
+                              "this is not a Windows 7 image")
+        try:
+            ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
+            objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
+            changes = hive.apply(path, registry_edits(kind, h, contract, options, control_set=ccs,
+                                                      bcd_objects=objects))
+        except PipelineError as exc:
+            # Name the image and hive, never our working copy's path.
+            where = f"{image_wim.name} {image.describe()}, {h.value}"
+            said = exc.message.replace(os.fspath(path), h.value).replace(os.fspath(here), "…")
+            raise type(exc)(f"{where}: {said}", exc.hint or "use an intact Windows 7 image") from None
         registry += [{"hive": h.value, **c.record()} for c in changes]
         if any(c.changed for c in changes):
             commands.append(wim.Add(path, h.value))
@@ -181,6 +214,12 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     for add in file_additions(kind, contract, image.arch or Arch.AMD64, options, packages):
         if isinstance(add, ScriptAdd):
             old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
+            if old and not old[0].is_file():
+                raise SourceError(f"{image_wim.name} {image.describe()}: {add.dest} is not a file",
+                                  "use an intact Windows 7 image")
+            if old and old[0].stat().st_size > MAX_SCRIPT:
+                raise SourceError(f"{image_wim.name} {image.describe()}: {add.dest} is {old[0].stat().st_size} bytes, "
+                                  "far more than a setup script holds", "use an intact Windows 7 image")
             text = add.render(old[0].read_bytes() if old else None)
             local = here / "SetupComplete.cmd"
             write_bytes_atomic(local, text)
@@ -202,6 +241,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
     assert media is not None
     paths = SpecPaths(spec, ctx)
     work = paths.service_work
+    wim.require_plain_path(work)
     remove_tree(work)
     inputs = _copy_inputs(spec, work)
     source: dict[str, Any] = {}
@@ -209,11 +249,11 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
         source = {"iso": inputs.iso.name, "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec)}
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
-    arches = {i.arch for i in install_images}
-    arch = next(iter(arches)) if len(arches) == 1 else None
-    if arch is None:
-        raise SourceError(f"{inputs.install_wim.name}: its images are of several or unknown architectures",
-                          "give a Windows 7 x86 or x64 install.wim")
+    arch = _one_arch(install_images, "install.wim")
+    boot_arches = {i.arch for i in boot_images}
+    if boot_images and arch not in boot_arches and len(boot_arches) == 1 and None not in boot_arches:
+        raise SourceError(f"boot.wim is {_arch_names(boot_images)} but install.wim is {arch.value}: the two come "
+                          "from different DVDs", "service the boot.wim and install.wim of one Windows 7 DVD")
     wim.check_windows7(boot_images, arch, "boot.wim")
     wim.check_windows7(install_images, arch, "install.wim")
     packages = _packages(spec, paths, arch)
@@ -246,14 +286,49 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
             record["boot_entries"] = [{"platform": e.platform, "emulation": e.emulation,
                                        "sectors": e.sector_count, "image_sha256": e.image_sha256}
                                       for e in result.after.boot_entries]
-        for w in (inputs.boot_wim, inputs.install_wim):
-            shutil.copyfile(w, out / w.name)
+        for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
+            shutil.copyfile(w, out / published.name)
         # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
         record["outputs"] = [{"path": p.name, "sha256": sha256_file(p)[0], "size": p.stat().st_size}
                              for p in sorted(out.iterdir()) if p.is_file()]
         write_bytes_atomic(out / paths.servicing_record.name, dump_json(record))
+    # Remember the published files by stat, so the next run can tell an edited one without hashing gigabytes.
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    for o in record["outputs"]:
+        final = paths.install_media_dir / o["path"]
+        memo.record(final, final.stat(), o["sha256"])
     remove_tree(work)
     changed = sum(1 for i in images for r in i["registry"] if r["changed"])
     log.info(f"serviced {len(images)} image(s) of {inputs.install_wim.name}/{inputs.boot_wim.name} ({arch.value}): "
              f"{changed} registry value(s) changed; wrote {relpath_for_humans(paths.install_media_dir, ctx.root)}")
     return record
+
+
+def outputs_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+    """Whether every file ``servicing.json`` lists is still what it published (judged by stat, hashed if changed).
+
+    The published WIMs and ISO are gigabytes and nothing reads them back, so an edited,
+    truncated or deleted one would otherwise stay wrong until the inputs change.
+    """
+    paths = SpecPaths(spec, ctx)
+    try:
+        record = json.loads(paths.servicing_record.read_bytes())
+        outputs = [(paths.install_media_dir / o["path"], o["sha256"], o["size"]) for o in record["outputs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    for path, digest, size in outputs:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_size != size:
+            return False
+        known = memo.lookup(path, st)
+        if known is None:
+            known, _n = sha256_file(path)
+            memo.record(path, st, known)
+        if known != digest:
+            return False
+    return True
+

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -169,7 +170,37 @@ def extract(wim: Path, index: int, paths: Iterable[str], dest: Path, *, missing_
             "--preserve-dir-structure", "--no-acls", "--nullglob" if missing_ok else "--no-globs"]
     _tools.run(TOOL, args, env=_ENV, what=f"extracting from {wim.name} image {index}",
                hint=f"check that image {index} has {', '.join(wanted)} (wimlib-imagex dir) and that the WIM is intact")
-    return [p for p in (find_case_insensitive(dest, w) for w in wanted) if p is not None]
+    found = [(w, p) for w, p in ((w, find_case_insensitive(dest, w)) for w in wanted) if p is not None]
+    for stored, path in found:
+        _refuse_unless_regular(dest, path, f"{wim.name} image {index}: {stored}")
+    return [p for _, p in found]
+
+
+MAX_EDITED = 256 * 1024 * 1024
+"""Largest file we take out of an image to edit (a fresh image's SOFTWARE hive is tens of MiB)."""
+
+
+def _refuse_unless_regular(root: Path, path: Path, what: str) -> None:
+    """An image is untrusted: what we read and edit must be a plain file (or folder) in ``root``, not a link out."""
+    here = root
+    for part in path.relative_to(root).parts:
+        here = here / part
+        st = os.lstat(here)
+        if stat.S_ISLNK(st.st_mode):
+            raise SourceError(f"{what} is a symbolic link (or a folder on the way to it is); a link in the image "
+                              "could make servicing read a file of this machine",
+                              "use an intact Windows 7 image, whose system files are plain files")
+    if stat.S_ISDIR(st.st_mode):
+        for inner in path.rglob("*"):  # rglob does not follow links into folders
+            if inner.is_symlink() or not (inner.is_file() or inner.is_dir()):
+                raise SourceError(f"{what}: {inner.relative_to(path).as_posix()} is a link or a special file",
+                                  "use an intact Windows 7 image, whose system files are plain files")
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{what} is not a file", "use an intact Windows 7 image, whose system files are plain files")
+    if st.st_size > MAX_EDITED:
+        raise SourceError(f"{what} is {st.st_size} bytes, far more than such a file holds",
+                          "use an intact Windows 7 image")
 
 
 def find_case_insensitive(root: Path, rel: str) -> Path | None:
@@ -218,6 +249,11 @@ class Delete:
 
 
 Command = Add | Delete
+
+
+def require_plain_path(folder: Path) -> None:
+    """Refuse, before any work, a working folder that wimlib's update commands could not name."""
+    _local(folder)
 
 
 def _local(path: Path) -> str:
@@ -288,10 +324,10 @@ def require_space_for_copy(wim: Path, folder: Path, margin: int = MARGIN) -> Non
     require_space(folder, wim.stat().st_size + margin, f"a working copy of {wim.name}")
 
 
-def working_copy(wim: Path, folder: Path, margin: int = MARGIN) -> Path:
-    """Copy ``wim`` into ``folder`` (after the free-space check), streaming; return the copy's path."""
+def working_copy(wim: Path, folder: Path, margin: int = MARGIN, name: str | None = None) -> Path:
+    """Copy ``wim`` into ``folder`` (as ``name``, default its own) after the free-space check; return the copy."""
     require_space_for_copy(wim, folder, margin)
-    final = folder / wim.name
+    final = folder / (name or wim.name)
     progress = Progress(f"copying {wim.name}", wim.stat().st_size)
     with atomic_path(final) as tmp, open(wim, "rb") as src, open(tmp, "wb") as dst:
         copy_fp_hashed(src, dst, lambda n: progress.advance(n))

@@ -230,7 +230,10 @@ def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestT
               "outputs/guest_tools/volume_label": outputs.get("guest_tools", {}).get("volume_label"),
               "outputs/fat_disk/volume_label": outputs.get("fat_disk", {}).get("volume_label")}
     problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
-    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest"}
+    # Every name of dist/<spec>/ and its folders, so no output lands on another (or on a folder).
+    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest", "guest-tools": "the Guest Tools folder",
+                             "install-media": "the serviced media's folder", "boot.wim": "the serviced boot.wim",
+                             "install.wim": "the serviced install.wim", "servicing.json": "the servicing record"}
     for where, fname in names.items():
         key = fname.lower()
         if key in taken or key.endswith(".verify.json"):

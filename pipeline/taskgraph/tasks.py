@@ -205,6 +205,12 @@ def _code_memo() -> Path:
     return cache / MEMO_NAME
 
 
+def _service_outputs_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+    from ..servicing.service import outputs_current
+
+    return outputs_current(spec, ctx)
+
+
 def _still_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
     from ..sources.fetch import still_current
 
@@ -473,10 +479,11 @@ def task_service() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
         certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
-        targets = [p.servicing_record, *([p.serviced_iso] if media.iso is not None else [])]
+        targets = [p.servicing_record, *p.serviced_wims, *([p.serviced_iso] if media.iso is not None else [])]
         yield _subtask(spec, "service", f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), *inputs, *certs, *_proven(spec, ctx)], targets,
-                       clean=_removing(p.install_media_dir, p.service_work), epoch=epoch)
+                       clean=_removing(p.install_media_dir, p.service_work), epoch=epoch,
+                       uptodate=[functools.partial(_service_outputs_current, spec, ctx)])
 
 
 def task_guest_tools() -> Iterator[Task]:

@@ -69,6 +69,21 @@ def test_schema_errors_under_a_command_name_its_flag(sample: Path, tmp_path: Pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["build-iso", "build-fat"])
+def test_the_output_never_lands_in_the_drivers_root(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    command: str) -> None:
+    pack = expanded_sample(tmp_path / "pack")
+    inf = pack / "win7/amd64/viostor/viostor.inf"
+    before = inf.read_bytes()
+    assert main([command, "--drivers-root", str(pack), "--output", str(inf), "--allow-placeholder-catalogs"]) == 2
+    assert f"--output {inf}: lies inside --drivers-root {pack}" in error_line(capsys)
+    assert inf.read_bytes() == before
+    assert main([command, "--drivers-root", str(pack), "--output", str(pack / "new.out"),
+                 "--allow-placeholder-catalogs"]) == 2
+    assert f"lies inside --drivers-root {pack}" in error_line(capsys)
+    assert not (pack / "new.out").exists()
+
+
 def test_service_iso_names_windows_iso(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     drivers_iso = tmp_path / "d.iso"
     assert main(["build-iso", "--drivers-root", str(sample), "--output", str(drivers_iso),

@@ -141,6 +141,40 @@ def test_doit_again_runs_nothing(serviced: Path, capsys: pytest.CaptureFixture[s
     assert ".  service:" not in capsys.readouterr().out
 
 
+def test_a_published_file_that_was_changed_or_deleted_is_rebuilt(serviced: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing reads the published WIMs back, so the task checks them against servicing.json."""
+    (out(serviced) / "boot.wim").unlink()
+    (out(serviced) / "install.wim").write_bytes(b"x\n")
+    capsys.readouterr()
+    assert run_doit(serviced, f"service:{SPEC}") == 0
+    assert ".  service:" in capsys.readouterr().out
+    listed = {o["path"]: o["sha256"] for o in record(serviced)["outputs"]}
+    assert set(listed) == {"boot.wim", "install.wim", "servicing.json", "win7-aero.iso"} - {"servicing.json"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((out(serviced) / name).read_bytes()).hexdigest() == digest, name
+    assert run_doit(serviced, f"service:{SPEC}") == 0
+    assert ".  service:" not in capsys.readouterr().out
+
+
+def test_the_output_is_never_an_input(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    iso = tmp_path / "mine.iso"
+    shutil.copyfile(media_iso, iso)
+    before = hashlib.sha256(iso.read_bytes()).hexdigest()
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    for target in (iso, pack / "out.iso"):
+        assert main(["service-iso", "--windows-iso", str(iso), "--drivers-root", str(pack), "--output", str(target),
+                     "--allow-placeholder-catalogs"]) == 2
+        assert "--output" in capsys.readouterr().err
+    assert hashlib.sha256(iso.read_bytes()).hexdigest() == before
+    assert main(["service-iso", "--windows-iso", str(iso), "--drivers-root", str(pack), "--output",
+                 str(tmp_path / "o" / "servicing.json"), "--allow-placeholder-catalogs"]) == 2
+    assert "is already used by the servicing record" in capsys.readouterr().err
+
+
 def test_a_wrong_pin_and_a_non_windows7_image_are_refused(tmp_path: Path, media_iso: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     need_tool("wimlib-imagex")

@@ -154,3 +154,26 @@ def test_a_missing_wimlib_names_the_package(monkeypatch: pytest.MonkeyPatch, med
     with pytest.raises(ToolError) as info:
         wim.images(media_tree.boot_wim)
     assert "apt-get install wimtools" in info.value.render()
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative", "folder"])
+def test_a_link_in_the_image_is_never_followed(tmp_path: Path, link: str) -> None:
+    """A hostile image could point its SYSTEM hive (or a folder above it) at a file of this machine."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("HOST-SECRET\n")
+    tree = tmp_path / "tree"
+    config = tree / "Windows/System32/config"
+    if link == "folder":
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere/SYSTEM").write_text("HOST-SECRET\n")
+        config.parent.mkdir(parents=True)
+        config.symlink_to(tmp_path / "elsewhere")
+    else:
+        config.mkdir(parents=True)
+        (config / "SYSTEM").symlink_to(secret if link == "absolute" else Path("../../../..") / "secret.txt")
+    image = win7image.make_wim(tmp_path / "evil.wim", [win7image.ImageSpec(tree, "evil", {})])
+    if link == "folder":  # wimlib keeps the folder a link and finds nothing beneath it
+        assert wim.extract(image, 1, ["Windows/System32/config/SYSTEM"], tmp_path / "out", missing_ok=True) == []
+        return
+    with pytest.raises(SourceError, match="is a symbolic link"):
+        wim.extract(image, 1, ["Windows/System32/config/SYSTEM"], tmp_path / "out", missing_ok=True)

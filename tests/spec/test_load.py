@@ -194,6 +194,17 @@ def test_output_file_names_must_not_collide(tmp_path: Path) -> None:
     assert "/outputs/guest_tools/iso_filename" in err.render() and "already used" in err.render()
 
 
+@pytest.mark.parametrize(("field", "name", "owner"), [
+    ("outputs: {fat_disk: {filename: guest-tools}}", "guest-tools", "the Guest Tools folder"),
+    ("install_media: {path: w.iso, filename: install.wim}", "install.wim", "the serviced install.wim"),
+    ("install_media: {path: w.iso, filename: SERVICING.JSON}", "SERVICING.JSON", "the servicing record"),
+])
+def test_outputs_never_land_on_a_folder_or_a_file_of_another_output(tmp_path: Path, field: str, name: str,
+                                                                    owner: str) -> None:
+    err = _load(tmp_path, GOOD + field + "\n")
+    assert f"{name!r} is already used by {owner}" in err.render()
+
+
 @pytest.mark.parametrize("name", ["schema.json", "devices.schema.json"])
 def test_shipped_schemas_are_valid_draft_2020_12(name: str) -> None:
     import json
