@@ -20,6 +20,7 @@ from pathlib import Path
 from asn1crypto import algos, cms, core, x509
 
 from ..errors import ValidationError
+from .sigverify import SignatureCheck, Verdict, check_signer
 
 PLACEHOLDER_MAGIC = b"AERO-PLACEHOLDER-CATALOG"
 
@@ -139,6 +140,8 @@ class Signer:
     """The signed messageDigest matches the trust list (False = catalog edited after signing)."""
     certificate: bytes | None = field(default=None, compare=False, repr=False)
     """DER of the signing certificate (what setup pre-trusts as publisher), when the catalog carries it."""
+    check: SignatureCheck = field(default=SignatureCheck(Verdict.UNSUPPORTED, Verdict.UNSUPPORTED), compare=False)
+    """Whether the signature verifies with the certificate's key, and the chain with its issuers' keys."""
 
     def to_json(self) -> dict[str, object]:
         """JSON-safe summary for manifests."""
@@ -361,6 +364,7 @@ def _signers(sd: cms.SignedData, content: bytes, nested: bool) -> list[Signer]:
             nested=nested,
             content_digest_ok=digest_ok,
             certificate=cert.dump() if cert is not None else None,
+            check=check_signer(sd, si, cert, content),
         ))
         for blob in nested_blobs:
             inner = cms.ContentInfo.load(blob)["content"]
@@ -438,17 +442,55 @@ def load_catalog(path: Path) -> Catalog:
     return parse_catalog(path.read_bytes(), path.name)
 
 
-def signer_digest_of(blob: bytes) -> str | None:
-    """Digest algorithm of the first signer of a PKCS#7 blob (an embedded PE signature).
+@dataclass(frozen=True)
+class EmbeddedSignature:
+    """The first signer of a PE's embedded signature, and what it signs."""
 
-    Returns 'unreadable' for a blob we cannot parse, None when it has no signer.
-    """
+    digest_algorithm: str
+    image_digest: bytes | None
+    """The Authenticode image hash SpcIndirectDataContent carries (what the PE must hash to)."""
+    image_digest_algorithm: str | None
+    content_digest_ok: bool | None
+    check: SignatureCheck
+    certificate: bytes | None
+
+
+def embedded_signer(blob: bytes) -> EmbeddedSignature | None:
+    """Read the first signer of an embedded PE signature (None: no signer); CatalogError when unreadable."""
     try:
-        sd = _signed_data(blob, "signature")
+        sd = _signed_data(blob, "the embedded signature")
         infos = list(sd["signer_infos"])
-        return infos[0]["digest_algorithm"]["algorithm"].native if infos else None
-    except Exception:  # untrusted bytes: any failure means "cannot tell"
-        return "unreadable"
+        if not infos:
+            return None
+        si = infos[0]
+        content = sd["encap_content_info"]["content"]
+        signed = content.contents  # the messageDigest covers these octets; read before parse() rebinds them
+        ind = content.parse(_SpcIndirectDataContent)
+        algo = si["digest_algorithm"]["algorithm"].native
+        cert = _cert_for(sd, si["sid"])
+        digest_ok = None
+        for attr in _items(si["signed_attrs"]):
+            if attr["type"].native == "message_digest":
+                digest_ok = _digest(algo, signed) == attr["values"][0].native
+        return EmbeddedSignature(
+            digest_algorithm=algo,
+            image_digest=ind["message_digest"]["digest"].native,
+            image_digest_algorithm=ind["message_digest"]["digest_algorithm"]["algorithm"].native,
+            content_digest_ok=digest_ok,
+            check=check_signer(sd, si, cert, signed),
+            certificate=cert.dump() if cert is not None else None)
+    except CatalogError:
+        raise
+    except Exception as exc:  # untrusted bytes: asn1crypto raises many types
+        raise CatalogError(f"the embedded signature is not valid PKCS#7 ({type(exc).__name__}: {_short(exc)})",
+                           None) from None
+
+
+def _digest(algo: str, data: bytes) -> bytes | None:
+    try:
+        return hashlib.new(algo, data).digest()
+    except ValueError:
+        return None
 
 
 def _short(exc: Exception) -> str:

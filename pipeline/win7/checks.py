@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import x509
+
 from ..spec.contract import Device
 from ..spec.types import Arch, PlaceholderPolicy
 from . import pnp
-from .catalog import Catalog, CatalogError, Member, parse_catalog
+from .catalog import Catalog, CatalogError, EmbeddedSignature, Member, parse_catalog
 from .findings import CheckPolicy, Finding, PackageReport, Severity, sort_findings
 from .inf import AddService, Inf, Model, ModelsChoice, parse_inf
 from .pe import PeError, PeInfo, authenticode_hash, pe_info
+from .sigverify import Verdict
 
 EXECUTABLE_EXTS = (".sys", ".dll", ".exe")
 PE_EXTS = (".sys", ".dll")
@@ -514,8 +517,11 @@ def _check_one_pe(col: _Collector, rel: str, low: str, info: PeInfo, refs: _Refs
         col.add(WARNING, "pe-bad-checksum", rel, None,
                 f"wrong PE CheckSum (0x{info.checksum:x}): the file was modified after linking",
                 f"use the unmodified {rel} from virtio-win")
-    if col.arch.enforces_kernel_signing and Path(rel).name.lower() in refs.boot_binaries and not info.stand_in:
-        _check_boot_signature(col, rel, info)
+    if col.arch.enforces_kernel_signing and Path(rel).name.lower() in refs.boot_binaries:
+        if not info.stand_in:
+            _check_boot_signature(col, rel, info)
+        elif info.embedded is not None:  # a test-signed stand-in: its signature must still be intact
+            _check_embedded(col, rel, info, info.embedded)
 
 
 def _check_boot_signature(col: _Collector, rel: str, info: PeInfo) -> None:
@@ -533,6 +539,21 @@ def _check_boot_signature(col: _Collector, rel: str, info: PeInfo) -> None:
         _sha2_finding(col, "pe-sha256-only", rel,
                       f"the embedded signature uses {info.signature_digest} only: Windows 7 without KB3033929 "
                       "and Windows 7 Setup cannot verify it, so the boot disk driver does not load")
+    if info.embedded is not None:
+        _check_embedded(col, rel, info, info.embedded)
+
+
+def _check_embedded(col: _Collector, rel: str, info: PeInfo, sig: EmbeddedSignature) -> None:
+    """The embedded signature must be intact and, in a test-signed build, by the build's own certificate."""
+    broken = ("the file changed after it was signed (its image hash is not the signed one)"
+              if info.image_digest_ok is False else
+              "the signed content changed after signing" if sig.content_digest_ok is False else
+              sig.check.problem if Verdict.INVALID in (sig.check.signature, sig.check.chain) else None)
+    if broken:
+        col.add(ERROR, "pe-bad-signature", rel, None,
+                f"the embedded signature is broken: {broken}; Windows 7 x64 will not load it at boot",
+                f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
+    _check_trusted(col, rel, sig.certificate, "pe-untrusted-signer", "embedded-signed")
 
 
 # --- Catalog -----------------------------------------------------------------------------
@@ -591,13 +612,11 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
                     "use the signed catalog shipped by virtio-win, or "
                     f"{col.policy.vocabulary.fix('outputs.guest_tools.signing_policy', 'test')} and test-sign it")
         return
-    trusted = col.policy.trusted_signers
-    if trusted:
-        thumb = hashlib.sha1(primary.certificate).hexdigest().upper() if primary.certificate else None
-        if thumb not in {t.upper() for t in trusted}:
-            col.add(ERROR, "catalog-untrusted-signer", cat_rel, None,
-                    f"signed by {_cn(primary.subject)!r} ({thumb or 'no certificate'}), not by the test "
-                    "certificate this build signs with", "let the build re-sign the package (signing: in the spec)")
+    _check_trusted(col, cat_rel, primary.certificate, "catalog-untrusted-signer", "signed")
+    if Verdict.INVALID in (primary.check.signature, primary.check.chain):
+        col.add(ERROR, "catalog-bad-signature", cat_rel, None,
+                f"the signature is broken: {primary.check.problem}; Windows treats the package as unsigned",
+                f"use the unmodified {cat_rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":
         extra = (f" (its nested {', '.join(others)} signature is not what Windows 7 checks)" if others else "")
@@ -622,6 +641,19 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
                 f"the signature has no timestamp, so Windows accepts it only while signing certificate "
                 f"{_cn(primary.subject)!r} is valid (until {primary.not_after:%Y-%m-%d})",
                 "use a timestamped catalog from virtio-win")
+
+
+def _check_trusted(col: _Collector, rel: str, certificate: bytes | None, check_id: str, verb: str) -> None:
+    """In a build that signs with its own certificate, that certificate is the only signer trusted."""
+    trusted = col.policy.trusted_signers
+    if not trusted:
+        return
+    thumb = hashlib.sha1(certificate).hexdigest().upper() if certificate else None
+    if thumb not in {t.upper() for t in trusted}:
+        who = _cn(x509.Certificate.load(certificate).subject.human_friendly) if certificate else "no certificate"
+        col.add(ERROR, check_id, rel, None,
+                f"{verb} by {who!r} ({thumb or 'no certificate'}), not by the test certificate this build signs with",
+                "let the build re-sign the package (signing: in the spec)")
 
 
 def _cn(subject: str | None) -> str:

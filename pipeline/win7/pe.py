@@ -16,7 +16,7 @@ from pathlib import Path
 import pefile
 
 from ..errors import ValidationError
-from .catalog import signer_digest_of
+from .catalog import CatalogError, EmbeddedSignature, embedded_signer
 
 MACHINE_NAMES = {0x14C: "x86", 0x8664: "amd64", 0x200: "ia64", 0x1C4: "arm", 0xAA64: "arm64"}
 SUBSYSTEM_NAMES = {1: "native", 2: "windows-gui", 3: "windows-cui", 10: "efi-application"}
@@ -50,6 +50,10 @@ class PeInfo:
     """Digest algorithm of the embedded signature's first signer ('sha1', 'sha256'), if signed."""
     stand_in: bool
     """True for the placeholder images :mod:`pipeline.pestub` writes (not a working driver)."""
+    embedded: EmbeddedSignature | None = None
+    """The embedded signature's first signer, when it can be read."""
+    image_digest_ok: bool | None = None
+    """The image hashes to what the embedded signature signed (False: changed after signing)."""
 
     @property
     def machine_name(self) -> str:
@@ -200,7 +204,16 @@ def pe_info(data: bytes | Path) -> PeInfo:
                               "the file is truncated")
         computed = image_checksum(raw, lay.checksum_offset)
         blob = embedded_signature(raw)
-        digest = signer_digest_of(blob) if blob else None
+        embedded, digest, image_ok = None, None, None
+        if blob:
+            try:
+                embedded = embedded_signer(blob)
+            except CatalogError:
+                digest = "unreadable"
+        if embedded is not None:
+            digest = embedded.digest_algorithm
+            if embedded.image_digest is not None and embedded.image_digest_algorithm in ("sha1", "sha256"):
+                image_ok = authenticode_hash(raw, embedded.image_digest_algorithm) == embedded.image_digest
         return PeInfo(
             machine=pe.FILE_HEADER.Machine,
             subsystem=pe.OPTIONAL_HEADER.Subsystem,
@@ -211,6 +224,8 @@ def pe_info(data: bytes | Path) -> PeInfo:
             has_signature=lay.cert_size > 0,
             signature_digest=digest,
             stand_in=STAND_IN_MARKER in raw,
+            embedded=embedded,
+            image_digest_ok=image_ok,
         )
     finally:
         # Not pe.close(): for in-memory data it only runs gc.collect(), which costs

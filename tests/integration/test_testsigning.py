@@ -137,6 +137,39 @@ def test_tampering_after_signing_fails_both_checks(built: Path, tmp_path: Path) 
     assert "catalog-missing-inf" in {f.code for f in report.errors}
 
 
+def _flip_in_signature(path: Path, back: int = 40) -> None:
+    """Change one byte inside the RSA signature, which sits near the end of the PKCS#7 blob."""
+    data = bytearray(path.read_bytes())
+    data[len(data) - back] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("target", ["catalog", "embedded"])
+def test_a_broken_signature_is_an_error_as_it_is_for_osslsigncode(built: Path, tmp_path: Path, target: str) -> None:
+    tool = need_tool("osslsigncode")
+    cert_pem = built / "build" / SPEC / "signing" / "aero-test.cert.pem"
+    pkg = tmp_path / "viostor"
+    shutil.copytree(stage(built, "amd64") / "viostor", pkg)
+    contract = project_contract(Context(root=built))
+    thumb = hashlib.sha1((built / "build" / SPEC / "signing" / "aero-test.cer").read_bytes()).hexdigest().upper()
+    policy = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW, signing_policy=SigningPolicy.TEST,
+                         trusted_signers=(thumb,))
+    assert not check_package(pkg, Arch.AMD64, contract.device("virtio-blk"), policy).errors
+    if target == "catalog":
+        # The catalog ends with the signer's certificate-free SignerInfo: its last bytes are the signature.
+        _flip_in_signature(pkg / "viostor.cat", back=10)
+        argv = [tool, "verify", "-CAfile", str(cert_pem), "-in", str(pkg / "viostor.cat")]
+        code = "catalog-bad-signature"
+    else:
+        # The certificate table is the last thing in a signed image, and padded to 8 bytes.
+        _flip_in_signature(pkg / "viostor.sys", back=40)
+        argv = [tool, "verify", "-CAfile", str(cert_pem), "-in", str(pkg / "viostor.sys")]
+        code = "pe-bad-signature"
+    assert subprocess.run(argv, capture_output=True, text=True).returncode != 0
+    report = check_package(pkg, Arch.AMD64, contract.device("virtio-blk"), policy)
+    assert code in {f.code for f in report.errors}, [f.code for f in report.findings]
+
+
 def test_a_package_signed_by_someone_else_is_refused(built: Path, tmp_path: Path) -> None:
     contract = project_contract(Context(root=built))
     policy = CheckPolicy(placeholder_catalogs=PlaceholderPolicy.ALLOW, signing_policy=SigningPolicy.TEST,

@@ -160,3 +160,41 @@ def test_osslsigncode_finds_the_pe_hash_in_a_generated_catalog(tmp_path):
     calculated = re.search(r"Calculated message digest\s*:\s*([0-9A-F]+)", out)
     assert current and calculated, out
     assert current.group(1) == calculated.group(1) == authenticode_hash(SYS).hex().upper()
+
+
+@pytest.mark.parametrize("build", ["17300", "17600"])
+def test_real_signatures_and_chains_verify_and_one_changed_bit_breaks_them(realdata, build):
+    from pipeline.win7.sigverify import Verdict
+
+    path = realdata / "cat" / "viostor" / "amd64" / f"viostor.win7.build{build}.cat"
+    primary = load_catalog(path).primary
+    assert (primary.check.signature, primary.check.chain) == (Verdict.VALID, Verdict.VALID)
+    raw = path.read_bytes()
+    sig = primary_signature_offset(raw)
+    broken = parse_catalog(raw[:sig] + bytes([raw[sig] ^ 1]) + raw[sig + 1:], "x.cat").primary
+    assert broken.check.signature is Verdict.INVALID and "does not verify" in (broken.check.problem or "")
+
+
+def primary_signature_offset(raw: bytes) -> int:
+    """Where the first signer's RSA signature bytes start (found by value, so the test needs no DER walker)."""
+    from asn1crypto import cms
+
+    sd = cms.ContentInfo.load(raw)["content"]
+    value = sd["signer_infos"][0]["signature"].native
+    return raw.index(value) + len(value) // 2
+
+
+def test_a_changed_certificate_breaks_the_chain(realdata):
+    from asn1crypto import cms
+
+    from pipeline.win7.sigverify import Verdict
+
+    raw = (realdata / "cat" / "viostor" / "amd64" / "viostor.win7.build17300.cat").read_bytes()
+    sd = cms.ContentInfo.load(raw)["content"]
+    certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
+    issued = [c for c in certs if any(o.subject == c.issuer for o in certs if o is not c) and c.self_signed == "no"]
+    assert issued, "the catalog carries an issuer for at least one certificate"
+    value = issued[0]["signature_value"].native
+    at = raw.index(value) + len(value) // 2
+    broken = parse_catalog(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:], "x.cat").primary
+    assert broken.check.chain is Verdict.INVALID and "is not signed by its issuer" in (broken.check.problem or "")
