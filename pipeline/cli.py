@@ -99,6 +99,10 @@ def _refuse_recipes(root: Path, flag: str) -> None:
                          "pack), or a real driver tree")
 
 
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, vocabulary: Vocabulary) -> Spec:
     drivers_root = Path(args.drivers_root).absolute()
     data: dict[str, Any] = {
@@ -111,10 +115,11 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, voca
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
         "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error",
                    "allow_sha256_only": bool(args.allow_sha256_only)},
-        "outputs": {"drivers_iso": {"volume_label": args.label or "AERO_VIRTIO",
+        "outputs": {"drivers_iso": {"volume_label": _given(getattr(args, "label", None), "AERO_VIRTIO"),
                                     "winpe_drivers": not args.no_winpe_drivers},
-                    "fat_disk": {"volume_label": getattr(args, "fat_label", None) or "AERO",
-                                 "size_mib": getattr(args, "size_mib", None) or "auto"},
+                    # `--size-mib 0` and `--label ""` are values to check, not "use the default".
+                    "fat_disk": {"volume_label": _given(getattr(args, "fat_label", None), "AERO"),
+                                 "size_mib": _given(getattr(args, "size_mib", None), "auto")},
                     "guest_tools": {"signing_policy": args.signing_policy}},
     }
     return spec_from_mapping(data, ctx, vocabulary, contract)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -60,6 +61,10 @@ def _when(value: int | dt.datetime) -> dt.datetime:
     return dt.datetime.fromtimestamp(value, dt.UTC)
 
 
+MAX_DAYS = 36500
+"""A century: far past any test build's life, and far inside X.509's year 9999."""
+
+
 def validity(days: int, not_before: int | dt.datetime | None = None,
              now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     """The (not before, not after) a test certificate gets.
@@ -71,8 +76,9 @@ def validity(days: int, not_before: int | dt.datetime | None = None,
     certificate at install time: passing the epoch as ``not_before`` makes one
     certificate valid at both moments.
     """
-    if days < 1:
-        raise UsageError(f"--days {days} must be at least 1", "give the certificate's lifetime in days")
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"--days {days} must be from 1 to {MAX_DAYS}",
+                         "give the certificate's lifetime in days (X.509 dates end in 9999)")
     now = now or dt.datetime.now(dt.UTC)
     start = _when(not_before) if not_before is not None else now - dt.timedelta(days=1)
     end = max(now, start) + dt.timedelta(days=days)
@@ -97,6 +103,9 @@ def make_test_cert(out_dir: Path, name: str = "aero-test", subject: str = "Aero 
     except ImportError:
         raise UsageError("make-test-cert needs the 'cryptography' package",
                          "pip install 'aero-virtio-media[certs]'") from None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or name.endswith("."):
+        raise UsageError(f"--name {name!r} is not a plain file name",
+                         "use letters, digits, '.', '-' and '_' (the files are <name>.cer, <name>.key.pem, ...)")
     paths = [out_dir / f"{name}.cer", out_dir / f"{name}.key.pem", out_dir / f"{name}.pfx",
              out_dir / f"{name}.cert.pem"]
     existing = [p for p in paths if p.exists()]

@@ -58,7 +58,11 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
     values = shared_values(spec, media_packages(stages, MediaLayout.FAT_DISK), provenance(spec, ctx, stages),
                            noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
     certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""
-    text = crlf(render(INSTALL_TEMPLATE, {**values, "LABEL": spec.fat_disk.volume_label, "CERTS_LINE": certs_line}))
+    # A pack's notices may carry no licence folder: list only what the disk holds.
+    has_licenses = any(f.path.startswith("licenses/") for f in files)
+    licenses_line = "  licenses\\              the licence texts\n" if has_licenses else ""
+    text = crlf(render(INSTALL_TEMPLATE, {**values, "LABEL": spec.fat_disk.volume_label, "CERTS_LINE": certs_line,
+                                          "LICENSES_LINE": licenses_line}))
     files.append(MediaFile(INSTALL_NAME, data=text))
     records.append(media_record(INSTALL_NAME, text))
     return files, records

@@ -338,7 +338,25 @@ def _not_allowed(err: jsonschema.ValidationError, pointer: str, schema: dict[str
 def _one_of(err: jsonschema.ValidationError, pointer: str, schema: dict[str, Any],
             hint: str | None) -> list[tuple[str, str]] | None:
     needs = [", ".join(s.get("required", [])) for s in err.validator_value if s.get("required")]
-    return [(pointer, f"needs one of: {' or '.join(needs)}; fix: {hint or 'add one of them'}")] if needs else None
+    if needs:
+        return [(pointer, f"needs one of: {' or '.join(needs)}; fix: {hint or 'add one of them'}")]
+    forms = [_form(s) for s in err.validator_value]
+    if all(forms):
+        return [(pointer, f"{_short(err.instance)} is not {' nor '.join(f for f in forms if f)}; "
+                          f"fix: {hint or 'write one of those'}")]
+    return None
+
+
+def _form(schema: dict[str, Any]) -> str | None:
+    """An alternative of a oneOf in words (``auto``, ``a whole number from 34 to 130558``), when it is simple."""
+    if "const" in schema:
+        return repr(schema["const"]) if isinstance(schema["const"], str) else str(schema["const"])
+    if schema.get("type") == "integer" and set(schema) <= {"type", "minimum", "maximum"}:
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if low is not None and high is not None:
+            return f"a whole number from {low} to {high}"
+        return "a whole number" + (f" of at least {low}" if low is not None else "")
+    return None
 
 
 def _simple(text: Callable[[jsonschema.ValidationError, dict[str, Any]], str], default_fix: str) -> _Rule:

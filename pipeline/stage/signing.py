@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import log
@@ -27,7 +28,7 @@ from ..spec.types import Arch
 from ..win7.catalogmake import CatalogMemberFile, make_catalog
 from ..win7.certs import load_cert_file
 from ..win7.inf import parse_inf
-from ..win7.signing import Osslsigncode, SigningKey, refuse_key_inside, sign_catalog, sign_pe
+from ..win7.signing import Osslsigncode, SigningKey, expired_by, refuse_key_inside, sign_catalog, sign_pe
 
 _PEM_KEY = "-----BEGIN"
 
@@ -102,6 +103,11 @@ def sign_packages(spec: Spec, ctx: Context, arch: Arch, root: Path, packages: tu
     tool = Osslsigncode.find()
     updated = dict(files)
     with signing_key(spec, ctx) as key:
+        # Only a warning (the media do not depend on today's date), but the signatures carry no
+        # timestamp, and Windows judges them by the certificate's validity when it installs them.
+        for name, end in expired_by(key.cert, datetime.now(UTC)):
+            log.warn(f"{spec.display}: signing certificate {name!r} expired on {end:%Y-%m-%d}; Windows 7 will "
+                     "refuse these untimestamped signatures; fix: make a new one (aero-media make-test-cert)")
         for pkg in packages:
             pkg_dir = root / pkg.driver.name
             where = f"{spec.display}: {pkg.staged_dir}"

@@ -640,7 +640,8 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
         col.add(INFO, "catalog-not-timestamped", cat_rel, None,
                 f"the signature has no timestamp, so Windows accepts it only while signing certificate "
                 f"{_cn(primary.subject)!r} is valid (until {primary.not_after:%Y-%m-%d})",
-                "use a timestamped catalog from virtio-win")
+                "build again with a certificate valid at install time (make-test-cert --days)"
+                if col.policy.trusted_signers else "use a timestamped catalog from virtio-win")
 
 
 def _check_trusted(col: _Collector, rel: str, certificate: bytes | None, check_id: str, verb: str) -> None:

@@ -174,6 +174,16 @@ def check_signing_time(cert: Path, signing_time: int) -> None:
                              "use a code-signing certificate (EKU 1.3.6.1.5.5.7.3.3)")
 
 
+def expired_by(cert: Path, when: datetime) -> list[tuple[str, datetime]]:
+    """The certificates in ``cert`` whose validity ends before ``when``: (subject, end)."""
+    out = []
+    for c in _certificates(cert):
+        end = c["tbs_certificate"]["validity"]["not_after"].native
+        if end < when:
+            out.append((c.subject.human_friendly, end))
+    return out
+
+
 # --- Running osslsigncode -----------------------------------------------------------------------
 
 

@@ -88,7 +88,7 @@ def test_validity_rules():
                                                                                    tzinfo=dt.UTC)
     future = dt.datetime(2030, 1, 1)  # naive datetimes are UTC
     assert validity(1, future, now=now) == (future.replace(tzinfo=dt.UTC), dt.datetime(2030, 1, 2, tzinfo=dt.UTC))
-    with pytest.raises(UsageError, match="at least 1"):
+    with pytest.raises(UsageError, match="must be from 1 to 36500"):
         validity(0)
 
 

@@ -253,3 +253,13 @@ def test_license_file_on_a_pack_is_refused_with_the_reason(tmp_path: Path) -> No
     err = _load(tmp_path, GOOD.replace("  path: prebuilt/sample\n", "  path: prebuilt/sample\n  license_file: L.txt\n"))
     assert "broken.yaml:5:3: /source/license_file: unknown key" in str(err)
     assert "a pack brings its own licences" in str(err)
+
+
+def test_size_mib_limits_are_the_writers_and_said_in_words(tmp_path: Path) -> None:
+    from pipeline.media import vhd
+
+    schema = json.loads((REPO / "specs" / "schema.json").read_text())
+    size = schema["properties"]["outputs"]["properties"]["fat_disk"]["properties"]["size_mib"]["oneOf"][1]
+    assert size["maximum"] == vhd.MAX_CHS_SECTORS * 512 // (1024 * 1024)  # the largest a VHD geometry describes
+    err = _load(tmp_path, GOOD + "outputs: {fat_disk: {size_mib: 200000}}\n")
+    assert "200000 is not 'auto' nor a whole number from 34 to 130558" in str(err)

@@ -392,3 +392,27 @@ def test_a_key_inside_the_checkout_is_refused(tmp_path):
     (checkout / "keys" / "out.pem").symlink_to(outside)
     assert key_inside(tmp_path / "link.pem", checkout) and key_inside(checkout / "keys" / "out.pem", checkout)
     assert key_inside(inside, checkout / "keys" / "..")
+
+
+def test_expired_by_names_the_certificates_past_their_end(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from pipeline.win7.signing import expired_by
+
+    made = testcert.make_test_cert(tmp_path / "c", days=10, not_before=315532800)
+    now = dt.datetime.now(dt.UTC)
+    assert expired_by(made.cer, now) == []
+    ((subject, end),) = expired_by(made.cer, now + dt.timedelta(days=11))
+    assert "Aero virtio test signing" in subject and now < end < now + dt.timedelta(days=11)
+
+
+@pytest.mark.parametrize(("days", "name", "message"), [
+    (10_000_000, "aero-test", "--days 10000000 must be from 1 to 36500"),
+    (10, "../evil", "--name '../evil' is not a plain file name"),
+    (10, "", "--name '' is not a plain file name"),
+])
+def test_make_test_cert_refuses_bad_days_and_names(tmp_path: Path, days: int, name: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        testcert.make_test_cert(tmp_path / "c", name=name, days=days)
+    assert not (tmp_path / "c").exists() or list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "evil.cer").exists()
