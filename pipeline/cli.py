@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
-from .fsutil import relpath_for_humans, sha256_file
+from .fsutil import atomic_path, dump_json, relpath_for_humans, sha256_file, write_bytes_atomic
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
@@ -163,18 +163,21 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
         for arch in spec.arches:
             stage_arch(spec, ctx, arch, epoch)
         build_notices(spec, ctx)
-        if medium == "fat":
-            from .media.fat_disk import build_fat_disk, verify_fat_disk
+        # Built and verified under a temp name: --output appears only once it is proven (a Ctrl-C or
+        # a kill during verification leaves nothing that looks complete).
+        with atomic_path(output) as building:
+            if medium == "fat":
+                from .media.fat_disk import build_fat_disk, verify_fat_disk
 
-            build_fat_disk(spec, ctx, epoch, out=output)
-            verify_fat_disk(spec, ctx, epoch, disk=output)
-        else:
-            from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
+                build_fat_disk(spec, ctx, epoch, out=building)
+                verify_fat_disk(spec, ctx, epoch, disk=building, name=output.name)
+            else:
+                from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
 
-            build_drivers_iso(spec, ctx, epoch, out=output)
-            verify_drivers_iso(spec, ctx, epoch, iso=output)
-    digest, _size = sha256_file(output)
-    print(f"Wrote {output} (sha256={digest})")
+                build_drivers_iso(spec, ctx, epoch, out=building)
+                verify_drivers_iso(spec, ctx, epoch, iso=building, name=output.name)
+    digest, size = sha256_file(output)
+    print(f"Wrote {output} ({size} bytes, sha256={digest})")
     return 0
 
 
@@ -239,8 +242,11 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
         stage_arch(spec, ctx, Arch(args.arch), epoch)
         service_media(spec, ctx, epoch)
         done = ctx.dist_dir / spec.name / "install-media"
+        record = json.loads((done / "servicing.json").read_bytes())
+        # This command delivers the ISO alone: its record lists only what it delivers.
+        record["outputs"] = [o for o in record["outputs"] if o["path"] == output.name]
+        write_bytes_atomic(output.with_name(output.name + ".servicing.json"), dump_json(record))
         os.replace(done / output.name, output)
-        os.replace(done / "servicing.json", output.with_name(output.name + ".servicing.json"))
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest}) and {output.name}.servicing.json")
     return 0

@@ -179,3 +179,22 @@ def test_build_iso_manifest_has_no_absolute_paths(tmp_path: Path) -> None:
     assert manifest is not None
     text = json.dumps(manifest.to_json())
     assert str(REPO) not in text and str(tmp_path) not in text and "/tmp/" not in text
+
+
+@pytest.mark.parametrize(("command", "module", "verify"), [
+    ("build-iso", "pipeline.media.drivers_iso", "verify_drivers_iso"),
+    ("build-fat", "pipeline.media.fat_disk", "verify_fat_disk"),
+])
+def test_output_appears_only_once_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str,
+                                           module: str, verify: str) -> None:
+    """Interrupted (or failed) while verifying: nothing at --output, no temp left beside it."""
+    import importlib
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), verify, interrupted)
+    out = tmp_path / "out" / "media.bin"
+    assert main(["--root", str(REPO), command, "--drivers-root", str(SAMPLE), "--output", str(out),
+                 "--allow-placeholder-catalogs"]) == 130
+    assert list(out.parent.iterdir()) == []

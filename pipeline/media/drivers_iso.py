@@ -77,15 +77,17 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = N
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))
     write_iso(files, target, spec.drivers_iso.volume_label, epoch)
     digest, size = sha256_file(target)
-    shown = relpath_for_humans(target, ctx.root if out is None else None, absolute=True)
-    log.info(f"Wrote {shown} ({size} bytes, sha256={digest})")
+    if out is None:  # a caller that names ``out`` reports the file where it finally lands
+        log.info(f"Wrote {relpath_for_humans(target, ctx.root, absolute=True)} ({size} bytes, sha256={digest})")
     return FileRecord(target.name, digest, size)
 
 
-def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = None) -> IsoReport:
+def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = None,
+                       name: str | None = None) -> IsoReport:
     """Verify the spec's drivers ISO (or ``iso``) against its stage and notices manifests.
 
     The report is written beside the spec's ISO in ``dist/``; an ``iso`` elsewhere gets none.
+    ``name`` is how the log names the file (a caller verifying under a temp name).
     """
     paths = SpecPaths(spec, ctx)
     target = iso or paths.drivers_iso
@@ -108,6 +110,6 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
     with discard_on_failure([target]):
         report = verify_iso(target, [a.value for a in spec.arches], exp,
                             report=paths.drivers_iso_report if iso is None else None)
-    log.info(f"verified {target.name}: {report.files_checked} files OK")
+    log.info(f"verified {name or target.name}: {report.files_checked} files OK")
     return report
 

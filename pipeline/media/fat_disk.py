@@ -78,8 +78,9 @@ def build_fat_disk(spec: Spec, ctx: Context, epoch: int, out: Path | None = None
     # Hashed once: doit's checker and the verify step find the digest in the memo instead of reading 64 MiB again.
     digest = HashMemo(ctx.build_dir / MEMO_NAME).sha256(target)
     size = target.stat().st_size
-    shown = relpath_for_humans(target, ctx.root if out is None else None, absolute=True)
-    log.info(f"Wrote {shown} ({info.size // (1024 * 1024)} MiB FAT32 disk, {info.files} files, sha256={digest})")
+    if out is None:  # a caller that names ``out`` reports the file where it finally lands
+        shown = relpath_for_humans(target, ctx.root, absolute=True)
+        log.info(f"Wrote {shown} ({info.size // (1024 * 1024)} MiB FAT32 disk, {info.files} files, sha256={digest})")
     return FileRecord(target.name, digest, size)
 
 
@@ -147,10 +148,12 @@ def _problems(spec: Spec, content: FatContent, expected: dict[str, tuple[str, in
     return problems
 
 
-def verify_fat_disk(spec: Spec, ctx: Context, epoch: int, disk: Path | None = None) -> FatDiskReport:
+def verify_fat_disk(spec: Spec, ctx: Context, epoch: int, disk: Path | None = None,
+                    name: str | None = None) -> FatDiskReport:
     """Read the disk back with the independent reader; every file against the stage and notices manifests.
 
     A disk that fails is removed, so the next run rebuilds it instead of trusting it.
+    ``name`` is how the log names the file (a caller verifying under a temp name).
     """
     paths = SpecPaths(spec, ctx)
     target = disk or paths.fat_disk
@@ -173,5 +176,5 @@ def verify_fat_disk(spec: Spec, ctx: Context, epoch: int, disk: Path | None = No
         if problems:
             raise VerifyError(f"{target.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                               f"see {paths.fat_disk_report.name if disk is None else 'the list above'}")
-    log.info(f"verified {target.name}: {report.files_checked} files OK (fsck.fat: {fsck})")
+    log.info(f"verified {name or target.name}: {report.files_checked} files OK (fsck.fat: {fsck})")
     return report

@@ -93,7 +93,8 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
         return Inputs(None, wim.working_copy(media.boot_wim, work, name="boot.wim"),
                       wim.working_copy(media.install_wim, work, name="install.wim"), {})
     if not media.iso.is_file():
-        raise SourceError(f"{spec.display}: {spec.vocabulary.name('install_media.path')} {media.iso_raw}: no such file",
+        what = "is a folder, not an ISO file" if media.iso.is_dir() else "no such file"
+        raise SourceError(f"{spec.display}: {spec.vocabulary.name('install_media.path')} {media.iso_raw}: {what}",
                           f"point {spec.vocabulary.name('install_media.path')} at a Windows 7 ISO")
     with IsoTree.open_path(media.iso, media.iso.name) as tree:
         entries = {e.path.lower(): e for e in tree.entries()}
@@ -154,14 +155,16 @@ def _one_arch(found: list[wim.WimImage], name: str) -> Arch:
     return arch
 
 
-def _selected(found: list[wim.WimImage], wanted: tuple[int, ...] | None, what: str) -> list[wim.WimImage]:
+def _selected(found: list[wim.WimImage], wanted: tuple[int, ...] | None, what: str,
+              where: str) -> list[wim.WimImage]:
     if wanted is None:
         return found
     by_index = {i.index: i for i in found}
     absent = [i for i in wanted if i not in by_index]
     if absent:
-        raise UsageError(f"install_media.{what}: {what.split('_')[0]}.wim has no image {', '.join(map(str, absent))} "
-                         f"(it has {', '.join(str(i.index) for i in found)})", f"fix install_media.{what}")
+        raise UsageError(f"{where}: install_media.{what}: {what.split('_')[0]}.wim has no image "
+                         f"{', '.join(map(str, absent))} (it has {', '.join(str(i.index) for i in found)})",
+                         f"fix install_media.{what}")
     return [by_index[i] for i in wanted]
 
 
@@ -260,9 +263,9 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
     stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
     options = _options(spec, paths, stages, arch)
     images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
-              for i in _selected(boot_images, media.boot_images, "boot_images")]
+              for i in _selected(boot_images, media.boot_images, "boot_images", spec.display)]
     images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options)
-               for i in _selected(install_images, media.install_images, "install_images")]
+               for i in _selected(install_images, media.install_images, "install_images", spec.display)]
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
                               "source_date_epoch": epoch, "images": images, "media_bcd": [], "winpe_drivers": []}
     with staging_dir(paths.install_media_dir) as out:

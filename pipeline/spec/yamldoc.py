@@ -150,7 +150,8 @@ class _Builder:
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
         if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and len(event.value) > MAX_NUMBER_CHARS:
             raise self.fail(event, f"a number of {len(event.value)} characters",
-                            "write a realistic number, or quote it to make it text")
+                            "quote it: a sha256 of only digits reads as a number in YAML" if len(event.value) == 64
+                            else "write a realistic number, or quote it to make it text")
         if tag not in _PLAIN_TAGS:
             # A YAML 1.1 timestamp or the like: keep the text the author wrote.
             return event.value
@@ -242,7 +243,10 @@ def _parse(text: str, display: str) -> tuple[Any, dict[str, tuple[int, int]]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        tabbed = "\t" in line[:len(line) - len(line.lstrip())] or "tab" in str(exc.problem)
         raise SpecError(f"{where}: malformed YAML: {exc.problem or exc.context}",
+                        "indent with spaces, not tabs (YAML does not allow tabs there)" if tabbed else
                         "fix the YAML syntax at that position (indentation, quotes, ':' after keys)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{display}: malformed YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
@@ -329,8 +333,16 @@ def _not_allowed(err: jsonschema.ValidationError, pointer: str, schema: dict[str
     inst, want = err.instance, err.validator_value
     if err.validator == "const" and str(inst) == str(want):
         return [(pointer, f"{_short(inst)} is text; expected the number {want}; fix: write {want} without quotes")]
-    allowed = want if err.validator == "enum" else [want]
-    close = difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1)
+    # ``x-deprecated``: accepted old names, never offered; ``x-aliases``: what other tools call a value.
+    deprecated = set(schema.get("x-deprecated", ()))
+    aliases: dict[str, str] = schema.get("x-aliases", {})
+    allowed = [a for a in (want if err.validator == "enum" else [want]) if a not in deprecated]
+    if isinstance(inst, bool) and all(isinstance(a, str) for a in allowed):
+        # YAML 1.1 reads yes/no/on/off as booleans: say so, not "True is not one of ...".
+        return [(pointer, f"{'yes/on/true' if inst else 'no/off/false'} is a boolean in YAML, not one of "
+                          f"{', '.join(map(str, allowed))}; fix: {hint or 'write one of those words'}")]
+    close = ([aliases[str(inst).lower()]] if str(inst).lower() in aliases
+             else difflib.get_close_matches(str(inst), [str(a) for a in allowed], n=1))
     fix = f"did you mean {close[0]!r}?" if close else (hint or f"use one of: {', '.join(map(str, allowed))}")
     return [(pointer, f"{_short(inst)} is not one of {', '.join(map(str, allowed))}; fix: {fix}")]
 

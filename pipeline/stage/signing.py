@@ -55,8 +55,12 @@ def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
     if sig.generate:
         yield SigningKey(cert, paths.signing_dir / f"{GENERATED_CERT}.key.pem")
         return
+    if not cert.is_file():
+        raise UsageError(f"{spec.display}: signing.cert {cert}: no such file",
+                         "point signing.cert at the certificate (.cer) `aero-media make-test-cert` wrote")
     if sig.key is not None:
         refuse_key_inside(sig.key, ctx.root, f"signing.key in {spec.display}")
+        _require_key(sig.key, f"{spec.display}: signing.key", "point signing.key at")
         yield SigningKey(cert, sig.key)
         return
     assert sig.key_env is not None
@@ -67,6 +71,7 @@ def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
     if not value.lstrip().startswith(_PEM_KEY):
         key = Path(value).expanduser()
         refuse_key_inside(key, ctx.root, f"the {sig.key_env} environment variable")
+        _require_key(key, f"{spec.display}: signing.key_env {sig.key_env}", f"set {sig.key_env} to")
         yield SigningKey(cert, key)
         return
     # PEM text (a CI secret): a file only this user can read, outside build/ and gone afterwards.
@@ -79,6 +84,12 @@ def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
         yield SigningKey(cert, key)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _require_key(key: Path, where: str, fix: str) -> None:
+    if not key.is_file():
+        raise UsageError(f"{where}: {key}: no such file",
+                         f"{fix} the private key (.key.pem) `aero-media make-test-cert` wrote")
 
 
 def _catalog_name(inf_path: Path, arch: Arch, where: str) -> str:

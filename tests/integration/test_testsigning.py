@@ -262,3 +262,20 @@ def test_signing_block_errors(tmp_path: Path, signing: dict[str, Any], expect: s
     with pytest.raises(SpecError) as exc:
         load_spec(project / "specs" / f"{SPEC}.yaml", Context(root=project))
     assert expect in exc.value.render()
+
+
+@pytest.mark.parametrize(("which", "expect"), [
+    ("cert", "signing.cert {cert}: no such file; fix: point signing.cert at the certificate"),
+    ("key", "signing.key: {key}: no such file; fix: point signing.key at the private key"),
+])
+def test_a_missing_certificate_or_key_names_its_setting(tmp_path: Path, own_pair: tuple[Path, Path],
+                                                        capsys: pytest.CaptureFixture[str], which: str,
+                                                        expect: str) -> None:
+    need_tool("osslsigncode")
+    cert, key = own_pair
+    cert = tmp_path / "gone.cer" if which == "cert" else cert
+    key = tmp_path / "gone.key.pem" if which == "key" else key
+    project = signed_project(tmp_path / "proj", {"mode": "test", "cert": str(cert), "key": str(key)})
+    assert run_doit(project, f"stage:{SPEC}:amd64") != 0
+    out = capsys.readouterr()
+    assert expect.format(cert=cert, key=key) in out.err + out.out

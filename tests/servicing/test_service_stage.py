@@ -219,6 +219,8 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
                  str(out_iso), "--allow-placeholder-catalogs"]) == 0
     rec = json.loads((out_iso.parent / "win7-aero.iso.servicing.json").read_text())
     assert rec["images"] and all(i["kind"] != "install" or i["files"] for i in rec["images"])
+    assert [o["path"] for o in rec["outputs"]] == ["win7-aero.iso"]  # what it delivers, nothing else
+    assert rec["outputs"][0]["sha256"] == hashlib.sha256(out_iso.read_bytes()).hexdigest()
     assert sorted(p.name for p in out_iso.parent.iterdir()) == ["win7-aero.iso", "win7-aero.iso.servicing.json"]
     # Flags, not spec fields, in its errors.
     assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",

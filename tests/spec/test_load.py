@@ -263,3 +263,15 @@ def test_size_mib_limits_are_the_writers_and_said_in_words(tmp_path: Path) -> No
     assert size["maximum"] == vhd.MAX_CHS_SECTORS * 512 // (1024 * 1024)  # the largest a VHD geometry describes
     err = _load(tmp_path, GOOD + "outputs: {fat_disk: {size_mib: 200000}}\n")
     assert "200000 is not 'auto' nor a whole number from 34 to 130558" in str(err)
+
+
+@pytest.mark.parametrize(("extra", "expect"), [
+    ("target: {arches: [x86, x64]}\n", "'x64' is not one of x86, amd64; fix: did you mean 'amd64'?"),
+    ("outputs: {guest_tools: {signing_policy: testing}}\n",
+     "'testing' is not one of none, test, production; fix: did you mean 'test'?"),
+    ("checks: {placeholder_catalogs: yes}\n", "yes/on/true is a boolean in YAML, not one of error, allow"),
+    ("source:\n\tkind: pack-dir\n", "fix: indent with spaces, not tabs"),
+])
+def test_messages_a_newcomer_can_act_on(tmp_path: Path, extra: str, expect: str) -> None:
+    text = GOOD.split("source:")[0] + extra if extra.startswith("source:") else GOOD + extra
+    assert expect in _load(tmp_path, text).render()
