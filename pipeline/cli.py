@@ -253,13 +253,14 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_iso(args: argparse.Namespace) -> int:
-    """Verify an ISO: required INFs, README/notices, and every hash in its manifest.json."""
+    """Verify a drivers or Guest Tools ISO: required files, and every hash in its manifest.json."""
     from .media.isoscan import not_an_iso
     from .media.verify import verify_iso
 
     iso = Path(args.iso)
     if not iso.is_file():
-        raise UsageError(f"--iso {iso}: no such file", "give the path of a built ISO with --iso")
+        raise UsageError(f"--iso {iso}: {'is a folder' if iso.is_dir() else 'no such file'}",
+                         "give the path of a built ISO with --iso")
     why = not_an_iso(iso)
     if why is not None:
         raise UsageError(f"--iso {iso}: {why}", "give --iso the drivers ISO (aero-media build-iso or doit wrote it)")

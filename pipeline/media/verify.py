@@ -24,7 +24,7 @@ import pycdlib
 from ..errors import BuildStateError, SourceError, VerifyError
 from ..fsutil import CHUNK, sha256_file, write_json_atomic
 from ..log import Progress
-from ..manifests import DriversIsoManifest, FileRecord, IsoReport, ZipReport
+from ..manifests import DriversIsoManifest, FileRecord, GuestToolsManifest, IsoReport, ZipReport
 from ..paths import MediaLayout
 from .isoscan import Stamp, open_scan, read_file
 from .isowriter import JOLIET_LABEL_MAX
@@ -189,8 +189,22 @@ def expectation_from_media_manifest(manifest: DriversIsoManifest, require_arches
                        same_extent=linked_copies(r.path for r in manifest.files))
 
 
-def read_media_manifest(path: Path) -> DriversIsoManifest | None:
-    """Read our drivers ISO manifest from an ISO (with our own reader); None when it has none of ours."""
+def expectation_from_guest_tools_manifest(manifest: GuestToolsManifest,
+                                          require_arches: Iterable[str]) -> Expectation:
+    """The expectation a Guest Tools medium states about itself: its files, and a driver per required arch."""
+    # Its scripts are among its files; naming them here would tie this module to their templates.
+    required = ["manifest.json"]
+    for arch in sorted(set(require_arches)):
+        infs = [d.inf for d in manifest.drivers if d.arch.value == arch]
+        # No package for an arch the caller requires: name the storage driver it would need first.
+        required += infs or [f"{MediaLayout.GUEST_TOOLS.driver_dir(arch, 'viostor')}/viostor.inf"]
+    return Expectation(label=manifest.volume_label, required_paths=required,
+                       files={r.path: (r, "manifest.json") for r in manifest.files},
+                       epoch=manifest.package.source_date_epoch)
+
+
+def read_media_manifest(path: Path) -> DriversIsoManifest | GuestToolsManifest | None:
+    """Read our drivers ISO or Guest Tools manifest from an ISO (with our own reader); None when it is not ours."""
     try:
         fp, scan = open_scan(path)
     except OSError as exc:
@@ -207,8 +221,11 @@ def read_media_manifest(path: Path) -> DriversIsoManifest | None:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise VerifyError(f"{path.name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
+    where = f"{path.name}: manifest.json"
     try:
-        return DriversIsoManifest.from_json(data, f"{path.name}: manifest.json")
+        if isinstance(data, dict) and isinstance(data.get("package"), dict):  # Aero's schema 4 shape
+            return GuestToolsManifest.from_json(data, where)
+        return DriversIsoManifest.from_json(data, where)
     except BuildStateError:
         return None  # someone else's manifest (Aero's build.py --include-manifest writes one)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -247,6 +264,8 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
     manifest = read_media_manifest(path) if self_described else None
     if not self_described:
         exp = Expectation()
+    elif isinstance(manifest, GuestToolsManifest):
+        exp = expectation_from_guest_tools_manifest(manifest, arches)
     elif manifest is not None:
         exp = expectation_from_media_manifest(manifest, arches)
     else:

@@ -235,3 +235,23 @@ def test_an_older_layouts_set_is_removed_but_other_outputs_stay(project: Path,
         "aero-virtio-win7-drivers-fat.vhd", "aero-virtio-win7-drivers-fat.vhd.verify.json",
         "aero-virtio-win7-drivers.iso", "aero-virtio-win7-drivers.iso.verify.json", "guest-tools",
         "notes-of-mine.txt"]
+
+
+def test_verify_iso_recognises_guest_tools_media(project: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+    from pipeline.media.files import MediaFile
+    from pipeline.media.isowriter import write_iso
+
+    assert run_doit(project) == 0
+    dist = project / "dist/sample/guest-tools"
+    assert main(["verify-iso", "--iso", str(dist / "aero-guest-tools.iso")]) == 0
+    assert "OK:" in capsys.readouterr().out
+    # The same tree with setup.cmd changed: caught against the medium's own manifest.
+    tree = zip_tree(dist / "aero-guest-tools.zip")
+    tree["setup.cmd"] += b"rem changed\r\n"
+    forged = tmp_path / "forged.iso"
+    write_iso([MediaFile(p, data=d) for p, d in sorted(tree.items())], forged, "AERO_GUEST_TOOLS", 315532800)
+    assert main(["verify-iso", "--iso", str(forged)]) == 1
+    err = capsys.readouterr().err
+    assert "setup.cmd: sha256" in err and "differs from manifest.json" in err
