@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from ..errors import SourceError, VerifyError
 from ..log import Progress
-from .vhd import FOOTER_SIZE, VhdFooter, parse_footer
+from .vhd import FOOTER_SIZE, VhdError, VhdFooter, parse_footer
 
 _LBA = 512  # MBR addresses are in 512-byte sectors
 _FAT_TYPES = (0x0B, 0x0C)  # FAT32 (CHS), FAT32 (LBA)
@@ -547,7 +547,10 @@ def _hash_files(walker: _Walker, found: _Found, name: str) -> dict[str, tuple[st
 def _read(fp: BinaryIO, path: Path) -> FatContent:
     file_size = os.fstat(fp.fileno()).st_size
     fp.seek(max(0, file_size - FOOTER_SIZE))
-    footer = parse_footer(fp.read(FOOTER_SIZE), file_size)
+    try:
+        footer = parse_footer(fp.read(FOOTER_SIZE), file_size)
+    except VhdError as exc:
+        raise VhdError(f"{path.name}: {exc.message}", exc.hint) from None
     disk = _Disk(fp, footer.current_size, path.name)
     signature, partitions = _partitions(disk)
     part = next((p for p in partitions if p.type in _FAT_TYPES), None)

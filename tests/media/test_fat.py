@@ -468,6 +468,7 @@ def test_truncated_image(victim: tuple[Path, fatimg.Geometry]) -> None:
     img, _ = victim
     with open(img, "r+b") as fp:
         fp.truncate(img.stat().st_size // 2)
+    _refused(img, f"{img.name}: VHD footer", VhdError)  # names the disk, then what is wrong with it
     _refused(img, "cookie", VhdError)
 
 
