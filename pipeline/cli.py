@@ -52,6 +52,7 @@ EXTRACT_FLAGS = Vocabulary("extract", {
 SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "install_media.path": Flag("--windows-iso", "pass a Windows 7 install ISO with --windows-iso"),
     "install_media.filename": Flag("--output", "give --output another file name"),
+    "outputs.guest_tools.certs": Flag("--cert", "give --cert the test certificate (.cer)"),
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
@@ -216,6 +217,10 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
     if args.testsigning and not args.cert:
         raise UsageError("--testsigning needs the test certificate the drivers are signed with",
                          "add --cert aero-test.cer (aero-media make-test-cert makes one)")
+    for cert in map(Path, args.cert):  # before gigabytes are copied
+        if not cert.is_file():
+            raise UsageError(f"--cert {cert}: {'is a folder' if cert.is_dir() else 'no such file'}",
+                             "give --cert the test certificate (.cer) the drivers are signed with")
     output = _output_file(args.output, "--output", [("--windows-iso", iso), ("--drivers-root", Path(args.drivers_root)),
                                                     *(("--cert", Path(c)) for c in args.cert)])
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")

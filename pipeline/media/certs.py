@@ -62,7 +62,8 @@ def _spec_certs(spec: Spec, paths: SpecPaths) -> list[Cert]:
         out.append(load_cert_file(paths.signing_cert, f"{spec.display}: signing.cert"))
     for raw, path in zip(gt.certs_raw, gt.certs, strict=True):
         if not path.is_file():
-            raise SourceError(f"{spec.display}: outputs.guest_tools.certs: {raw!r} does not exist",
+            what = "is a folder, not a certificate file" if path.is_dir() else "does not exist"
+            raise SourceError(f"{spec.display}: {spec.vocabulary.name('outputs.guest_tools.certs')}: {raw!r} {what}",
                               "create one with `aero-media make-test-cert`, or fix the path")
         out.append(load_cert_file(path, f"{spec.display}: outputs.guest_tools.certs: {raw}"))
     policy = gt.signing_policy

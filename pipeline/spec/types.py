@@ -133,7 +133,7 @@ class PlaceholderPolicy(StrEnum):
 SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs", "checks.allow_sha256_only",
             "outputs.guest_tools.signing_policy", "drivers.required", "optional", "target.arches",
             "outputs.drivers_iso.volume_label", "outputs.fat_disk.volume_label", "outputs.fat_disk.size_mib",
-            "install_media.path", "install_media.sha256", "install_media.filename")
+            "install_media.path", "install_media.sha256", "install_media.filename", "outputs.guest_tools.certs")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ def test_service_iso_names_windows_iso(sample: Path, tmp_path: Path, capsys: pyt
     text = error_line(capsys)
     assert "not a Windows 7 install DVD" in text and "fix: give --windows-iso a Windows 7 ISO" in text, text
     assert "install_media" not in text, text
+    assert main(["service-iso", "--windows-iso", str(drivers_iso), "--drivers-root", str(sample), "--output",
+                 str(tmp_path / "w.iso"), "--testsigning", "--cert", str(tmp_path)]) == 2
+    assert f"--cert {tmp_path}: is a folder" in error_line(capsys)
 
 
 def test_extract_errors_name_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
