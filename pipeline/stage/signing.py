@@ -30,7 +30,7 @@ from ..win7.certs import load_cert_file
 from ..win7.inf import parse_inf
 from ..win7.signing import Osslsigncode, SigningKey, expired_by, refuse_key_inside, sign_catalog, sign_pe
 
-_PEM_KEY = "-----BEGIN"
+_PEM_ARMOUR = "-----BEGIN"  # a variable holding PEM text, not a path
 
 
 def signer_thumbprint(spec: Spec, ctx: Context) -> str:
@@ -68,7 +68,7 @@ def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
     if not value.strip():
         raise UsageError(f"{spec.display}: signing.key_env names {sig.key_env}, which is not set",
                          f"export {sig.key_env}=<path of the private key> (or its PEM text) and run again")
-    if not value.lstrip().startswith(_PEM_KEY):
+    if not value.lstrip().startswith(_PEM_ARMOUR):
         key = Path(value).expanduser()
         refuse_key_inside(key, ctx.root, f"the {sig.key_env} environment variable")
         _require_key(key, f"{spec.display}: signing.key_env {sig.key_env}", f"set {sig.key_env} to")

@@ -37,6 +37,7 @@ from asn1crypto import pem, x509
 from ..errors import ToolError, UsageError
 from ..systools import debian_package
 from .catalog import CatalogError, parse_catalog
+from .certs import PEM_KEY_MARKER
 from .pe import PeError, authenticode_hash, image_checksum, pe_info
 
 MIN_VERSION = (2, 4)
@@ -200,7 +201,7 @@ def _reason(stderr: str, stdout: str) -> str:
     """osslsigncode's own explanation in one line, without OpenSSL's error-queue dump."""
     lines = [ln.strip() for ln in (stderr + "\n" + stdout).splitlines()]
     useful = [ln for ln in lines if ln and not _OPENSSL_TRACE.match(ln) and ln not in ("Failed", "Succeeded")
-              and "PRIVATE KEY" not in ln.upper()]  # never echo key material, should a tool ever print it
+              and PEM_KEY_MARKER not in ln.upper()]  # never echo key material, should a tool ever print it
     text = " ".join(useful[:3]) or "no reason given"
     return text if len(text) <= 300 else text[:297] + "..."
 

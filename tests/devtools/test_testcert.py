@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from pipeline.devtools import testcert
 from pipeline.devtools.testcert import CODE_SIGNING_EKU, make_test_cert, validity
 from pipeline.errors import SourceError, UsageError
-from pipeline.win7.certs import load_cert_file
+from pipeline.win7.certs import PEM_KEY_MARKER, load_cert_file
 
 EPOCH_1980 = 315532800
 
@@ -59,7 +59,7 @@ def test_certificate_signature_verifies_with_its_own_key(made):
 
 def test_files_for_osslsigncode_signtool_and_the_media(made):
     assert ssl.PEM_cert_to_DER_cert(made.cert_pem.read_text()) == made.cer.read_bytes()
-    assert made.key_pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert made.key_pem.read_bytes().startswith(f"-----BEGIN {PEM_KEY_MARKER}-----".encode())
     for private in (made.key_pem, made.pfx):
         assert private.stat().st_mode & 0o077 == 0
     key, cert, extra = pkcs12.load_key_and_certificates(made.pfx.read_bytes(), None)

@@ -16,6 +16,7 @@ from pipeline.spec.load import project_contract
 from pipeline.spec.model import Context
 from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy
 from pipeline.win7.catalog import parse_catalog
+from pipeline.win7.certs import PEM_KEY_MARKER
 from pipeline.win7.checks import check_package
 from pipeline.win7.findings import CheckPolicy
 from tests.lib.doitproc import child_env, doit_argv, run
@@ -98,7 +99,7 @@ def test_guest_tools_ship_the_certificate_and_turn_on_test_mode(built: Path) -> 
 def test_the_key_reaches_no_medium_manifest_or_log(built: Path) -> None:
     key = (built / "build" / SPEC / "signing" / "aero-test.key.pem").read_bytes()
     body = b"".join(line for line in key.splitlines() if not line.startswith(b"-----"))
-    probes = [key, body[:48], b"PRIVATE KEY"]
+    probes = [key, body[:48], PEM_KEY_MARKER.encode()]
     places = [p for p in (built / "dist").rglob("*") if p.is_file()]
     places += [p for p in (built / "build").rglob("*.json")]
     places.append(built / "log.txt")

@@ -21,6 +21,7 @@ from pipeline.spec.load import load_contract
 from pipeline.spec.types import Arch, SigningPolicy
 from pipeline.win7.catalog import CatalogError, load_catalog, parse_catalog
 from pipeline.win7.catalogmake import CatalogMemberFile, make_catalog
+from pipeline.win7.certs import PEM_KEY_MARKER
 from pipeline.win7.checks import check_package
 from pipeline.win7.findings import CheckPolicy, PackageReport, format_table
 from pipeline.win7.pe import authenticode_hash, image_checksum, pe_info
@@ -359,7 +360,7 @@ def test_the_private_key_never_shows_and_a_failed_signing_leaves_the_old_file(ce
     text = exc.value.render()
     assert text.startswith("osslsigncode could not sign viostor.cat") and "\n" not in text
     body = [ln for ln in other.key_pem.read_text().splitlines() if not ln.startswith("-----")]
-    assert not any(ln in text for ln in body) and "PRIVATE KEY" not in text
+    assert not any(ln in text for ln in body) and PEM_KEY_MARKER not in text
     assert dest.read_bytes() == b"old" and sorted(p.name for p in dest.parent.iterdir()) == ["viostor.cat"]
     with pytest.raises(UsageError, match="the private key does not exist"):
         sign_catalog(catalog, dest, SigningKey(cert.cert_pem, tmp_path / "gone.pem"), signing_time=EPOCH,
@@ -367,7 +368,7 @@ def test_the_private_key_never_shows_and_a_failed_signing_leaves_the_old_file(ce
     # A successful signing copies the key nowhere either.
     sign_catalog(catalog, dest, SigningKey(cert.cert_pem, cert.key_pem), signing_time=EPOCH, tool=tool())
     assert sorted(p.name for p in dest.parent.iterdir()) == ["viostor.cat"]
-    assert b"PRIVATE KEY" not in dest.read_bytes()
+    assert PEM_KEY_MARKER.encode() not in dest.read_bytes()
     assert parse_catalog(dest.read_bytes()).signed
 
 
