@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
 from .fsutil import atomic_path, dump_json, relpath_for_humans, sha256_file, write_bytes_atomic
+from .paths import SpecPaths
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
@@ -245,13 +246,10 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
         }
         spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
         stage_arch(spec, ctx, Arch(args.arch), epoch)
-        service_media(spec, ctx, epoch)
-        done = ctx.dist_dir / spec.name / "install-media"
-        record = json.loads((done / "servicing.json").read_bytes())
-        # This command delivers the ISO alone: its record lists only what it delivers.
-        record["outputs"] = [o for o in record["outputs"] if o["path"] == output.name]
+        # This command delivers the ISO alone (and its record, which lists only that).
+        record = service_media(spec, ctx, epoch, publish_wims=False)
         write_bytes_atomic(output.with_name(output.name + ".servicing.json"), dump_json(record))
-        os.replace(done / output.name, output)
+        os.replace(SpecPaths(spec, ctx).serviced_iso, output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest}) and {output.name}.servicing.json")
     return 0

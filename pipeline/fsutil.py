@@ -25,18 +25,6 @@ from typing import Any, BinaryIO
 CHUNK = 1024 * 1024
 
 
-def sha256_fp(fp: BinaryIO, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
-    """Hash a stream in 1 MiB chunks; return (hex sha256, size)."""
-    h = hashlib.sha256()
-    size = 0
-    while chunk := fp.read(CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-        if progress:
-            progress(len(chunk))
-    return h.hexdigest(), size
-
-
 HASH_CHUNK = 4 * 1024 * 1024
 
 
@@ -253,6 +241,8 @@ def _remove_deep_tree(path: Path) -> None:
     dirs = []
     for top, _dirs, files in walk(path):
         dirs.append(top)
+        with contextlib.suppress(OSError):  # read-only folders (0555, as extracted from an ISO), as rmtree's onerror
+            os.chmod(top, stat.S_IRWXU)
         for name in files:
             full = os.path.join(top, name)
             with contextlib.suppress(FileNotFoundError):

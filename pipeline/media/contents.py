@@ -22,6 +22,11 @@ from ..spec.model import Context, Spec
 from .files import MediaFile
 
 
+def stage_manifests(spec: Spec, paths: SpecPaths) -> list[StageManifest]:
+    """The stage manifest of each of the spec's arches, in the spec's order: what every medium is made from."""
+    return [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+
+
 def media_record(path: str, data: bytes) -> FileRecord:
     """The {path, sha256, size} record of in-memory bytes."""
     return FileRecord(path, hashlib.sha256(data).hexdigest(), len(data))

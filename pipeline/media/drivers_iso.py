@@ -6,7 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import log
-from ..fsutil import dump_json, relpath_for_humans, sha256_file
+from ..fsutil import dump_json, relpath_for_humans
+from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import (
     DriversIsoManifest,
     FileRecord,
@@ -14,11 +15,10 @@ from ..manifests import (
     MediaPackage,
     MediaProvenance,
     NoticesManifest,
-    StageManifest,
 )
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
-from .contents import manifest_inputs, media_record, provenance, staged_media
+from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .files import MediaFile
 from .isowriter import write_iso
@@ -38,17 +38,13 @@ def _readme(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance) -> 
     return crlf(render(README_TEMPLATE, {**values, "LABEL": spec.drivers_iso.volume_label}))
 
 
-def _stages(spec: Spec, paths: SpecPaths) -> list[StageManifest]:
-    return [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
-
-
 def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = None) -> FileRecord:
     """Write ``dist/<spec>/<filename>.iso`` (or ``out``) from the staged trees and notices; return its record."""
     paths = SpecPaths(spec, ctx)
     target = out or paths.drivers_iso
     # A report beside a new ISO must be about that ISO: drop the old one first.
     paths.drivers_iso_report.unlink(missing_ok=True)
-    stages = _stages(spec, paths)
+    stages = stage_manifests(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
     files, records = staged_media(paths, stages, notices)
     if spec.drivers_iso.winpe_drivers:
@@ -76,7 +72,8 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = N
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))
     write_iso(files, target, spec.drivers_iso.volume_label, epoch)
-    digest, size = sha256_file(target)
+    # Hashed once: verify and doit's checker find the digest in the memo.
+    digest, size = HashMemo(ctx.build_dir / MEMO_NAME).sha256(target), target.stat().st_size
     if out is None:  # a caller that names ``out`` reports the file where it finally lands
         log.info(f"Wrote {relpath_for_humans(target, ctx.root, absolute=True)} ({size} bytes, sha256={digest})")
     return FileRecord(target.name, digest, size)
@@ -92,7 +89,7 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
     paths = SpecPaths(spec, ctx)
     target = iso or paths.drivers_iso
     paths.drivers_iso_report.unlink(missing_ok=True)
-    stages = _stages(spec, paths)
+    stages = stage_manifests(spec, paths)
     files: dict[str, tuple[FileRecord, str]] = {}
     for m in stages:
         for f in m.files:
@@ -109,7 +106,8 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
                       same_extent=linked_copies(files))
     with discard_on_failure([target]):
         report = verify_iso(target, [a.value for a in spec.arches], exp,
-                            report=paths.drivers_iso_report if iso is None else None)
+                            report=paths.drivers_iso_report if iso is None else None,
+                            memo=HashMemo(ctx.build_dir / MEMO_NAME))
     log.info(f"verified {name or target.name}: {report.files_checked} files OK")
     return report
 

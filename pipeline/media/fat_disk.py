@@ -19,11 +19,11 @@ from .. import log
 from ..errors import VerifyError
 from ..fsutil import CHUNK, relpath_for_humans, write_json_atomic
 from ..hashmemo import MEMO_NAME, HashMemo
-from ..manifests import FatDiskReport, FileRecord, NoticesManifest, StageManifest
+from ..manifests import FatDiskReport, FileRecord, NoticesManifest
 from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
 from .certs import media_certs
-from .contents import media_record, provenance, staged_media
+from .contents import media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .fatread import FatContent, read_fat_disk, stamp_matches
 from .fatwriter import write_fat_disk
@@ -38,14 +38,10 @@ PARTITION_TYPE = 0x0C  # FAT32 with LBA
 FIRST_SECTOR = 2048
 
 
-def _stages(spec: Spec, paths: SpecPaths) -> list[StageManifest]:
-    return [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
-
-
 def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[FileRecord]]:
     """Every file of the disk and its record (nothing is written)."""
     paths = SpecPaths(spec, ctx)
-    stages = _stages(spec, paths)
+    stages = stage_manifests(spec, paths)
     files, records = staged_media(paths, stages, NoticesManifest.read(paths.notices_manifest), MediaLayout.FAT_DISK)
     if spec.drivers_iso.winpe_drivers:
         more, more_records = winpe_media(spec, paths, stages)

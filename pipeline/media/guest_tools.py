@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from .. import log
 from ..errors import SourceError
-from ..fsutil import dump_json, relpath_for_humans, sha256_file, staging_dir, write_bytes_atomic
+from ..fsutil import dump_json, relpath_for_humans, staging_dir, write_bytes_atomic
+from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import (
     CertRecord,
     FileRecord,
@@ -28,7 +29,7 @@ from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from ..win7.certs import Cert, refuse_private_keys
 from .certs import media_certs
-from .contents import manifest_inputs, media_record, provenance, staged_media
+from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .files import MediaFile
 from .isowriter import write_iso
@@ -72,7 +73,7 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
     """Return the media files and the manifest (without writing anything)."""
     paths = SpecPaths(spec, ctx)
     gt = spec.guest_tools
-    stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+    stages = stage_manifests(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
     files, records = staged_media(paths, stages, notices, MediaLayout.GUEST_TOOLS)
     refuse_private_keys([(f.path, f.source) for f in files if f.source is not None], spec.name)
@@ -123,8 +124,9 @@ def build_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsManifes
         write_iso(files, tmp / paths.guest_tools_iso.name, spec.guest_tools.volume_label, epoch)
         write_zip(files, tmp / paths.guest_tools_zip.name, epoch)
         write_bytes_atomic(tmp / paths.guest_tools_manifest.name, dump_json(manifest.to_json()))
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)  # hashed once, here: verify and doit's checker read the memo
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
-        digest, size = sha256_file(out)
+        digest, size = memo.sha256(out), out.stat().st_size
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
     _drop_legacy_set(paths, ctx)
     return manifest
@@ -153,8 +155,9 @@ def verify_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsReport
     required = [*REQUIRED_FILES, *(d.inf for d in manifest.drivers)]
     exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files, epoch=epoch)
     with discard_on_failure([paths.guest_tools_dir]):
-        iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False)
-        zip_report = verify_zip(paths.guest_tools_zip, exp)
+        memo = HashMemo(ctx.build_dir / MEMO_NAME)
+        iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False, memo=memo)
+        zip_report = verify_zip(paths.guest_tools_zip, exp, memo)
     report = GuestToolsReport(iso=iso, zip=zip_report)
     write_bytes_atomic(paths.guest_tools_report, dump_json(report.to_json()))
     log.info(f"verified {paths.guest_tools_iso.name} and {paths.guest_tools_zip.name}: "

@@ -22,6 +22,7 @@ from ..sources.selection import notice_entries
 from ..sources.tree import DirTree, EntryKind
 from ..spec.model import Context, Spec
 from ..winnames import check_relpath
+from .contents import stage_manifests
 
 NOTICES_NAME = "THIRD_PARTY_NOTICES.md"
 UPSTREAM_PROJECT = "virtio-win (kvm-guest-drivers-windows)"
@@ -134,7 +135,7 @@ def build_notices(spec: Spec, ctx: Context) -> NoticesManifest:
     """Write ``build/<spec>/notices/`` and its manifest; return the manifest."""
     paths = SpecPaths(spec, ctx)
     paths.notices_manifest.unlink(missing_ok=True)
-    stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+    stages = stage_manifests(spec, paths)
     tree = source_tree(spec, ctx)
     license = None
     with staging_dir(paths.notices_dir) as out:

@@ -23,6 +23,7 @@ import pycdlib
 
 from ..errors import BuildStateError, SourceError, VerifyError
 from ..fsutil import CHUNK, sha256_file, write_json_atomic
+from ..hashmemo import HashMemo
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, GuestToolsManifest, IsoReport, ZipReport
 from ..paths import MediaLayout
@@ -254,10 +255,11 @@ def _merge(exp: Expectation, extra: Expectation, have_manifest: bool) -> list[st
 
 def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | None = None,
                report: Path | None = None, default_required: Iterable[str] = ("viostor", "netkvm"),
-               self_described: bool = True) -> IsoReport:
+               self_described: bool = True, memo: HashMemo | None = None) -> IsoReport:
     """Verify an ISO against its own manifest (plus ``extra``); write ``report``; raise on problems.
 
     ``self_described=False`` checks against ``extra`` alone (media whose manifest is not a drivers ISO manifest).
+    ``memo`` supplies (and keeps) the ISO's own sha256, which the writer and doit's checker need too.
     """
     arches = sorted(set(require_arches))
     content = read_iso(path)
@@ -275,7 +277,7 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
                           extra_files_allowed=True)
     mismatched = _merge(exp, extra, manifest is not None) if extra is not None else []
     problems = mismatched + check_iso(content, exp)
-    digest, size = sha256_file(path)
+    digest, size = _file_hash(path, memo)
     result = IsoReport(iso=path.name, sha256=digest, size=size, label=content.label,
                        joliet_label=content.joliet_label, require_arches=tuple(arches),
                        files_checked=len(content.joliet), problems=tuple(problems))
@@ -310,7 +312,13 @@ def read_zip(path: Path) -> tuple[Seen, tuple[Stamp, ...]]:
     return seen, tuple(stamps)
 
 
-def verify_zip(path: Path, exp: Expectation) -> ZipReport:
+def _file_hash(path: Path, memo: HashMemo | None) -> tuple[str, int]:
+    if memo is None:
+        return sha256_file(path)
+    return memo.sha256(path), path.stat().st_size
+
+
+def verify_zip(path: Path, exp: Expectation, memo: HashMemo | None = None) -> ZipReport:
     """Check a zip holds exactly the expected files with the expected bytes."""
     seen, stamps = read_zip(path)
     problems = compare(seen, exp)
@@ -320,5 +328,5 @@ def verify_zip(path: Path, exp: Expectation) -> ZipReport:
     if problems:
         raise VerifyError(f"{path.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
                           "rebuild the media")
-    digest, size = sha256_file(path)
+    digest, size = _file_hash(path, memo)
     return ZipReport(zip=path.name, sha256=digest, size=size, files_checked=len(seen))

@@ -41,8 +41,6 @@ DEFAULT_OBJECT = "23000003"
 """Boot manager element: the default object's GUID (REG_SZ)."""
 TESTSIGNING = "16000049"
 """Boolean: AllowPrereleaseSignatures (``testsigning``)."""
-NOINTEGRITYCHECKS = "16000048"
-"""Boolean: DisableIntegrityChecks (``nointegritychecks``)."""
 ELEMENT_VALUE = "Element"
 
 
@@ -61,11 +59,6 @@ class Target:
     guid: str
     """As stored (lower case in stores Windows writes)."""
     role: Role
-
-
-def object_key(guid: str) -> str:
-    """The key of an object."""
-    return f"Objects\\{guid}"
 
 
 def element_key(guid: str, element: str) -> str:

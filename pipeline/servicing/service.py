@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ..fsutil import (
 )
 from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import StageManifest
+from ..media.contents import stage_manifests
 from ..paths import MediaLayout, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Context, Spec
@@ -68,8 +68,9 @@ class Inputs:
     media_bcds: dict[HiveFile, Path]
 
 
-def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec) -> str:
-    digest, _size = sha256_file(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
+def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: HashMemo) -> str:
+    # Through the memo: doit's checker hashes this file_dep too, and it is gigabytes.
+    digest = memo.sha256(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
     if want is not None and digest != want.lower():
         raise SourceError(f"{where}: {path.name} has sha256 {digest}, but install_media.sha256 pins {want}",
                           f"point {spec.vocabulary.name('install_media.path')} at the pinned ISO, "
@@ -238,18 +239,23 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             "registry": registry, "files": files}
 
 
-def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
-    """The service task: write ``dist/<spec>/install-media/`` (ISO, boot.wim, install.wim, servicing.json)."""
+def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = True) -> dict[str, Any]:
+    """The service task: write ``dist/<spec>/install-media/`` (ISO, boot.wim, install.wim, servicing.json).
+
+    ``publish_wims=False`` leaves the patched WIMs out (a caller that delivers the ISO alone).
+    """
     media = spec.install_media
     assert media is not None
     paths = SpecPaths(spec, ctx)
     work = paths.service_work
+    memo = HashMemo(ctx.build_dir / MEMO_NAME)
     wim.require_plain_path(work)
     remove_tree(work)
     inputs = _copy_inputs(spec, work)
     source: dict[str, Any] = {}
     if inputs.iso is not None:
-        source = {"iso": inputs.iso.name, "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec)}
+        source = {"iso": inputs.iso.name,
+                  "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo)}
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
     arch = _one_arch(install_images, "install.wim")
@@ -260,7 +266,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
     wim.check_windows7(boot_images, arch, "boot.wim")
     wim.check_windows7(install_images, arch, "install.wim")
     packages = _packages(spec, paths, arch)
-    stages = [StageManifest.read(paths.stage_manifest(a)) for a in spec.arches]
+    stages = stage_manifests(spec, paths)
     options = _options(spec, paths, stages, arch)
     images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
               for i in _selected(boot_images, media.boot_images, "boot_images", spec.display)]
@@ -289,14 +295,14 @@ def service_media(spec: Spec, ctx: Context, epoch: int) -> dict[str, Any]:
             record["boot_entries"] = [{"platform": e.platform, "emulation": e.emulation,
                                        "sectors": e.sector_count, "image_sha256": e.image_sha256}
                                       for e in result.after.boot_entries]
-        for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
-            shutil.copyfile(w, out / published.name)
+        if publish_wims:  # moved, not copied: the working copies go away with work/
+            for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
+                os.replace(w, out / published.name)
         # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
         record["outputs"] = [{"path": p.name, "sha256": sha256_file(p)[0], "size": p.stat().st_size}
                              for p in sorted(out.iterdir()) if p.is_file()]
         write_bytes_atomic(out / paths.servicing_record.name, dump_json(record))
     # Remember the published files by stat, so the next run can tell an edited one without hashing gigabytes.
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)
     for o in record["outputs"]:
         final = paths.install_media_dir / o["path"]
         memo.record(final, final.stat(), o["sha256"])
@@ -327,11 +333,7 @@ def outputs_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
             return False
         if st.st_size != size:
             return False
-        known = memo.lookup(path, st)
-        if known is None:
-            known, _n = sha256_file(path)
-            memo.record(path, st, known)
-        if known != digest:
+        if memo.sha256(path) != digest:
             return False
     return True
 

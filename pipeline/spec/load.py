@@ -99,7 +99,7 @@ def load_contract(path: Path, display: str | None = None, memo: Path | None = No
     aero = doc.data.get("aero_contract")
     return Contract(name=doc.data["contract"], version=doc.data["contract_version"], devices=devices,
                     schema_version=doc.data["schema_version"], file=_contract_display(path, doc.display),
-                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    sha256=doc.sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
                     aero=ContractRef(aero["name"], aero["version"], aero["schema_version"]) if aero else None)
 
 

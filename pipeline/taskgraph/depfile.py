@@ -14,14 +14,13 @@ one is about to replace. The lock is released once the file is saved.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from doit.dependency import JsonDB
 
 from .. import buildlock
-from ..errors import PipelineError
+from ..errors import PipelineError, disk_error
 from ..fsutil import relpath_for_humans, write_bytes_atomic
 from ..log import warn
 from . import interrupt
@@ -64,9 +63,7 @@ class AtomicJsonDB(JsonDB):  # type: ignore[misc]  # doit ships no type informat
             write_bytes_atomic(Path(self.name), self.codec.encode(self._db).encode("utf-8"))
         except OSError as exc:
             # The old file is intact: the next run redoes what this one did.
-            sys.stderr.write(f"error: cannot save {relpath_for_humans(Path(self.name))} ({exc.strerror}); "
-                             "fix: free space or make build/ writable; the next run repeats this run's tasks\n")
-            raise SystemExit(1) from None
+            refuse(disk_error(exc, relpath_for_humans(Path(self.name))))
         finally:
             if self._locked:
                 self._locked = False

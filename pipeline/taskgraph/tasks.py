@@ -353,6 +353,11 @@ def _signing_cert(spec: Spec, p: SpecPaths) -> list[Path]:
     return [cert] if cert is not None and (spec.signing_generated or cert.is_file()) else []
 
 
+def _shipped_certs(spec: Spec, p: SpecPaths) -> list[Path]:
+    """The certificate files a medium ships, as file_deps: the spec's (those that exist) and the signing one."""
+    return [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+
+
 def task_signing_cert() -> Iterator[Task]:
     """Make the throwaway test certificate and key of `signing: {generate: true}` specs (build/<spec>/signing/)."""
     yield _group(task_signing_cert)
@@ -447,7 +452,7 @@ def task_fat_disk() -> Iterator[Task]:
         if not spec.fat_disk.enabled:
             continue
         p = SpecPaths(spec, ctx)
-        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+        certs = _shipped_certs(spec, p)
         yield _subtask(spec, "fat_disk", f"FAT driver disk of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
                        [p.fat_disk], epoch=epoch)
@@ -478,7 +483,7 @@ def task_service() -> Iterator[Task]:
             continue
         p = SpecPaths(spec, ctx)
         inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
-        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+        certs = _shipped_certs(spec, p)
         targets = [p.servicing_record, *p.serviced_wims, *([p.serviced_iso] if media.iso is not None else [])]
         yield _subtask(spec, "service", f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), *inputs, *certs, *_proven(spec, ctx)], targets,
@@ -493,7 +498,7 @@ def task_guest_tools() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        certs = [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+        certs = _shipped_certs(spec, p)
         yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx),
                         *_recorded_inputs(spec, ctx)],

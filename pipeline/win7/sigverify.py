@@ -94,12 +94,11 @@ def check_chain(cert: x509.Certificate, certs: list[x509.Certificate]) -> tuple[
     stores, not from its own signature.
     """
     seen: set[bytes] = set()
-    verdict = Verdict.VALID
     while cert.dump() not in seen and cert.self_signed == "no":
         seen.add(cert.dump())
         candidates = [c for c in certs if c.subject == cert.issuer and c.dump() != cert.dump()]
         if not candidates:
-            return verdict, None
+            return Verdict.VALID, None
         algo = cert["signature_algorithm"]
         if algo.signature_algo != "rsassa_pkcs1v15":
             return Verdict.UNSUPPORTED, None
@@ -111,7 +110,7 @@ def check_chain(cert: x509.Certificate, certs: list[x509.Certificate]) -> tuple[
                 return Verdict.INVALID, f"certificate {cert.subject.human_friendly!r} is not signed by its issuer"
             return Verdict.UNSUPPORTED, None
         cert = valid[0]
-    return verdict, None
+    return Verdict.VALID, None
 
 
 def check_signer(sd: cms.SignedData, si: cms.SignerInfo, cert: x509.Certificate | None,
