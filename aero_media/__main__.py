@@ -1,4 +1,4 @@
-"""``python -m pipeline`` runs the ``aero-media`` CLI."""
+"""``python -m aero_media`` runs the ``aero-media`` CLI."""
 
 import sys
 

@@ -563,5 +563,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # python -m pipeline.cli, as well as python -m pipeline
+if __name__ == "__main__":  # python -m aero_media.cli, as well as python -m aero_media
     sys.exit(main())

@@ -57,8 +57,8 @@ def best_of(n: int, argv: list[str], cwd: Path, env: dict[str, str] | None = Non
 
 def make_project(root: Path, total_mb: int) -> None:
     """A project whose pack holds ~total_mb of incompressible stand-in driver payload."""
-    from pipeline.devtools.pestub import build_pe
-    from pipeline.devtools.samplepack import placeholder_catalog
+    from aero_media.devtools.pestub import build_pe
+    from aero_media.devtools.samplepack import placeholder_catalog
 
     (root / "specs").mkdir(parents=True)
     for name in ("schema.json", "devices.yaml", "devices.schema.json", "sample.yaml"):
@@ -88,7 +88,7 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
     stage = proj / "build" / "sample" / "stage"
     iso_py = (
         f"import sys; from pathlib import Path; sys.path.insert(0, {str(REPO)!r})\n"
-        "from pipeline.media.files import MediaFile; from pipeline.media.isowriter import write_iso\n"
+        "from aero_media.media.files import MediaFile; from aero_media.media.isowriter import write_iso\n"
         "root = Path('build/sample/stage')\n"
         "files = [MediaFile(p.relative_to(root).as_posix(), source=p) for p in sorted(root.rglob('*')) if p.is_file()"
         " and p.suffix != '.json']\n"
@@ -116,15 +116,16 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
 
 def _fat_disk(proj: Path, env: dict[str, str]) -> list[str]:
     """Our FAT32 fixed-VHD writer against mkfs.fat + mcopy of the same staged tree (same disk size)."""
-    from pipeline.fsutil import walk
-    from pipeline.media.vhd import disk_size
+    from aero_media.fsutil import walk
+    from aero_media.media.vhd import disk_size
 
     stage = proj / "build" / "sample" / "stage" / "win7"
     payload = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in walk(stage) for f in fs)
     size = disk_size(payload, None)
     fat_py = (
         f"import sys; from pathlib import Path; sys.path.insert(0, {str(REPO)!r})\n"
-        "import json; from pipeline.media.files import MediaFile; from pipeline.media.fatwriter import write_fat_disk\n"
+        "import json; from aero_media.media.files import MediaFile\n"
+        "from aero_media.media.fatwriter import write_fat_disk\n"
         "stage = Path('build/sample/stage')\n"
         # As the pipeline does: the stage manifests' sha256 stand for the bytes (no second hash).
         "files = [MediaFile(f['path'][5:], source=stage / f['path'], sha256=f['sha256'])\n"

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from pipeline.taskgraph.fingerprint import PACKAGE_ROOT, _index
+from aero_media.taskgraph.fingerprint import PACKAGE_ROOT, _index
 
 # Lower layers never import higher ones. Same-layer imports are allowed within one package only.
 LAYERS = {
-    "pipeline": 0, "pipeline.errors": 0, "pipeline.log": 0, "pipeline.fsutil": 0, "pipeline.winnames": 0,
-    "pipeline.buildlock": 0, "pipeline.systools": 0,
-    "pipeline.spec": 1,
-    "pipeline.win7": 2,
-    "pipeline.manifests": 3, "pipeline.paths": 3,
-    "pipeline.sources": 4,
-    "pipeline.stage": 5,
-    "pipeline.media": 6, "pipeline.devtools": 6,
-    "pipeline.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$
-    "pipeline.taskgraph": 8, "pipeline.cli": 9, "pipeline.__main__": 10,
+    "aero_media": 0, "aero_media.errors": 0, "aero_media.log": 0, "aero_media.fsutil": 0, "aero_media.winnames": 0,
+    "aero_media.buildlock": 0, "aero_media.systools": 0,
+    "aero_media.spec": 1,
+    "aero_media.win7": 2,
+    "aero_media.manifests": 3, "aero_media.paths": 3,
+    "aero_media.sources": 4,
+    "aero_media.stage": 5,
+    "aero_media.media": 6, "aero_media.devtools": 6,
+    "aero_media.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$
+    "aero_media.taskgraph": 8, "aero_media.cli": 9, "aero_media.__main__": 10,
 }
 
 
@@ -29,7 +29,7 @@ def layer_of(module: str) -> tuple[str, int]:
 
 
 def internal_imports() -> dict[str, set[str]]:
-    index = _index(PACKAGE_ROOT, "pipeline")
+    index = _index(PACKAGE_ROOT, "aero_media")
     return {name: {i for i in mod.imports if i in index} for name, mod in index.items()}
 
 
@@ -45,18 +45,18 @@ def test_every_module_has_a_layer_and_imports_flow_down() -> None:
 
 
 def test_win7_depends_only_on_the_arch_and_device_types() -> None:
-    allowed = {"pipeline", "pipeline.errors", "pipeline.systools",  # the tool-to-package table
-               "pipeline.spec", "pipeline.spec.types", "pipeline.spec.contract"}
+    allowed = {"aero_media", "aero_media.errors", "aero_media.systools",  # the tool-to-package table
+               "aero_media.spec", "aero_media.spec.types", "aero_media.spec.contract"}
     for module, imports in internal_imports().items():
-        if module.startswith("pipeline.win7"):
-            outside = {i for i in imports if not i.startswith("pipeline.win7")} - allowed
+        if module.startswith("aero_media.win7"):
+            outside = {i for i in imports if not i.startswith("aero_media.win7")} - allowed
             assert outside == set(), f"{module} imports {outside}"
 
 
 def test_stages_do_not_import_doit() -> None:
-    index = _index(PACKAGE_ROOT, "pipeline")
+    index = _index(PACKAGE_ROOT, "aero_media")
     for name, mod in index.items():
-        if not name.startswith("pipeline.taskgraph") and name not in ("pipeline.cli",):
+        if not name.startswith("aero_media.taskgraph") and name not in ("aero_media.cli",):
             assert not any(i == "doit" or i.startswith("doit.") for i in mod.imports), name
 
 

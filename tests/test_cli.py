@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.media.files import MediaFile
-from pipeline.media.isowriter import write_iso
+from aero_media.cli import main
+from aero_media.media.files import MediaFile
+from aero_media.media.isowriter import write_iso
 from tests.lib.project import REPO, expanded_sample, make_project
 from tests.lib.trees import make_pack
 
@@ -106,13 +106,13 @@ def test_bad_spec_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_usage_error_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "build-iso"], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "aero_media", "build-iso"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "--drivers-root" in proc.stderr
 
 
 def test_build_command_runs_doit(tmp_path: Path) -> None:
     root = make_project(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "--root", str(root), "build", "sample"],
+    proc = subprocess.run([sys.executable, "-m", "aero_media", "--root", str(root), "build", "sample"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (root / "dist/sample/aero-virtio-win7-drivers.iso").is_file()
@@ -170,7 +170,7 @@ def test_cli_output_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_build_iso_manifest_has_no_absolute_paths(tmp_path: Path) -> None:
-    from pipeline.media.verify import read_media_manifest
+    from aero_media.media.verify import read_media_manifest
 
     out = tmp_path / "d.iso"
     assert main(["build-iso", "--drivers-root", str(SAMPLE), "--output", str(out),
@@ -182,8 +182,8 @@ def test_build_iso_manifest_has_no_absolute_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("command", "module", "verify"), [
-    ("build-iso", "pipeline.media.drivers_iso", "verify_drivers_iso"),
-    ("build-fat", "pipeline.media.fat_disk", "verify_fat_disk"),
+    ("build-iso", "aero_media.media.drivers_iso", "verify_drivers_iso"),
+    ("build-fat", "aero_media.media.fat_disk", "verify_fat_disk"),
 ])
 def test_output_appears_only_once_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str,
                                            module: str, verify: str) -> None:

@@ -23,7 +23,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(REPO / name, src / name)
-    for name in ("pipeline", "specs"):
+    for name in ("aero_media", "specs"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(work / "dist"), str(src)], check=True, capture_output=True)
@@ -42,12 +42,12 @@ def aero_media(installed: Path, cwd: Path, *args: str) -> subprocess.CompletedPr
 
 def test_the_installed_package_is_the_one_that_runs(installed: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    out = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.__file__)"], cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-c", "import aero_media; print(aero_media.__file__)"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()).is_relative_to(installed)
-    shipped = sorted(p.name for p in (installed / "pipeline" / "specdata").iterdir())
+    shipped = sorted(p.name for p in (installed / "aero_media" / "specdata").iterdir())
     assert shipped == ["devices.schema.json", "devices.yaml", "schema.json"]
-    assert (installed / "pipeline" / "media" / "templates" / "setup.cmd").is_file()
+    assert (installed / "aero_media" / "media" / "templates" / "setup.cmd").is_file()
 
 
 def test_build_iso_and_check_from_a_folder_outside_the_repo(installed: Path, tmp_path: Path) -> None:

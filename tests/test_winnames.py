@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import UnsafePathError
-from pipeline.winnames import case_clashes, check_no_case_clash, check_relpath, component_problem, split_relpath
+from aero_media.errors import UnsafePathError
+from aero_media.winnames import case_clashes, check_no_case_clash, check_relpath, component_problem, split_relpath
 
 
 @pytest.mark.parametrize("name", ["CON", "con.txt", "Aux", "nul.inf", "COM1", "lpt9.sys", "PRN .x"])

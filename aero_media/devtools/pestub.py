@@ -7,7 +7,7 @@ string (which the checks recognise) and a ``ret``; it is deterministic
 (TimeDateStamp 0) and its optional header CheckSum is correct.
 
 The sample pack commits no binary: each stand-in is a small text recipe
-(``<name>.sys.pestub``) that :mod:`pipeline.devtools.standins` expands into
+(``<name>.sys.pestub``) that :mod:`aero_media.devtools.standins` expands into
 ``build/`` before staging.
 """
 
@@ -75,7 +75,7 @@ _RECIPE_MACHINES = {"x86": MACHINE_I386, "amd64": MACHINE_AMD64}
 
 def recipe_text(machine: str, dll: bool = False) -> bytes:
     """A recipe file standing for a stand-in PE, so packs need no committed binaries."""
-    return ("# Stand-in PE recipe (pipeline/pestub.py): the file without the .pestub suffix is\n"
+    return ("# Stand-in PE recipe (aero_media/devtools/pestub.py): the file without the .pestub suffix is\n"
             "# generated from this when the pack is read. Not a driver.\n"
             f"machine = {machine}\nkind = {'dll' if dll else 'sys'}\n").encode("ascii")
 
@@ -97,8 +97,8 @@ def build_from_recipe(data: bytes, where: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write a stand-in PE: ``python -m pipeline.devtools.pestub --machine amd64 [--dll] OUT``."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.devtools.pestub", description=main.__doc__)
+    """Write a stand-in PE: ``python -m aero_media.devtools.pestub --machine amd64 [--dll] OUT``."""
+    ap = argparse.ArgumentParser(prog="python -m aero_media.devtools.pestub", description=main.__doc__)
     ap.add_argument("--machine", choices=["x86", "amd64"], required=True)
     ap.add_argument("--dll", action="store_true", help="a DLL (Windows GUI subsystem) instead of a native .sys")
     ap.add_argument("out", type=Path)

@@ -1,9 +1,9 @@
 """Read a FAT32 disk image (fixed VHD) back, for verification: a reader written from the specification alone.
 
-It shares no code with :mod:`pipeline.media.fatwriter` on purpose: a mistake in
+It shares no code with :mod:`aero_media.media.fatwriter` on purpose: a mistake in
 the writer's idea of the format must not be repeated here and cancel out. It
 follows Microsoft's FAT specification (fatgen103): the VHD footer (through
-:func:`pipeline.media.vhd.parse_footer`, Aero's rules), the MBR, the FAT32 boot
+:func:`aero_media.media.vhd.parse_footer`, Aero's rules), the MBR, the FAT32 boot
 sector and FSInfo, the FAT, and the directory tree with VFAT long names and the
 NT lower-case flags.
 
@@ -507,7 +507,7 @@ class _Tree:
 def read_fat_disk(path: Path) -> FatContent:
     """Read every file of a FAT32 disk image (a fixed VHD) by its long-name path, with sha256 and size.
 
-    Raises :class:`pipeline.media.vhd.VhdError` for a bad footer and :class:`FatError`
+    Raises :class:`aero_media.media.vhd.VhdError` for a bad footer and :class:`FatError`
     for anything else malformed.
     """
     try:

@@ -6,7 +6,7 @@ version, clock, time zone, umask or directory order leaks in.
 
 Layout (Microsoft's FAT specification, fatgen103, and the VHD specification):
 
-- The raw disk is an exact CHS product (:func:`pipeline.media.vhd.disk_size`),
+- The raw disk is an exact CHS product (:func:`aero_media.media.vhd.disk_size`),
   followed by the VHD footer.
 - Sector 0 is an MBR: a stub that hands the boot back to the BIOS (int 18h), a
   disk signature derived from the content (Windows writes one itself into a disk

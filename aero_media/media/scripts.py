@@ -1,7 +1,7 @@
 """Render the Guest Tools batch scripts (setup, uninstall, verify) and their config files.
 
 The scripts are Windows 7 ``cmd.exe`` batch files kept as package data under
-``pipeline/media/templates/`` and rendered by :mod:`pipeline.media.templates`
+``aero_media/media/templates/`` and rendered by :mod:`aero_media.media.templates`
 (strict: a missing or unused value fails the build).
 
 Everything media-specific that the scripts need at run time is written to two

@@ -1,6 +1,6 @@
 """The one template renderer and the one line-ending rule for text that Windows 7 reads.
 
-Templates are package data under ``pipeline/media/templates/`` with ``$NAME``
+Templates are package data under ``aero_media/media/templates/`` with ``$NAME``
 placeholders (upper-case names only; batch code uses ``%`` and ``!``, never ``$``).
 Rendering is strict: a placeholder without a value, a value without a placeholder,
 a stray ``$`` or non-ASCII output raises :class:`TemplateError`, never a blank.
@@ -26,7 +26,7 @@ class _Template(string.Template):
 
 def template_text(name: str) -> str:
     """Read a template from package data."""
-    return resources.files("pipeline.media").joinpath("templates", name).read_text(encoding="ascii")
+    return resources.files("aero_media.media").joinpath("templates", name).read_text(encoding="ascii")
 
 
 def render(name: str, values: Mapping[str, str]) -> str:

@@ -1,6 +1,6 @@
 """Re-open written media and prove they hold what was staged.
 
-An ISO is parsed back by :mod:`pipeline.media.isoscan`, which shares no code with
+An ISO is parsed back by :mod:`aero_media.media.isoscan`, which shares no code with
 pycdlib (the writer): names from Joliet (what Windows reads), the labels, and the
 sha256 of every file; Rock Ridge names are listed with pycdlib and must agree. A
 zip is read back with :mod:`zipfile`. Both go through one comparison against the

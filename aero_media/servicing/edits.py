@@ -11,7 +11,7 @@ Where the rules come from (servicing facts):
 * boot-critical storage, after virt-v2v's ``add_guestor_to_registry`` on real
   Windows 7 guests: the service key (Type 1 kernel driver, Start 0 boot,
   ErrorControl 1 normal, Group ``SCSI miniport``, ImagePath REG_EXPAND_SZ) and a
-  ``CriticalDeviceDatabase`` key for every ID form :func:`pipeline.win7.pnp.cdd_keys`
+  ``CriticalDeviceDatabase`` key for every ID form :func:`aero_media.win7.pnp.cdd_keys`
   gives (the one owner of those names), in every image that must see the disk:
   boot.wim's WinPE and Setup and each install.wim edition;
 * ``DevicePath`` gains our driver folder once, and ``SetupComplete.cmd`` runs
@@ -69,7 +69,7 @@ class HiveFile(StrEnum):
 
     @property
     def is_bcd(self) -> bool:
-        """A BCD store (its edits need :func:`pipeline.servicing.bcd.targets`)."""
+        """A BCD store (its edits need :func:`aero_media.servicing.bcd.targets`)."""
         return self in (HiveFile.BCD_TEMPLATE, HiveFile.MEDIA_BCD_BIOS, HiveFile.MEDIA_BCD_UEFI)
 
 
@@ -82,7 +82,7 @@ class Per(StrEnum):
     CERTIFICATE = "certificate"
     """Each certificate in each store of the options."""
     BCD_OBJECT = "bcd-object"
-    """Each object :func:`pipeline.servicing.bcd.targets` finds."""
+    """Each object :func:`aero_media.servicing.bcd.targets` finds."""
 
 
 class When(StrEnum):
@@ -267,8 +267,8 @@ def registry_edits(image: ImageKind, hive: HiveFile, contract: Contract, options
                    control_set: str | None = None, bcd_objects: Sequence[str] = ()) -> tuple[Edit, ...]:
     """The concrete edits for one hive of one image.
 
-    ``control_set`` (``ControlSet00N``, from :func:`pipeline.servicing.hive.current_control_set`)
-    is needed for SYSTEM; ``bcd_objects`` (GUIDs from :func:`pipeline.servicing.bcd.targets`)
+    ``control_set`` (``ControlSet00N``, from :func:`aero_media.servicing.hive.current_control_set`)
+    is needed for SYSTEM; ``bcd_objects`` (GUIDs from :func:`aero_media.servicing.bcd.targets`)
     for a BCD store.
     """
     device = contract.boot_critical

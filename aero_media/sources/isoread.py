@@ -1,4 +1,4 @@
-"""Read an ISO image as a :class:`~pipeline.sources.tree.Tree`, without mounting or extracting it.
+"""Read an ISO image as a :class:`~aero_media.sources.tree.Tree`, without mounting or extracting it.
 
 virtio-win ISOs come in two shapes (see ``virtio-win-facts.md`` §1): since
 0.1.173-9 ``mkisofs -r -iso-level 4`` (ISO 9660 + Rock Ridge, no Joliet), before
@@ -10,13 +10,13 @@ The image is untrusted input:
 
 * names that could escape an output folder (empty, ``.``, ``..``, or containing
   ``/``, ``\\`` or NUL) make :meth:`IsoTree.entries` raise
-  :class:`~pipeline.errors.UnsafePathError`, as do two entries with the same name
+  :class:`~aero_media.errors.UnsafePathError`, as do two entries with the same name
   in one folder. Names that are merely unusable on Windows, and names that differ
   only by case, are *reported* unchanged; the caller checks those for the files
-  it selects (:func:`pipeline.winnames.check_relpath`,
-  :func:`pipeline.winnames.check_no_case_clash`);
+  it selects (:func:`aero_media.winnames.check_relpath`,
+  :func:`aero_media.winnames.check_no_case_clash`);
 * Rock Ridge symlinks are listed with kind ``symlink`` and never followed;
-* a damaged, truncated or foreign file raises :class:`~pipeline.errors.SourceError`
+* a damaged, truncated or foreign file raises :class:`~aero_media.errors.SourceError`
   with one line naming the file, never a pycdlib traceback. A file whose extent
   runs past the end of the image is caught by :meth:`IsoTree.entries`, and a
   short read while streaming (the image shrank after listing) by :meth:`IsoTree.open`.
@@ -138,7 +138,7 @@ def _name_problem(name: str) -> str | None:
 
 
 class IsoTree:
-    """An ISO image opened read-only; the ISO twin of :class:`pipeline.sources.tree.DirTree`.
+    """An ISO image opened read-only; the ISO twin of :class:`aero_media.sources.tree.DirTree`.
 
     Use as a context manager so the image is closed::
 

@@ -1,7 +1,7 @@
 """Which folders of an input tree hold which driver package: the selection rules.
 
 One small table describes the supported layouts; the same code selects packages
-from a directory on disk and from an ISO (both are :class:`~pipeline.sources.tree.Tree`).
+from a directory on disk and from an ISO (both are :class:`~aero_media.sources.tree.Tree`).
 """
 
 from __future__ import annotations

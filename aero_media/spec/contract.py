@@ -1,8 +1,8 @@
 """The device contract's types: PCI identity, service and setup class per device.
 
-Plain data, with no loader attached (that is :func:`pipeline.spec.load.load_contract`),
+Plain data, with no loader attached (that is :func:`aero_media.spec.load.load_contract`),
 so the stand-alone Windows 7 checks can use it. The hardware IDs Windows derives
-from this identity are :mod:`pipeline.win7.pnp`'s business.
+from this identity are :mod:`aero_media.win7.pnp`'s business.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def data_file(ctx: Context, name: str) -> Path:
 def shipped_file(name: str) -> Path:
     """A schema or contract file as shipped: package data in a wheel, ``specs/`` beside the code in a checkout."""
     try:
-        shipped = Path(str(resources.files("pipeline.specdata").joinpath(name)))
+        shipped = Path(str(resources.files("aero_media.specdata").joinpath(name)))
         if shipped.is_file():
             return shipped
     except ModuleNotFoundError:

@@ -1,7 +1,7 @@
 """Closed sets of the spec, each a StrEnum that carries what follows from its value.
 
 These types depend on nothing else in the pipeline, so every stage (and the
-stand-alone Windows 7 checks in :mod:`pipeline.win7`) can use them.
+stand-alone Windows 7 checks in :mod:`aero_media.win7`) can use them.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class SourceKind(StrEnum):
 
     @property
     def layout(self) -> str:
-        """The selection-rules layout its tree follows (see :data:`pipeline.sources.selection.LAYOUTS`)."""
+        """The selection-rules layout its tree follows (see :data:`aero_media.sources.selection.LAYOUTS`)."""
         return "pack-dir" if self is SourceKind.PACK_DIR else "virtio-win"
 
     @property

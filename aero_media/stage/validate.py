@@ -1,4 +1,4 @@
-"""Validate staged packages for Windows 7: the spec's policy applied to :mod:`pipeline.win7`'s checks."""
+"""Validate staged packages for Windows 7: the spec's policy applied to :mod:`aero_media.win7`'s checks."""
 
 from __future__ import annotations
 

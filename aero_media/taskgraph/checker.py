@@ -3,7 +3,7 @@
 doit's default MD5 checker re-hashes a touched-but-unchanged file on every run
 until the task reruns (its state is saved only on success), which costs seconds
 per run on a 600 MB ISO. This checker keeps (mtime_ns, size, sha256) as state and
-takes hashes from :class:`~pipeline.hashmemo.HashMemo`, so a file is hashed at
+takes hashes from :class:`~aero_media.hashmemo.HashMemo`, so a file is hashed at
 most once per change of its stat, and not at all when a stage already hashed it.
 """
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..fsutil import write_json_atomic
 
-PACKAGE = "pipeline"
+PACKAGE = "aero_media"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = Path("media") / "templates"
 _MEMO_VERSION = 1

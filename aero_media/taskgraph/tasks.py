@@ -4,7 +4,7 @@ Generators only wire stages together: they read the specs, name inputs and
 outputs, and point at stage functions. They do no network, subprocess or write
 work. Each sub-task reruns exactly when its ``file_dep`` manifests change, the
 slice of the spec it reads (``Spec.fingerprint``) changes, or the code its stage
-function runs changes (:func:`~pipeline.taskgraph.fingerprint.code_fingerprint`).
+function runs changes (:func:`~aero_media.taskgraph.fingerprint.code_fingerprint`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _backend() -> str:
 
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
-    # pipeline.taskgraph.depfile:AtomicJsonDB, registered as a doit.BACKEND entry point.
+    # aero_media.taskgraph.depfile:AtomicJsonDB, registered as a doit.BACKEND entry point.
     "backend": _backend(),
     # Kept under build/ so nothing outside build/, dist/ and the cache is ever written.
     "dep_file": "build/.doit.db",
@@ -151,20 +151,20 @@ def _epoch() -> int:
 # action runs, not when tasks are generated: a no-op run loads only the specs, and in a
 # cold build the imports overlap with the ISO's background hash.
 STAGES = {
-    "fetch": "pipeline.sources.fetch:fetch_stage",
-    "prove": "pipeline.sources.fetch:prove_stage",
-    "extract": "pipeline.sources.extract:extract_stage",
-    "expand": "pipeline.devtools.standins:expand_stage",
-    "stage": "pipeline.stage.staging:stage_arch",
-    "signing_cert": "pipeline.devtools.testcert:generate_signing_pair",
-    "notices": "pipeline.media.notices:build_notices",
-    "drivers_iso": "pipeline.media.drivers_iso:build_drivers_iso",
-    "verify": "pipeline.media.drivers_iso:verify_drivers_iso",
-    "fat_disk": "pipeline.media.fat_disk:build_fat_disk",
-    "verify_fat_disk": "pipeline.media.fat_disk:verify_fat_disk",
-    "guest_tools": "pipeline.media.guest_tools:build_guest_tools",
-    "service": "pipeline.servicing.service:service_media",
-    "verify_guest_tools": "pipeline.media.guest_tools:verify_guest_tools",
+    "fetch": "aero_media.sources.fetch:fetch_stage",
+    "prove": "aero_media.sources.fetch:prove_stage",
+    "extract": "aero_media.sources.extract:extract_stage",
+    "expand": "aero_media.devtools.standins:expand_stage",
+    "stage": "aero_media.stage.staging:stage_arch",
+    "signing_cert": "aero_media.devtools.testcert:generate_signing_pair",
+    "notices": "aero_media.media.notices:build_notices",
+    "drivers_iso": "aero_media.media.drivers_iso:build_drivers_iso",
+    "verify": "aero_media.media.drivers_iso:verify_drivers_iso",
+    "fat_disk": "aero_media.media.fat_disk:build_fat_disk",
+    "verify_fat_disk": "aero_media.media.fat_disk:verify_fat_disk",
+    "guest_tools": "aero_media.media.guest_tools:build_guest_tools",
+    "service": "aero_media.servicing.service:service_media",
+    "verify_guest_tools": "aero_media.media.guest_tools:verify_guest_tools",
 }
 
 

@@ -2,7 +2,7 @@
 
 Neither Debian nor PyPI has an Inf2Cat, and osslsigncode signs catalogs but does
 not create them, so we write the catalog ourselves and let
-:mod:`pipeline.win7.signing` sign it. The shape is the one Inf2Cat/makecat write
+:mod:`aero_media.win7.signing` sign it. The shape is the one Inf2Cat/makecat write
 for Windows 7 ("version 1" catalogs, signing-facts.md), checked field by field
 against a real upstream viostor catalog:
 
@@ -23,7 +23,7 @@ The output is DER and a pure function of its inputs: members are sorted by hash,
 SET OF encodings are sorted (asn1crypto does this on encoding), and the only time
 in it is ``this_update`` (the build's ``SOURCE_DATE_EPOCH``).
 
-The ASN.1 classes below are written independently of :mod:`pipeline.win7.catalog`'s
+The ASN.1 classes below are written independently of :mod:`aero_media.win7.catalog`'s
 reader, so reading a catalog back with ``parse_catalog`` cross-checks both.
 """
 
@@ -112,7 +112,7 @@ class CatalogEntry:
 def catalog_entry(member: CatalogMemberFile) -> CatalogEntry:
     """Hash one member the way Windows 7 looks it up (Authenticode SHA-1 for PE, SHA-1 of the bytes otherwise).
 
-    A PE-kind member that is not a PE image raises :class:`~pipeline.win7.pe.PeError` naming the file.
+    A PE-kind member that is not a PE image raises :class:`~aero_media.win7.pe.PeError` naming the file.
     """
     _check_name(member.name)
     data = member.source.read_bytes() if isinstance(member.source, Path) else bytes(member.source)
@@ -319,7 +319,7 @@ def make_catalog(members: Sequence[CatalogMemberFile], arch: Arch, *, this_updat
     ``list_id`` (16 bytes) defaults to a hash of everything else, so equal inputs
     give equal bytes. Raises ValueError for malformed arguments (no members, a
     name that is not a plain file name, a name listed twice) and
-    :class:`~pipeline.win7.pe.PeError` for a PE member that is not a PE image.
+    :class:`~aero_media.win7.pe.PeError` for a PE member that is not a PE image.
     """
     if not members:
         raise ValueError("a catalog needs at least one member")

@@ -3,7 +3,7 @@
 One staged package (one INF with its files, for one arch) is checked against the
 device contract: [Version] fields, the models section NT 6.1 picks, PnP binding,
 the service, referenced files, PE headers and the security catalog. Every
-problem is a :class:`~pipeline.win7.findings.Finding` with a severity, the file
+problem is a :class:`~aero_media.win7.findings.Finding` with a severity, the file
 (and INF line) and a fix.
 
 ``check_package`` never raises on bad input (binary junk, truncated DER, non-PE

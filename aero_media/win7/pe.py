@@ -24,7 +24,7 @@ SUBSYSTEM_NATIVE = 1
 SUBSYSTEM_WINDOWS_GUI = 2
 MACHINE_I386 = 0x14C
 MACHINE_AMD64 = 0x8664
-# Written into every stand-in image (pipeline.devtools.pestub) so the checks can tell one from a driver.
+# Written into every stand-in image (aero_media.devtools.pestub) so the checks can tell one from a driver.
 STAND_IN_MARKER = b"AERO STAND-IN: not a working driver. Replace with a real build."
 _SECURITY_DIR = 4  # IMAGE_DIRECTORY_ENTRY_SECURITY
 _WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
@@ -49,7 +49,7 @@ class PeInfo:
     signature_digest: str | None
     """Digest algorithm of the embedded signature's first signer ('sha1', 'sha256'), if signed."""
     stand_in: bool
-    """True for the placeholder images :mod:`pipeline.pestub` writes (not a working driver)."""
+    """True for the placeholder images :mod:`aero_media.pestub` writes (not a working driver)."""
     embedded: EmbeddedSignature | None = None
     """The embedded signature's first signer, when it can be read."""
     image_digest_ok: bool | None = None

@@ -259,13 +259,13 @@ def _prepare(key: SigningKey, signing_time: int, tool: Osslsigncode | None) -> O
 
 def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: int,
                  tool: Osslsigncode | None = None) -> None:
-    """Sign a catalog (a path, or the bytes :func:`~pipeline.win7.catalogmake.make_catalog` returned) into ``dest``.
+    """Sign a catalog (a path, or the bytes :func:`~aero_media.win7.catalogmake.make_catalog` returned) into ``dest``.
 
     SHA-1 digest, ``signing_time`` (Unix seconds, normally ``SOURCE_DATE_EPOCH``)
     as the signing time, written atomically; the same key and inputs give the same
     bytes. ``dest`` may be the source path. Raises :class:`UsageError` for a
     certificate not valid at ``signing_time``, :class:`ToolError` when osslsigncode
-    is missing, too old or fails, and :class:`~pipeline.win7.catalog.CatalogError`
+    is missing, too old or fails, and :class:`~aero_media.win7.catalog.CatalogError`
     when the input is not a catalog.
     """
     tool = _prepare(key, signing_time, tool)
@@ -275,7 +275,7 @@ def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_t
         unsigned = parse_catalog(data, shown)
         if unsigned.placeholder:
             raise CatalogError(f"{shown}: a placeholder catalog cannot be signed",
-                               "make a real catalog first (pipeline.win7.catalogmake)")
+                               "make a real catalog first (aero_media.win7.catalogmake)")
         out = work / dest.name
         _sign(tool, key, src, out, signing_time, dest.name)
         signed = parse_catalog(out.read_bytes(), dest.name)
@@ -297,7 +297,7 @@ def sign_pe(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: 
     Authenticode hash is unchanged, so a catalog made from the unsigned file still
     lists the signed one. Boot-start drivers (viostor) need this embedded
     signature on Windows 7 x64; the others can rely on the catalog. Raises as
-    :func:`sign_catalog` does, and :class:`~pipeline.win7.pe.PeError` when the
+    :func:`sign_catalog` does, and :class:`~aero_media.win7.pe.PeError` when the
     input is not a PE image.
     """
     tool = _prepare(key, signing_time, tool)

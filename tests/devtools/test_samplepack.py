@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.devtools.samplepack import main, sample_files
-from pipeline.spec.load import load_contract
+from aero_media.devtools.samplepack import main, sample_files
+from aero_media.spec.load import load_contract
 from tests.lib.project import REPO
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pefile
 import pytest
 
-from pipeline.devtools.standins import expand_tree
-from pipeline.errors import SourceError, UnsafePathError
-from pipeline.sources.tree import DirTree
-from pipeline.win7.catalog import PLACEHOLDER_MAGIC
+from aero_media.devtools.standins import expand_tree
+from aero_media.errors import SourceError, UnsafePathError
+from aero_media.sources.tree import DirTree
+from aero_media.win7.catalog import PLACEHOLDER_MAGIC
 from tests.lib.project import REPO
 
 

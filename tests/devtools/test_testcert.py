@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from pipeline.devtools import testcert
-from pipeline.devtools.testcert import CODE_SIGNING_EKU, make_test_cert, validity
-from pipeline.errors import SourceError, UsageError
-from pipeline.win7.certs import PEM_KEY_MARKER, load_cert_file
+from aero_media.devtools import testcert
+from aero_media.devtools.testcert import CODE_SIGNING_EKU, make_test_cert, validity
+from aero_media.errors import SourceError, UsageError
+from aero_media.win7.certs import PEM_KEY_MARKER, load_cert_file
 
 EPOCH_1980 = 315532800
 

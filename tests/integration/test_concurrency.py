@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import buildlock
+from aero_media import buildlock
 from tests.lib.doitproc import child_env, doit_argv, error_lines, hidden_leftovers, no_traceback, run
 from tests.lib.project import make_project, sample_spec_data, write_spec
 
@@ -63,7 +63,7 @@ def test_second_run_refuses_at_once_when_told(project: Path) -> None:
     assert "another build is running in this checkout" in proc.stderr and "fix:" in proc.stderr
     assert not (project / "build" / "sample").exists()
 
-    cli = run([sys.executable, "-m", "pipeline", "--root", str(project), "build", "--no-wait"], timeout=30)
+    cli = run([sys.executable, "-m", "aero_media", "--root", str(project), "build", "--no-wait"], timeout=30)
     no_traceback(cli)
     assert cli.returncode == 2 and "another build is running" in cli.stderr
 
@@ -140,7 +140,7 @@ def test_parallel_doit_writes_serial_bytes(project: Path, tmp_path: Path, par: s
 
 
 def test_sweep_spares_a_live_writer_and_clears_a_dead_one(tmp_path: Path) -> None:
-    from pipeline.fsutil import write_bytes_atomic
+    from aero_media.fsutil import write_bytes_atomic
 
     final = tmp_path / "out.iso"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

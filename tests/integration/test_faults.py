@@ -125,7 +125,7 @@ def test_read_only_dist_folder(project: Path, reference: dict[str, str]) -> None
 @pytest.fixture
 def deep_trees() -> object:
     """Deep trees made by a test, removed after it (pytest's own cleanup recurses and fails on them)."""
-    from pipeline.fsutil import remove_tree
+    from aero_media.fsutil import remove_tree
 
     made: list[Path] = []
     yield made

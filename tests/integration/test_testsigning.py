@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.spec.load import project_contract
-from pipeline.spec.model import Context
-from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy
-from pipeline.win7.catalog import parse_catalog
-from pipeline.win7.certs import PEM_KEY_MARKER
-from pipeline.win7.checks import check_package
-from pipeline.win7.findings import CheckPolicy
+from aero_media.spec.load import project_contract
+from aero_media.spec.model import Context
+from aero_media.spec.types import Arch, PlaceholderPolicy, SigningPolicy
+from aero_media.win7.catalog import parse_catalog
+from aero_media.win7.certs import PEM_KEY_MARKER
+from aero_media.win7.checks import check_package
+from aero_media.win7.findings import CheckPolicy
 from tests.lib.doitproc import child_env, doit_argv, run
 from tests.lib.needs import need_tool
 from tests.lib.project import REPO, make_project, run_doit, write_spec
@@ -79,7 +79,7 @@ def test_boot_driver_carries_an_embedded_signature(built: Path) -> None:
                           text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # Only boot-start drivers are embed-signed; the others rely on the catalog.
-    from pipeline.win7.pe import pe_info
+    from aero_media.win7.pe import pe_info
 
     assert pe_info(sys_file.read_bytes()).has_signature
     assert not pe_info((stage(built, "amd64") / "netkvm" / "netkvm.sys").read_bytes()).has_signature
@@ -182,7 +182,7 @@ def test_a_package_signed_by_someone_else_is_refused(built: Path, tmp_path: Path
 @pytest.fixture(scope="module")
 def own_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A user's certificate and key, kept outside every checkout."""
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     made = make_test_cert(tmp_path_factory.mktemp("home") / "aero", not_before=315532800)
     return made.cer, made.key_pem
@@ -256,8 +256,8 @@ def test_missing_osslsigncode_is_one_line(tmp_path: Path, capsys: pytest.Capture
     ({"mode": "production"}, "/signing/mode"),
 ])
 def test_signing_block_errors(tmp_path: Path, signing: dict[str, Any], expect: str) -> None:
-    from pipeline.errors import SpecError
-    from pipeline.spec.load import load_spec
+    from aero_media.errors import SpecError
+    from aero_media.spec.load import load_spec
 
     project = signed_project(tmp_path / "proj", signing)
     with pytest.raises(SpecError) as exc:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.media import scripts
-from pipeline.spec.contract import Contract
-from pipeline.win7.pnp import contract_ids
+from aero_media.media import scripts
+from aero_media.spec.contract import Contract
+from aero_media.win7.pnp import contract_ids
 from tests.lib.gtscripts import (
     CBS,
     CDD,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.media.scripts import render_devices_cmd
-from pipeline.spec.load import load_contract
+from aero_media.media.scripts import render_devices_cmd
+from aero_media.spec.load import load_contract
 from tests.lib.project import REPO, make_project
 
 HEADER = re.compile(r"^\s*rem\s+contract\s+name:\s*(.+?)\s*$", re.I | re.M)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources.selection import DEFAULT_OS_DIRS, select
-from pipeline.sources.tree import DirTree
-from pipeline.spec.load import spec_from_mapping
-from pipeline.spec.model import Context
-from pipeline.spec.types import SPEC_FIELDS, Arch
+from aero_media.sources.selection import DEFAULT_OS_DIRS, select
+from aero_media.sources.tree import DirTree
+from aero_media.spec.load import spec_from_mapping
+from aero_media.spec.model import Context
+from aero_media.spec.types import SPEC_FIELDS, Arch
 from tests.lib.project import REPO
 from tests.lib.trees import package
 from tests.lib.upstream import DEFAULT_LABEL, make_iso, make_upstream_tree
@@ -41,7 +41,7 @@ def test_extract_runs_anywhere_and_writes_aeros_fields(iso: Path, tmp_path: Path
     elsewhere = tmp_path / "elsewhere"  # no specs/, not a checkout
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--virtio-win-iso", str(iso),
+    proc = subprocess.run([sys.executable, "-m", "aero_media", "extract", "--virtio-win-iso", str(iso),
                            "--out-root", "pack"], cwd=elsewhere, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = elsewhere / "pack"
@@ -65,7 +65,7 @@ def test_extract_runs_anywhere_and_writes_aeros_fields(iso: Path, tmp_path: Path
 
 
 def test_extract_twice_gives_the_same_provenance(iso: Path, tmp_path: Path) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     texts = []
     for name in ("a", "b"):
@@ -107,7 +107,7 @@ def test_2k8r2_serves_amd64_only_and_w7_wins(tmp_path: Path) -> None:
 def test_extract_from_a_checkout_copy_without_specs(iso: Path, tmp_path: Path) -> None:
     """The schema and contract ship with the package: no specs/ folder is needed anywhere near."""
     assert not (tmp_path / "specs").exists()
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--virtio-win-iso", str(iso),
+    proc = subprocess.run([sys.executable, "-m", "aero_media", "extract", "--virtio-win-iso", str(iso),
                            "--out-root", str(tmp_path / "o"), "--drivers", "viostor,netkvm"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -15,10 +15,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline.errors import SpecError
-from pipeline.spec.load import load_spec
-from pipeline.spec.model import Context
-from pipeline.spec.types import SigningPolicy
+from aero_media.errors import SpecError
+from aero_media.spec.load import load_spec
+from aero_media.spec.model import Context
+from aero_media.spec.types import SigningPolicy
 from tests.lib.project import make_project, run_doit, sample_spec_data, write_spec
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def aero_accepts(manifest: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     project = make_project(tmp_path_factory.mktemp("interop") / "proj")
     tc = make_test_cert(project / "build" / "tc")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from aero_media.cli import main
 from tests.lib.doitproc import doit_argv, run
 from tests.lib.project import REPO, expanded_sample, make_project, run_doit, write_spec
 from tests.lib.trees import make_pack
@@ -132,7 +132,7 @@ def test_build_iso_names_the_tree_by_folder_and_prints_real_paths(sample: Path, 
     isos = []
     for cwd in (sample.parent, tmp_path):
         out = tmp_path / f"from-{len(isos)}.iso"
-        proc = subprocess.run([sys.executable, "-m", "pipeline", "build-iso",
+        proc = subprocess.run([sys.executable, "-m", "aero_media", "build-iso",
                                "--drivers-root", os.path.relpath(sample, cwd), "--output", str(out),
                                "--allow-placeholder-catalogs"], cwd=cwd, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -170,8 +170,8 @@ def test_verify_iso_on_something_else_is_an_input_error(tmp_path: Path, kind: st
 
 
 def test_verify_iso_problem_list_is_above_its_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.media.files import MediaFile
-    from pipeline.media.isowriter import write_iso
+    from aero_media.media.files import MediaFile
+    from aero_media.media.isowriter import write_iso
 
     iso = tmp_path / "foreign.iso"
     write_iso([MediaFile("README.txt", data=b"x")], iso, "X", 315532800)
@@ -190,7 +190,7 @@ def test_readme_build_iso_example_works_as_written(tmp_path: Path) -> None:
     assert run(doit_argv(project)).returncode == 0
     for command in commands:
         argv = shlex.split(command)
-        proc = subprocess.run([sys.executable, "-m", "pipeline", *argv[1:]], cwd=project, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "aero_media", *argv[1:]], cwd=project, capture_output=True,
                               text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 0, f"{command}\n{proc.stderr}"
 
@@ -237,7 +237,7 @@ def test_a_broken_spec_stops_only_builds_that_need_it(tmp_path: Path, capsys: py
         assert "error: specs/broken.yaml:3:10" in proc.stderr and "Traceback" not in proc.stderr
     # aero-media build speaks for itself the same way.
     def aero_media(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pipeline", "--root", str(project), *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "aero_media", "--root", str(project), *args], capture_output=True,
                               text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
 
     proc = aero_media("build", "sample")

@@ -1,8 +1,8 @@
 """Synthetic Windows 7 driver packages for the INF / PE / catalog check tests.
 
 Everything is generated: INF text shaped like upstream virtio-win's, stand-in PE
-images from :mod:`pipeline.devtools.pestub`, and security catalogs built here with
-asn1crypto (an encoder written independently of ``pipeline.win7.catalog``'s reader)
+images from :mod:`aero_media.devtools.pestub`, and security catalogs built here with
+asn1crypto (an encoder written independently of ``aero_media.win7.catalog``'s reader)
 and signed with a throwaway RSA key through ``cryptography``. No upstream binary
 is needed.
 """
@@ -20,9 +20,9 @@ from asn1crypto import algos, cms, core, keys, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.spec.contract import Device
-from pipeline.win7.pe import (
+from aero_media.devtools.pestub import build_pe
+from aero_media.spec.contract import Device
+from aero_media.win7.pe import (
     MACHINE_AMD64,
     MACHINE_I386,
     SUBSYSTEM_WINDOWS_GUI,
@@ -30,7 +30,7 @@ from pipeline.win7.pe import (
     authenticode_hash,
     image_checksum,
 )
-from pipeline.win7.pnp import windows_ids
+from aero_media.win7.pnp import windows_ids
 
 OID_CTL = "1.3.6.1.4.1.311.10.1"
 

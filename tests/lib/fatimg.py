@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media.files import MediaFile
+from aero_media.media.files import MediaFile
 
 EPOCH = 1700000001  # 2023-11-14T22:13:21Z: an odd second, which FAT keeps in the creation time's hundredths
 LABEL = "AERO"

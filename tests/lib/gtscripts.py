@@ -7,12 +7,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.fsutil import dump_json
-from pipeline.media import scripts
-from pipeline.media.scripts import DriverEntry, render_guest_tools_scripts, render_media_hashes
-from pipeline.spec.contract import Contract
-from pipeline.spec.load import load_contract
-from pipeline.spec.types import SigningPolicy
+from aero_media.fsutil import dump_json
+from aero_media.media import scripts
+from aero_media.media.scripts import DriverEntry, render_guest_tools_scripts, render_media_hashes
+from aero_media.spec.contract import Contract
+from aero_media.spec.load import load_contract
+from aero_media.spec.types import SigningPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ("setup.cmd", "uninstall.cmd", "verify.cmd", scripts.CHECKS_CMD_PATH)

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from pipeline.systools import DEBIAN_PACKAGES
+from aero_media.systools import DEBIAN_PACKAGES
 
 PACKAGES = DEBIAN_PACKAGES  # the one table, shared with the runtime errors
 

@@ -52,14 +52,14 @@ def chdir(path: Path) -> Iterator[None]:
 
 
 def run_doit(root: Path, *args: str) -> int:
-    """Run doit in-process on ``pipeline.tasks`` from ``root``; return its exit code."""
+    """Run doit in-process on ``aero_media.tasks`` from ``root``; return its exit code."""
     import sys
 
     from doit import cmd_run
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from pipeline.taskgraph import tasks
+    from aero_media.taskgraph import tasks
 
     # doit binds its report stream to sys.stdout at import; follow pytest's capture.
     cmd_run.opt_outfile["default"] = sys.stdout
@@ -74,8 +74,8 @@ def run_doit(root: Path, *args: str) -> int:
 
 def expanded_sample(dest: Path) -> Path:
     """The repo's sample pack with its stand-in recipes expanded, as `doit` stages it (build/sample/pack)."""
-    from pipeline.devtools.standins import expand_tree
-    from pipeline.sources.tree import DirTree
+    from aero_media.devtools.standins import expand_tree
+    from aero_media.sources.tree import DirTree
 
     expand_tree(DirTree(REPO / "prebuilt" / "sample"), dest)
     return dest

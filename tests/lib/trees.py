@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.devtools.samplepack import placeholder_catalog, sample_inf
-from pipeline.spec.load import load_contract
-from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386
+from aero_media.devtools.pestub import build_pe
+from aero_media.devtools.samplepack import placeholder_catalog, sample_inf
+from aero_media.spec.load import load_contract
+from aero_media.win7.pe import MACHINE_AMD64, MACHINE_I386
 
 REPO = Path(__file__).resolve().parents[2]
 

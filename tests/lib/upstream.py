@@ -1,6 +1,6 @@
 """Fixture builders for upstream-like inputs: an extracted virtio-win tree and ISOs made from it.
 
-Nothing here is a real driver. Binaries are :func:`pipeline.devtools.pestub.build_pe`
+Nothing here is a real driver. Binaries are :func:`aero_media.devtools.pestub.build_pe`
 stand-ins with the right Machine for their folder, catalogs are marked
 stand-in bytes, and INFs are either byte-exact copies of the real Win7 INFs in
 ``../shared/realdata/inf`` (when ``realdata`` is given) or synthetic INFs shaped
@@ -38,9 +38,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.devtools import pestub
-from pipeline.win7.catalog import PLACEHOLDER_MAGIC
-from pipeline.win7.pe import (
+from aero_media.devtools import pestub
+from aero_media.win7.catalog import PLACEHOLDER_MAGIC
+from aero_media.win7.pe import (
     MACHINE_AMD64,
     MACHINE_I386,
     STAND_IN_MARKER,
@@ -331,7 +331,7 @@ def upstream_file_bytes(relpath: str, *, realdata: Path | None = None, payload: 
       it (byte-exact, CRLF), else :func:`synthetic_inf`;
     * ``.sys``/``.dll``/``.exe`` in an arch folder: a PE stand-in with Machine
       0x14c (x86, i386) or 0x8664 (amd64);
-    * ``.cat``: a placeholder catalog (``pipeline.win7.catalog.PLACEHOLDER_MAGIC``), which
+    * ``.cat``: a placeholder catalog (``aero_media.win7.catalog.PLACEHOLDER_MAGIC``), which
       validation accepts only under ``checks: {placeholder_catalogs: allow}``; anything else: deterministic text
       (or filler bytes for ``.pdb``/``.msi``/``.exe``/``.doc``).
 
@@ -388,7 +388,7 @@ def make_upstream_tree(root: Path, *, listing: Path | Iterable[str] | None = Non
     ``hardlink``: identical files are hardlinked, as upstream's packaging does,
     so ISO tools share their extents. ``readonly``: files 0444 and folders 0555
     like ``mkisofs -r`` output (pytest's tmp_path cleanup copes; elsewhere call
-    :func:`make_writable` or ``pipeline.fsutil.remove_tree``).
+    :func:`make_writable` or ``aero_media.fsutil.remove_tree``).
     All mtimes are fixed (:data:`FIXED_MTIME`) so ISO builds are repeatable.
     ``root`` should not exist yet (or be empty): files are created, not replaced.
     """

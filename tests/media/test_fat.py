@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError, SourceError, UsageError
-from pipeline.media import vhd
-from pipeline.media.fatread import FatContent, FatError, read_fat_disk, stamp_matches
-from pipeline.media.fatwriter import FatDiskInfo, lfn_checksum, short_names, write_fat_disk
-from pipeline.media.files import MediaFile
-from pipeline.media.vhd import VhdError
+from aero_media.errors import PipelineError, SourceError, UsageError
+from aero_media.media import vhd
+from aero_media.media.fatread import FatContent, FatError, read_fat_disk, stamp_matches
+from aero_media.media.fatwriter import FatDiskInfo, lfn_checksum, short_names, write_fat_disk
+from aero_media.media.files import MediaFile
+from aero_media.media.vhd import VhdError
 from tests.lib import fatimg
 from tests.lib.fatimg import EPOCH, LABEL, sample_files
 from tests.lib.needs import need_tool
@@ -247,7 +247,7 @@ def test_same_bytes_under_another_time_zone_umask_locale_and_cwd(disk: tuple[Pat
     other = tmp_path / "other.vhd"
     script = ("import os, sys; os.umask(0o077)\n"
               "from pathlib import Path\n"
-              "from pipeline.media.fatwriter import write_fat_disk\n"
+              "from aero_media.media.fatwriter import write_fat_disk\n"
               "from tests.lib.fatimg import EPOCH, LABEL, sample_files\n"
               "write_fat_disk(sample_files(), Path(sys.argv[1]), LABEL, EPOCH)\n")
     env = {**os.environ, "TZ": "America/St_Johns", "LC_ALL": "tr_TR.UTF-8", "LANG": "tr_TR.UTF-8",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.media.fatread import read_fat_disk
-from pipeline.media.vhd import parse_footer
+from aero_media.cli import main
+from aero_media.media.fatread import read_fat_disk
+from aero_media.media.vhd import parse_footer
 from tests.lib.needs import need_tool
 from tests.lib.project import expanded_sample, make_project, run_doit
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.media.verify import read_iso
-from pipeline.spec.load import load_contract
+from aero_media.media.verify import read_iso
+from aero_media.spec.load import load_contract
 from tests.lib.drivers_fixtures import write_package
 from tests.lib.project import REPO, make_project, run_doit, write_spec
 
@@ -163,7 +163,7 @@ def test_testsigning_requires_certs(project: Path, capsys: pytest.CaptureFixture
 
 
 def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path, tmp_path: Path) -> None:
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test", certs=[str(tc.cer)])
@@ -178,7 +178,7 @@ def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path,
 
 
 def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     # A key passed off as a certificate.
@@ -194,7 +194,7 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
 
 def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
     gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none", certs=[str(tc.cer)])
@@ -202,7 +202,7 @@ def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
 
 
 def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     assert main(["make-test-cert", "--out", str(tmp_path / "c"), "--name", "t"]) == 0
     assert (tmp_path / "c/t.cer").is_file() and (tmp_path / "c/t.pfx").stat().st_mode & 0o077 == 0
@@ -212,7 +212,7 @@ def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_make_test_cert_refuses_to_write_a_key_into_the_checkout(project: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     assert main(["--root", str(project), "make-test-cert", "--out", str(project / "certs")]) == 2
     assert "inside the checkout" in capsys.readouterr().err
@@ -239,9 +239,9 @@ def test_an_older_layouts_set_is_removed_but_other_outputs_stay(project: Path,
 
 def test_verify_iso_recognises_guest_tools_media(project: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
-    from pipeline.media.files import MediaFile
-    from pipeline.media.isowriter import write_iso
+    from aero_media.cli import main
+    from aero_media.media.files import MediaFile
+    from aero_media.media.isowriter import write_iso
 
     assert run_doit(project) == 0
     dist = project / "dist/sample/guest-tools"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import VerifyError
-from pipeline.media.files import MediaFile
-from pipeline.media.isoscan import open_scan, read_file
-from pipeline.media.isowriter import write_iso
+from aero_media.errors import VerifyError
+from aero_media.media.files import MediaFile
+from aero_media.media.isoscan import open_scan, read_file
+from aero_media.media.isowriter import write_iso
 from tests.lib.needs import need_tool
 
 FILES = {

@@ -9,11 +9,11 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from pipeline.errors import SourceError, UsageError
-from pipeline.media.epoch import source_date_epoch
-from pipeline.media.files import MediaFile
-from pipeline.media.isowriter import iso9660_name, write_iso
-from pipeline.media.verify import read_iso
+from aero_media.errors import SourceError, UsageError
+from aero_media.media.epoch import source_date_epoch
+from aero_media.media.files import MediaFile
+from aero_media.media.isowriter import iso9660_name, write_iso
+from aero_media.media.verify import read_iso
 from tests.lib.needs import need_tool
 
 FILES = [
@@ -190,7 +190,7 @@ def test_parallel_threads_write_the_same_bytes_as_serial_writes(tmp_path: Path) 
 
 
 def test_every_date_on_the_medium_is_the_epoch(tmp_path: Path) -> None:
-    from pipeline.media.isoscan import open_scan
+    from aero_media.media.isoscan import open_scan
 
     out = tmp_path / "m.iso"
     write_iso(FILES, out, "AERO_VIRTIO", 1_700_000_000)
@@ -205,9 +205,9 @@ def test_every_date_on_the_medium_is_the_epoch(tmp_path: Path) -> None:
 
 
 def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
-    from pipeline.errors import VerifyError
-    from pipeline.manifests import FileRecord
-    from pipeline.media.verify import Expectation, verify_iso
+    from aero_media.errors import VerifyError
+    from aero_media.manifests import FileRecord
+    from aero_media.media.verify import Expectation, verify_iso
 
     out = tmp_path / "m.iso"
     write_iso(FILES, out, "AERO_VIRTIO", 1_700_000_000)
@@ -226,7 +226,7 @@ def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
 
 
 def test_files_from_one_source_share_one_extent(tmp_path: Path) -> None:
-    from pipeline.media.isoscan import open_scan
+    from aero_media.media.isoscan import open_scan
 
     src = tmp_path / "viostor.sys"
     src.write_bytes(b"S" * 10_000)

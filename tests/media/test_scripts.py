@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.media import scripts
-from pipeline.media.scripts import DriverEntry, render_media_hashes
-from pipeline.media.templates import TemplateError, render_text
-from pipeline.spec.contract import Contract
-from pipeline.win7.pnp import contract_ids
+from aero_media.media import scripts
+from aero_media.media.scripts import DriverEntry, render_media_hashes
+from aero_media.media.templates import TemplateError, render_text
+from aero_media.spec.contract import Contract
+from aero_media.win7.pnp import contract_ids
 from tests.lib.gtscripts import (
     MUTATING,
     ROOT,
@@ -77,7 +77,7 @@ def test_every_package_template_is_used_and_renders(contract: Contract) -> None:
     names = {"setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "devices.cmd", "devices.entry.cmd", "media.cmd",
              "checks.cmd"}
     for name in names:
-        (ROOT / "pipeline" / "media" / "templates" / name).read_bytes().decode("ascii")
+        (ROOT / "aero_media" / "media" / "templates" / name).read_bytes().decode("ascii")
     render(contract)
 
 

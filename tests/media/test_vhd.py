@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError, VerifyError
-from pipeline.media import vhd
-from pipeline.media.vhd import VhdError, chs_exact, chs_geometry, disk_size, footer, parse_footer
+from aero_media.errors import UsageError, VerifyError
+from aero_media.media import vhd
+from aero_media.media.vhd import VhdError, chs_exact, chs_geometry, disk_size, footer, parse_footer
 from tests.lib.needs import need_tool
 
 MIB = 1024 * 1024

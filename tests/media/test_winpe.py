@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import VerifyError
-from pipeline.media.files import MediaFile
-from pipeline.media.isoscan import open_scan
-from pipeline.media.isowriter import write_iso
-from pipeline.media.verify import Expectation, linked_copies, verify_iso
-from pipeline.spec.types import Arch
-from pipeline.win7.setupscan import OfferedInf, scan_problems
+from aero_media.errors import VerifyError
+from aero_media.media.files import MediaFile
+from aero_media.media.isoscan import open_scan
+from aero_media.media.isowriter import write_iso
+from aero_media.media.verify import Expectation, linked_copies, verify_iso
+from aero_media.spec.types import Arch
+from aero_media.win7.setupscan import OfferedInf, scan_problems
 from tests.lib.project import make_project, run_doit, sample_spec_data, write_spec
 from tests.lib.trees import inf_for
 

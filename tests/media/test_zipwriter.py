@@ -6,8 +6,8 @@ import os
 import zipfile
 from pathlib import Path
 
-from pipeline.media.files import MediaFile
-from pipeline.media.zipwriter import write_zip, zip_date
+from aero_media.media.files import MediaFile
+from aero_media.media.zipwriter import write_zip, zip_date
 
 
 def test_incompressible_stored_text_deflated_and_reproducible(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ opens ``HKLM``'s system store ``TrustedPublisher`` read-only, counts its
 certificates, looks one up by SHA-1 hash, and exits with
 ``count + (100 if found else 0)``, or 255 when the store does not open.
 Under Wine this checks that crypt32 itself, not our parser, accepts the
-``Blob`` that :mod:`pipeline.servicing.certblob` writes.
+``Blob`` that :mod:`aero_media.servicing.certblob` writes.
 """
 
 from __future__ import annotations

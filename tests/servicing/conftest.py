@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec.contract import Contract
-from pipeline.spec.load import load_contract
-from pipeline.win7.certs import Cert, load_cert_file
+from aero_media.spec.contract import Contract
+from aero_media.spec.load import load_contract
+from aero_media.win7.certs import Cert, load_cert_file
 from tests.lib import win7image
 from tests.lib.needs import need_tool
 
@@ -29,7 +29,7 @@ def contract() -> Contract:
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
     """A self-signed test certificate (``make-test-cert``; needs the test extra's cryptography)."""
     pytest.importorskip("cryptography")
-    from pipeline.devtools import testcert
+    from aero_media.devtools import testcert
 
     made = testcert.make_test_cert(tmp_path_factory.mktemp("cert"))
     return load_cert_file(made.cer, "aero-test.cer")

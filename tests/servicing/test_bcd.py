@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SourceError
-from pipeline.servicing import bcd, hive
-from pipeline.servicing.bcd import Role, Target
-from pipeline.servicing.hive import RegType, RegValue, SetValue
+from aero_media.errors import SourceError
+from aero_media.servicing import bcd, hive
+from aero_media.servicing.bcd import Role, Target
+from aero_media.servicing.hive import RegType, RegValue, SetValue
 from tests.lib import win7image
 
 pytestmark = pytest.mark.usefixtures("hivex")

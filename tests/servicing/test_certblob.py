@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SourceError
-from pipeline.servicing import certblob, hive
-from pipeline.servicing.certblob import Store
-from pipeline.servicing.hive import RegType
-from pipeline.win7.certs import Cert
+from aero_media.errors import SourceError
+from aero_media.servicing import certblob, hive
+from aero_media.servicing.certblob import Store
+from aero_media.servicing.hive import RegType
+from aero_media.win7.certs import Cert
 from tests.lib import win7image
 from tests.lib.needs import need, need_tool
 from tests.servicing import certcount_exe

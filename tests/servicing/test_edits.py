@@ -1,7 +1,7 @@
 """The servicing table: what it expands to, and the whole of it applied to a synthetic install.wim image.
 
 Oracles: the expected keys come from the device contract and
-:func:`pipeline.win7.pnp.cdd_keys` (not re-derived here); the applied result is
+:func:`aero_media.win7.pnp.cdd_keys` (not re-derived here); the applied result is
 read back with ``hivexget``/regipy after a round trip through ``wimlib-imagex``.
 """
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import InternalError, SourceError
-from pipeline.servicing import bcd, certblob, edits, hive, wim
-from pipeline.servicing.edits import DriverPackage, FileAdd, HiveFile, ImageKind, Options, ScriptAdd
-from pipeline.servicing.hive import AppendToList, RegType, RegValue
-from pipeline.spec.contract import Contract
-from pipeline.spec.types import Arch
-from pipeline.win7 import pnp
-from pipeline.win7.certs import Cert
+from aero_media.errors import InternalError, SourceError
+from aero_media.servicing import bcd, certblob, edits, hive, wim
+from aero_media.servicing.edits import DriverPackage, FileAdd, HiveFile, ImageKind, Options, ScriptAdd
+from aero_media.servicing.hive import AppendToList, RegType, RegValue
+from aero_media.spec.contract import Contract
+from aero_media.spec.types import Arch
+from aero_media.win7 import pnp
+from aero_media.win7.certs import Cert
 from tests.lib import win7image
 from tests.lib.needs import need_tool
 

@@ -1,6 +1,6 @@
 """Hive reads and edits: every value type read back by three readers, untouched keys unchanged, idempotence.
 
-Oracles: our reader (``hivexregedit --export``, parsed by :mod:`pipeline.servicing.hive`),
+Oracles: our reader (``hivexregedit --export``, parsed by :mod:`aero_media.servicing.hive`),
 ``hivexget`` (hivex's C shell, which prints values in its own way) and regipy
 (a separate pure-Python regf parser). The hives are our own
 (:mod:`tests.lib.regf`, :mod:`tests.lib.win7image`).
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SourceError, ToolError
-from pipeline.servicing import hive
-from pipeline.servicing.hive import AppendToList, RegType, RegValue, SetValue
+from aero_media.errors import SourceError, ToolError
+from aero_media.servicing import hive
+from aero_media.servicing.hive import AppendToList, RegType, RegValue, SetValue
 from tests.lib import regf, win7image
 from tests.lib.needs import need
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SourceError, ToolError, UsageError
-from pipeline.servicing import isorepack
+from aero_media.errors import SourceError, ToolError, UsageError
+from aero_media.servicing import isorepack
 from tests.lib import win7image
 from tests.lib.needs import need_tool
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.servicing import hive, wim
-from pipeline.servicing.isorepack import read_report
+from aero_media.servicing import hive, wim
+from aero_media.servicing.isorepack import read_report
 from tests.lib import win7image
 from tests.lib.needs import need_tool
 from tests.lib.project import REPO, make_project, run_doit, write_spec
@@ -45,7 +45,7 @@ def serviced(tmp_path_factory: pytest.TempPathFactory, media_iso: Path) -> Path:
     need_tool("osslsigncode")
     need_tool("wimlib-imagex")
     need_tool("hivexregedit")
-    from pipeline.devtools.testcert import make_test_cert
+    from aero_media.devtools.testcert import make_test_cert
 
     made = make_test_cert(tmp_path_factory.mktemp("home") / "aero", not_before=315532800)
     PAIR.update(cert=str(made.cer), key=str(made.key_pem))
@@ -158,7 +158,7 @@ def test_a_published_file_that_was_changed_or_deleted_is_rebuilt(serviced: Path,
 
 
 def test_the_output_is_never_an_input(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     iso = tmp_path / "mine.iso"
     shutil.copyfile(media_iso, iso)
@@ -210,7 +210,7 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
     """The same without a spec: aero-media service-iso (a test-signed pack: the sample, re-signed)."""
     need_tool("wimlib-imagex")
     need_tool("hivexregedit")
-    from pipeline.cli import main
+    from aero_media.cli import main
     from tests.lib.project import expanded_sample
 
     pack = expanded_sample(tmp_path / "pack")
@@ -234,7 +234,7 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
 
 def test_missing_wimlib_is_one_line(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
     from tests.lib.project import expanded_sample
 
     pack = expanded_sample(tmp_path / "pack")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import DiskError, SourceError, ToolError
-from pipeline.servicing import wim
-from pipeline.servicing.wim import Add, Delete, WimImage
-from pipeline.spec.types import Arch
+from aero_media.errors import DiskError, SourceError, ToolError
+from aero_media.servicing import wim
+from aero_media.servicing.wim import Add, Delete, WimImage
+from aero_media.spec.types import Arch
 from tests.lib import win7image
 from tests.lib.needs import need_tool
 

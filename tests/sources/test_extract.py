@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.media.verify import read_iso
-from pipeline.sources.isoread import IsoTree
+from aero_media.media.verify import read_iso
+from aero_media.sources.isoread import IsoTree
 from tests.lib.httpserver import serve
 from tests.lib.project import make_project, run_doit, write_spec
 from tests.lib.upstream import HOSTILE_KINDS, make_hostile_iso, make_iso, make_upstream_tree
@@ -189,7 +189,7 @@ def test_hostile_isos_are_rejected_and_nothing_escapes(kind: str, project: Path,
 
 def test_cli_extract_writes_tree_and_provenance(upstream_iso: tuple[Path, dict[str, bytes]], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     iso, files = upstream_iso
     out = tmp_path / "out"
@@ -209,7 +209,7 @@ def test_cli_extract_writes_tree_and_provenance(upstream_iso: tuple[Path, dict[s
 
 def test_cli_fetch(project: Path, upstream_iso: tuple[Path, dict[str, bytes]],
                    capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from aero_media.cli import main
 
     iso, _ = upstream_iso
     data = iso.read_bytes()
@@ -275,8 +275,8 @@ def test_tampered_cached_iso_is_caught(project: Path, upstream_iso: tuple[Path, 
 
 def test_shipped_0_1_285_spec_pins_exactly_the_real_payload(realdata: Path) -> None:
     """Against the real 2025 ISO listing and INFs: every shipped file is pinned, nothing more."""
-    from pipeline.spec.load import load_specs
-    from pipeline.spec.model import Context
+    from aero_media.spec.load import load_specs
+    from aero_media.spec.model import Context
     from tests.lib.project import REPO
 
     spec = next(s for s in load_specs(Context(root=REPO)) if s.name == "virtio-win-0.1.285")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ChecksumMismatch, FetchError, IncompleteDownload
-from pipeline.sources.download import download
-from pipeline.sources.fetch import obtain_iso
-from pipeline.sources.isocache import FetchResult, cache_file_for
-from pipeline.spec.model import Source
+from aero_media.errors import ChecksumMismatch, FetchError, IncompleteDownload
+from aero_media.sources.download import download
+from aero_media.sources.fetch import obtain_iso
+from aero_media.sources.isocache import FetchResult, cache_file_for
+from aero_media.spec.model import Source
 from tests.lib.httpserver import (
     DEFAULT_LAST_MODIFIED,
     TestServer,

@@ -21,10 +21,10 @@ from pathlib import Path
 import pefile
 import pytest
 
-from pipeline.errors import PipelineError, SourceError, UnsafePathError
-from pipeline.sources.isoread import CHUNK, IsoRef, IsoTree
-from pipeline.sources.tree import DirTree, Entry, EntryKind, Tree
-from pipeline.winnames import case_clashes, check_no_case_clash
+from aero_media.errors import PipelineError, SourceError, UnsafePathError
+from aero_media.sources.isoread import CHUNK, IsoRef, IsoTree
+from aero_media.sources.tree import DirTree, Entry, EntryKind, Tree
+from aero_media.winnames import case_clashes, check_no_case_clash
 from tests.lib.upstream import (
     DEFAULT_LABEL,
     HOSTILE_KINDS,

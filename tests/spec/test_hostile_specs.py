@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SpecError
-from pipeline.spec.load import load_spec
-from pipeline.spec.model import Context
-from pipeline.spec.yamldoc import MAX_BYTES, MAX_DEPTH
+from aero_media.errors import SpecError
+from aero_media.spec.load import load_spec
+from aero_media.spec.model import Context
+from aero_media.spec.yamldoc import MAX_BYTES, MAX_DEPTH
 from tests.lib.project import REPO, make_project, write_spec
 
 GOOD = """\

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import SpecError
-from pipeline.spec.load import load_spec, load_specs
-from pipeline.spec.model import Context
-from pipeline.spec.types import Arch
+from aero_media.errors import SpecError
+from aero_media.spec.load import load_spec, load_specs
+from aero_media.spec.model import Context
+from aero_media.spec.types import Arch
 from tests.lib.project import REPO, make_project, sample_spec_data, write_spec
 
 
@@ -211,7 +211,7 @@ def test_shipped_schemas_are_valid_draft_2020_12(name: str) -> None:
 
     import jsonschema
 
-    from pipeline.spec.load import shipped_file
+    from aero_media.spec.load import shipped_file
 
     jsonschema.Draft202012Validator.check_schema(json.loads(shipped_file(name).read_text()))
 
@@ -256,7 +256,7 @@ def test_license_file_on_a_pack_is_refused_with_the_reason(tmp_path: Path) -> No
 
 
 def test_size_mib_limits_are_the_writers_and_said_in_words(tmp_path: Path) -> None:
-    from pipeline.media import vhd
+    from aero_media.media import vhd
 
     schema = json.loads((REPO / "specs" / "schema.json").read_text())
     size = schema["properties"]["outputs"]["properties"]["fat_disk"]["properties"]["size_mib"]["oneOf"][1]

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.errors import SourceError, UnsafePathError
-from pipeline.paths import SpecPaths
-from pipeline.sources.selection import select
-from pipeline.sources.tree import DirTree, Entry, EntryKind
-from pipeline.spec.load import load_spec
-from pipeline.spec.model import Context, Spec
-from pipeline.spec.types import Arch
-from pipeline.stage.staging import stage_arch
+from aero_media.devtools.pestub import build_pe
+from aero_media.errors import SourceError, UnsafePathError
+from aero_media.paths import SpecPaths
+from aero_media.sources.selection import select
+from aero_media.sources.tree import DirTree, Entry, EntryKind
+from aero_media.spec.load import load_spec
+from aero_media.spec.model import Context, Spec
+from aero_media.spec.types import Arch
+from aero_media.stage.staging import stage_arch
 from tests.lib.project import make_project, write_spec
 from tests.lib.trees import make_pack, package
 
@@ -311,9 +311,9 @@ def test_virtio_win_dir_from_the_real_2025_listing(tmp_path: Path, realdata: Pat
 
 
 def test_check_policy_follows_the_spec(tmp_path: Path) -> None:
-    from pipeline.spec.types import PlaceholderPolicy, SigningPolicy
-    from pipeline.stage.validate import check_policy
-    from pipeline.win7.findings import CheckPolicy
+    from aero_media.spec.types import PlaceholderPolicy, SigningPolicy
+    from aero_media.stage.validate import check_policy
+    from aero_media.win7.findings import CheckPolicy
 
     make_pack(tmp_path / "pack", {"viostor": ("x86", "amd64"), "netkvm": ("x86", "amd64")})
     spec = spec_for(tmp_path, {"kind": "pack-dir", "path": "pack"},

@@ -16,23 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.taskgraph import fingerprint as fp
+from aero_media.taskgraph import fingerprint as fp
 from tests.lib.project import REPO, make_project
 
 STAGE_MODULES = {
-    "fetch": "pipeline.sources.fetch",
-    "extract": "pipeline.sources.extract",
-    "expand": "pipeline.devtools.standins",
-    "stage": "pipeline.stage.staging",
-    "notices": "pipeline.media.notices",
-    "drivers_iso": "pipeline.media.drivers_iso",
-    "guest_tools": "pipeline.media.guest_tools",
+    "fetch": "aero_media.sources.fetch",
+    "extract": "aero_media.sources.extract",
+    "expand": "aero_media.devtools.standins",
+    "stage": "aero_media.stage.staging",
+    "notices": "aero_media.media.notices",
+    "drivers_iso": "aero_media.media.drivers_iso",
+    "guest_tools": "aero_media.media.guest_tools",
 }
 
 
 def copy_package(dest: Path) -> Path:
-    shutil.copytree(REPO / "pipeline", dest / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    return dest / "pipeline"
+    shutil.copytree(REPO / "aero_media", dest / "aero_media", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest / "aero_media"
 
 
 def prints(root: Path) -> dict[str, str]:
@@ -48,14 +48,14 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def test_closure_follows_imports_inside_the_package_only() -> None:
-    mods = fp.closure(("pipeline.media.drivers_iso",))
-    assert {"pipeline.media.isowriter", "pipeline.media.verify", "pipeline.manifests", "pipeline.errors",
-            "pipeline", "pipeline.media"} <= set(mods)
-    assert "pipeline.cli" not in mods and "pipeline.taskgraph.tasks" not in mods
+    mods = fp.closure(("aero_media.media.drivers_iso",))
+    assert {"aero_media.media.isowriter", "aero_media.media.verify", "aero_media.manifests", "aero_media.errors",
+            "aero_media", "aero_media.media"} <= set(mods)
+    assert "aero_media.cli" not in mods and "aero_media.taskgraph.tasks" not in mods
     assert not any(m.startswith(("pycdlib", "doit")) for m in mods)
     # The stage's code, not the sources': staging a tree never runs the ISO writer.
-    assert "pipeline.media.isowriter" not in fp.closure(("pipeline.stage.staging",))
-    assert "pipeline.win7.inf" not in fp.closure(("pipeline.sources.fetch",))
+    assert "aero_media.media.isowriter" not in fp.closure(("aero_media.stage.staging",))
+    assert "aero_media.win7.inf" not in fp.closure(("aero_media.sources.fetch",))
 
 
 def test_docstrings_comments_and_unrelated_modules_change_nothing(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.errors import ValidationError
-from pipeline.win7.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
-from pipeline.win7.pe import MACHINE_AMD64, authenticode_hash
+from aero_media.devtools.pestub import build_pe
+from aero_media.errors import ValidationError
+from aero_media.win7.catalog import CatalogError, is_placeholder, load_catalog, parse_catalog
+from aero_media.win7.pe import MACHINE_AMD64, authenticode_hash
 from tests.lib.drivers_fixtures import CatMember, build_ctl, make_catalog, member_for, signed_data, wrap_catalog
 from tests.lib.needs import need_tool
 
@@ -164,7 +164,7 @@ def test_osslsigncode_finds_the_pe_hash_in_a_generated_catalog(tmp_path):
 
 @pytest.mark.parametrize("build", ["17300", "17600"])
 def test_real_signatures_and_chains_verify_and_one_changed_bit_breaks_them(realdata, build):
-    from pipeline.win7.sigverify import Verdict
+    from aero_media.win7.sigverify import Verdict
 
     path = realdata / "cat" / "viostor" / "amd64" / f"viostor.win7.build{build}.cat"
     primary = load_catalog(path).primary
@@ -187,7 +187,7 @@ def primary_signature_offset(raw: bytes) -> int:
 def test_a_changed_certificate_breaks_the_chain(realdata):
     from asn1crypto import cms
 
-    from pipeline.win7.sigverify import Verdict
+    from aero_media.win7.sigverify import Verdict
 
     raw = (realdata / "cat" / "viostor" / "amd64" / "viostor.win7.build17300.cat").read_bytes()
     sd = cms.ContentInfo.load(raw)["content"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms, core
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.spec.types import Arch
-from pipeline.win7.catalog import CertificateTrustList, parse_catalog
-from pipeline.win7.catalogmake import (
+from aero_media.devtools.pestub import build_pe
+from aero_media.spec.types import Arch
+from aero_media.win7.catalog import CertificateTrustList, parse_catalog
+from aero_media.win7.catalogmake import (
     FLAT_SUBJECT_GUID,
     PE_SUBJECT_GUID,
     CatalogMemberFile,
@@ -20,7 +20,7 @@ from pipeline.win7.catalogmake import (
     catalog_entries,
     make_catalog,
 )
-from pipeline.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, PeError, authenticode_hash
+from aero_media.win7.pe import MACHINE_AMD64, MACHINE_I386, SUBSYSTEM_WINDOWS_GUI, PeError, authenticode_hash
 from tests.lib.trees import inf_for
 
 EPOCH = 315532800  # 1980-01-01, the default SOURCE_DATE_EPOCH

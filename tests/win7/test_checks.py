@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError, ValidationError
-from pipeline.spec.contract import Contract
-from pipeline.spec.load import load_contract
-from pipeline.spec.types import Arch, PlaceholderPolicy, SigningPolicy, WarningPolicy
-from pipeline.win7.checks import check_package
-from pipeline.win7.findings import CheckPolicy, Finding, PackageReport, format_table, gate
-from pipeline.win7.folders import check_folder
-from pipeline.win7.pnp import windows_ids
+from aero_media.errors import UsageError, ValidationError
+from aero_media.spec.contract import Contract
+from aero_media.spec.load import load_contract
+from aero_media.spec.types import Arch, PlaceholderPolicy, SigningPolicy, WarningPolicy
+from aero_media.win7.checks import check_package
+from aero_media.win7.findings import CheckPolicy, Finding, PackageReport, format_table, gate
+from aero_media.win7.folders import check_folder
+from aero_media.win7.pnp import windows_ids
 from tests.conftest import REPO
 from tests.lib.drivers_fixtures import (
     crlf,

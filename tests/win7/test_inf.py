@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.win7.inf import parse_decoration, parse_inf
+from aero_media.win7.inf import parse_decoration, parse_inf
 
 
 def inf(text: str, name: str = "t.inf"):

@@ -13,9 +13,9 @@ import pytest
 from asn1crypto import algos, core
 from cryptography.hazmat.primitives import serialization
 
-from pipeline.devtools.pestub import build_pe
-from pipeline.errors import ValidationError
-from pipeline.win7.pe import (
+from aero_media.devtools.pestub import build_pe
+from aero_media.errors import ValidationError
+from aero_media.win7.pe import (
     MACHINE_AMD64,
     MACHINE_I386,
     SUBSYSTEM_WINDOWS_GUI,
@@ -138,7 +138,7 @@ def test_hash_matches_osslsigncode(tmp_path, signing_pems, machine, digest):
 def test_checksum_agrees_with_pefile_on_odd_sizes():
     import pefile
 
-    from pipeline.win7.pe import image_checksum
+    from aero_media.win7.pe import image_checksum
 
     for extra in range(0, 9):
         machine = MACHINE_I386 if extra % 2 else MACHINE_AMD64

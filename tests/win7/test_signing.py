@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.devtools import testcert
-from pipeline.devtools.pestub import build_pe
-from pipeline.errors import ToolError, UsageError
-from pipeline.spec.contract import Contract
-from pipeline.spec.load import load_contract
-from pipeline.spec.types import Arch, SigningPolicy
-from pipeline.win7.catalog import CatalogError, load_catalog, parse_catalog
-from pipeline.win7.catalogmake import CatalogMemberFile, make_catalog
-from pipeline.win7.certs import PEM_KEY_MARKER
-from pipeline.win7.checks import check_package
-from pipeline.win7.findings import CheckPolicy, PackageReport, format_table
-from pipeline.win7.pe import authenticode_hash, image_checksum, pe_info
-from pipeline.win7.signing import (
+from aero_media.devtools import testcert
+from aero_media.devtools.pestub import build_pe
+from aero_media.errors import ToolError, UsageError
+from aero_media.spec.contract import Contract
+from aero_media.spec.load import load_contract
+from aero_media.spec.types import Arch, SigningPolicy
+from aero_media.win7.catalog import CatalogError, load_catalog, parse_catalog
+from aero_media.win7.catalogmake import CatalogMemberFile, make_catalog
+from aero_media.win7.certs import PEM_KEY_MARKER
+from aero_media.win7.checks import check_package
+from aero_media.win7.findings import CheckPolicy, PackageReport, format_table
+from aero_media.win7.pe import authenticode_hash, image_checksum, pe_info
+from aero_media.win7.signing import (
     Osslsigncode,
     SigningKey,
     check_signing_time,
@@ -226,8 +226,8 @@ _REBUILD = textwrap.dedent("""
     from pathlib import Path
     time.tzset()
     from tests.win7.test_signing import EPOCH, make_signed
-    from pipeline.devtools.testcert import TestCert
-    from pipeline.spec.types import Arch
+    from aero_media.devtools.testcert import TestCert
+    from aero_media.spec.types import Arch
     c = sys.argv[2:]
     cert = TestCert(Path(c[0]), Path(c[1]), Path(c[2]), c[3], Path(c[4]))
     make_signed(Path(sys.argv[1]), Arch.AMD64, cert)
@@ -398,7 +398,7 @@ def test_a_key_inside_the_checkout_is_refused(tmp_path):
 def test_expired_by_names_the_certificates_past_their_end(tmp_path: Path) -> None:
     import datetime as dt
 
-    from pipeline.win7.signing import expired_by
+    from aero_media.win7.signing import expired_by
 
     made = testcert.make_test_cert(tmp_path / "c", days=10, not_before=315532800)
     now = dt.datetime.now(dt.UTC)
