@@ -21,7 +21,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     src = work / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copyfile(REPO / name, src / name)
     for name in ("aero_media", "specs"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -48,6 +48,27 @@ def test_the_installed_package_is_the_one_that_runs(installed: Path, tmp_path: P
     shipped = sorted(p.name for p in (installed / "aero_media" / "specdata").iterdir())
     assert shipped == ["devices.schema.json", "devices.yaml", "schema.json"]
     assert (installed / "aero_media" / "media" / "templates" / "setup.cmd").is_file()
+
+
+def test_the_distribution_is_named_for_what_it_is(installed: Path, tmp_path: Path) -> None:
+    """No generic top-level name: ``pipeline`` is another PyPI project's; ours is ``aero_media``, typed, MIT."""
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    old = subprocess.run([sys.executable, "-c", "import pipeline"], cwd=tmp_path, env=env, capture_output=True)
+    assert old.returncode != 0
+    version = subprocess.run([sys.executable, "-m", "aero_media", "--version"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.split() == ["aero-media", _version()]
+    assert (installed / "aero_media" / "py.typed").is_file()
+    (dist_info,) = installed.glob("aero_virtio_media-*.dist-info")
+    metadata = (dist_info / "METADATA").read_text(encoding="utf-8").splitlines()
+    assert "License-Expression: MIT" in metadata
+    assert sorted(p.name for p in dist_info.rglob("LICENSE")) == ["LICENSE"]
+
+
+def _version() -> str:
+    import aero_media
+
+    return aero_media.__version__
 
 
 def test_build_iso_and_check_from_a_folder_outside_the_repo(installed: Path, tmp_path: Path) -> None:
