@@ -175,7 +175,7 @@ def make_upstream_project(root: Path, iso_mb: int) -> Path:
             "checks": {"placeholder_catalogs": "allow"},  # fixture catalogs are placeholders
             "source": {"kind": "virtio-win-iso", "path": "virtio-win.iso"}}
     write_spec(root, "vw", {**base, "name": "vw", "default": True})
-    # Issue 9's target covered the drivers ISO and the Guest Tools: the same spec without the FAT disk.
+    # The cold-build target covers the drivers ISO and the Guest Tools: the same spec without the FAT disk.
     write_spec(root, "vwiso", {**base, "name": "vwiso", "outputs": {"fat_disk": {"enabled": False}}})
     return iso
 
@@ -236,8 +236,8 @@ def _cold_build(tmp: Path, big: Path, iso: Path, env: dict[str, str], subset: li
     t_cold, rss_cold = best_of(3, [*doit, "build:vwiso"], big, env, before=clean)
     lines = [f"  cold full build with every output (drivers ISO, FAT disk, Guest Tools, three verifies): "
              f"{t_all:.2f}s, peak RSS {rss_all} MiB",
-             f"  cold build of issue 9's scope (fetch local ISO, extract, stage+validate, notices, drivers ISO, "
-             f"Guest Tools, both verifies): {t_cold:.2f}s, peak RSS {rss_cold} MiB"]
+             f"  cold build of the drivers ISO and Guest Tools (fetch local ISO, extract, stage+validate, notices, "
+             f"drivers ISO, Guest Tools, both verifies): {t_cold:.2f}s, peak RSS {rss_cold} MiB"]
     openssl = shutil.which("openssl")
     if openssl:
         t_ssl, _ = best_of(3, [openssl, "dgst", "-sha256", str(iso)], big)

@@ -1,4 +1,4 @@
-"""Shared fixtures: repo paths and the optional real upstream data in ../shared."""
+"""Shared fixtures: repo paths and the optional real upstream data (docs/upstream-facts.md#real-upstream-test-data)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ REALDATA = SHARED / "realdata"
 
 @pytest.fixture
 def realdata() -> Path:
-    """Path to ../shared/realdata; skips the test when it is absent (fails in CI, where it must be there)."""
+    """Path to the real upstream files; skips the test when they are absent (fails in CI, where they must be there)."""
     need("realdata", None if REALDATA.is_dir() else
-         f"needs real upstream files in {REALDATA} (../shared/realdata), which is absent")
+         f"needs real upstream files in {REALDATA}, which is absent")
     return REALDATA
 
 

@@ -1,10 +1,10 @@
 """A small, independent ISO 9660 / Joliet reader for verification.
 
-The media are written with pycdlib; reading them back with pycdlib too would let a
-bug that the library both writes and reads consistently go unseen. This reader
-shares no code with pycdlib: it walks the volume descriptors and directory
-records itself (ECMA-119 §8–9, Joliet's UCS-2 names) and streams file extents
-straight from the image.
+The media are written by our own :mod:`aero_media.media.isowriter`, so pycdlib is
+the independent reader. This reader shares no code with either: it walks the volume
+descriptors and directory records itself (ECMA-119 §8–9, Joliet's UCS-2 names),
+collects every date they record, which pycdlib does not report, and streams file
+extents straight from the image.
 """
 
 from __future__ import annotations

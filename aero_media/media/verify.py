@@ -1,10 +1,11 @@
 """Re-open written media and prove they hold what was staged.
 
-An ISO is parsed back by :mod:`aero_media.media.isoscan`, which shares no code with
-pycdlib (the writer): names from Joliet (what Windows reads), the labels, and the
-sha256 of every file; Rock Ridge names are listed with pycdlib and must agree. A
-zip is read back with :mod:`zipfile`. Both go through one comparison against the
-medium's own ``manifest.json`` and, in the pipeline, the stage and notices manifests.
+An ISO (written by our own :mod:`aero_media.media.isowriter`) is parsed back by
+:mod:`aero_media.media.isoscan`, which shares no code with the writer: names from
+Joliet (what Windows reads), the labels, every recorded date, and the sha256 of
+every file; Rock Ridge names are listed with pycdlib, an independent reader, and
+must agree. A zip is read back with :mod:`zipfile`. Both go through one comparison
+against the medium's own ``manifest.json`` and, in the pipeline, the stage and notices manifests.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ version, the checksum, the current size (non-zero, whole sectors), the disk type
 :func:`parse_footer` applies exactly those rules. Other readers size the disk
 differently: qemu takes the CHS geometry for most creator applications. So every
 disk we write is an exact CHS product (:func:`disk_size`), and then "size from
-CHS" and "size from the footer" agree in every reader.
+CHS" and "size from the footer" agree in every reader. The rules and their sources are in
+docs/windows7-facts.md#vhd-footer and docs/upstream-facts.md#aero-vhd-reader.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Building blocks for servicing a Windows 7 install ISO on Linux (issue 13): no pipeline wiring here.
+"""Servicing a Windows 7 install ISO on Linux: the building blocks, and the service stage that runs them.
+
+Why each edit is made is in docs/windows7-facts.md (install images to BCD test mode).
+
+* :mod:`.service`: the service stage: copy the WIMs and BCD stores, apply the edits, rebuild, publish one set;
 
 * :mod:`.wim`: ``wimlib-imagex`` — list images, check Windows 7 and arch, extract, update, free space;
 * :mod:`.hive`: registry hives through ``hivexregedit`` — typed values, idempotent edits with old/new values;

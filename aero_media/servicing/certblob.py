@@ -10,7 +10,7 @@ run of property entries, each::
 
 ending with the certificate itself, property 0x20 (``CERT_CERT_PROP_ID``), the
 DER. Wine's crypt32 loads a store whose Blob holds only that entry, and loads
-nothing from a Blob that is the raw DER (servicing facts, "Certificates").
+nothing from a Blob that is the raw DER (docs/windows7-facts.md#certificate-blobs).
 
 We write two entries: the SHA-1 hash (``CERT_SHA1_HASH_PROP_ID``, 3), then the
 certificate (0x20). Why the hash: it is the first entry of every Blob Windows
@@ -20,7 +20,7 @@ thumbprint need not hash each DER. It is computed from the DER, so it cannot
 disagree with it. Why no more: the other properties Windows writes (key
 identifier 20, signature hash 15, MD5 hashes 4/24/25, friendly name 11...) are
 caches CryptoAPI derives from the DER when asked, or user-set names; a wrong
-one would be worse than none, and which of them Windows 7 needs is unknown [U].
+one would be worse than none, and which of them Windows 7 needs is unconfirmed.
 The certificate entry comes last because a reader stops at the element it
 delivers (0x20 for a certificate) and applies the properties read before it.
 """

@@ -1,1 +1,2 @@
-"""Staging: copy each arch's selected packages into build/, check the payload pins, validate for Windows 7."""
+"""Staging: copy each arch's selected packages into build/, check the payload pins, test-sign when the spec
+asks, validate for Windows 7."""

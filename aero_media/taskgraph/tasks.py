@@ -1,8 +1,9 @@
 """The doit task graph: one group per stage, one sub-task per spec (and arch).
 
 Generators only wire stages together: they read the specs, name inputs and
-outputs, and point at stage functions. They do no network, subprocess or write
-work. Each sub-task reruns exactly when its ``file_dep`` manifests change, the
+outputs, and point at stage functions. They start no network or subprocess work;
+what they write is ``build/`` itself (doit saves its dep file there) and the
+cache's record of specs that validated. Each sub-task reruns exactly when its ``file_dep`` manifests change, the
 slice of the spec it reads (``Spec.fingerprint``) changes, or the code its stage
 function runs changes (:func:`~aero_media.taskgraph.fingerprint.code_fingerprint`).
 """

@@ -1,10 +1,10 @@
 """Read Windows security catalogs (.cat): PKCS#7 SignedData around a certificate trust list.
 
-asn1crypto only, not signify: signify needs oscrypto, which fails to import on
-OpenSSL >= 3.0.10 without a ctypes shim (tooling-facts §0.4), and we do not
-verify RSA signatures or chains anyway (Windows does); we read what decides
-whether Windows 7 can use the catalog: signer digest algorithms, the signing
-certificate, member hashes and the OS attributes.
+Parsed with asn1crypto, not signify: signify needs oscrypto, which fails to import
+on OpenSSL 3.0.10 and later without a ctypes shim (docs/upstream-facts.md#libraries-and-tools).
+We read what decides whether Windows 7 can use the catalog (docs/windows7-facts.md#catalogs):
+signer digest algorithms, the signing certificate, member hashes and the OS attributes;
+each signer's signature and chain are checked by :mod:`aero_media.win7.sigverify`.
 
 Catalogs are untrusted input: anything malformed raises :class:`CatalogError`
 with a one-line reason, never a traceback.

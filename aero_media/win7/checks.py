@@ -6,6 +6,9 @@ the service, referenced files, PE headers and the security catalog. Every
 problem is a :class:`~aero_media.win7.findings.Finding` with a severity, the file
 (and INF line) and a fix.
 
+Why each rule holds (models sections, ranking, catalogs, SHA-1 and SHA-2, embedded
+signatures) is in docs/windows7-facts.md.
+
 ``check_package`` never raises on bad input (binary junk, truncated DER, non-PE
 .sys files): those become error findings.
 """

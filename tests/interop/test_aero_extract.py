@@ -1,4 +1,4 @@
-"""§3: `aero-media extract` as Aero's make-driver-pack.ps1 uses it.
+"""`aero-media extract` as Aero's make-driver-pack.ps1 uses it.
 
 It runs from any folder (no --root, no checkout), writes the fields of Aero's
 virtio-win-provenance.json beside ours, copies the release's VERSION files, and finds

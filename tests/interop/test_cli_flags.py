@@ -1,4 +1,4 @@
-"""§5: the command line speaks in flags, prints real paths, and refuses what it cannot do."""
+"""The command line speaks in flags, prints real paths, and refuses what it cannot do."""
 
 from __future__ import annotations
 

@@ -139,5 +139,6 @@ def test_wine_crypt32_loads_nothing_from_raw_der_or_a_lower_case_key(wine: _Wine
     # The negative controls: the program and the store work, these Blobs/keys do not.
     assert _count(wine, cert, certblob.thumbprint(cert.der), cert.der) == 0
     assert _count(wine, cert, certblob.thumbprint(cert.der).lower(), certblob.serialized_cert(cert.der)) == 0
-    # The certificate entry alone loads too (servicing facts); we add the hash entry on top.
+    # The certificate entry alone loads too (docs/windows7-facts.md#certificate-blobs); we add the hash
+    # entry on top.
     assert _count(wine, cert, certblob.thumbprint(cert.der), certblob.serialized_cert(cert.der)[32:]) == 1 + FOUND

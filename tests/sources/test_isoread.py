@@ -406,7 +406,7 @@ def test_mutated_images_never_escape_as_tracebacks(tmp_path):
     assert outcomes["ok"] and outcomes["error"]  # both paths were exercised
 
 
-# -- the real 2025 layout (../shared/realdata) ----------------------------------
+# -- the real 2025 layout (the realdata fixture) ---------------------------------
 
 @pytest.mark.realdata
 def test_real_2025_listing_round_trips_with_real_infs(realdata, tmp_path):
