@@ -95,14 +95,11 @@ def make_test_cert(out_dir: Path, name: str = "aero-test", subject: str = "Aero 
     See :func:`validity` for ``days`` and ``not_before``; ``cert_hash`` is the
     certificate's own signature hash (module docstring).
     """
-    try:
-        from cryptography import x509 as cx509
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.hazmat.primitives.serialization import pkcs12
-    except ImportError:
-        raise UsageError("make-test-cert needs the 'cryptography' package",
-                         "pip install 'aero-virtio-media[certs]'") from None
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or name.endswith("."):
         raise UsageError(f"--name {name!r} is not a plain file name",
                          "use letters, digits, '.', '-' and '_' (the files are <name>.cer, <name>.key.pem, ...)")

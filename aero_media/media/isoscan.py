@@ -1,10 +1,17 @@
-"""A small, independent ISO 9660 / Joliet reader for verification.
+"""What verification needs from an ISO that pycdlib does not tell: every date, and cut-off files.
 
-The media are written by our own :mod:`aero_media.media.isowriter`, so pycdlib is
-the independent reader. This reader shares no code with either: it walks the volume
-descriptors and directory records itself (ECMA-119 §8–9, Joliet's UCS-2 names),
-collects every date they record, which pycdlib does not report, and streams file
-extents straight from the image.
+pycdlib is the independent reader of the media (our own ``isowriter`` writes them):
+:mod:`aero_media.media.verify` lists and hashes files through it. Two things it
+cannot be asked for, so this scanner reads them from the raw records itself
+(ECMA-119 8-9, Joliet, Rock Ridge 1.09 TF entries):
+
+* every date in the image, exactly as written: the volume descriptors' four dates,
+  each directory record's date in both trees, and each Rock Ridge TF time, so that
+  a clock leaking into any of them is caught (pycdlib keeps some of these only as
+  parsed fields of its private record classes, and never lists them);
+* a file whose extent runs past the end of the image: pycdlib shortens such a file
+  to what the image holds without saying so, so a truncated medium would hash as
+  shorter files rather than fail.
 """
 
 from __future__ import annotations
@@ -21,17 +28,7 @@ from ..errors import VerifyError
 SECTOR = 2048
 _JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")
 _FLAG_DIR = 0x02
-_FLAG_MULTI_EXTENT = 0x80
 _MAX_DEPTH = 32
-
-
-@dataclass(frozen=True)
-class ScannedFile:
-    """A file found by walking the directory records."""
-
-    path: str
-    extent: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -40,17 +37,6 @@ class Stamp:
 
     where: str
     when: int | None
-
-
-@dataclass(frozen=True)
-class Scan:
-    """Labels, the Joliet file list and every date of an image."""
-
-    block_size: int
-    label: str
-    joliet_label: str | None
-    files: tuple[ScannedFile, ...]
-    stamps: tuple[Stamp, ...] = ()
 
 
 def _descriptors(fp: BinaryIO, name: str) -> Iterator[bytes]:
@@ -127,9 +113,9 @@ def _tf_times(su: bytes) -> list[int]:
     return out
 
 
-def _walk(fp: BinaryIO, root: bytes, block: int, joliet: bool, name: str,
-          stamps: list[Stamp] | None = None) -> list[ScannedFile]:
-    out: list[ScannedFile] = []
+def _walk(fp: BinaryIO, root: bytes, block: int, image_size: int, joliet: bool, name: str,
+          stamps: list[Stamp]) -> None:
+    """Collect the dates of every record under ``root``; a file past the end of the image is an error."""
     todo = [("", struct.unpack_from("<I", root, 2)[0], struct.unpack_from("<I", root, 10)[0], 0)]
     seen: set[int] = set()
     while todo:
@@ -140,30 +126,29 @@ def _walk(fp: BinaryIO, root: bytes, block: int, joliet: bool, name: str,
         for rec in _records(fp, extent, size, block, name):
             id_len = rec[32]
             ident = rec[33:33 + id_len]
-            if stamps is not None:
-                where = f"{'Joliet' if joliet else 'ISO 9660'} record {prefix or '/'}:{ident!r}"
-                stamps.append(Stamp(where, _record_time(rec[18:25])))
-                if not joliet:
-                    su = rec[33 + id_len + (1 - id_len % 2):]
-                    stamps.extend(Stamp(f"Rock Ridge TF of {where}", t) for t in _tf_times(su))
+            where = f"{'Joliet' if joliet else 'ISO 9660'} record {prefix or '/'}:{ident!r}"
+            stamps.append(Stamp(where, _record_time(rec[18:25])))
+            if not joliet:
+                su = rec[33 + id_len + (1 - id_len % 2):]
+                stamps.extend(Stamp(f"Rock Ridge TF of {where}", t) for t in _tf_times(su))
             if ident in (b"\x00", b"\x01"):
                 continue
-            text = ident.decode("utf-16-be") if joliet else ident.decode("ascii", "replace")
-            text = text.split(";")[0]
-            path = f"{prefix}/{text}" if prefix else text
+            text = ident.decode("utf-16-be", "replace") if joliet else ident.decode("ascii", "replace")
+            path = f"{prefix}/{text.split(';')[0]}" if prefix else text.split(";")[0]
             r_extent, r_size, flags = struct.unpack_from("<I", rec, 2)[0], struct.unpack_from("<I", rec, 10)[0], rec[25]
-            if flags & _FLAG_MULTI_EXTENT:
-                raise VerifyError(f"{name}: {path} spans several extents, which these media never need",
-                                  "rebuild the media")
             if flags & _FLAG_DIR:
                 todo.append((path, r_extent, r_size, depth + 1))
-            else:
-                out.append(ScannedFile(path, r_extent, r_size))
-    return sorted(out, key=lambda f: f.path)
+            elif r_size and r_extent * block + r_size > image_size:
+                short = r_extent * block + r_size - image_size
+                raise VerifyError(f"{name}: {path} ends {short} bytes early: the image is truncated",
+                                  "rebuild the media")
 
 
-def scan_iso(fp: BinaryIO, name: str) -> Scan:
-    """Read the labels and walk the Joliet tree (or the primary one when there is no Joliet)."""
+def scan_dates(fp: BinaryIO, name: str) -> tuple[Stamp, ...]:
+    """Every date of the image (volume descriptors, then the Joliet and primary trees' records).
+
+    Raises VerifyError when the structure is not ISO 9660 or a file runs past the end of the image.
+    """
     pvd = svd = None
     for vd in _descriptors(fp, name):
         if vd[0] == 1 and pvd is None:
@@ -173,30 +158,16 @@ def scan_iso(fp: BinaryIO, name: str) -> Scan:
     if pvd is None:
         raise VerifyError(f"{name}: no primary volume descriptor", "rebuild the media")
     block = struct.unpack_from("<H", pvd, 128)[0]
-    label = pvd[40:72].decode("ascii", "replace").rstrip(" \0")
-    joliet_label = svd[40:72].decode("utf-16-be", "replace").rstrip(" \0") if svd is not None else None
+    image_size = fp.seek(0, 2)
     stamps: list[Stamp] = []
     for which, desc in (("primary", pvd), ("Joliet", svd)):
         if desc is not None:
             for field, at in (("creation", 813), ("modification", 830), ("expiration", 847), ("effective", 864)):
                 stamps.append(Stamp(f"{which} volume {field} date", _volume_time(desc[at:at + 17])))
-    chosen = svd if svd is not None else pvd
-    files = _walk(fp, chosen[156:190], block, svd is not None, name, stamps)
     if svd is not None:
-        _walk(fp, pvd[156:190], block, False, name, stamps)  # the primary tree's dates and Rock Ridge times
-    return Scan(block, label, joliet_label, tuple(files), tuple(stamps))
-
-
-def read_file(fp: BinaryIO, scan: Scan, f: ScannedFile, chunk: int = 1024 * 1024) -> Iterator[bytes]:
-    """Stream one file's bytes; a short read is an error, never short data."""
-    fp.seek(f.extent * scan.block_size)
-    left = f.size
-    while left:
-        data = fp.read(min(chunk, left))
-        if not data:
-            raise VerifyError(f"{f.path} ends {left} bytes early: the image is truncated", "rebuild the media")
-        left -= len(data)
-        yield data
+        _walk(fp, svd[156:190], block, image_size, True, name, stamps)
+    _walk(fp, pvd[156:190], block, image_size, False, name, stamps)  # its dates and the Rock Ridge times
+    return tuple(stamps)
 
 
 # What a file that is not an ISO image usually is, by its first bytes.
@@ -224,11 +195,7 @@ def not_an_iso(path: Path) -> str | None:
     return None
 
 
-def open_scan(path: Path) -> tuple[BinaryIO, Scan]:
-    """Open an image and scan it; the caller closes the file."""
-    fp = open(path, "rb")  # noqa: SIM115 (returned open: the caller streams files from it, then closes it)
-    try:
-        return fp, scan_iso(fp, path.name)
-    except BaseException:
-        fp.close()
-        raise
+def scan_path(path: Path) -> tuple[Stamp, ...]:
+    """:func:`scan_dates` of the image at ``path``."""
+    with open(path, "rb") as fp:
+        return scan_dates(fp, path.name)

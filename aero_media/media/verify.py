@@ -1,11 +1,12 @@
 """Re-open written media and prove they hold what was staged.
 
-An ISO (written by our own :mod:`aero_media.media.isowriter`) is parsed back by
-:mod:`aero_media.media.isoscan`, which shares no code with the writer: names from
-Joliet (what Windows reads), the labels, every recorded date, and the sha256 of
-every file; Rock Ridge names are listed with pycdlib, an independent reader, and
-must agree. A zip is read back with :mod:`zipfile`. Both go through one comparison
-against the medium's own ``manifest.json`` and, in the pipeline, the stage and notices manifests.
+An ISO is read back with pycdlib, which shares no code with our writer
+(:mod:`aero_media.media.isowriter`): names from Joliet (what Windows reads), the
+labels, and the sha256 of every file, streamed in chunks; Rock Ridge names must
+agree with Joliet's. :mod:`aero_media.media.isoscan` adds what pycdlib does not
+tell (every date, files cut off by a truncated image). A zip is read back with
+:mod:`zipfile`. Both go through one comparison against the medium's own
+``manifest.json`` and, in the pipeline, the stage and notices manifests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import re
+import struct
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -28,7 +31,7 @@ from ..hashmemo import HashMemo
 from ..log import Progress
 from ..manifests import DriversIsoManifest, FileRecord, GuestToolsManifest, IsoReport, ZipReport
 from ..paths import MediaLayout
-from .isoscan import Stamp, open_scan, read_file
+from .isoscan import Stamp, scan_path
 from .isowriter import JOLIET_LABEL_MAX
 from .zipwriter import zip_time
 
@@ -47,6 +50,8 @@ class IsoContent:
     stamps: tuple[Stamp, ...] = ()
     extents: dict[str, int] = field(default_factory=dict)
     """Where each Joliet file's bytes start (hard-linked copies share one)."""
+    manifest: bytes | None = None
+    """The bytes of ``manifest.json`` at the root, kept from the one read that hashed them."""
 
 
 def _hash_stream(chunks: Iterable[bytes], progress: Progress) -> tuple[str, int]:
@@ -60,34 +65,101 @@ def _hash_stream(chunks: Iterable[bytes], progress: Progress) -> tuple[str, int]
     return h.hexdigest(), size
 
 
-def read_iso(path: Path) -> IsoContent:
-    """Hash every Joliet file with our own reader; list Rock Ridge names with pycdlib as a cross-check."""
-    try:
-        fp, scan = open_scan(path)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
-    progress = Progress(f"verify {path.name}", path.stat().st_size)
-    with fp:
-        files = {f.path: _hash_stream(read_file(fp, scan, f), progress) for f in scan.files}
-    progress.close()
-    return IsoContent(scan.label, scan.joliet_label, files, _rock_ridge_names(path), scan.stamps,
-                      {f.path: f.extent for f in scan.files})
+MANIFEST_MAX = 64 * 1024 * 1024
+"""A media manifest is kilobytes; a bigger ``manifest.json`` is not one, and is not held in memory."""
+
+# What pycdlib raises on malformed records or data (parsing at open is wrapped more broadly).
+_PARSE_ERRORS = (pycdlib.pycdlibexception.PyCdlibException, struct.error, ValueError, IndexError, KeyError,
+                 AttributeError, UnicodeDecodeError, RecursionError, OverflowError, TypeError)
+_VERSION = re.compile(r";[0-9]*$")
 
 
-def _rock_ridge_names(path: Path) -> set[str]:
+def _open_pycdlib(path: Path) -> pycdlib.PyCdlib:
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
-    except (pycdlib.pycdlibexception.PyCdlibException, OSError, ValueError) as exc:
-        raise SourceError(f"{path}: not a readable ISO 9660 image ({exc})", "rebuild it") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
+    except Exception as exc:  # untrusted bytes: whatever pycdlib raises on them means "damaged"
+        raise VerifyError(f"{path.name}: not a readable ISO 9660 image ({type(exc).__name__}: {exc})",
+                          "rebuild the media") from None
+    return iso
+
+
+def _files(iso: pycdlib.PyCdlib) -> tuple[str, list[tuple[str, str]]]:
+    """The name space files are read in (Joliet, else the primary tree), and (media path, pycdlib path) pairs."""
+    space = "joliet_path" if iso.has_joliet() else "iso_path"
+    out = []
+    for root, _dirs, names in iso.walk(**{space: "/"}):
+        for name in names:
+            raw = f"{root.rstrip('/')}/{name}"
+            out.append((_VERSION.sub("", raw).lstrip("/"), raw))
+    return space, out
+
+
+def _read_file(iso: pycdlib.PyCdlib, space: str, raw: str, size: int, progress: Progress | None,
+               keep: bool) -> tuple[str, int, bytes | None]:
+    """Hash one file through pycdlib in chunks; its bytes too when ``keep``. A short read is an error."""
+    h = hashlib.sha256()
+    got = 0
+    kept: list[bytes] | None = [] if keep else None
+    with iso.open_file_from_iso(**{space: raw}) as fp:
+        while chunk := fp.read(CHUNK):
+            h.update(chunk)
+            got += len(chunk)
+            if progress is not None:
+                progress.advance(len(chunk))
+            if kept is not None:
+                kept.append(chunk)
+    if got != size:
+        raise VerifyError(f"{raw.lstrip('/')} ends {size - got} bytes early: the image is truncated",
+                          "rebuild the media")
+    return h.hexdigest(), got, b"".join(kept) if kept is not None else None
+
+
+def read_iso(path: Path) -> IsoContent:
+    """Hash every file through pycdlib (Joliet names); list Rock Ridge names; scan every date ourselves.
+
+    Files are streamed in chunks, and each stored copy is read once: names that share
+    an extent (the ``$WinPEDriver$`` tree beside ``win7``) share its hash.
+    """
     try:
-        rr: set[str] = set()
+        stamps = scan_path(path)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
+    progress = Progress(f"verify {path.name}", path.stat().st_size)
+    iso = _open_pycdlib(path)
+    try:
+        space, files = _files(iso)
+        seen: Seen = {}
+        extents: dict[str, int] = {}
+        by_extent: dict[tuple[int, int], tuple[str, int]] = {}
+        manifest = None
+        for media_path, raw in files:
+            rec = iso.get_record(**{space: raw})
+            key = (rec.extent_location(), rec.get_data_length())
+            extents[media_path] = key[0]
+            keep = media_path == "manifest.json" and key[1] <= MANIFEST_MAX
+            if key not in by_extent or keep:
+                digest, size, data = _read_file(iso, space, raw, key[1], progress, keep)
+                by_extent[key] = (digest, size)
+                manifest = data if keep else manifest
+            seen[media_path] = by_extent[key]
+            progress.advance(0, files=1)
+        rock_ridge: set[str] = set()
         if iso.has_rock_ridge():
             for root, _dirs, names in iso.walk(rr_path="/"):
-                rr.update(f"{root.rstrip('/')}/{n}".lstrip("/") for n in names)
-        return rr
+                rock_ridge.update(f"{root.rstrip('/')}/{n}".lstrip("/") for n in names)
+        label = iso.pvd.volume_identifier.decode("ascii", "replace").rstrip(" \0")
+        jvd = iso.joliet_vd
+        joliet_label = jvd.volume_identifier.decode("utf-16-be", "replace").rstrip(" \0") if jvd else None
+    except _PARSE_ERRORS as exc:
+        raise VerifyError(f"{path.name}: damaged ISO 9660 image ({type(exc).__name__}: {exc})",
+                          "rebuild the media") from None
     finally:
         iso.close()
+    progress.close()
+    return IsoContent(label, joliet_label, seen, rock_ridge, stamps, extents, manifest)
 
 
 @dataclass
@@ -206,24 +278,33 @@ def expectation_from_guest_tools_manifest(manifest: GuestToolsManifest,
 
 
 def read_media_manifest(path: Path) -> DriversIsoManifest | GuestToolsManifest | None:
-    """Read our drivers ISO or Guest Tools manifest from an ISO (with our own reader); None when it is not ours."""
+    """Read our drivers ISO or Guest Tools manifest from an ISO (through pycdlib); None when it is not ours."""
+    iso = _open_pycdlib(path)
     try:
-        fp, scan = open_scan(path)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
-    with fp:
-        entry = next((f for f in scan.files if f.path == "manifest.json"), None)
-        if entry is None:
+        space, files = _files(iso)
+        raw = next((r for p, r in files if p == "manifest.json"), None)
+        if raw is None:
             return None
-        if entry.size > 64 * 1024 * 1024:
-            raise VerifyError(f"{path.name}: manifest.json is {entry.size} bytes, not a media manifest",
+        size = iso.get_record(**{space: raw}).get_data_length()
+        if size > MANIFEST_MAX:
+            raise VerifyError(f"{path.name}: manifest.json is {size} bytes, not a media manifest",
                               "rebuild the media")
-        raw = b"".join(read_file(fp, scan, entry))
+        data = _read_file(iso, space, raw, size, None, True)[2]
+    except _PARSE_ERRORS as exc:
+        raise VerifyError(f"{path.name}: damaged ISO 9660 image ({type(exc).__name__}: {exc})",
+                          "rebuild the media") from None
+    finally:
+        iso.close()
+    return parse_media_manifest(data or b"", path.name)
+
+
+def parse_media_manifest(raw: bytes, name: str) -> DriversIsoManifest | GuestToolsManifest | None:
+    """Our drivers ISO or Guest Tools manifest from the bytes of ``manifest.json``; None when it is not ours."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise VerifyError(f"{path.name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
-    where = f"{path.name}: manifest.json"
+        raise VerifyError(f"{name}: manifest.json is not valid JSON ({exc})", "rebuild the media") from None
+    where = f"{name}: manifest.json"
     try:
         if isinstance(data, dict) and isinstance(data.get("package"), dict):  # Aero's schema 4 shape
             return GuestToolsManifest.from_json(data, where)
@@ -231,7 +312,7 @@ def read_media_manifest(path: Path) -> DriversIsoManifest | GuestToolsManifest |
     except BuildStateError:
         return None  # someone else's manifest (Aero's build.py --include-manifest writes one)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise VerifyError(f"{path.name}: manifest.json is a damaged media manifest ({type(exc).__name__}: {exc})",
+        raise VerifyError(f"{name}: manifest.json is a damaged media manifest ({type(exc).__name__}: {exc})",
                           "rebuild the media") from None
 
 
@@ -264,7 +345,11 @@ def verify_iso(path: Path, require_arches: Iterable[str], extra: Expectation | N
     """
     arches = sorted(set(require_arches))
     content = read_iso(path)
-    manifest = read_media_manifest(path) if self_described else None
+    if self_described and content.manifest is None and "manifest.json" in content.joliet:
+        raise VerifyError(f"{path.name}: manifest.json is {content.joliet['manifest.json'][1]} bytes, "
+                          "not a media manifest", "rebuild the media")
+    manifest = (parse_media_manifest(content.manifest, path.name)
+                if self_described and content.manifest is not None else None)
     if not self_described:
         exp = Expectation()
     elif isinstance(manifest, GuestToolsManifest):

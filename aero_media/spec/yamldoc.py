@@ -68,167 +68,111 @@ def pointer_join(base: str, key: str | int) -> str:
 
 
 # Specs are small (the sample has ~150 values). These bounds stop a hostile file in
-# specs/ (an alias bomb, a million nested brackets) from hanging every command.
+# specs/ (a million nested brackets, a megabyte-long number) from hanging every command.
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
-MAX_NODES = 20_000
 MAX_NUMBER_CHARS = 40
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 _COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
-_EventParser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass
-class _Open:
-    """A mapping or sequence whose end event has not come yet."""
-
-    value: dict[str, Any] | list[Any]
-    pointer: str
-    anchor: str | None
-    nodes: int = 1
-    key: str | None = None
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
-class _Builder:
-    """Turn a YAML event stream into plain values, iteratively and within the bounds above.
+def _check_events(text: str, display: str, loader: Any = None) -> None:
+    """Refuse, from the event stream and before anything is composed, what a spec never needs.
 
-    YAML's own composer recurses (a C stack overflow on deep input) and expands
-    aliases without limit, so the document is built here from parser events.
+    YAML's composer recurses once per level (a C stack overflow on deep input), so
+    depth is bounded here first. Anchors and aliases are refused outright: a spec
+    is a page of plain values, and an alias is how a 300-byte file expands to 10^9.
+    Explicit tags other than YAML's core ones, and a second document, are refused too.
     """
+    def fail(event: yaml.Event, what: str, fix: str) -> SpecError:
+        line, col = _pos(event.start_mark)
+        return SpecError(f"{display}:{line}:{col}: {what}", fix)
+
+    depth = documents = 0
+    for event in yaml.parse(text, Loader=loader or _Loader):
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise fail(event, "the file holds more than one YAML document",
+                           "keep one document per file (remove the extra '---')")
+        elif isinstance(event, yaml.AliasEvent) or (isinstance(event, yaml.NodeEvent) and event.anchor is not None):
+            raise fail(event, "anchors and aliases are not allowed in a spec",
+                       "remove the &anchor and *alias marks and write the values out in full")
+        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            tag = event.tag
+            if tag not in (None, "!") and tag not in (_PLAIN_TAGS if isinstance(event, yaml.ScalarEvent)
+                                                      else _COLLECTION_TAGS):
+                raise fail(event, f"the YAML tag {tag} is not allowed in a spec",
+                           "remove the tag and write a plain value")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise fail(event, f"nested more than {MAX_DEPTH} levels deep",
+                               "flatten the structure: a spec needs only a few levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+class _Values:
+    """Plain values from a composed node tree, with the position of each, keyed by JSON pointer."""
 
     def __init__(self, display: str) -> None:
         self.display = display
         self.marks: dict[str, tuple[int, int]] = {}
-        self.stack: list[_Open] = []
-        self.anchors: dict[str, tuple[Any, int]] = {}
-        self.nodes = 0
-        self.root: Any = None
-        self.documents = 0
-        self.resolver = yaml.resolver.Resolver()
         self.constructor = yaml.constructor.SafeConstructor()
 
-    def fail(self, event: yaml.Event, what: str, fix: str) -> SpecError:
-        line, col = _pos(event)
-        return SpecError(f"{self.display}:{line}:{col}: {self._pointer_here()}: {what}", fix)
+    def fail(self, node: yaml.Node, pointer: str, what: str, fix: str) -> SpecError:
+        line, col = _pos(node.start_mark)
+        return SpecError(f"{self.display}:{line}:{col}: {pointer or '/'}: {what}", fix)
 
-    def _pointer_here(self) -> str:
-        if not self.stack:
-            return "/"
-        top = self.stack[-1]
-        if isinstance(top.value, list):
-            return pointer_join(top.pointer, len(top.value))
-        return pointer_join(top.pointer, top.key) if top.key is not None else (top.pointer or "/")
+    def value(self, node: yaml.Node, pointer: str) -> Any:
+        # Recursion is bounded: _check_events refused anything deeper than MAX_DEPTH.
+        self.marks[pointer] = _pos(node.start_mark)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item, pointer_join(pointer, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._key(key_node, pointer, out)
+                self.marks[pointer_join(pointer, key) + "#key"] = _pos(key_node.start_mark)
+                out[key] = self.value(value_node, pointer_join(pointer, key))
+            return out
+        return self._scalar(node, pointer)
 
-    def feed(self, event: yaml.Event) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
-            self.documents += 1
-            if self.documents > 1:
-                raise self.fail(event, "the file holds more than one YAML document",
-                                "keep one document per file (remove the extra '---')")
-        elif isinstance(event, yaml.ScalarEvent):
-            self._check_tag(event, _PLAIN_TAGS)
-            self._place(event, self._scalar(event), 1, event.anchor)
-        elif isinstance(event, yaml.AliasEvent):
-            self._alias(event)
-        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            self._start(event)
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            done = self.stack.pop()
-            if done.anchor is not None:
-                self.anchors[done.anchor] = (done.value, done.nodes)
-            self._place(event, done.value, done.nodes, None, counted=True)
-
-    def _check_tag(self, event: yaml.NodeEvent, allowed: set[str]) -> None:
-        tag = getattr(event, "tag", None)
-        if tag not in (None, "!") and tag not in allowed:
-            raise self.fail(event, f"the YAML tag {tag} is not allowed in a spec",
-                            "remove the tag and write a plain value")
-
-    def _scalar(self, event: yaml.ScalarEvent) -> Any:
-        tag = event.tag
-        if tag in (None, "!"):
-            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
-        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and len(event.value) > MAX_NUMBER_CHARS:
-            raise self.fail(event, f"a number of {len(event.value)} characters",
-                            "quote it: a sha256 of only digits reads as a number in YAML" if len(event.value) == 64
+    def _scalar(self, node: yaml.Node, pointer: str) -> Any:
+        tag, text = node.tag, str(node.value)
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and len(text) > MAX_NUMBER_CHARS:
+            raise self.fail(node, pointer, f"a number of {len(text)} characters",
+                            "quote it: a sha256 of only digits reads as a number in YAML" if len(text) == 64
                             else "write a realistic number, or quote it to make it text")
         if tag not in _PLAIN_TAGS:
             # A YAML 1.1 timestamp or the like: keep the text the author wrote.
-            return event.value
-        node = yaml.ScalarNode(tag, event.value, style=event.style)
+            return text
         try:
             return self.constructor.construct_object(node)
         except (ValueError, yaml.YAMLError) as exc:
-            raise self.fail(event, f"cannot read {event.value[:40]!r} as {tag.rsplit(':', 1)[1]} ({exc})",
+            raise self.fail(node, pointer, f"cannot read {text[:40]!r} as {tag.rsplit(':', 1)[1]} ({exc})",
                             "quote the value to make it text") from None
 
-    def _alias(self, event: yaml.AliasEvent) -> None:
-        name = event.anchor
-        if any(o.anchor == name for o in self.stack):
-            raise self.fail(event, f"the alias *{name} refers to itself",
-                            "replace the recursive alias with plain values")
-        if name not in self.anchors:
-            raise self.fail(event, f"the alias *{name} has no anchor &{name} before it",
-                            f"define &{name} first, or write the value out")
-        value, nodes = self.anchors[name]
-        self._place(event, value, nodes, None)
-
-    def _start(self, event: yaml.CollectionStartEvent) -> None:
-        self._check_tag(event, _COLLECTION_TAGS)
-        if self.stack and isinstance(self.stack[-1].value, dict) and self.stack[-1].key is None:
-            raise self.fail(event, "keys must be plain names", "write the key as text")
-        if len(self.stack) >= MAX_DEPTH:
-            raise self.fail(event, f"nested more than {MAX_DEPTH} levels deep",
-                            "flatten the structure: a spec needs only a few levels")
-        pointer = self._pointer_here() if self.stack else ""
-        self.marks[pointer] = _pos(event)
-        value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
-        self.stack.append(_Open(value, pointer, event.anchor))
-
-    def _place(self, event: yaml.Event, value: Any, nodes: int, anchor: str | None, counted: bool = False) -> None:
-        if not counted:
-            self.nodes += nodes
-            if self.nodes > MAX_NODES:
-                raise self.fail(event, f"the document expands to more than {MAX_NODES} values",
-                                "remove the aliases that multiply the document (a YAML alias bomb?)")
-        if anchor is not None:
-            self.anchors[anchor] = (value, nodes)
-        mark = _pos(event)
-        if not self.stack:
-            self.root = value
-            return
-        top = self.stack[-1]
-        top.nodes += nodes
-        if isinstance(top.value, list):
-            if not counted:
-                self.marks[pointer_join(top.pointer, len(top.value))] = mark
-            top.value.append(value)
-        elif top.key is None:
-            top.key = self._key(event, value, top)
-            self.marks[pointer_join(top.pointer, top.key) + "#key"] = mark
-        else:
-            if not counted:
-                self.marks[pointer_join(top.pointer, top.key)] = mark
-            top.value[top.key] = value
-            top.key = None
-
-    def _key(self, event: yaml.Event, key: Any, top: _Open) -> str:
-        if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
-            raise self.fail(event, "YAML merge keys (<<) are not allowed in a spec", "write the keys out")
+    def _key(self, node: yaml.Node, pointer: str, mapping: dict[str, Any]) -> str:
+        if node.tag == _MERGE_TAG:
+            raise self.fail(node, pointer, "YAML merge keys (<<) are not allowed in a spec", "write the keys out")
+        key = self._scalar(node, pointer) if isinstance(node, yaml.ScalarNode) else None
         if not isinstance(key, (str, int, bool)) or isinstance(key, float):
-            raise self.fail(event, "keys must be plain names", "write the key as text")
+            raise self.fail(node, pointer, "keys must be plain names", "write the key as text")
         text = key if isinstance(key, str) else str(key)
-        if text in top.value:
-            line, col = _pos(event)
-            raise SpecError(f"{self.display}:{line}:{col}: {pointer_join(top.pointer, _short_key(text))}: "
+        if text in mapping:
+            line, col = _pos(node.start_mark)
+            raise SpecError(f"{self.display}:{line}:{col}: {pointer_join(pointer, _short_key(text))}: "
                             f"key {_short_key(text)!r} appears twice",
                             "keep one of the two entries")
         return text
-
-
-def _pos(event: yaml.Event) -> tuple[int, int]:
-    mark = event.start_mark
-    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
 def _short_key(key: str) -> str:
@@ -236,10 +180,18 @@ def _short_key(key: str) -> str:
 
 
 def _parse(text: str, display: str) -> tuple[Any, dict[str, tuple[int, int]]]:
-    builder = _Builder(display)
     try:
-        for event in yaml.parse(text, Loader=_EventParser):
-            builder.feed(event)
+        try:
+            _check_events(text, display)
+        except yaml.YAMLError:
+            if _Loader is yaml.SafeLoader:
+                raise
+            # libyaml (0.2.6 on) stops deep nesting while scanning, ahead of the events that
+            # carry our depth bound. PyYAML's own parser has no such limit: re-reading with it
+            # gives the same error with or without libyaml (our bound, or the real syntax error).
+            _check_events(text, display, yaml.SafeLoader)
+            raise
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
@@ -250,10 +202,12 @@ def _parse(text: str, display: str) -> tuple[Any, dict[str, tuple[int, int]]]:
                         "fix the YAML syntax at that position (indentation, quotes, ':' after keys)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{display}: malformed YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
-    if builder.documents == 0 or (builder.root is None and not builder.marks):
+    values = _Values(display)
+    data = values.value(root, "") if root is not None else None
+    if data is None:
         raise SpecError(f"{display}:1:1: /: the file is empty", "start from specs/sample.yaml")
-    builder.marks.setdefault("", (1, 1))
-    return builder.root, builder.marks
+    values.marks.setdefault("", (1, 1))
+    return data, values.marks
 
 
 def load_doc(path: Path, display: str | None = None) -> Doc:

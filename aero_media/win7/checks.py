@@ -556,6 +556,11 @@ def _check_embedded(col: _Collector, rel: str, info: PeInfo, sig: EmbeddedSignat
         col.add(ERROR, "pe-bad-signature", rel, None,
                 f"the embedded signature is broken: {broken}; Windows 7 x64 will not load it at boot",
                 f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
+    elif Verdict.UNSUPPORTED in (sig.check.signature, sig.check.chain):
+        # Fail closed: a signature this tool cannot check is not taken as good.
+        col.add(ERROR, "pe-unverifiable-signature", rel, None,
+                f"the embedded signature cannot be verified: {sig.check.problem}",
+                f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
     _check_trusted(col, rel, sig.certificate, "pe-untrusted-signer", "embedded-signed")
 
 
@@ -619,6 +624,11 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
     if Verdict.INVALID in (primary.check.signature, primary.check.chain):
         col.add(ERROR, "catalog-bad-signature", cat_rel, None,
                 f"the signature is broken: {primary.check.problem}; Windows treats the package as unsigned",
+                f"use the unmodified {cat_rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
+    elif Verdict.UNSUPPORTED in (primary.check.signature, primary.check.chain):
+        # Fail closed: a signature this tool cannot check is not taken as good.
+        col.add(ERROR, "catalog-unverifiable-signature", cat_rel, None,
+                f"the signature cannot be verified: {primary.check.problem}",
                 f"use the unmodified {cat_rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":

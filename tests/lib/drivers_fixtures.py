@@ -254,7 +254,12 @@ class Signer:
 def throwaway_signer(cert_hash: str = "sha1", not_after: datetime = datetime(2039, 1, 1, tzinfo=UTC),
                 subject: str = "Aero Test Signer") -> Signer:
     """A cached key and certificate; ``cert_hash`` is the certificate's own signature hash."""
-    key = _key()
+    return self_signed(_key(), cert_hash, not_after, subject)
+
+
+def self_signed(key: rsa.RSAPrivateKey, cert_hash: str = "sha1",
+                not_after: datetime = datetime(2039, 1, 1, tzinfo=UTC), subject: str = "Aero Test Signer") -> Signer:
+    """A signing identity of ``key`` with a self-signed code-signing certificate."""
     name = x509.Name.build({"common_name": subject, "organization_name": "Aero tests"})
     spki = keys.PublicKeyInfo.load(key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -190,18 +190,17 @@ def test_parallel_threads_write_the_same_bytes_as_serial_writes(tmp_path: Path) 
 
 
 def test_every_date_on_the_medium_is_the_epoch(tmp_path: Path) -> None:
-    from aero_media.media.isoscan import open_scan
+    from aero_media.media.isoscan import scan_path
 
     out = tmp_path / "m.iso"
     write_iso(FILES, out, "AERO_VIRTIO", 1_700_000_000)
-    fp, scan = open_scan(out)
-    fp.close()
-    kinds = {s.where.split(" record")[0].split(" of ")[0] for s in scan.stamps}
+    stamps = scan_path(out)
+    kinds = {s.where.split(" record")[0].split(" of ")[0] for s in stamps}
     assert {"primary volume creation date", "Joliet volume modification date", "ISO 9660", "Joliet",
             "Rock Ridge TF"} <= kinds
-    assert {s.when for s in scan.stamps} == {1_700_000_000, None}
-    assert [s.where for s in scan.stamps if s.when is None] == ["primary volume expiration date",
-                                                                 "Joliet volume expiration date"]
+    assert {s.when for s in stamps} == {1_700_000_000, None}
+    assert [s.where for s in stamps if s.when is None] == ["primary volume expiration date",
+                                                            "Joliet volume expiration date"]
 
 
 def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
@@ -226,8 +225,6 @@ def test_verify_rejects_a_date_that_is_not_the_epoch(tmp_path: Path) -> None:
 
 
 def test_files_from_one_source_share_one_extent(tmp_path: Path) -> None:
-    from aero_media.media.isoscan import open_scan
-
     src = tmp_path / "viostor.sys"
     src.write_bytes(b"S" * 10_000)
     files = [MediaFile("win7/amd64/viostor/viostor.sys", source=src),
@@ -235,10 +232,10 @@ def test_files_from_one_source_share_one_extent(tmp_path: Path) -> None:
              MediaFile("other.bin", data=b"o" * 3000)]
     out = tmp_path / "m.iso"
     write_iso(files, out, "AERO_VIRTIO", 0)
-    fp, scan = open_scan(out)
-    fp.close()
-    extents = {f.path: (f.extent, f.size) for f in scan.files}
-    assert extents["win7/amd64/viostor/viostor.sys"] == extents["$WinPEDriver$/amd64/viostor/viostor.sys"]
+    content = read_iso(out)
+    twins = ("win7/amd64/viostor/viostor.sys", "$WinPEDriver$/amd64/viostor/viostor.sys")
+    assert content.extents[twins[0]] == content.extents[twins[1]]
+    assert content.joliet[twins[0]] == content.joliet[twins[1]]
     single = tmp_path / "single.iso"
     write_iso([files[0], files[2]], single, "AERO_VIRTIO", 0)
     # The second name costs directory records (three new folders, a sector each in both trees),

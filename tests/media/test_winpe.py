@@ -9,9 +9,8 @@ import pytest
 
 from aero_media.errors import VerifyError
 from aero_media.media.files import MediaFile
-from aero_media.media.isoscan import open_scan
 from aero_media.media.isowriter import write_iso
-from aero_media.media.verify import Expectation, linked_copies, verify_iso
+from aero_media.media.verify import Expectation, linked_copies, read_iso, verify_iso
 from aero_media.spec.types import Arch
 from aero_media.win7.setupscan import OfferedInf, scan_problems
 from tests.lib.project import make_project, run_doit, sample_spec_data, write_spec
@@ -33,9 +32,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def extents(iso: Path) -> dict[str, int]:
-    fp, scan = open_scan(iso)
-    fp.close()
-    return {f.path: f.extent for f in scan.files}
+    return read_iso(iso).extents
 
 
 def test_winpe_tree_mirrors_win7_and_shares_every_extent(built: Path) -> None:

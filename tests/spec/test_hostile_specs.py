@@ -22,7 +22,7 @@ drivers:
   - {name: viostor, device: virtio-blk, required: true}
 """
 
-# The classic "billion laughs": ~300 bytes that expand to 10**9 values.
+# The classic "billion laughs": ~300 bytes that would expand to 10**9 values.
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
 
@@ -40,18 +40,19 @@ def _error(tmp_path: Path, text: str | bytes) -> str:
 
 
 @pytest.mark.parametrize(("text", "expect"), [
-    (BOMB, "expands to more than"),
+    (BOMB, "anchors and aliases are not allowed"),
     (GOOD + "x: !foo bar\n", "tag !foo is not allowed"),
     (GOOD + "x: !!python/object:os.system ls\n", "is not allowed"),
     (GOOD + "x: !!binary aGVsbG8=\n", "tag:yaml.org,2002:binary is not allowed"),
     (GOOD + "x: !!set {a, b}\n", "is not allowed"),
-    (GOOD + "base: &b {kind: iso}\nx:\n  <<: *b\n", "merge keys"),
+    (GOOD + "x:\n  <<: {kind: iso}\n", "merge keys"),
     (GOOD + "x: " + "[" * 100_000 + "]" * 100_000 + "\n", f"more than {MAX_DEPTH} levels"),
     (GOOD + "x:\n" + "- " * 5000 + "y\n", "levels deep"),
     (GOOD + "x: " + "9" * 5000 + "\n", "a number of 5000 characters"),
     (GOOD + "x: " + "1." + "9" * 5000 + "\n", "a number of 5002 characters"),
-    (GOOD + "x: &r [*r]\n", "refers to itself"),
-    (GOOD + "x: *nowhere\n", "has no anchor"),
+    (GOOD + "x: &r [*r]\n", "anchors and aliases are not allowed"),
+    (GOOD + "x: *nowhere\n", "anchors and aliases are not allowed"),
+    (GOOD + "x: &plain 1\n", "anchors and aliases are not allowed"),
     (GOOD + "---\nname: two\n", "more than one YAML document"),
     (GOOD + "? [a, b]\n: c\n", "keys must be plain names"),
     (GOOD + "description: " + "x" * 5000 + "\n", "5000 characters long, more than 500"),
@@ -110,7 +111,7 @@ def test_a_bomb_in_specs_fails_doit_fast_with_exit_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert "specs/bomb.yaml:" in proc.stderr and "expands to more than" in proc.stderr
+    assert "specs/bomb.yaml:" in proc.stderr and "anchors and aliases are not allowed" in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["\u0661\u0662\u0663", "1e9", "9" * 5000])
