@@ -176,9 +176,11 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
             problems: list[str]) -> Source:
     s = doc.data["source"]
     os_dirs = {Arch(a): tuple(v) for a, v in s.get("os_dirs", {}).items()}
-    if "2k8R2" in os_dirs.get(Arch.X86, ()):
-        problems.append(f"{doc.where('/source/os_dirs/x86')}: 2k8R2 has no x86 build (Server 2008 R2 is 64-bit only); "
-                        "fix: list 2k8R2 under amd64 only")
+    for arch, dirs in os_dirs.items():
+        for d in dirs:
+            if d not in arch.os_dirs:  # the schema allows every arch's folders; 2k8R2 (64-bit only) is amd64's
+                problems.append(f"{doc.where(f'/source/os_dirs/{arch.value}')}: {d} has no {arch.value} "
+                                f"Windows 7 build; fix: list only {', '.join(arch.os_dirs)} under {arch.value}")
     expect = dict(s.get("expect", {}))
     for key in expect:
         _, arch, drv = key.split("/")[:3]
