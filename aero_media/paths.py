@@ -20,7 +20,8 @@ class MediaLayout(StrEnum):
     """Where a medium keeps one arch's copy of one driver package."""
 
     STAGED = "win7/{arch}/{driver}"
-    """The staging area, the drivers ISO (Setup's Load Driver browses it) and the payload pins."""
+    """The staging area, the drivers ISO (Setup's Load Driver browses it), the payload pins, and an Aero
+    pack's own layout (the ``pack-dir`` source, :data:`aero_media.sources.selection.LAYOUTS`)."""
     GUEST_TOOLS = "drivers/{arch}/{driver}"
     """The Guest Tools media, as Aero's setup.cmd expects."""
     WINPE = "$WinPEDriver$/{arch}/{driver}"
@@ -39,11 +40,15 @@ class MediaLayout(StrEnum):
         return f"{self.driver_dir(arch, driver)}/{rest}"
 
 
+STAGED_ROOT = MediaLayout.STAGED.value.partition("/")[0]
+"""The top folder of the staging area and of an Aero pack (``win7``)."""
+
+
 def split_staged(staged_path: str) -> tuple[Arch, str, str]:
     """Split ``win7/<arch>/<driver>/<rest>`` into (arch, driver, rest)."""
     parts = PurePosixPath(staged_path).parts
-    if len(parts) < 4 or parts[0] != "win7":
-        raise ValueError(f"{staged_path!r} is not a staged path (win7/<arch>/<driver>/<file>)")
+    if len(parts) < 4 or parts[0] != STAGED_ROOT:
+        raise ValueError(f"{staged_path!r} is not a staged path ({MediaLayout.STAGED.value}/<file>)")
     return Arch(parts[1]), parts[2], "/".join(parts[3:])
 
 

@@ -28,6 +28,7 @@ from .discard import discard_on_failure
 from .fatread import FatContent, read_fat_disk, stamp_matches
 from .fatwriter import write_fat_disk
 from .files import MediaFile
+from .notices import LICENSES
 from .readme import media_packages, shared_values
 from .templates import crlf, render
 from .winpe import winpe_media
@@ -55,7 +56,7 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
                            noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
     certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""
     # A pack's notices may carry no licence folder: list only what the disk holds.
-    has_licenses = any(f.path.startswith("licenses/") for f in files)
+    has_licenses = any(f.path.startswith(f"{LICENSES}/") for f in files)
     licenses_line = "  licenses\\              the licence texts\n" if has_licenses else ""
     text = crlf(render(INSTALL_TEMPLATE, {**values, "LABEL": spec.fat_disk.volume_label, "CERTS_LINE": certs_line,
                                           "LICENSES_LINE": licenses_line}))

@@ -24,7 +24,7 @@ from .tree import Entry, EntryKind
 # one of Arch.folder_aliases. Root 'amd64/' and 'i386/' auto trees never match: they
 # start with an arch, not a driver.
 LAYOUTS: dict[str, tuple[str, ...]] = {
-    "pack-dir": ("win7", "{arch}", "{driver}"),
+    "pack-dir": tuple(MediaLayout.STAGED.value.split("/")),  # an Aero pack is laid out as our staging area
     "virtio-win": ("{driver}", "{os}", "{arch}"),
 }
 
