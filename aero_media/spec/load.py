@@ -21,6 +21,7 @@ from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
 from .contract import Contract, ContractRef, Device, Subsystem
+from .distnames import REPORT_SUFFIX, DistName
 from .model import (
     Checks,
     Context,
@@ -233,12 +234,10 @@ def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestT
               "outputs/fat_disk/volume_label": outputs.get("fat_disk", {}).get("volume_label")}
     problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
     # Every name of dist/<spec>/ and its folders, so no output lands on another (or on a folder).
-    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest", "guest-tools": "the Guest Tools folder",
-                             "install-media": "the serviced media's folder", "boot.wim": "the serviced boot.wim",
-                             "install.wim": "the serviced install.wim", "servicing.json": "the servicing record"}
+    taken: dict[str, str] = {n.value: n.what for n in DistName}
     for where, fname in names.items():
         key = fname.lower()
-        if key in taken or key.endswith(".verify.json"):
+        if key in taken or key.endswith(REPORT_SUFFIX):
             problems.append(f"{doc.where('/' + where)}: {fname!r} is already used by {taken.get(key, 'a report')}; "
                             "fix: choose a different file name")
         taken[key] = "/" + where
