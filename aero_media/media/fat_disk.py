@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import log
+from .. import log, systools
 from ..errors import VerifyError
 from ..fsutil import CHUNK, relpath_for_humans, write_json_atomic
 from ..hashmemo import MEMO_NAME, HashMemo
@@ -81,18 +80,22 @@ def build_fat_disk(spec: Spec, ctx: Context, epoch: int, out: Path | None = None
     return FileRecord(target.name, digest, size)
 
 
+FSCK = "fsck.fat"
+"""An independent oracle the build does not need: absent, the report says so."""
+
+
 def _fsck(path: Path, content: FatContent) -> tuple[str, list[str]]:
     """Run ``fsck.fat -n`` on the partition when it is installed (an oracle the build does not need)."""
-    tool = shutil.which("fsck.fat")
-    if tool is None:
+    if shutil.which(FSCK) is None:
         return "not installed", []
     part = content.partition
     with tempfile.TemporaryDirectory(prefix="aero-fsck-") as tmp:
         img = Path(tmp) / "partition.img"
         _copy_range(path, img, part.first_lba * 512, part.sectors * 512)
-        proc = subprocess.run([tool, "-n", str(img)], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        return "problems", [f"fsck.fat -n: {line}" for line in (proc.stdout + proc.stderr).splitlines()
+        done = systools.run(FSCK, ["-n", str(img)], purpose="checking the FAT driver disk", timeout=300,
+                            what="checking the FAT driver disk", ok_codes=None)
+    if done.returncode != 0:
+        return "problems", [f"fsck.fat -n: {line}" for line in (done.out + done.err).splitlines()
                             if line.strip()][:10]
     return "clean", []
 
