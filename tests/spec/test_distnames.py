@@ -11,22 +11,16 @@ from aero_media.paths import SpecPaths
 from aero_media.spec.distnames import REPORT_SUFFIX, DistName
 from aero_media.spec.load import load_spec
 from aero_media.spec.model import Context
-from tests.lib.project import make_project, write_spec
+from tests.lib.project import make_project, sample_spec_data, write_spec
 
-GOOD = """\
-schema_version: 1
-source:
-  kind: pack-dir
-  path: prebuilt/sample
-drivers:
-  - {name: viostor, device: virtio-blk, required: true}
-install_media: {path: w.iso}
-"""
+def _spec_with(tmp_path: Path, **overrides: object) -> Path:
+    """The sample spec, serviced media included (so every folder of dist/<spec>/ is in use)."""
+    make_project(tmp_path)
+    return write_spec(tmp_path, "sample", sample_spec_data(install_media={"path": "w.iso"}, **overrides))
 
 
 def test_every_fixed_name_the_paths_take_in_dist_is_in_the_table(tmp_path: Path) -> None:
-    make_project(tmp_path, with_sample=False)
-    spec = load_spec(write_spec(tmp_path, "s", GOOD), Context(root=tmp_path))
+    spec = load_spec(_spec_with(tmp_path), Context(root=tmp_path))
     p = SpecPaths(spec, Context(root=tmp_path))
     chosen = {spec.drivers_iso.filename, spec.fat_disk.filename, spec.guest_tools.iso_filename,
               spec.guest_tools.zip_filename, p.serviced_iso.name}  # the spec's own names
@@ -40,8 +34,7 @@ def test_every_fixed_name_the_paths_take_in_dist_is_in_the_table(tmp_path: Path)
 
 @pytest.mark.parametrize("name", list(DistName))
 def test_the_loader_refuses_every_name_of_the_table(tmp_path: Path, name: DistName) -> None:
-    make_project(tmp_path, with_sample=False)
-    path = write_spec(tmp_path, "s", GOOD + f"outputs: {{fat_disk: {{filename: {name.value.upper()}}}}}\n")
+    path = _spec_with(tmp_path, outputs={"fat_disk": {"filename": name.value.upper()}})
     with pytest.raises(SpecError) as exc:
         load_spec(path, Context(root=tmp_path))
     assert "/outputs/fat_disk/filename" in exc.value.render() and name.what in exc.value.render()
