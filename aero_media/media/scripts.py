@@ -359,9 +359,10 @@ def render_guest_tools_scripts(
     on any media, with the other :data:`HOTFIXES`) also skips the storage pre-seed on
     64-bit Windows and is a FAIL in verify.cmd there.
     ``cert_thumbprints`` maps certificate file names to their SHA-1 thumbprints
-    (hex of the SHA-1 of the DER bytes); pass it for every certificate, so that setup and
-    uninstall identify certificates in the stores on any display language (without
-    it they read ``certutil -dump``, which only works on English Windows).
+    (upper-case hex of the SHA-1 of the DER bytes, as :func:`aero_media.win7.certs.thumbprint`
+    gives them); pass it for every certificate, so that setup and uninstall identify
+    certificates in the stores on any display language (without it they read
+    ``certutil -dump``, which only works on English Windows).
 
     Returns ``setup.cmd``, ``uninstall.cmd``, ``verify.cmd``, ``README.txt``,
     ``config/devices.cmd``, ``config/media.cmd`` and ``config/checks.cmd``. The

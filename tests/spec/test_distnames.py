@@ -13,6 +13,7 @@ from aero_media.spec.load import load_spec
 from aero_media.spec.model import Context
 from tests.lib.project import make_project, sample_spec_data, write_spec
 
+
 def _spec_with(tmp_path: Path, **overrides: object) -> Path:
     """The sample spec, serviced media included (so every folder of dist/<spec>/ is in use)."""
     make_project(tmp_path)
