@@ -1,6 +1,7 @@
 """Where things go: the layout of build/ and dist/ for one spec, and the driver folders on each medium.
 
-The only module that spells these paths; everything else asks it.
+The only module that spells these paths; everything else asks it. The fixed names in
+``dist/<spec>/`` come from :class:`aero_media.spec.distnames.DistName` (the spec loader checks against it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from .spec.distnames import REPORT_SUFFIX, DistName
 from .spec.model import Context, Spec
 from .spec.types import Arch
 
@@ -20,7 +22,8 @@ class MediaLayout(StrEnum):
     """Where a medium keeps one arch's copy of one driver package."""
 
     STAGED = "win7/{arch}/{driver}"
-    """The staging area, the drivers ISO (Setup's Load Driver browses it) and the payload pins."""
+    """The staging area, the drivers ISO (Setup's Load Driver browses it), the payload pins, and an Aero
+    pack's own layout (the ``pack-dir`` source, :data:`aero_media.sources.selection.LAYOUTS`)."""
     GUEST_TOOLS = "drivers/{arch}/{driver}"
     """The Guest Tools media, as Aero's setup.cmd expects."""
     WINPE = "$WinPEDriver$/{arch}/{driver}"
@@ -39,11 +42,15 @@ class MediaLayout(StrEnum):
         return f"{self.driver_dir(arch, driver)}/{rest}"
 
 
+STAGED_ROOT = MediaLayout.STAGED.value.partition("/")[0]
+"""The top folder of the staging area and of an Aero pack (``win7``)."""
+
+
 def split_staged(staged_path: str) -> tuple[Arch, str, str]:
     """Split ``win7/<arch>/<driver>/<rest>`` into (arch, driver, rest)."""
     parts = PurePosixPath(staged_path).parts
-    if len(parts) < 4 or parts[0] != "win7":
-        raise ValueError(f"{staged_path!r} is not a staged path (win7/<arch>/<driver>/<file>)")
+    if len(parts) < 4 or parts[0] != STAGED_ROOT:
+        raise ValueError(f"{staged_path!r} is not a staged path ({MediaLayout.STAGED.value}/<file>)")
     return Arch(parts[1]), parts[2], "/".join(parts[3:])
 
 
@@ -119,7 +126,7 @@ class SpecPaths:
 
     @property
     def drivers_iso_report(self) -> Path:
-        return self.dist / f"{self.spec.drivers_iso.filename}.verify.json"
+        return self.dist / f"{self.spec.drivers_iso.filename}{REPORT_SUFFIX}"
 
     # test signing (signing: in the spec)
     @property
@@ -143,7 +150,7 @@ class SpecPaths:
 
     @property
     def install_media_dir(self) -> Path:
-        return self.dist / "install-media"
+        return self.dist / DistName.INSTALL_MEDIA_DIR
 
     @property
     def serviced_iso(self) -> Path:
@@ -152,12 +159,12 @@ class SpecPaths:
 
     @property
     def servicing_record(self) -> Path:
-        return self.install_media_dir / "servicing.json"
+        return self.install_media_dir / DistName.SERVICING_RECORD
 
     @property
     def serviced_wims(self) -> tuple[Path, Path]:
         """The patched boot.wim and install.wim, published for users who build media another way."""
-        return self.install_media_dir / "boot.wim", self.install_media_dir / "install.wim"
+        return self.install_media_dir / DistName.BOOT_WIM, self.install_media_dir / DistName.INSTALL_WIM
 
     # FAT driver disk
     @property
@@ -166,16 +173,16 @@ class SpecPaths:
 
     @property
     def fat_disk_report(self) -> Path:
-        return self.dist / f"{self.spec.fat_disk.filename}.verify.json"
+        return self.dist / f"{self.spec.fat_disk.filename}{REPORT_SUFFIX}"
 
     # Guest Tools: one folder, published as a unit, so the ISO, the zip and the manifest never mix builds.
     @property
     def guest_tools_dir(self) -> Path:
-        return self.dist / "guest-tools"
+        return self.dist / DistName.GUEST_TOOLS_DIR
 
     @property
     def guest_tools_manifest(self) -> Path:
-        return self.guest_tools_dir / "manifest.json"
+        return self.guest_tools_dir / DistName.MANIFEST
 
     @property
     def guest_tools_iso(self) -> Path:
@@ -187,12 +194,12 @@ class SpecPaths:
 
     @property
     def guest_tools_report(self) -> Path:
-        return self.guest_tools_dir / f"{self.spec.guest_tools.iso_filename}.verify.json"
+        return self.guest_tools_dir / f"{self.spec.guest_tools.iso_filename}{REPORT_SUFFIX}"
 
     @property
     def legacy_guest_tools(self) -> tuple[Path, ...]:
         """Where Guest Tools lay before they had a folder of their own (minus any name a current output uses)."""
         gt = self.spec.guest_tools
         current = {self.drivers_iso, self.drivers_iso_report, self.fat_disk, self.fat_disk_report}
-        old = (gt.iso_filename, f"{gt.iso_filename}.verify.json", gt.zip_filename, "manifest.json")
+        old = (gt.iso_filename, f"{gt.iso_filename}{REPORT_SUFFIX}", gt.zip_filename, DistName.MANIFEST)
         return tuple(p for p in (self.dist / name for name in old) if p not in current)

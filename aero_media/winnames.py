@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .errors import UnsafePathError
 
@@ -25,8 +26,24 @@ MAX_COMPONENT = 64
 MEDIA_NAME = re.compile(r"^[A-Za-z0-9_.+ ()\[\]{}#$@,;=~-]+$")
 
 
-def component_problem(name: str) -> str | None:
-    """Return why ``name`` is not a safe Windows file name, or None when it is."""
+@dataclass(frozen=True)
+class NameLimits:
+    """What one file system adds to Windows' own rules for a name: a length and, maybe, a character set."""
+
+    max_units: int
+    """The longest name, in UTF-16 code units (what Joliet and FAT long names store)."""
+    limit: str
+    """The limit's name, for messages."""
+    charset: re.Pattern[str] | None = None
+    """The characters a name may use (None: any Windows allows)."""
+
+
+MEDIA_LIMITS = NameLimits(MAX_COMPONENT, "the Joliet limit of the media", MEDIA_NAME)
+"""Names on our media and in specs: Joliet's length and what cmd.exe scripts handle safely."""
+
+
+def component_problem(name: str, limits: NameLimits = MEDIA_LIMITS) -> str | None:
+    """Return why ``name`` is not a safe Windows file name within ``limits``, or None when it is."""
     if name in ("", ".", ".."):
         return f"{name!r} is not a file name"
     bad = _BAD_CHARS.search(name)
@@ -36,9 +53,13 @@ def component_problem(name: str) -> str | None:
         return f"{name!r} ends with a dot or space, which Windows strips"
     if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
         return f"{name!r} is a reserved device name on Windows"
-    if len(name) > MAX_COMPONENT:
-        return f"{name[:40]!r}... is longer than {MAX_COMPONENT} characters, the Joliet limit of the media"
-    if not MEDIA_NAME.match(name):
+    try:
+        units = len(name.encode("utf-16-le")) // 2
+    except UnicodeEncodeError:
+        return f"{name!r} is not valid Unicode (a lone surrogate)"
+    if units > limits.max_units:
+        return f"{name[:40]!r}... is longer than {limits.max_units} characters, {limits.limit}"
+    if limits.charset is not None and not limits.charset.match(name):
         return (f"{name!r} has characters the media's cmd.exe scripts cannot handle safely "
                 "(allowed: letters, digits, space and _ . + ( ) [ ] { } # $ @ , ; = ~ -)")
     return None

@@ -59,6 +59,7 @@ def make_project(root: Path, total_mb: int) -> None:
     """A project whose pack holds ~total_mb of incompressible stand-in driver payload."""
     from aero_media.devtools.pestub import build_pe
     from aero_media.devtools.samplepack import placeholder_catalog
+    from aero_media.paths import MediaLayout
 
     (root / "specs").mkdir(parents=True)
     for name in ("schema.json", "devices.yaml", "devices.schema.json", "sample.yaml"):
@@ -70,7 +71,7 @@ def make_project(root: Path, total_mb: int) -> None:
     rnd = os.urandom(1024 * 1024)
     for arch in ("x86", "amd64"):
         for drv in ("viostor", "netkvm", "vioinput"):
-            d = pack / "win7" / arch / drv
+            d = pack / MediaLayout.STAGED.driver_dir(arch, drv)
             with open(d / f"{drv}.bin", "wb") as fp:
                 for i in range(per_file // len(rnd)):
                     fp.write(rnd[i % 7:] + rnd[: i % 7])
@@ -79,6 +80,8 @@ def make_project(root: Path, total_mb: int) -> None:
 
 
 def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
+    from aero_media.paths import STAGED_ROOT
+
     tmp.mkdir(parents=True, exist_ok=True)
     proj = tmp / "proj"
     make_project(proj, size_mb)
@@ -101,7 +104,7 @@ def bench_drivers_iso(tmp: Path, size_mb: int) -> list[str]:
                  f"{t_full:.2f}s, peak RSS {rss_full} MiB")
     if xorriso:
         t_x, rss_x = best_of(5, [xorriso, "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "AERO_VIRTIO", "-o",
-                                 "x.iso", str(stage / "win7")], proj)
+                                 "x.iso", str(stage / STAGED_ROOT)], proj)
         lines.append(f"  ISO write: ours {t_ours:.2f}s ({rss_ours} MiB) vs xorriso -as mkisofs -J -R {t_x:.2f}s "
                      f"({rss_x} MiB): ratio {t_ours / t_x:.2f}")
     else:
@@ -118,8 +121,9 @@ def _fat_disk(proj: Path, env: dict[str, str]) -> list[str]:
     """Our FAT32 fixed-VHD writer against mkfs.fat + mcopy of the same staged tree (same disk size)."""
     from aero_media.fsutil import walk
     from aero_media.media.vhd import disk_size
+    from aero_media.paths import STAGED_ROOT
 
-    stage = proj / "build" / "sample" / "stage" / "win7"
+    stage = proj / "build" / "sample" / "stage" / STAGED_ROOT
     payload = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in walk(stage) for f in fs)
     size = disk_size(payload, None)
     fat_py = (

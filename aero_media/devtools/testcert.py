@@ -35,6 +35,7 @@ from ..errors import UsageError
 from ..fsutil import staging_dir
 from ..paths import GENERATED_CERT, SpecPaths
 from ..spec.model import Context, Spec
+from ..win7.certs import thumbprint
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -51,6 +52,7 @@ class TestCert:
     key_pem: Path
     pfx: Path
     thumbprint: str
+    """Upper-case hex (:func:`aero_media.win7.certs.thumbprint`)."""
     cert_pem: Path
     """The certificate as PEM (what ``osslsigncode -certs`` and ``-CAfile`` read)."""
 
@@ -124,7 +126,7 @@ def make_test_cert(out_dir: Path, name: str = "aero-test", subject: str = "Aero 
            else serialization.NoEncryption())
     cert = cx509.load_der_x509_certificate(der)
     _write_private(paths[2], pkcs12.serialize_key_and_certificates(name.encode(), key, cert, None, enc))
-    return TestCert(paths[0], paths[1], paths[2], hashlib.sha1(der).hexdigest(), paths[3])
+    return TestCert(paths[0], paths[1], paths[2], thumbprint(der), paths[3])
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -20,14 +20,13 @@ from ..paths import MediaLayout, SpecPaths
 from ..spec.model import Context, Spec
 from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
-from .files import MediaFile
+from .files import MANIFEST_NAME, MediaFile
 from .isowriter import write_iso
 from .readme import media_packages, shared_values
 from .templates import crlf, render
 from .verify import Expectation, linked_copies, verify_iso
 from .winpe import winpe_media
 
-MANIFEST_NAME = "manifest.json"
 README_NAME = "README.txt"
 README_TEMPLATE = "drivers-README.txt"
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import log
+from .. import log, systools
 from ..errors import VerifyError
 from ..fsutil import CHUNK, relpath_for_humans, write_json_atomic
 from ..hashmemo import MEMO_NAME, HashMemo
@@ -28,6 +27,7 @@ from .discard import discard_on_failure
 from .fatread import FatContent, read_fat_disk, stamp_matches
 from .fatwriter import write_fat_disk
 from .files import MediaFile
+from .notices import LICENSES
 from .readme import media_packages, shared_values
 from .templates import crlf, render
 from .winpe import winpe_media
@@ -55,7 +55,7 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
                            noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
     certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""
     # A pack's notices may carry no licence folder: list only what the disk holds.
-    has_licenses = any(f.path.startswith("licenses/") for f in files)
+    has_licenses = any(f.path.startswith(f"{LICENSES}/") for f in files)
     licenses_line = "  licenses\\              the licence texts\n" if has_licenses else ""
     text = crlf(render(INSTALL_TEMPLATE, {**values, "LABEL": spec.fat_disk.volume_label, "CERTS_LINE": certs_line,
                                           "LICENSES_LINE": licenses_line}))
@@ -80,18 +80,22 @@ def build_fat_disk(spec: Spec, ctx: Context, epoch: int, out: Path | None = None
     return FileRecord(target.name, digest, size)
 
 
+FSCK = "fsck.fat"
+"""An independent oracle the build does not need: absent, the report says so."""
+
+
 def _fsck(path: Path, content: FatContent) -> tuple[str, list[str]]:
     """Run ``fsck.fat -n`` on the partition when it is installed (an oracle the build does not need)."""
-    tool = shutil.which("fsck.fat")
-    if tool is None:
+    if shutil.which(FSCK) is None:
         return "not installed", []
     part = content.partition
     with tempfile.TemporaryDirectory(prefix="aero-fsck-") as tmp:
         img = Path(tmp) / "partition.img"
         _copy_range(path, img, part.first_lba * 512, part.sectors * 512)
-        proc = subprocess.run([tool, "-n", str(img)], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        return "problems", [f"fsck.fat -n: {line}" for line in (proc.stdout + proc.stderr).splitlines()
+        done = systools.run(FSCK, ["-n", str(img)], purpose="checking the FAT driver disk", timeout=300,
+                            what="checking the FAT driver disk", ok_codes=None)
+    if done.returncode != 0:
+        return "problems", [f"fsck.fat -n: {line}" for line in (done.out + done.err).splitlines()
                             if line.strip()][:10]
     return "clean", []
 

@@ -30,6 +30,8 @@ from ..errors import SourceError, VerifyError
 from ..log import Progress
 from .vhd import FOOTER_SIZE, VhdError, VhdFooter, parse_footer
 
+# The reader keeps its own copy of FAT's rules (these constants, the name checks): it verifies the writer's
+# disks, so it must not share the writer's (or winnames') code.
 _LBA = 512  # MBR addresses are in 512-byte sectors
 _FAT_TYPES = (0x0B, 0x0C)  # FAT32 (CHS), FAT32 (LBA)
 _MIN_CLUSTERS = 65525  # fatgen103: fewer clusters make a volume FAT16, whatever its BPB says

@@ -46,7 +46,8 @@ UEFI) understands long names. The alias is the upper-cased name when it fits 8.3
 dropped, characters 8.3 forbids and non-ASCII as ``_``) with the first free
 numeric tail, ``~1``, ``~2``, ... in sorted name order, and the first three
 characters of the last extension (``THIRD_PARTY_NOTICES.md`` ->
-``THIRD_~1.MD``). Names Windows cannot use are refused before anything is written.
+``THIRD_~1.MD``). Names Windows cannot use are refused before anything is written, by
+:mod:`aero_media.winnames`' rules with FAT's long-name length (:data:`FAT_LIMITS`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from typing import BinaryIO
 from .. import log
 from ..errors import InternalError, SourceError, UsageError
 from ..fsutil import atomic_path, copy_exactly
+from ..winnames import NameLimits, component_problem
 from . import vhd
 from .epoch import DEFAULT_EPOCH
 from .files import MediaFile
@@ -101,9 +103,6 @@ _MAX_SPC = 64
 _BOOT_STUB = bytes([0xCD, 0x18, 0xFA, 0xF4, 0xEB, 0xFD])
 # Characters an 8.3 name may hold besides A-Z and 0-9 (fatgen103; we never emit spaces or bytes above 127).
 _SHORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$%'-_@~`!(){}^#&")
-_LONG_FORBIDDEN = frozenset('"*/:<>?\\|\x7f') | frozenset(chr(c) for c in range(32))
-_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
-                      | {f"{dev}{n}" for dev in ("COM", "LPT") for n in "0123456789¹²³"})
 _DIGEST_TAG = b"aero-virtio-media FAT32 disk v1\0"
 
 
@@ -140,24 +139,13 @@ def check_label(label: str) -> None:
                          "choose a label such as AERO_DRV")
 
 
+FAT_LIMITS = NameLimits(MAX_NAME, "the FAT long-name limit")
+"""Windows' rules, with FAT's long-name length; any character Windows allows (the 8.3 alias is made apart)."""
+
+
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a file or folder name on the disk (as Windows would read it), or None."""
-    if name in ("", ".", ".."):
-        return f"{name!r} is not a file name"
-    bad = next((c for c in name if c in _LONG_FORBIDDEN), None)
-    if bad is not None:
-        return f"{name!r} contains {bad!r}, which FAT and Windows do not allow in names"
-    if name[-1] in ". ":
-        return f"{name!r} ends with a dot or a space, which Windows strips"
-    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
-        return f"{name!r} is a reserved device name on Windows"
-    try:
-        units = len(name.encode("utf-16-le")) // 2
-    except UnicodeEncodeError:
-        return f"{name!r} is not valid Unicode (a lone surrogate)"
-    if units > MAX_NAME:
-        return f"{name[:40]!r}... is longer than {MAX_NAME} characters, the FAT long-name limit"
-    return None
+    return component_problem(name, FAT_LIMITS)
 
 
 def _is_short(name: str) -> bool:

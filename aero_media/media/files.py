@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+MANIFEST_NAME = "manifest.json"
+"""The manifest at the root of every medium (Aero's tools read it there)."""
+
 
 @dataclass(frozen=True)
 class MediaFile:

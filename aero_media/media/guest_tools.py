@@ -31,15 +31,15 @@ from ..win7.certs import Cert, refuse_private_keys
 from .certs import media_certs
 from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
-from .files import MediaFile
+from .files import MANIFEST_NAME, MediaFile
 from .isowriter import write_iso
+from .notices import NOTICES_NAME
 from .scripts import MEDIA_HASHES_PATH, DriverEntry, render_guest_tools_scripts, render_media_hashes
 from .templates import TemplateError
 from .verify import Expectation, verify_iso, verify_zip
 from .zipwriter import write_zip
 
-MANIFEST_NAME = "manifest.json"
-REQUIRED_FILES = ("setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", "THIRD_PARTY_NOTICES.md",
+REQUIRED_FILES = ("setup.cmd", "uninstall.cmd", "verify.cmd", "README.txt", NOTICES_NAME,
                   "config/devices.cmd", MANIFEST_NAME)
 
 

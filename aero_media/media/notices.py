@@ -18,7 +18,7 @@ from ..fsutil import sha256_file, staging_dir, write_json_atomic
 from ..manifests import FileRecord, NoticesManifest, StageManifest, staged_files
 from ..paths import SpecPaths
 from ..sources.resolve import extraction, proof, source_record, source_tree
-from ..sources.selection import notice_entries
+from ..sources.selection import NOTICE_PATTERNS, notice_entries
 from ..sources.tree import DirTree, EntryKind
 from ..spec.model import Context, Spec
 from ..winnames import check_relpath
@@ -27,7 +27,9 @@ from .contents import stage_manifests
 NOTICES_NAME = "THIRD_PARTY_NOTICES.md"
 UPSTREAM_PROJECT = "virtio-win (kvm-guest-drivers-windows)"
 UPSTREAM_URL = "https://github.com/virtio-win/kvm-guest-drivers-windows"
-LICENSE_DIR = "licenses/virtio-win"
+LICENSES = "licenses"
+"""The folder of licence texts, in an Aero pack and on the media."""
+LICENSE_DIR = f"{LICENSES}/virtio-win"
 
 
 def license_name(text: str) -> str:
@@ -55,9 +57,9 @@ def _copy_pack_notices(tree: DirTree, spec: Spec, out: Path) -> list[str]:
                           f"add {NOTICES_NAME} describing the drivers' origin and licence to the pack")
     shutil.copyfile(notices, out / NOTICES_NAME)
     written = [NOTICES_NAME]
-    if (root / "licenses").is_dir():
+    if (root / LICENSES).is_dir():
         for e in tree.entries():
-            if e.kind is EntryKind.FILE and e.path.startswith("licenses/"):
+            if e.kind is EntryKind.FILE and e.path.startswith(f"{LICENSES}/"):
                 check_relpath(e.path, tree.display)
                 (out / e.path).parent.mkdir(parents=True, exist_ok=True)
                 with tree.open(e) as src, open(out / e.path, "wb") as dst:
@@ -86,7 +88,7 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
         texts.append(lf.read_text("utf-8", errors="replace"))
     if not copied:
         raise SourceError(f"{tree.display}: no licence file at the root of the source (looked for "
-                          "virtio-win_license.txt, LICENSE*, COPYING*, NOTICE*)",
+                          f"{', '.join(NOTICE_PATTERNS)}, ignoring case)",
                           "the drivers may not be redistributed without it: "
                           f"{spec.vocabulary.fix('source.license_file')} to the upstream licence text "
                           f"(in {spec.display})")

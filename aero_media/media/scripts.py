@@ -89,7 +89,7 @@ VERIFY_EXIT_CODES: dict[int, str] = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PATH_PART_RE = MEDIA_NAME
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_SHA1_RE = re.compile(r"^[0-9A-Fa-f]{40}$")
+_SHA1_RE = re.compile(r"^[0-9A-F]{40}$")
 
 
 @dataclass(frozen=True)
@@ -250,8 +250,9 @@ def _thumbprint_lines(certs: Sequence[str], thumbprints: Mapping[str, str] | Non
             t = thumbprints[name]
             require_ascii(f"thumbprint of {name}", t)
             if not _SHA1_RE.match(t):
-                raise TemplateError(f"thumbprint of {name} {t!r} must be 40 hex digits (SHA-1)")
-            lines.append(f'set "AGT_CERT_SHA1_{name}={t.upper()}"')
+                raise TemplateError(f"thumbprint of {name} {t!r} must be 40 hex digits in upper case "
+                                    "(SHA-1, as aero_media.win7.certs.thumbprint gives it)")
+            lines.append(f'set "AGT_CERT_SHA1_{name}={t}"')
     return "\n".join(lines) if lines else "@rem (none)"
 
 
@@ -358,9 +359,10 @@ def render_guest_tools_scripts(
     on any media, with the other :data:`HOTFIXES`) also skips the storage pre-seed on
     64-bit Windows and is a FAIL in verify.cmd there.
     ``cert_thumbprints`` maps certificate file names to their SHA-1 thumbprints
-    (hex of the SHA-1 of the DER bytes); pass it for every certificate, so that setup and
-    uninstall identify certificates in the stores on any display language (without
-    it they read ``certutil -dump``, which only works on English Windows).
+    (upper-case hex of the SHA-1 of the DER bytes, as :func:`aero_media.win7.certs.thumbprint`
+    gives them); pass it for every certificate, so that setup and uninstall identify
+    certificates in the stores on any display language (without it they read
+    ``certutil -dump``, which only works on English Windows).
 
     Returns ``setup.cmd``, ``uninstall.cmd``, ``verify.cmd``, ``README.txt``,
     ``config/devices.cmd``, ``config/media.cmd`` and ``config/checks.cmd``. The

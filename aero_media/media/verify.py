@@ -248,6 +248,7 @@ def check_iso(content: IsoContent, exp: Expectation) -> list[str]:
     return problems
 
 
+# Spelled out, not imported from the writer (notices.NOTICES_NAME): Aero's list, checked independently of ours.
 AERO_MINIMUM = ("README.txt", "THIRD_PARTY_NOTICES.md")
 """What Aero's verify_iso.py requires of any drivers ISO, besides the required INFs."""
 

@@ -11,6 +11,6 @@ Why each edit is made is in docs/windows7-facts.md (install images to BCD test m
 * :mod:`.isorepack`: rebuild the ISO with xorriso keeping El Torito, and an El Torito reader of our own;
 * :mod:`.edits`: THE table of what goes into each image, expanded for a contract, arch, certificates, options.
 
-Every external program runs through :mod:`._tools`, which turns a missing program
+Every external program runs through :mod:`aero_media.systools`, which turns a missing program
 or a failure into one line naming the Debian package or the fix.
 """

@@ -23,7 +23,6 @@ Windows made, and Windows never made that form.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..log import warn
 from . import hive
-from .hive import RegValue, SetValue
+from .hive import RegValue
 
 BOOTMGR = "{9dea862c-5cdd-4e70-acc1-f32b344d4795}"
 GLOBAL_SETTINGS = "{7ea2e1ac-2e61-4728-aaa3-896d9d0a9f0e}"
@@ -42,6 +41,8 @@ DEFAULT_OBJECT = "23000003"
 TESTSIGNING = "16000049"
 """Boolean: AllowPrereleaseSignatures (``testsigning``)."""
 ELEMENT_VALUE = "Element"
+ELEMENT_KEY = "Objects\\{bcd_object}\\Elements\\{element}"
+"""Where an object's element is stored (``str.format`` over ``bcd_object`` and ``element``)."""
 
 
 class Role(StrEnum):
@@ -61,11 +62,6 @@ class Target:
     role: Role
 
 
-def element_key(guid: str, element: str) -> str:
-    """The key of one element of an object."""
-    return f"Objects\\{guid}\\Elements\\{element}"
-
-
 def boolean(on: bool) -> RegValue:
     """A boolean element's value as Windows stores it: REG_BINARY, one byte."""
     return RegValue.binary(ELEMENT_VALUE, b"\x01" if on else b"\x00")
@@ -82,8 +78,8 @@ def targets(store: Path) -> tuple[Target, ...]:
     for guid, role in ((GLOBAL_SETTINGS, Role.GLOBAL_SETTINGS), (BOOTLOADER_SETTINGS, Role.BOOTLOADER_SETTINGS)):
         if guid in present:
             found.append(Target(present[guid], role))
-    default = hive.read_value(store, element_key(BOOTMGR, DEFAULT_OBJECT), ELEMENT_VALUE) \
-        if BOOTMGR in present else None
+    default_key = ELEMENT_KEY.format(bcd_object=BOOTMGR, element=DEFAULT_OBJECT)
+    default = hive.read_value(store, default_key, ELEMENT_VALUE) if BOOTMGR in present else None
     if default is not None and isinstance(default.data, str):
         guid = default.data.strip().lower()
         if guid not in present:
@@ -94,13 +90,3 @@ def targets(store: Path) -> tuple[Target, ...]:
         raise SourceError(f"{store.name} has neither {{globalsettings}}, {{bootloadersettings}} nor a default "
                           "loader", "the store is damaged, or is not a Windows 7 BCD store")
     return tuple(found)
-
-
-def element_edits(found: Sequence[Target], element: str, value: RegValue) -> tuple[SetValue, ...]:
-    """Set ``element`` to ``value`` on every object in ``found``."""
-    return tuple(SetValue(element_key(t.guid, element), value) for t in found)
-
-
-def testsigning_edits(found: Sequence[Target], on: bool = True) -> tuple[SetValue, ...]:
-    """The edits that turn test signing on (or off) for the objects in ``found``."""
-    return element_edits(found, TESTSIGNING, boolean(on))

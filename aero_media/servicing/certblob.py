@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import SourceError
-from .hive import RegValue, SetValue
 
 CERT_SHA1_HASH_PROP_ID = 3
 CERT_CERT_PROP_ID = 0x20
@@ -57,11 +56,6 @@ class Property:
 
     id: int
     data: bytes
-
-
-def thumbprint(der: bytes) -> str:
-    """The certificate's SHA-1 thumbprint as the registry key names it: upper-case hex."""
-    return hashlib.sha1(der).hexdigest().upper()
 
 
 def _entry(prop_id: int, data: bytes) -> bytes:
@@ -92,13 +86,3 @@ def parse_serialized(blob: bytes) -> list[Property]:
         out.append(Property(prop_id, blob[at:at + length]))
         at += length
     return out
-
-
-def certificate_key(store: Store, der: bytes) -> str:
-    """The key (relative to the SOFTWARE hive) that holds the certificate in ``store``."""
-    return f"{STORES_KEY}\\{store.value}\\Certificates\\{thumbprint(der)}"
-
-
-def store_edit(store: Store, der: bytes) -> SetValue:
-    """The registry edit that puts the certificate into ``store`` of an offline SOFTWARE hive."""
-    return SetValue(certificate_key(store, der), RegValue.binary(BLOB_VALUE, serialized_cert(der)))

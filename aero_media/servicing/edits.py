@@ -151,7 +151,7 @@ REGISTRY_RULES: tuple[RegistryRule, ...] = (
                      ValueRule(certblob.BLOB_VALUE, RegType.BINARY, Computed.CERT_BLOB),
                  ), per=Per.CERTIFICATE),
     *(RegistryRule(f"testsigning-{hive.name.lower().replace('_', '-')}", images, hive,
-                   f"Objects\\{{bcd_object}}\\Elements\\{bcd.TESTSIGNING}", (
+                   bcd.ELEMENT_KEY.format(bcd_object="{bcd_object}", element=bcd.TESTSIGNING), (
                        ValueRule(bcd.ELEMENT_VALUE, RegType.BINARY, Computed.BCD_TRUE),
                    ), per=Per.BCD_OBJECT, when=When.TESTSIGNING)
       for hive, images in ((HiveFile.BCD_TEMPLATE, _INSTALL),
@@ -248,7 +248,7 @@ def _repeats(per: Per, device: Device | None, options: Options,
     if per is Per.CERTIFICATE:
         pairs = [(c, s) for c in options.certificates for s in options.stores]
         pairs += [(c, Store.TRUSTED_PUBLISHER) for c in options.publishers]
-        return [{"store": s.value, "thumbprint": certblob.thumbprint(c.der), "der": c.der} for c, s in pairs]
+        return [{"store": s.value, "thumbprint": c.thumbprint, "der": c.der} for c, s in pairs]
     if per is Per.BCD_OBJECT:
         return [{"bcd_object": guid} for guid in bcd_objects]
     return [{}]

@@ -36,11 +36,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from .. import systools
 from ..errors import InternalError, SourceError, ToolError
 from ..fsutil import atomic_path
-from . import _tools
 
 TOOL = "hivexregedit"
+_PURPOSE = "servicing Windows images reads and edits their registry hives with it"
 
 
 class RegType(IntEnum):
@@ -343,16 +344,16 @@ def parse_export(text: str) -> list[RegKey]:
 
 def _export(hive: Path, key: str, depth: int) -> list[RegKey] | None:
     """Keys from ``key`` down to ``depth`` levels (1: the key alone), or None when ``key`` is absent."""
-    out, err = _tools.run_bytes(TOOL, ["--export", "--max-depth", str(depth), os.fspath(hive), "\\" + key],
-                                what=f"reading {hive.name}", ok_codes=(0, 255))
-    text_err = _tools.decode(err)
+    done = systools.run(TOOL, ["--export", "--max-depth", str(depth), os.fspath(hive), "\\" + key],
+                        purpose=_PURPOSE, what=f"reading {hive.name}", ok_codes=(0, 255))
+    out, text_err = done.stdout, done.err
     if "path not found" in text_err:
         return None
     if text_err.strip() and not out.strip():
-        raise ToolError(f"{TOOL} could not read {hive.name}: {_tools.last_line(text_err)}",
+        raise ToolError(f"{TOOL} could not read {hive.name}: {systools.last_line(text_err)}",
                         "the hive is damaged or not a registry hive")
     try:
-        return parse_export(_tools.decode(out))
+        return parse_export(done.out)
     except ValueError as exc:
         raise ToolError(f"{TOOL} --export of {hive.name} printed what this reader cannot parse ({exc})",
                         "report it with the hive's origin") from None
@@ -516,8 +517,8 @@ def apply(hive: Path, edits: Sequence[Edit]) -> tuple[Change, ...]:
         reg = Path(scratch) / "edits.reg"
         reg.write_text(text, encoding="ascii", newline="\n")
         # --encoding only matters for "text" strings, which render_reg never writes; say it anyway.
-        _tools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg)],
-                   what=f"merging edits into {hive.name}")
+        systools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg)],
+                     purpose=_PURPOSE, what=f"merging edits into {hive.name}")
         _verify(tmp, hive.name, changes)
     return tuple(changes)
 

@@ -34,19 +34,18 @@ import hashlib
 import os
 import re
 import struct
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import log
+from .. import log, systools
 from ..errors import SourceError, ToolError, UsageError
 from ..fsutil import CHUNK, atomic_path, walk
-from . import _tools
 from .wim import require_space
 
 TOOL = "xorriso"
+_PURPOSE = "servicing rebuilds the Windows install ISO with it"
 SECTOR = 2048
 MAX_FILE = 4 * 1024**3
 """Smallest size refused: one ISO 9660 extent holds at most 4 GiB − 1 byte."""
@@ -266,8 +265,8 @@ def _unquote(text: str) -> str:
 
 def list_tree(iso: Path) -> list[IsoEntry]:
     """Every file and folder xorriso loads from ``iso`` (Rock Ridge, else Joliet, else ISO 9660 names)."""
-    out = _tools.run(TOOL, ["-report_about", "FAILURE", "-indev", os.fspath(iso), "-find", "/", "-exec", "lsdl"],
-                     what=f"listing {iso.name}").stdout
+    out = systools.run(TOOL, ["-report_about", "FAILURE", "-indev", os.fspath(iso), "-find", "/", "-exec", "lsdl"],
+                       purpose=_PURPOSE, what=f"listing {iso.name}").out
     found = []
     for line in out.splitlines():
         m = _LSDL.match(line)
@@ -322,22 +321,15 @@ _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 
 
 def _run_xorriso(args: Sequence[str], progress: log.Progress, total: int) -> None:
-    exe = _tools.which(TOOL)
-    tail: list[str] = []
-    env = {**os.environ, "LC_ALL": "C"}
-    with subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, env=env, text=True, errors="replace") as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail = [*tail[-20:], line.rstrip()]
-            if "Writing" in line and (m := _PERCENT.search(line)):
-                progress(int(total * float(m.group(1)) / 100), total)
-        code = proc.wait()
-    if code != 0:
-        problems = [t for t in tail if "FAILURE" in t or "SORRY" in t] or tail
-        raise ToolError(f"{TOOL} failed to write the ISO (exit status {code}): {_tools.last_line(problems[-1])}"
-                        if problems else f"{TOOL} failed to write the ISO (exit status {code})",
-                        "check the free space and that the input ISO is intact")
+    def on_line(line: str) -> None:
+        if "Writing" in line and (m := _PERCENT.search(line)):
+            progress(int(total * float(m.group(1)) / 100), total)
+
+    def why(tail: list[str]) -> str:  # xorriso's own verdict lines, else its last words
+        return systools.last_line("\n".join([t for t in tail if "FAILURE" in t or "SORRY" in t] or tail))
+
+    systools.stream(TOOL, args, on_line, purpose=_PURPOSE, what="writing the ISO", why=why,
+                    hint="check the free space and that the input ISO is intact")
 
 
 def repack(src: Path, out: Path, changes: Mapping[str, Path], *, require: Sequence[str] = ()) -> RepackResult:

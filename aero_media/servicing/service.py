@@ -36,6 +36,7 @@ from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from . import bcd, hive, wim
 from .edits import (
+    REGISTRY_RULES,
     DriverPackage,
     FileAdd,
     HiveFile,
@@ -51,7 +52,9 @@ from .isorepack import repack
 SCHEMA = 1
 BOOT_WIM = "sources/boot.wim"
 INSTALL_WIM = "sources/install.wim"
-MEDIA_BCDS = (HiveFile.MEDIA_BCD_BIOS, HiveFile.MEDIA_BCD_UEFI)
+# The DVD's own BCD stores: those the edits table has rules for (copied out even when no rule applies,
+# so the record lists them).
+MEDIA_BCDS = tuple(dict.fromkeys(r.hive for r in REGISTRY_RULES if ImageKind.MEDIA in r.images))
 # What a Windows 7 DVD must hold for its rebuilt ISO to install.
 REQUIRED = ("setup.exe", BOOT_WIM, INSTALL_WIM)
 MAX_SCRIPT = 1024 * 1024
@@ -277,8 +280,11 @@ def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = Tru
     with staging_dir(paths.install_media_dir) as out:
         if inputs.iso is not None:
             changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
+            media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
             for store, local in inputs.media_bcds.items():
-                edits = bcd.testsigning_edits(bcd.targets(local)) if options.testsigning else ()
+                edits = registry_edits(ImageKind.MEDIA, store, spec.contract, options,
+                                       bcd_objects=tuple(t.guid for t in bcd.targets(local))) \
+                    if store in media_hives else ()
                 done = hive.apply(local, edits)
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):

@@ -22,14 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import systools
 from ..errors import DiskError, SourceError, ToolError
 from ..fsutil import atomic_path, copy_fp_hashed
 from ..log import Progress
 from ..spec.types import Arch
-from . import _tools
 
 TOOL = "wimlib-imagex"
 _ENV = {"WIMLIB_IMAGEX_IGNORE_CASE": "1"}
+_PURPOSE = "servicing Windows images reads and updates their WIM files with it"
 # XML ARCH codes (PROCESSOR_ARCHITECTURE_*): 0 = x86, 9 = amd64; 6 (ia64) and 12 (arm64) are never Windows 7 client.
 ARCH_CODES = {0: Arch.X86, 9: Arch.AMD64}
 WINDOWS7 = (6, 1)
@@ -113,7 +114,8 @@ def _decode_xml(data: bytes) -> str:
 
 def boot_index(wim: Path) -> int:
     """The header's boot index (0: none), from ``wimlib-imagex info WIM --header``."""
-    out = _tools.run(TOOL, ["info", os.fspath(wim), "--header"], env=_ENV, what=f"reading {wim.name}").stdout
+    out = systools.run(TOOL, ["info", os.fspath(wim), "--header"], purpose=_PURPOSE, env=_ENV,
+                      what=f"reading {wim.name}").out
     match = re.search(r"^Boot Index\s*=\s*(\d+)", out, re.M)
     if match is None:
         raise ToolError(f"{TOOL} info --header printed no boot index for {wim.name}",
@@ -123,8 +125,8 @@ def boot_index(wim: Path) -> int:
 
 def images(wim: Path) -> list[WimImage]:
     """Every image of ``wim`` with its index, name, arch, version and boot flag."""
-    out, _err = _tools.run_bytes(TOOL, ["info", os.fspath(wim), "--xml"], env=_ENV, what=f"reading {wim.name}",
-                                 hint="give the sources\\boot.wim or sources\\install.wim of an intact Windows 7 ISO")
+    out = systools.run(TOOL, ["info", os.fspath(wim), "--xml"], purpose=_PURPOSE, env=_ENV, what=f"reading {wim.name}",
+                       hint="give the sources\\boot.wim or sources\\install.wim of an intact Windows 7 ISO").stdout
     xml_text = _decode_xml(out)
     return parse_info_xml(xml_text, boot_index(wim))
 
@@ -168,8 +170,9 @@ def extract(wim: Path, index: int, paths: Iterable[str], dest: Path, *, missing_
     dest.mkdir(parents=True, exist_ok=True)
     args = ["extract", os.fspath(wim), str(index), *wanted, "--dest-dir", os.fspath(dest),
             "--preserve-dir-structure", "--no-acls", "--nullglob" if missing_ok else "--no-globs"]
-    _tools.run(TOOL, args, env=_ENV, what=f"extracting from {wim.name} image {index}",
-               hint=f"check that image {index} has {', '.join(wanted)} (wimlib-imagex dir) and that the WIM is intact")
+    systools.run(TOOL, args, purpose=_PURPOSE, env=_ENV, what=f"extracting from {wim.name} image {index}",
+                 hint=f"check that image {index} has"
+                      f" {', '.join(wanted)} (wimlib-imagex dir) and that the WIM is intact")
     found = [(w, p) for w, p in ((w, find_case_insensitive(dest, w)) for w in wanted) if p is not None]
     for stored, path in found:
         _refuse_unless_regular(dest, path, f"{wim.name} image {index}: {stored}")
@@ -266,10 +269,9 @@ def _local(path: Path) -> str:
 
 def stored_path(wim: Path, index: int, path: str) -> str | None:
     """``path`` as image ``index`` spells it (found ignoring case), or None when it is absent."""
-    out, _err = _tools.run_bytes(TOOL, ["dir", os.fspath(wim), str(index), f"--path={_wim_path(path)}",
-                                        "--one-file-only"], env=_ENV, what=f"looking up {path} in {wim.name}",
-                                 ok_codes=(0, _WIMLIB_ERR_PATH_DOES_NOT_EXIST))
-    lines = _tools.decode(out).splitlines()
+    lines = systools.run(TOOL, ["dir", os.fspath(wim), str(index), f"--path={_wim_path(path)}", "--one-file-only"],
+                         purpose=_PURPOSE, env=_ENV, what=f"looking up {path} in {wim.name}",
+                         ok_codes=(0, _WIMLIB_ERR_PATH_DOES_NOT_EXIST)).out.splitlines()
     return lines[0] if lines else None
 
 
@@ -300,8 +302,8 @@ def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
         return
     fixed = [Add(c.source, resolve(wim, index, c.dest)) if isinstance(c, Add) else c for c in commands]
     script = "".join(c.line() + "\n" for c in fixed)
-    _tools.run(TOOL, ["update", os.fspath(wim), str(index)], stdin=script, env=_ENV,
-               what=f"updating {wim.name} image {index}")
+    systools.run(TOOL, ["update", os.fspath(wim), str(index)], purpose=_PURPOSE,
+                 stdin=script.encode("utf-8", "surrogateescape"), env=_ENV, what=f"updating {wim.name} image {index}")
 
 
 MARGIN = 512 * 1024 * 1024

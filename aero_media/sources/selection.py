@@ -20,20 +20,12 @@ from ..winnames import check_no_case_clash, check_relpath, split_relpath
 from .tree import Entry, EntryKind
 
 # Folder pattern per layout: {driver} the driver folder (matched case-insensitively,
-# so 'NetKVM' is driver 'netkvm'), {os} an OS folder from the spec (w7 first), {arch}
+# so 'NetKVM' is driver 'netkvm'), {os} an OS folder from the spec (default: Arch.os_dirs, w7 first), {arch}
 # one of Arch.folder_aliases. Root 'amd64/' and 'i386/' auto trees never match: they
 # start with an arch, not a driver.
 LAYOUTS: dict[str, tuple[str, ...]] = {
-    "pack-dir": ("win7", "{arch}", "{driver}"),
+    "pack-dir": tuple(MediaLayout.STAGED.value.split("/")),  # an Aero pack is laid out as our staging area
     "virtio-win": ("{driver}", "{os}", "{arch}"),
-}
-
-# The {os} folders tried when a spec names none, in this order: upstream's w7, then the
-# names older and re-mastered trees use. Server 2008 R2 is the same kernel as Windows 7,
-# and upstream hard-links its amd64 build to w7's; it has no x86 build.
-DEFAULT_OS_DIRS: dict[Arch, tuple[str, ...]] = {
-    Arch.X86: ("w7", "win7", "w7.1", "w7_1"),
-    Arch.AMD64: ("w7", "win7", "w7.1", "w7_1", "2k8R2"),
 }
 
 # Never needed on the media: debug symbols.
@@ -215,7 +207,7 @@ def _locate(by_dir: dict[str, list[Entry]], spec: Spec, pattern: tuple[str, ...]
     for drv in spec.drivers:
         for arch in spec.arches:
             tried: list[str] = []
-            os_dirs = spec.source.os_dirs.get(arch, DEFAULT_OS_DIRS[arch])
+            os_dirs = spec.source.os_dirs.get(arch, arch.os_dirs)
             for path, os_dir in _candidates(pattern, drv.name, arch, os_dirs):
                 tried.append(path + "/")
                 folder = _resolve_folder(by_dir, path, where)

@@ -21,6 +21,7 @@ from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
 from .contract import Contract, ContractRef, Device, Subsystem
+from .distnames import REPORT_SUFFIX, DistName
 from .model import (
     Checks,
     Context,
@@ -176,9 +177,11 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
             problems: list[str]) -> Source:
     s = doc.data["source"]
     os_dirs = {Arch(a): tuple(v) for a, v in s.get("os_dirs", {}).items()}
-    if "2k8R2" in os_dirs.get(Arch.X86, ()):
-        problems.append(f"{doc.where('/source/os_dirs/x86')}: 2k8R2 has no x86 build (Server 2008 R2 is 64-bit only); "
-                        "fix: list 2k8R2 under amd64 only")
+    for arch, dirs in os_dirs.items():
+        for d in dirs:
+            if d not in arch.os_dirs:  # the schema allows every arch's folders; 2k8R2 (64-bit only) is amd64's
+                problems.append(f"{doc.where(f'/source/os_dirs/{arch.value}')}: {d} has no {arch.value} "
+                                f"Windows 7 build; fix: list only {', '.join(arch.os_dirs)} under {arch.value}")
     expect = dict(s.get("expect", {}))
     for key in expect:
         _, arch, drv = key.split("/")[:3]
@@ -231,12 +234,10 @@ def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestT
               "outputs/fat_disk/volume_label": outputs.get("fat_disk", {}).get("volume_label")}
     problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
     # Every name of dist/<spec>/ and its folders, so no output lands on another (or on a folder).
-    taken: dict[str, str] = {"manifest.json": "the Guest Tools manifest", "guest-tools": "the Guest Tools folder",
-                             "install-media": "the serviced media's folder", "boot.wim": "the serviced boot.wim",
-                             "install.wim": "the serviced install.wim", "servicing.json": "the servicing record"}
+    taken: dict[str, str] = {n.value: n.what for n in DistName}
     for where, fname in names.items():
         key = fname.lower()
-        if key in taken or key.endswith(".verify.json"):
+        if key in taken or key.endswith(REPORT_SUFFIX):
             problems.append(f"{doc.where('/' + where)}: {fname!r} is already used by {taken.get(key, 'a report')}; "
                             "fix: choose a different file name")
         taken[key] = "/" + where

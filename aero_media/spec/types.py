@@ -23,6 +23,18 @@ class Arch(StrEnum):
         return ("x86", "i386") if self is Arch.X86 else ("amd64", "x64")
 
     @property
+    def os_dirs(self) -> tuple[str, ...]:
+        """The virtio-win OS folders that hold Windows 7 drivers for this arch, in the order tried.
+
+        Upstream's ``w7`` first, then the names older and re-mastered trees use. Server
+        2008 R2 (``2k8R2``) is the same kernel as Windows 7, and upstream hard-links its
+        amd64 build to w7's; it is 64-bit only, so it has no x86 folder. The one list:
+        the spec schema's ``os_dir_list`` enum is tested equal to these.
+        """
+        win7 = ("w7", "win7", "w7.1", "w7_1")
+        return win7 if self is Arch.X86 else (*win7, "2k8R2")
+
+    @property
     def x64_name(self) -> str:
         """The name Windows' own media use: x86 and x64."""
         return "x86" if self is Arch.X86 else "x64"

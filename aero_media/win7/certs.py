@@ -34,6 +34,15 @@ class Cert:
     der: bytes
     subject: str
     thumbprint: str
+    """As :func:`thumbprint` gives it (upper-case hex)."""
+
+
+def thumbprint(der: bytes) -> str:
+    """A certificate's SHA-1 thumbprint in upper-case hex, as Windows prints it (certutil, the store's key names).
+
+    The one place a thumbprint is computed; a consumer that wants another case derives it where it uses it.
+    """
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def private_key_problem(name: str, head: bytes) -> str | None:
@@ -63,7 +72,7 @@ def _cert_from_der(der: bytes, name: str) -> Cert:
     cert = x509.Certificate.load(der)
     _ = cert.native  # parse now: a broken certificate fails here, not on Windows
     return Cert(name=name, der=der, subject=cert.subject.human_friendly,
-                thumbprint=hashlib.sha1(der).hexdigest())
+                thumbprint=thumbprint(der))
 
 
 def load_cert_file(path: Path, display: str) -> Cert:
@@ -91,7 +100,8 @@ def load_cert_file(path: Path, display: str) -> Cert:
 def safe_cert_name(stem: str, thumbprint: str) -> str:
     """A media file name for a certificate: plain characters, unique by thumbprint."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:40] or "cert"
-    return f"{base}-{thumbprint[:8]}.cer"
+    # Lower case: the names shipped media have always carried (and a user types), kept so media stay the same.
+    return f"{base}-{thumbprint[:8].lower()}.cer"
 
 
 def publisher_cert(der: bytes) -> Cert:

@@ -29,6 +29,7 @@ from ..spec.contract import Device
 from ..spec.types import Arch, PlaceholderPolicy
 from . import pnp
 from .catalog import Catalog, CatalogError, EmbeddedSignature, Member, parse_catalog
+from .certs import thumbprint
 from .findings import CheckPolicy, Finding, PackageReport, Severity, sort_findings
 from .inf import AddService, Inf, Model, ModelsChoice, parse_inf
 from .pe import PeError, PeInfo, authenticode_hash, pe_info
@@ -662,8 +663,8 @@ def _check_trusted(col: _Collector, rel: str, certificate: bytes | None, check_i
     trusted = col.policy.trusted_signers
     if not trusted:
         return
-    thumb = hashlib.sha1(certificate).hexdigest().upper() if certificate else None
-    if thumb not in {t.upper() for t in trusted}:
+    thumb = thumbprint(certificate) if certificate else None
+    if thumb not in trusted:
         who = _cn(x509.Certificate.load(certificate).subject.human_friendly) if certificate else "no certificate"
         col.add(ERROR, check_id, rel, None,
                 f"{verb} by {who!r} ({thumb or 'no certificate'}), not by the test certificate this build signs with",

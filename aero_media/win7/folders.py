@@ -21,7 +21,7 @@ from .findings import CheckPolicy, PackageReport
 from .inf import AddService, Inf, parse_inf
 from .pe import PeError, pe_info
 
-_ARCH_NAMES = {"x86": Arch.X86, "i386": Arch.X86, "amd64": Arch.AMD64, "x64": Arch.AMD64}
+_ARCH_NAMES = {alias: a for a in Arch for alias in a.folder_aliases}
 _MAX_DEPTH = 6
 _OS_FOLDER = re.compile(r"(w\d+(\.\d)?|2k\d+(r2)?|xp|win7|vista)")
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
+from .. import systools
 from ..errors import ToolError, UsageError
 from ..systools import debian_package
 from .catalog import CatalogError, parse_catalog
@@ -45,6 +45,8 @@ MIN_VERSION = (2, 4)
 DIGEST = "sha1"
 """Windows 7 without KB3033929, and Windows 7 Setup, verify SHA-1 signatures only."""
 DEBIAN_PACKAGE = debian_package("osslsigncode")
+_TOOL = "osslsigncode"
+_PURPOSE = f"signing the catalogs and drivers needs it, version {'.'.join(map(str, MIN_VERSION))} or newer"
 TIMEOUT = 300
 _CODE_SIGNING = "code_signing"
 _ANY_EKU = "any_extended_key_usage"
@@ -61,18 +63,10 @@ class Osslsigncode:
     @classmethod
     def find(cls, program: str = "osslsigncode") -> Osslsigncode:
         """Locate ``program`` (a name on PATH or a path) and check its version; :class:`ToolError` otherwise."""
-        path = shutil.which(program)
-        if path is None:
-            raise ToolError(f"{program} is not installed; it signs the catalogs and drivers "
-                            f"(version {_dotted(MIN_VERSION)} or newer)",
-                            f"install it: apt-get install {DEBIAN_PACKAGE} (Debian/Ubuntu)")
-        try:
-            done = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace",
-                                  stdin=subprocess.DEVNULL, timeout=30, env=_env())
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{path} --version failed ({type(exc).__name__}: {exc})",
-                            f"reinstall it: apt-get install {DEBIAN_PACKAGE}") from None
-        m = re.search(r"osslsigncode\s+(\d+)\.(\d+)", done.stdout + done.stderr)
+        path = systools.find_tool(_TOOL, _PURPOSE, program=program)
+        done = systools.run(_TOOL, ["--version"], purpose=_PURPOSE, program=path, env=_ENV, timeout=30,
+                            what="telling its version", ok_codes=None)
+        m = re.search(r"osslsigncode\s+(\d+)\.(\d+)", done.out + done.err)
         if m is None:
             raise ToolError(f"{path} does not say which osslsigncode version it is",
                             f"install osslsigncode {_dotted(MIN_VERSION)} or newer: apt-get install {DEBIAN_PACKAGE}")
@@ -192,9 +186,8 @@ def _dotted(version: tuple[int, int]) -> str:
     return ".".join(map(str, version))
 
 
-def _env() -> dict[str, str]:
-    # Fixed locale for the messages we parse, UTC so nothing depends on the caller's TZ.
-    return {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+# UTC, so nothing depends on the caller's time zone (the runner fixes the locale).
+_ENV = {"TZ": "UTC"}
 
 
 def _reason(stderr: str, stdout: str) -> str:
@@ -218,23 +211,17 @@ def _workdir(dest: Path) -> Iterator[Path]:
 
 
 def _sign(tool: Osslsigncode, key: SigningKey, src: Path, out: Path, signing_time: int, what: str) -> None:
-    args = [tool.path, "sign", "-certs", str(key.cert), "-key", str(key.key)]
+    args = ["sign", "-certs", str(key.cert), "-key", str(key.key)]
     if key.password_file is not None:
         args += ["-readpass", str(key.password_file)]
     args += ["-h", DIGEST, "-time", str(signing_time), "-in", str(src), "-out", str(out)]
-    try:
-        # No terminal and no stdin: an encrypted key without password_file fails instead of prompting.
-        done = subprocess.run(args, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
-                              start_new_session=True, timeout=TIMEOUT, env=_env())
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"osslsigncode did not finish signing {what} within {TIMEOUT} s",
-                        "check that the key needs no pass phrase (or give its password file)") from None
-    except OSError as exc:
-        raise ToolError(f"cannot run {tool.path} ({exc.strerror})",
-                        f"reinstall it: apt-get install {DEBIAN_PACKAGE}") from None
+    # No terminal and no stdin: an encrypted key without password_file fails instead of prompting.
+    done = systools.run(_TOOL, args, purpose=_PURPOSE, program=tool.path, env=_ENV, timeout=TIMEOUT,
+                        new_session=True, what=f"signing {what}", ok_codes=None,
+                        hint="check that the key needs no pass phrase (or give its password file)")
     if done.returncode != 0 or not out.is_file():
         raise ToolError(f"osslsigncode could not sign {what} (exit {done.returncode}): "
-                        f"{_reason(done.stderr, done.stdout)}",
+                        f"{_reason(done.err, done.out)}",
                         "check that the key belongs to the certificate and is unencrypted (or give its password "
                         "file)")
 

@@ -44,7 +44,7 @@ def test_certificate_is_what_windows_7_test_signing_needs(made):
     assert critical == {"basic_constraints": True, "key_usage": True, "extended_key_usage": False,
                         "key_identifier": False}
     assert cert.key_identifier == hashlib.sha1(cert.public_key["public_key"].contents[1:]).digest()
-    assert made.thumbprint == hashlib.sha1(made.cer.read_bytes()).hexdigest()
+    assert made.thumbprint == hashlib.sha1(made.cer.read_bytes()).hexdigest().upper()  # as Windows prints it
 
 
 def test_certificate_signature_verifies_with_its_own_key(made):
@@ -68,6 +68,8 @@ def test_files_for_osslsigncode_signtool_and_the_media(made):
     # The media take the .cer and the PEM certificate, never the key.
     assert load_cert_file(made.cer, "t.cer").thumbprint == made.thumbprint
     assert load_cert_file(made.cert_pem, "t.cert.pem").thumbprint == made.thumbprint
+    # The media file name carries the thumbprint's start in lower case, as shipped media always have.
+    assert load_cert_file(made.cer, "t.cer").name == f"{made.cer.stem}-{made.thumbprint[:8].lower()}.cer"
     with pytest.raises(SourceError, match="holds a PEM private key"):
         load_cert_file(made.key_pem, "t.key.pem")
 

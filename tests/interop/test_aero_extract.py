@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aero_media.sources.selection import DEFAULT_OS_DIRS, select
+from aero_media.sources.selection import select
 from aero_media.sources.tree import DirTree
 from aero_media.spec.load import spec_from_mapping
 from aero_media.spec.model import Context
@@ -97,11 +97,11 @@ def test_2k8r2_serves_amd64_only_and_w7_wins(tmp_path: Path) -> None:
     sel = select(DirTree(root).entries(), _spec(tmp_path, root), "tree")  # type: ignore[arg-type]
     assert {p.source_dir for p in sel.packages} == {"viostor/w7/x86", "viostor/2k8R2/amd64"}
     # All names present: the table's order decides, w7 first.
-    for os_dir in DEFAULT_OS_DIRS[Arch.AMD64]:
+    for os_dir in Arch.AMD64.os_dirs:
         package(root / "viostor" / os_dir / "amd64", "viostor", "amd64")
     sel = select(DirTree(root).entries(), _spec(tmp_path, root), "tree")  # type: ignore[arg-type]
     assert {p.source_dir for p in sel.for_arch(Arch.AMD64)} == {"viostor/w7/amd64"}
-    assert "2k8R2" not in DEFAULT_OS_DIRS[Arch.X86]
+    assert "2k8R2" not in Arch.X86.os_dirs
 
 
 def test_extract_from_a_checkout_copy_without_specs(iso: Path, tmp_path: Path) -> None:

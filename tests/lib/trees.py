@@ -6,6 +6,8 @@ from pathlib import Path
 
 from aero_media.devtools.pestub import build_pe
 from aero_media.devtools.samplepack import placeholder_catalog, sample_inf
+from aero_media.media.notices import NOTICES_NAME
+from aero_media.paths import MediaLayout
 from aero_media.spec.load import load_contract
 from aero_media.win7.pe import MACHINE_AMD64, MACHINE_I386
 
@@ -40,7 +42,7 @@ def make_pack(root: Path, drivers: dict[str, tuple[str, ...]], notices: bool = T
     """Aero layout: ``win7/<arch>/<driver>/``; ``drivers`` maps driver -> arches present."""
     for driver, arches in drivers.items():
         for arch in arches:
-            package(root / "win7" / arch / driver, driver, arch)
+            package(root / MediaLayout.STAGED.driver_dir(arch, driver), driver, arch)
     if notices:
-        (root / "THIRD_PARTY_NOTICES.md").write_bytes(NOTICES)
+        (root / NOTICES_NAME).write_bytes(NOTICES)
     return root

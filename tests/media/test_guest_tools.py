@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from aero_media.media.notices import NOTICES_NAME
 from aero_media.media.verify import read_iso
+from aero_media.paths import MediaLayout
 from aero_media.spec.load import load_contract
 from tests.lib.drivers_fixtures import write_package
 from tests.lib.project import REPO, make_project, run_doit, write_spec
@@ -37,8 +39,9 @@ def signed_pack(root: Path) -> Path:
     contract = load_contract(REPO / "specs/devices.yaml")
     for arch in ("x86", "amd64"):
         for d in DRIVERS:
-            write_package(root / "win7" / arch / d["name"], d["name"], contract.device(d["device"]), arch)
-    (root / "THIRD_PARTY_NOTICES.md").write_text("# notices\n")
+            write_package(root / MediaLayout.STAGED.driver_dir(arch, d["name"]), d["name"],
+                          contract.device(d["device"]), arch)
+    (root / NOTICES_NAME).write_text("# notices\n")
     return root
 
 

@@ -91,6 +91,7 @@ def test_every_package_template_is_used_and_renders(contract: Contract) -> None:
         ({"certs": []}, "at least one certificate"),
         ({"trust_certs": ["red hat.cer"]}, "safe in cmd.exe"),
         ({"cert_thumbprints": {"aero-test.cer": "12"}}, "40 hex"),
+        ({"cert_thumbprints": {"aero-test.cer": TEST_THUMB.lower()}}, "upper case"),
         ({"cert_thumbprints": {"other.cer": TEST_THUMB}}, "not on the media"),
     ],
 )

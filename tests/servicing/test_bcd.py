@@ -15,7 +15,9 @@ import pytest
 from aero_media.errors import SourceError
 from aero_media.servicing import bcd, hive
 from aero_media.servicing.bcd import Role, Target
-from aero_media.servicing.hive import RegType, RegValue, SetValue
+from aero_media.servicing.edits import HiveFile, ImageKind, Options, registry_edits
+from aero_media.servicing.hive import Edit, RegType, RegValue, SetValue
+from aero_media.spec.contract import Contract
 from tests.lib import win7image
 
 pytestmark = pytest.mark.usefixtures("hivex")
@@ -33,13 +35,19 @@ def test_the_template_has_no_loader_of_its_own(tmp_path: Path) -> None:
     assert [t.role for t in bcd.targets(store)] == [Role.GLOBAL_SETTINGS, Role.BOOTLOADER_SETTINGS]
 
 
-def test_testsigning_is_a_one_byte_reg_binary_as_windows_writes_it(tmp_path: Path) -> None:
+def _testsigning(store: Path, contract: Contract) -> tuple[Edit, ...]:
+    """The edits the servicing table gives the DVD's ``boot\\BCD`` for test mode, on the objects found in it."""
+    return registry_edits(ImageKind.MEDIA, HiveFile.MEDIA_BCD_BIOS, contract, Options(testsigning=True),
+                          bcd_objects=[t.guid for t in bcd.targets(store)])
+
+
+def test_testsigning_is_a_one_byte_reg_binary_as_windows_writes_it(tmp_path: Path, contract: Contract) -> None:
     store = win7image.bcd_hive(tmp_path / "BCD", default=True)
     found = bcd.targets(store)
-    changes = hive.apply(store, bcd.testsigning_edits(found))
+    changes = hive.apply(store, _testsigning(store, contract))
     assert [c.key for c in changes] == [f"Objects\\{t.guid}\\Elements\\16000049" for t in found]
     for t in found:
-        key = bcd.element_key(t.guid, bcd.TESTSIGNING)
+        key = f"Objects\\{t.guid}\\Elements\\16000049"
         text = subprocess.run(["hivexregedit", "--export", str(store), "\\" + key], capture_output=True, text=True,
                               check=True).stdout
         assert '"Element"=hex(3):01' in text.splitlines()
@@ -47,9 +55,9 @@ def test_testsigning_is_a_one_byte_reg_binary_as_windows_writes_it(tmp_path: Pat
         assert raw == b"\x01"
     regipy = pytest.importorskip("regipy.registry")
     values = regipy.RegistryHive(str(store)).get_key(
-        "\\" + bcd.element_key(win7image.DEFAULT_LOADER, bcd.TESTSIGNING)).get_values()
+        f"\\Objects\\{win7image.DEFAULT_LOADER}\\Elements\\16000049").get_values()
     assert [(v.name, v.value_type, v.value) for v in values] == [("Element", "REG_BINARY", b"\x01")]
-    assert not any(c.changed for c in hive.apply(store, bcd.testsigning_edits(found)))
+    assert not any(c.changed for c in hive.apply(store, _testsigning(store, contract)))
 
 
 def test_the_boolean_is_not_aeros_12_byte_form() -> None:

@@ -21,7 +21,9 @@ import pytest
 from aero_media.errors import SourceError
 from aero_media.servicing import certblob, hive
 from aero_media.servicing.certblob import Store
-from aero_media.servicing.hive import RegType
+from aero_media.servicing.edits import HiveFile, ImageKind, Options, registry_edits
+from aero_media.servicing.hive import RegType, SetValue
+from aero_media.spec.contract import Contract
 from aero_media.win7.certs import Cert
 from tests.lib import win7image
 from tests.lib.needs import need, need_tool
@@ -50,17 +52,27 @@ def test_parser_refuses_what_is_not_the_layout(cert: Cert) -> None:
         certblob.serialized_cert(b"-----BEGIN CERTIFICATE-----")
 
 
-def test_registry_location_is_the_store_and_the_upper_case_thumbprint(cert: Cert) -> None:
-    edit = certblob.store_edit(Store.TRUSTED_PUBLISHER, cert.der)
-    assert edit.key == f"Microsoft\\SystemCertificates\\TrustedPublisher\\Certificates\\{cert.thumbprint.upper()}"
-    assert certblob.certificate_key(Store.ROOT, cert.der).split("\\")[2] == "ROOT"
+def _store_edit(store: Store, cert: Cert, contract: Contract) -> SetValue:
+    """The edit the servicing table gives an install image's SOFTWARE hive for ``cert`` in ``store``."""
+    found = registry_edits(ImageKind.INSTALL, HiveFile.SOFTWARE, contract,
+                           Options(certificates=(cert,), stores=(store,)))
+    [edit] = [e for e in found if "\\Certificates\\" in e.key]
+    assert isinstance(edit, SetValue)
+    return edit
+
+
+def test_registry_location_is_the_store_and_the_upper_case_thumbprint(cert: Cert, contract: Contract) -> None:
+    edit = _store_edit(Store.TRUSTED_PUBLISHER, cert, contract)
+    upper = hashlib.sha1(cert.der).hexdigest().upper()
+    assert edit.key == f"Microsoft\\SystemCertificates\\TrustedPublisher\\Certificates\\{upper}"
+    assert _store_edit(Store.ROOT, cert, contract).key.split("\\")[2] == "ROOT"
     assert (edit.value.name, edit.value.type) == ("Blob", RegType.BINARY)
 
 
-def test_the_blob_survives_an_offline_hive(cert: Cert, tmp_path: Path) -> None:
+def test_the_blob_survives_an_offline_hive(cert: Cert, contract: Contract, tmp_path: Path) -> None:
     need_tool("hivexregedit", "to edit the test hive")
     software = win7image.software_hive(tmp_path / "SOFTWARE")
-    edit = certblob.store_edit(Store.ROOT, cert.der)
+    edit = _store_edit(Store.ROOT, cert, contract)
     hive.apply(software, [edit])
     stored = hive.read_value(software, edit.key, "blob")
     assert stored is not None and stored.data == certblob.serialized_cert(cert.der)
@@ -124,10 +136,11 @@ def _count(wine: _Wine, cert: Cert, key_name: str, blob: bytes) -> int:
 
 
 @pytest.mark.wine
-def test_wine_crypt32_loads_our_blob_and_finds_it_by_hash(wine: _Wine, cert: Cert, tmp_path: Path) -> None:
+def test_wine_crypt32_loads_our_blob_and_finds_it_by_hash(wine: _Wine, cert: Cert, contract: Contract,
+                                                         tmp_path: Path) -> None:
     need_tool("hivexregedit", "to edit the test hive")
     software = win7image.software_hive(tmp_path / "SOFTWARE")
-    edit = certblob.store_edit(Store.TRUSTED_PUBLISHER, cert.der)
+    edit = _store_edit(Store.TRUSTED_PUBLISHER, cert, contract)
     hive.apply(software, [edit])
     stored = hive.read_value(software, edit.key, "Blob")  # the bytes as they are in the offline hive
     assert stored is not None and isinstance(stored.data, bytes)
@@ -137,8 +150,8 @@ def test_wine_crypt32_loads_our_blob_and_finds_it_by_hash(wine: _Wine, cert: Cer
 @pytest.mark.wine
 def test_wine_crypt32_loads_nothing_from_raw_der_or_a_lower_case_key(wine: _Wine, cert: Cert) -> None:
     # The negative controls: the program and the store work, these Blobs/keys do not.
-    assert _count(wine, cert, certblob.thumbprint(cert.der), cert.der) == 0
-    assert _count(wine, cert, certblob.thumbprint(cert.der).lower(), certblob.serialized_cert(cert.der)) == 0
+    assert _count(wine, cert, cert.thumbprint, cert.der) == 0
+    assert _count(wine, cert, cert.thumbprint.lower(), certblob.serialized_cert(cert.der)) == 0
     # The certificate entry alone loads too (docs/windows7-facts.md#certificate-blobs); we add the hash
     # entry on top.
-    assert _count(wine, cert, certblob.thumbprint(cert.der), certblob.serialized_cert(cert.der)[32:]) == 1 + FOUND
+    assert _count(wine, cert, cert.thumbprint, certblob.serialized_cert(cert.der)[32:]) == 1 + FOUND

@@ -8,6 +8,7 @@ read back with ``hivexget``/regipy after a round trip through ``wimlib-imagex``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from aero_media.errors import InternalError, SourceError
 from aero_media.servicing import bcd, certblob, edits, hive, wim
 from aero_media.servicing.edits import DriverPackage, FileAdd, HiveFile, ImageKind, Options, ScriptAdd
-from aero_media.servicing.hive import AppendToList, RegType, RegValue
+from aero_media.servicing.hive import AppendToList, RegType, RegValue, SetValue
 from aero_media.spec.contract import Contract
 from aero_media.spec.types import Arch
 from aero_media.win7 import pnp
@@ -78,15 +79,17 @@ def test_software_edits_append_device_path_and_store_each_certificate(contract: 
     assert device_path == AppendToList("Microsoft\\Windows\\CurrentVersion",
                                        RegValue.expand_sz("DevicePath", "%SystemRoot%\\Drivers\\Aero"),
                                        default="%SystemRoot%\\inf")
-    assert stores == [certblob.store_edit(s, cert.der) for s in (certblob.Store.ROOT,
-                                                                 certblob.Store.TRUSTED_PUBLISHER)]
+    blob = RegValue.binary("Blob", certblob.serialized_cert(cert.der))
+    upper = hashlib.sha1(cert.der).hexdigest().upper()  # Windows names the key by the upper-case thumbprint
+    assert stores == [SetValue(f"Microsoft\\SystemCertificates\\{s}\\Certificates\\{upper}", blob)
+                      for s in ("ROOT", "TrustedPublisher")]
 
 
 def test_bcd_edits_follow_the_objects_found(contract: Contract) -> None:
     found = edits.registry_edits(ImageKind.MEDIA, HiveFile.MEDIA_BCD_BIOS, contract, Options(testsigning=True),
                                  bcd_objects=[bcd.GLOBAL_SETTINGS, win7image.DEFAULT_LOADER])
-    assert found == bcd.testsigning_edits([bcd.Target(bcd.GLOBAL_SETTINGS, bcd.Role.GLOBAL_SETTINGS),
-                                           bcd.Target(win7image.DEFAULT_LOADER, bcd.Role.DEFAULT)])
+    assert found == tuple(SetValue(f"Objects\\{guid}\\Elements\\16000049", RegValue.binary("Element", b"\x01"))
+                          for guid in (bcd.GLOBAL_SETTINGS, win7image.DEFAULT_LOADER))
     assert edits.registry_edits(ImageKind.MEDIA, HiveFile.MEDIA_BCD_BIOS, contract, Options()) == ()
     with pytest.raises(InternalError, match="needs the BCD objects"):
         edits.registry_edits(ImageKind.INSTALL, HiveFile.BCD_TEMPLATE, contract, Options(testsigning=True))
@@ -182,14 +185,14 @@ def test_the_whole_table_applied_to_an_install_image(contract: Contract, cert: C
                               capture_output=True, text=True, check=True).stdout == "viostor\n"
     regipy = pytest.importorskip("regipy.registry")
     software = regipy.RegistryHive(str(out / HiveFile.SOFTWARE.value))
-    blob_key = certblob.certificate_key(certblob.Store.TRUSTED_PUBLISHER, cert.der)
+    blob_key = f"Microsoft\\SystemCertificates\\TrustedPublisher\\Certificates\\{cert.thumbprint}"
     assert [v.value for v in software.get_key("\\" + blob_key).get_values()] == [certblob.serialized_cert(cert.der)]
     device_path = {v.name: v for v in software.get_key("\\Microsoft\\Windows\\CurrentVersion").get_values()}
     assert (device_path["DevicePath"].value_type, device_path["DevicePath"].value) == (
         "REG_EXPAND_SZ", "%SystemRoot%\\inf;%SystemRoot%\\Drivers\\Aero")
     template = out / HiveFile.BCD_TEMPLATE.value
     for guid in (bcd.GLOBAL_SETTINGS, bcd.BOOTLOADER_SETTINGS):
-        element = hive.read_value(template, bcd.element_key(guid, bcd.TESTSIGNING), "Element")
+        element = hive.read_value(template, f"Objects\\{guid}\\Elements\\16000049", "Element")
         assert element == RegValue(bcd.ELEMENT_VALUE, RegType.BINARY, b"\x01")
     assert (out / "Windows/System32/drivers/viostor.sys").read_bytes() == b"viostor.sys stand-in\n"
     assert sorted(p.name for p in (out / "Windows/Drivers/Aero").iterdir()) == ["netkvm", "viostor"]
