@@ -22,7 +22,7 @@ from .paths import SpecPaths
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
-from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Vocabulary
+from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
 
@@ -35,7 +35,7 @@ BUILD_ISO_FLAGS = Vocabulary("build-iso", {
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
-    "outputs.guest_tools.signing_policy": _SIGNING,
+    "signing.policy": _SIGNING,
     "drivers.required": Flag("--require-arch", "build only for the arch the tree has, with --require-arch"),
     "target.arches": Flag("--require-arch", "choose the arches with --require-arch"),
     "outputs.drivers_iso.volume_label": Flag("--label", "pass another --label"),
@@ -53,17 +53,17 @@ EXTRACT_FLAGS = Vocabulary("extract", {
 SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "install_media.path": Flag("--windows-iso", "pass a Windows 7 install ISO with --windows-iso"),
     "install_media.filename": Flag("--output", "give --output another file name"),
-    "outputs.guest_tools.certs": Flag("--cert", "give --cert the test certificate (.cer)"),
+    "signing.certs": Flag("--cert", "give --cert the test certificate (.cer)"),
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
-    "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
+    "signing.policy": Flag("--testsigning", "pass --testsigning with --cert"),
     "drivers.required": Flag("--arch", "give --arch the arch of the Windows 7 image"),
     "target.arches": Flag("--arch", "give --arch the arch of the Windows 7 image"),
 })
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
-    "outputs.guest_tools.signing_policy": _SIGNING,
+    "signing.policy": _SIGNING,
 })
 DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
                    ("vioinput", "virtio-input", False), ("viosnd", "virtio-snd", False))
@@ -117,12 +117,12 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, voca
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
         "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error",
                    "allow_sha256_only": bool(args.allow_sha256_only)},
-        "outputs": {"drivers_iso": {"volume_label": _given(getattr(args, "label", None), "AERO_VIRTIO"),
-                                    "winpe_drivers": not args.no_winpe_drivers},
+        "signing": {"policy": args.signing_policy},
+        "media": {"winpe_drivers": not args.no_winpe_drivers},
+        "outputs": {"drivers_iso": {"volume_label": _given(getattr(args, "label", None), "AERO_VIRTIO")},
                     # `--size-mib 0` and `--label ""` are values to check, not "use the default".
                     "fat_disk": {"volume_label": _given(getattr(args, "fat_label", None), "AERO"),
-                                 "size_mib": _given(getattr(args, "size_mib", None), "auto")},
-                    "guest_tools": {"signing_policy": args.signing_policy}},
+                                 "size_mib": _given(getattr(args, "size_mib", None), "auto")}},
     }
     return spec_from_mapping(data, ctx, vocabulary, contract)
 
@@ -239,10 +239,10 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
             "target": {"arches": [args.arch]},
             "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
             "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error"},
-            "outputs": {"guest_tools": {"signing_policy": "test" if args.testsigning else "none",
-                                        "certs": [str(Path(c).absolute()) for c in args.cert]}},
-            "install_media": {"path": str(iso.absolute()), "filename": output.name,
-                              "winpe_drivers": not args.no_winpe_drivers},
+            "signing": {"policy": "test" if args.testsigning else "none",
+                        "certs": [str(Path(c).absolute()) for c in args.cert]},
+            "media": {"winpe_drivers": not args.no_winpe_drivers},
+            "install_media": {"path": str(iso.absolute()), "filename": output.name},
         }
         spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
         stage_arch(spec, ctx, Arch(args.arch), epoch)
@@ -297,8 +297,7 @@ def cmd_list_specs(args: argparse.Namespace) -> int:
 def cmd_show_spec(args: argparse.Namespace) -> int:
     """Print a spec as the pipeline resolved it (JSON)."""
     spec = _find_spec(_ctx(args), args.name)
-    slices = {stage: spec.fingerprint(stage) for stage in ("fetch", "extract", "stage", "notices", "drivers_iso",
-                                                             "verify", "guest_tools")}
+    slices = {stage.value: spec.fingerprint(stage) for stage in Stage}
     out = {"name": spec.name, "file": spec.display, "default": spec.default, "slices": slices}
     print(json.dumps(out, indent=2, sort_keys=True, default=str))
     return 0

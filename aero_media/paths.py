@@ -130,7 +130,7 @@ class SpecPaths:
     @property
     def signing_cert(self) -> Path | None:
         """The certificate the build signs with, None when the spec does not sign."""
-        sig = self.spec.signing
+        sig = self.spec.signing.signer
         if sig is None:
             return None
         return self.signing_dir / f"{GENERATED_CERT}.cer" if sig.generate else sig.cert

@@ -47,7 +47,7 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = N
     stages = stage_manifests(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
     files, records = staged_media(paths, stages, notices)
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         winpe_files, winpe_records = winpe_media(spec, paths, stages)
         files += winpe_files
         records += winpe_records
@@ -94,7 +94,7 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
     for m in stages:
         for f in m.files:
             files[f.path] = (f.record, f"stage manifest {m.arch.value}")
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         for m in stages:
             for f in m.files:
                 files[MediaLayout.WINPE.relocate(f.path)] = (replace(f.record, path=MediaLayout.WINPE.relocate(f.path)),

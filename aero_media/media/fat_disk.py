@@ -43,7 +43,7 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
     paths = SpecPaths(spec, ctx)
     stages = stage_manifests(spec, paths)
     files, records = staged_media(paths, stages, NoticesManifest.read(paths.notices_manifest), MediaLayout.FAT_DISK)
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         more, more_records = winpe_media(spec, paths, stages)
         files += more
         records += more_records

@@ -59,7 +59,7 @@ def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: Sequence
     test_names = {c.name for c in test_certs}
     try:
         return render_guest_tools_scripts(
-            spec.contract, drivers, signing_policy=gt.signing_policy,
+            spec.contract, drivers, signing_policy=spec.signing.policy,
             certs=[c.name for c in test_certs], trust_certs=[c.name for c in trust if c.name not in test_names],
             sha256_only=sha256_only, version=gt.version, build_id=gt.build_id, label=gt.volume_label,
             # Thumbprints from here, so setup never parses certutil's (localised) output.
@@ -96,7 +96,7 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
         package=PackageIdentity(GuestToolsManifest.PACKAGE_NAME, gt.version, gt.build_id, epoch),
         spec=spec.name,
         volume_label=gt.volume_label,
-        signing_policy=gt.signing_policy,
+        signing_policy=spec.signing.policy,
         certs=tuple(CertRecord(f"certs/{c.name}", c.subject, c.thumbprint,
                                ("Root", "TrustedPublisher") if c in test_certs else ("TrustedPublisher",))
                     for c in shipped.values()),

@@ -283,7 +283,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = Tru
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):
                     changes[store.value] = local
-            if media.winpe_drivers:
+            if spec.media.winpe_drivers:
                 for pkg in packages:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder

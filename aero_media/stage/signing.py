@@ -47,7 +47,7 @@ def signer_thumbprint(spec: Spec, ctx: Context) -> str:
 def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
     """The certificate and key to sign with, the key as a path osslsigncode reads (a private temp file for PEM
     text from the environment, removed afterwards)."""
-    sig = spec.signing
+    sig = spec.signing.signer
     assert sig is not None
     paths = SpecPaths(spec, ctx)
     cert = paths.signing_cert

@@ -80,7 +80,7 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch, epoch: int) -> StageManifes
             raise SourceError("\n".join(f"{spec.display}: {p}" for p in problems),
                               "the source differs from the pinned payload: check it, then update source.expect")
         trusted: tuple[str, ...] = ()
-        if spec.signing is not None:
+        if spec.signing.signer is not None:
             files = sign_packages(spec, ctx, arch, tmp, packages, files, epoch)
             copied = [sorted((f for f in files.values() if f.path.startswith(pkg.staged_dir + "/")),
                              key=lambda f: f.path.casefold()) for pkg in packages]

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..paths import SpecPaths
 from ..sources.tree import DirTree, EntryKind
 from ..spec.load import CONTRACT_FILE, data_file, load_each
 from ..spec.model import Context, Spec
+from ..spec.types import Stage
 from ..spec.yamldoc import raise_problems
 from .checker import ContentChecker
 from .depfile import BACKEND_NAME
@@ -150,32 +152,32 @@ def _epoch() -> int:
 # The stage function each task runs, as "module:function". Modules are imported when the
 # action runs, not when tasks are generated: a no-op run loads only the specs, and in a
 # cold build the imports overlap with the ISO's background hash.
-STAGES = {
-    "fetch": "aero_media.sources.fetch:fetch_stage",
-    "prove": "aero_media.sources.fetch:prove_stage",
-    "extract": "aero_media.sources.extract:extract_stage",
-    "expand": "aero_media.devtools.standins:expand_stage",
-    "stage": "aero_media.stage.staging:stage_arch",
-    "signing_cert": "aero_media.devtools.testcert:generate_signing_pair",
-    "notices": "aero_media.media.notices:build_notices",
-    "drivers_iso": "aero_media.media.drivers_iso:build_drivers_iso",
-    "verify": "aero_media.media.drivers_iso:verify_drivers_iso",
-    "fat_disk": "aero_media.media.fat_disk:build_fat_disk",
-    "verify_fat_disk": "aero_media.media.fat_disk:verify_fat_disk",
-    "guest_tools": "aero_media.media.guest_tools:build_guest_tools",
-    "service": "aero_media.servicing.service:service_media",
-    "verify_guest_tools": "aero_media.media.guest_tools:verify_guest_tools",
+STAGES: dict[Stage, str] = {
+    Stage.FETCH: "aero_media.sources.fetch:fetch_stage",
+    Stage.PROVE: "aero_media.sources.fetch:prove_stage",
+    Stage.EXTRACT: "aero_media.sources.extract:extract_stage",
+    Stage.EXPAND: "aero_media.devtools.standins:expand_stage",
+    Stage.STAGE: "aero_media.stage.staging:stage_arch",
+    Stage.SIGNING_CERT: "aero_media.devtools.testcert:generate_signing_pair",
+    Stage.NOTICES: "aero_media.media.notices:build_notices",
+    Stage.DRIVERS_ISO: "aero_media.media.drivers_iso:build_drivers_iso",
+    Stage.VERIFY: "aero_media.media.drivers_iso:verify_drivers_iso",
+    Stage.FAT_DISK: "aero_media.media.fat_disk:build_fat_disk",
+    Stage.VERIFY_FAT_DISK: "aero_media.media.fat_disk:verify_fat_disk",
+    Stage.GUEST_TOOLS: "aero_media.media.guest_tools:build_guest_tools",
+    Stage.SERVICE: "aero_media.servicing.service:service_media",
+    Stage.VERIFY_GUEST_TOOLS: "aero_media.media.guest_tools:verify_guest_tools",
 }
 
 
-def stage_function(stage: str) -> Callable[..., Any]:
+def stage_function(stage: Stage) -> Callable[..., Any]:
     """Import and return the function a stage runs."""
     module, _, name = STAGES[stage].partition(":")
     fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
     return fn
 
 
-def run_stage(stage: str, *args: Any, writes: str | None = None) -> Callable[[], TaskFailed | None]:
+def run_stage(stage: Stage, *args: Any, writes: str | None = None) -> Callable[[], TaskFailed | None]:
     """Wrap a stage function as a doit action that fails with our one-line error.
 
     ``writes`` names the task's output for errors that name no file (a full disk
@@ -246,26 +248,33 @@ def _group(fn: Callable[..., Any]) -> Task:
     return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
 
 
-def _subtask(spec: Spec, stage: str, doc: str, args: tuple[Any, ...], file_dep: list[Any] | None,
+def _subtask(spec: Spec, stage: Stage, doc: str, args: tuple[Any, ...], file_dep: list[Any] | None,
              targets: list[Any], *,
-             name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None, reads: str | None = None,
+             name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None,
              **fingerprint_extra: Any) -> Task:
     """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes.
 
-    ``reads`` names the slice of the spec the stage reads (default: the stage's own).
     ``file_dep`` None means the inputs could not be listed: the task always runs.
     """
     code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=_code_memo())
-    fingerprint = {"stage": stage, "spec": spec.fingerprint(reads or stage), "code": code, **fingerprint_extra}
+    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
     return {
         "name": name or spec.name,
         "doc": doc,
         "actions": [run_stage(stage, *args, writes=relpath_for_humans(targets[0]) if targets else None)],
-        "file_dep": sorted({str(f) for f in file_dep or ()}),
-        "targets": [str(t) for t in targets],
+        "file_dep": sorted({_in_project(f) for f in file_dep or ()}),
+        "targets": [_in_project(t) for t in targets],
         "uptodate": [config_changed(fingerprint), *(uptodate or []), *([False] if file_dep is None else [])],
         "clean": _removing(*map(Path, targets)) if clean is True else clean,
     }
+
+
+def _in_project(path: Path | str) -> str:
+    """A file as doit's state names it: relative to the project (doit runs there), so the dep file holds
+    no absolute path and a moved checkout stays up to date; a file outside the project keeps its path."""
+    here = Path(os.path.abspath(path))
+    root = Path.cwd()
+    return here.relative_to(root).as_posix() if here.is_relative_to(root) else str(path)
 
 
 def _removing(*paths: Path) -> list[Any]:
@@ -284,7 +293,7 @@ def task_fetch() -> Iterator[Task]:
         # The ISO is neither a file_dep (doit would hash 600 MB to save its state) nor a
         # target (several specs share one download, and `doit clean` never deletes it):
         # fetch reruns when its record no longer describes the ISO on disk.
-        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", (spec, ctx),
+        yield _subtask(spec, Stage.FETCH, f"fetch the ISO of {spec.name}", (spec, ctx),
                        [], [p.fetch_record], clean=_removing(p.fetch_record),
                        uptodate=[functools.partial(_still_current, spec, ctx)])
 
@@ -297,7 +306,7 @@ def task_extract() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", (spec, ctx),
+        yield _subtask(spec, Stage.EXTRACT, f"extract Windows 7 drivers for {spec.name}", (spec, ctx),
                        [p.fetch_record], [p.provenance], clean=_removing(p.extract_dir, p.provenance))
 
 
@@ -309,8 +318,8 @@ def task_prove() -> Iterator[Task]:
         if not spec.source.is_iso:
             continue
         p = SpecPaths(spec, ctx)
-        task = _subtask(spec, "prove", f"prove the ISO of {spec.name}", (spec, ctx),
-                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record), reads="fetch")
+        task = _subtask(spec, Stage.PROVE, f"prove the ISO of {spec.name}", (spec, ctx),
+                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
         # Scheduled after staging, so the background hash fetch started overlaps with it.
         task["task_dep"] = [f"stage:{spec.name}:{a.value}" for a in spec.arches]
         yield task
@@ -324,7 +333,7 @@ def task_expand() -> Iterator[Task]:
         if not spec.source.stand_ins:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "expand", f"expand the stand-ins of {spec.name}", (spec, ctx),
+        yield _subtask(spec, Stage.EXPAND, f"expand the stand-ins of {spec.name}", (spec, ctx),
                        _source_files(spec), [p.expand_manifest], clean=_removing(p.expand_dir, p.expand_manifest))
 
 
@@ -339,11 +348,11 @@ def task_stage() -> Iterator[Task]:
         # Test signing dates catalogs and signatures with the epoch and reads the certificate; else neither matters.
         cert = _signing_cert(spec, p)
         for arch in spec.arches:
-            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", (spec, ctx, arch, epoch),
+            yield _subtask(spec, Stage.STAGE, f"stage {spec.name} for {arch.value}", (spec, ctx, arch, epoch),
                            None if inputs is None else [*inputs, *cert], [p.stage_manifest(arch)],
                            name=f"{spec.name}:{arch.value}",
                            clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)),
-                           signed_at=epoch if spec.signing is not None else None)
+                           signed_at=epoch if spec.signing.signer is not None else None)
 
 
 def _signing_cert(spec: Spec, p: SpecPaths) -> list[Path]:
@@ -355,7 +364,7 @@ def _signing_cert(spec: Spec, p: SpecPaths) -> list[Path]:
 
 def _shipped_certs(spec: Spec, p: SpecPaths) -> list[Path]:
     """The certificate files a medium ships, as file_deps: the spec's (those that exist) and the signing one."""
-    return [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+    return [*(c for c in spec.signing.certs if c.is_file()), *_signing_cert(spec, p)]
 
 
 def task_signing_cert() -> Iterator[Task]:
@@ -369,8 +378,8 @@ def task_signing_cert() -> Iterator[Task]:
         p = SpecPaths(spec, ctx)
         cert = p.signing_cert
         assert cert is not None
-        yield _subtask(spec, "signing_cert", f"throwaway test-signing pair of {spec.name}", (spec, ctx, epoch),
-                       [], [cert], clean=_removing(p.signing_dir), reads="stage", epoch=epoch)
+        yield _subtask(spec, Stage.SIGNING_CERT, f"throwaway test-signing pair of {spec.name}", (spec, ctx, epoch),
+                       [], [cert], clean=_removing(p.signing_dir), epoch=epoch)
 
 
 def _notice_inputs(spec: Spec, ctx: Context) -> list[str] | None:
@@ -412,7 +421,7 @@ def task_notices() -> Iterator[Task]:
     ctx = _ctx()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "notices", f"notices for {spec.name}", (spec, ctx),
+        yield _subtask(spec, Stage.NOTICES, f"notices for {spec.name}", (spec, ctx),
                        [*_stage_manifests(spec, ctx), *(_notice_inputs(spec, ctx) or []), *_proven(spec, ctx)],
                        [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
@@ -425,7 +434,7 @@ def task_drivers_iso() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.DRIVERS_ISO, f"drivers ISO of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx),
                         *_recorded_inputs(spec, ctx)], [p.drivers_iso],
                        epoch=epoch)
@@ -438,7 +447,7 @@ def task_verify() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.VERIFY, f"verify the drivers ISO of {spec.name}", (spec, ctx, epoch),
                        [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report],
                        epoch=epoch)
 
@@ -453,7 +462,7 @@ def task_fat_disk() -> Iterator[Task]:
             continue
         p = SpecPaths(spec, ctx)
         certs = _shipped_certs(spec, p)
-        yield _subtask(spec, "fat_disk", f"FAT driver disk of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.FAT_DISK, f"FAT driver disk of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
                        [p.fat_disk], epoch=epoch)
 
@@ -467,9 +476,9 @@ def task_verify_fat_disk() -> Iterator[Task]:
         if not spec.fat_disk.enabled:
             continue
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify_fat_disk", f"verify the FAT driver disk of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.VERIFY_FAT_DISK, f"verify the FAT driver disk of {spec.name}", (spec, ctx, epoch),
                        [p.fat_disk, *_stage_manifests(spec, ctx), p.notices_manifest], [p.fat_disk_report],
-                       reads="fat_disk", epoch=epoch)
+                       epoch=epoch)
 
 
 def task_service() -> Iterator[Task]:
@@ -485,7 +494,7 @@ def task_service() -> Iterator[Task]:
         inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
         certs = _shipped_certs(spec, p)
         targets = [p.servicing_record, *p.serviced_wims, *([p.serviced_iso] if media.iso is not None else [])]
-        yield _subtask(spec, "service", f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.SERVICE, f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), *inputs, *certs, *_proven(spec, ctx)], targets,
                        clean=_removing(p.install_media_dir, p.service_work), epoch=epoch,
                        uptodate=[functools.partial(_service_outputs_current, spec, ctx)])
@@ -499,7 +508,7 @@ def task_guest_tools() -> Iterator[Task]:
     for spec in specs():
         p = SpecPaths(spec, ctx)
         certs = _shipped_certs(spec, p)
-        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.GUEST_TOOLS, f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
                        [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx),
                         *_recorded_inputs(spec, ctx)],
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
@@ -512,9 +521,9 @@ def task_verify_guest_tools() -> Iterator[Task]:
     epoch = _epoch()
     for spec in specs():
         p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify_guest_tools", f"verify the Guest Tools media of {spec.name}", (spec, ctx, epoch),
+        yield _subtask(spec, Stage.VERIFY_GUEST_TOOLS, f"verify the Guest Tools media of {spec.name}", (spec, ctx, epoch),
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report],
-                       reads="guest_tools", epoch=epoch)
+                       epoch=epoch)
 
 
 def task_build() -> Iterator[Task]:

@@ -318,5 +318,5 @@ def test_check_policy_follows_the_spec(tmp_path: Path) -> None:
     make_pack(tmp_path / "pack", {"viostor": ("x86", "amd64"), "netkvm": ("x86", "amd64")})
     spec = spec_for(tmp_path, {"kind": "pack-dir", "path": "pack"},
                     checks={"allow_sha256_only": True, "placeholder_catalogs": "allow"},
-                    outputs={"guest_tools": {"signing_policy": "test", "certs": ["x.cer"]}})
+                    signing={"policy": "test", "certs": ["x.cer"]})
     assert check_policy(spec) == CheckPolicy(True, PlaceholderPolicy.ALLOW, SigningPolicy.TEST)
