@@ -1,14 +1,17 @@
 """Where things go: the layout of build/ and dist/ for one spec, and the driver folders on each medium.
 
-The only module that spells these paths; everything else asks it.
+The only module that spells these paths; everything else asks it. A :class:`Run`
+bundles one spec's paths with its project, timestamp and hash memo: it is what
+the task graph hands every stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from .hashmemo import MEMO_NAME, HashMemo
 from .spec.model import Context, Spec
 from .spec.types import Arch
 
@@ -159,6 +162,14 @@ class SpecPaths:
         """The patched boot.wim and install.wim, published for users who build media another way."""
         return self.install_media_dir / "boot.wim", self.install_media_dir / "install.wim"
 
+    @property
+    def serviced_outputs(self) -> list[Path]:
+        """What the service stage publishes: the record, the WIMs (unless left out) and the ISO (from an ISO)."""
+        media = self.spec.install_media
+        assert media is not None
+        return [self.servicing_record, *(self.serviced_wims if media.publish_wims else ()),
+                *([self.serviced_iso] if media.iso is not None else [])]
+
     # FAT driver disk
     @property
     def fat_disk(self) -> Path:
@@ -196,3 +207,20 @@ class SpecPaths:
         current = {self.drivers_iso, self.drivers_iso_report, self.fat_disk, self.fat_disk_report}
         old = (gt.iso_filename, f"{gt.iso_filename}.verify.json", gt.zip_filename, "manifest.json")
         return tuple(p for p in (self.dist / name for name in old) if p not in current)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One spec's build in one project: the spec, the project, the build's timestamp, its paths and hash memo."""
+
+    spec: Spec
+    ctx: Context
+    epoch: int
+    """SOURCE_DATE_EPOCH: every timestamp on the media and in signatures."""
+    paths: SpecPaths = field(init=False, compare=False)
+    memo: HashMemo = field(init=False, compare=False, repr=False)
+    """build/'s memo of file hashes: a medium's writer records its hash, verify and doit's checker read it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", SpecPaths(self.spec, self.ctx))
+        object.__setattr__(self, "memo", HashMemo(self.ctx.build_dir / MEMO_NAME))

@@ -32,6 +32,9 @@ class Context:
     cache_override: Path | None = None
     remember_valid_specs: bool = False
     """Keep a memo of valid specs in the tool's cache (the task graph's runs, which load every spec)."""
+    scratch: bool = False
+    """A throwaway project a command builds in and publishes one file from: stages do not announce
+    what they write there (the command names the file where it lands)."""
 
     @property
     def specs_dir(self) -> Path:
@@ -154,6 +157,8 @@ class InstallMedia:
     """None: every image of boot.wim."""
     install_images: tuple[int, ...] | None = None
     """None: every image of install.wim."""
+    publish_wims: bool = True
+    """Publish the patched WIMs beside the ISO (``aero-media service-iso`` delivers the ISO alone)."""
 
 
 @dataclass(frozen=True)
@@ -312,7 +317,8 @@ def _install_media(spec: Spec) -> dict[str, Any] | None:
     if m is None:
         return None
     return {"path": m.iso_raw, "sha256": m.sha256, "boot_wim": m.boot_wim_raw, "install_wim": m.install_wim_raw,
-            "filename": m.filename, "boot_images": None if m.boot_images is None else list(m.boot_images),
+            "filename": m.filename, "publish_wims": m.publish_wims,
+            "boot_images": None if m.boot_images is None else list(m.boot_images),
             "install_images": None if m.install_images is None else list(m.install_images)}
 
 
