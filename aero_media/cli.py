@@ -367,8 +367,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
     from .fsutil import write_json_atomic
-    from .manifests import FetchRecord
-    from .sources.extract import PROVENANCE_NAME, aero_extract_provenance, extract_iso
+    from .manifests import Provenance, read_manifest
+    from .paths import Run
+    from .sources.extract import PROVENANCE_NAME, aero_extract_provenance
+    from .sources.fetch import proof_of
 
     iso = Path(args.virtio_win_iso)
     out = Path(args.out_root)
@@ -379,14 +381,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UsageError(f"--drivers: unknown driver(s) {', '.join(unknown)}", f"use some of: {', '.join(known)}")
-    ctx = Context(root=Path(args.root).absolute())
+    repo = Context(root=Path(args.root).absolute())
     data: dict[str, Any] = {
         "schema_version": 1, "name": "extract",
         "source": {"kind": "virtio-win-iso", "path": str(iso.absolute())},
         "drivers": [{"name": n, "device": known[n][0], "required": known[n][1]} for n in names],
         "optional": "strict" if args.strict_optional else "best-effort",
     }
-    spec = spec_from_mapping(data, ctx, EXTRACT_FLAGS)
+    spec = spec_from_mapping(data, repo, EXTRACT_FLAGS)
     if not iso.is_file():
         raise UsageError(f"--virtio-win-iso {iso}: no such file", "give the path of a virtio-win ISO")
     from .media.isoscan import not_an_iso
@@ -394,11 +396,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     why = not_an_iso(iso)
     if why is not None:
         raise UsageError(f"--virtio-win-iso {iso}: {why}", "give the path of a virtio-win release ISO")
-    digest, size = sha256_file(iso)
-    record = FetchRecord(path=relpath_for_humans(iso), size=size, stat=(), origin="path", url=None, sha256=digest,
-                         expected=None)
-    prov = extract_iso(spec, iso, out, record)
-    write_json_atomic(out / PROVENANCE_NAME, aero_extract_provenance(prov))
+    shown = relpath_for_humans(iso)  # as the user knows it, from where the command runs
+    folder = Path(os.path.abspath(out)).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    # Beside --out-root, so the extracted tree moves there by a rename.
+    with tempfile.TemporaryDirectory(prefix=f".aero-extract-{os.getpid()}-", dir=folder) as tmp:
+        ctx = Context(root=Path(tmp), scratch=True)
+        # Extraction dates nothing: the epoch is not read.
+        run = Run(spec, ctx, 0)
+        run_graph(ctx, [spec], run.epoch, [f"{Stage.EXTRACT}:{spec.name}"])
+        prov = read_manifest(run.paths.provenance, Provenance.from_json)
+        # The ISO's sha256 (the fetch stage started hashing it; the prove stage is not run here).
+        digest, _size = proof_of(iso, run.memo, progress=False)
+        prov = replace(prov, source=replace(prov.source, path=shown, sha256=digest))
+        write_json_atomic(run.paths.extract_dir / PROVENANCE_NAME, aero_extract_provenance(prov))
+        os.replace(run.paths.extract_dir, out)
     print(f"Extracted {sum(len(p.files) for p in prov.packages)} files to {out}")
     return 0
 

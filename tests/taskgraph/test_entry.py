@@ -106,3 +106,15 @@ def test_adhoc_build_fat_runs_the_task_graph(tmp_path: Path, capsys: pytest.Capt
     ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().out, re.M))
     assert ran == {"stage:adhoc:x86", "stage:adhoc:amd64", "notices:adhoc", "fat_disk:adhoc",
                    "verify_fat_disk:adhoc"}
+
+
+def test_adhoc_extract_runs_the_task_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.lib.upstream import make_iso, make_upstream_tree
+
+    make_upstream_tree(tmp_path / "src")
+    iso = make_iso(tmp_path / "src", tmp_path / "virtio-win.iso", style="rr")
+    assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(tmp_path / "pack")]) == 0
+    ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().out, re.M))
+    assert ran == {"fetch:extract", "extract:extract"}
+    # Only the tree asked for is left: the scratch project beside it is gone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pack", "src", "virtio-win.iso"]
