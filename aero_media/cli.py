@@ -9,20 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
-from .fsutil import atomic_path, dump_json, relpath_for_humans, sha256_file, write_bytes_atomic
+from .fsutil import atomic_path, relpath_for_humans, sha256_file
 from .paths import SpecPaths
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
-from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Vocabulary
+from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
 
@@ -35,7 +37,7 @@ BUILD_ISO_FLAGS = Vocabulary("build-iso", {
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
-    "outputs.guest_tools.signing_policy": _SIGNING,
+    "signing.policy": _SIGNING,
     "drivers.required": Flag("--require-arch", "build only for the arch the tree has, with --require-arch"),
     "target.arches": Flag("--require-arch", "choose the arches with --require-arch"),
     "outputs.drivers_iso.volume_label": Flag("--label", "pass another --label"),
@@ -53,17 +55,17 @@ EXTRACT_FLAGS = Vocabulary("extract", {
 SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "install_media.path": Flag("--windows-iso", "pass a Windows 7 install ISO with --windows-iso"),
     "install_media.filename": Flag("--output", "give --output another file name"),
-    "outputs.guest_tools.certs": Flag("--cert", "give --cert the test certificate (.cer)"),
+    "signing.certs": Flag("--cert", "give --cert the test certificate (.cer)"),
     "source.path": Flag("--drivers-root", "pass an existing driver tree with --drivers-root"),
     "checks.placeholder_catalogs": _PLACEHOLDERS,
-    "outputs.guest_tools.signing_policy": Flag("--testsigning", "pass --testsigning with --cert"),
+    "signing.policy": Flag("--testsigning", "pass --testsigning with --cert"),
     "drivers.required": Flag("--arch", "give --arch the arch of the Windows 7 image"),
     "target.arches": Flag("--arch", "give --arch the arch of the Windows 7 image"),
 })
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
-    "outputs.guest_tools.signing_policy": _SIGNING,
+    "signing.policy": _SIGNING,
 })
 DEFAULT_DRIVERS = (("viostor", "virtio-blk", True), ("netkvm", "virtio-net", True),
                    ("vioinput", "virtio-input", False), ("viosnd", "virtio-snd", False))
@@ -117,12 +119,12 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, voca
         "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
         "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error",
                    "allow_sha256_only": bool(args.allow_sha256_only)},
-        "outputs": {"drivers_iso": {"volume_label": _given(getattr(args, "label", None), "AERO_VIRTIO"),
-                                    "winpe_drivers": not args.no_winpe_drivers},
+        "signing": {"policy": args.signing_policy},
+        "media": {"winpe_drivers": not args.no_winpe_drivers},
+        "outputs": {"drivers_iso": {"volume_label": _given(getattr(args, "label", None), "AERO_VIRTIO")},
                     # `--size-mib 0` and `--label ""` are values to check, not "use the default".
                     "fat_disk": {"volume_label": _given(getattr(args, "fat_label", None), "AERO"),
-                                 "size_mib": _given(getattr(args, "size_mib", None), "auto")},
-                    "guest_tools": {"signing_policy": args.signing_policy}},
+                                 "size_mib": _given(getattr(args, "size_mib", None), "auto")}},
     }
     return spec_from_mapping(data, ctx, vocabulary, contract)
 
@@ -145,39 +147,65 @@ def _output_file(raw: str, flag: str, inputs: list[tuple[str, Path]], suffix: st
     return out
 
 
+class Reported(Exception):
+    """A failure the task graph has already reported in one line: only its exit code is left to give."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+def run_graph(ctx: Context, specs: Sequence[Spec], epoch: int, goals: Sequence[str]) -> None:
+    """Run ``goals`` of the task graph in the scratch project ``ctx`` on the specs a command made.
+
+    The same graph as `doit`: what runs after what is stated there once. A failing
+    task has printed its one line; :class:`Reported` carries the stage's exit code.
+    """
+    from .taskgraph.main import AeroDoitMain, Prepared, SpecTaskLoader
+
+    prepared = Prepared(tuple(specs), epoch)
+    old = os.getcwd()
+    try:
+        rc = AeroDoitMain(SpecTaskLoader(ctx.root, prepared)).run(list(goals))
+    finally:
+        os.chdir(old)
+    if rc != 0:
+        raise Reported(prepared.failures[0].exit_code if prepared.failures else rc)
+
+
+def _publish(built: Path, output: Path) -> None:
+    """Put a verified medium at ``output`` in one step: a temp name beside it, then a rename."""
+    with atomic_path(output) as tmp:
+        shutil.copyfile(built, tmp)
+
+
 def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
-    """Stage ``--drivers-root`` in a throwaway project, write one medium to ``--output``, verify it."""
+    """Build one medium of ``--drivers-root`` by the task graph, in a scratch project; publish it to ``--output``."""
     from .media.epoch import check_epoch, source_date_epoch
-    from .media.notices import build_notices
-    from .stage.staging import stage_arch
 
     repo = Context(root=Path(args.root).absolute())
     epoch = (check_epoch(args.source_date_epoch, "--source-date-epoch") if args.source_date_epoch is not None
              else source_date_epoch())
+    fat = medium == "fat"
     output = _output_file(args.output, "--output", [("--drivers-root", Path(args.drivers_root))],
-                          ".vhd" if medium == "fat" else ".iso")
+                          ".vhd" if fat else ".iso")
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
-        ctx = Context(root=Path(tmp))
+        ctx = Context(root=Path(tmp), scratch=True)
         # The ad-hoc spec is checked against the device contract in force where the command runs.
-        spec = _adhoc_spec(ctx, args, project_contract(repo), BUILD_FAT_FLAGS if medium == "fat" else BUILD_ISO_FLAGS)
-        for arch in spec.arches:
-            stage_arch(spec, ctx, arch, epoch)
-        build_notices(spec, ctx)
-        # Built and verified under a temp name: --output appears only once it is proven (a Ctrl-C or
-        # a kill during verification leaves nothing that looks complete).
-        with atomic_path(output) as building:
-            if medium == "fat":
-                from .media.fat_disk import build_fat_disk, verify_fat_disk
-
-                build_fat_disk(spec, ctx, epoch, out=building)
-                verify_fat_disk(spec, ctx, epoch, disk=building, name=output.name)
-            else:
-                from .media.drivers_iso import build_drivers_iso, verify_drivers_iso
-
-                build_drivers_iso(spec, ctx, epoch, out=building)
-                verify_drivers_iso(spec, ctx, epoch, iso=building, name=output.name)
+        spec = _adhoc_spec(ctx, args, project_contract(repo), BUILD_FAT_FLAGS if fat else BUILD_ISO_FLAGS)
+        # The one medium asked for, under the name it is delivered as (so verify names it so).
+        if fat:
+            spec = replace(spec, fat_disk=replace(spec.fat_disk, filename=output.name))
+        else:
+            spec = replace(spec, drivers_iso=replace(spec.drivers_iso, filename=output.name),
+                           fat_disk=replace(spec.fat_disk, enabled=False))
+        paths = SpecPaths(spec, ctx)
+        # Verified before it is published: --output appears only once it is proven (a Ctrl-C or a
+        # kill during verification leaves nothing that looks complete).
+        run_graph(ctx, [spec], epoch, [f"{Stage.VERIFY_FAT_DISK if fat else Stage.VERIFY}:{spec.name}"])
+        _publish(paths.fat_disk if fat else paths.drivers_iso, output)
     digest, size = sha256_file(output)
     print(f"Wrote {output} ({size} bytes, sha256={digest})")
     return 0
@@ -206,8 +234,6 @@ def _sweep_dead_work_folders(folder: Path) -> None:
 def cmd_service_iso(args: argparse.Namespace) -> int:
     """Service a Windows 7 install ISO: boot-critical viostor, drivers, certificates and test mode in its WIMs."""
     from .media.epoch import source_date_epoch
-    from .servicing.service import service_media
-    from .stage.staging import stage_arch
 
     iso = Path(args.windows_iso)
     if not iso.is_file():
@@ -231,7 +257,7 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
     # WIMs are gigabytes: work beside the output, where the result has to fit anyway, not in the temp folder.
     _sweep_dead_work_folders(output.parent)
     with tempfile.TemporaryDirectory(prefix=f".aero-service-{os.getpid()}-", dir=output.parent) as tmp:
-        ctx = Context(root=Path(tmp))
+        ctx = Context(root=Path(tmp), scratch=True)
         drivers_root = Path(args.drivers_root).absolute()
         data: dict[str, Any] = {
             "schema_version": 1, "name": "adhoc", "description": f"Drivers from {drivers_root.name}",
@@ -239,17 +265,19 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
             "target": {"arches": [args.arch]},
             "drivers": [{"name": n, "device": d, "required": r} for n, d, r in DEFAULT_DRIVERS],
             "checks": {"placeholder_catalogs": "allow" if args.allow_placeholder_catalogs else "error"},
-            "outputs": {"guest_tools": {"signing_policy": "test" if args.testsigning else "none",
-                                        "certs": [str(Path(c).absolute()) for c in args.cert]}},
-            "install_media": {"path": str(iso.absolute()), "filename": output.name,
-                              "winpe_drivers": not args.no_winpe_drivers},
+            "signing": {"policy": "test" if args.testsigning else "none",
+                        "certs": [str(Path(c).absolute()) for c in args.cert]},
+            "media": {"winpe_drivers": not args.no_winpe_drivers},
+            "install_media": {"path": str(iso.absolute()), "filename": output.name},
         }
         spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
-        stage_arch(spec, ctx, Arch(args.arch), epoch)
+        assert spec.install_media is not None
         # This command delivers the ISO alone (and its record, which lists only that).
-        record = service_media(spec, ctx, epoch, publish_wims=False)
-        write_bytes_atomic(output.with_name(output.name + ".servicing.json"), dump_json(record))
-        os.replace(SpecPaths(spec, ctx).serviced_iso, output)
+        spec = replace(spec, install_media=replace(spec.install_media, publish_wims=False))
+        run_graph(ctx, [spec], epoch, [f"{Stage.SERVICE}:{spec.name}"])
+        paths = SpecPaths(spec, ctx)
+        os.replace(paths.servicing_record, output.with_name(output.name + ".servicing.json"))
+        os.replace(paths.serviced_iso, output)
     digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest}) and {output.name}.servicing.json")
     return 0
@@ -297,8 +325,7 @@ def cmd_list_specs(args: argparse.Namespace) -> int:
 def cmd_show_spec(args: argparse.Namespace) -> int:
     """Print a spec as the pipeline resolved it (JSON)."""
     spec = _find_spec(_ctx(args), args.name)
-    slices = {stage: spec.fingerprint(stage) for stage in ("fetch", "extract", "stage", "notices", "drivers_iso",
-                                                             "verify", "guest_tools")}
+    slices = {stage.value: spec.fingerprint(stage) for stage in Stage}
     out = {"name": spec.name, "file": spec.display, "default": spec.default, "slices": slices}
     print(json.dumps(out, indent=2, sort_keys=True, default=str))
     return 0
@@ -306,10 +333,7 @@ def cmd_show_spec(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build named specs (or the default ones) through the doit task graph."""
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
-
-    from .taskgraph import tasks
+    from .taskgraph.main import AeroDoitMain, SpecTaskLoader
 
     ctx = _ctx(args)
     names = args.specs or [s.name for s in load_specs(ctx) if s.default]
@@ -319,13 +343,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
     buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()
-    os.chdir(ctx.root)
     try:
-        token = tasks.REQUESTED.set(tuple(targets))
-        try:
-            rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(targets)
-        finally:
-            tasks.REQUESTED.reset(token)
+        rc = AeroDoitMain(SpecTaskLoader(ctx.root)).run(targets)
     finally:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
@@ -348,8 +367,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
     from .fsutil import write_json_atomic
-    from .manifests import FetchRecord
-    from .sources.extract import PROVENANCE_NAME, aero_extract_provenance, extract_iso
+    from .manifests import Provenance, read_manifest
+    from .paths import Run
+    from .sources.extract import PROVENANCE_NAME, aero_extract_provenance
+    from .sources.fetch import proof_of
 
     iso = Path(args.virtio_win_iso)
     out = Path(args.out_root)
@@ -360,14 +381,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UsageError(f"--drivers: unknown driver(s) {', '.join(unknown)}", f"use some of: {', '.join(known)}")
-    ctx = Context(root=Path(args.root).absolute())
+    repo = Context(root=Path(args.root).absolute())
     data: dict[str, Any] = {
         "schema_version": 1, "name": "extract",
         "source": {"kind": "virtio-win-iso", "path": str(iso.absolute())},
         "drivers": [{"name": n, "device": known[n][0], "required": known[n][1]} for n in names],
         "optional": "strict" if args.strict_optional else "best-effort",
     }
-    spec = spec_from_mapping(data, ctx, EXTRACT_FLAGS)
+    spec = spec_from_mapping(data, repo, EXTRACT_FLAGS)
     if not iso.is_file():
         raise UsageError(f"--virtio-win-iso {iso}: no such file", "give the path of a virtio-win ISO")
     from .media.isoscan import not_an_iso
@@ -375,11 +396,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
     why = not_an_iso(iso)
     if why is not None:
         raise UsageError(f"--virtio-win-iso {iso}: {why}", "give the path of a virtio-win release ISO")
-    digest, size = sha256_file(iso)
-    record = FetchRecord(path=relpath_for_humans(iso), size=size, stat=(), origin="path", url=None, sha256=digest,
-                         expected=None)
-    prov = extract_iso(spec, iso, out, record)
-    write_json_atomic(out / PROVENANCE_NAME, aero_extract_provenance(prov))
+    shown = relpath_for_humans(iso)  # as the user knows it, from where the command runs
+    folder = Path(os.path.abspath(out)).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    # Beside --out-root, so the extracted tree moves there by a rename.
+    with tempfile.TemporaryDirectory(prefix=f".aero-extract-{os.getpid()}-", dir=folder) as tmp:
+        ctx = Context(root=Path(tmp), scratch=True)
+        # Extraction dates nothing: the epoch is not read.
+        run = Run(spec, ctx, 0)
+        run_graph(ctx, [spec], run.epoch, [f"{Stage.EXTRACT}:{spec.name}"])
+        prov = read_manifest(run.paths.provenance, Provenance.from_json)
+        # The ISO's sha256 (the fetch stage started hashing it; the prove stage is not run here).
+        digest, _size = proof_of(iso, run.memo, progress=False)
+        prov = replace(prov, source=replace(prov.source, path=shown, sha256=digest))
+        write_json_atomic(run.paths.extract_dir / PROVENANCE_NAME, aero_extract_provenance(prov))
+        os.replace(run.paths.extract_dir, out)
     print(f"Extracted {sum(len(p.files) for p in prov.packages)} files to {out}")
     return 0
 
@@ -558,6 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return err.exit_code
+    except Reported as exc:  # the task graph has said why, in one line
+        return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; outputs written so far are complete or absent, never partial")
         return 130

@@ -1,15 +1,18 @@
 """Where things go: the layout of build/ and dist/ for one spec, and the driver folders on each medium.
 
 The only module that spells these paths; everything else asks it. The fixed names in
-``dist/<spec>/`` come from :class:`aero_media.spec.distnames.DistName` (the spec loader checks against it).
+``dist/<spec>/`` come from :class:`aero_media.spec.distnames.DistName` (the spec loader checks
+against it). A :class:`Run` bundles one spec's paths with its project, timestamp and hash
+memo: it is what the task graph hands every stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
+from .hashmemo import MEMO_NAME, HashMemo
 from .spec.distnames import REPORT_SUFFIX, DistName
 from .spec.model import Context, Spec
 from .spec.types import Arch
@@ -137,7 +140,7 @@ class SpecPaths:
     @property
     def signing_cert(self) -> Path | None:
         """The certificate the build signs with, None when the spec does not sign."""
-        sig = self.spec.signing
+        sig = self.spec.signing.signer
         if sig is None:
             return None
         return self.signing_dir / f"{GENERATED_CERT}.cer" if sig.generate else sig.cert
@@ -165,6 +168,14 @@ class SpecPaths:
     def serviced_wims(self) -> tuple[Path, Path]:
         """The patched boot.wim and install.wim, published for users who build media another way."""
         return self.install_media_dir / DistName.BOOT_WIM, self.install_media_dir / DistName.INSTALL_WIM
+
+    @property
+    def serviced_outputs(self) -> list[Path]:
+        """What the service stage publishes: the record, the WIMs (unless left out) and the ISO (from an ISO)."""
+        media = self.spec.install_media
+        assert media is not None
+        return [self.servicing_record, *(self.serviced_wims if media.publish_wims else ()),
+                *([self.serviced_iso] if media.iso is not None else [])]
 
     # FAT driver disk
     @property
@@ -203,3 +214,20 @@ class SpecPaths:
         current = {self.drivers_iso, self.drivers_iso_report, self.fat_disk, self.fat_disk_report}
         old = (gt.iso_filename, f"{gt.iso_filename}{REPORT_SUFFIX}", gt.zip_filename, DistName.MANIFEST)
         return tuple(p for p in (self.dist / name for name in old) if p not in current)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One spec's build in one project: the spec, the project, the build's timestamp, its paths and hash memo."""
+
+    spec: Spec
+    ctx: Context
+    epoch: int
+    """SOURCE_DATE_EPOCH: every timestamp on the media and in signatures."""
+    paths: SpecPaths = field(init=False, compare=False)
+    memo: HashMemo = field(init=False, compare=False, repr=False)
+    """build/'s memo of file hashes: a medium's writer records its hash, verify and doit's checker read it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", SpecPaths(self.spec, self.ctx))
+        object.__setattr__(self, "memo", HashMemo(self.ctx.build_dir / MEMO_NAME))

@@ -12,6 +12,7 @@ import pytest
 from aero_media.cli import main
 from aero_media.media.files import MediaFile
 from aero_media.media.isowriter import write_iso
+from aero_media.spec.types import Stage
 from tests.lib.project import REPO, expanded_sample, make_project
 from tests.lib.trees import make_pack
 
@@ -92,7 +93,10 @@ def test_list_and_show_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["--root", str(root), "show-spec", "sample"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["slices"]["drivers_iso"]["out"] == {"filename": "aero-virtio-win7-drivers.iso",
-                                                     "volume_label": "AERO_VIRTIO", "winpe_drivers": True}
+                                                     "volume_label": "AERO_VIRTIO"}
+    assert shown["slices"]["drivers_iso"]["winpe"] is True
+    # Every stage's slice, by the stages' one list.
+    assert set(shown["slices"]) == {s.value for s in Stage}
     assert main(["--root", str(root), "show-spec", "nope"]) == 2
     assert "no spec named 'nope'" in capsys.readouterr().err
 

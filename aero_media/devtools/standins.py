@@ -13,9 +13,8 @@ from pathlib import Path
 from ..errors import SourceError, UnsafePathError
 from ..fsutil import relpath_for_humans, sha256_file, staging_dir, write_json_atomic
 from ..manifests import FileRecord, PackManifest
-from ..paths import SpecPaths
+from ..paths import Run
 from ..sources.tree import DirTree, EntryKind
-from ..spec.model import Context, Spec
 from ..winnames import split_relpath
 from .pestub import RECIPE_SUFFIX, build_from_recipe
 
@@ -55,9 +54,9 @@ def expand_tree(src: DirTree, dest: Path) -> list[FileRecord]:
     return sorted(records, key=lambda r: r.path)
 
 
-def expand_stage(spec: Spec, ctx: Context) -> PackManifest:
+def expand_stage(run: Run) -> PackManifest:
     """The expand task: ``build/<spec>/pack/`` from the spec's pack of recipes, and its manifest."""
-    paths = SpecPaths(spec, ctx)
+    spec, ctx, paths = run.spec, run.ctx, run.paths
     paths.expand_manifest.unlink(missing_ok=True)
     assert spec.source.path is not None
     shown = relpath_for_humans(spec.source.path, ctx.root)

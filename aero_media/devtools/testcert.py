@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import UsageError
 from ..fsutil import staging_dir
-from ..paths import GENERATED_CERT, SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import GENERATED_CERT, Run
 from ..win7.certs import thumbprint
 
 if TYPE_CHECKING:
@@ -181,15 +180,15 @@ def _self_signed(key: RSAPrivateKey, spki_der: bytes, subject: str, start: dt.da
     return bytes(cert.dump())
 
 
-def generate_signing_pair(spec: Spec, ctx: Context, epoch: int) -> Path:
+def generate_signing_pair(run: Run) -> Path:
     """The ``signing_cert`` task of a ``signing: {generate: true}`` spec: a throwaway pair in build/<spec>/signing/.
 
     Valid from the build epoch (the signing time) for ten years from today. It never
     leaves build/: the certificate goes onto the media, the key only to osslsigncode.
     Replaced as a whole, so a half-written pair never stands beside an old one.
     """
-    paths = SpecPaths(spec, ctx)
+    paths = run.paths
     with staging_dir(paths.signing_dir) as tmp:
-        made = make_test_cert(tmp, GENERATED_CERT, subject=f"Aero virtio test signing {spec.name} (throwaway)",
-                              not_before=epoch)
+        made = make_test_cert(tmp, GENERATED_CERT, subject=f"Aero virtio test signing {run.spec.name} (throwaway)",
+                              not_before=run.epoch)
     return paths.signing_dir / made.cer.name

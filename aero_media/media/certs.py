@@ -56,23 +56,23 @@ def _publisher_certs(paths: SpecPaths, stages: list[StageManifest]) -> tuple[lis
 
 
 def _spec_certs(spec: Spec, paths: SpecPaths) -> list[Cert]:
-    gt = spec.guest_tools
+    sig = spec.signing
     out = []
     if paths.signing_cert is not None:  # the build test-signs the drivers with it
         out.append(load_cert_file(paths.signing_cert, f"{spec.display}: signing.cert"))
-    for raw, path in zip(gt.certs_raw, gt.certs, strict=True):
+    for raw, path in zip(sig.certs_raw, sig.certs, strict=True):
         if not path.is_file():
             what = "is a folder, not a certificate file" if path.is_dir() else "does not exist"
-            raise SourceError(f"{spec.display}: {spec.vocabulary.name('outputs.guest_tools.certs')}: {raw!r} {what}",
+            raise SourceError(f"{spec.display}: {spec.vocabulary.name('signing.certs')}: {raw!r} {what}",
                               "create one with `aero-media make-test-cert`, or fix the path")
-        out.append(load_cert_file(path, f"{spec.display}: outputs.guest_tools.certs: {raw}"))
-    policy = gt.signing_policy
+        out.append(load_cert_file(path, f"{spec.display}: signing.certs: {raw}"))
+    policy = sig.policy
     if policy.certs_required and not out:
-        raise SourceError(f"{spec.display}: outputs.guest_tools.signing_policy is {policy.value} but certs is empty",
-                          "add the test certificate (.cer) the drivers are signed with to outputs.guest_tools.certs")
+        raise SourceError(f"{spec.display}: signing.policy is {policy.value} but signing.certs is empty",
+                          "add the test certificate (.cer) the drivers are signed with to signing.certs")
     if not policy.certs_required and out:
-        raise SourceError(f"{spec.display}: outputs.guest_tools.certs is only used with signing_policy test "
-                          f"(this spec says {policy.value})", "remove certs, or set signing_policy: test")
+        raise SourceError(f"{spec.display}: signing.certs is only used with signing.policy test "
+                          f"(this spec says {policy.value})", "remove signing.certs, or set signing.policy: test")
     return out
 
 
@@ -84,9 +84,9 @@ def media_certs(spec: Spec, paths: SpecPaths, stages: list[StageManifest]) -> Me
     publisher, sha256_only = _publisher_certs(paths, stages)
     # A test-signed build's publisher is its own test certificate: ship it once, in the stronger role.
     test_thumbs = {c.thumbprint for c in test}
-    gt = spec.guest_tools
+    sig = spec.signing
     trust = ([c for c in publisher if c.thumbprint not in test_thumbs]
-             if (gt.trust_publisher and gt.signing_policy.trusts_publisher) else [])
+             if (sig.trust_publisher and sig.policy.trusts_publisher) else [])
     shipped: dict[str, Cert] = {}
     for c in [*test, *trust]:
         shipped.setdefault(c.name, c)

@@ -16,9 +16,9 @@ from ..manifests import (
     StageManifest,
     staged_files,
 )
-from ..paths import MediaLayout, SpecPaths
+from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.resolve import extraction, proof, source_record
-from ..spec.model import Context, Spec
+from ..spec.model import Spec
 from .files import MediaFile
 
 
@@ -32,9 +32,9 @@ def media_record(path: str, data: bytes) -> FileRecord:
     return FileRecord(path, hashlib.sha256(data).hexdigest(), len(data))
 
 
-def provenance(spec: Spec, ctx: Context, stages: Iterable[StageManifest]) -> MediaProvenance:
+def provenance(run: Run, stages: Iterable[StageManifest]) -> MediaProvenance:
     """Where the medium's files came from: the source (and extraction, for ISOs) and what each stage took."""
-    return MediaProvenance.of(source_record(spec, ctx), extraction(spec, ctx), proof(spec, ctx), stages)
+    return MediaProvenance.of(source_record(run), extraction(run), proof(run), stages)
 
 
 def manifest_inputs(spec: Spec) -> ManifestInputs:

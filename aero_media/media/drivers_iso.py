@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from .. import log
 from ..fsutil import dump_json, relpath_for_humans
-from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import (
     DriversIsoManifest,
     FileRecord,
@@ -16,8 +14,8 @@ from ..manifests import (
     MediaProvenance,
     NoticesManifest,
 )
-from ..paths import MediaLayout, SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import MediaLayout, Run
+from ..spec.model import Spec
 from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .files import MANIFEST_NAME, MediaFile
@@ -37,21 +35,21 @@ def _readme(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance) -> 
     return crlf(render(README_TEMPLATE, {**values, "LABEL": spec.drivers_iso.volume_label}))
 
 
-def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = None) -> FileRecord:
-    """Write ``dist/<spec>/<filename>.iso`` (or ``out``) from the staged trees and notices; return its record."""
-    paths = SpecPaths(spec, ctx)
-    target = out or paths.drivers_iso
+def build_drivers_iso(run: Run) -> FileRecord:
+    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its record."""
+    spec, ctx, paths, epoch = run.spec, run.ctx, run.paths, run.epoch
+    target = paths.drivers_iso
     # A report beside a new ISO must be about that ISO: drop the old one first.
     paths.drivers_iso_report.unlink(missing_ok=True)
     stages = stage_manifests(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
     files, records = staged_media(paths, stages, notices)
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         winpe_files, winpe_records = winpe_media(spec, paths, stages)
         files += winpe_files
         records += winpe_records
     packages = media_packages(stages)
-    prov = provenance(spec, ctx, stages)
+    prov = provenance(run, stages)
     readme = _readme(spec, packages, prov)
     files.append(MediaFile(README_NAME, data=readme))
     records.append(media_record(README_NAME, readme))
@@ -72,28 +70,23 @@ def build_drivers_iso(spec: Spec, ctx: Context, epoch: int, out: Path | None = N
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))
     write_iso(files, target, spec.drivers_iso.volume_label, epoch)
     # Hashed once: verify and doit's checker find the digest in the memo.
-    digest, size = HashMemo(ctx.build_dir / MEMO_NAME).sha256(target), target.stat().st_size
-    if out is None:  # a caller that names ``out`` reports the file where it finally lands
+    digest, size = run.memo.sha256(target), target.stat().st_size
+    if not ctx.scratch:  # a command building in a scratch project names the file where it finally lands
         log.info(f"Wrote {relpath_for_humans(target, ctx.root, absolute=True)} ({size} bytes, sha256={digest})")
     return FileRecord(target.name, digest, size)
 
 
-def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = None,
-                       name: str | None = None) -> IsoReport:
-    """Verify the spec's drivers ISO (or ``iso``) against its stage and notices manifests.
-
-    The report is written beside the spec's ISO in ``dist/``; an ``iso`` elsewhere gets none.
-    ``name`` is how the log names the file (a caller verifying under a temp name).
-    """
-    paths = SpecPaths(spec, ctx)
-    target = iso or paths.drivers_iso
+def verify_drivers_iso(run: Run) -> IsoReport:
+    """Verify the spec's drivers ISO against its stage and notices manifests; the report goes beside it."""
+    spec, paths = run.spec, run.paths
+    target = paths.drivers_iso
     paths.drivers_iso_report.unlink(missing_ok=True)
     stages = stage_manifests(spec, paths)
     files: dict[str, tuple[FileRecord, str]] = {}
     for m in stages:
         for f in m.files:
             files[f.path] = (f.record, f"stage manifest {m.arch.value}")
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         for m in stages:
             for f in m.files:
                 files[MediaLayout.WINPE.relocate(f.path)] = (replace(f.record, path=MediaLayout.WINPE.relocate(f.path)),
@@ -101,12 +94,11 @@ def verify_drivers_iso(spec: Spec, ctx: Context, epoch: int, iso: Path | None = 
     for n in NoticesManifest.read(paths.notices_manifest).files:
         files[n.path] = (n, "notices manifest")
     required = [p.inf for p in media_packages(stages) if p.required]
-    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=epoch,
+    exp = Expectation(label=spec.drivers_iso.volume_label, required_paths=required, files=files, epoch=run.epoch,
                       same_extent=linked_copies(files))
     with discard_on_failure([target]):
         report = verify_iso(target, [a.value for a in spec.arches], exp,
-                            report=paths.drivers_iso_report if iso is None else None,
-                            memo=HashMemo(ctx.build_dir / MEMO_NAME))
-    log.info(f"verified {name or target.name}: {report.files_checked} files OK")
+                            report=paths.drivers_iso_report, memo=run.memo)
+    log.info(f"verified {target.name}: {report.files_checked} files OK")
     return report
 

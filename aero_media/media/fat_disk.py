@@ -17,10 +17,9 @@ from pathlib import Path
 from .. import log, systools
 from ..errors import VerifyError
 from ..fsutil import CHUNK, relpath_for_humans, write_json_atomic
-from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import FatDiskReport, FileRecord, NoticesManifest
-from ..paths import MediaLayout, SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import MediaLayout, Run
+from ..spec.model import Spec
 from .certs import media_certs
 from .contents import media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
@@ -38,12 +37,12 @@ PARTITION_TYPE = 0x0C  # FAT32 with LBA
 FIRST_SECTOR = 2048
 
 
-def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[FileRecord]]:
+def fat_disk_files(run: Run) -> tuple[list[MediaFile], list[FileRecord]]:
     """Every file of the disk and its record (nothing is written)."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     stages = stage_manifests(spec, paths)
     files, records = staged_media(paths, stages, NoticesManifest.read(paths.notices_manifest), MediaLayout.FAT_DISK)
-    if spec.drivers_iso.winpe_drivers:
+    if spec.media.winpe_drivers:
         more, more_records = winpe_media(spec, paths, stages)
         files += more
         records += more_records
@@ -51,7 +50,7 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
     for name, c in certs.items():
         files.append(MediaFile(f"certs/{name}", data=c.der))
         records.append(media_record(f"certs/{name}", c.der))
-    values = shared_values(spec, media_packages(stages, MediaLayout.FAT_DISK), provenance(spec, ctx, stages),
+    values = shared_values(spec, media_packages(stages, MediaLayout.FAT_DISK), provenance(run, stages),
                            noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
     certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""
     # A pack's notices may carry no licence folder: list only what the disk holds.
@@ -64,17 +63,17 @@ def fat_disk_files(spec: Spec, ctx: Context) -> tuple[list[MediaFile], list[File
     return files, records
 
 
-def build_fat_disk(spec: Spec, ctx: Context, epoch: int, out: Path | None = None) -> FileRecord:
-    """Write ``dist/<spec>/<filename>.vhd`` (or ``out``); return its record."""
-    paths = SpecPaths(spec, ctx)
-    target = out or paths.fat_disk
+def build_fat_disk(run: Run) -> FileRecord:
+    """Write ``dist/<spec>/<filename>.vhd``; return its record."""
+    spec, ctx, paths = run.spec, run.ctx, run.paths
+    target = paths.fat_disk
     paths.fat_disk_report.unlink(missing_ok=True)
-    files, _records = fat_disk_files(spec, ctx)
-    info = write_fat_disk(files, target, spec.fat_disk.volume_label, epoch, spec.fat_disk.size_mib)
+    files, _records = fat_disk_files(run)
+    info = write_fat_disk(files, target, spec.fat_disk.volume_label, run.epoch, spec.fat_disk.size_mib)
     # Hashed once: doit's checker and the verify step find the digest in the memo instead of reading 64 MiB again.
-    digest = HashMemo(ctx.build_dir / MEMO_NAME).sha256(target)
+    digest = run.memo.sha256(target)
     size = target.stat().st_size
-    if out is None:  # a caller that names ``out`` reports the file where it finally lands
+    if not ctx.scratch:  # a command building in a scratch project names the file where it finally lands
         shown = relpath_for_humans(target, ctx.root, absolute=True)
         log.info(f"Wrote {shown} ({info.size // (1024 * 1024)} MiB FAT32 disk, {info.files} files, sha256={digest})")
     return FileRecord(target.name, digest, size)
@@ -148,33 +147,30 @@ def _problems(spec: Spec, content: FatContent, expected: dict[str, tuple[str, in
     return problems
 
 
-def verify_fat_disk(spec: Spec, ctx: Context, epoch: int, disk: Path | None = None,
-                    name: str | None = None) -> FatDiskReport:
+def verify_fat_disk(run: Run) -> FatDiskReport:
     """Read the disk back with the independent reader; every file against the stage and notices manifests.
 
     A disk that fails is removed, so the next run rebuilds it instead of trusting it.
-    ``name`` is how the log names the file (a caller verifying under a temp name).
     """
-    paths = SpecPaths(spec, ctx)
-    target = disk or paths.fat_disk
+    spec, paths = run.spec, run.paths
+    target = paths.fat_disk
     paths.fat_disk_report.unlink(missing_ok=True)
     # The drivers' and notices' records come from the stage and notices manifests, not from the writer.
-    _files, records = fat_disk_files(spec, ctx)
+    _files, records = fat_disk_files(run)
     expected = {r.path: (r.sha256, r.size) for r in records}
     with discard_on_failure([target]):
         content = read_fat_disk(target)
-        problems = _problems(spec, content, expected, epoch)
+        problems = _problems(spec, content, expected, run.epoch)
         fsck, fsck_problems = _fsck(target, content)
         problems += fsck_problems
-        digest, size = HashMemo(ctx.build_dir / MEMO_NAME).sha256(target), target.stat().st_size
+        digest, size = run.memo.sha256(target), target.stat().st_size
         report = FatDiskReport(disk=target.name, sha256=digest, size=size, virtual_size=content.footer.current_size,
                                label=content.label, partition=(content.partition.first_lba,
                                                                content.partition.sectors),
                                files_checked=len(content.files), fsck=fsck, problems=tuple(problems))
-        if disk is None:
-            write_json_atomic(paths.fat_disk_report, report.to_json())
+        write_json_atomic(paths.fat_disk_report, report.to_json())
         if problems:
             raise VerifyError(f"{target.name}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
-                              f"see {paths.fat_disk_report.name if disk is None else 'the list above'}")
-    log.info(f"verified {name or target.name}: {report.files_checked} files OK (fsck.fat: {fsck})")
+                              f"see {paths.fat_disk_report.name}")
+    log.info(f"verified {target.name}: {report.files_checked} files OK (fsck.fat: {fsck})")
     return report

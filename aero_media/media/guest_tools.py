@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from .. import log
 from ..errors import SourceError
 from ..fsutil import dump_json, relpath_for_humans, staging_dir, write_bytes_atomic
-from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import (
     CertRecord,
     FileRecord,
@@ -24,7 +23,7 @@ from ..manifests import (
     PackageIdentity,
     StageManifest,
 )
-from ..paths import MediaLayout, SpecPaths
+from ..paths import MediaLayout, Run, SpecPaths
 from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from ..win7.certs import Cert, refuse_private_keys
@@ -59,7 +58,7 @@ def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: Sequence
     test_names = {c.name for c in test_certs}
     try:
         return render_guest_tools_scripts(
-            spec.contract, drivers, signing_policy=gt.signing_policy,
+            spec.contract, drivers, signing_policy=spec.signing.policy,
             certs=[c.name for c in test_certs], trust_certs=[c.name for c in trust if c.name not in test_names],
             sha256_only=sha256_only, version=gt.version, build_id=gt.build_id, label=gt.volume_label,
             # Thumbprints from here, so setup never parses certutil's (localised) output.
@@ -69,9 +68,9 @@ def _render_scripts(spec: Spec, drivers: list[DriverEntry], test_certs: Sequence
                           "rename the offending file or fix the INF value in the source") from None
 
 
-def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaFile], GuestToolsManifest]:
+def guest_tools_files(run: Run) -> tuple[list[MediaFile], GuestToolsManifest]:
     """Return the media files and the manifest (without writing anything)."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     gt = spec.guest_tools
     stages = stage_manifests(spec, paths)
     notices = NoticesManifest.read(paths.notices_manifest)
@@ -93,10 +92,10 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
     records.append(media_record(MEDIA_HASHES_PATH, hashes))
 
     manifest = GuestToolsManifest(
-        package=PackageIdentity(GuestToolsManifest.PACKAGE_NAME, gt.version, gt.build_id, epoch),
+        package=PackageIdentity(GuestToolsManifest.PACKAGE_NAME, gt.version, gt.build_id, run.epoch),
         spec=spec.name,
         volume_label=gt.volume_label,
-        signing_policy=gt.signing_policy,
+        signing_policy=spec.signing.policy,
         certs=tuple(CertRecord(f"certs/{c.name}", c.subject, c.thumbprint,
                                ("Root", "TrustedPublisher") if c in test_certs else ("TrustedPublisher",))
                     for c in shipped.values()),
@@ -107,7 +106,7 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
                       for d in drivers),
         missing_optional=tuple(mo for m in stages for mo in m.missing_optional),
         validation={m.arch: m.validation.summary for m in stages},
-        source_provenance=provenance(spec, ctx, stages),
+        source_provenance=provenance(run, stages),
         inputs=manifest_inputs(spec),
         files=tuple(records),
     )
@@ -115,18 +114,18 @@ def guest_tools_files(spec: Spec, ctx: Context, epoch: int) -> tuple[list[MediaF
     return files, manifest
 
 
-def build_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsManifest:
+def build_guest_tools(run: Run) -> GuestToolsManifest:
     """Write the Guest Tools ISO, zip and manifest.json as one set: ``dist/<spec>/guest-tools/``."""
-    paths = SpecPaths(spec, ctx)
-    files, manifest = guest_tools_files(spec, ctx, epoch)
+    spec, ctx, paths, epoch = run.spec, run.ctx, run.paths, run.epoch
+    files, manifest = guest_tools_files(run)
     # The set is written into a temp folder and swapped in whole: dist/ holds the old set or the new one.
     with staging_dir(paths.guest_tools_dir) as tmp:
         write_iso(files, tmp / paths.guest_tools_iso.name, spec.guest_tools.volume_label, epoch)
         write_zip(files, tmp / paths.guest_tools_zip.name, epoch)
         write_bytes_atomic(tmp / paths.guest_tools_manifest.name, dump_json(manifest.to_json()))
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)  # hashed once, here: verify and doit's checker read the memo
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
-        digest, size = memo.sha256(out), out.stat().st_size
+        # Hashed once, here: verify and doit's checker read the memo.
+        digest, size = run.memo.sha256(out), out.stat().st_size
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
     _drop_legacy_set(paths, ctx)
     return manifest
@@ -144,20 +143,20 @@ def _drop_legacy_set(paths: SpecPaths, ctx: Context) -> None:
                  f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, ctx.root)}/")
 
 
-def verify_guest_tools(spec: Spec, ctx: Context, epoch: int) -> GuestToolsReport:
+def verify_guest_tools(run: Run) -> GuestToolsReport:
     """Read the ISO and the zip back; both must hold exactly the manifest's files, byte for byte."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     paths.guest_tools_report.unlink(missing_ok=True)
     manifest = GuestToolsManifest.read(paths.guest_tools_manifest)
     files: dict[str, tuple[FileRecord, str]] = {r.path: (r, "dist manifest.json") for r in manifest.files}
     # The manifest on the media must be the very one beside them.
     files[MANIFEST_NAME] = (media_record(MANIFEST_NAME, paths.guest_tools_manifest.read_bytes()), "dist/")
     required = [*REQUIRED_FILES, *(d.inf for d in manifest.drivers)]
-    exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files, epoch=epoch)
+    exp = Expectation(label=spec.guest_tools.volume_label, required_paths=required, files=files, epoch=run.epoch)
     with discard_on_failure([paths.guest_tools_dir]):
-        memo = HashMemo(ctx.build_dir / MEMO_NAME)
-        iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False, memo=memo)
-        zip_report = verify_zip(paths.guest_tools_zip, exp, memo)
+        iso = verify_iso(paths.guest_tools_iso, [a.value for a in spec.arches], exp, self_described=False,
+                         memo=run.memo)
+        zip_report = verify_zip(paths.guest_tools_zip, exp, run.memo)
     report = GuestToolsReport(iso=iso, zip=zip_report)
     write_bytes_atomic(paths.guest_tools_report, dump_json(report.to_json()))
     log.info(f"verified {paths.guest_tools_iso.name} and {paths.guest_tools_zip.name}: "

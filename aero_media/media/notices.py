@@ -16,11 +16,11 @@ from pathlib import Path
 from ..errors import SourceError
 from ..fsutil import sha256_file, staging_dir, write_json_atomic
 from ..manifests import FileRecord, NoticesManifest, StageManifest, staged_files
-from ..paths import SpecPaths
+from ..paths import Run
 from ..sources.resolve import extraction, proof, source_record, source_tree
 from ..sources.selection import NOTICE_PATTERNS, notice_entries
 from ..sources.tree import DirTree, EntryKind
-from ..spec.model import Context, Spec
+from ..spec.model import Spec
 from ..winnames import check_relpath
 from .contents import stage_manifests
 
@@ -95,14 +95,14 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
     return copied, texts
 
 
-def _upstream_notices(tree: DirTree, spec: Spec, ctx: Context, out: Path,
-                      stages: list[StageManifest]) -> tuple[list[str], str]:
+def _upstream_notices(tree: DirTree, run: Run, out: Path, stages: list[StageManifest]) -> tuple[list[str], str]:
+    spec = run.spec
     lic_dir = out / LICENSE_DIR
     lic_dir.mkdir(parents=True)
     copied, texts = _licence_files(tree, spec, lic_dir)
     names = sorted({license_name(t) for t in texts})
-    prov = extraction(spec, ctx)
-    proven = proof(spec, ctx)
+    prov = extraction(run)
+    proven = proof(run)
     src = replace(prov.source, sha256=proven.sha256 if proven else None) if prov else None
     lines = [
         "# Third-party notices",
@@ -112,7 +112,7 @@ def _upstream_notices(tree: DirTree, spec: Spec, ctx: Context, out: Path,
         f"- **Project:** {UPSTREAM_PROJECT}, <{UPSTREAM_URL}>",
         f"- **Version:** {(src and src.version) or 'unknown'}",
         # A directory source is named relative to the repo or ~: never an absolute path on the media.
-        f"- **Source:** {(src and (src.url or src.path)) or source_record(spec, ctx).path or 'local tree'}",
+        f"- **Source:** {(src and (src.url or src.path)) or source_record(run).path or 'local tree'}",
     ]
     if src and src.sha256:
         lines.append(f"- **Source ISO sha256:** `{src.sha256}`")
@@ -133,16 +133,16 @@ def _upstream_notices(tree: DirTree, spec: Spec, ctx: Context, out: Path,
     return [NOTICES_NAME, *copied], ", ".join(names)
 
 
-def build_notices(spec: Spec, ctx: Context) -> NoticesManifest:
+def build_notices(run: Run) -> NoticesManifest:
     """Write ``build/<spec>/notices/`` and its manifest; return the manifest."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     paths.notices_manifest.unlink(missing_ok=True)
     stages = stage_manifests(spec, paths)
-    tree = source_tree(spec, ctx)
+    tree = source_tree(run)
     license = None
     with staging_dir(paths.notices_dir) as out:
         if spec.source.kind.is_upstream:
-            written, license = _upstream_notices(tree, spec, ctx, out, stages)
+            written, license = _upstream_notices(tree, run, out, stages)
         else:
             written = _copy_pack_notices(tree, spec, out)
         records = []

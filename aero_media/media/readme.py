@@ -55,7 +55,7 @@ def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenanc
         if infs:
             pnputil.append(f"  {title}:")
             pnputil += [f"    pnputil -i -a {drive}\\{backslashes(inf)}" for inf in infs]
-    winpe = spec.drivers_iso.winpe_drivers
+    winpe = spec.media.winpe_drivers
     return {
         "WINPE_LINE": _WINPE_LINE if winpe else "",
         "WINPE_SECTION": _WINPE_SECTION.format(noun=noun, how=how) if winpe else "",

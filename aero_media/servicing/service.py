@@ -27,12 +27,12 @@ from ..fsutil import (
     staging_dir,
     write_bytes_atomic,
 )
-from ..hashmemo import MEMO_NAME, HashMemo
+from ..hashmemo import HashMemo
 from ..manifests import StageManifest
 from ..media.contents import stage_manifests
-from ..paths import MediaLayout, SpecPaths
+from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
-from ..spec.model import Context, Spec
+from ..spec.model import Spec
 from ..spec.types import Arch
 from . import bcd, hive, wim
 from .edits import (
@@ -242,16 +242,15 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             "registry": registry, "files": files}
 
 
-def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = True) -> dict[str, Any]:
+def service_media(run: Run) -> dict[str, Any]:
     """The service task: write ``dist/<spec>/install-media/`` (ISO, boot.wim, install.wim, servicing.json).
 
-    ``publish_wims=False`` leaves the patched WIMs out (a caller that delivers the ISO alone).
+    ``install_media.publish_wims`` false leaves the patched WIMs out (a command that delivers the ISO alone).
     """
+    spec, ctx, paths, epoch, memo = run.spec, run.ctx, run.paths, run.epoch, run.memo
     media = spec.install_media
     assert media is not None
-    paths = SpecPaths(spec, ctx)
     work = paths.service_work
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)
     wim.require_plain_path(work)
     remove_tree(work)
     inputs = _copy_inputs(spec, work)
@@ -289,7 +288,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = Tru
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):
                     changes[store.value] = local
-            if media.winpe_drivers:
+            if spec.media.winpe_drivers:
                 for pkg in packages:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
@@ -301,7 +300,7 @@ def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = Tru
             record["boot_entries"] = [{"platform": e.platform, "emulation": e.emulation,
                                        "sectors": e.sector_count, "image_sha256": e.image_sha256}
                                       for e in result.after.boot_entries]
-        if publish_wims:  # moved, not copied: the working copies go away with work/
+        if media.publish_wims:  # moved, not copied: the working copies go away with work/
             for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
                 os.replace(w, out / published.name)
         # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
@@ -319,19 +318,18 @@ def service_media(spec: Spec, ctx: Context, epoch: int, publish_wims: bool = Tru
     return record
 
 
-def outputs_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+def outputs_current(run: Run) -> bool:
     """Whether every file ``servicing.json`` lists is still what it published (judged by stat, hashed if changed).
 
     The published WIMs and ISO are gigabytes and nothing reads them back, so an edited,
     truncated or deleted one would otherwise stay wrong until the inputs change.
     """
-    paths = SpecPaths(spec, ctx)
+    paths, memo = run.paths, run.memo
     try:
         record = json.loads(paths.servicing_record.read_bytes())
         outputs = [(paths.install_media_dir / o["path"], o["sha256"], o["size"]) for o in record["outputs"]]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)
     for path, digest, size in outputs:
         try:
             st = path.stat()

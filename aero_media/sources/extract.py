@@ -15,10 +15,9 @@ from pathlib import Path
 from .. import log
 from ..errors import SourceError
 from ..fsutil import copy_fp_hashed, staging_dir, write_json_atomic
-from ..hashmemo import MEMO_NAME, HashMemo
 from ..manifests import ExtractedFile, ExtractedPackage, FetchRecord, IsoFile, Provenance, SourceRecord, read_manifest
-from ..paths import SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import Run
+from ..spec.model import Spec
 from ..win7.inf import parse_inf
 from .fetch import check_unchanged, iso_input
 from .isoread import IsoTree
@@ -125,14 +124,14 @@ def aero_extract_provenance(provenance: Provenance) -> dict[str, object]:
     return {**ours, **provenance.aero_fields()}
 
 
-def extract_stage(spec: Spec, ctx: Context) -> Provenance:
+def extract_stage(run: Run) -> Provenance:
     """The extract task: stream the selected files into build/<spec>/extract/ and write provenance.json."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     paths.provenance.unlink(missing_ok=True)
     fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
-    iso = iso_input(spec, ctx)
+    iso = iso_input(spec, run.ctx)
     # Not proven yet, perhaps: the prove stage hashes it meanwhile, and nothing is published before.
-    check_unchanged(iso, fetched, HashMemo(ctx.build_dir / MEMO_NAME))
+    check_unchanged(iso, fetched, run.memo)
     provenance = extract_iso(spec, iso, paths.extract_dir, fetched)
     write_json_atomic(paths.provenance, provenance.to_json())
     return provenance

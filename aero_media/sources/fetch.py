@@ -18,10 +18,10 @@ from pathlib import Path
 from .. import log
 from ..errors import BuildStateError, ChecksumMismatch, FetchError, SourceError
 from ..fsutil import read_json, relpath_for_humans, write_json_atomic
-from ..hashmemo import MEMO_NAME, HashMemo, proven_hash, stat_key
+from ..hashmemo import HashMemo, proven_hash, stat_key
 from ..log import info, warn
 from ..manifests import FetchRecord, ProofRecord, read_manifest
-from ..paths import SpecPaths
+from ..paths import Run
 from ..spec.model import Context, Source, Spec
 from .isocache import FetchResult, cache_file_for, check_size, hash_file, pin_sha256, show_path, sidecar
 
@@ -186,14 +186,14 @@ def iso_input(spec: Spec, ctx: Context) -> Path:
     return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
 
 
-def fetch_stage(spec: Spec, ctx: Context) -> FetchRecord:
+def fetch_stage(run: Run) -> FetchRecord:
     """Locate or download the spec's ISO, record it, and start proving its bytes.
 
     A download is hashed as it arrives. A local or cached file the hash memo does
     not know is hashed in the background (:func:`start_proof`) while extraction and
     staging run; the prove stage waits for it before anything is published.
     """
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    spec, ctx, memo = run.spec, run.ctx, run.memo
     res = obtain_iso(spec.source, ctx.cache_dir(spec), spec_display=spec.display, memo=memo, defer_hash=True)
     if res.sha256 is not None and res.stat is not None:
         memo.record(res.path, res.stat, res.sha256)
@@ -204,7 +204,7 @@ def fetch_stage(spec: Spec, ctx: Context) -> FetchRecord:
     identity = file_identity(res.stat or res.path.stat()) if res.sha256 is None else ()
     record = FetchRecord(path=relpath_for_humans(res.path, ctx.root), size=res.size, stat=identity,
                          origin=res.origin, url=res.url, sha256=res.sha256, expected=res.expected)
-    write_json_atomic(SpecPaths(spec, ctx).fetch_record, record.to_json())
+    write_json_atomic(run.paths.fetch_record, record.to_json())
     state = f"sha256 {res.sha256}" if res.sha256 else "proving its sha256 in the background"
     log.info(f"{spec.name}: ISO ready ({res.origin}), {state}")
     return record
@@ -215,10 +215,10 @@ def file_identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
-def still_current(spec: Spec, ctx: Context) -> bool:
+def still_current(run: Run) -> bool:
     """Whether the fetch record still describes the ISO on disk, judged without reading it."""
-    paths = SpecPaths(spec, ctx)
-    iso = iso_input(spec, ctx)
+    paths = run.paths
+    iso = iso_input(run.spec, run.ctx)
     try:
         fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
         st = iso.stat()
@@ -226,7 +226,7 @@ def still_current(spec: Spec, ctx: Context) -> bool:
         return False
     if fetched.sha256 is None:
         return file_identity(st) == fetched.stat
-    return HashMemo(ctx.build_dir / MEMO_NAME).lookup(iso, st) == fetched.sha256
+    return run.memo.lookup(iso, st) == fetched.sha256
 
 
 def check_unchanged(iso: Path, fetched: FetchRecord, memo: HashMemo) -> None:
@@ -300,13 +300,12 @@ def proof_of(path: Path, memo: HashMemo, progress: bool = True) -> tuple[str, in
     return digest, size
 
 
-def prove_stage(spec: Spec, ctx: Context) -> ProofRecord:
+def prove_stage(run: Run) -> ProofRecord:
     """Wait for (or compute) the ISO's sha256, check it against its pin, and record the proof."""
-    paths = SpecPaths(spec, ctx)
+    spec, paths, memo = run.spec, run.paths, run.memo
     paths.proof_record.unlink(missing_ok=True)
     fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
-    iso = iso_input(spec, ctx)
-    memo = HashMemo(ctx.build_dir / MEMO_NAME)
+    iso = iso_input(spec, run.ctx)
     check_unchanged(iso, fetched, memo)
     digest, size = proof_of(iso, memo)
     if fetched.expected is not None and digest != fetched.expected:

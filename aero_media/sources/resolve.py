@@ -10,14 +10,13 @@ from __future__ import annotations
 from ..errors import BuildStateError, SourceError
 from ..fsutil import relpath_for_humans
 from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
-from ..paths import SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import Run
 from .tree import DirTree
 
 
-def source_tree(spec: Spec, ctx: Context) -> DirTree:
+def source_tree(run: Run) -> DirTree:
     """Return the tree staging (and notices) read from."""
-    paths = SpecPaths(spec, ctx)
+    spec, ctx, paths = run.spec, run.ctx, run.paths
     if spec.source.is_iso or spec.source.stand_ins:
         root = paths.extract_dir if spec.source.is_iso else paths.expand_dir
         stage = "extract" if spec.source.is_iso else "expand"
@@ -40,28 +39,29 @@ def source_tree(spec: Spec, ctx: Context) -> DirTree:
     return DirTree(spec.source.path, spec.source.path.name if v.from_command_line else display)
 
 
-def extraction(spec: Spec, ctx: Context) -> Provenance | None:
+def extraction(run: Run) -> Provenance | None:
     """The provenance extraction recorded (ISO sources), else None."""
-    if not spec.source.is_iso:
+    if not run.spec.source.is_iso:
         return None
-    return read_manifest(SpecPaths(spec, ctx).provenance, Provenance.from_json)
+    return read_manifest(run.paths.provenance, Provenance.from_json)
 
 
-def proof(spec: Spec, ctx: Context) -> ProofRecord | None:
+def proof(run: Run) -> ProofRecord | None:
     """The ISO's proven sha256 (ISO sources), else None."""
-    if not spec.source.is_iso:
+    if not run.spec.source.is_iso:
         return None
-    return read_manifest(SpecPaths(spec, ctx).proof_record, ProofRecord.from_json)
+    return read_manifest(run.paths.proof_record, ProofRecord.from_json)
 
 
-def source_record(spec: Spec, ctx: Context) -> SourceRecord:
+def source_record(run: Run) -> SourceRecord:
     """How the media name a directory source: its path relative to the repo or ``~``.
 
     A tree given on the command line is named by its folder name alone: the same tree
     built from two working directories gives the same bytes.
     """
+    spec = run.spec
     if spec.source.path is None:
         return SourceRecord(kind=spec.source.kind, path=None)
     if spec.vocabulary.from_command_line:
         return SourceRecord(kind=spec.source.kind, path=spec.source.path.name)
-    return SourceRecord(kind=spec.source.kind, path=relpath_for_humans(spec.source.path, ctx.root))
+    return SourceRecord(kind=spec.source.kind, path=relpath_for_humans(spec.source.path, run.ctx.root))

@@ -30,6 +30,8 @@ from .model import (
     FatDiskOut,
     GuestToolsOut,
     InstallMedia,
+    Media,
+    Signer,
     Signing,
     Source,
     Spec,
@@ -52,6 +54,17 @@ SCHEMA_FILE = "schema.json"
 CONTRACT_SCHEMA_FILE = "devices.schema.json"
 NON_SPEC_FILES = {CONTRACT_FILE}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+# Settings that moved to the noun they govern: old JSON pointer -> new place. The signing policy,
+# its certificates and publisher trust govern staging, every medium and servicing, not the Guest
+# Tools alone; $WinPEDriver$ goes on every medium, not the drivers ISO alone.
+MOVED_SETTINGS: dict[str, str] = {
+    "/outputs/guest_tools/signing_policy": "signing.policy",
+    "/outputs/guest_tools/certs": "signing.certs",
+    "/outputs/guest_tools/trust_publisher": "signing.trust_publisher",
+    "/outputs/drivers_iso/winpe_drivers": "media.winpe_drivers",
+    "/install_media/winpe_drivers": "media.winpe_drivers",
+}
 
 
 def data_file(ctx: Context, name: str) -> Path:
@@ -146,8 +159,34 @@ def spec_from_mapping(data: dict[str, Any], ctx: Context, vocabulary: Vocabulary
 def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
     if not isinstance(doc.data, dict):
         raise SpecError(f"{doc.where('')}: expected a mapping of keys", "start from specs/sample.yaml")
+    raise_problems(moved_setting_problems(doc))
     raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE), ctx.validation_memo))
     return _build(doc, ctx, contract or project_contract(ctx))
+
+
+def moved_setting_problems(doc: Doc) -> list[str]:
+    """One line per setting an older spec keeps in its old place, naming the new one."""
+    out = []
+    for old, new in MOVED_SETTINGS.items():
+        node: Any = doc.data
+        for part in old.strip("/").split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        old_name = old.strip("/").replace("/", ".")
+        section, _, key = new.partition(".")
+        line, col = doc.marks.get(old + "#key") or doc.marks.get(old, (1, 1))  # the key's line: the value's may follow
+        out.append(f"{doc.display}:{line}:{col}: {old_name} has moved to {new}; "
+                   f"fix: delete it here and write {section}: {{{key}: {_yaml_value(node)}}}")
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
 
 
 def _drivers(doc: Doc, contract: Contract, problems: list[str]) -> tuple[list[DriverReq], dict[str, int]]:
@@ -263,21 +302,8 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     source = _source(doc, ctx, arches, seen, problems)
 
     outputs = data.get("outputs", {})
-    gt = dict(outputs.get("guest_tools", {}))
-    certs_raw = tuple(gt.pop("certs", ()))
-    if "signing_policy" in gt:
-        if gt["signing_policy"] == DEPRECATED_TEST_NAME:
-            warn(f"{doc.where('/outputs/guest_tools/signing_policy')}: signing_policy {DEPRECATED_TEST_NAME} is "
-                 "deprecated; fix: write signing_policy: test (the name Aero's manifests use)")
-        gt["signing_policy"] = SigningPolicy(gt["signing_policy"])
+    guest_tools = GuestToolsOut(**outputs.get("guest_tools", {}))
     signing = _signing(doc, ctx, problems)
-    if signing is not None:
-        if gt.get("signing_policy", SigningPolicy.TEST) is not SigningPolicy.TEST:
-            problems.append(f"{doc.where('/outputs/guest_tools/signing_policy')}: signing_policy "
-                            f"{gt['signing_policy'].value} contradicts signing: (the build test-signs the drivers); "
-                            "fix: drop outputs.guest_tools.signing_policy (it follows signing:)")
-        gt["signing_policy"] = SigningPolicy.TEST
-    guest_tools = GuestToolsOut(**gt, certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw)
     raw_checks = data.get("checks", {})
     checks = Checks(warnings=WarningPolicy(raw_checks.get("warnings", "warn")),
                     allow_sha256_only=bool(raw_checks.get("allow_sha256_only", False)),
@@ -302,6 +328,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         signing=signing,
+        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True))),
         install_media=_install_media(doc, ctx),
         cache_dir=cache_dir,
         contract=contract,
@@ -320,32 +347,52 @@ def _install_media(doc: Doc, ctx: Context) -> InstallMedia | None:
     return InstallMedia(iso=ctx.resolve(raw["path"]) if "path" in raw else None, iso_raw=raw.get("path"),
                         sha256=raw.get("sha256"),
                         boot_wim=ctx.resolve(raw["boot_wim"]) if "boot_wim" in raw else None,
+                        boot_wim_raw=raw.get("boot_wim"),
                         install_wim=ctx.resolve(raw["install_wim"]) if "install_wim" in raw else None,
+                        install_wim_raw=raw.get("install_wim"),
                         filename=raw.get("filename", InstallMedia.filename),
-                        boot_images=images("boot_images"), install_images=images("install_images"),
-                        winpe_drivers=bool(raw.get("winpe_drivers", True)))
+                        boot_images=images("boot_images"), install_images=images("install_images"))
 
 
-def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing | None:
-    """The ``signing:`` block: a generated throwaway pair, or a certificate and where its key is read from."""
-    raw = doc.data.get("signing")
-    if raw is None:
-        return None
+def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing:
+    """The ``signing:`` block: the policy, the certificates setup trusts, and whether the build signs itself."""
+    raw = doc.data.get("signing", {})
+    certs_raw = tuple(raw.get("certs", ()))
+    signer = _signer(doc, ctx, problems)
+    policy = SigningPolicy.TEST if signer is not None else SigningPolicy.NONE
+    if "policy" in raw:
+        if raw["policy"] == DEPRECATED_TEST_NAME:
+            warn(f"{doc.where('/signing/policy')}: policy {DEPRECATED_TEST_NAME} is deprecated; "
+                 "fix: write policy: test (the name Aero's manifests use)")
+        given = SigningPolicy(raw["policy"])
+        if signer is not None and given is not SigningPolicy.TEST:
+            problems.append(f"{doc.where('/signing/policy')}: policy {given.value} contradicts mode: test "
+                            "(the build test-signs the drivers); fix: drop signing.policy (it follows mode: test)")
+        policy = given if signer is None else SigningPolicy.TEST
+    return Signing(policy=policy, trust_publisher=bool(raw.get("trust_publisher", True)),
+                   certs=tuple(ctx.resolve(c) for c in certs_raw), certs_raw=certs_raw, signer=signer)
+
+
+def _signer(doc: Doc, ctx: Context, problems: list[str]) -> Signer | None:
+    """``signing: {mode: test, ...}``: a generated throwaway pair, or a certificate and where its key is read from."""
+    raw = doc.data.get("signing", {})
     where = doc.where("/signing")
+    if "mode" not in raw:
+        return None
     if raw.get("generate"):
         given = [k for k in ("cert", "key", "key_env") if k in raw]
         if given:
             problems.append(f"{where}: generate: true makes its own certificate and key, but {', '.join(given)} "
                             "is set too; fix: drop generate, or drop those keys")
-        return Signing(cert=None, cert_raw=None, key=None, key_env=None, generate=True)
+        return Signer(cert=None, cert_raw=None, key=None, key_env=None, generate=True)
     if "cert" not in raw:
         problems.append(f"{where}: test signing needs the certificate; fix: add cert: (make one with "
                         "`aero-media make-test-cert --out ~/.config/aero`), or set generate: true for sample media")
     if ("key" in raw) == ("key_env" in raw):
         problems.append(f"{where}: name the private key by exactly one of key: (a path outside the checkout) or "
                         "key_env: (an environment variable); fix: keep one of them")
-    return Signing(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
-                   key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"))
+    return Signer(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
+                  key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"))
 
 
 def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from .types import (
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
+    Stage,
     Vocabulary,
     WarningPolicy,
 )
@@ -30,6 +32,9 @@ class Context:
     cache_override: Path | None = None
     remember_valid_specs: bool = False
     """Keep a memo of valid specs in the tool's cache (the task graph's runs, which load every spec)."""
+    scratch: bool = False
+    """A throwaway project a command builds in and publishes one file from: stages do not announce
+    what they write there (the command names the file where it lands)."""
 
     @property
     def specs_dir(self) -> Path:
@@ -107,8 +112,6 @@ class Source:
 class DriversIsoOut:
     filename: str = "aero-virtio-win7-drivers.iso"
     volume_label: str = "AERO_VIRTIO"
-    winpe_drivers: bool = True
-    """Also carry ``$WinPEDriver$/<arch>/<driver>/``, which Windows 7 Setup finds by itself."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,15 @@ class GuestToolsOut:
     volume_label: str = "AERO_GUEST_TOOLS"
     version: str = "0.0.0"
     build_id: str = "local"
-    signing_policy: SigningPolicy = SigningPolicy.NONE
-    trust_publisher: bool = True
-    certs: tuple[Path, ...] = ()
-    certs_raw: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Media:
+    """Settings every medium follows (``media:`` in the spec)."""
+
+    winpe_drivers: bool = True
+    """Carry ``$WinPEDriver$/<arch>/<driver>/`` (which Windows 7 Setup searches on every drive by itself) on the
+    drivers ISO, the FAT disk and the serviced install ISO."""
 
 
 @dataclass(frozen=True)
@@ -141,18 +149,21 @@ class InstallMedia:
     iso_raw: str | None
     sha256: str | None
     boot_wim: Path | None = None
+    boot_wim_raw: str | None = None
     install_wim: Path | None = None
+    install_wim_raw: str | None = None
     filename: str = "win7-aero.iso"
     boot_images: tuple[int, ...] | None = None
     """None: every image of boot.wim."""
     install_images: tuple[int, ...] | None = None
     """None: every image of install.wim."""
-    winpe_drivers: bool = True
+    publish_wims: bool = True
+    """Publish the patched WIMs beside the ISO (``aero-media service-iso`` delivers the ISO alone)."""
 
 
 @dataclass(frozen=True)
-class Signing:
-    """How the build signs the packages itself (``signing:`` in the spec): test signing, the only mode."""
+class Signer:
+    """How the build signs the packages itself (``signing: {mode: test, ...}``): test signing, the only mode."""
 
     cert: Path | None
     cert_raw: str | None
@@ -160,6 +171,20 @@ class Signing:
     key_env: str | None
     generate: bool = False
     """A throwaway certificate and key made into build/<spec>/signing/ (the sample's; never for real media)."""
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How the drivers are signed and what setup trusts (``signing:`` in the spec), for every stage and medium."""
+
+    policy: SigningPolicy = SigningPolicy.NONE
+    trust_publisher: bool = True
+    """Under ``none``: put the staged catalogs' signers into TrustedPublisher."""
+    certs: tuple[Path, ...] = ()
+    """Test certificates the media ship for Root and TrustedPublisher."""
+    certs_raw: tuple[str, ...] = ()
+    signer: Signer | None = None
+    """The build test-signs the packages itself (``mode: test``)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +211,8 @@ class Spec:
     drivers_iso: DriversIsoOut
     fat_disk: FatDiskOut
     guest_tools: GuestToolsOut
-    signing: Signing | None
+    signing: Signing
+    media: Media
     install_media: InstallMedia | None
     cache_dir: Path | None
     contract: Contract
@@ -202,60 +228,142 @@ class Spec:
     @property
     def signing_generated(self) -> bool:
         """The spec signs with a throwaway pair the build makes (sample media)."""
-        return self.signing is not None and self.signing.generate
+        return self.signing.signer is not None and self.signing.signer.generate
 
     @property
     def signing_policy(self) -> SigningPolicy:
-        return self.guest_tools.signing_policy
+        return self.signing.policy
 
-    def _contract_slice(self) -> dict[str, Any]:
-        return {"name": self.contract.name, "version": self.contract.version,
-                "devices": {k: repr(v) for k, v in sorted(self.contract.devices.items())}}
-
-    def fingerprint(self, stage: str) -> dict[str, Any]:
+    def fingerprint(self, stage: Stage) -> dict[str, Any]:
         """Return the JSON-safe slice of the spec that ``stage`` reads.
 
         doit's ``config_changed`` compares it, so a task reruns exactly when its
-        slice changes: a new volume label reruns only the ISO and its verify.
+        slice changes: a new volume label reruns only the ISO and its verify. Each
+        slice names its fields one by one, as the spec spells them (never a
+        dataclass's ``repr``, which would carry resolved, absolute paths into
+        doit's state and every field a stage does not read).
         """
-        src = self.source
-        source = {"kind": src.kind.value, "path": src.path_raw, "url": src.url, "sha256": src.sha256,
-                  "size": src.size, "stand_ins": src.stand_ins}
-        selection = {
-            "source": source,
-            "os_dirs": {a.value: list(v) for a, v in sorted(src.os_dirs.items())},
-            "arches": [a.value for a in self.arches],
-            "drivers": [[d.name, d.device.name, d.required] for d in self.drivers],
-            "optional": self.optional_policy.value,
-            "exclude": list(src.exclude),
-        }
-        slices: dict[str, dict[str, Any]] = {
-            "fetch": {"source": source},
-            "extract": {**selection, "license_file": src.license_file_raw},
-            "expand": {"source": source},
-            "stage": {
-                **selection,
-                "expect": src.expect,
-                "checks": [self.checks.warnings.value, self.checks.allow_sha256_only,
-                           self.checks.placeholder_catalogs.value],
-                "signing_policy": self.signing_policy.value,
-                "contract": self._contract_slice(),
-                # The key is left out on purpose: only where it is read from, never its bytes, reaches state.
-                "signing": None if self.signing is None else [self.signing.cert_raw, self.signing.generate],
-            },
-            "notices": {"source": source, "license_file": src.license_file_raw, "name": self.name},
-            "drivers_iso": {"name": self.name, "description": self.description, "out": asdict(self.drivers_iso),
-                            "contract": [self.contract.name, self.contract.version]},
-            "verify": {"out": asdict(self.drivers_iso),
-                       "arches": [a.value for a in self.arches],
-                       "required": [d.name for d in self.drivers if d.required]},
-            "fat_disk": {"name": self.name, "description": self.description, "out": asdict(self.fat_disk),
-                         "winpe": self.drivers_iso.winpe_drivers, "signing": repr(self.guest_tools),
-                         "contract": [self.contract.name, self.contract.version]},
-            "verify_fat_disk": {"out": asdict(self.fat_disk), "winpe": self.drivers_iso.winpe_drivers},
-            "service": {"name": self.name, "media": repr(self.install_media), "signing": repr(self.guest_tools),
-                        "winpe": self.drivers_iso.winpe_drivers, "contract": self._contract_slice()},
-            "guest_tools": {"name": self.name, "out": repr(self.guest_tools),
-                            "contract": self._contract_slice()},
-        }
-        return slices[stage]
+        return _SLICES[Stage(stage)](self)
+
+
+# --- the slices: what each stage reads, field by field --------------------------------------------
+
+
+def _source(spec: Spec) -> dict[str, Any]:
+    src = spec.source
+    return {"kind": src.kind.value, "path": src.path_raw, "url": src.url, "sha256": src.sha256,
+            "size": src.size, "stand_ins": src.stand_ins}
+
+
+def _selection(spec: Spec) -> dict[str, Any]:
+    src = spec.source
+    return {
+        "source": _source(spec),
+        "os_dirs": {a.value: list(v) for a, v in sorted(src.os_dirs.items())},
+        "arches": [a.value for a in spec.arches],
+        "drivers": [[d.name, d.device.name, d.required] for d in spec.drivers],
+        "optional": spec.optional_policy.value,
+        "exclude": list(src.exclude),
+    }
+
+
+def _device(d: Device) -> list[Any]:
+    return [d.virtio_type, d.vendor_id, d.device_id, d.transitional_device_id, d.subsystem_vendor_id,
+            [[s.name, s.id] for s in d.subsystems], d.revision, d.class_code, d.service, list(d.service_aliases),
+            d.inf, d.setup_class, d.class_guid, d.boot_critical, d.sys]
+
+
+def _contract(spec: Spec) -> dict[str, Any]:
+    c = spec.contract
+    return {"name": c.name, "version": c.version, "devices": {k: _device(v) for k, v in sorted(c.devices.items())}}
+
+
+def _contract_name(spec: Spec) -> list[str]:
+    return [spec.contract.name, spec.contract.version]
+
+
+def _signer(spec: Spec) -> list[Any] | None:
+    # The key is left out on purpose: only where it is read from, never its bytes, reaches state.
+    s = spec.signing.signer
+    return None if s is None else [s.cert_raw, s.generate]
+
+
+def _trust(spec: Spec) -> dict[str, Any]:
+    """What decides the certificates a medium ships (:mod:`aero_media.media.certs`)."""
+    sig = spec.signing
+    return {"policy": sig.policy.value, "certs": list(sig.certs_raw), "trust_publisher": sig.trust_publisher,
+            "signer": _signer(spec)}
+
+
+def _drivers_iso_out(spec: Spec) -> dict[str, Any]:
+    out = spec.drivers_iso
+    return {"filename": out.filename, "volume_label": out.volume_label}
+
+
+def _fat_disk_out(spec: Spec) -> dict[str, Any]:
+    out = spec.fat_disk
+    return {"enabled": out.enabled, "filename": out.filename, "volume_label": out.volume_label,
+            "size_mib": out.size_mib}
+
+
+def _guest_tools_out(spec: Spec) -> dict[str, Any]:
+    out = spec.guest_tools
+    return {"iso_filename": out.iso_filename, "zip_filename": out.zip_filename, "volume_label": out.volume_label,
+            "version": out.version, "build_id": out.build_id}
+
+
+def _install_media(spec: Spec) -> dict[str, Any] | None:
+    m = spec.install_media
+    if m is None:
+        return None
+    return {"path": m.iso_raw, "sha256": m.sha256, "boot_wim": m.boot_wim_raw, "install_wim": m.install_wim_raw,
+            "filename": m.filename, "publish_wims": m.publish_wims,
+            "boot_images": None if m.boot_images is None else list(m.boot_images),
+            "install_images": None if m.install_images is None else list(m.install_images)}
+
+
+def _fetch_slice(spec: Spec) -> dict[str, Any]:
+    return {"source": _source(spec)}
+
+
+def _guest_tools_slice(spec: Spec) -> dict[str, Any]:
+    return {"name": spec.name, "out": _guest_tools_out(spec), "signing": _trust(spec),
+            "arches": [a.value for a in spec.arches],
+            "drivers": [[d.name, d.device.name, d.required] for d in spec.drivers], "contract": _contract(spec)}
+
+
+def _fat_disk_slice(spec: Spec) -> dict[str, Any]:
+    return {"name": spec.name, "description": spec.description, "out": _fat_disk_out(spec),
+            "winpe": spec.media.winpe_drivers, "signing": _trust(spec), "contract": _contract_name(spec)}
+
+
+_SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
+    Stage.FETCH: _fetch_slice,
+    # Proving reads what fetching does: the source and its pin.
+    Stage.PROVE: _fetch_slice,
+    Stage.EXTRACT: lambda s: {**_selection(s), "license_file": s.source.license_file_raw},
+    Stage.EXPAND: lambda s: {"source": _source(s)},
+    Stage.STAGE: lambda s: {
+        **_selection(s),
+        "expect": dict(sorted(s.source.expect.items())),
+        "checks": [s.checks.warnings.value, s.checks.allow_sha256_only, s.checks.placeholder_catalogs.value],
+        "signing_policy": s.signing.policy.value,
+        "contract": _contract(s),
+        "signing": _signer(s),
+    },
+    Stage.SIGNING_CERT: lambda s: {"name": s.name, "signing": _signer(s)},
+    Stage.NOTICES: lambda s: {"source": _source(s), "license_file": s.source.license_file_raw, "name": s.name},
+    Stage.DRIVERS_ISO: lambda s: {"name": s.name, "description": s.description, "out": _drivers_iso_out(s),
+                                  "winpe": s.media.winpe_drivers, "arches": [a.value for a in s.arches],
+                                  "contract": _contract_name(s)},
+    Stage.VERIFY: lambda s: {"out": _drivers_iso_out(s), "winpe": s.media.winpe_drivers,
+                             "arches": [a.value for a in s.arches],
+                             "required": [d.name for d in s.drivers if d.required]},
+    Stage.FAT_DISK: _fat_disk_slice,
+    # The verifiers read what their writer wrote, so they read the writer's slice.
+    Stage.VERIFY_FAT_DISK: _fat_disk_slice,
+    Stage.GUEST_TOOLS: _guest_tools_slice,
+    Stage.VERIFY_GUEST_TOOLS: _guest_tools_slice,
+    Stage.SERVICE: lambda s: {"name": s.name, "media": _install_media(s), "winpe": s.media.winpe_drivers,
+                              "signing": _trust(s), "arches": [a.value for a in s.arches], "contract": _contract(s)},
+}

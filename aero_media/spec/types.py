@@ -141,11 +141,31 @@ class PlaceholderPolicy(StrEnum):
     ALLOW = "allow"
 
 
+class Stage(StrEnum):
+    """The stages of a build, once: they name the doit task groups, the stage functions and the spec slices."""
+
+    FETCH = "fetch"
+    PROVE = "prove"
+    EXTRACT = "extract"
+    EXPAND = "expand"
+    STAGE = "stage"
+    SIGNING_CERT = "signing_cert"
+    NOTICES = "notices"
+    DRIVERS_ISO = "drivers_iso"
+    VERIFY = "verify"
+    FAT_DISK = "fat_disk"
+    VERIFY_FAT_DISK = "verify_fat_disk"
+    GUEST_TOOLS = "guest_tools"
+    SERVICE = "service"
+    VERIFY_GUEST_TOOLS = "verify_guest_tools"
+
+
 # Settings that messages tell a user to change, by their spec field.
 SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs", "checks.allow_sha256_only",
-            "outputs.guest_tools.signing_policy", "drivers.required", "optional", "target.arches",
+            "signing.policy", "drivers.required", "optional", "target.arches",
             "outputs.drivers_iso.volume_label", "outputs.fat_disk.volume_label", "outputs.fat_disk.size_mib",
-            "install_media.path", "install_media.sha256", "install_media.filename", "outputs.guest_tools.certs")
+            "install_media.path", "install_media.sha256", "install_media.filename", "signing.certs",
+            "media.winpe_drivers")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from .. import log
 from ..errors import SourceError, UsageError
 from ..fsutil import sha256_file
 from ..manifests import StagedFile
-from ..paths import GENERATED_CERT, SpecPaths
+from ..paths import GENERATED_CERT, Run
 from ..sources.selection import Package
-from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from ..win7.catalogmake import CatalogMemberFile, make_catalog
 from ..win7.certs import load_cert_file
@@ -33,9 +32,9 @@ from ..win7.signing import Osslsigncode, SigningKey, expired_by, refuse_key_insi
 _PEM_ARMOUR = "-----BEGIN"  # a variable holding PEM text, not a path
 
 
-def signer_thumbprint(spec: Spec, ctx: Context) -> str:
+def signer_thumbprint(run: Run) -> str:
     """SHA-1 thumbprint of the certificate the build signs with (the only signer validation trusts)."""
-    cert = SpecPaths(spec, ctx).signing_cert
+    spec, cert = run.spec, run.paths.signing_cert
     assert cert is not None
     if not cert.is_file():
         raise SourceError(f"{spec.display}: signing.cert {cert}: no such file",
@@ -44,12 +43,12 @@ def signer_thumbprint(spec: Spec, ctx: Context) -> str:
 
 
 @contextlib.contextmanager
-def signing_key(spec: Spec, ctx: Context) -> Iterator[SigningKey]:
+def signing_key(run: Run) -> Iterator[SigningKey]:
     """The certificate and key to sign with, the key as a path osslsigncode reads (a private temp file for PEM
     text from the environment, removed afterwards)."""
-    sig = spec.signing
+    spec, ctx, paths = run.spec, run.ctx, run.paths
+    sig = spec.signing.signer
     assert sig is not None
-    paths = SpecPaths(spec, ctx)
     cert = paths.signing_cert
     assert cert is not None
     if sig.generate:
@@ -104,16 +103,17 @@ def _catalog_name(inf_path: Path, arch: Arch, where: str) -> str:
     return name
 
 
-def sign_packages(spec: Spec, ctx: Context, arch: Arch, root: Path, packages: tuple[Package, ...],
-                  files: dict[str, StagedFile], epoch: int) -> dict[str, StagedFile]:
+def sign_packages(run: Run, arch: Arch, root: Path, packages: tuple[Package, ...],
+                  files: dict[str, StagedFile]) -> dict[str, StagedFile]:
     """Embed-sign each package's boot-start drivers, then write and sign its catalogs; return updated records.
 
-    ``root`` is the arch's staging folder (one subfolder per driver). ``epoch`` is the
+    ``root`` is the arch's staging folder (one subfolder per driver). The run's epoch is the
     catalogs' ThisUpdate and the signing time, so the bytes depend on the inputs only.
     """
+    spec, epoch = run.spec, run.epoch
     tool = Osslsigncode.find()
     updated = dict(files)
-    with signing_key(spec, ctx) as key:
+    with signing_key(run) as key:
         # Only a warning (the media do not depend on today's date), but the signatures carry no
         # timestamp, and Windows judges them by the certificate's validity when it installs them.
         for name, end in expired_by(key.cert, datetime.now(UTC)):

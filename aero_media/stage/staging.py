@@ -13,11 +13,10 @@ from .. import log
 from ..errors import SourceError
 from ..fsutil import copy_fp_hashed, staging_dir, write_json_atomic
 from ..manifests import StagedFile, StagedPackage, StageManifest, StageSource
-from ..paths import SpecPaths
+from ..paths import Run
 from ..sources.resolve import source_tree
 from ..sources.selection import Package, Selection, select, staged_path
 from ..sources.tree import Tree
-from ..spec.model import Context, Spec
 from ..spec.types import Arch
 from ..win7.certs import refuse_private_keys
 from ..win7.findings import PackageReport
@@ -26,10 +25,10 @@ from .signing import sign_packages, signer_thumbprint
 from .validate import validate_packages
 
 
-def select_for(spec: Spec, ctx: Context) -> tuple[Tree, Selection]:
-    """Run the selection rules of ``spec`` over its source tree."""
-    tree = source_tree(spec, ctx)
-    return tree, select(tree.entries(), spec, tree.display)
+def select_for(run: Run) -> tuple[Tree, Selection]:
+    """Run the selection rules of the spec over its source tree."""
+    tree = source_tree(run)
+    return tree, select(tree.entries(), run.spec, tree.display)
 
 
 def _copy_package(tree: Tree, pkg: Package, tmp: Path, progress: log.Progress) -> list[StagedFile]:
@@ -57,15 +56,15 @@ def _staged_package(pkg: Package, files: list[StagedFile], report: PackageReport
                          service=facts.service, sys_file=facts.service_binary)
 
 
-def stage_arch(spec: Spec, ctx: Context, arch: Arch, epoch: int) -> StageManifest:
+def stage_arch(run: Run, arch: Arch) -> StageManifest:
     """Stage every selected package for ``arch`` and write the stage manifest.
 
-    ``epoch`` (SOURCE_DATE_EPOCH) dates what test signing writes; nothing else here depends on it.
+    The run's epoch (SOURCE_DATE_EPOCH) dates what test signing writes; nothing else here depends on it.
     """
-    paths = SpecPaths(spec, ctx)
+    spec, paths = run.spec, run.paths
     manifest_path = paths.stage_manifest(arch)
     manifest_path.unlink(missing_ok=True)
-    tree, selection = select_for(spec, ctx)
+    tree, selection = select_for(run)
     for w in selection.warnings:
         log.warn(w)
     packages = selection.for_arch(arch)
@@ -80,11 +79,11 @@ def stage_arch(spec: Spec, ctx: Context, arch: Arch, epoch: int) -> StageManifes
             raise SourceError("\n".join(f"{spec.display}: {p}" for p in problems),
                               "the source differs from the pinned payload: check it, then update source.expect")
         trusted: tuple[str, ...] = ()
-        if spec.signing is not None:
-            files = sign_packages(spec, ctx, arch, tmp, packages, files, epoch)
+        if spec.signing.signer is not None:
+            files = sign_packages(run, arch, tmp, packages, files)
             copied = [sorted((f for f in files.values() if f.path.startswith(pkg.staged_dir + "/")),
                              key=lambda f: f.path.casefold()) for pkg in packages]
-            trusted = (signer_thumbprint(spec, ctx),)
+            trusted = (signer_thumbprint(run),)
         validation = validate_packages(spec, arch, tmp, packages, trusted)
     manifest = StageManifest(
         spec=spec.name,

@@ -121,6 +121,11 @@ def _index(root: Path, package: str, memo: Path | None = None) -> dict[str, _Mod
     return modules
 
 
+def prepare(memo: Path) -> None:
+    """Analyse the package now, saving ``memo``: later fingerprints in this process only read the analysis."""
+    _index(PACKAGE_ROOT, PACKAGE, memo)
+
+
 def closure(entry_modules: tuple[str, ...], root: Path = PACKAGE_ROOT, package: str = PACKAGE,
             memo: Path | None = None) -> list[str]:
     """The package's modules that ``entry_modules`` run, with the packages that hold them, sorted."""

@@ -1,62 +1,44 @@
 """The doit task graph: one group per stage, one sub-task per spec (and arch).
 
-Generators only wire stages together: they read the specs, name inputs and
-outputs, and point at stage functions. They start no network or subprocess work;
-what they write is ``build/`` itself (doit saves its dep file there) and the
-cache's record of specs that validated. Each sub-task reruns exactly when its ``file_dep`` manifests change, the
-slice of the spec it reads (``Spec.fingerprint``) changes, or the code its stage
-function runs changes (:func:`~aero_media.taskgraph.fingerprint.code_fingerprint`).
+Generators only wire stages together: from a :class:`Plan` (the project, its
+loaded specs, the build epoch) they name inputs and outputs and point at stage
+functions. They read no spec file and do no network, subprocess or write work:
+the loader (:mod:`aero_media.taskgraph.main`) prepares all of that first. Each
+sub-task reruns exactly when its ``file_dep`` manifests change, the slice of the
+spec it reads (``Spec.fingerprint``) changes, or the code its stage function runs
+changes (:func:`~aero_media.taskgraph.fingerprint.code_fingerprint`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import importlib
-import sys
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from ..errors import PipelineError, SpecError, UsageError, disk_error
+from ..errors import PipelineError, disk_error
 from ..fsutil import relpath_for_humans, remove_with_leftovers
-from ..log import warn
-from ..media.epoch import source_date_epoch
-from ..paths import SpecPaths
+from ..paths import Run
 from ..sources.tree import DirTree, EntryKind
-from ..spec.load import CONTRACT_FILE, data_file, load_each
+from ..spec.load import CONTRACT_FILE, data_file
 from ..spec.model import Context, Spec
-from ..spec.yamldoc import raise_problems
+from ..spec.types import Stage
 from .checker import ContentChecker
 from .depfile import BACKEND_NAME
-from .fingerprint import MEMO_NAME, code_fingerprint
-from .refuse import refuse
+from .fingerprint import code_fingerprint
 from .report import OneLineReporter
-
-__all__ = ["DOIT_CONFIG", "task_build", "task_default", "task_drivers_iso", "task_expand", "task_extract",
-           "task_fat_disk", "task_fetch", "task_guest_tools", "task_notices", "task_prove", "task_service",
-           "task_signing_cert", "task_stage", "task_verify", "task_verify_fat_disk", "task_verify_guest_tools"]
-
-
-def _backend() -> str:
-    """The dep-file backend's name, once it is known to be registered (a stale install lacks it)."""
-    from importlib.metadata import entry_points
-
-    if not entry_points(group="doit.BACKEND", name=BACKEND_NAME):
-        refuse(UsageError(f"doit cannot find the {BACKEND_NAME!r} dep-file backend: the aero-virtio-media "
-                          "package is not installed, or its install is stale",
-                          "run python -m pip install -e '.[test]' in the checkout"))
-    return BACKEND_NAME
-
 
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["default"],
-    # aero_media.taskgraph.depfile:AtomicJsonDB, registered as a doit.BACKEND entry point.
-    "backend": _backend(),
+    # aero_media.taskgraph.depfile:AtomicJsonDB, registered as a doit.BACKEND entry point
+    # (the loader checks it is there before doit looks it up).
+    "backend": BACKEND_NAME,
     # Kept under build/ so nothing outside build/, dist/ and the cache is ever written.
     "dep_file": "build/.doit.db",
     "check_file_uptodate": ContentChecker,
@@ -67,155 +49,84 @@ DOIT_CONFIG: dict[str, Any] = {
 Task = dict[str, Any]
 
 
-def _ctx() -> Context:
-    # doit runs from the dodo file's folder (the project root); tests chdir there too.
-    ctx = Context(root=Path.cwd(), remember_valid_specs=True)
-    ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
-    return ctx
+@dataclass(frozen=True)
+class Plan:
+    """What every task generator reads: the project, the specs to build (loaded), the build epoch."""
 
+    ctx: Context
+    specs: tuple[Spec, ...]
+    epoch: int
+    code_memo: Path | None = None
+    """The cache file of the code fingerprints' module analysis (None: none)."""
+    failures: list[PipelineError] | None = None
+    """Where an in-process caller collects the stages' errors (their exit codes); None: not collected."""
+    runs: tuple[Run, ...] = field(init=False, compare=False)
 
-@functools.cache
-def _specs_at(root: Path) -> tuple[Spec, ...]:
-    try:
-        results = load_each(Context(root=root, remember_valid_specs=True))
-        loaded = tuple(r for _, r in results if isinstance(r, Spec))
-        broken = [(path, r) for path, r in results if isinstance(r, SpecError)]
-        argv = _doit_arguments()
-        if broken and not _only_other_specs(argv, {path.stem for path, _ in broken}):
-            raise_problems([r.message for _, r in broken])
-        for path, err in broken:
-            # Asked for other specs by name: a half-edited spec should not stop them.
-            first, *more = err.message.splitlines()
-            also = f"; and {len(more)} more problem(s)" if more else ""
-            warn(f"{first}{also} (spec {path.stem!r} is left out until it is fixed)")
-        _check_requested(loaded, argv)
-    except PipelineError as exc:
-        refuse(exc)
-    return loaded
-
-
-def _only_other_specs(argv: list[str], broken: set[str]) -> bool:
-    """Whether doit was asked only for tasks of named specs, none of them broken (``doit build:sample``)."""
-    positional = [a for a in argv if not a.startswith("-")]
-    if any(a in STAGES or a in ("build", "default") for a in positional):
-        return False  # a whole group: every spec's tasks
-    # Other positionals are doit's command or option values (`-f dodo.py`): they name no spec.
-    named = [_spec_named(a) for a in positional if ":" in a]
-    return bool(named) and all(n is not None and n not in broken for n in named)
-
-
-def _spec_named(arg: str) -> str | None:
-    """The spec a doit task argument names (``build:sample``, ``stage:sample:x86``), or None."""
-    group, sep, rest = arg.partition(":")
-    name = rest.split(":", 1)[0]
-    return name if sep and (group == "build" or group in STAGES) and name and "*" not in name else None
-
-
-REQUESTED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("requested", default=None)
-"""The task arguments a caller that runs doit in-process (``aero-media build``) passes it."""
-
-
-def _doit_arguments() -> list[str]:
-    """doit's task arguments: from its command line when doit is the program, else from :data:`REQUESTED`."""
-    requested = REQUESTED.get()
-    if requested is not None:
-        return list(requested)
-    main = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
-    if main.name == "doit" or (main.name == "__main__.py" and main.parent.name == "doit"):
-        return sys.argv[1:]
-    return []
-
-
-def _check_requested(loaded: tuple[Spec, ...], argv: list[str]) -> None:
-    """``doit build:nosuch`` lists the specs there are; doit itself would only say no such task exists."""
-    names = {s.name for s in loaded}
-    for arg in argv:
-        name = _spec_named(arg)
-        if name is not None and name not in names:
-            raise UsageError(f"no spec named {name!r} (doit {arg}) in specs/",
-                             f"use one of: {', '.join(sorted(names)) or '(none: add specs/<name>.yaml)'}")
-
-
-def specs() -> tuple[Spec, ...]:
-    """All specs of the project in the current folder."""
-    return _specs_at(Path.cwd())
-
-
-def _epoch() -> int:
-    try:
-        return source_date_epoch()
-    except PipelineError as exc:
-        refuse(exc)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(Run(s, self.ctx, self.epoch) for s in self.specs))
 
 
 # The stage function each task runs, as "module:function". Modules are imported when the
 # action runs, not when tasks are generated: a no-op run loads only the specs, and in a
 # cold build the imports overlap with the ISO's background hash.
-STAGES = {
-    "fetch": "aero_media.sources.fetch:fetch_stage",
-    "prove": "aero_media.sources.fetch:prove_stage",
-    "extract": "aero_media.sources.extract:extract_stage",
-    "expand": "aero_media.devtools.standins:expand_stage",
-    "stage": "aero_media.stage.staging:stage_arch",
-    "signing_cert": "aero_media.devtools.testcert:generate_signing_pair",
-    "notices": "aero_media.media.notices:build_notices",
-    "drivers_iso": "aero_media.media.drivers_iso:build_drivers_iso",
-    "verify": "aero_media.media.drivers_iso:verify_drivers_iso",
-    "fat_disk": "aero_media.media.fat_disk:build_fat_disk",
-    "verify_fat_disk": "aero_media.media.fat_disk:verify_fat_disk",
-    "guest_tools": "aero_media.media.guest_tools:build_guest_tools",
-    "service": "aero_media.servicing.service:service_media",
-    "verify_guest_tools": "aero_media.media.guest_tools:verify_guest_tools",
+STAGES: dict[Stage, str] = {
+    Stage.FETCH: "aero_media.sources.fetch:fetch_stage",
+    Stage.PROVE: "aero_media.sources.fetch:prove_stage",
+    Stage.EXTRACT: "aero_media.sources.extract:extract_stage",
+    Stage.EXPAND: "aero_media.devtools.standins:expand_stage",
+    Stage.STAGE: "aero_media.stage.staging:stage_arch",
+    Stage.SIGNING_CERT: "aero_media.devtools.testcert:generate_signing_pair",
+    Stage.NOTICES: "aero_media.media.notices:build_notices",
+    Stage.DRIVERS_ISO: "aero_media.media.drivers_iso:build_drivers_iso",
+    Stage.VERIFY: "aero_media.media.drivers_iso:verify_drivers_iso",
+    Stage.FAT_DISK: "aero_media.media.fat_disk:build_fat_disk",
+    Stage.VERIFY_FAT_DISK: "aero_media.media.fat_disk:verify_fat_disk",
+    Stage.GUEST_TOOLS: "aero_media.media.guest_tools:build_guest_tools",
+    Stage.SERVICE: "aero_media.servicing.service:service_media",
+    Stage.VERIFY_GUEST_TOOLS: "aero_media.media.guest_tools:verify_guest_tools",
 }
 
 
-def stage_function(stage: str) -> Callable[..., Any]:
+def stage_function(stage: Stage) -> Callable[..., Any]:
     """Import and return the function a stage runs."""
     module, _, name = STAGES[stage].partition(":")
     fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
     return fn
 
 
-def run_stage(stage: str, *args: Any, writes: str | None = None) -> Callable[[], TaskFailed | None]:
+def run_stage(stage: Stage, *args: Any, writes: str | None = None,
+              failures: list[PipelineError] | None = None) -> Callable[[], TaskFailed | None]:
     """Wrap a stage function as a doit action that fails with our one-line error.
 
     ``writes`` names the task's output for errors that name no file (a full disk
-    during a write reports no path).
+    during a write reports no path). ``failures`` collects the errors for a caller
+    that runs doit in process and exits with the stage's own code.
     """
 
     def action() -> TaskFailed | None:
         try:
             stage_function(stage)(*args)
-        except PipelineError as exc:
-            return TaskFailed(f"error: {exc.render()}")
-        except OSError as exc:
-            return TaskFailed(f"error: {disk_error(exc, writes).render()}")
+        except (PipelineError, OSError) as exc:
+            err = exc if isinstance(exc, PipelineError) else disk_error(exc, writes)
+            if failures is not None:
+                failures.append(err)
+            return TaskFailed(f"error: {err.render()}")
         return None
 
     action.__name__ = STAGES[stage].partition(":")[2]
     return action
 
 
-@functools.cache
-def _code_memo() -> Path:
-    # The tool's own cache folder: keyed by source content, it serves every checkout, and
-    # a clean build/ does not cost the fifth of a second that analysing the code takes.
-    cache = Context(root=Path.cwd()).cache_dir()
-    with contextlib.suppress(OSError):
-        cache.mkdir(parents=True, exist_ok=True)
-    return cache / MEMO_NAME
-
-
-def _service_outputs_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+def _service_outputs_current(run: Run, *_args: Any) -> bool:
     from ..servicing.service import outputs_current
 
-    return outputs_current(spec, ctx)
+    return outputs_current(run)
 
 
-def _still_current(spec: Spec, ctx: Context, *_args: Any) -> bool:
+def _still_current(run: Run, *_args: Any) -> bool:
     from ..sources.fetch import still_current
 
-    return still_current(spec, ctx)
+    return still_current(run)
 
 
 def _source_files(spec: Spec) -> list[str] | None:
@@ -233,8 +144,8 @@ def _source_files(spec: Spec) -> list[str] | None:
         return None
 
 
-def _stage_inputs(spec: Spec, ctx: Context) -> list[str] | None:
-    p = SpecPaths(spec, ctx)
+def _stage_inputs(run: Run) -> list[str] | None:
+    spec, p = run.spec, run.paths
     if spec.source.is_iso:
         return [str(p.provenance)]
     if spec.source.stand_ins:
@@ -242,31 +153,36 @@ def _stage_inputs(spec: Spec, ctx: Context) -> list[str] | None:
     return _source_files(spec)
 
 
-def _group(fn: Callable[..., Any]) -> Task:
-    """The group task a stage's sub-tasks hang under; `doit list` shows its docstring."""
-    return {"basename": fn.__name__.removeprefix("task_"), "name": None, "doc": (fn.__doc__ or "").strip()}
-
-
-def _subtask(spec: Spec, stage: str, doc: str, args: tuple[Any, ...], file_dep: list[Any] | None,
-             targets: list[Any], *,
-             name: str | None = None, clean: Any = True, uptodate: list[Any] | None = None, reads: str | None = None,
+def _subtask(plan: Plan, run: Run, stage: Stage, doc: str, file_dep: list[Any] | None, targets: list[Any], *,
+             arch: Any = None, clean: Any = True, uptodate: list[Any] | None = None,
              **fingerprint_extra: Any) -> Task:
     """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes.
 
-    ``reads`` names the slice of the spec the stage reads (default: the stage's own).
+    The action calls the stage function with the run (and ``arch``, for staging).
     ``file_dep`` None means the inputs could not be listed: the task always runs.
     """
-    code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=_code_memo())
-    fingerprint = {"stage": stage, "spec": spec.fingerprint(reads or stage), "code": code, **fingerprint_extra}
+    spec, root = run.spec, plan.ctx.root
+    code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=plan.code_memo)
+    fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
+    args = (run,) if arch is None else (run, arch)
     return {
-        "name": name or spec.name,
+        "name": spec.name if arch is None else f"{spec.name}:{arch.value}",
         "doc": doc,
-        "actions": [run_stage(stage, *args, writes=relpath_for_humans(targets[0]) if targets else None)],
-        "file_dep": sorted({str(f) for f in file_dep or ()}),
-        "targets": [str(t) for t in targets],
+        "actions": [run_stage(stage, *args, writes=relpath_for_humans(targets[0]) if targets else None,
+                              failures=plan.failures)],
+        "file_dep": sorted({_in_project(f, root) for f in file_dep or ()}),
+        "targets": [_in_project(t, root) for t in targets],
         "uptodate": [config_changed(fingerprint), *(uptodate or []), *([False] if file_dep is None else [])],
         "clean": _removing(*map(Path, targets)) if clean is True else clean,
     }
+
+
+def _in_project(path: Path | str, root: Path) -> str:
+    """A file as doit's state names it: relative to the project (doit runs there), so the dep file holds
+    no absolute path and a moved checkout stays up to date; a file outside the project keeps its path."""
+    here = Path(os.path.abspath(path))
+    base = Path(os.path.abspath(root))
+    return here.relative_to(base).as_posix() if here.is_relative_to(base) else str(path)
 
 
 def _removing(*paths: Path) -> list[Any]:
@@ -274,112 +190,98 @@ def _removing(*paths: Path) -> list[Any]:
     return [(remove_with_leftovers, [p]) for p in paths]
 
 
-def task_fetch() -> Iterator[Task]:
+def task_fetch(plan: Plan) -> Iterator[Task]:
     """Download or locate the virtio-win ISO and prove its bytes (ISO sources only)."""
-    yield _group(task_fetch)
-    ctx = _ctx()
-    for spec in specs():
-        if not spec.source.is_iso:
+    for run in plan.runs:
+        if not run.spec.source.is_iso:
             continue
-        p = SpecPaths(spec, ctx)
+        p = run.paths
         # The ISO is neither a file_dep (doit would hash 600 MB to save its state) nor a
         # target (several specs share one download, and `doit clean` never deletes it):
         # fetch reruns when its record no longer describes the ISO on disk.
-        yield _subtask(spec, "fetch", f"fetch the ISO of {spec.name}", (spec, ctx),
+        yield _subtask(plan, run, Stage.FETCH, f"fetch the ISO of {run.spec.name}",
                        [], [p.fetch_record], clean=_removing(p.fetch_record),
-                       uptodate=[functools.partial(_still_current, spec, ctx)])
+                       uptodate=[functools.partial(_still_current, run)])
 
 
-def task_extract() -> Iterator[Task]:
+def task_extract(plan: Plan) -> Iterator[Task]:
     """Stream the Windows 7 driver folders and licence files out of the ISO, with provenance."""
-    yield _group(task_extract)
-    ctx = _ctx()
-    for spec in specs():
-        if not spec.source.is_iso:
+    for run in plan.runs:
+        if not run.spec.source.is_iso:
             continue
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "extract", f"extract Windows 7 drivers for {spec.name}", (spec, ctx),
+        p = run.paths
+        yield _subtask(plan, run, Stage.EXTRACT, f"extract Windows 7 drivers for {run.spec.name}",
                        [p.fetch_record], [p.provenance], clean=_removing(p.extract_dir, p.provenance))
 
 
-def task_prove() -> Iterator[Task]:
+def task_prove(plan: Plan) -> Iterator[Task]:
     """Prove the ISO's sha256 against its pin; everything published waits for it (ISO sources only)."""
-    yield _group(task_prove)
-    ctx = _ctx()
-    for spec in specs():
-        if not spec.source.is_iso:
+    for run in plan.runs:
+        if not run.spec.source.is_iso:
             continue
-        p = SpecPaths(spec, ctx)
-        task = _subtask(spec, "prove", f"prove the ISO of {spec.name}", (spec, ctx),
-                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record), reads="fetch")
+        p = run.paths
+        task = _subtask(plan, run, Stage.PROVE, f"prove the ISO of {run.spec.name}",
+                        [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
         # Scheduled after staging, so the background hash fetch started overlaps with it.
-        task["task_dep"] = [f"stage:{spec.name}:{a.value}" for a in spec.arches]
+        task["task_dep"] = [f"{Stage.STAGE}:{run.spec.name}:{a.value}" for a in run.spec.arches]
         yield task
 
 
-def task_expand() -> Iterator[Task]:
+def task_expand(plan: Plan) -> Iterator[Task]:
     """Expand a pack's stand-in recipes into build/<spec>/pack/ (the repo's sample pack only)."""
-    yield _group(task_expand)
-    ctx = _ctx()
-    for spec in specs():
-        if not spec.source.stand_ins:
+    for run in plan.runs:
+        if not run.spec.source.stand_ins:
             continue
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "expand", f"expand the stand-ins of {spec.name}", (spec, ctx),
-                       _source_files(spec), [p.expand_manifest], clean=_removing(p.expand_dir, p.expand_manifest))
+        p = run.paths
+        yield _subtask(plan, run, Stage.EXPAND, f"expand the stand-ins of {run.spec.name}",
+                       _source_files(run.spec), [p.expand_manifest], clean=_removing(p.expand_dir, p.expand_manifest))
 
 
-def task_stage() -> Iterator[Task]:
+def task_stage(plan: Plan) -> Iterator[Task]:
     """Stage each arch's packages under build/<spec>/stage/win7/<arch>/ and validate them."""
-    yield _group(task_stage)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        inputs = _stage_inputs(spec, ctx)
+    for run in plan.runs:
+        spec, p = run.spec, run.paths
+        inputs = _stage_inputs(run)
         # Test signing dates catalogs and signatures with the epoch and reads the certificate; else neither matters.
-        cert = _signing_cert(spec, p)
+        cert = _signing_cert(run)
         for arch in spec.arches:
-            yield _subtask(spec, "stage", f"stage {spec.name} for {arch.value}", (spec, ctx, arch, epoch),
-                           None if inputs is None else [*inputs, *cert], [p.stage_manifest(arch)],
-                           name=f"{spec.name}:{arch.value}",
+            yield _subtask(plan, run, Stage.STAGE, f"stage {spec.name} for {arch.value}",
+                           None if inputs is None else [*inputs, *cert], [p.stage_manifest(arch)], arch=arch,
                            clean=_removing(p.stage_dir(arch), p.stage_manifest(arch)),
-                           signed_at=epoch if spec.signing is not None else None)
+                           signed_at=run.epoch if spec.signing.signer is not None else None)
 
 
-def _signing_cert(spec: Spec, p: SpecPaths) -> list[Path]:
+def _signing_cert(run: Run) -> list[Path]:
     """The certificate the build signs with, as a file_dep: made by signing_cert:<spec>, or the user's when it exists
     (when it does not, the stage says so in one line)."""
-    cert = p.signing_cert
-    return [cert] if cert is not None and (spec.signing_generated or cert.is_file()) else []
+    cert = run.paths.signing_cert
+    return [cert] if cert is not None and (run.spec.signing_generated or cert.is_file()) else []
 
 
-def _shipped_certs(spec: Spec, p: SpecPaths) -> list[Path]:
+def _shipped_certs(run: Run) -> list[Path]:
     """The certificate files a medium ships, as file_deps: the spec's (those that exist) and the signing one."""
-    return [*(c for c in spec.guest_tools.certs if c.is_file()), *_signing_cert(spec, p)]
+    return [*(c for c in run.spec.signing.certs if c.is_file()), *_signing_cert(run)]
 
 
-def task_signing_cert() -> Iterator[Task]:
+def task_signing_cert(plan: Plan) -> Iterator[Task]:
     """Make the throwaway test certificate and key of `signing: {generate: true}` specs (build/<spec>/signing/)."""
-    yield _group(task_signing_cert)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        if not spec.signing_generated:
+    for run in plan.runs:
+        if not run.spec.signing_generated:
             continue
-        p = SpecPaths(spec, ctx)
+        p = run.paths
         cert = p.signing_cert
         assert cert is not None
-        yield _subtask(spec, "signing_cert", f"throwaway test-signing pair of {spec.name}", (spec, ctx, epoch),
-                       [], [cert], clean=_removing(p.signing_dir), reads="stage", epoch=epoch)
+        yield _subtask(plan, run, Stage.SIGNING_CERT, f"throwaway test-signing pair of {run.spec.name}",
+                       [], [cert], clean=_removing(p.signing_dir), epoch=run.epoch)
 
 
-def _notice_inputs(spec: Spec, ctx: Context) -> list[str] | None:
+def _notice_inputs(run: Run) -> list[str] | None:
     """What notices read besides the stage manifests: provenance, or the source's own notice files."""
+    spec = run.spec
     lic = spec.source.license_file
     extra = [str(lic)] if lic is not None and lic.is_file() else []
     if spec.source.is_iso or spec.source.stand_ins:
-        return [*(_stage_inputs(spec, ctx) or []), *extra]
+        return [*(_stage_inputs(run) or []), *extra]
     root = spec.source.path
     assert root is not None
     files = _source_files(spec)
@@ -389,157 +291,157 @@ def _notice_inputs(spec: Spec, ctx: Context) -> list[str] | None:
     return extra + [f for f in files if Path(f).parent == root or Path(f).relative_to(root).parts[0] == "licenses"]
 
 
-def _stage_manifests(spec: Spec, ctx: Context) -> list[Path]:
-    p = SpecPaths(spec, ctx)
-    return [p.stage_manifest(a) for a in spec.arches]
+def _stage_manifests(run: Run) -> list[Path]:
+    return [run.paths.stage_manifest(a) for a in run.spec.arches]
 
 
-def _recorded_inputs(spec: Spec, ctx: Context) -> list[Path]:
+def _recorded_inputs(run: Run) -> list[Path]:
     """Files whose sha256 the media manifests record (Aero's inputs/provenance): the spec and the contract."""
-    files = [data_file(ctx, CONTRACT_FILE)]
-    if spec.file.is_file():
-        files.append(spec.file)
+    files = [data_file(run.ctx, CONTRACT_FILE)]
+    if run.spec.file.is_file():
+        files.append(run.spec.file)
     return files
 
 
-def _proven(spec: Spec, ctx: Context) -> list[Path]:
+def _proven(run: Run) -> list[Path]:
     """What publishing waits for: the ISO's proof (ISO sources)."""
-    return [SpecPaths(spec, ctx).proof_record] if spec.source.is_iso else []
+    return [run.paths.proof_record] if run.spec.source.is_iso else []
 
 
-def task_notices() -> Iterator[Task]:
+def task_notices(plan: Plan) -> Iterator[Task]:
     """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
-    yield _group(task_notices)
-    ctx = _ctx()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "notices", f"notices for {spec.name}", (spec, ctx),
-                       [*_stage_manifests(spec, ctx), *(_notice_inputs(spec, ctx) or []), *_proven(spec, ctx)],
+    for run in plan.runs:
+        p = run.paths
+        yield _subtask(plan, run, Stage.NOTICES, f"notices for {run.spec.name}",
+                       [*_stage_manifests(run), *(_notice_inputs(run) or []), *_proven(run)],
                        [p.notices_manifest],
                        clean=_removing(p.notices_dir, p.notices_manifest))
 
 
-def task_drivers_iso() -> Iterator[Task]:
+def task_drivers_iso(plan: Plan) -> Iterator[Task]:
     """Write dist/<spec>/aero-virtio-win7-drivers.iso (reproducible, atomically renamed)."""
-    yield _group(task_drivers_iso)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "drivers_iso", f"drivers ISO of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest, *_proven(spec, ctx),
-                        *_recorded_inputs(spec, ctx)], [p.drivers_iso],
-                       epoch=epoch)
+    for run in plan.runs:
+        p = run.paths
+        yield _subtask(plan, run, Stage.DRIVERS_ISO, f"drivers ISO of {run.spec.name}",
+                       [*_stage_manifests(run), p.notices_manifest, *_proven(run), *_recorded_inputs(run)],
+                       [p.drivers_iso], epoch=run.epoch)
 
 
-def task_verify() -> Iterator[Task]:
+def task_verify(plan: Plan) -> Iterator[Task]:
     """Re-open the drivers ISO with an independent reader and check it against the manifests."""
-    yield _group(task_verify)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify", f"verify the drivers ISO of {spec.name}", (spec, ctx, epoch),
-                       [p.drivers_iso, p.notices_manifest, *_stage_manifests(spec, ctx)], [p.drivers_iso_report],
-                       epoch=epoch)
+    for run in plan.runs:
+        p = run.paths
+        yield _subtask(plan, run, Stage.VERIFY, f"verify the drivers ISO of {run.spec.name}",
+                       [p.drivers_iso, p.notices_manifest, *_stage_manifests(run)], [p.drivers_iso_report],
+                       epoch=run.epoch)
 
 
-def task_fat_disk() -> Iterator[Task]:
+def task_fat_disk(plan: Plan) -> Iterator[Task]:
     """Write dist/<spec>/aero-virtio-win7-drivers-fat.vhd: a FAT32 driver disk (fixed VHD, x86\\ and x64\\)."""
-    yield _group(task_fat_disk)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        if not spec.fat_disk.enabled:
+    for run in plan.runs:
+        if not run.spec.fat_disk.enabled:
             continue
-        p = SpecPaths(spec, ctx)
-        certs = _shipped_certs(spec, p)
-        yield _subtask(spec, "fat_disk", f"FAT driver disk of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx)],
-                       [p.fat_disk], epoch=epoch)
+        p = run.paths
+        yield _subtask(plan, run, Stage.FAT_DISK, f"FAT driver disk of {run.spec.name}",
+                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *_proven(run)],
+                       [p.fat_disk], epoch=run.epoch)
 
 
-def task_verify_fat_disk() -> Iterator[Task]:
+def task_verify_fat_disk(plan: Plan) -> Iterator[Task]:
     """Read the FAT driver disk back with an independent reader (and fsck.fat when installed)."""
-    yield _group(task_verify_fat_disk)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        if not spec.fat_disk.enabled:
+    for run in plan.runs:
+        if not run.spec.fat_disk.enabled:
             continue
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify_fat_disk", f"verify the FAT driver disk of {spec.name}", (spec, ctx, epoch),
-                       [p.fat_disk, *_stage_manifests(spec, ctx), p.notices_manifest], [p.fat_disk_report],
-                       reads="fat_disk", epoch=epoch)
+        p = run.paths
+        yield _subtask(plan, run, Stage.VERIFY_FAT_DISK, f"verify the FAT driver disk of {run.spec.name}",
+                       [p.fat_disk, *_stage_manifests(run), p.notices_manifest], [p.fat_disk_report],
+                       epoch=run.epoch)
 
 
-def task_service() -> Iterator[Task]:
+def task_service(plan: Plan) -> Iterator[Task]:
     """Service a Windows 7 install ISO (install_media:): drivers, certificates, test mode inside its WIMs."""
-    yield _group(task_service)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        media = spec.install_media
+    for run in plan.runs:
+        media = run.spec.install_media
         if media is None:
             continue
-        p = SpecPaths(spec, ctx)
+        p = run.paths
         inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
-        certs = _shipped_certs(spec, p)
-        targets = [p.servicing_record, *p.serviced_wims, *([p.serviced_iso] if media.iso is not None else [])]
-        yield _subtask(spec, "service", f"serviced Windows 7 install media of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), *inputs, *certs, *_proven(spec, ctx)], targets,
-                       clean=_removing(p.install_media_dir, p.service_work), epoch=epoch,
-                       uptodate=[functools.partial(_service_outputs_current, spec, ctx)])
+        yield _subtask(plan, run, Stage.SERVICE, f"serviced Windows 7 install media of {run.spec.name}",
+                       [*_stage_manifests(run), *inputs, *_shipped_certs(run), *_proven(run)], p.serviced_outputs,
+                       clean=_removing(p.install_media_dir, p.service_work), epoch=run.epoch,
+                       uptodate=[functools.partial(_service_outputs_current, run)])
 
 
-def task_guest_tools() -> Iterator[Task]:
+def task_guest_tools(plan: Plan) -> Iterator[Task]:
     """Write dist/<spec>/guest-tools/: aero-guest-tools.iso, .zip and manifest.json, published as one set."""
-    yield _group(task_guest_tools)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        certs = _shipped_certs(spec, p)
-        yield _subtask(spec, "guest_tools", f"Guest Tools media of {spec.name}", (spec, ctx, epoch),
-                       [*_stage_manifests(spec, ctx), p.notices_manifest, *certs, *_proven(spec, ctx),
-                        *_recorded_inputs(spec, ctx)],
-                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=epoch)
+    for run in plan.runs:
+        p = run.paths
+        yield _subtask(plan, run, Stage.GUEST_TOOLS, f"Guest Tools media of {run.spec.name}",
+                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *_proven(run),
+                        *_recorded_inputs(run)],
+                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=run.epoch)
 
 
-def task_verify_guest_tools() -> Iterator[Task]:
+def task_verify_guest_tools(plan: Plan) -> Iterator[Task]:
     """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
-    yield _group(task_verify_guest_tools)
-    ctx = _ctx()
-    epoch = _epoch()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
-        yield _subtask(spec, "verify_guest_tools", f"verify the Guest Tools media of {spec.name}", (spec, ctx, epoch),
+    for run in plan.runs:
+        p = run.paths
+        yield _subtask(plan, run, Stage.VERIFY_GUEST_TOOLS, f"verify the Guest Tools media of {run.spec.name}",
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report],
-                       reads="guest_tools", epoch=epoch)
+                       epoch=run.epoch)
 
 
-def task_build() -> Iterator[Task]:
+def build_goals(spec: Spec) -> list[str]:
+    """The tasks that make and prove every medium of ``spec``: what `doit build:<spec>` runs."""
+    return [f"{Stage.VERIFY}:{spec.name}", f"{Stage.VERIFY_GUEST_TOOLS}:{spec.name}",
+            *([f"{Stage.VERIFY_FAT_DISK}:{spec.name}"] if spec.fat_disk.enabled else []),
+            *([f"{Stage.SERVICE}:{spec.name}"] if spec.install_media is not None else [])]
+
+
+def task_build(plan: Plan) -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
-    yield _group(task_build)
-    ctx = _ctx()
-    for spec in specs():
-        p = SpecPaths(spec, ctx)
+    for run in plan.runs:
+        spec, p = run.spec, run.paths
         yield {
             "name": spec.name,
             "doc": spec.description or f"all media of {spec.name}",
             "actions": None,
-            "task_dep": [f"verify:{spec.name}", f"verify_guest_tools:{spec.name}",
-                         *([f"verify_fat_disk:{spec.name}"] if spec.fat_disk.enabled else []),
-                         *([f"service:{spec.name}"] if spec.install_media is not None else [])],
+            "task_dep": build_goals(spec),
             # `doit clean build:<spec>` (and a bare `doit clean`, for the default specs) removes all the
             # pipeline owns for the spec, state files and a killed run's temps included. Never the cache.
             "clean": _removing(p.build, p.dist),
         }
 
 
-def task_default() -> Task:
+def task_default(plan: Plan) -> Task:
     """Build the specs marked `default: true` (what a bare `doit` runs)."""
-    return {
-        "actions": None,
-        "task_dep": [f"build:{s.name}" for s in specs() if s.default],
-    }
+    return {"actions": None, "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
+
+
+# One generator per stage, keyed by the stages' one list; `build` and `default` group them.
+GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
+    Stage.FETCH: task_fetch,
+    Stage.PROVE: task_prove,
+    Stage.EXTRACT: task_extract,
+    Stage.EXPAND: task_expand,
+    Stage.STAGE: task_stage,
+    Stage.SIGNING_CERT: task_signing_cert,
+    Stage.NOTICES: task_notices,
+    Stage.DRIVERS_ISO: task_drivers_iso,
+    Stage.VERIFY: task_verify,
+    Stage.FAT_DISK: task_fat_disk,
+    Stage.VERIFY_FAT_DISK: task_verify_fat_disk,
+    Stage.GUEST_TOOLS: task_guest_tools,
+    Stage.SERVICE: task_service,
+    Stage.VERIFY_GUEST_TOOLS: task_verify_guest_tools,
+}
+
+
+# Every task group: each stage's, then the two that group them.
+GROUP_GENERATORS: dict[str, Callable[[Plan], Any]] = {
+    **{s.value: g for s, g in GENERATORS.items()}, "build": task_build, "default": task_default}
+
+
+def group_doc(name: str) -> str:
+    """What `doit list` says of a task group."""
+    return (GROUP_GENERATORS[name].__doc__ or "").strip()

@@ -619,7 +619,7 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
             col.add(ERROR, "catalog-unsigned", cat_rel, None,
                     "not signed: Windows 7 treats the package as unsigned and x64 refuses it",
                     "use the signed catalog shipped by virtio-win, or "
-                    f"{col.policy.vocabulary.fix('outputs.guest_tools.signing_policy', 'test')} and test-sign it")
+                    f"{col.policy.vocabulary.fix('signing.policy', 'test')} and test-sign it")
         return
     _check_trusted(col, cat_rel, primary.certificate, "catalog-untrusted-signer", "signed")
     if Verdict.INVALID in (primary.check.signature, primary.check.chain):

@@ -58,6 +58,31 @@ def test_label_change_reruns_only_the_media(project: Path, capsys: pytest.Captur
     assert report["label"] == "AERO_VIRTIO_2"
 
 
+def test_guest_tools_version_bump_reruns_only_the_media_that_read_it(project: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_doit(project) == 0
+    capsys.readouterr()
+    spec = project / "specs/sample.yaml"
+    spec.write_text(spec.read_text().replace("version: 0.0.0", "version: 1.2.3"))
+    assert run_doit(project) == 0
+    # The Guest Tools and their verify read the version. The drivers ISO reads nothing of the Guest
+    # Tools, but its manifest records the spec file's sha256 (Aero's provenance), and the file changed.
+    # Staging, the FAT disk and their verifies read neither the version nor the spec file: they stay.
+    assert executed(capsys.readouterr().out) == {"guest_tools:sample", "verify_guest_tools:sample",
+                                                 "drivers_iso:sample", "verify:sample"}
+    manifest = json.loads((project / "dist/sample/guest-tools/manifest.json").read_text())
+    assert manifest["package"]["version"] == "1.2.3"
+
+
+def test_dep_file_names_no_absolute_path(project: Path) -> None:
+    assert run_doit(project) == 0
+    state = (project / "build/.doit.db").read_text()
+    assert str(project) not in state and os.path.realpath(project) not in state
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', state)
+    assert [s for s in strings if s.startswith("/")] == []
+    assert "build/sample/stage/x86.json" in state  # the files are there, named from the project
+
+
 def test_source_file_change_reruns_its_chain(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_doit(project) == 0
     capsys.readouterr()

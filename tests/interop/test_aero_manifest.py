@@ -38,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(tmp_path_factory.mktemp("interop") / "proj")
     tc = make_test_cert(project / "build" / "tc")
     data = sample_spec_data(name="signed", default=False)
-    data["outputs"]["guest_tools"].update(signing_policy="test", certs=[str(tc.cer.relative_to(project))])
+    data["signing"].update(policy="test", certs=[str(tc.cer.relative_to(project))])
     write_spec(project, "signed", data)
     assert run_doit(project, "build:sample", "build:signed") == 0
     return project
@@ -103,12 +103,12 @@ def test_the_aero_schema_has_teeth(built: Path) -> None:
 def test_testsigning_is_a_deprecated_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_project(tmp_path)
     data = sample_spec_data(name="old")
-    data["outputs"]["guest_tools"].update(signing_policy="testsigning", certs=["x.cer"])
+    data["signing"].update(policy="testsigning", certs=["x.cer"])
     spec = load_spec(write_spec(tmp_path, "old", data), Context(root=tmp_path))
-    assert spec.guest_tools.signing_policy is SigningPolicy.TEST
+    assert spec.signing.policy is SigningPolicy.TEST
     err = capsys.readouterr().err
-    assert "signing_policy testsigning is deprecated" in err and "signing_policy: test" in err
-    data["outputs"]["guest_tools"]["signing_policy"] = "test-signing"
+    assert "policy testsigning is deprecated" in err and "policy: test" in err
+    data["signing"]["policy"] = "test-signing"
     with pytest.raises(SpecError, match="is not one of none, test, production"):
         load_spec(write_spec(tmp_path, "old", data), Context(root=tmp_path))
 

@@ -30,7 +30,9 @@ def child_env(**extra: str) -> dict[str, str]:
 def run(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120,
         ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion, capturing text output."""
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env or child_env())
+    # From the checkout, as a user runs doit: its pyproject.toml hands doit our task loader.
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env or child_env(),
+                          cwd=REPO)
 
 
 def userns_prefix(*, root: bool) -> list[str]:

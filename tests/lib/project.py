@@ -52,24 +52,17 @@ def chdir(path: Path) -> Iterator[None]:
 
 
 def run_doit(root: Path, *args: str) -> int:
-    """Run doit in-process on ``aero_media.tasks`` from ``root``; return its exit code."""
+    """Run doit in-process on the project at ``root``, as `aero-media build` does; return its exit code."""
     import sys
 
     from doit import cmd_run
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
 
-    from aero_media.taskgraph import tasks
+    from aero_media.taskgraph.main import AeroDoitMain, SpecTaskLoader
 
     # doit binds its report stream to sys.stdout at import; follow pytest's capture.
     cmd_run.opt_outfile["default"] = sys.stdout
-    tasks._specs_at.cache_clear()
-    with chdir(root):
-        try:
-            rc = DoitMain(ModuleTaskLoader(tasks), config_filenames=()).run(list(args))
-        except SystemExit as exc:  # the task loader refuses a run (bad spec, lock held) this way
-            rc = exc.code
-        return 0 if rc is None else int(rc)  # some doit commands (clean) return None
+    with chdir(root):  # the loader goes to the project; come back afterwards
+        return AeroDoitMain(SpecTaskLoader(root)).run(list(args))
 
 
 def expanded_sample(dest: Path) -> Path:

@@ -45,12 +45,15 @@ def signed_pack(root: Path) -> Path:
     return root
 
 
-def gt_spec(project: Path, pack: str, *, placeholders: bool = False, **gt: Any) -> Path:
+def gt_spec(project: Path, pack: str, *, placeholders: bool = False, signing: dict[str, Any] | None = None,
+            **gt: Any) -> Path:
     source: dict[str, Any] = {"kind": "pack-dir", "path": pack}
     if pack == "prebuilt/sample":
         source["stand_ins"] = True  # the sample pack's .sys files are recipes
     data: dict[str, Any] = {"schema_version": 1, "name": "gt", "source": source,
                             "drivers": DRIVERS, "outputs": {"guest_tools": gt} if gt else {}}
+    if signing:
+        data["signing"] = signing
     if placeholders:  # the sample pack's catalogs are placeholders
         data["checks"] = {"placeholder_catalogs": "allow"}
     return write_spec(project, "gt", data)
@@ -153,7 +156,7 @@ def test_publisher_certificate_is_extracted_for_pretrust(project: Path, tmp_path
 @pytest.mark.parametrize("policy,trust,expect_certs", [("none", False, 0), ("production", True, 0)])
 def test_no_certs_when_policy_says_so(project: Path, policy: str, trust: bool, expect_certs: int) -> None:
     signed_pack(project / "prebuilt/signed")
-    gt_spec(project, "prebuilt/signed", signing_policy=policy, trust_publisher=trust)
+    gt_spec(project, "prebuilt/signed", signing={"policy": policy, "trust_publisher": trust})
     assert run_doit(project, "build:gt") == 0
     manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     assert len([r for r in manifest["files"] if r["path"].startswith("certs/")]) == expect_certs
@@ -161,15 +164,15 @@ def test_no_certs_when_policy_says_so(project: Path, policy: str, trust: bool, e
 
 
 def test_testsigning_requires_certs(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test")
-    assert "signing_policy is test but certs is empty" in failed_build(project, capsys)
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing={"policy": "test"})
+    assert "signing.policy is test but signing.certs is empty" in failed_build(project, capsys)
 
 
 def test_testsigning_ships_test_cert_to_root_and_trustedpublisher(project: Path, tmp_path: Path) -> None:
     from aero_media.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test", certs=[str(tc.cer)])
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing={"policy": "test", "certs": [str(tc.cer)]})
     assert run_doit(project, "build:gt") == 0
     manifest = json.loads((project / "dist/gt/guest-tools/manifest.json").read_text())
     assert manifest["certs_required"] is True
@@ -185,12 +188,12 @@ def test_private_keys_are_refused(project: Path, tmp_path: Path, capsys: pytest.
 
     tc = make_test_cert(tmp_path / "tc")
     # A key passed off as a certificate.
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="test", certs=[str(tc.key_pem)])
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing={"policy": "test", "certs": [str(tc.key_pem)]})
     assert "holds a PEM private key; private keys never go on the media" in failed_build(project, capsys)
     assert not (project / "dist/gt/guest-tools/aero-guest-tools.zip").exists()
     # A .pfx dropped into a driver package.
     (project / "prebuilt/sample/win7/x86/viostor/signing.pfx").write_bytes(tc.pfx.read_bytes())
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none")
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing={"policy": "none"})
     assert "win7/x86/viostor/signing.pfx is a private-key container" in failed_build(project, capsys)
     assert not (project / "build/gt/stage/x86.json").exists()
 
@@ -200,8 +203,8 @@ def test_certs_outside_testsigning_are_rejected(project: Path, tmp_path: Path,
     from aero_media.devtools.testcert import make_test_cert
 
     tc = make_test_cert(tmp_path / "tc")
-    gt_spec(project, "prebuilt/sample", placeholders=True, signing_policy="none", certs=[str(tc.cer)])
-    assert "certs is only used with signing_policy test" in failed_build(project, capsys)
+    gt_spec(project, "prebuilt/sample", placeholders=True, signing={"policy": "none", "certs": [str(tc.cer)]})
+    assert "signing.certs is only used with signing.policy test" in failed_build(project, capsys)
 
 
 def test_make_test_cert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ ISO = "dist/sample/aero-virtio-win7-drivers.iso"
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(tmp_path_factory.mktemp("winpe") / "proj")
     data = sample_spec_data(name="nowinpe", default=False)
-    data["outputs"]["drivers_iso"]["winpe_drivers"] = False
+    data["media"]["winpe_drivers"] = False
     write_spec(project, "nowinpe", data)
     assert run_doit(project, "verify:sample", "verify:nowinpe") == 0
     return project

@@ -52,7 +52,8 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
     assert spec.arches == (Arch.X86, Arch.AMD64)
     assert spec.optional_policy == "best-effort"
     assert spec.drivers_iso.filename == "aero-virtio-win7-drivers.iso"
-    assert spec.guest_tools.signing_policy == "none"
+    assert spec.signing.policy == "none" and spec.signing.signer is None
+    assert spec.media.winpe_drivers is True
     assert spec.source.os_dirs == {}  # the selection rules' default OS folders apply
 
 
@@ -267,7 +268,7 @@ def test_size_mib_limits_are_the_writers_and_said_in_words(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("extra", "expect"), [
     ("target: {arches: [x86, x64]}\n", "'x64' is not one of x86, amd64; fix: did you mean 'amd64'?"),
-    ("outputs: {guest_tools: {signing_policy: testing}}\n",
+    ("signing: {policy: testing}\n",
      "'testing' is not one of none, test, production; fix: did you mean 'test'?"),
     ("checks: {placeholder_catalogs: yes}\n", "yes/on/true is a boolean in YAML, not one of error, allow"),
     ("source:\n\tkind: pack-dir\n", "fix: indent with spaces, not tabs"),

@@ -12,7 +12,7 @@ import pytest
 
 from aero_media.devtools.pestub import build_pe
 from aero_media.errors import SourceError, UnsafePathError
-from aero_media.paths import SpecPaths
+from aero_media.paths import Run, SpecPaths
 from aero_media.sources.selection import select
 from aero_media.sources.tree import DirTree, Entry, EntryKind
 from aero_media.spec.load import load_spec
@@ -38,7 +38,7 @@ def spec_for(root: Path, source: dict[str, Any], **extra: Any) -> Spec:
 
 
 def staged(root: Path, spec: Spec, arch: Arch) -> dict[str, Any]:
-    return stage_arch(spec, Context(root=root), arch, 315532800).to_json()
+    return stage_arch(Run(spec, Context(root=root), 315532800), arch).to_json()
 
 
 # --- Aero pack layout ---------------------------------------------------------------
@@ -318,5 +318,5 @@ def test_check_policy_follows_the_spec(tmp_path: Path) -> None:
     make_pack(tmp_path / "pack", {"viostor": ("x86", "amd64"), "netkvm": ("x86", "amd64")})
     spec = spec_for(tmp_path, {"kind": "pack-dir", "path": "pack"},
                     checks={"allow_sha256_only": True, "placeholder_catalogs": "allow"},
-                    outputs={"guest_tools": {"signing_policy": "test", "certs": ["x.cer"]}})
+                    signing={"policy": "test", "certs": ["x.cer"]})
     assert check_policy(spec) == CheckPolicy(True, PlaceholderPolicy.ALLOW, SigningPolicy.TEST)

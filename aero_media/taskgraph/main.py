@@ -1,0 +1,217 @@
+"""The doit entry of the project: a task loader that sees what was asked for, and the DoitMain that uses it.
+
+doit hands :meth:`SpecTaskLoader.load_tasks` the command and the task names on the
+command line. The loader loads every spec, decides from those names what a broken
+spec means (asked for other specs by name: it is left out with a warning; asked
+for it, or for everything: the run is refused), checks that every named spec
+exists, and only then builds the :class:`~aero_media.taskgraph.tasks.Plan` the
+task generators read. `aero-media build` runs doit in process through
+:class:`AeroDoitMain`; a plain `doit` in the checkout gets the same loader from
+``pyproject.toml`` (``[tool.doit] loader``), and ``dodo.py`` is the thin wiring
+doit's own default loader reads elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from doit import loader as doit_loader
+from doit.cmd_base import TaskLoader2, opt_cwd, opt_dodo, opt_seek_file
+from doit.doit_cmd import DoitMain
+
+from ..errors import PipelineError, SpecError, UsageError
+from ..log import warn
+from ..media.epoch import source_date_epoch
+from ..spec.load import load_each
+from ..spec.model import Context, Spec
+from ..spec.types import Stage
+from ..spec.yamldoc import raise_problems
+from . import fingerprint, interrupt
+from .depfile import BACKEND_NAME
+from .refuse import refuse
+from .tasks import DOIT_CONFIG, GROUP_GENERATORS, Plan, group_doc
+
+_WHOLE_GROUPS = ("build", "default")
+
+
+def spec_named(arg: str) -> str | None:
+    """The spec a doit task argument names (``build:sample``, ``stage:sample:x86``), or None."""
+    group, sep, rest = arg.partition(":")
+    name = rest.split(":", 1)[0]
+    known = group in _WHOLE_GROUPS or group in {s.value for s in Stage}
+    return name if sep and known and name and "*" not in name else None
+
+
+def only_other_specs(task_args: Sequence[str], broken: set[str]) -> bool:
+    """Whether the task names ask only for tasks of named specs, none of them broken (``doit build:sample``)."""
+    if any(a in _WHOLE_GROUPS or a in {s.value for s in Stage} for a in task_args):
+        return False  # a whole group: every spec's tasks
+    named = [spec_named(a) for a in task_args if ":" in a]
+    return bool(named) and all(n is not None and n not in broken for n in named)
+
+
+def select_specs(results: Sequence[tuple[Path, Spec | SpecError]], task_args: Sequence[str]) -> tuple[Spec, ...]:
+    """The specs to wire, by the broken-spec policy for ``task_args`` (the task names doit was given).
+
+    A broken spec refuses the run (every problem of every broken file at once), unless
+    the run names only other specs: then each broken file is named in one warning.
+    A task name for a spec that does not exist is refused, naming the ones that do.
+    """
+    loaded = tuple(r for _, r in results if isinstance(r, Spec))
+    broken = [(path, r) for path, r in results if isinstance(r, SpecError)]
+    if broken and not only_other_specs(task_args, {path.stem for path, _ in broken}):
+        raise_problems([r.message for _, r in broken])
+    for path, err in broken:
+        first, *more = err.message.splitlines()
+        also = f"; and {len(more)} more problem(s)" if more else ""
+        warn(f"{first}{also} (spec {path.stem!r} is left out until it is fixed)")
+    names = {s.name for s in loaded}
+    for arg in task_args:
+        name = spec_named(arg)
+        if name is not None and name not in names:
+            raise UsageError(f"no spec named {name!r} (doit {arg}) in specs/",
+                             f"use one of: {', '.join(sorted(names)) or '(none: add specs/<name>.yaml)'}")
+    return loaded
+
+
+def doit_config() -> dict[str, Any]:
+    """doit's configuration, once the dep-file backend is known to be registered (a stale install lacks it)."""
+    if not entry_points(group="doit.BACKEND", name=BACKEND_NAME):
+        raise UsageError(f"doit cannot find the {BACKEND_NAME!r} dep-file backend: the aero-virtio-media "
+                         "package is not installed, or its install is stale",
+                         "run python -m pip install -e '.[test]' in the checkout")
+    return dict(DOIT_CONFIG)
+
+
+def code_memo(ctx: Context) -> Path | None:
+    """The code fingerprints' memo in the tool's cache, its folder made now (the generators write nothing).
+
+    Keyed by source content, it serves every checkout, and a clean build/ does not cost
+    the fifth of a second that analysing the code takes.
+    """
+    cache = ctx.cache_dir()
+    with contextlib.suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+    memo = cache / fingerprint.MEMO_NAME
+    fingerprint.prepare(memo)
+    return memo
+
+
+def make_plan(ctx: Context, task_args: Sequence[str], epoch: int | None = None) -> Plan:
+    """Load the project's specs, apply the broken-spec policy for ``task_args``, and prepare build/."""
+    specs = select_specs(load_each(ctx), task_args)
+    ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
+    return Plan(ctx, specs, source_date_epoch() if epoch is None else epoch, code_memo(ctx))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Specs a command made itself (an ad-hoc build), wired as they are; the stages' errors are collected."""
+
+    specs: tuple[Spec, ...]
+    epoch: int
+    failures: list[PipelineError] = field(default_factory=list)
+
+
+class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type information
+    """Tasks from the specs of the project doit runs in, by the policy the task names ask for.
+
+    ``root`` fixes the project (``aero-media build``); without it the project is
+    doit's folder: ``--dir``, else the folder of ``-f`` (``dodo.py``), as doit's own
+    loader has it. ``prepared`` wires specs a command made (an ad-hoc build) instead
+    of loading ``specs/``.
+    """
+
+    cmd_options = (opt_dodo, opt_cwd, opt_seek_file)
+
+    def __init__(self, root: Path | None = None, prepared: Prepared | None = None) -> None:
+        super().__init__()
+        self.root = root
+        self.prepared = prepared
+        self.restore_sigint: Callable[[], None] = lambda: None
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        """Go to the project folder (doit keeps its dep file relative to it)."""
+        self.restore_sigint = interrupt.install()  # a Ctrl-C while the specs load is one line, not a traceback
+        if self.root is not None:
+            os.chdir(self.root)
+            return
+        # doit's own rules for -f, --dir and --seek-file, and its one-line errors for a missing dodo.py.
+        doit_loader.get_module(opt_values["dodoFile"], opt_values["cwdPath"], opt_values["seek_file"])
+        self.root = Path.cwd()
+
+    def load_doit_config(self) -> dict[str, Any]:
+        """doit's configuration (refused in one line when the install is stale)."""
+        try:
+            # doit binds its report stream when it is imported: report where stdout is now.
+            return {**doit_config(), "outfile": sys.stdout}
+        except PipelineError as exc:
+            refuse(exc)
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
+        """The tasks of the graph, for the task names doit was given (``pos_args``)."""
+        assert self.root is not None
+        try:
+            if self.prepared is not None:
+                ctx = Context(root=self.root, scratch=True)
+                ctx.build_dir.mkdir(exist_ok=True)
+                plan = Plan(ctx, self.prepared.specs, self.prepared.epoch, code_memo(ctx), self.prepared.failures)
+            else:
+                plan = make_plan(Context(root=self.root, remember_valid_specs=True),
+                                 [a for a in pos_args if not a.startswith("-")])
+        except PipelineError as exc:
+            refuse(exc)
+        tasks: list[Any] = []
+        for name, generator in GROUP_GENERATORS.items():
+            tasks.extend(doit_loader.generate_tasks(name, generator(plan), group_doc(name)))
+        return tasks
+
+
+class AeroDoitMain(DoitMain):  # type: ignore[misc]  # doit ships no type information
+    """doit, in process, on :class:`SpecTaskLoader`; no config file is read."""
+
+    def __init__(self, task_loader: SpecTaskLoader) -> None:
+        super().__init__(task_loader, config_filenames=())
+        self.spec_loader = task_loader
+
+    def run(self, all_args: Sequence[str]) -> int:
+        """Run doit; a refusal while loading (bad spec, lock held) is its exit code, as for a doit process."""
+        try:
+            return int(super().run(list(all_args)) or 0)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 3
+        finally:
+            self.spec_loader.restore_sigint()
+
+
+def dodo_namespace() -> dict[str, Any]:
+    """What ``dodo.py`` gives doit's own loader: the configuration and one creator per task group.
+
+    That loader hands the creators no task names, so they apply the strict policy (any
+    broken spec refuses the run); the specs load when doit first asks for tasks.
+    """
+    plan: list[Plan] = []
+
+    def the_plan() -> Plan:
+        if not plan:
+            try:
+                doit_config()
+                plan.append(make_plan(Context(root=Path.cwd(), remember_valid_specs=True), ()))
+            except PipelineError as exc:
+                refuse(exc)
+        return plan[0]
+
+    namespace: dict[str, Any] = {"DOIT_CONFIG": dict(DOIT_CONFIG)}
+    for name in GROUP_GENERATORS:
+        def creator(name: str = name) -> Any:
+            return GROUP_GENERATORS[name](the_plan())
+        creator.__doc__ = group_doc(name)
+        namespace[f"task_{name}"] = creator
+    return namespace
