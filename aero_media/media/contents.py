@@ -37,10 +37,15 @@ def provenance(run: Run, stages: Iterable[StageManifest]) -> MediaProvenance:
     return MediaProvenance.of(source_record(run), extraction(run), proof(run), stages)
 
 
-def manifest_inputs(spec: Spec) -> ManifestInputs:
-    """The spec file (when the build has one) and the contract, by project path and sha256."""
+def manifest_inputs(spec: Spec, *, spec_file: bool = True) -> ManifestInputs:
+    """The spec file (when the build has one and ``spec_file``) and the contract, by project path and sha256.
+
+    Only the Guest Tools record the spec file, as Aero's packager does. A medium that
+    recorded it would be rebuilt by any edit of the file, a Guest Tools version bump
+    included, though it reads none of those settings.
+    """
     packaging = None
-    if spec.file.suffix == ".yaml" and spec.file.is_file():  # not a build from command-line options
+    if spec_file and spec.file.suffix == ".yaml" and spec.file.is_file():  # not a build from command-line options
         packaging = InputFile(spec.display, sha256_file(spec.file)[0])
     c = spec.contract
     return ManifestInputs(packaging, ContractInput(c.file, c.sha256, c.name, c.version, c.schema_version))

@@ -64,7 +64,7 @@ def build_drivers_iso(run: Run) -> FileRecord:
         missing_optional=tuple(mo for m in stages for mo in m.missing_optional),
         validation={m.arch: m.validation.summary for m in stages},
         source_provenance=prov,
-        inputs=manifest_inputs(spec),
+        inputs=manifest_inputs(spec, spec_file=False),  # the contract: the spec's settings rebuild it alone
         files=tuple(records),
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))

@@ -295,10 +295,11 @@ def _stage_manifests(run: Run) -> list[Path]:
     return [run.paths.stage_manifest(a) for a in run.spec.arches]
 
 
-def _recorded_inputs(run: Run) -> list[Path]:
-    """Files whose sha256 the media manifests record (Aero's inputs/provenance): the spec and the contract."""
+def _recorded_inputs(run: Run, *, spec_file: bool = True) -> list[Path]:
+    """Files whose sha256 a media manifest records (Aero's inputs/provenance): the contract, and the spec file
+    for the Guest Tools alone (:func:`aero_media.media.contents.manifest_inputs`)."""
     files = [data_file(run.ctx, CONTRACT_FILE)]
-    if run.spec.file.is_file():
+    if spec_file and run.spec.file.is_file():
         files.append(run.spec.file)
     return files
 
@@ -323,7 +324,8 @@ def task_drivers_iso(plan: Plan) -> Iterator[Task]:
     for run in plan.runs:
         p = run.paths
         yield _subtask(plan, run, Stage.DRIVERS_ISO, f"drivers ISO of {run.spec.name}",
-                       [*_stage_manifests(run), p.notices_manifest, *_proven(run), *_recorded_inputs(run)],
+                       [*_stage_manifests(run), p.notices_manifest, *_proven(run),
+                        *_recorded_inputs(run, spec_file=False)],
                        [p.drivers_iso], epoch=run.epoch)
 
 
