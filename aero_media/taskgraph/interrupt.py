@@ -9,6 +9,7 @@ signal landed (a stage, doit's scheduler, a worker queue).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,25 @@ MESSAGE = ("error: interrupted (Ctrl-C); every output is complete or absent, nev
            "fix: run doit again to finish the build")
 
 
+def _say(text: str) -> None:
+    """Write ``text`` to stderr from a signal handler.
+
+    One write(2) on the descriptor, not through ``sys.stderr``: the signal may land while
+    the main thread is inside a ``sys.stderr`` write (the "waiting for another build" line),
+    and a second write into that buffered stream raises ``RuntimeError`` (reentrant call),
+    which doit reported as a crash with exit 3. A stream without a descriptor (a test's
+    capture) gets the text through ``write``; the exit code matters more than the line.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (OSError, ValueError):
+        with contextlib.suppress(RuntimeError, OSError, ValueError):
+            sys.stderr.write(text)
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, text.encode())
+
+
 def install() -> Callable[[], None]:
     """Handle SIGINT as above until the returned function is called (main thread only; else a no-op)."""
     if threading.current_thread() is not threading.main_thread():
@@ -33,8 +53,7 @@ def install() -> Callable[[], None]:
         # doit's worker processes inherit the handler: only the parent prints.
         if os.getpid() == owner and not said.is_set():
             said.set()
-            sys.stderr.write(MESSAGE + "\n")
-            sys.stderr.flush()
+            _say(MESSAGE + "\n")
         raise SystemExit(EXIT_CODE)
 
     previous: Any = signal.signal(signal.SIGINT, on_sigint)

@@ -102,7 +102,7 @@ def test_ctrl_c_while_waiting_is_quiet(project: Path) -> None:
         out, err = proc.communicate(timeout=30)
     finally:
         buildlock.release(project / "build")
-    assert proc.returncode == 130 and "Traceback" not in out + err
+    assert proc.returncode == 130 and "Traceback" not in out + err, out + err
     assert error_lines(err) == [line for line in err.splitlines() if "interrupted" in line]
 
 

@@ -75,7 +75,7 @@ def assert_one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> st
 def test_full_disk_in_dist(project: Path, reference: dict[str, str]) -> None:
     (project / "dist").mkdir()
     proc = run(mounted('mount -t tmpfs -o size=16k tmpfs "$0"', project / "dist", doit_argv(project)))
-    line = assert_one_line(proc, "dist/sample/", "No space left on device (ENOSPC)", "free space")
+    line = assert_one_line(proc, "dist/sample/", "(ENOSPC)", "free space")
     assert proc.returncode == 1, line
     # The tmpfs is gone with its namespace; what matters is that build/ kept no half-written state.
     assert_nothing_partial(project, reference)
@@ -118,7 +118,7 @@ def test_read_only_dist_folder(project: Path, reference: dict[str, str]) -> None
         proc = run([*userns_prefix(root=False), *doit_argv(project)])
     finally:
         os.chmod(project / "dist" / "sample", 0o755)
-    assert_one_line(proc, "dist/sample/", "Permission denied (EACCES)", "writable")
+    assert_one_line(proc, "dist/sample/", "(EACCES)", "writable")
     assert_nothing_partial(project, reference)
 
 

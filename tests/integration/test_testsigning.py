@@ -220,6 +220,7 @@ def test_key_from_the_environment(tmp_path: Path, own_pair: tuple[Path, Path],
 
 def test_a_key_inside_the_checkout_is_refused(tmp_path: Path, own_pair: tuple[Path, Path],
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    need_tool("osslsigncode", "the stage looks for it before it reads the key")
     cer, key = own_pair
     project = make_project(tmp_path / "proj")
     inside = project / "keys" / "aero-test.key.pem"
