@@ -30,12 +30,12 @@ from typing import BinaryIO
 from .. import log
 from ..errors import SourceError, UsageError
 from ..fsutil import atomic_path, copy_exactly
+from ..winnames import MAX_COMPONENT as JOLIET_MAX  # Joliet's name length: one home, beside the other name rules
 from .files import MediaFile
 
 SECTOR = 2048
 FILE_MODE = 0o100444
 DIR_MODE = 0o040555
-JOLIET_MAX = 64
 JOLIET_LABEL_MAX = 16
 LABEL_MAX = 32
 MAX_DEPTH = 8  # ECMA-119 6.8.2.1: the root and seven levels below it

@@ -72,7 +72,7 @@ def test_docstrings_comments_and_unrelated_modules_change_nothing(tmp_path: Path
 def test_writer_edit_changes_media_stages_only(tmp_path: Path) -> None:
     root = copy_package(tmp_path)
     before = prints(root)
-    edit(root / "media" / "isowriter.py", "JOLIET_MAX = 64", "JOLIET_MAX = 64 + 0")
+    edit(root / "media" / "isowriter.py", "JOLIET_LABEL_MAX = 16", "JOLIET_LABEL_MAX = 16 + 0")
     after = prints(root)
     changed = {s for s in before if before[s] != after[s]}
     assert changed == {"drivers_iso", "guest_tools"}
@@ -124,7 +124,7 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
     edit(root / "cli.py", "ARCH_CHOICES = {", "ARCH_CHOICES_UNUSED = 1\nARCH_CHOICES = {")
     edit(root / "spec" / "yamldoc.py", '"""Append one JSON-pointer segment."""', '"""Add a segment."""')
     assert doit_in(project, code) == set()
-    edit(root / "media" / "isowriter.py", "JOLIET_MAX = 64", "JOLIET_MAX = 64 + 0")
+    edit(root / "media" / "isowriter.py", "JOLIET_LABEL_MAX = 16", "JOLIET_LABEL_MAX = 16 + 0")
     assert doit_in(project, code) == {"drivers_iso:sample", "guest_tools:sample", "verify:sample",
                                       "verify_guest_tools:sample"}
     # A parser edit that changes nothing it produces reruns the stages that run the parser (staging, and
