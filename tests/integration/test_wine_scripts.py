@@ -717,3 +717,21 @@ def test_wine_installed_media_and_other_media(wine: WinePrefix, tmp_path: Path, 
     assert "WARNING: setup.cmd ran here before from other media: Guest Tools 1.2.3 (build b42)," in r3.stdout
     assert "Same version and build, other files: one of the two copies was changed." in r3.stdout
     assert sc.record("installed-media.txt")[4] == f"manifest_sha256={sc.manifest_sha256()}" != first[4]
+
+
+def test_stub_log_is_read_in_call_number_order_and_refused_when_broken(tmp_path: Path) -> None:
+    """The harness reads calls by number (10 after 9), and a gap or an unfinished record is an error."""
+    fake = FakeWindows(tmp_path / "fake")
+    for n in range(1, 12):
+        (fake.log / str(n)).mkdir()
+        (fake.log / str(n) / "call.txt").write_bytes(f"sc query s{n}\r\n".encode("ascii"))
+    assert fake.calls() == tuple(f"sc query s{n}" for n in range(1, 12))
+    (fake.log / "12").mkdir()  # a number taken, its line not written
+    with pytest.raises(AssertionError):
+        fake.calls()
+    (fake.log / "12").rmdir()
+    shutil.rmtree(fake.log / "5")
+    with pytest.raises(AssertionError):
+        fake.calls()
+    fake.clear_calls()
+    assert fake.calls() == ()

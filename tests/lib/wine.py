@@ -3,12 +3,19 @@
 Wine's ``cmd`` runs real batch files; the Windows programs the scripts call
 (pnputil, certutil, bcdedit, reg, fsutil, wmic, sc, shutdown) are replaced by
 the batch stubs in ``tests/lib/winestubs/``, found first on the PATH (``WINEPATH``).
-Each stub appends its exact command line to a log and emulates the relevant
+Each stub records its exact command line under a call number and emulates the relevant
 Windows 7 state in files under a per-test state folder: the registry as one
 folder per key, the driver store, the machine certificate stores, the BCD
 ``testsigning`` and ``nointegritychecks`` flags, the installed hotfixes and the
 clock as WMI reports them. Tests then assert the exact command lines a script
 ran and the state it left.
+
+The call log is one numbered folder per call (``winestub-seq.cmd``), not one
+file every stub appends to: a stub may run in the script's cmd (``call``) or
+in a child cmd (``for /f ('...')``), and Wine's ``>>`` is a seek to the end
+and a write, not an atomic append. Numbers are taken with ``mkdir``, which is
+atomic, so they follow the order the calls happened in; :meth:`FakeWindows.calls`
+refuses a log with a missing or unfinished record instead of guessing.
 
 Wine runs Unix programs asynchronously and without an exit code, so the stubs
 must be batch files; the scripts therefore invoke every external tool with
@@ -32,6 +39,7 @@ from pathlib import Path
 
 STUB_DIR = Path(__file__).with_name("winestubs")
 STUB_TOOLS = ("reg", "pnputil", "certutil", "bcdedit", "fsutil", "wmic", "sc", "shutdown")
+STUB_HELPERS = ("winestub-seq",)
 
 
 def wine_unavailable_reason() -> str | None:
@@ -71,13 +79,13 @@ class FakeWindows:
         self.root = root
         self.bin = root / "bin"
         self.state = root / "state"
-        self.log = root / "calls.log"
+        self.log = root / "calls"
         self.bin.mkdir(parents=True)
         self.state.mkdir()
-        for tool in STUB_TOOLS:
+        for tool in (*STUB_TOOLS, *STUB_HELPERS):
             text = (STUB_DIR / f"{tool}.cmd").read_text(encoding="ascii")
             (self.bin / f"{tool}.cmd").write_bytes(("\r\n".join(text.splitlines()) + "\r\n").encode("ascii"))
-        self.log.write_bytes(b"")
+        self.log.mkdir()
 
     # -- seeding ---------------------------------------------------------
     def set_admin(self, admin: bool) -> None:
@@ -185,13 +193,27 @@ class FakeWindows:
 
     # -- reading ---------------------------------------------------------
     def calls(self) -> tuple[str, ...]:
-        """Command lines the stubs saw, in order."""
-        text = self.log.read_text(encoding="ascii", errors="replace")
-        return tuple(line.rstrip() for line in text.splitlines() if line.strip())
+        """Command lines the stubs saw, in the order of their call numbers.
+
+        The numbers must run 1..N without a gap and every record must hold one
+        line: anything else is a broken log, and an error, not a result.
+        """
+        numbers = sorted(int(p.name) for p in self.log.iterdir() if p.is_dir())
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise AssertionError(f"stub call log {self.log}: call numbers {numbers} are not 1..{len(numbers)}")
+        out = []
+        for n in numbers:
+            record = self.log / str(n) / "call.txt"
+            lines = record.read_bytes().decode("ascii", errors="replace").splitlines() if record.exists() else []
+            if len(lines) != 1:
+                raise AssertionError(f"stub call log {record}: {len(lines)} line(s), expected 1")
+            out.append(lines[0].rstrip())
+        return tuple(out)
 
     def clear_calls(self) -> None:
         """Forget the logged calls (between two script runs)."""
-        self.log.write_bytes(b"")
+        shutil.rmtree(self.log)
+        self.log.mkdir()
 
 
 class WinePrefix:

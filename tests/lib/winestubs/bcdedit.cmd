@@ -5,7 +5,8 @@ rem bcd-nointegritychecks.txt, each listed by /enum only once set, as bcdedit
 rem does. Access is denied when %WINESTUB_STATE%\not-admin exists, and /set
 rem only when bcd-locked exists (a BCD store another program holds).
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo bcdedit %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo bcdedit %*
 set "T=%WINESTUB_STATE%\bcd-testsigning.txt"
 set "N=%WINESTUB_STATE%\bcd-nointegritychecks.txt"
 if exist "%WINESTUB_STATE%\not-admin" goto :denied

@@ -4,7 +4,8 @@ rem certificate stores under %WINESTUB_STATE%\certstore\STORE\THUMBPRINT.
 rem -hashfile answers from hashes.txt ("PATH|spaced hex"), which the test
 rem computes from the files on disk; -dump from thumbs.txt ("FILE|spaced hex").
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo certutil %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo certutil %*
 set "C=%WINESTUB_STATE%\certstore"
 if /i "%~1"=="-hashfile" goto :hashfile
 if /i "%~1"=="-dump" goto :dump

@@ -1,7 +1,8 @@
 @echo off
 rem Test stub for fsutil.exe: administrator unless %WINESTUB_STATE%\not-admin exists.
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo fsutil %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo fsutil %*
 if exist "%WINESTUB_STATE%\not-admin" goto :denied
 echo Volume - %~3 is NOT Dirty
 exit /b 0

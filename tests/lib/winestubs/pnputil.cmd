@@ -5,7 +5,8 @@ rem file per package, holding the original INF name) and prints what Windows
 rem 7's pnputil prints. A file %WINESTUB_STATE%\in-use\oemN.inf makes -d fail
 rem as for a package a device uses; %WINESTUB_STATE%\no-devices makes -i fail.
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo pnputil %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo pnputil %*
 set "S=%WINESTUB_STATE%\driverstore"
 if not exist "%S%\" mkdir "%S%"
 echo Microsoft PnP Utility

@@ -3,7 +3,8 @@ rem Test stub for reg.exe: logs its command line; keeps an emulated registry
 rem under %WINESTUB_STATE%\reg, one folder per key, one NAME.val file per value
 rem holding "TYPE DATA". Handles the forms the Guest Tools scripts use.
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo reg %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo reg %*
 set "R=%WINESTUB_STATE%\reg"
 set "K=%~2"
 if /i "%~1"=="add" goto :add

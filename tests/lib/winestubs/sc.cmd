@@ -1,7 +1,8 @@
 @echo off
 rem Test stub for sc.exe: "sc query SERVICE" from the emulated registry.
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo sc %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo sc %*
 if not exist "%WINESTUB_STATE%\reg\HKLM\SYSTEM\CurrentControlSet\Services\%~2\" goto :missing
 echo.
 echo SERVICE_NAME: %~2

@@ -4,7 +4,8 @@ rem %WINESTUB_STATE%\hotfixes.txt (one ID a line, padded with spaces as wmic
 rem pads its column); "os get LocalDateTime /value" answers from clock.txt
 rem (yyyymmddHHMMSS.ffffff+zzz). Anything else fails.
 setlocal EnableExtensions DisableDelayedExpansion
->>"%WINESTUB_LOG%" echo wmic %*
+call "%~dp0winestub-seq.cmd"
+>"%WINESTUB_REC%" echo wmic %*
 if /i "%~1"=="qfe" if /i "%~2"=="get" if /i "%~3"=="HotFixID" goto :qfe
 if /i "%~1"=="os" if /i "%~2"=="get" if /i "%~3"=="LocalDateTime" if /i "%~4"=="/value" goto :clock
 echo %~1 - Alias not found.
