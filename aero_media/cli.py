@@ -9,22 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
-from .fsutil import atomic_path, relpath_for_humans, sha256_file
+from .fsutil import relpath_for_humans, sha256_file
 from .paths import SpecPaths
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
 from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
+from .taskgraph import interrupt
 
 ARCH_CHOICES = {"both": ("x86", "amd64"), "x86": ("x86",), "amd64": ("amd64",)}
 
@@ -148,35 +149,60 @@ def _output_file(raw: str, flag: str, inputs: list[tuple[str, Path]], suffix: st
 
 
 class Reported(Exception):
-    """A failure the task graph has already reported in one line: only its exit code is left to give."""
+    """A failed run of the task graph: the stage's error to print (None: doit has said why), and the exit code."""
 
-    def __init__(self, exit_code: int) -> None:
+    def __init__(self, exit_code: int, cause: PipelineError | None = None) -> None:
         super().__init__(exit_code)
         self.exit_code = exit_code
+        self.cause = cause
 
 
 def run_graph(ctx: Context, specs: Sequence[Spec], epoch: int, goals: Sequence[str]) -> None:
     """Run ``goals`` of the task graph in the scratch project ``ctx`` on the specs a command made.
 
-    The same graph as `doit`: what runs after what is stated there once. A failing
-    task has printed its one line; :class:`Reported` carries the stage's exit code.
+    The same graph as `doit`: what runs after what is stated there once. A stage's
+    error comes back in :class:`Reported` for :func:`main` to print whole; a task that
+    crashed (doit's 1 with no stage error) is a bug, exit 3; a refusal while loading
+    or Ctrl-C keeps doit's code (2, 130).
     """
     from .taskgraph.main import AeroDoitMain, Prepared, SpecTaskLoader
 
-    prepared = Prepared(tuple(specs), epoch)
+    prepared = Prepared(tuple(specs), epoch, ctx.cache_dir() / "last-error.txt")
     old = os.getcwd()
     try:
         rc = AeroDoitMain(SpecTaskLoader(ctx.root, prepared)).run(list(goals))
     finally:
         os.chdir(old)
     if rc != 0:
-        raise Reported(prepared.failures[0].exit_code if prepared.failures else rc)
+        if prepared.failures:
+            raise Reported(prepared.failures[0].exit_code, prepared.failures[0])
+        raise Reported(3 if rc == 1 else rc)
 
 
-def _publish(built: Path, output: Path) -> None:
-    """Put a verified medium at ``output`` in one step: a temp name beside it, then a rename."""
-    with atomic_path(output) as tmp:
-        shutil.copyfile(built, tmp)
+WORK_MARKER = ".aero-media-work"
+"""Written into every work folder a command makes beside its output: a sweep removes only folders that hold it."""
+
+
+@contextmanager
+def _work_folder(kind: str, folder: Path) -> Iterator[Path]:
+    """A scratch project beside the output (big files then move there by a rename, holes kept).
+
+    A killed command's folder is removed by the next command of that kind, once its
+    process is gone, and only when it carries our marker: a user's folder of a similar
+    name is never touched.
+    """
+    from .fsutil import pid_alive, remove_tree
+
+    prefix = f".aero-{kind}-"
+    for stale in folder.glob(f"{prefix}*-*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if (stale.is_dir() and not stale.is_symlink() and (stale / WORK_MARKER).is_file() and pid.isdigit()
+                and not pid_alive(int(pid))):
+            remove_tree(stale)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=folder) as tmp:
+        work = Path(os.path.abspath(tmp))  # doit runs in it: a relative --output must not move with it
+        (work / WORK_MARKER).write_bytes(b"")
+        yield work
 
 
 def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
@@ -191,8 +217,8 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
                           ".vhd" if fat else ".iso")
     _refuse_recipes(Path(args.drivers_root), "--drivers-root")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aero-media-") as tmp:
-        ctx = Context(root=Path(tmp), scratch=True)
+    with _work_folder("build", output.parent) as tmp:
+        ctx = Context(root=tmp, scratch=True)
         # The ad-hoc spec is checked against the device contract in force where the command runs.
         spec = _adhoc_spec(ctx, args, project_contract(repo), BUILD_FAT_FLAGS if fat else BUILD_ISO_FLAGS)
         # The one medium asked for, under the name it is delivered as (so verify names it so).
@@ -205,7 +231,8 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
         # Verified before it is published: --output appears only once it is proven (a Ctrl-C or a
         # kill during verification leaves nothing that looks complete).
         run_graph(ctx, [spec], epoch, [f"{Stage.VERIFY_FAT_DISK if fat else Stage.VERIFY}:{spec.name}"])
-        _publish(paths.fat_disk if fat else paths.drivers_iso, output)
+        # One rename on the same file system: the medium appears whole, a sparse disk stays sparse.
+        os.replace(paths.fat_disk if fat else paths.drivers_iso, output)
     digest, size = sha256_file(output)
     print(f"Wrote {output} ({size} bytes, sha256={digest})")
     return 0
@@ -219,16 +246,6 @@ def cmd_build_iso(args: argparse.Namespace) -> int:
 def cmd_build_fat(args: argparse.Namespace) -> int:
     """Stage a driver tree and write a FAT driver disk (a fixed VHD with x86\\, x64\\, $WinPEDriver$\\), verified."""
     return _build_adhoc(args, "fat")
-
-
-def _sweep_dead_work_folders(folder: Path) -> None:
-    """A killed service-iso leaves a WIM-sized work folder; remove those whose process is gone."""
-    from .fsutil import pid_alive, remove_tree
-
-    for old in folder.glob(".aero-service-*-*"):
-        pid = old.name.split("-")[2]
-        if old.is_dir() and not old.is_symlink() and pid.isdigit() and not pid_alive(int(pid)):
-            remove_tree(old)
 
 
 def cmd_service_iso(args: argparse.Namespace) -> int:
@@ -255,9 +272,8 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
     repo = Context(root=Path(args.root).absolute())
     epoch = source_date_epoch()
     # WIMs are gigabytes: work beside the output, where the result has to fit anyway, not in the temp folder.
-    _sweep_dead_work_folders(output.parent)
-    with tempfile.TemporaryDirectory(prefix=f".aero-service-{os.getpid()}-", dir=output.parent) as tmp:
-        ctx = Context(root=Path(tmp), scratch=True)
+    with _work_folder("service", output.parent) as tmp:
+        ctx = Context(root=tmp, scratch=True)
         drivers_root = Path(args.drivers_root).absolute()
         data: dict[str, Any] = {
             "schema_version": 1, "name": "adhoc", "description": f"Drivers from {drivers_root.name}",
@@ -348,7 +364,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     finally:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
-    return 0 if rc == 0 else (1 if rc == 1 else 2)
+    return rc if rc in (0, 1, interrupt.EXIT_CODE) else 2
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -400,8 +416,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     folder = Path(os.path.abspath(out)).parent
     folder.mkdir(parents=True, exist_ok=True)
     # Beside --out-root, so the extracted tree moves there by a rename.
-    with tempfile.TemporaryDirectory(prefix=f".aero-extract-{os.getpid()}-", dir=folder) as tmp:
-        ctx = Context(root=Path(tmp), scratch=True)
+    with _work_folder("extract", folder) as tmp:
+        ctx = Context(root=tmp, scratch=True)
         # Extraction dates nothing: the epoch is not read.
         run = Run(spec, ctx, 0)
         run_graph(ctx, [spec], run.epoch, [f"{Stage.EXTRACT}:{spec.name}"])
@@ -589,7 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return err.exit_code
-    except Reported as exc:  # the task graph has said why, in one line
+    except Reported as exc:
+        if exc.cause is not None:  # a stage's error, whole; doit has said anything else in one line
+            log.error(exc.cause.render())
+            if args.debug:
+                raise exc.cause from None
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; outputs written so far are complete or absent, never partial")

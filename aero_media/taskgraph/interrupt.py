@@ -19,8 +19,9 @@ from types import FrameType
 from typing import Any
 
 EXIT_CODE = 130
-MESSAGE = ("error: interrupted (Ctrl-C); every output is complete or absent, never partial; "
-           "fix: run doit again to finish the build")
+MESSAGE = "error: interrupted (Ctrl-C); every output is complete or absent, never partial; fix: {fix}"
+RESUME = "run doit again to finish the build"
+"""The fix for a build in a project, whose finished tasks doit has saved."""
 
 
 def _say(text: str) -> None:
@@ -42,8 +43,11 @@ def _say(text: str) -> None:
         os.write(fd, text.encode())
 
 
-def install() -> Callable[[], None]:
-    """Handle SIGINT as above until the returned function is called (main thread only; else a no-op)."""
+def install(fix: str = RESUME) -> Callable[[], None]:
+    """Handle SIGINT as above until the returned function is called (main thread only; else a no-op).
+
+    ``fix`` ends the message: a command building in a scratch project has nothing to resume.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     owner = os.getpid()
@@ -53,7 +57,7 @@ def install() -> Callable[[], None]:
         # doit's worker processes inherit the handler: only the parent prints.
         if os.getpid() == owner and not said.is_set():
             said.set()
-            _say(MESSAGE + "\n")
+            _say(MESSAGE.format(fix=fix) + "\n")
         raise SystemExit(EXIT_CODE)
 
     previous: Any = signal.signal(signal.SIGINT, on_sigint)

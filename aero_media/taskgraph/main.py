@@ -36,6 +36,7 @@ from ..spec.yamldoc import raise_problems
 from . import fingerprint, interrupt
 from .depfile import BACKEND_NAME
 from .refuse import refuse
+from .report import command_reporter
 from .tasks import DOIT_CONFIG, GROUP_GENERATORS, Plan, group_doc
 
 _WHOLE_GROUPS = ("build", "default")
@@ -86,7 +87,7 @@ def doit_config() -> dict[str, Any]:
     if not entry_points(group="doit.BACKEND", name=BACKEND_NAME):
         raise UsageError(f"doit cannot find the {BACKEND_NAME!r} dep-file backend: the aero-virtio-media "
                          "package is not installed, or its install is stale",
-                         "run python -m pip install -e '.[test]' in the checkout")
+                         "reinstall it (in a checkout: .venv/bin/pip install -e '.[test]')")
     return dict(DOIT_CONFIG)
 
 
@@ -117,6 +118,8 @@ class Prepared:
 
     specs: tuple[Spec, ...]
     epoch: int
+    error_log: Path
+    """Where a bug's traceback goes: outside the scratch project, which the command deletes."""
     failures: list[PipelineError] = field(default_factory=list)
 
 
@@ -139,7 +142,9 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         """Go to the project folder (doit keeps its dep file relative to it)."""
-        self.restore_sigint = interrupt.install()  # a Ctrl-C while the specs load is one line, not a traceback
+        # A Ctrl-C while the specs load is one line, not a traceback. A command's scratch project
+        # is deleted when it ends: there is nothing for doit to resume.
+        self.restore_sigint = interrupt.install("run the command again" if self.prepared else interrupt.RESUME)
         if self.root is not None:
             os.chdir(self.root)
             return
@@ -150,7 +155,11 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
     def load_doit_config(self) -> dict[str, Any]:
         """doit's configuration (refused in one line when the install is stale)."""
         try:
-            # doit binds its report stream when it is imported: report where stdout is now.
+            # doit binds its report stream when it is imported: report where stdout is now. A
+            # command's stdout is its result alone: its task lines go with the progress, on stderr.
+            if self.prepared is not None:
+                return {**doit_config(), "outfile": sys.stderr,
+                        "reporter": command_reporter(self.prepared.error_log)}
             return {**doit_config(), "outfile": sys.stdout}
         except PipelineError as exc:
             refuse(exc)

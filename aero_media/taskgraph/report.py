@@ -30,6 +30,8 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
     """doit's console reporter, with every failure reduced to one line on stderr."""
 
     desc = "console output; one line on stderr per failure"
+    error_log: Path = ERROR_LOG
+    """Where a bug's traceback goes (relative: inside the project doit runs in)."""
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         """Print the failure's one line at once (doit would hold it for the end)."""
@@ -46,13 +48,15 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    @staticmethod
-    def _internal(task_name: str, fail: BaseFail) -> str:
+    @classmethod
+    def _internal(cls, task_name: str, fail: BaseFail) -> str:
         trace = "".join(fail.traceback)
         saved = ""
         try:
-            write_bytes_atomic(ERROR_LOG, f"task {task_name}\n{fail.message}\n{trace}".encode())
-            saved = f" (details in {ERROR_LOG.as_posix()})"
+            log_file = cls.error_log
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(log_file, f"task {task_name}\n{fail.message}\n{trace}".encode())
+            saved = f" (details in {log_file.as_posix()})"
         except OSError:
             pass
         return (f"error: {task_name}: internal error: {_first_line(trace.splitlines()[-1] if trace else '')}"
@@ -62,3 +66,25 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         """doit's own run errors, one line each; failures were printed as they happened."""
         for msg in self.runtime_errors:
             sys.stderr.write(f"error: {_first_line(msg)}; fix: check the task names (`doit list`)\n")
+
+
+class CommandReporter(OneLineReporter):
+    """For a command that runs the graph in a scratch project (``aero-media build-iso`` and the like).
+
+    Its stdout is the command's result alone, so doit's task lines go to stderr with the
+    other progress; a stage's failure is left to the command, which prints the error
+    whole (every problem on its own line); a bug's traceback is kept outside the
+    scratch project, which is deleted when the command ends.
+    """
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        """Stage errors are the command's to print; anything else is one line now."""
+        message = fail.message if isinstance(fail.message, str) else str(fail.message)
+        if isinstance(fail, TaskFailed) and message.startswith("error: "):
+            return
+        super().add_failure(task, fail)
+
+
+def command_reporter(error_log: Path) -> type[CommandReporter]:
+    """A :class:`CommandReporter` that keeps a bug's traceback at ``error_log`` (an absolute path)."""
+    return type("CommandReporter", (CommandReporter,), {"error_log": error_log})

@@ -4,6 +4,7 @@ graph, the generators write nothing, and nothing in the package reads the proces
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -91,10 +92,13 @@ def test_adhoc_build_iso_runs_the_task_graph(tmp_path: Path, capsys: pytest.Capt
     assert main(["build-iso", "--drivers-root", str(sample), "--output", str(out),
                  "--allow-placeholder-catalogs"]) == 0
     printed = capsys.readouterr()
-    ran = set(re.findall(r"^\.  (\S+)", printed.out, re.M))
+    # doit's task lines are progress, on stderr; stdout is the command's result alone.
+    ran = set(re.findall(r"^\.  (\S+)", printed.err, re.M))
     # The drivers ISO and what it is made from, verified; no other medium.
     assert ran == {"stage:adhoc:x86", "stage:adhoc:amd64", "notices:adhoc", "drivers_iso:adhoc", "verify:adhoc"}
-    assert f"Wrote {out}" in printed.out and "verified d.iso" in printed.err
+    assert printed.out.splitlines() == [f"Wrote {out} ({out.stat().st_size} bytes, sha256="
+                                        f"{hashlib.sha256(out.read_bytes()).hexdigest()})"]
+    assert "verified d.iso" in printed.err
     assert sorted(p.name for p in out.parent.iterdir()) == ["d.iso"]
 
 
@@ -103,9 +107,11 @@ def test_adhoc_build_fat_runs_the_task_graph(tmp_path: Path, capsys: pytest.Capt
     out = tmp_path / "disk.vhd"
     assert main(["build-fat", "--drivers-root", str(sample), "--output", str(out),
                  "--allow-placeholder-catalogs"]) == 0
-    ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().out, re.M))
+    ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().err, re.M))
     assert ran == {"stage:adhoc:x86", "stage:adhoc:amd64", "notices:adhoc", "fat_disk:adhoc",
                    "verify_fat_disk:adhoc"}
+    # Built beside --output and renamed into place: the disk keeps its holes.
+    assert out.stat().st_blocks * 512 < out.stat().st_size // 2
 
 
 def test_adhoc_extract_runs_the_task_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,7 +120,49 @@ def test_adhoc_extract_runs_the_task_graph(tmp_path: Path, capsys: pytest.Captur
     make_upstream_tree(tmp_path / "src")
     iso = make_iso(tmp_path / "src", tmp_path / "virtio-win.iso", style="rr")
     assert main(["extract", "--virtio-win-iso", str(iso), "--out-root", str(tmp_path / "pack")]) == 0
-    ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().out, re.M))
+    ran = set(re.findall(r"^\.  (\S+)", capsys.readouterr().err, re.M))
     assert ran == {"fetch:extract", "extract:extract"}
     # Only the tree asked for is left: the scratch project beside it is gone.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pack", "src", "virtio-win.iso"]
+
+
+def test_adhoc_work_folders_of_dead_runs_are_swept_and_only_ours(tmp_path: Path) -> None:
+    """A killed command's scratch project is removed by the next one; a user's folder of a like name never is."""
+    from aero_media.cli import WORK_MARKER
+
+    sample = expanded_sample(tmp_path / "pack")
+    out = tmp_path / "out"
+    dead = 2**22 + 12345  # above the kernel's pid_max: no such process
+    ours = out / f".aero-build-{dead}-x1"
+    users = out / f".aero-build-{dead}-notes"
+    for folder in (ours, users):
+        folder.mkdir(parents=True)
+        (folder / "keep.txt").write_text("data")
+    (ours / WORK_MARKER).write_bytes(b"")
+    assert main(["build-iso", "--drivers-root", str(sample), "--output", str(out / "d.iso"),
+                 "--allow-placeholder-catalogs"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [users.name, "d.iso"]
+    assert (users / "keep.txt").read_text() == "data"
+
+
+def test_adhoc_stage_error_is_printed_whole_with_its_exit_code(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every problem on its own line (not one squashed line), the stage's exit code, nothing published."""
+    sample = expanded_sample(tmp_path / "pack")
+    out = tmp_path / "out" / "d.iso"
+    rc = main(["build-iso", "--drivers-root", str(sample), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "--allow-placeholder-catalogs" in err
+    assert all(len(line) < 400 for line in err.splitlines())
+
+
+def test_build_keeps_ctrl_c_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doit's 130 (Ctrl-C) reaches the shell from `aero-media build` as it does from `doit`."""
+    from aero_media.taskgraph import main as taskmain
+
+    project = make_project(tmp_path)
+    monkeypatch.setattr(taskmain.AeroDoitMain, "run", lambda self, args: 130)
+    assert main(["--root", str(project), "build", "sample"]) == 130
