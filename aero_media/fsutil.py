@@ -76,8 +76,11 @@ def copy_exactly(src: BinaryIO, dst: BinaryIO, size: int, on_chunk: Callable[[by
     return not src.read(1)
 
 
-# A temp sibling names its writer: .<name>.<pid>-<random>.tmp (and .<name>.old-<pid>-<random>).
-_OWNED = re.compile(r"\.(?:old-)?(\d+)-[A-Za-z0-9_]+(?:\.tmp)?$")
+# A temp sibling names its writer: .<name>.<pid>-<random>.tmp (and .<name>.old-<pid>-<random>), where <random>
+# is the 8 characters tempfile draws (its _RandomNameSequence): the exact names our writers make (versions before
+# the pid was added wrote .<name>.<random>.tmp), and so the proof that a sibling is ours. A user's look-alike
+# (".<name>.notes.tmp", ".<name>.999999-mine.tmp") never matches.
+_OWNED = re.compile(r"\.(?:(\d+)-[a-z0-9_]{8}\.tmp|old-(\d+)-[a-z0-9_]{8}|[a-z0-9_]{8}\.tmp)")
 STALE_AFTER = 24 * 3600  # a temp untouched this long is stale whoever owns it (pids get reused)
 
 
@@ -112,8 +115,10 @@ def pid_alive(pid: int) -> bool:
 def _is_stale(path: Path, suffix: str) -> bool:
     match = _OWNED.fullmatch(suffix)
     if match is None:
+        return False  # not a name our writers make: not ours to remove
+    if match.group(1) is None and match.group(2) is None:
         return True  # an older version's name: its writer is long gone
-    pid = int(match.group(1))
+    pid = int(match.group(1) or match.group(2))
     if pid == os.getpid():
         return False  # another thread of this run may be writing it
     try:
@@ -124,20 +129,22 @@ def _is_stale(path: Path, suffix: str) -> bool:
 
 
 def remove_with_leftovers(path: Path) -> None:
-    """Remove ``path`` and every temp sibling of it, whoever wrote them (for ``doit clean``, under the lock)."""
+    """Remove ``path`` and every temp sibling of it our writers made, live or not (``doit clean``, under the lock)."""
     remove_tree(path)
     if path.parent.is_dir():
         for pattern in (f".{path.name}.*.tmp", f".{path.name}.old-*"):
             for stale in path.parent.glob(pattern):
-                with contextlib.suppress(FileNotFoundError):
-                    remove_tree(stale)
+                if _OWNED.fullmatch(stale.name[len(path.name) + 1:]):
+                    with contextlib.suppress(FileNotFoundError):
+                        remove_tree(stale)
 
 
 def sweep_leftovers(final: Path) -> None:
     """Remove temp siblings of ``final`` that a killed run left behind.
 
-    Only those whose writer is gone: a temp another live process is still writing
-    (a parallel run, a doit worker) is left alone.
+    Only those whose name is exactly one our writers make, and whose writer is gone:
+    a temp another live process is still writing (a parallel run, a doit worker),
+    or a user's file of a similar name, is left alone.
     """
     for pattern in (f".{final.name}.*.tmp", f".{final.name}.old-*"):
         for stale in final.parent.glob(pattern):

@@ -147,10 +147,10 @@ def test_sweep_spares_a_live_writer_and_clears_a_dead_one(tmp_path: Path) -> Non
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
-        mine = tmp_path / f".out.iso.{live.pid}-abc123.tmp"
-        gone = tmp_path / f".out.iso.{dead.pid}-def456.tmp"
-        gone_old = tmp_path / f".out.iso.old-{dead.pid}-xyz"
-        legacy = tmp_path / ".out.iso.k2j3h4.tmp"
+        mine = tmp_path / f".out.iso.{live.pid}-abc123xy.tmp"
+        gone = tmp_path / f".out.iso.{dead.pid}-def456gh.tmp"
+        gone_old = tmp_path / f".out.iso.old-{dead.pid}-xyz_4567"
+        legacy = tmp_path / ".out.iso.k2j3h4m5.tmp"
         for p in (mine, gone, legacy):
             p.write_bytes(b"partial")
         gone_old.mkdir()
@@ -165,3 +165,25 @@ def test_sweep_spares_a_live_writer_and_clears_a_dead_one(tmp_path: Path) -> Non
     finally:
         live.kill()
         live.wait()
+
+
+def test_sweep_and_clean_spare_a_users_look_alike(tmp_path: Path) -> None:
+    """Only the exact names our writers make are swept: a user's similar file or folder survives, contents and all."""
+    from aero_media.fsutil import remove_with_leftovers, write_bytes_atomic
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    final = tmp_path / "out.iso"
+    ours = tmp_path / f".out.iso.{dead.pid}-k2j3h4m5.tmp"
+    ours.write_bytes(b"partial")
+    looks = [tmp_path / ".out.iso.notes.tmp", tmp_path / f".out.iso.{dead.pid}-notes.tmp",
+             tmp_path / f".out.iso.old-{dead.pid}-my-notes", tmp_path / ".out.iso.old-backup"]
+    for p in looks:
+        p.mkdir()
+        (p / "mine.txt").write_bytes(b"keep me")
+    write_bytes_atomic(final, b"complete")
+    assert not ours.exists(), "the dead writer's temp was not swept"
+    assert all((p / "mine.txt").read_bytes() == b"keep me" for p in looks)
+    remove_with_leftovers(final)  # doit clean
+    assert not final.exists()
+    assert all((p / "mine.txt").read_bytes() == b"keep me" for p in looks)

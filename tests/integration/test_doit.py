@@ -150,10 +150,10 @@ def test_clean_removes_leftovers_and_state_but_never_the_cache(project: Path) ->
     (cache / "keep.iso").write_bytes(b"cached")
     assert run_doit(project) == 0
     # What a run killed at a bad moment leaves behind: temps of dead writers, and state files.
-    leftovers = [project / "dist/sample/.aero-virtio-win7-drivers.iso.999999-abc.tmp",
-                 project / "dist/sample/guest-tools/.aero-guest-tools.zip.999999-def.tmp",
-                 project / "dist/sample/.guest-tools.old-999999-ghi/manifest.json",
-                 project / "build/sample/.stage.999999-jkl.tmp/x86.json",
+    leftovers = [project / "dist/sample/.aero-virtio-win7-drivers.iso.999999-abcdefgh.tmp",
+                 project / "dist/sample/guest-tools/.aero-guest-tools.zip.999999-defghijk.tmp",
+                 project / "dist/sample/.guest-tools.old-999999-ghijklmn/manifest.json",
+                 project / "build/sample/.stage.999999-jklmnopq.tmp/x86.json",
                  project / "build/sample/proof.json"]
     for f in leftovers:
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -233,10 +233,10 @@ def test_upper_case_package_names_stage_and_verify(project: Path) -> None:
 
 def test_leftovers_of_a_killed_run_are_swept(project: Path) -> None:
     assert run_doit(project) == 0
-    stale_dir = project / "build/sample/stage/win7/.x86.abc123.tmp"
+    stale_dir = project / "build/sample/stage/win7/.x86.abc123de.tmp"
     stale_dir.mkdir()
     (stale_dir / "big.bin").write_bytes(b"x" * 1000)
-    stale_iso = project / "dist/sample/.aero-virtio-win7-drivers.iso.q1w2e3.tmp"
+    stale_iso = project / "dist/sample/.aero-virtio-win7-drivers.iso.q1w2e3r4.tmp"
     stale_iso.write_bytes(b"partial")
     inf = project / "prebuilt/sample/win7/x86/netkvm/netkvm.inf"
     inf.write_bytes(inf.read_bytes() + b"; rebuild\r\n")
