@@ -312,6 +312,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     cache_dir = ctx.resolve(data["cache_dir"]) if "cache_dir" in data else None
     if cache_dir is not None:
         problems += _cache_dir_problems(doc, ctx, cache_dir)
+    problems += _input_inside_output_problems(doc, ctx)
     raise_problems(problems)
     return Spec(
         name=name,
@@ -411,6 +412,36 @@ def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
             return [f"{where}: {doc.data['cache_dir']!r} is inside {inputs.name}/, which the pipeline owns "
                     "or reads; fix: name a folder of its own, e.g. .cache/downloads"]
     return []
+
+
+# Every spec field that names a file or folder the build only reads (JSON pointer -> the raw value(s)).
+_INPUT_FIELDS = ("/source/path", "/source/license_file", "/install_media/path", "/install_media/boot_wim",
+                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs")
+
+
+def _input_inside_output_problems(doc: Doc, ctx: Context) -> list[str]:
+    """Inputs may not live in build/ or dist/: a build empties and swaps those folders and would delete them.
+
+    Resolved through symlinks, so a link that points in there is refused too.
+    """
+    owned = [(Path(os.path.realpath(d)), d.name) for d in (ctx.build_dir, ctx.dist_dir)]
+    out = []
+    for pointer in _INPUT_FIELDS:
+        node: Any = doc.data
+        for part in pointer.strip("/").split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        values = node if isinstance(node, list) else [node]
+        for i, raw in enumerate(values):
+            if not isinstance(raw, str):
+                continue
+            target = Path(os.path.realpath(ctx.resolve(raw)))
+            for folder, shown in owned:
+                if target.is_relative_to(folder):
+                    where = doc.where(f"{pointer}/{i}" if isinstance(node, list) else pointer)
+                    out.append(f"{where}: {raw!r} is inside {shown}/, which the build empties and replaces "
+                               f"(the file would be deleted); fix: move it out of {shown}/ and point there")
+                    break
+    return out
 
 
 def valid_name(name: str) -> bool:

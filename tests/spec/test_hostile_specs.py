@@ -154,3 +154,30 @@ def test_source_date_epoch_must_be_ascii_digits(tmp_path: Path, value: str) -> N
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "SOURCE_DATE_EPOCH=" in lines[0] and "fix:" in lines[0] and len(lines[0]) < 300
+
+
+@pytest.mark.parametrize(("block", "pointer"), [
+    ("install_media: {path: build/evil/service/win7.iso}\n", "/install_media/path"),
+    ("install_media: {path: dist/evil/install-media/aero-win7-serviced.iso}\n", "/install_media/path"),
+    ("install_media: {boot_wim: build/boot.wim, install_wim: wims/install.wim}\n", "/install_media/boot_wim"),
+    ("install_media: {boot_wim: wims/boot.wim, install_wim: dist/install.wim}\n", "/install_media/install_wim"),
+    ("signing: {mode: test, cert: dist/evil/signing.cer, key_env: KEY}\n", "/signing/cert"),
+    ("signing: {mode: test, cert: wims/a.cer, key: build/a.key.pem}\n", "/signing/key"),
+    ("signing: {certs: [wims/a.cer, build/evil/a.cer]}\n", "/signing/certs/1"),
+])
+def test_inputs_inside_build_or_dist_are_refused_at_load(tmp_path: Path, block: str, pointer: str) -> None:
+    """A build empties build/<spec>/service/ and swaps dist/<spec>/ folders: an input in there would be deleted."""
+    message = _error(tmp_path, GOOD + block)
+    assert pointer in message and ("inside build/" in message or "inside dist/" in message), message
+    assert message.count("\n") == 0, message
+
+
+def test_source_path_inside_build_and_a_symlink_into_dist_are_refused(tmp_path: Path) -> None:
+    make_project(tmp_path, with_sample=False)
+    (tmp_path / "dist/evil").mkdir(parents=True)
+    (tmp_path / "dist/evil/win7.iso").write_bytes(b"the user's only copy")
+    (tmp_path / "link.iso").symlink_to(tmp_path / "dist/evil/win7.iso")
+    spec = GOOD.replace("prebuilt/sample", "build/evil/stage") + "install_media: {path: link.iso}\n"
+    message = _error(tmp_path, spec)
+    assert "/source/path" in message and "/install_media/path" in message and "inside dist/" in message, message
+    assert (tmp_path / "dist/evil/win7.iso").read_bytes() == b"the user's only copy"
