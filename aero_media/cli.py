@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
-from .fsutil import relpath_for_humans, sha256_file
+from .fsutil import not_a_file, relpath_for_humans, sha256_file
 from .paths import SpecPaths
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
@@ -42,6 +43,7 @@ BUILD_ISO_FLAGS = Vocabulary("build-iso", {
     "drivers.required": Flag("--require-arch", "build only for the arch the tree has, with --require-arch"),
     "target.arches": Flag("--require-arch", "choose the arches with --require-arch"),
     "outputs.drivers_iso.volume_label": Flag("--label", "pass another --label"),
+    "media.winpe_drivers": Flag("--no-winpe-drivers", "pass --no-winpe-drivers"),
 })
 BUILD_FAT_FLAGS = Vocabulary("build-fat", {
     **{k: v for k, v in BUILD_ISO_FLAGS.flags.items() if k != "outputs.drivers_iso.volume_label"},
@@ -62,6 +64,7 @@ SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "signing.policy": Flag("--testsigning", "pass --testsigning with --cert"),
     "drivers.required": Flag("--arch", "give --arch the arch of the Windows 7 image"),
     "target.arches": Flag("--arch", "give --arch the arch of the Windows 7 image"),
+    "media.winpe_drivers": Flag("--no-winpe-drivers", "pass --no-winpe-drivers"),
 })
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
@@ -202,7 +205,36 @@ def _work_folder(kind: str, folder: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=folder) as tmp:
         work = Path(os.path.abspath(tmp))  # doit runs in it: a relative --output must not move with it
         (work / WORK_MARKER).write_bytes(b"")
-        yield work
+        try:
+            yield work
+        except OSError as exc:
+            raise _without_work_paths(disk_error(exc), work, folder) from None
+        except PipelineError as exc:
+            raise _without_work_paths(exc, work, folder) from None
+        except Reported as exc:
+            if exc.cause is not None:
+                _without_work_paths(exc.cause, work, folder)
+            raise
+
+
+def _without_work_paths(exc: PipelineError, work: Path, folder: Path) -> PipelineError:
+    """Rewrite an error that names a path in the work folder, which is deleted before the user reads it.
+
+    A folder there becomes the output's folder (the same file system, so "MiB free" stays
+    true); a file becomes its bare name.
+    """
+    pattern = re.compile(re.escape(os.fspath(work)) + r"(?:/[^\s'\":;,]*)?")
+
+    def shown(match: re.Match[str]) -> str:
+        path = Path(match.group(0))
+        if path == work or path.is_dir():
+            return relpath_for_humans(folder, absolute=True)
+        return path.name
+
+    exc.message = pattern.sub(shown, exc.message)
+    if exc.hint:
+        exc.hint = pattern.sub(shown, exc.hint)
+    return exc
 
 
 def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
@@ -254,7 +286,8 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
 
     iso = Path(args.windows_iso)
     if not iso.is_file():
-        raise UsageError(f"--windows-iso {iso}: no such file", "give the path of a Windows 7 install ISO")
+        raise UsageError(f"--windows-iso {iso}: {not_a_file(iso, 'an ISO file')}",
+                         "give the path of a Windows 7 install ISO")
     if args.cert and not args.testsigning:
         raise UsageError("--cert goes with --testsigning: it is the certificate test-signed drivers need trusted",
                          "add --testsigning, or drop --cert (upstream's publisher is trusted from the catalogs)")
@@ -263,7 +296,7 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
                          "add --cert aero-test.cer (aero-media make-test-cert makes one)")
     for cert in map(Path, args.cert):  # before gigabytes are copied
         if not cert.is_file():
-            raise UsageError(f"--cert {cert}: {'is a folder' if cert.is_dir() else 'no such file'}",
+            raise UsageError(f"--cert {cert}: {not_a_file(cert, 'a certificate file')}",
                              "give --cert the test certificate (.cer) the drivers are signed with")
     output = _output_file(args.output, "--output", [("--windows-iso", iso), ("--drivers-root", Path(args.drivers_root)),
                                                     *(("--cert", Path(c)) for c in args.cert)])
@@ -306,7 +339,7 @@ def cmd_verify_iso(args: argparse.Namespace) -> int:
 
     iso = Path(args.iso)
     if not iso.is_file():
-        raise UsageError(f"--iso {iso}: {'is a folder' if iso.is_dir() else 'no such file'}",
+        raise UsageError(f"--iso {iso}: {not_a_file(iso, 'an ISO file')}",
                          "give the path of a built ISO with --iso")
     why = not_an_iso(iso)
     if why is not None:
@@ -406,7 +439,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     }
     spec = spec_from_mapping(data, repo, EXTRACT_FLAGS)
     if not iso.is_file():
-        raise UsageError(f"--virtio-win-iso {iso}: no such file", "give the path of a virtio-win ISO")
+        raise UsageError(f"--virtio-win-iso {iso}: {not_a_file(iso, 'an ISO file')}",
+                         "give the path of a virtio-win ISO")
     from .media.isoscan import not_an_iso
 
     why = not_an_iso(iso)

@@ -325,6 +325,21 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), os.fspath(b))
 
 
+def not_a_file(path: Path, wanted: str = "a file") -> str:
+    """Why ``path`` (which is not a regular file) cannot be read as ``wanted``: absent, a folder, or a device."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return f"is a folder, not {wanted}"
+    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+        return f"is a device, not {wanted}"
+    return f"is a pipe or socket, not {wanted}"
+
+
 def relpath_for_humans(path: Path, root: Path | None = None, *, absolute: bool = False) -> str:
     """Render ``path`` relative to ``root`` (or the cwd), else with ``~``.
 

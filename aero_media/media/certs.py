@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import SourceError, ValidationError
+from ..fsutil import not_a_file
 from ..manifests import StageManifest
 from ..paths import SpecPaths
 from ..spec.model import Spec
@@ -61,11 +62,11 @@ def _spec_certs(spec: Spec, paths: SpecPaths) -> list[Cert]:
     if paths.signing_cert is not None:  # the build test-signs the drivers with it
         out.append(load_cert_file(paths.signing_cert, f"{spec.display}: signing.cert"))
     for raw, path in zip(sig.certs_raw, sig.certs, strict=True):
+        certs_name = spec.vocabulary.name("signing.certs")
         if not path.is_file():
-            what = "is a folder, not a certificate file" if path.is_dir() else "does not exist"
-            raise SourceError(f"{spec.display}: {spec.vocabulary.name('signing.certs')}: {raw!r} {what}",
+            raise SourceError(f"{spec.display}: {certs_name}: {raw!r} {not_a_file(path, 'a certificate file')}",
                               "create one with `aero-media make-test-cert`, or fix the path")
-        out.append(load_cert_file(path, f"{spec.display}: signing.certs: {raw}"))
+        out.append(load_cert_file(path, f"{spec.display}: {certs_name}: {raw}"))
     policy = sig.policy
     if policy.certs_required and not out:
         raise SourceError(f"{spec.display}: signing.policy is {policy.value} but signing.certs is empty",

@@ -31,5 +31,5 @@ def winpe_media(spec: Spec, paths: SpecPaths,
     if problems:
         raise ValidationError("\n".join(problems),
                               "give each arch's INF models sections for that arch only (NTx86, NTamd64), "
-                              "or set media.winpe_drivers: false")
+                              f"or {spec.vocabulary.fix('media.winpe_drivers', 'false')}")
     return staged_media(paths, stages, None, MediaLayout.WINPE)

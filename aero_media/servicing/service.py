@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     copy_fp_hashed,
     dump_json,
+    not_a_file,
     relpath_for_humans,
     remove_tree,
     sha256_file,
@@ -34,7 +36,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, wim
+from . import bcd, hive, isorepack, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -59,6 +61,11 @@ MEDIA_BCDS = tuple(dict.fromkeys(r.hive for r in REGISTRY_RULES if ImageKind.MED
 REQUIRED = ("setup.exe", BOOT_WIM, INSTALL_WIM)
 MAX_SCRIPT = 1024 * 1024
 """Largest SetupComplete.cmd an image may already have (ours appends a few lines to it in memory)."""
+WORK_MARKER = ".aero-media-service"
+"""Written into the work folder when the stage makes it: only a folder that holds it is ever emptied."""
+# What the stage itself puts in its work folder (a folder from before the marker existed is known by these alone):
+# the ISO's copied files, the WIM copies (and their temp siblings), one folder per serviced image.
+_WORK_NAMES = re.compile(r"input|(?:boot|install)\.wim|\.(?:boot|install)\.wim\..+|(?:boot|install)-\d+")
 
 
 @dataclass(frozen=True)
@@ -87,9 +94,12 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
     assert media is not None
     if media.iso is None:
         assert media.boot_wim is not None and media.install_wim is not None
-        for p in (media.boot_wim, media.install_wim):
+        for p, setting in ((media.boot_wim, "install_media.boot_wim"),
+                           (media.install_wim, "install_media.install_wim")):
             if not p.is_file():
-                raise SourceError(f"{spec.display}: install_media: {p}: no such file", "fix the WIM's path")
+                # Only a spec file names WIMs (no command has a flag for them).
+                raise SourceError(f"{spec.display}: {setting}: {p}: {not_a_file(p, 'a WIM')}",
+                                  "fix the WIM's path")
         wim.require_space(work, media.boot_wim.stat().st_size + media.install_wim.stat().st_size + wim.MARGIN,
                           "working copies of the WIMs")
         work.mkdir(parents=True, exist_ok=True)
@@ -97,7 +107,7 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
         return Inputs(None, wim.working_copy(media.boot_wim, work, name="boot.wim"),
                       wim.working_copy(media.install_wim, work, name="install.wim"), {})
     if not media.iso.is_file():
-        what = "is a folder, not an ISO file" if media.iso.is_dir() else "no such file"
+        what = not_a_file(media.iso, "an ISO file")
         raise SourceError(f"{spec.display}: {spec.vocabulary.name('install_media.path')} {media.iso_raw}: {what}",
                           f"point {spec.vocabulary.name('install_media.path')} at a Windows 7 ISO")
     with IsoTree.open_path(media.iso, media.iso.name) as tree:
@@ -108,6 +118,14 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
                               f"give {spec.vocabulary.name('install_media.path')} a Windows 7 ISO "
                               "(with sources\\boot.wim and install.wim)")
         wanted = [BOOT_WIM, INSTALL_WIM, *(b.value.lower() for b in MEDIA_BCDS if b.value.lower() in entries)]
+        too_big = [w for w in wanted if entries[w].size >= isorepack.MAX_FILE]
+        if too_big:
+            # Read fine (the DVD stores it in several extents, as ISO 9660 level 3 does for a file of 4 GiB or
+            # more), but the rebuilt ISO could not carry it: say so before gigabytes are copied and serviced.
+            raise SourceError(f"{media.iso.name}: {too_big[0]} is {entries[too_big[0]].size} bytes, stored in "
+                              "several extents, and the rebuilt ISO cannot carry a file of 4 GiB or more",
+                              "export only the editions you need into a smaller install.wim (wimlib-imagex "
+                              "export), rebuild the ISO with it and service that")
         wim.require_space(work, sum(entries[w].size for w in wanted) + wim.MARGIN,
                           f"copying the WIMs of {media.iso.name}")
         out: dict[str, Path] = {}
@@ -124,10 +142,50 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
                   {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out})
 
 
+def _owned_work(work: Path, root: Path, where: str) -> None:
+    """Refuse to empty a work folder this stage did not make (it might hold the user's files)."""
+    if not work.exists() and not work.is_symlink():
+        return
+    if work.is_dir() and not work.is_symlink():
+        if (work / WORK_MARKER).is_file():
+            return
+        names = [p.name for p in work.iterdir()]
+        if all(_WORK_NAMES.fullmatch(n) for n in names):
+            return
+        stray = "it holds " + next(n for n in sorted(names) if not _WORK_NAMES.fullmatch(n))
+    else:
+        stray = "it is not a folder"
+    raise UsageError(f"{where}: {relpath_for_humans(work, root)} was not made by this tool ({stray}), so it is "
+                     "not emptied",
+                     "move anything of yours out of it, delete it, and run again")
+
+
+def _owned_outputs(paths: SpecPaths, filename: str, where: str) -> None:
+    """Refuse to replace a published ``install-media/`` folder that holds anything this stage did not publish."""
+    folder = paths.install_media_dir
+    if not folder.exists() and not folder.is_symlink():
+        return
+    known = {paths.servicing_record.name, filename, *(w.name for w in paths.serviced_wims)}
+    try:  # names an earlier run published (the ISO's file name may since have changed)
+        record = json.loads(paths.servicing_record.read_bytes())
+        known |= {str(o["path"]) for o in record["outputs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    stray: Path | None = folder
+    if folder.is_dir() and not folder.is_symlink():
+        stray = next((p for p in sorted(folder.iterdir())
+                      if p.name not in known or p.is_symlink() or not p.is_file()), None)
+    if stray is not None:
+        raise UsageError(f"{where}: {relpath_for_humans(stray, paths.ctx.root)} was not published by this tool, "
+                         "and install-media/ is replaced as a whole", "move it out of dist/ and run again")
+
+
 def _packages(spec: Spec, paths: SpecPaths, arch: Arch) -> list[DriverPackage]:
     if arch not in spec.arches:
         raise SourceError(f"{spec.display}: the Windows 7 image is {arch.value}, but the spec stages "
-                          f"{', '.join(a.value for a in spec.arches)}", f"add {arch.value} to target.arches")
+                          f"{', '.join(a.value for a in spec.arches)}",
+                          f"add {arch.value} to target.arches" if not spec.vocabulary.from_command_line
+                          else spec.vocabulary.fix("target.arches"))
     manifest = StageManifest.read(paths.stage_manifest(arch))
     return [DriverPackage(p.driver, arch, p.device, paths.stage_dir(arch) / p.driver, p.inf.rsplit("/", 1)[-1])
             for p in manifest.packages]
@@ -252,7 +310,12 @@ def service_media(run: Run) -> dict[str, Any]:
     assert media is not None
     work = paths.service_work
     wim.require_plain_path(work)
+    # Before anything is removed: the work folder is emptied and install-media/ replaced as a whole.
+    _owned_outputs(paths, media.filename, spec.display)
+    _owned_work(work, ctx.root, spec.display)
     remove_tree(work)
+    work.mkdir(parents=True)
+    (work / WORK_MARKER).write_bytes(b"")
     inputs = _copy_inputs(spec, work)
     source: dict[str, Any] = {}
     if inputs.iso is not None:
@@ -311,6 +374,7 @@ def service_media(run: Run) -> dict[str, Any]:
     for o in record["outputs"]:
         final = paths.install_media_dir / o["path"]
         memo.record(final, final.stat(), o["sha256"])
+    _owned_work(work, ctx.root, spec.display)
     remove_tree(work)
     changed = sum(1 for i in images for r in i["registry"] if r["changed"])
     log.info(f"serviced {len(images)} image(s) of {inputs.install_wim.name}/{inputs.boot_wim.name} ({arch.value}): "

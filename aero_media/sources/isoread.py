@@ -77,6 +77,13 @@ class IsoRef:
     size: int
     symlink_target: str | None = None
     """Rock Ridge symlink target, for messages only (never followed)."""
+    more: tuple[tuple[int, int], ...] = ()
+    """(offset, size) of each further extent of a multi-extent file, in order (``offset``/``size`` hold its first)."""
+
+    @property
+    def extents(self) -> tuple[tuple[int, int], ...]:
+        """Every (offset, size) piece of the file's data, in order; ``size`` of the entry is their sum."""
+        return ((self.offset, self.size - sum(n for _, n in self.more)), *self.more)
 
 
 def _display_error(display: str, what: str, hint: str = _REFETCH_HINT) -> SourceError:
@@ -309,10 +316,22 @@ class IsoTree:
             yield child
 
     def _level(self, prefix: str, rec: Any) -> list[tuple[str, Any, EntryKind, str | None]]:
-        """The children of one folder record: (name, record, kind, symlink target), names checked."""
+        """The children of one folder record: (name, record, kind, symlink target), names checked.
+
+        A file's record is the list of its directory records: ISO 9660 level 3 stores a
+        file of 4 GiB or more (a Windows 7 SP1 ``install.wim``) in several extents, one
+        record each, all with the file's name and all but the last flagged multi-extent
+        (ECMA-119 9.1.6); they are one file here, not a name that appears twice.
+        """
         names: set[str] = set()
         level: list[tuple[str, Any, EntryKind, str | None]] = []
         for child in self._children(rec):
+            last = level[-1][1][-1] if level and level[-1][2] == EntryKind.FILE else None
+            if last is not None and last.file_flags & _MULTI_EXTENT:
+                if child.file_identifier() != last.file_identifier() or child.is_dir():
+                    raise self._unfinished(f"{prefix}{level[-1][0]}")
+                level[-1][1].append(child)
+                continue
             name = self._name(child)
             shown = f"{prefix}{name}"
             problem = _name_problem(name)
@@ -330,21 +349,28 @@ class IsoTree:
                     raise _display_error(self.display, f"{shown!r}: broken Rock Ridge relocation link")
                 level.append((name, moved, EntryKind.DIR, None))
             else:
-                level.append((name, child, *self._kind(child)))
+                kind, target = self._kind(child)
+                level.append((name, [child] if kind == EntryKind.FILE else child, kind, target))
+        if level and level[-1][2] == EntryKind.FILE and level[-1][1][-1].file_flags & _MULTI_EXTENT:
+            raise self._unfinished(f"{prefix}{level[-1][0]}")
         return level
 
-    def _file_entry(self, path: str, rec: Any, cut: list[tuple[int, str]]) -> Entry:
-        if rec.file_flags & _MULTI_EXTENT:
-            raise _display_error(self.display, f"{path!r} is split over several extents (over 4 GiB), "
-                                 "which this tool does not read", "check that this is a virtio-win ISO")
-        size = rec.get_data_length()
-        offset = rec.extent_location() * self.block_size
-        # pycdlib shortens (even to a negative length) any file that runs past the
-        # end of the image; in an image shorter than it declares, a file reaching
-        # the end is such a file.
-        if size < 0 or (self._size < self._declared and offset + size >= self._size):
-            cut.append((offset, path))
-        return Entry(path, EntryKind.FILE, size, IsoRef(self._serial, offset, size))
+    def _unfinished(self, path: str) -> SourceError:
+        return _display_error(self.display, f"{path!r} is stored in several extents (as ISO 9660 level 3 stores "
+                              "files of 4 GiB or more), but the record of its last extent is missing")
+
+    def _file_entry(self, path: str, records: list[Any], cut: list[tuple[int, str]]) -> Entry:
+        extents = [(r.extent_location() * self.block_size, r.get_data_length()) for r in records]
+        for offset, size in extents:
+            # pycdlib shortens (even to a negative length) any file that runs past the
+            # end of the image; in an image shorter than it declares, a file reaching
+            # the end is such a file.
+            if size < 0 or (self._size < self._declared and offset + size >= self._size):
+                cut.append((offset, path))
+                break
+        total = sum(size for _, size in extents)
+        return Entry(path, EntryKind.FILE, total,
+                     IsoRef(self._serial, extents[0][0], total, more=tuple(extents[1:])))
 
     def _walk(self) -> list[Entry]:
         out: list[Entry] = []
@@ -406,7 +432,7 @@ class IsoTree:
                                  "symlinks and special files on the ISO are never followed or copied")
         if self._fp.closed:
             raise ValueError(f"{self.display} is closed")
-        reader = _ExtentReader(self, entry.path, ref.offset, ref.size)
+        reader = _ExtentReader(self, entry.path, ref.extents)
         try:
             yield reader  # type: ignore[misc]
         finally:
@@ -419,26 +445,36 @@ class IsoTree:
 
 
 class _ExtentReader(io.RawIOBase):
-    """A read-only stream over one file's extent; short reads are errors."""
+    """A read-only stream over one file's extents, in order; short reads are errors."""
 
-    def __init__(self, tree: IsoTree, path: str, offset: int, size: int) -> None:
+    def __init__(self, tree: IsoTree, path: str, extents: tuple[tuple[int, int], ...]) -> None:
         super().__init__()
         self._tree = tree
         self._path = path
-        self._offset = offset
-        self._size = size
+        self._extents = extents
+        self._size = sum(size for _, size in extents)
         self._pos = 0
+
+    def _at(self, pos: int) -> tuple[int, int]:
+        """Image offset of file position ``pos`` and how many bytes its extent holds from there."""
+        start = 0
+        for offset, size in self._extents:
+            if pos < start + size:
+                return offset + pos - start, start + size - pos
+            start += size
+        return 0, 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = min(len(view), self._size - self._pos, CHUNK)
+        offset, left = self._at(self._pos)
+        want = min(len(view), left, CHUNK)  # never across an extent's end: the next one lies elsewhere
         if want <= 0:
             return 0
         try:
-            data = self._tree._pread(self._offset + self._pos, want)
+            data = self._tree._pread(offset, want)
         except (OSError, ValueError) as exc:
             raise _display_error(self._tree.display, f"{self._path!r}: read failed: {exc}") from None
         if len(data) < want:

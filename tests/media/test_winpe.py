@@ -164,3 +164,16 @@ def test_a_wrong_arch_inf_fails_the_build_with_the_reason(tmp_path: Path,
     assert "$WinPEDriver$/x86/viostor/viostor.inf: an amd64 Windows 7 Setup" in text
     assert "winpe_drivers: false" in text
     assert not (project / "dist/both/aero-virtio-win7-drivers.iso").exists()
+
+
+def test_under_the_cli_the_fix_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aero_media.cli import main
+    from tests.lib.project import expanded_sample
+
+    pack = expanded_sample(tmp_path / "pack")
+    inf = pack / "win7" / "x86" / "viostor" / "viostor.inf"
+    inf.write_bytes(_with_models("viostor", "VIOSTOR", ["NTx86.6.1", "NTamd64.6.1"]))
+    assert main(["build-iso", "--drivers-root", str(pack), "--output", str(tmp_path / "out" / "d.iso"),
+                 "--allow-placeholder-catalogs"]) != 0
+    err = capsys.readouterr().err
+    assert "--no-winpe-drivers" in err and "media.winpe_drivers" not in err, err

@@ -175,6 +175,23 @@ def test_the_output_is_never_an_input(tmp_path: Path, media_iso: Path, capsys: p
     assert "is already used by the servicing record" in capsys.readouterr().err
 
 
+def test_only_what_the_stage_made_is_ever_removed(tmp_path: Path, media_iso: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The work folder is emptied and install-media/ replaced whole: a file of the user's in either stops the stage."""
+    need_tool("wimlib-imagex")
+    project = make_project(tmp_path / "proj")
+    spec_for(project, media_iso)
+    strays = [project / "build" / SPEC / "service" / "win7.iso", project / "dist" / SPEC / "install-media" / "notes"]
+    for stray, why in zip(strays, ("not made by this tool", "not published by this tool"), strict=True):
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"the user's only copy")
+        assert run_doit(project, f"service:{SPEC}") != 0
+        text = "".join(capsys.readouterr())
+        assert why in text and "Traceback" not in text, text
+        assert stray.read_bytes() == b"the user's only copy"
+        shutil.rmtree(stray.parent)
+
+
 def test_a_wrong_pin_and_a_non_windows7_image_are_refused(tmp_path: Path, media_iso: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     need_tool("wimlib-imagex")
@@ -230,6 +247,70 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
                  str(tmp_path / "x.iso"), "--arch", "x86", "--allow-placeholder-catalogs"]) != 0
     err = capsys.readouterr().err
     assert "x86" in err and "amd64" in err and "Traceback" not in err
+    assert "--arch" in err and "target.arches" not in err, err
+    (tmp_path / "empty.cer").write_bytes(b"")
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(tmp_path / "x.iso"), "--testsigning", "--cert", str(tmp_path / "empty.cer"),
+                 "--allow-placeholder-catalogs"]) != 0
+    err = capsys.readouterr().err
+    assert "--cert" in err and "signing.certs" not in err, err
+
+
+def test_service_iso_names_no_temp_folder_and_calls_a_folder_or_device_that(
+        tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its work folder is deleted before the user reads the error: a full disk is named by --output's folder."""
+    need_tool("wimlib-imagex")
+    from collections import namedtuple
+
+    from aero_media.cli import main
+    from tests.lib.project import expanded_sample
+
+    pack = expanded_sample(tmp_path / "pack")
+    out_dir = tmp_path / "out"
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(wim.shutil, "disk_usage", lambda _p: usage(2**30, 2**30 - 2**20, 2**20))
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(out_dir / "o.iso"), "--allow-placeholder-catalogs"]) != 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "MiB free" in lines[0], err
+    assert ".aero-service-" not in err and str(out_dir) in lines[0], err
+    assert [p.name for p in out_dir.iterdir()] == []
+    monkeypatch.undo()
+    # A folder or a device where a file belongs is called that, never "no such file".
+    for flag, bad in (("--windows-iso", pack), ("--windows-iso", Path("/dev/null")), ("--cert", pack)):
+        argv = ["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                str(out_dir / "o.iso"), "--testsigning", "--cert", str(tmp_path / "a.cer")]
+        argv[argv.index(flag) + 1] = str(bad)
+        (tmp_path / "a.cer").write_bytes(b"")
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {bad}: is a " in err and "no such file" not in err, err
+
+
+def test_an_install_wim_too_big_for_the_rebuilt_iso_is_refused_before_copying(
+        tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 GiB install.wim is read (several extents), but no rebuilt ISO could carry it: said before any copy.
+
+    The limit is lowered to the synthetic DVD's install.wim size, as writing 4 GiB is no test.
+    """
+    need_tool("wimlib-imagex")
+    from aero_media.cli import main
+    from aero_media.servicing import isorepack
+    from aero_media.sources.isoread import IsoTree
+    from tests.lib.project import expanded_sample
+
+    with IsoTree.open_path(media_iso) as tree:
+        size = next(e.size for e in tree.entries() if e.path.lower() == "sources/install.wim")
+    monkeypatch.setattr(isorepack, "MAX_FILE", size)
+    copied: list[Path] = []
+    monkeypatch.setattr(wim, "images", lambda p: copied.append(p) or [])
+    pack = expanded_sample(tmp_path / "pack")
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(tmp_path / "out" / "o.iso"), "--allow-placeholder-catalogs"]) == 2
+    err = capsys.readouterr().err
+    assert "sources/install.wim" in err and "several extents" in err and "wimlib-imagex export" in err, err
+    assert copied == [] and "appears twice" not in err
 
 
 def test_missing_wimlib_is_one_line(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str],

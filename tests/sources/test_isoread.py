@@ -505,3 +505,61 @@ def test_old_style_joliet_label_is_cut_to_16_characters_like_mkisofs(iso_of):
 def test_hostile_kinds_are_documented():
     assert set(NAME_ATTACKS) | {"symlink", "case-clash", "truncated", "truncated-head", "garbage"} == set(HOSTILE_KINDS)
     assert have_tool("pycdlib")
+
+
+def _multi_extent_iso(tmp_path: Path, style: str, finished: bool = True) -> Path:
+    """An ISO whose ``sources/install.wim`` is stored in two extents, as ISO 9660 level 3 stores a file of 4 GiB.
+
+    xorriso writes two files, install.wim (one 2048-byte block of A) and install.wiz
+    (1000 bytes of B); their directory records are then patched into one file's two
+    records: the second renamed to install.wim in every name space, the first flagged
+    multi-extent (ECMA-119 9.1.6, file flag bit 7). ``finished=False`` flags the last
+    record too, as if the record of a further extent were missing.
+    """
+    require_tool("xorriso")
+    src = tmp_path / "src"
+    (src / "sources").mkdir(parents=True)
+    (src / "sources" / "install.wim").write_bytes(b"A" * 2048)
+    (src / "sources" / "install.wiz").write_bytes(b"B" * 1000)
+    iso = tmp_path / f"{style}.iso"
+    extra = {"rr": ["-r"], "joliet": ["-J"], "iso9660": []}[style]
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", *extra, "-o", str(iso), str(src)], check=True,
+                   capture_output=True)
+    data = bytearray(iso.read_bytes())
+    for old, new in ((b"INSTALL.WIZ;1", b"INSTALL.WIM;1"), (b"install.wiz", b"install.wim"),
+                     ("install.wiz".encode("utf-16-be"), "install.wim".encode("utf-16-be"))):
+        data[:] = data.replace(old, new)
+    for ident in (b"INSTALL.WIM;1", "install.wim".encode("utf-16-be")):
+        # Each directory record: length byte, ..., flags at 25, identifier length at 32, identifier at 33.
+        starts = [m.start() - 33 for m in re.finditer(re.escape(ident), data)
+                  if data[m.start() - 1] == len(ident)]
+        for first, second in zip(starts[::2], starts[1::2], strict=True):
+            assert second == first + data[first], "the two records are not adjacent"
+            data[first + 25] |= 0x80
+            if not finished:
+                data[second + 25] |= 0x80
+    iso.write_bytes(bytes(data))
+    return iso
+
+
+@pytest.mark.parametrize("style", ["rr", "joliet", "iso9660"])
+def test_a_file_stored_in_several_extents_reads_as_one(tmp_path, style):
+    """An install.wim of 4 GiB or more is one file in two or more extents, never a name that appears twice."""
+    with IsoTree.open_path(_multi_extent_iso(tmp_path, style)) as tree:
+        files = {e.path.lower(): e for e in tree.entries() if e.kind == EntryKind.FILE}
+        assert set(files) == {"sources/install.wim"}
+        entry = files["sources/install.wim"]
+        assert entry.size == 3048
+        with tree.open(entry) as fp:
+            assert fp.read() == b"A" * 2048 + b"B" * 1000
+        with tree.open(entry) as fp:
+            fp.seek(2040)
+            assert fp.read(16) in (b"A" * 8, b"A" * 8 + b"B" * 8)  # a read may stop at the extent's end
+            assert fp.read(8) == b"B" * 8
+
+
+def test_a_multi_extent_file_missing_its_last_record_is_named_as_such(tmp_path):
+    with IsoTree.open_path(_multi_extent_iso(tmp_path, "iso9660", finished=False)) as tree, \
+            pytest.raises(SourceError) as exc:
+        tree.entries()
+    assert "several extents" in exc.value.message and "install.wim" in exc.value.message.lower()
