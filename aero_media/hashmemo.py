@@ -1,7 +1,7 @@
 """A file's sha256, remembered by its stat: a file is hashed once until it changes.
 
-The key holds the path, size, mtime, inode and the inode change time. User space
-can set an mtime back but never a ctime, so a file edited in place with its mtime
+The key holds the path, size, mtime, device, inode and the inode change time. User
+space can set an mtime back but never a ctime, so a file edited in place with its mtime
 restored is hashed again. Stages that hash a file anyway (fetch proves the ISO)
 record the digest, and doit's file checker, in another process, finds it instead
 of reading 600 MB a second time.
@@ -22,9 +22,19 @@ MEMO_NAME = ".hash-memo.json"
 MAX_ENTRIES = 4096
 
 
+def stat_fields(st: os.stat_result) -> list[int]:
+    """The parts of a stat that change with any write: what identifies one version of a file's bytes.
+
+    The ctime is there because user space cannot set it (``touch -r`` and ``os.utime``
+    set the mtime back, never the ctime); inode and device catch a file replaced by
+    another one with the same times.
+    """
+    return [st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
 def stat_key(path: Path, st: os.stat_result) -> str:
-    """What identifies one version of a file's bytes without reading them."""
-    return f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}"
+    """What identifies one version of a file's bytes without reading them: its path and :func:`stat_fields`."""
+    return "\0".join([os.path.abspath(path), *map(str, stat_fields(st))])
 
 
 class HashMemo:

@@ -27,7 +27,15 @@ from ..spec.types import Arch
 from ..win7.catalogmake import CatalogMemberFile, make_catalog
 from ..win7.certs import load_cert_file
 from ..win7.inf import parse_inf
-from ..win7.signing import Osslsigncode, SigningKey, expired_by, refuse_key_inside, sign_catalog, sign_pe
+from ..win7.signing import (
+    Osslsigncode,
+    SigningKey,
+    check_key_type,
+    expired_by,
+    refuse_key_inside,
+    sign_catalog,
+    sign_pe,
+)
 
 _PEM_ARMOUR = "-----BEGIN"  # a variable holding PEM text, not a path
 
@@ -113,6 +121,11 @@ def sign_packages(run: Run, arch: Arch, root: Path, packages: tuple[Package, ...
     spec, epoch = run.spec, run.epoch
     tool = Osslsigncode.find()
     updated = dict(files)
+    cert = run.paths.signing_cert
+    if cert is not None and cert.is_file():  # else signing_key says it is missing
+        # Named by its setting here; the signer checks it again, for callers that sign on their own.
+        for warning in check_key_type(cert, f"{spec.display}: signing.cert"):
+            log.warn(warning)
     with signing_key(run) as key:
         # Only a warning (the media do not depend on today's date), but the signatures carry no
         # timestamp, and Windows judges them by the certificate's validity when it installs them.

@@ -29,7 +29,7 @@ from ..sources.tree import DirTree, EntryKind
 from ..spec.load import CONTRACT_FILE, data_file
 from ..spec.model import Context, Spec
 from ..spec.types import Stage
-from .checker import ContentChecker
+from .checker import ContentChecker, TargetsIntact
 from .depfile import BACKEND_NAME
 from .fingerprint import code_fingerprint
 from .report import OneLineReporter
@@ -156,7 +156,8 @@ def _stage_inputs(run: Run) -> list[str] | None:
 def _subtask(plan: Plan, run: Run, stage: Stage, doc: str, file_dep: list[Any] | None, targets: list[Any], *,
              arch: Any = None, clean: Any = True, uptodate: list[Any] | None = None,
              **fingerprint_extra: Any) -> Task:
-    """One sub-task: reruns when a file_dep changes, a target is missing, the spec slice or the stage's code changes.
+    """One sub-task: reruns when a file_dep changes, a target is missing or not the bytes the task wrote, the spec
+    slice or the stage's code changes.
 
     The action calls the stage function with the run (and ``arch``, for staging).
     ``file_dep`` None means the inputs could not be listed: the task always runs.
@@ -165,14 +166,16 @@ def _subtask(plan: Plan, run: Run, stage: Stage, doc: str, file_dep: list[Any] |
     code = code_fingerprint((STAGES[stage].partition(":")[0],), memo=plan.code_memo)
     fingerprint = {"stage": stage, "spec": spec.fingerprint(stage), "code": code, **fingerprint_extra}
     args = (run,) if arch is None else (run, arch)
+    target_names = [_in_project(t, root) for t in targets]
     return {
         "name": spec.name if arch is None else f"{spec.name}:{arch.value}",
         "doc": doc,
         "actions": [run_stage(stage, *args, writes=relpath_for_humans(targets[0]) if targets else None,
                               failures=plan.failures)],
         "file_dep": sorted({_in_project(f, root) for f in file_dep or ()}),
-        "targets": [_in_project(t, root) for t in targets],
-        "uptodate": [config_changed(fingerprint), *(uptodate or []), *([False] if file_dep is None else [])],
+        "targets": target_names,
+        "uptodate": [config_changed(fingerprint), TargetsIntact(target_names), *(uptodate or []),
+                     *([False] if file_dep is None else [])],
         "clean": _removing(*map(Path, targets)) if clean is True else clean,
     }
 

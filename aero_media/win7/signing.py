@@ -51,6 +51,10 @@ TIMEOUT = 300
 _CODE_SIGNING = "code_signing"
 _ANY_EKU = "any_extended_key_usage"
 _OPENSSL_TRACE = re.compile(r"^[0-9A-F]{8,}:error:")
+MIN_RSA_BITS = 1024
+"""Windows refuses RSA keys under 1024 bits since KB2661254 (August 2012)."""
+GOOD_RSA_BITS = 2048
+"""Under this, a key still works on Windows 7 but is weak: a warning."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,39 @@ def check_signing_time(cert: Path, signing_time: int) -> None:
                              "use a code-signing certificate (EKU 1.3.6.1.5.5.7.3.3)")
 
 
+def check_key_type(cert: Path, setting: str) -> list[str]:
+    """Refuse a signing certificate whose key Windows 7 cannot verify; return warnings for a weak one.
+
+    Windows 7 verifies driver signatures made with RSA keys only (PKCS#1 v1.5), so an
+    ECDSA or DSA key would sign media no Windows 7 accepts. RSA keys under
+    :data:`MIN_RSA_BITS` are refused (KB2661254), under :data:`GOOD_RSA_BITS` warned
+    about. The certificate holds the public key of the private key that signs (a
+    mismatched pair does not sign), so the private key itself is never read.
+    ``setting`` names where the certificate came from, for the messages.
+    """
+    warnings = []
+    leaf = _certificates(cert)[0]  # the signer: osslsigncode signs with the first certificate of the file
+    public = leaf.public_key
+    name = leaf.subject.human_friendly
+    if public.algorithm != "rsa":
+        kind = f"ECDSA {public.curve[1]}" if public.algorithm == "ec" else public.algorithm.upper()
+        raise UsageError(f"{setting} {cert}: certificate {name!r} has a {kind} key; Windows 7 verifies RSA code "
+                         "signatures only, so nothing signed with it would install",
+                         f"point {setting} at an RSA certificate (aero-media make-test-cert makes an RSA "
+                         f"{GOOD_RSA_BITS}-bit one) and its key")
+    bits = public.bit_size
+    if bits < MIN_RSA_BITS:
+        raise UsageError(f"{setting} {cert}: certificate {name!r} has a {bits}-bit RSA key; Windows rejects RSA keys "
+                         f"under {MIN_RSA_BITS} bits (KB2661254)",
+                         f"point {setting} at an RSA certificate of {GOOD_RSA_BITS} bits or more "
+                         "(aero-media make-test-cert makes one)")
+    if bits < GOOD_RSA_BITS:
+        warnings.append(f"{setting} {cert}: certificate {name!r} has a {bits}-bit RSA key, weaker than the "
+                        f"{GOOD_RSA_BITS} bits current practice asks for; fix: make a new one (aero-media "
+                        "make-test-cert)")
+    return warnings
+
+
 def expired_by(cert: Path, when: datetime) -> list[tuple[str, datetime]]:
     """The certificates in ``cert`` whose validity ends before ``when``: (subject, end)."""
     out = []
@@ -236,6 +273,7 @@ def _input(source: Path | bytes, work: Path, name: str) -> tuple[Path, bytes]:
 
 def _prepare(key: SigningKey, signing_time: int, tool: Osslsigncode | None) -> Osslsigncode:
     tool = tool or Osslsigncode.find()
+    check_key_type(key.cert, "the signing certificate")
     check_signing_time(key.cert, signing_time)
     for what, path in (("private key", key.key), ("password file", key.password_file)):
         if path is not None and not path.is_file():

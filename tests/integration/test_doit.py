@@ -201,7 +201,15 @@ def test_repo_dodo_lists_documented_tasks() -> None:
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines() if line.strip())
 
 
-def test_corrupted_iso_fails_verify_then_rebuilds(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupted_iso_is_rebuilt_and_a_failed_verify_removes_it(project: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from aero_media.errors import PipelineError
+    from aero_media.media.drivers_iso import verify_drivers_iso
+    from aero_media.media.epoch import source_date_epoch
+    from aero_media.paths import Run
+    from aero_media.spec.load import load_spec
+    from aero_media.spec.model import Context
+
     assert run_doit(project) == 0
     iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
     good = sha(iso)
@@ -209,14 +217,22 @@ def test_corrupted_iso_fails_verify_then_rebuilds(project: Path, capsys: pytest.
     at = data.index(b"AERO STAND-IN")
     data[at] ^= 0xFF
     iso.write_bytes(bytes(data))
-    capsys.readouterr()
-    assert run_doit(project) != 0
-    out = capsys.readouterr()
-    assert "the failed media were removed" in out.out + out.err
+    # Verify on its own judges the corrupted bytes: it fails, and the medium is removed.
+    ctx = Context(root=project)
+    run = Run(load_spec(project / "specs/sample.yaml", ctx), ctx, source_date_epoch())
+    with pytest.raises(PipelineError) as failed:
+        verify_drivers_iso(run)
+    assert "the failed media were removed" in failed.value.render()
     assert not iso.exists()
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert not report["ok"] and report["problems"]
     assert run_doit(project) == 0
+    assert sha(iso) == good
+    # doit itself never publishes a corrupted ISO: it is not the one drivers_iso wrote, so it is written again.
+    iso.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert run_doit(project) == 0
+    assert {"drivers_iso:sample", "verify:sample"} <= executed(capsys.readouterr().out)
     assert sha(iso) == good
 
 
