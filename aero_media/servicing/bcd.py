@@ -67,11 +67,16 @@ def boolean(on: bool) -> RegValue:
     return RegValue.binary(ELEMENT_VALUE, b"\x01" if on else b"\x00")
 
 
-def targets(store: Path) -> tuple[Target, ...]:
-    """The objects of the BCD hive ``store`` that test mode is set on (those present), in a fixed order."""
+def targets(store: Path, label: str | None = None) -> tuple[Target, ...]:
+    """The objects of the BCD hive ``store`` that test mode is set on (those present), in a fixed order.
+
+    ``label`` names the store in messages (default: its file name, which does not tell ``boot\\BCD`` from
+    ``efi\\microsoft\\boot\\bcd``).
+    """
+    name = label or store.name
     objects = hive.read_key(store, "Objects")
     if objects is None:
-        raise SourceError(f"{store.name} is not a BCD store (no Objects key)",
+        raise SourceError(f"{name} is not a BCD store (no Objects key)",
                           "give boot\\BCD, efi\\microsoft\\boot\\bcd or Windows\\System32\\config\\BCD-Template")
     present = {name.lower(): name for name in objects.subkeys}
     found: list[Target] = []
@@ -83,10 +88,10 @@ def targets(store: Path) -> tuple[Target, ...]:
     if default is not None and isinstance(default.data, str):
         guid = default.data.strip().lower()
         if guid not in present:
-            warn(f"{store.name}: the boot manager's default object {default.data} does not exist; not changing it")
+            warn(f"{name}: the boot manager's default object {default.data} does not exist; not changing it")
         elif all(t.guid.lower() != guid for t in found):
             found.append(Target(present[guid], Role.DEFAULT))
     if not found:
-        raise SourceError(f"{store.name} has neither {{globalsettings}}, {{bootloadersettings}} nor a default "
+        raise SourceError(f"{name} has neither {{globalsettings}}, {{bootloadersettings}} nor a default "
                           "loader", "the store is damaged, or is not a Windows 7 BCD store")
     return tuple(found)

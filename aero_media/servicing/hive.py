@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -278,6 +279,92 @@ class RegKey:
         return next((v for v in self.values if v.name.lower() == name.lower()), None)
 
 
+# -- the base block ------------------------------------------------------------
+
+BASE_BLOCK = 4096
+"""The regf base block ("header") that starts every hive file; the hive bins follow it."""
+HBIN_ALIGN = 4096
+_SIGNATURE = b"regf"
+_CHECKSUMMED = 508
+"""The checksum at 0x1FC is the XOR of the 127 dwords before it."""
+_HEADER_NAME = slice(0x30, 0x70)
+"""Where the hive keeps the tail of its own file path, UTF-16LE (``emRoot\\System32\\Config\\SYSTEM``)."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a hive's base block says about itself (offsets from the regf layout hivex's ``lib/hivex-internal.h``
+    documents)."""
+
+    sequence: tuple[int, int]
+    root_offset: int
+    data_size: int
+    file_name: str
+    """The last component of the path the hive records for itself (``SYSTEM``), or ``""``."""
+    root_name: str
+    """The root key's name (``CMI-CreateHive{...}`` for Windows 7 system hives), or ``""`` when unreadable."""
+
+
+def _header_checksum(block: bytes) -> int:
+    value = 0
+    for (word,) in struct.iter_unpack("<I", block[:_CHECKSUMMED]):
+        value ^= word
+    # Windows never stores 0 or -1 (the kernel's HvpHeaderCheckSum maps them to 1 and -2).
+    return 0xFFFFFFFE if value == 0xFFFFFFFF else value or 1
+
+
+def read_header(hive: Path, label: str | None = None) -> Header:
+    """Check ``hive``'s base block against the file and return it; a hive that lies is a :class:`SourceError`.
+
+    Run before any hivex tool opens the file: hivex trusts the data size at 0x28
+    and allocates (and, merging, writes) that much, so a 12 KiB file claiming
+    1 GiB would cost a gigabyte before failing. Reads two small pieces of the
+    file, whatever its size. ``label`` names the hive in messages (default: its
+    file name).
+    """
+    name = label or hive.name
+    fix = "use an intact hive from a Windows 7 image"
+    try:
+        size = hive.stat().st_size
+        with open(hive, "rb") as fp:
+            block = fp.read(BASE_BLOCK)
+            root = b""
+            if len(block) == BASE_BLOCK:
+                root_offset = struct.unpack_from("<I", block, 0x24)[0]
+                fp.seek(BASE_BLOCK + root_offset)
+                root = fp.read(4 + 0x4C + 512)
+    except OSError as exc:
+        raise SourceError(f"{name}: cannot read it ({exc.strerror})", fix) from None
+    if size < BASE_BLOCK + HBIN_ALIGN or block[:4] != _SIGNATURE:
+        raise SourceError(f"{name} is not a registry hive (no regf base block and hive bin)", fix)
+    seq1, seq2 = struct.unpack_from("<II", block, 4)
+    major = struct.unpack_from("<I", block, 0x14)[0]
+    root_offset, data_size = struct.unpack_from("<II", block, 0x24)
+    stored = struct.unpack_from("<I", block, _CHECKSUMMED)[0]
+    if stored != _header_checksum(block):
+        raise SourceError(f"{name}: the regf header's checksum is {stored:#010x}, not {_header_checksum(block):#010x}: "
+                          "the header is damaged", fix)
+    if major != 1:
+        raise SourceError(f"{name}: regf format {major}, not 1 (every Windows hive is 1.x)", fix)
+    if seq1 != seq2:
+        raise SourceError(f"{name} was not closed cleanly (sequence numbers {seq1} and {seq2} differ): its "
+                          "transaction log would have to be replayed first, which hivex cannot do", fix)
+    if data_size == 0 or data_size % HBIN_ALIGN or BASE_BLOCK + data_size > size:
+        raise SourceError(f"{name}: the regf header claims {data_size} bytes of hive bins, but the file holds "
+                          f"{size - BASE_BLOCK} after its header", fix)
+    if root_offset >= data_size:
+        raise SourceError(f"{name}: the root key's offset {root_offset:#x} lies past the hive bins", fix)
+    file_name = block[_HEADER_NAME].decode("utf-16-le", "replace").split("\0", 1)[0]
+    root_name = ""
+    # The root cell: size, "nk", ..., name length at 0x48 and the name at 0x4C (after the size field).
+    if len(root) >= 4 + 0x4C and root[4:6] == b"nk":
+        length = struct.unpack_from("<H", root, 4 + 0x48)[0]
+        raw = root[4 + 0x4C:4 + 0x4C + length]
+        flags = struct.unpack_from("<H", root, 6)[0]
+        root_name = raw.decode("latin-1" if flags & 0x20 else "utf-16-le", "replace")
+    return Header((seq1, seq2), root_offset, data_size, file_name.rsplit("\\", 1)[-1].strip(), root_name)
+
+
 # -- reading -------------------------------------------------------------------
 
 _SECTION = re.compile(r"^\[(.*)\]$")
@@ -342,20 +429,25 @@ def parse_export(text: str) -> list[RegKey]:
     return keys
 
 
-def _export(hive: Path, key: str, depth: int) -> list[RegKey] | None:
-    """Keys from ``key`` down to ``depth`` levels (1: the key alone), or None when ``key`` is absent."""
+def _export(hive: Path, key: str, depth: int, label: str | None = None) -> list[RegKey] | None:
+    """Keys from ``key`` down to ``depth`` levels (1: the key alone), or None when ``key`` is absent.
+
+    ``label`` names the hive in messages (default: its file name).
+    """
+    name = label or hive.name
+    read_header(hive, name)
     done = systools.run(TOOL, ["--export", "--max-depth", str(depth), os.fspath(hive), "\\" + key],
-                        purpose=_PURPOSE, what=f"reading {hive.name}", ok_codes=(0, 255))
+                        purpose=_PURPOSE, what=f"reading {name}", ok_codes=(0, 255))
     out, text_err = done.stdout, done.err
     if "path not found" in text_err:
         return None
     if text_err.strip() and not out.strip():
-        raise ToolError(f"{TOOL} could not read {hive.name}: {systools.last_line(text_err)}",
-                        "the hive is damaged or not a registry hive")
+        said = systools.last_line(text_err).replace(os.fspath(hive), name)
+        raise ToolError(f"{TOOL} could not read {name}: {said}", "the hive is damaged or not a registry hive")
     try:
         return parse_export(done.out)
     except ValueError as exc:
-        raise ToolError(f"{TOOL} --export of {hive.name} printed what this reader cannot parse ({exc})",
+        raise ToolError(f"{TOOL} --export of {name} printed what this reader cannot parse ({exc})",
                         "report it with the hive's origin") from None
 
 
@@ -396,21 +488,22 @@ class _Snapshot:
     values in one hivexregedit run.
     """
 
-    def __init__(self, hive: Path) -> None:
+    def __init__(self, hive: Path, label: str | None = None) -> None:
         self.hive = hive
+        self.label = label or hive.name
         self._children: dict[str, dict[str, RegKey] | None] = {}
 
     def _kids(self, parent: str) -> dict[str, RegKey] | None:
         low = parent.lower()
         if low not in self._children:
-            found = _export(self.hive, parent, 2)
+            found = _export(self.hive, parent, 2, self.label)
             self._children[low] = None if found is None else {_leaf(k.path).lower(): k for k in found[1:]}
         return self._children[low]
 
     def key(self, key: str) -> RegKey | None:
         """The key as stored, or None."""
         if not key:
-            root = _export(self.hive, "", 1)
+            root = _export(self.hive, "", 1, self.label)
             return root[0] if root else None
         kids = self._kids(_parent(key))
         return None if kids is None else kids.get(_leaf(key).lower())
@@ -498,17 +591,19 @@ def _plan(snap: _Snapshot, edits: Sequence[Edit]) -> tuple[list[Change], list[tu
     return changes, [(stored[low], sections[low]) for low in order]
 
 
-def apply(hive: Path, edits: Sequence[Edit]) -> tuple[Change, ...]:
+def apply(hive: Path, edits: Sequence[Edit], label: str | None = None) -> tuple[Change, ...]:
     """Apply ``edits`` (in order) to ``hive``; return each one's old and new value.
 
     Nothing is written when nothing changes. Otherwise the merge runs on a copy,
     every changed value is read back, and only then does the copy replace
-    ``hive``: a failure leaves the original untouched.
+    ``hive``: a failure leaves the original untouched. ``label`` names the hive
+    in messages (default: its file name).
     """
     hive = Path(hive)
+    name = label or hive.name
     if not hive.is_file():
-        raise SourceError(f"{hive}: no such hive", "extract it from the image first")
-    changes, sections = _plan(_Snapshot(hive), edits)
+        raise SourceError(f"{name}: no such hive", "extract it from the image first")
+    changes, sections = _plan(_Snapshot(hive, name), edits)
     if not any(c.changed for c in changes):
         return tuple(changes)
     text = render_reg(sections)
@@ -517,14 +612,19 @@ def apply(hive: Path, edits: Sequence[Edit]) -> tuple[Change, ...]:
         reg = Path(scratch) / "edits.reg"
         reg.write_text(text, encoding="ascii", newline="\n")
         # --encoding only matters for "text" strings, which render_reg never writes; say it anyway.
-        systools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg)],
-                     purpose=_PURPOSE, what=f"merging edits into {hive.name}")
-        _verify(tmp, hive.name, changes)
+        try:
+            systools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg)],
+                         purpose=_PURPOSE, what=f"merging edits into {name}")
+        except ToolError as exc:
+            # Name the hive, never the copy being merged into or the scratch folder.
+            said = exc.message.replace(os.fspath(tmp), name).replace(scratch, "…")
+            raise ToolError(said, exc.hint) from None
+        _verify(tmp, name, changes)
     return tuple(changes)
 
 
 def _verify(written: Path, name: str, changes: Sequence[Change]) -> None:
-    snap = _Snapshot(written)
+    snap = _Snapshot(written, name)
     final: dict[tuple[str, str], Change] = {(c.key.lower(), c.name.lower()): c for c in changes}
     for change in final.values():
         key = snap.key(normalize_key(change.key))

@@ -36,7 +36,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, isorepack, wim
+from . import bcd, hive, identity, isorepack, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -49,7 +49,7 @@ from .edits import (
     hives_for,
     registry_edits,
 )
-from .isorepack import repack
+from .isorepack import read_report, repack
 
 SCHEMA = 1
 BOOT_WIM = "sources/boot.wim"
@@ -246,6 +246,30 @@ def _file_records(folder: Path, dest: str) -> list[dict[str, Any]]:
     return out
 
 
+def _check_distinct_wims(spec: Spec) -> None:
+    """Before anything is copied: the WIM pair must be two files."""
+    media = spec.install_media
+    if media is not None and media.boot_wim is not None and media.install_wim is not None:
+        identity.check_two_files(media.boot_wim, media.install_wim, "install_media.boot_wim",
+                                 "install_media.install_wim")
+
+
+def _check_media(inputs: Inputs, options: Options) -> None:
+    """The DVD's BCD stores are BCD stores; warn of what will not boot (no El Torito record, a missing store)."""
+    if inputs.iso is None:
+        return
+    for store, local in inputs.media_bcds.items():
+        identity.check_hive(local, store, f"{inputs.iso.name}, {identity.store_name(store)}")
+    for line in identity.media_warnings(inputs.iso.name, len(read_report(inputs.iso).boot_entries), MEDIA_BCDS,
+                                        tuple(inputs.media_bcds), options.testsigning):
+        log.warn(line)
+
+
+def _identity_hives(hives: tuple[HiveFile, ...]) -> tuple[HiveFile, ...]:
+    """The hives to extract: those with edits, and SOFTWARE, which says which Windows the image really is."""
+    return hives if HiveFile.SOFTWARE in hives else (*hives, HiveFile.SOFTWARE)
+
+
 def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
                    packages: list[DriverPackage], options: Options) -> dict[str, Any]:
     """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record."""
@@ -253,8 +277,11 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     here = work / f"{image_wim.stem}-{image.index}"
     remove_tree(here)
     hives = hives_for(kind, contract, options)
-    wim.extract(image_wim, image.index, [h.value for h in hives], here / "hives", missing_ok=True)
+    checked = _identity_hives(hives)
+    wim.extract(image_wim, image.index, [h.value for h in checked], here / "hives", missing_ok=True)
     extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in hives}
+    identity.check_image_hives({h: wim.find_case_insensitive(here / "hives", h.value) for h in checked}, image,
+                               f"{image_wim.name} {image.describe()}")
     registry: list[dict[str, Any]] = []
     commands: list[wim.Command] = []
     for h in hives:
@@ -310,6 +337,7 @@ def service_media(run: Run) -> dict[str, Any]:
     assert media is not None
     work = paths.service_work
     wim.require_plain_path(work)
+    _check_distinct_wims(spec)
     # Before anything is removed: the work folder is emptied and install-media/ replaced as a whole.
     _owned_outputs(paths, media.filename, spec.display)
     _owned_work(work, ctx.root, spec.display)
@@ -323,6 +351,7 @@ def service_media(run: Run) -> dict[str, Any]:
                   "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo)}
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
+    identity.check_wim_roles(boot_images, install_images)
     arch = _one_arch(install_images, "install.wim")
     boot_arches = {i.arch for i in boot_images}
     if boot_images and arch not in boot_arches and len(boot_arches) == 1 and None not in boot_arches:
@@ -333,6 +362,7 @@ def service_media(run: Run) -> dict[str, Any]:
     packages = _packages(spec, paths, arch)
     stages = stage_manifests(spec, paths)
     options = _options(spec, paths, stages, arch)
+    _check_media(inputs, options)
     images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
               for i in _selected(boot_images, media.boot_images, "boot_images", spec.display)]
     images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options)
@@ -344,10 +374,11 @@ def service_media(run: Run) -> dict[str, Any]:
             changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
             for store, local in inputs.media_bcds.items():
+                label = f"{inputs.iso.name}, {identity.store_name(store)}"
                 edits = registry_edits(ImageKind.MEDIA, store, spec.contract, options,
-                                       bcd_objects=tuple(t.guid for t in bcd.targets(local))) \
+                                       bcd_objects=tuple(t.guid for t in bcd.targets(local, label))) \
                     if store in media_hives else ()
-                done = hive.apply(local, edits)
+                done = hive.apply(local, edits, label)
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):
                     changes[store.value] = local

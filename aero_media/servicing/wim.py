@@ -54,6 +54,8 @@ class WimImage:
     edition: str | None
     boot: bool
     """This is the WIM's boot image (the header's boot index): boot.wim's Setup image."""
+    edition_id: str | None = None
+    """``WINDOWS/EDITIONID`` alone (``WindowsPE`` for boot.wim's images), without the FLAGS fallback."""
 
     @property
     def arch(self) -> Arch | None:
@@ -101,6 +103,7 @@ def parse_info_xml(xml_text: str, boot_index: int) -> list[WimImage]:
             sp_build=_int(version.find("SPBUILD")) if version is not None else None,
             edition=(elem.findtext("WINDOWS/EDITIONID") or elem.findtext("FLAGS") or None),
             boot=index == boot_index,
+            edition_id=(elem.findtext("WINDOWS/EDITIONID") or "").strip() or None,
         ))
     return sorted(out, key=lambda i: i.index)
 

@@ -256,8 +256,8 @@ def make_media(root: Path, arch: str = "amd64", *, editions: Sequence[str] = ("H
     (setup / "setup.exe").write_bytes(b"MZ stand-in for setup.exe\n")
     (root / "sources").mkdir(parents=True, exist_ok=True)
     boot_wim = make_wim(root / "sources" / "boot.wim", [
-        ImageSpec(pe, f"Microsoft Windows PE ({x})", win7_properties(arch)),
-        ImageSpec(setup, f"Microsoft Windows Setup ({x})", win7_properties(arch)),
+        ImageSpec(pe, f"Microsoft Windows PE ({x})", win7_properties(arch, "WindowsPE")),
+        ImageSpec(setup, f"Microsoft Windows Setup ({x})", win7_properties(arch, "WindowsPE")),
     ], boot_index=2)
     installs = [ImageSpec(windows_tree(work / f"install-{e}", edition=e, setup_complete=setup_complete),
                           f"Windows 7 {e}", win7_properties(arch, e)) for e in editions]

@@ -189,9 +189,9 @@ def test_current_control_set_comes_from_select_current(tmp_path: Path) -> None:
 
 def test_a_failed_merge_leaves_the_hive_untouched(tmp_path: Path) -> None:
     broken = tmp_path / "BROKEN"
-    broken.write_bytes(b"regf" + b"\0" * 8188)  # header checksum wrong: hivex refuses it
+    broken.write_bytes(b"regf" + b"\0" * 8188)  # header checksum wrong: refused before hivex opens it
     before = broken.read_bytes()
-    with pytest.raises(ToolError) as info:
+    with pytest.raises(SourceError) as info:
         hive.apply(broken, [SetValue("A", RegValue.dword("B", 1))])
     assert "\n" not in info.value.render()
     assert broken.read_bytes() == before
