@@ -36,7 +36,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from aero_media.devtools.testcert import make_test_cert
 
     project = make_project(tmp_path_factory.mktemp("interop") / "proj")
-    tc = make_test_cert(project / "build" / "tc")
+    tc = make_test_cert(project / "certs")  # an input: never inside build/ or dist/, which the build owns
     data = sample_spec_data(name="signed", default=False)
     data["signing"].update(policy="test", certs=[str(tc.cer.relative_to(project))])
     write_spec(project, "signed", data)

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from aero_media.cli import main
+from aero_media.errors import PipelineError
+from aero_media.media.epoch import source_date_epoch
+from aero_media.media.fat_disk import verify_fat_disk
 from aero_media.media.fatread import read_fat_disk
 from aero_media.media.vhd import parse_footer
+from aero_media.paths import Run
+from aero_media.spec.load import load_spec
+from aero_media.spec.model import Context
 from tests.lib.needs import need_tool
 from tests.lib.project import expanded_sample, make_project, run_doit
 
@@ -81,13 +87,22 @@ def test_verify_removes_a_damaged_disk(tmp_path: Path, capsys: pytest.CaptureFix
     assert at > 0
     data[at + 100] ^= 0xFF
     disk.write_bytes(bytes(data))
-    assert run_doit(project, "verify_fat_disk:sample") != 0
-    out = capsys.readouterr()
-    text = out.err + out.out
+    # Verify on its own judges the damaged bytes (doit would first rewrite a disk that is not the one
+    # fat_disk wrote): it fails, naming the file, and the disk is removed.
+    ctx = Context(root=project)
+    run = Run(load_spec(project / "specs/sample.yaml", ctx), ctx, source_date_epoch())
+    with pytest.raises(PipelineError) as failed:
+        verify_fat_disk(run)
+    text = failed.value.render()
     # The sample's stand-ins of one arch are identical, so the flipped copy may be any of them.
     assert ".sys: sha256" in text and "differs from the stage or notices manifest" in text
     assert not disk.exists()
     assert run_doit(project, "verify_fat_disk:sample") == 0  # rebuilt
+    # And doit never publishes a damaged disk: it is rewritten before it is verified.
+    good = disk.read_bytes()
+    disk.write_bytes(bytes(data))
+    assert run_doit(project, "verify_fat_disk:sample") == 0
+    assert disk.read_bytes() == good
 
 
 def test_build_fat_cli(tmp_path: Path) -> None:
