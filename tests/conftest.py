@@ -1,4 +1,4 @@
-"""Shared fixtures: repo paths and the optional real upstream data (docs/upstream-facts.md#real-upstream-test-data)."""
+"""Shared fixtures: repo paths and the optional real upstream data (docs/upstream.md#real-upstream-test-data)."""
 
 from __future__ import annotations
 

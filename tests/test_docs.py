@@ -77,7 +77,7 @@ def citations() -> list[tuple[Path, str, str]]:
 
 def test_every_cited_docs_page_and_section_exists() -> None:
     cited = citations()
-    assert any(page == "windows7-facts.md" for _, page, _ in cited)
+    assert any(page == "windows7.md" for _, page, _ in cited)
     problems = []
     for path, page, anchor in cited:
         target = DOCS / page

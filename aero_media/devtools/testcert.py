@@ -6,7 +6,7 @@ osslsigncode) stays with whoever signs the drivers; the build refuses to put it 
 media. ``<name>.cert.pem`` is the same certificate in PEM, for ``osslsigncode
 -certs`` and ``verify -CAfile``.
 
-What Windows 7 test signing needs (docs/windows7-facts.md#test-signing): a self-signed RSA-2048
+What Windows 7 test signing needs (docs/windows7.md#test-signing): a self-signed RSA-2048
 certificate with the code-signing EKU (1.3.6.1.5.5.7.3.3), trusted through the
 Root store in test mode, valid when the files are signed and when they are
 installed.

@@ -5,7 +5,7 @@ primary FAT32 partition, the files), but every byte is decided here: no tool
 version, clock, time zone, umask or directory order leaks in.
 
 Layout (Microsoft's FAT specification, fatgen103, and the VHD specification; see
-docs/windows7-facts.md#fat32 and docs/windows7-facts.md#vhd-footer):
+docs/windows7.md#fat32 and docs/windows7.md#vhd-footer):
 
 - The raw disk is an exact CHS product (:func:`aero_media.media.vhd.disk_size`),
   followed by the VHD footer.

@@ -7,7 +7,7 @@ version, the checksum, the current size (non-zero, whole sectors), the disk type
 differently: qemu takes the CHS geometry for most creator applications. So every
 disk we write is an exact CHS product (:func:`disk_size`), and then "size from
 CHS" and "size from the footer" agree in every reader. The rules and their sources are in
-docs/windows7-facts.md#vhd-footer and docs/upstream-facts.md#aero-vhd-reader.
+docs/windows7.md#vhd-footer and docs/upstream.md#aero-vhd-reader.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Servicing a Windows 7 install ISO on Linux: the building blocks, and the service stage that runs them.
 
-Why each edit is made is in docs/windows7-facts.md (install images to BCD test mode).
+Why each edit is made is in docs/windows7.md (install images to BCD test mode).
 
 * :mod:`.service`: the service stage: copy the WIMs and BCD stores, apply the edits, rebuild, publish one set;
 

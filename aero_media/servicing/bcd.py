@@ -2,7 +2,7 @@ r"""BCD stores (a registry hive): which objects to change for test mode, and how
 
 A BCD store keeps objects under ``Objects\{GUID}`` and each object's elements
 under ``Elements\<element id in hex>``, in a value named ``Element``
-(docs/windows7-facts.md#bcd-test-mode). ``bcdedit /set {default} testsigning on``
+(docs/windows7.md#bcd-test-mode). ``bcdedit /set {default} testsigning on``
 sets element ``16000049`` (AllowPrereleaseSignatures) on the boot manager's
 default loader. Offline we set it on every object a Windows 7 loader takes it
 from:

@@ -10,7 +10,7 @@ run of property entries, each::
 
 ending with the certificate itself, property 0x20 (``CERT_CERT_PROP_ID``), the
 DER. Wine's crypt32 loads a store whose Blob holds only that entry, and loads
-nothing from a Blob that is the raw DER (docs/windows7-facts.md#certificate-blobs).
+nothing from a Blob that is the raw DER (docs/windows7.md#certificate-blobs).
 
 We write two entries: the SHA-1 hash (``CERT_SHA1_HASH_PROP_ID``, 3), then the
 certificate (0x20). Why the hash: it is the first entry of every Blob Windows

@@ -6,7 +6,7 @@ which file lands where. :func:`registry_edits` and :func:`file_additions` expand
 them for one contract, arch, certificate set and options; nothing else in the
 pipeline decides what goes into an image.
 
-Where the rules come from (docs/windows7-facts.md, sections CriticalDeviceDatabase to BCD test mode):
+Where the rules come from (docs/windows7.md, sections CriticalDeviceDatabase to BCD test mode):
 
 * boot-critical storage, after virt-v2v's ``add_guestor_to_registry`` on real
   Windows 7 guests: the service key (Type 1 kernel driver, Start 0 boot,

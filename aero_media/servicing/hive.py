@@ -2,7 +2,7 @@ r"""Read and edit offline registry hives with the hivex command-line tools.
 
 The Python binding (``python3-hivex``) is built for Debian's Python and only
 imports here by accident; ``hivexregedit`` (Perl, the same C library) is the
-robust route (docs/windows7-facts.md#registry-hives). Reads go through
+robust route (docs/windows7.md#registry-hives). Reads go through
 ``hivexregedit --export``, which prints every value losslessly (hex bytes,
 DWORDs as ``dword:``); edits go through a generated ``.reg`` file and
 ``hivexregedit --merge``.

@@ -2,7 +2,7 @@ r"""Is each input what its role says? The WIMs, their hives and the DVD, checked
 
 The WIM XML is written by whoever made the WIM, and ``wimlib-imagex info`` sets
 any of it; so servicing checks what the images themselves hold
-(docs/windows7-facts.md#registry-hives, #install-images):
+(docs/windows7.md#registry-hives, #install-images):
 
 * the two WIMs are two files, and each plays its own role: boot.wim's images
   are Windows PE (``EDITIONID`` ``WindowsPE``, its boot image, index 2, is

@@ -14,7 +14,7 @@ What the output keeps and loses, and why:
 * **UDF is dropped**: xorriso writes none. Retail Windows 7 DVDs carry UDF 1.02
   beside ISO 9660. distrobuilder's UDF-less Windows 10+ ISOs install, which is
   evidence for Windows 10, not 7: whether Windows 7 Setup needs UDF is not
-  confirmed (docs/windows7-facts.md#el-torito). The report says so.
+  confirmed (docs/windows7.md#el-torito). The report says so.
 * **Files of 4 GiB or more are refused.** ISO 9660 level 3 could store them as
   several extents, but Windows 7's CD-ROM file system reading multi-extent files
   is unverified, and Windows media keep such files readable through UDF, which

@@ -4,7 +4,7 @@ wimlib has no Python binding (PyPI's "WIMLib" is unrelated) and streams every
 operation, so this module only builds command lines and parses what comes back;
 a WIM is never read into memory here. ``wimmount`` needs FUSE, which build
 machines often lack, so changes go through ``extract`` → edit → ``update``
-(docs/upstream-facts.md#libraries-and-tools).
+(docs/upstream.md#libraries-and-tools).
 
 Paths inside a WIM are case-sensitive for wimlib, Windows' are not: every call
 sets ``WIMLIB_IMAGEX_IGNORE_CASE=1`` so ``windows/system32/config/SYSTEM``

@@ -1,6 +1,6 @@
 """Read an ISO image as a :class:`~aero_media.sources.tree.Tree`, without mounting or extracting it.
 
-virtio-win ISOs come in two shapes (docs/upstream-facts.md#iso-file-systems): since
+virtio-win ISOs come in two shapes (docs/upstream.md#iso-file-systems): since
 0.1.173-9 ``mkisofs -r -iso-level 4`` (ISO 9660 + Rock Ridge, no Joliet), before
 that ``-r -J`` (Rock Ridge + Joliet). Names are taken from Rock Ridge when the
 image has it, else Joliet, else the primary ISO 9660 tree (``;1`` and the

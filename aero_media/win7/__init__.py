@@ -3,5 +3,5 @@ catalog creation and signing.
 
 Stands alone: it depends only on the arch and device types of :mod:`aero_media.spec`
 (and the error types and the table of system programs), so ``aero-media check`` can run
-it on any folder. The Windows behaviour it encodes is in docs/windows7-facts.md.
+it on any folder. The Windows behaviour it encodes is in docs/windows7.md.
 """

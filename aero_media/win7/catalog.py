@@ -1,8 +1,8 @@
 """Read Windows security catalogs (.cat): PKCS#7 SignedData around a certificate trust list.
 
 Parsed with asn1crypto, not signify: signify needs oscrypto, which fails to import
-on OpenSSL 3.0.10 and later without a ctypes shim (docs/upstream-facts.md#libraries-and-tools).
-We read what decides whether Windows 7 can use the catalog (docs/windows7-facts.md#catalogs):
+on OpenSSL 3.0.10 and later without a ctypes shim (docs/upstream.md#libraries-and-tools).
+We read what decides whether Windows 7 can use the catalog (docs/windows7.md#catalogs):
 signer digest algorithms, the signing certificate, member hashes and the OS attributes;
 each signer's signature and chain are checked by :mod:`aero_media.win7.sigverify`.
 

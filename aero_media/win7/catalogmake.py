@@ -3,7 +3,7 @@
 Neither Debian nor PyPI has an Inf2Cat, and osslsigncode signs catalogs but does
 not create them, so we write the catalog ourselves and let
 :mod:`aero_media.win7.signing` sign it. The shape is the one Inf2Cat/makecat write
-for Windows 7 ("version 1" catalogs, docs/windows7-facts.md#catalogs), checked field by field
+for Windows 7 ("version 1" catalogs, docs/windows7.md#catalogs), checked field by field
 against a real upstream viostor catalog:
 
 * ``ContentInfo(signedData)`` whose SignedData has no signer yet, encapsulating

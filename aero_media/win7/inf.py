@@ -3,7 +3,7 @@
 configparser cannot read real virtio INFs (line continuations, duplicate keys,
 case-insensitive sections, quoting, ``%strkey%`` substitution), so this module
 implements the documented INF syntax ("General Syntax Rules for INF Files";
-summarised in docs/windows7-facts.md#inf-syntax):
+summarised in docs/windows7.md#inf-syntax):
 
 * section names, keys and string keys are case-insensitive; repeated sections merge;
 * duplicate keys are kept in order; lines without ``=`` are plain values;

@@ -136,7 +136,7 @@ def authenticode_hash(data: bytes | Path, algo: str = "sha1") -> bytes:
     Windows (imagehlp) and osslsigncode do: signing appends the certificate table
     at an 8-byte boundary, and the padding makes the hash the same before and
     after. A signed image already ends in that aligned table and gets no padding.
-    (docs/windows7-facts.md#authenticode-hash)
+    (docs/windows7.md#authenticode-hash)
     """
     raw = _read(data)
     lay = _layout(raw)

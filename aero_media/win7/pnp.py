@@ -1,7 +1,7 @@
 """How Windows 7 names a PCI device for Plug and Play: the hardware-ID forms, in rank order.
 
 The PCI bus driver reports eleven IDs per function, most specific first
-(docs/windows7-facts.md#pnp-ranking). An INF line that matches an earlier entry ranks better;
+(docs/windows7.md#pnp-ranking). An INF line that matches an earlier entry ranks better;
 the first four are the forms the device contract names; from rank 7 on an ID
 matches every device of the vendor or class ("generic"). Everything that needs
 hardware IDs (the binding check, the sample pack, config/devices.cmd, the

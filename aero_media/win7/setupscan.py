@@ -6,7 +6,7 @@ the running arch. A tree that holds both arches is safe exactly when each arch's
 Setup can bind nothing but that arch's own packages: every INF under another arch's
 folder must offer no models section on this arch. Whether Setup tolerates the other
 arch's INFs in some other way is not known, so this is proven, not assumed
-(docs/windows7-facts.md#winpedriver, after Microsoft KB2686316).
+(docs/windows7.md#winpedriver, after Microsoft KB2686316).
 """
 
 from __future__ import annotations

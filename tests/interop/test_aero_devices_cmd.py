@@ -1,6 +1,6 @@
 """config/devices.cmd as Aero's tools/guest-tools/validate_config.py reads it.
 
-The reader below follows docs/upstream-facts.md#aeros-devicescmd, not Aero's code: the contract comes from the
+The reader below follows docs/upstream.md#aeros-devicescmd, not Aero's code: the contract comes from the
 ``rem Contract name:`` header (without it Aero falls back to its clean-room contract),
 and the variables it needs must be set.
 """

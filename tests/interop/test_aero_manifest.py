@@ -1,7 +1,7 @@
 """Our Guest Tools manifest is a superset of Aero's packager type (schema 4).
 
 The JSON Schema beside this file is our own transcription of Aero's type from the
-field list in docs/upstream-facts.md#aeros-guest-tools-manifest; these tests also show that it has teeth.
+field list in docs/upstream.md#aeros-guest-tools-manifest; these tests also show that it has teeth.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A generator of minimal, empty registry hives (regf) of our own, for hivex to edit.
 
-hivex edits hives but cannot create one (docs/windows7-facts.md#registry-hives), and we
+hivex edits hives but cannot create one (docs/windows7.md#registry-hives), and we
 commit no hive taken from elsewhere. :func:`empty_hive` writes the smallest file
 that hivex, regipy and Windows' own layout agree on:
 

@@ -137,7 +137,7 @@ class _Driver:
     install: str
 
 
-# HWIDs, classes, services and strings as in realdata/inf (docs/upstream-facts.md#real-windows-7-infs);
+# HWIDs, classes, services and strings as in realdata/inf (docs/upstream.md#real-windows-7-infs);
 # balloon from the osinfo list. Unknown drivers get a generic System device.
 _DRIVERS: dict[str, _Driver] = {
     "viostor": _Driver("VioStor", "SCSIAdapter", "{4D36E97B-E325-11CE-BFC1-08002BE10318}", "VioStorScsi.DeviceDesc",
@@ -160,7 +160,7 @@ _DRIVERS: dict[str, _Driver] = {
 _GENERIC = _Driver("VirtIO", "System", "{4d36e97d-e325-11ce-bfc1-08002be10318}", "VirtIO.DeviceDesc",
                    "VirtIO stand-in device", (("10FF", "11001AF4", "01"),), True, "", 3, None, "Generic_Device")
 
-# Models decoration version per OS folder (docs/windows7-facts.md#models-sections) and a DriverVer shaped like
+# Models decoration version per OS folder (docs/windows7.md#models-sections) and a DriverVer shaped like
 # upstream's (<NT>.<n>.104.<build>00; w7 = the real frozen 172 build).
 _OS_VERSION = {"xp": "5.1", "2k3": "5.2", "2k8": "6.0", "w7": "6.1", "2k8R2": "6.1", "w8": "6.2", "2k12": "6.2",
                "w8.1": "6.3", "2k12R2": "6.3"}
@@ -508,7 +508,7 @@ def iso9660_name(relpath: str, is_dir: bool = False) -> str:
 
 @contextlib.contextmanager
 def _frozen_clock() -> Iterator[None]:
-    # pycdlib stamps time.time() through localtime: pin both (docs/upstream-facts.md#libraries-and-tools).
+    # pycdlib stamps time.time() through localtime: pin both (docs/upstream.md#libraries-and-tools).
     old_tz = os.environ.get("TZ")
     os.environ["TZ"] = "UTC"
     time.tzset()
@@ -539,7 +539,7 @@ def _pycdlib_iso(src: Path, out: Path, style: str, label: str) -> None:  # noqa:
         iso.new(**kwargs)
         if joliet:
             # The Joliet SVD holds 16 UCS-2 characters; mkisofs truncates it the
-            # same way while the PVD keeps the full label (docs/windows7-facts.md#iso-9660-and-joliet).
+            # same way while the PVD keeps the full label (docs/windows7.md#iso-9660-and-joliet).
             iso.pvd.volume_identifier = label.encode("ascii").ljust(32, b" ")
         seen_iso: dict[str, str] = {}
         inodes: dict[tuple[int, int], str] = {}

@@ -87,7 +87,7 @@ def test_file_shorter_than_disk_plus_footer_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("sectors,expected", [
-    (131072, (963, 8, 17)),  # 64 MiB, the example in docs/windows7-facts.md#vhd-footer
+    (131072, (963, 8, 17)),  # 64 MiB, the example in docs/windows7.md#vhd-footer
     (131104, (964, 8, 17)),  # the next exact size: what disk_size(…, 64) gives
     (69632, (140, 16, 31)),  # 17 sectors would need 1024 cylinders of 4 heads: 31 sectors, 16 heads
     (507904, (503, 16, 63)),  # 31 sectors would need 1024 cylinders of 16 heads: 63 sectors

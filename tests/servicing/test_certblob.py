@@ -152,6 +152,6 @@ def test_wine_crypt32_loads_nothing_from_raw_der_or_a_lower_case_key(wine: _Wine
     # The negative controls: the program and the store work, these Blobs/keys do not.
     assert _count(wine, cert, cert.thumbprint, cert.der) == 0
     assert _count(wine, cert, cert.thumbprint.lower(), certblob.serialized_cert(cert.der)) == 0
-    # The certificate entry alone loads too (docs/windows7-facts.md#certificate-blobs); we add the hash
+    # The certificate entry alone loads too (docs/windows7.md#certificate-blobs); we add the hash
     # entry on top.
     assert _count(wine, cert, cert.thumbprint, certblob.serialized_cert(cert.der)[32:]) == 1 + FOUND

@@ -188,7 +188,7 @@ def test_traversal_entry_is_refused(tmp_path: Path) -> None:
 
 
 def make_upstream(root: Path) -> None:
-    """An extracted virtio-win tree with the real traps (docs/upstream-facts.md#virtio-win-iso-layout)."""
+    """An extracted virtio-win tree with the real traps (docs/upstream.md#virtio-win-iso-layout)."""
     for arch in ("x86", "amd64"):
         package(root / "viostor/w7" / arch, "viostor", arch, extra={"viostor.pdb": b"pdb"})
         machine = 0x14C if arch == "x86" else 0x8664
