@@ -20,8 +20,8 @@ from typing import Any
 
 from . import __version__, buildlock, log
 from .errors import PipelineError, SpecError, UsageError, disk_error
-from .fsutil import not_a_file, relpath_for_humans, sha256_file
-from .paths import SpecPaths
+from .fsutil import not_a_file, relpath_for_humans
+from .paths import Run
 from .spec.contract import Contract
 from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
@@ -131,6 +131,16 @@ def _adhoc_spec(ctx: Context, args: argparse.Namespace, contract: Contract, voca
                                  "size_mib": _given(getattr(args, "size_mib", None), "auto")}},
     }
     return spec_from_mapping(data, ctx, vocabulary, contract)
+
+
+def _iso_input(iso: Path, flag: str, fix: str) -> Path:
+    """``iso`` when it is a readable ISO image; else a usage error naming ``flag`` and what the path is."""
+    from .media.isoscan import not_an_iso
+
+    why = not_a_file(iso, "an ISO file") if not iso.is_file() else not_an_iso(iso)
+    if why is not None:
+        raise UsageError(f"{flag} {iso}: {why}", fix)
+    return iso
 
 
 def _output_file(raw: str, flag: str, inputs: list[tuple[str, Path]], suffix: str = ".iso") -> Path:
@@ -259,13 +269,14 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
         else:
             spec = replace(spec, drivers_iso=replace(spec.drivers_iso, filename=output.name),
                            fat_disk=replace(spec.fat_disk, enabled=False))
-        paths = SpecPaths(spec, ctx)
+        run = Run(spec, ctx, epoch)
         # Verified before it is published: --output appears only once it is proven (a Ctrl-C or a
         # kill during verification leaves nothing that looks complete).
         run_graph(ctx, [spec], epoch, [f"{Stage.VERIFY_FAT_DISK if fat else Stage.VERIFY}:{spec.name}"])
+        built = run.paths.fat_disk if fat else run.paths.drivers_iso
+        digest, size = run.memo.sha256(built), built.stat().st_size  # the writer's hash, from the memo
         # One rename on the same file system: the medium appears whole, a sparse disk stays sparse.
-        os.replace(paths.fat_disk if fat else paths.drivers_iso, output)
-    digest, size = sha256_file(output)
+        os.replace(built, output)
     print(f"Wrote {output} ({size} bytes, sha256={digest})")
     return 0
 
@@ -324,26 +335,21 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
         # This command delivers the ISO alone (and its record, which lists only that).
         spec = replace(spec, install_media=replace(spec.install_media, publish_wims=False))
         run_graph(ctx, [spec], epoch, [f"{Stage.SERVICE}:{spec.name}"])
-        paths = SpecPaths(spec, ctx)
+        paths = Run(spec, ctx, epoch).paths
+        # The stage recorded the ISO's sha256 in servicing.json: gigabytes are not read again.
+        record = json.loads(paths.servicing_record.read_bytes())
+        digest = next(o["sha256"] for o in record["outputs"] if o["path"] == paths.serviced_iso.name)
         os.replace(paths.servicing_record, output.with_name(output.name + ".servicing.json"))
         os.replace(paths.serviced_iso, output)
-    digest, _size = sha256_file(output)
     print(f"Wrote {output} (sha256={digest}) and {output.name}.servicing.json")
     return 0
 
 
 def cmd_verify_iso(args: argparse.Namespace) -> int:
     """Verify a drivers or Guest Tools ISO: required files, and every hash in its manifest.json."""
-    from .media.isoscan import not_an_iso
     from .media.verify import verify_iso
 
-    iso = Path(args.iso)
-    if not iso.is_file():
-        raise UsageError(f"--iso {iso}: {not_a_file(iso, 'an ISO file')}",
-                         "give the path of a built ISO with --iso")
-    why = not_an_iso(iso)
-    if why is not None:
-        raise UsageError(f"--iso {iso}: {why}", "give --iso the drivers ISO (aero-media build-iso or doit wrote it)")
+    iso = _iso_input(Path(args.iso), "--iso", "give --iso the drivers ISO (aero-media build-iso or doit wrote it)")
     result = verify_iso(iso, ARCH_CHOICES[args.require_arch], report=Path(args.report) if args.report else None)
     print(f"OK: {iso} ({result.files_checked} files, label {result.label})")
     return 0
@@ -417,7 +423,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract the Windows 7 drivers of a virtio-win ISO into a folder, with provenance (Aero's extract.py)."""
     from .fsutil import write_json_atomic
     from .manifests import Provenance, read_manifest
-    from .paths import Run
     from .sources.extract import PROVENANCE_NAME, aero_extract_provenance
     from .sources.fetch import proof_of
 
@@ -438,14 +443,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "optional": "strict" if args.strict_optional else "best-effort",
     }
     spec = spec_from_mapping(data, repo, EXTRACT_FLAGS)
-    if not iso.is_file():
-        raise UsageError(f"--virtio-win-iso {iso}: {not_a_file(iso, 'an ISO file')}",
-                         "give the path of a virtio-win ISO")
-    from .media.isoscan import not_an_iso
-
-    why = not_an_iso(iso)
-    if why is not None:
-        raise UsageError(f"--virtio-win-iso {iso}: {why}", "give the path of a virtio-win release ISO")
+    _iso_input(iso, "--virtio-win-iso", "give the path of a virtio-win release ISO")
     shown = relpath_for_humans(iso)  # as the user knows it, from where the command runs
     folder = Path(os.path.abspath(out)).parent
     folder.mkdir(parents=True, exist_ok=True)

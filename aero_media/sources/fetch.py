@@ -263,8 +263,12 @@ class _BackgroundHash:
         except BaseException as exc:
             self._error = exc
 
-    def result(self) -> tuple[str, int, os.stat_result | None]:
+    def wait(self) -> None:
+        """Until the hash is done (or failed)."""
         self._thread.join()
+
+    def result(self) -> tuple[str, int, os.stat_result | None]:
+        self.wait()
         if self._error is not None:
             raise self._error
         assert self._result is not None
@@ -281,6 +285,20 @@ def start_proof(path: Path, memo: HashMemo) -> None:
     with _PENDING_LOCK:
         if key not in _PENDING:
             _PENDING[key] = _BackgroundHash(path, memo)
+
+
+def settle_background_hashes() -> None:
+    """Wait for every hash still running in the background (their results stay in the memo).
+
+    A run that ends without asking for a proof (a stage failed first) must not leave a
+    thread writing the memo into a folder its caller is about to delete: a command's
+    scratch project is removed as soon as the run returns.
+    """
+    with _PENDING_LOCK:
+        pending = list(_PENDING.values())
+        _PENDING.clear()
+    for job in pending:
+        job.wait()
 
 
 def proof_of(path: Path, memo: HashMemo, progress: bool = True) -> tuple[str, int]:

@@ -29,6 +29,7 @@ from doit.doit_cmd import DoitMain
 from ..errors import PipelineError, SpecError, UsageError
 from ..log import warn
 from ..media.epoch import source_date_epoch
+from ..sources.fetch import settle_background_hashes
 from ..spec.load import load_each
 from ..spec.model import Context, Spec
 from ..spec.types import Stage
@@ -197,6 +198,7 @@ class AeroDoitMain(DoitMain):  # type: ignore[misc]  # doit ships no type inform
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 3
         finally:
+            settle_background_hashes()  # nothing of this run writes into the project once it returns
             self.spec_loader.restore_sigint()
 
 

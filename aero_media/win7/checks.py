@@ -7,7 +7,7 @@ problem is a :class:`~aero_media.win7.findings.Finding` with a severity, the fil
 (and INF line) and a fix.
 
 Why each rule holds (models sections, ranking, catalogs, SHA-1 and SHA-2, embedded
-signatures) is in docs/windows7-facts.md.
+signatures) is in docs/windows7.md.
 
 ``check_package`` never raises on bad input (binary junk, truncated DER, non-PE
 .sys files): those become error findings.
@@ -33,7 +33,7 @@ from .certs import thumbprint
 from .findings import CheckPolicy, Finding, PackageReport, Severity, sort_findings
 from .inf import AddService, Inf, Model, ModelsChoice, parse_inf
 from .pe import PeError, PeInfo, authenticode_hash, pe_info
-from .sigverify import Verdict
+from .sigverify import SignatureCheck, Verdict
 
 EXECUTABLE_EXTS = (".sys", ".dll", ".exe")
 PE_EXTS = (".sys", ".dll")
@@ -547,21 +547,25 @@ def _check_boot_signature(col: _Collector, rel: str, info: PeInfo) -> None:
         _check_embedded(col, rel, info, info.embedded)
 
 
+def _signature_verdict(col: _Collector, kind: str, rel: str, what: str, broken: str | None,
+                       check: SignatureCheck, consequence: str) -> None:
+    """``<kind>-bad-signature`` when ``broken`` says why, else ``<kind>-unverifiable-signature`` when the
+    check could not be made: a signature this tool cannot check is not taken as good (fail closed)."""
+    fix = f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)"
+    if broken:
+        col.add(ERROR, f"{kind}-bad-signature", rel, None, f"{what} is broken: {broken}; {consequence}", fix)
+    elif Verdict.UNSUPPORTED in (check.signature, check.chain):
+        col.add(ERROR, f"{kind}-unverifiable-signature", rel, None, f"{what} cannot be verified: {check.problem}", fix)
+
+
 def _check_embedded(col: _Collector, rel: str, info: PeInfo, sig: EmbeddedSignature) -> None:
     """The embedded signature must be intact and, in a test-signed build, by the build's own certificate."""
     broken = ("the file changed after it was signed (its image hash is not the signed one)"
               if info.image_digest_ok is False else
               "the signed content changed after signing" if sig.content_digest_ok is False else
               sig.check.problem if Verdict.INVALID in (sig.check.signature, sig.check.chain) else None)
-    if broken:
-        col.add(ERROR, "pe-bad-signature", rel, None,
-                f"the embedded signature is broken: {broken}; Windows 7 x64 will not load it at boot",
-                f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
-    elif Verdict.UNSUPPORTED in (sig.check.signature, sig.check.chain):
-        # Fail closed: a signature this tool cannot check is not taken as good.
-        col.add(ERROR, "pe-unverifiable-signature", rel, None,
-                f"the embedded signature cannot be verified: {sig.check.problem}",
-                f"use the unmodified {rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
+    _signature_verdict(col, "pe", rel, "the embedded signature", broken, sig.check,
+                       "Windows 7 x64 will not load it at boot")
     _check_trusted(col, rel, sig.certificate, "pe-untrusted-signer", "embedded-signed")
 
 
@@ -622,15 +626,9 @@ def _check_signature(col: _Collector, cat_rel: str, cat: Catalog) -> None:
                     f"{col.policy.vocabulary.fix('signing.policy', 'test')} and test-sign it")
         return
     _check_trusted(col, cat_rel, primary.certificate, "catalog-untrusted-signer", "signed")
-    if Verdict.INVALID in (primary.check.signature, primary.check.chain):
-        col.add(ERROR, "catalog-bad-signature", cat_rel, None,
-                f"the signature is broken: {primary.check.problem}; Windows treats the package as unsigned",
-                f"use the unmodified {cat_rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
-    elif Verdict.UNSUPPORTED in (primary.check.signature, primary.check.chain):
-        # Fail closed: a signature this tool cannot check is not taken as good.
-        col.add(ERROR, "catalog-unverifiable-signature", cat_rel, None,
-                f"the signature cannot be verified: {primary.check.problem}",
-                f"use the unmodified {cat_rel} from virtio-win, or let the build re-sign it (signing: in the spec)")
+    broken = primary.check.problem if Verdict.INVALID in (primary.check.signature, primary.check.chain) else None
+    _signature_verdict(col, "catalog", cat_rel, "the signature", broken, primary.check,
+                       "Windows treats the package as unsigned")
     others = [s.digest_algorithm for s in cat.signers[1:]]
     if primary.digest_algorithm != "sha1":
         extra = (f" (its nested {', '.join(others)} signature is not what Windows 7 checks)" if others else "")

@@ -433,3 +433,29 @@ def test_two_fetches_of_one_entry_download_once(tmp_path: Path) -> None:
         assert len(srv.requests) == 1
     assert sorted(r.origin for r in results) == ["cache", "cache", "download"]
     assert all(r.path.read_bytes() == DATA for r in results)
+
+
+def test_a_run_that_ends_waits_for_its_background_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hash still running when a run ends is waited for: its memo write never lands in a deleted folder."""
+    import threading
+
+    from aero_media.hashmemo import HashMemo
+    from aero_media.sources import fetch
+
+    iso = tmp_path / "v.iso"
+    iso.write_bytes(b"iso bytes")
+    real = fetch.proven_hash
+    release = threading.Event()
+
+    def held(path: Path) -> tuple[str, int, object]:
+        release.wait()
+        return real(path)
+
+    monkeypatch.setattr(fetch, "proven_hash", held)
+    memo = HashMemo(tmp_path / "build" / "memo.json")
+    fetch.start_proof(iso, memo)
+    timer = threading.Timer(0.2, release.set)  # whenever it comes, settling waits for it
+    timer.start()
+    fetch.settle_background_hashes()
+    timer.join()
+    assert memo.lookup(iso, iso.stat()) == hashlib.sha256(b"iso bytes").hexdigest()
