@@ -37,6 +37,7 @@ DEBIAN_PACKAGES = {
     "isoinfo": "genisoimage",
     "bsdtar": "libarchive-tools",
     "7z": "p7zip-full",
+    "udfinfo": "udftools",
     "openssl": "openssl",
     "wine": "wine",
 }

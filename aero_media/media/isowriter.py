@@ -31,6 +31,8 @@ from .. import log
 from ..errors import SourceError, UsageError
 from ..fsutil import atomic_path, copy_exactly
 from ..winnames import MAX_COMPONENT as JOLIET_MAX  # Joliet's name length: one home, beside the other name rules
+from . import udf as udfmod
+from .eltorito import BOOT_RECORD_SECTOR, BootImage, boot_record, catalog, check_boot
 from .files import MediaFile
 
 SECTOR = 2048
@@ -127,6 +129,8 @@ class _Dir:
     number: tuple[int, int] = (0, 0)  # path table numbers, ISO tree and Joliet tree
     extent: tuple[int, int] = (0, 0)
     size: tuple[int, int] = (0, 0)
+    udf: tuple[int, int, int] = (0, 0, 0)  # UDF File Entry sector, first sector and bytes of its identifiers
+    unique: int = 0  # UDF unique ID (the root's is 0)
 
     @property
     def depth(self) -> int:
@@ -142,6 +146,8 @@ class _File:
     size: int
     extent: int = 0
     links: int = 1
+    udf_entry: int = 0  # sector of its UDF File Entry
+    unique: int = 0
 
 
 def _iso_key(ident: str) -> tuple[bytes, bytes]:
@@ -265,7 +271,13 @@ class _Plan:
     joliet_order: list[_Dir]
     files: list[_File]
     date: bytes
+    udf: bool = False
+    boot: Sequence[BootImage] = ()
     ce_extent: int = 0
+    catalog: int = 0
+    boot_extents: list[int] = field(default_factory=list)
+    partition: int = 0  # the UDF partition's first sector
+    data: dict[int, tuple[MediaFile, int, str]] = field(default_factory=dict)  # extent: (bytes, size, name)
     iso_dirs: dict[int, bytes] = field(default_factory=dict)
     joliet_dirs: dict[int, bytes] = field(default_factory=dict)
 
@@ -331,40 +343,136 @@ def _sectors(n: int) -> int:
     return -(-n // SECTOR)
 
 
+# Sectors of the UDF volume structures when the bridge is written (ECMA-167 3/8.4 and UDF 1.02 2.2): the
+# volume descriptor sequences (16 sectors each, the minimum UDF 1.02 2.2.3 asks) and the integrity sequence
+# sit below the first anchor at 256; the ISO 9660 metadata follows them and steps over sector 256.
+_MAIN_VDS, _RESERVE_VDS, _VDS_SECTORS, _INTEGRITY = 32, 48, 16, 64
+_UDF_ISO_START = _INTEGRITY + 2
+_FIRST_UNIQUE = 16  # UDF 1.02 3.2.1.1: unique IDs 1-15 are reserved, 0 is the root's
+
+
+def _key(media: MediaFile, path: str) -> str:
+    """Files with one key share one extent: the same file on disk, or the same region of one."""
+    if media.region is not None:
+        return f"\1{media.region.file}\0{media.region.extents}"
+    return str(media.source) if media.source is not None else f"\0{path}"
+
+
+def _source_name(media: MediaFile) -> str:
+    """Where ``media``'s bytes come from, for messages."""
+    if media.region is not None:
+        return f"{media.region.file} (the bytes of {media.path})"
+    return str(media.source or media.path)
+
+
+@dataclass
+class _Space:
+    """Hands out sectors in order, stepping over ``reserved`` (the UDF anchor) when an extent would cover it."""
+
+    lba: int
+    reserved: int | None = None
+
+    def take(self, sectors: int) -> int:
+        if self.reserved is not None and self.lba <= self.reserved < self.lba + sectors:
+            self.lba = self.reserved + 1
+        at = self.lba
+        self.lba += sectors
+        return at
+
+
 def _layout(plan: _Plan) -> tuple[int, int, list[int]]:
-    """Assign every extent; return (path table size, Joliet path table size, [L, M, JL, JM] table sectors)."""
+    """Assign every extent; return (path table size, Joliet path table size, [L, M, JL, JM] table sectors, total)."""
     # Directory sizes do not depend on extents: size them with placeholder extents first.
     for d in plan.dirs:
         d.size = (len(_iso_dir_bytes(plan, d)), len(_joliet_dir_bytes(plan, d)))
     pt = len(_path_table(plan.dirs, False, False))
     jpt = len(_path_table(plan.joliet_order, True, False))
-    lba = 19  # 16 system sectors, then the primary, Joliet and terminator descriptors
-    tables = []
-    for size in (pt, pt, jpt, jpt):
-        tables.append(lba)
-        lba += _sectors(size)
+    # 16 system sectors, then the primary, [boot record,] Joliet and terminator descriptors.
+    space = _Space(_UDF_ISO_START, udfmod.ANCHOR) if plan.udf else _Space(19 + bool(plan.boot))
+    tables = [space.take(_sectors(size)) for size in (pt, pt, jpt, jpt)]
     for d in plan.dirs:
-        d.extent = (lba, d.extent[1])
-        lba += _sectors(d.size[0])
+        d.extent = (space.take(_sectors(d.size[0])), d.extent[1])
     for d in plan.dirs:
-        d.extent = (d.extent[0], lba)
-        lba += _sectors(d.size[1])
-    plan.ce_extent = lba
-    lba += 1
+        d.extent = (d.extent[0], space.take(_sectors(d.size[1])))
+    plan.ce_extent = space.take(1)
+    if plan.boot:
+        _boot_layout(plan, space)
+    if plan.udf:
+        _udf_layout(plan, space)
     first: dict[str, _File] = {}
     for f in plan.files:
-        key = str(f.media.source) if f.media.source is not None else f"\0{f.path}"
+        key = _key(f.media, f.path)
         shared = first.get(key)
         if shared is not None:
             f.extent = shared.extent
             shared.links += 1
             continue
         first[key] = f
-        f.extent = lba
-        lba += _sectors(f.size)
+        f.extent = space.take(_sectors(f.size))
+        if f.size:
+            plan.data[f.extent] = (f.media, f.size, _source_name(f.media))
     for f in plan.files:  # every name of a shared extent reports the link count
-        f.links = first[str(f.media.source) if f.media.source is not None else f"\0{f.path}"].links
-    return pt, jpt, [*tables, lba]
+        f.links = first[_key(f.media, f.path)].links
+    if plan.udf:
+        space.take(1)  # the closing anchor, the volume's last sector
+    return pt, jpt, [*tables, space.lba]
+
+
+def _boot_layout(plan: _Plan, space: _Space) -> None:
+    """Place the boot catalog, then each boot image as its own extent, apart from the trees (the same bytes once)."""
+    plan.catalog = space.take(1)
+    images: dict[str, int] = {}
+    for boot in plan.boot:
+        key = _key(boot.image, boot.image.path)
+        if key not in images:
+            images[key] = space.take(_sectors(boot.image.size))
+            plan.data[images[key]] = (boot.image, boot.image.size, _source_name(boot.image))
+        plan.boot_extents.append(images[key])
+
+
+def _udf_layout(plan: _Plan, space: _Space) -> None:
+    """Place the UDF partition's metadata: file set, then each folder's File Entry and identifiers, then each
+    file's File Entry; the file data that follows is the extents the ISO 9660 and Joliet trees name."""
+    plan.partition = max(space.lba, udfmod.ANCHOR + 1)
+    space.lba = plan.partition
+    space.take(2)  # the file set descriptor and its terminator, logical blocks 0 and 1
+    unique = _FIRST_UNIQUE
+    for d in plan.dirs:
+        size = udfmod.identifier_size(None) + sum(udfmod.identifier_size(e.name) for e in _children(d, True))
+        entry = space.take(1)
+        d.udf = (entry, space.take(_sectors(size)), size)
+        if d.parent is not None:
+            d.unique, unique = unique, unique + 1
+    for f in plan.files:
+        f.udf_entry = space.take(1)
+        f.unique, unique = unique, unique + 1
+
+
+def _udf_area(plan: _Plan, label: str, epoch: int, total: int) -> dict[int, bytes]:
+    """The UDF bridge's sectors, by first sector: recognition, descriptors, anchors, file set, entries."""
+    p = plan.partition
+    length = total - 1 - p  # the partition ends before the closing anchor
+    out = {
+        _MAIN_VDS: udfmod.volume_descriptors(_MAIN_VDS, label, epoch, (p, length), _INTEGRITY),
+        _RESERVE_VDS: udfmod.volume_descriptors(_RESERVE_VDS, label, epoch, (p, length), _INTEGRITY),
+        _INTEGRITY: udfmod.integrity_sequence(_INTEGRITY, epoch, _FIRST_UNIQUE + len(plan.dirs) - 1 + len(plan.files),
+                                              len(plan.files), len(plan.dirs), length),
+        p: udfmod.file_set(epoch, label, plan.root.udf[0] - p),
+    }
+    for at in (udfmod.ANCHOR, total - 1):
+        out[at] = udfmod.anchor(at, _MAIN_VDS, _RESERVE_VDS, _VDS_SECTORS * SECTOR)
+    for d in plan.dirs:
+        entry, data, size = d.udf
+        out[entry] = udfmod.file_entry(entry - p, True, size, data - p, d.unique, 1 + len(d.dirs), epoch)
+        parent = d.parent or d
+        fids: list[tuple[str | None, bool, int]] = [(None, True, parent.udf[0] - p)]
+        fids += [(e.name, isinstance(e, _Dir), (e.udf[0] if isinstance(e, _Dir) else e.udf_entry) - p)
+                 for e in _children(d, True)]
+        out[data] = udfmod.directory(data - p, fids)
+        assert len(out[data]) == size
+    for f in plan.files:
+        out[f.udf_entry] = udfmod.file_entry(f.udf_entry - p, False, f.size, f.extent - p, f.unique, 1, epoch)
+    return out
 
 
 def _descriptor(kind: int, label: str, total: int, pt_size: int, l_table: int, m_table: int, root: bytes,
@@ -399,7 +507,8 @@ def _descriptor(kind: int, label: str, total: int, pt_size: int, l_table: int, m
     return bytes(vd)
 
 
-def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables: list[int]) -> bytes:
+def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables: list[int]) -> dict[int, bytes]:
+    """Every sector but the file data, by first sector: descriptors, path tables, folders, boot catalog, UDF."""
     root = plan.root
     date = plan.date
     total = tables[4]
@@ -407,54 +516,69 @@ def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables:
     svd_root = _dir_record(b"\0", root.extent[1], root.size[1], True, date)
     head = bytearray(b"\0" * (16 * SECTOR))
     head += _descriptor(1, label, total, pt, tables[0], tables[1], pvd_root, epoch)
+    if plan.boot:
+        assert len(head) == BOOT_RECORD_SECTOR * SECTOR
+        head += boot_record(plan.catalog)
     head += _descriptor(2, label, total, jpt, tables[2], tables[3], svd_root, epoch)
     head += b"\xffCD001\x01" + b"\0" * (SECTOR - 7)
+    if plan.udf:
+        head += udfmod.recognition_sequence()  # continues the ISO 9660 descriptor sequence (ECMA-167 2/8.3)
+    out = {0: bytes(head)}
     tables_data = (_path_table(plan.dirs, False, False), _path_table(plan.dirs, False, True),
                    _path_table(plan.joliet_order, True, False), _path_table(plan.joliet_order, True, True))
     for table, data in zip(tables[:4], tables_data, strict=True):
-        assert len(head) == table * SECTOR
-        head += data + b"\0" * (-len(data) % SECTOR)
+        out[table] = data
     for d in plan.dirs:
-        assert len(head) == d.extent[0] * SECTOR
-        head += _iso_dir_bytes(plan, d)
-    for d in plan.dirs:
-        assert len(head) == d.extent[1] * SECTOR
-        head += _joliet_dir_bytes(plan, d)
+        out[d.extent[0]] = _iso_dir_bytes(plan, d)
+        out[d.extent[1]] = _joliet_dir_bytes(plan, d)
     er = (b"ER" + bytes([8 + len(_ER_ID) + len(_ER_DES) + len(_ER_SRC), 1, len(_ER_ID), len(_ER_DES),
                          len(_ER_SRC), 1]) + _ER_ID + _ER_DES + _ER_SRC)
-    head += er + b"\0" * (SECTOR - len(er))
-    return bytes(head)
+    out[plan.ce_extent] = er
+    if plan.boot:
+        out[plan.catalog] = catalog(list(zip(plan.boot, plan.boot_extents, strict=True)))
+    if plan.udf:
+        out.update(_udf_area(plan, label, epoch, total))
+    return out
 
 
-def _copy_data(out: BinaryIO, f: _File, progress: log.Progress) -> None:
-    with f.media.open() as src:
-        if not copy_exactly(src, out, f.size, lambda chunk: progress.advance(len(chunk))):
+def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress) -> None:
+    with media.open() as src:
+        if not copy_exactly(src, out, size, lambda chunk: progress.advance(len(chunk))):
             # Streamed as it is now: a file that changed size would leave a wrong image.
-            raise SourceError(f"{f.media.source or f.path}: changed size while the ISO was being written",
-                              "rerun the build")
-    out.write(b"\0" * (-f.size % SECTOR))
+            raise SourceError(f"{name}: changed size while the ISO was being written", "rerun the build")
+    out.write(b"\0" * (-size % SECTOR))
     progress.advance(0, files=1)
 
 
-def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int) -> None:
+def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, udf: bool = False,
+              boot: Sequence[BootImage] = ()) -> None:
     """Write ``files`` to ``out`` (atomically) as ISO 9660 level 3 + Joliet + Rock Ridge 1.09.
 
-    Every date in the image is ``epoch`` (UTC); nothing depends on the clock, the
-    time zone, the locale or the order of ``files``.
+    ``udf`` adds a UDF 1.02 bridge naming the same files (each file's bytes are one
+    extent that every tree points at); ``boot`` adds El Torito boot records, the first
+    image being the default entry. Every date in the image is ``epoch`` (UTC); nothing
+    depends on the clock, the time zone, the locale or the order of ``files``.
     """
     check_label(label)
+    check_boot(boot)
     root, planned = _tree(files)
     plan = _Plan(root, _walk(root, joliet=False), _walk(root, joliet=True), sorted(planned, key=lambda f: f.path),
-                 _record_date(epoch))
+                 _record_date(epoch), udf, tuple(boot))
     pt, jpt, tables = _layout(plan)
-    head = _system_area(plan, label, epoch, pt, jpt, tables)
-    unique = {f.extent: f for f in plan.files if f.size}
-    progress = log.Progress(f"write {out.name}", sum(f.size for f in unique.values()))
+    pieces: dict[int, bytes | tuple[MediaFile, int, str]] = {**_system_area(plan, label, epoch, pt, jpt, tables),
+                                                             **plan.data}
+    progress = log.Progress(f"write {out.name}", sum(size for _media, size, _name in plan.data.values()))
     with atomic_path(out) as tmp, open(tmp, "wb") as fp:
-        fp.write(head)
-        for extent in sorted(unique):
-            assert fp.tell() == extent * SECTOR
-            _copy_data(fp, unique[extent], progress)
+        for at in sorted(pieces):
+            gap = at * SECTOR - fp.tell()
+            assert gap >= 0, f"extents overlap at sector {at}"
+            fp.write(b"\0" * gap)
+            piece = pieces[at]
+            if isinstance(piece, bytes):
+                fp.write(piece + b"\0" * (-len(piece) % SECTOR))
+            else:
+                _copy_data(fp, *piece, progress)
+        fp.write(b"\0" * (tables[4] * SECTOR - fp.tell()))
         assert fp.tell() == tables[4] * SECTOR
         fp.flush()
         os.fsync(fp.fileno())
