@@ -1,4 +1,5 @@
-"""Write reproducible ISO 9660 + Joliet + Rock Ridge images (ECMA-119, Joliet level 3, RRIP 1.09).
+"""Write reproducible ISO 9660 + Joliet + Rock Ridge images (ECMA-119, Joliet level 3, RRIP 1.09),
+optionally with a UDF 1.02 bridge (``udf.py``) and El Torito boot records (``eltorito.py``).
 
 Our own writer: pycdlib reads the wall clock at every ``add_*`` call, so the only
 way to make it reproducible was to patch its ``time`` process-wide, which races
@@ -11,8 +12,10 @@ documented rule (upper case; anything outside A-Z 0-9 _ becomes '_'; one dot kep
 in file names; length capped at 30). A mapping that makes two names in one folder
 equal is an error, never a silent overwrite.
 
-Files whose bytes come from the same file on disk share one extent (a hard link:
-the medium grows by their directory records only). File data is streamed, 1 MiB
+Files whose bytes come from the same file on disk (or the same region of one) share
+one extent (a hard link: the medium grows by their directory records only); the UDF
+tree names the very extents the ISO 9660 and Joliet trees name. Where the UDF
+structures go, and why, is in docs/design.md ("The UDF bridge and El Torito"). File data is streamed, 1 MiB
 at a time, straight into the image; a file that changes size meanwhile is an error.
 """
 
