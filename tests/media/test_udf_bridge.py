@@ -236,7 +236,7 @@ def test_same_inputs_same_bytes_in_any_order(iso: Path, files: list[MediaFile], 
 def test_deep_long_and_crowded_trees_read_back(tmp_path: Path) -> None:
     deep = "/".join(f"level{i}" for i in range(7))  # the root and seven levels: as deep as ISO 9660 allows
     crowded = [MediaFile(f"crowded/{i:04d}-file-with-a-fairly-long-name.inf", data=str(i).encode())
-               for i in range(400)]
+               for i in range(2000)]  # folders past sector 256: they step over the anchor
     files = [MediaFile(f"{deep}/x.txt", data=b"deep"),
              MediaFile("long/" + "n" * 60 + ".txt", data=b"64 characters, the Joliet limit"),
              MediaFile("long/" + "ж" * 50 + ".txt", data=b"a name in 16-bit compressed unicode"),
@@ -249,6 +249,7 @@ def test_deep_long_and_crowded_trees_read_back(tmp_path: Path) -> None:
     try:
         folder = reader.get_record(udf_path="/crowded")
         assert folder.info_len > 8 * 2048  # its identifiers span several sectors, some across a boundary
+        assert reader.udf_main_descs.partitions[0].part_start_location > 300  # the ISO metadata crossed 256
     finally:
         reader.close()
     out = tmp_path / "x"
