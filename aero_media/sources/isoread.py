@@ -6,6 +6,14 @@ that ``-r -J`` (Rock Ridge + Joliet). Names are taken from Rock Ridge when the
 image has it, else Joliet, else the primary ISO 9660 tree (``;1`` and the
 trailing dot of extension-less names removed); :attr:`IsoTree.reader` says which.
 
+A disc with a UDF file system is read through UDF first (reader ``"udf"``), as
+Windows reads it: Microsoft's Windows DVDs are mastered UDF-first (oscdimg
+``-u2``), and their ISO 9660 side is a stub holding a ``README.TXT`` and the boot
+images. pycdlib parses UDF 1.02 to 2.60 (what it can and cannot read is in
+docs/design.md, "Reading UDF"); each file's allocation descriptors become its
+extents, so a file of 1 GiB or more (several descriptors) streams like a
+multi-extent ISO 9660 file.
+
 The image is untrusted input:
 
 * names that could escape an output folder (empty, ``.``, ``..``, or containing
@@ -50,7 +58,7 @@ from .tree import Entry, EntryKind
 
 SECTOR = 2048
 CHUNK = 1024 * 1024
-READERS = ("rr", "joliet", "iso9660")
+READERS = ("udf", "rr", "joliet", "iso9660")
 """Name spaces in order of preference."""
 
 _REFETCH_HINT = "re-download the ISO (the download may be incomplete or damaged) and check the path"
@@ -64,6 +72,14 @@ _PARSE_ERRORS = (PyCdlibException, struct.error, ValueError, IndexError, KeyErro
 _SERIALS = itertools.count(1)  # unlike id(), never reused within a process
 _MULTI_EXTENT = 0x80  # ISO 9660 file flag: more records follow for the same file
 _ASSOCIATED = 0x04    # ISO 9660 file flag: "associated file" (e.g. a Mac resource fork)
+# UDF (ECMA-167 4/14.6.6 and 4/14.6.8, 4/14.14.1.1): the deleted bit of a File Identifier; ICB file
+# types of a folder, a plain file and a symlink; allocation descriptor extent type "recorded and allocated".
+_UDF_DELETED = 0x04
+_UDF_DIR, _UDF_FILE, _UDF_SYMLINK = 4, 5, 12
+_UDF_RECORDED = 0
+_UDF_SHORT, _UDF_LONG, _UDF_INLINE = 0, 1, 3  # ICB tag flags bits 0-2: how a file's extents are described
+_UDF_EXTENDED_FE = 266
+_UDF_NAME_CODECS = {"latin-1", "utf-16_be"}  # OSTA CS0 compression IDs 8 and 16, as pycdlib decodes them
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,8 @@ def _read_volume_descriptors(fp: BinaryIO, display: str) -> list[bytes]:
 
 def _namespaces_of(iso: pycdlib.PyCdlib) -> tuple[str, ...]:
     found = []
+    if iso.has_udf():
+        found.append("udf")
     if iso.has_rock_ridge():
         found.append("rr")
     if iso.has_joliet():
@@ -181,7 +199,7 @@ class IsoTree:
     def open_path(cls, path: Path, display: str | None = None, *, reader: str | None = None) -> IsoTree:
         """Open the ISO at ``path``; ``display`` names it in messages (default: the file name).
 
-        ``reader`` forces a name space (``"rr"``, ``"joliet"``, ``"iso9660"``)
+        ``reader`` forces a name space (``"udf"``, ``"rr"``, ``"joliet"``, ``"iso9660"``)
         instead of the best available one; asking for an absent one is a SourceError.
         Only Rock Ridge knows symlinks: forced to Joliet or ISO 9660 names, an RR
         image shows them as empty files (genisoimage) or not at all (xorriso).
@@ -373,6 +391,8 @@ class IsoTree:
                      IsoRef(self._serial, extents[0][0], total, more=tuple(extents[1:])))
 
     def _walk(self) -> list[Entry]:
+        if self.reader == "udf":
+            return self._walk_udf()
         out: list[Entry] = []
         root = self._root()
         seen_dirs = {root.extent_location()}
@@ -400,6 +420,110 @@ class IsoTree:
         self._check_root_moved(out)
         # Parents before children, folder by folder in name order: stable output
         # whatever order the image stores its records in.
+        out.sort(key=lambda e: e.parts)
+        return out
+
+    # -- UDF -------------------------------------------------------------------
+
+    def _udf_name(self, ident: Any, prefix: str) -> str:
+        if ident.encoding not in _UDF_NAME_CODECS:
+            raise _display_error(self.display, f"a name in {prefix or '/'!r} has an unknown UDF encoding")
+        try:
+            return bytes(ident.fi).decode(ident.encoding)
+        except UnicodeDecodeError:
+            raise UnsafePathError(f"{self.display}: a UDF name in {prefix or '/'!r} is not valid UTF-16: "
+                                  f"{bytes(ident.fi)!r}", _HOSTILE_HINT) from None
+
+    def _udf_extents(self, path: str, fe: Any) -> list[tuple[int, int]]:
+        """Byte (offset, length) of each extent of a file, up to its information length.
+
+        The allocation descriptors are parsed here from the File Entry's own bytes
+        (ECMA-167 4/14.9, 4/14.17, 4/14.14): pycdlib 1.22 drops a short descriptor's
+        extent type, and the type decides whether an extent holds the file's bytes.
+        """
+        start = self._iso.udf_main_descs.partitions[0].part_start_location
+        bs = self.block_size
+        size = fe.get_data_length()
+        at = fe.extent_location() * bs
+        raw = self._pread(at, bs)
+        tag = struct.unpack_from("<H", raw)[0]
+        ea_at, base = (208, 216) if tag == _UDF_EXTENDED_FE else (168, 176)
+        ea_len, ad_len = struct.unpack_from("<II", raw, ea_at)
+        first = base + ea_len
+        if first + ad_len > len(raw):
+            raise _display_error(self.display, f"{path!r}: its UDF File Entry runs past its block")
+        how = fe.icb_tag.flags & 0x7
+        extents: list[tuple[int, int]] = []
+        if how == _UDF_INLINE:
+            extents = [(at + first, min(ad_len, size))]
+        else:
+            step = {_UDF_SHORT: 8, _UDF_LONG: 16}.get(how)
+            if step is None:
+                raise _display_error(self.display, f"{path!r}: UDF allocation descriptors of type {how} "
+                                     "(only short, long and embedded ones are read)")
+            left = size
+            for pos in range(first, first + ad_len - step + 1, step):
+                word, block = struct.unpack_from("<II", raw, pos)
+                length, kind = word & 0x3FFFFFFF, word >> 30
+                if length == 0 or left <= 0:
+                    break  # ECMA-167 4/12: a length of zero ends the descriptors
+                partition = struct.unpack_from("<H", raw, pos + 8)[0] if how == _UDF_LONG else 0
+                if kind != _UDF_RECORDED or partition != 0:
+                    # Sparse or unrecorded extents, continued descriptor lists and a second partition: no DVD
+                    # mastering tool writes them for a file, and reading them as bytes would be wrong.
+                    raise _display_error(self.display, f"{path!r}: UDF allocation this reader does not follow "
+                                         f"(extent type {kind}, partition {partition})")
+                take = min(length, left)
+                extents.append(((start + block) * bs, take))
+                left -= take
+        for offset, length in extents:
+            if offset + length > self._size:
+                raise _display_error(self.display, f"truncated: {path!r} lies past the end of the image "
+                                     f"({self._size} bytes)")
+        got = sum(n for _, n in extents)
+        if got < size:
+            raise _display_error(self.display, f"{path!r}: its UDF allocation holds {got} of its {size} bytes")
+        return extents
+
+    def _walk_udf(self) -> list[Entry]:
+        """The UDF tree pycdlib parsed (it refuses folder loops at open; we check again), names checked."""
+        out: list[Entry] = []
+        root = self._iso.udf_root
+        seen = {id(root)}
+        stack: list[tuple[str, Any]] = [("", root)]
+        while stack:
+            prefix, fe = stack.pop()
+            names: set[str] = set()
+            for ident in fe.fi_descs.values():
+                if ident.is_parent() or ident.file_characteristics & _UDF_DELETED or ident.file_entry is None:
+                    continue
+                name = self._udf_name(ident, prefix)
+                path = f"{prefix}{name}"
+                problem = _name_problem(name)
+                if problem:
+                    raise UnsafePathError(f"{self.display}: unsafe name {path!r} in the ISO: {problem}",
+                                          _HOSTILE_HINT)
+                if name in names:
+                    raise UnsafePathError(f"{self.display}: {path!r} appears twice in one folder", _HOSTILE_HINT)
+                names.add(name)
+                child = ident.file_entry
+                kind = child.icb_tag.file_type
+                if kind == _UDF_DIR:
+                    if id(child) in seen:
+                        raise _display_error(self.display, f"{path!r}: folders form a loop")
+                    seen.add(id(child))
+                    out.append(Entry(path, EntryKind.DIR, 0, IsoRef(self._serial, 0, 0)))
+                    stack.append((f"{path}/", child))
+                elif kind == _UDF_FILE:
+                    extents = self._udf_extents(path, child)
+                    total = sum(n for _, n in extents)
+                    first = extents[0] if extents else (0, 0)
+                    out.append(Entry(path, EntryKind.FILE, total,
+                                     IsoRef(self._serial, first[0], total, more=tuple(extents[1:]))))
+                elif kind == _UDF_SYMLINK:
+                    out.append(Entry(path, EntryKind.SYMLINK, 0, IsoRef(self._serial, 0, 0, "(a UDF symlink)")))
+                else:
+                    out.append(Entry(path, EntryKind.OTHER, 0, IsoRef(self._serial, 0, 0)))
         out.sort(key=lambda e: e.parts)
         return out
 

@@ -185,8 +185,10 @@ def test_rock_ridge_deep_folder_relocation_is_undone(tmp_path):
 def test_forcing_an_absent_reader_is_a_source_error(iso_of):
     with pytest.raises(SourceError, match=r"rr-xorriso\.iso: has no joliet names \(it has: rr, iso9660\)"):
         IsoTree.open_path(iso_of("rr", "xorriso"), reader="joliet")
-    with pytest.raises(ValueError):
+    with pytest.raises(SourceError, match="has no udf names"):
         IsoTree.open_path(iso_of("rr", "xorriso"), reader="udf")
+    with pytest.raises(ValueError):
+        IsoTree.open_path(iso_of("rr", "xorriso"), reader="hfs")
 
 
 def test_isotree_is_the_iso_twin_of_dirtree(iso_of, upstream):
