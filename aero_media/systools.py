@@ -1,7 +1,8 @@
 """The system programs the tool runs or tests against, the Debian package of each, and the one door to run them.
 
-Every program the pipeline starts (wimlib-imagex, hivexregedit, xorriso,
-osslsigncode, fsck.fat) goes through :func:`run` or, for progress, :func:`stream`,
+Every program the pipeline starts (wimlib-imagex, hivexregedit, osslsigncode,
+fsck.fat; xorriso and the other readers are test and bench oracles) goes through
+:func:`run` or, for progress, :func:`stream`,
 so a missing program or a failure always reads the same way: what ran, its last
 error line, and the fix naming the Debian package. Output is captured, never shown:
 these tools print progress and banners that would break the single-line log.

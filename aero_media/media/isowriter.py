@@ -21,6 +21,8 @@ at a time, straight into the image; a file that changes size meanwhile is an err
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import struct
@@ -28,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .. import log
 from ..errors import SourceError, UsageError
@@ -544,6 +546,32 @@ def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables:
     return out
 
 
+class _Hashing(io.RawIOBase):
+    """A write-only file that hashes what passes through it (the image is written strictly in order)."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        super().__init__()
+        self._fp = fp
+        self._sha = hashlib.sha256()
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sha.update(data)
+        self._fp.write(data)
+        n = memoryview(data).nbytes
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
 def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress) -> None:
     with media.open() as src:
         if not copy_exactly(src, out, size, lambda chunk: progress.advance(len(chunk))):
@@ -554,13 +582,14 @@ def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: 
 
 
 def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, udf: bool = False,
-              boot: Sequence[BootImage] = ()) -> None:
+              boot: Sequence[BootImage] = ()) -> str:
     """Write ``files`` to ``out`` (atomically) as ISO 9660 level 3 + Joliet + Rock Ridge 1.09.
 
     ``udf`` adds a UDF 1.02 bridge naming the same files (each file's bytes are one
     extent that every tree points at); ``boot`` adds El Torito boot records, the first
     image being the default entry. Every date in the image is ``epoch`` (UTC); nothing
     depends on the clock, the time zone, the locale or the order of ``files``.
+    Returns the image's sha256, hashed as it is written (no second read of gigabytes).
     """
     check_label(label)
     check_boot(boot)
@@ -571,7 +600,8 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
     pieces: dict[int, bytes | tuple[MediaFile, int, str]] = {**_system_area(plan, label, epoch, pt, jpt, tables),
                                                              **plan.data}
     progress = log.Progress(f"write {out.name}", sum(size for _media, size, _name in plan.data.values()))
-    with atomic_path(out) as tmp, open(tmp, "wb") as fp:
+    with atomic_path(out) as tmp, open(tmp, "wb") as raw:
+        fp = _Hashing(raw)
         for at in sorted(pieces):
             gap = at * SECTOR - fp.tell()
             assert gap >= 0, f"extents overlap at sector {at}"
@@ -580,9 +610,10 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
             if isinstance(piece, bytes):
                 fp.write(piece + b"\0" * (-len(piece) % SECTOR))
             else:
-                _copy_data(fp, *piece, progress)
+                _copy_data(fp, *piece, progress)  # type: ignore[arg-type]  # writes only
         fp.write(b"\0" * (tables[4] * SECTOR - fp.tell()))
         assert fp.tell() == tables[4] * SECTOR
-        fp.flush()
-        os.fsync(fp.fileno())
+        raw.flush()
+        os.fsync(raw.fileno())
     progress.close()
+    return fp.hexdigest()

@@ -8,7 +8,8 @@ Why each edit is made is in docs/windows7.md (install images to BCD test mode).
 * :mod:`.hive`: registry hives through ``hivexregedit`` — typed values, idempotent edits with old/new values;
 * :mod:`.certblob`: certificates as CryptoAPI serialized Blobs in an offline machine store;
 * :mod:`.bcd`: which BCD objects get ``testsigning``, stored as Windows stores a boolean;
-* :mod:`.isorepack`: rebuild the ISO with xorriso keeping El Torito, and an El Torito reader of our own;
+* :mod:`.isorepack`: rebuild the ISO with our writer (its tree as read, UDF kept, El Torito replayed),
+  and an El Torito reader of our own;
 * :mod:`.edits`: THE table of what goes into each image, expanded for a contract, arch, certificates, options.
 
 Every external program runs through :mod:`aero_media.systools`, which turns a missing program

@@ -1,37 +1,36 @@
-r"""Rebuild a Windows 7 install ISO with added or replaced files, keeping its El Torito boot records.
+r"""Rebuild a Windows 7 install ISO with added or replaced files, keeping its El Torito boot records and UDF.
 
-The rebuild is xorriso's: it loads the original ISO (``-indev``), maps our files
-over its tree, and replays the boot catalog it found (``-boot_image any
-replay``: the same BIOS and UEFI entries, load sizes and boot image files).
-We rebuild from *the original ISO plus changes*, never from an extracted tree:
-a tree has no boot catalog, and replay needs the original's.
+The rebuild is our own ISO writer's (:func:`aero_media.media.isowriter.write_iso`):
+the output's files are the input's tree as :class:`~aero_media.sources.isoread.IsoTree`
+reads it (UDF when the disc has it, as Windows reads it; else Joliet or ISO 9660),
+with each change (ISO path → local file or folder) added or replacing what was
+there. An unchanged file is streamed straight from the input ISO (a
+:class:`~aero_media.media.files.FileRegion`, never extracted), so the input is read
+once. What the output carries, and why:
 
-What the output keeps and loses, and why:
+* ISO 9660 level 3, Joliet (Windows reads Joliet names), Rock Ridge, and a UDF 1.02
+  bridge naming the same extents, always: Windows 7 DVDs are UDF-first (oscdimg
+  ``-u2 -udfver102``) and Setup reads the disc through UDF when it is there, so the
+  output is a DVD of that shape whatever the input was (docs/design.md, "Servicing
+  rebuilds the ISO with our writer").
+* The volume label, and the El Torito entries, replayed: each entry's platform,
+  emulation, load segment, system type and sector count as the input's catalog
+  has them, and its image's bytes by :func:`boot_image_bytes` (documented there);
+  :func:`read_report` checks input and output entries equal after writing.
+* Files of 4 GiB or more are refused before writing: the writer stores each file
+  as one extent (ISO 9660 holds at most 4 GiB − 1 byte in one). Retail Windows 7
+  install.wim files are below 4 GiB.
+* Folders with no files are not carried (the writer places files; Windows DVDs
+  have none that Setup reads).
 
-* ISO 9660 and Joliet (Windows reads Joliet names) and Rock Ridge if the input
-  had it; the volume label; the boot entries, which :func:`read_report` checks
-  against the input's after writing.
-* **UDF is dropped**: xorriso writes none. Retail Windows 7 DVDs carry UDF 1.02
-  beside ISO 9660. distrobuilder's UDF-less Windows 10+ ISOs install, which is
-  evidence for Windows 10, not 7: whether Windows 7 Setup needs UDF is not
-  confirmed (docs/windows7.md#el-torito). The report says so.
-* **Files of 4 GiB or more are refused.** ISO 9660 level 3 could store them as
-  several extents, but Windows 7's CD-ROM file system reading multi-extent files
-  is unverified, and Windows media keep such files readable through UDF, which
-  this output lacks. Retail Windows 7 install.wim files are below 4 GiB.
-* An input whose ISO 9660/Joliet tree lacks files the caller requires (a
-  UDF-only disc, whose ISO 9660 side is a "use UDF" stub) is refused: xorriso
-  reads only ISO 9660/Joliet/Rock Ridge, so the output would lose them.
-
-The El Torito reader here does not use xorriso: it parses the boot record
-volume descriptor and the boot catalog itself (El Torito 1.0 §2), so a test can
-compare input and output with an oracle xorriso did not write.
+The El Torito reader here parses the boot record volume descriptor and the boot
+catalog itself (El Torito 1.0 §2), so tests compare input and output with an
+oracle our writer did not write; xorriso is only a test oracle for this path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -39,13 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import log, systools
+from .. import log
 from ..errors import SourceError, ToolError, UsageError
-from ..fsutil import CHUNK, atomic_path, walk
+from ..fsutil import CHUNK, walk
+from ..media.eltorito import BootImage
+from ..media.files import FileRegion, MediaFile
+from ..media.isowriter import label_problem, write_iso
+from ..sources.isoread import IsoTree
+from ..sources.tree import EntryKind
 from .wim import require_space
 
-TOOL = "xorriso"
-_PURPOSE = "servicing rebuilds the Windows install ISO with it"
 SECTOR = 2048
 MAX_FILE = 4 * 1024**3
 """Smallest size refused: one ISO 9660 extent holds at most 4 GiB − 1 byte."""
@@ -110,6 +112,8 @@ class IsoReport:
     volume_id: str
     filesystems: FileSystems
     boot_entries: tuple[BootEntry, ...]
+    catalog_lba: int | None = None
+    """Where the El Torito boot catalog lies (a tree may name it as a file, e.g. ``boot.cat``)."""
 
 
 # -- reading (no xorriso) ----------------------------------------------------------
@@ -238,42 +242,64 @@ def read_report(iso: Path) -> IsoReport:
             udf = _udf_revision(fp) or udf
         systems = FileSystems(iso9660=True, joliet=joliet, rock_ridge=_has_rock_ridge(fp, pvd), udf=udf)
     label = pvd[40:72].decode("ascii", "replace").strip()
-    return IsoReport(volume_id=label, filesystems=systems, boot_entries=entries)
+    return IsoReport(volume_id=label, filesystems=systems, boot_entries=entries, catalog_lba=catalog)
 
 
-# -- the ISO's tree, as xorriso sees it --------------------------------------------
+# -- the rebuild ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class IsoEntry:
-    """A file or folder of the tree xorriso loads."""
-
-    path: str
-    """Rooted, ``/``-separated, in the image's own case."""
-    is_dir: bool
-    size: int
+_PLATFORM_CODES = {v: k for k, v in _PLATFORMS.items()}
+_EMULATION_CODES = {v: k for k, v in _EMULATIONS.items()}
 
 
-_LSDL = re.compile(r"^(?P<mode>\S+)\s+\d+\s+\S+\s+\S+\s+(?P<size>\d+)\s+.*? (?P<path>'.*)$")
+def _fat_bytes(head: bytes) -> int | None:
+    """The size a FAT boot sector's BPB declares (bytes per sector × total sectors), or None if it is no BPB."""
+    if len(head) < 512 or head[510:512] != b"\x55\xaa" or head[0] not in (0xEB, 0xE9):
+        return None
+    per_sector: int = struct.unpack_from("<H", head, 0x0B)[0]
+    total: int = struct.unpack_from("<H", head, 0x13)[0] or struct.unpack_from("<I", head, 0x20)[0]
+    if per_sector not in (512, 1024, 2048, 4096) or total == 0:
+        return None
+    return per_sector * total
 
 
-def _unquote(text: str) -> str:
-    # xorriso quotes like a shell: '...' with each ' inside written as '"'"'.
-    if not (text.startswith("'") and text.endswith("'")):
-        raise ValueError(text)
-    return text[1:-1].replace("'\"'\"'", "'")
+def boot_image_bytes(entry: BootEntry, named: int | None, head: bytes) -> int:
+    """How many bytes of the input ISO, from the entry's load sector, are its boot image.
+
+    The catalog gives where an image starts, not how long it is, so the rule is:
+    the size of the file the tree names at that sector, if one (``named``); else,
+    for a no-emulation UEFI image (efisys.bin, a FAT floppy image), the size its FAT
+    BPB declares if ``head`` parses as one; else what the firmware loads
+    (:attr:`BootEntry.image_bytes`: sector count × 512, the floppy size, or the
+    disk image's partition end). Never less than what the firmware loads, so the
+    bytes the input's firmware loads are the output's.
+    """
+    size = named
+    if size is None and entry.platform == "UEFI" and entry.emulation == "none":
+        size = _fat_bytes(head)
+    return max(size or 0, entry.image_bytes)
 
 
-def list_tree(iso: Path) -> list[IsoEntry]:
-    """Every file and folder xorriso loads from ``iso`` (Rock Ridge, else Joliet, else ISO 9660 names)."""
-    out = systools.run(TOOL, ["-report_about", "FAILURE", "-indev", os.fspath(iso), "-find", "/", "-exec", "lsdl"],
-                       purpose=_PURPOSE, what=f"listing {iso.name}").out
-    found = []
-    for line in out.splitlines():
-        m = _LSDL.match(line)
-        if m is None:
-            continue
-        found.append(IsoEntry(_unquote(m.group("path")), m.group("mode").startswith("d"), int(m.group("size"))))
-    return found
+def _boot_images(src: Path, before: IsoReport, files: Sequence[MediaFile]) -> list[BootImage]:
+    at = {f.region.extents[0][0]: f for f in files if f.region is not None and f.region.size}
+    size = src.stat().st_size
+    images: list[BootImage] = []
+    with open(src, "rb") as fp:
+        for index, entry in enumerate(before.boot_entries):
+            offset = entry.load_rba * SECTOR
+            named = at.get(offset)
+            fp.seek(offset)
+            length = boot_image_bytes(entry, named.size if named is not None else None, fp.read(512))
+            if offset + length > size:
+                raise SourceError(f"{src.name}: boot image {index} ({entry.platform}) runs past the end of the ISO",
+                                  "the ISO is truncated: download it again")
+            platform = _PLATFORM_CODES.get(entry.platform)
+            if platform is None:
+                platform = int(entry.platform, 16)
+            region = FileRegion(src, ((offset, length),))
+            images.append(BootImage(platform, _EMULATION_CODES[entry.emulation], entry.load_segment,
+                                    entry.system_type, entry.sector_count,
+                                    MediaFile(f"boot image {index}", region=region)))
+    return images
 
 
 def _resolve(dest: str, known: Mapping[str, str]) -> str:
@@ -283,104 +309,100 @@ def _resolve(dest: str, known: Mapping[str, str]) -> str:
         raise UsageError(f"ISO path {dest!r} is not a path inside the image", "use a path like sources/boot.wim")
     out = ""
     for part in parts:
-        candidate = f"{out}/{part}"
+        candidate = f"{out}/{part}" if out else part
         out = known.get(candidate.lower(), candidate)
     return out
 
 
-def _local_size_problems(source: Path, dest: str) -> list[str]:
+def _local_files(source: Path, dest: str) -> list[MediaFile]:
     if source.is_file():
-        size = source.stat().st_size
-        return [f"{dest} ({size} bytes)"] if size >= MAX_FILE else []
-    problems = []
-    for top, _dirs, files in walk(source):
-        for name in files:
-            full = Path(top) / name
-            if full.stat().st_size >= MAX_FILE:
-                problems.append(f"{dest}/{full.relative_to(source).as_posix()} ({full.stat().st_size} bytes)")
-    return problems
-
-
-def _local_bytes(source: Path) -> int:
-    if source.is_file():
-        return source.stat().st_size
-    return sum((Path(top) / n).stat().st_size for top, _d, files in walk(source) for n in files)
+        return [MediaFile(dest, source=source)]
+    return [MediaFile(f"{dest}/{(Path(top) / n).relative_to(source).as_posix()}", source=Path(top) / n)
+            for top, _dirs, names in walk(source) for n in names]
 
 
 @dataclass(frozen=True)
 class RepackResult:
-    """The input's and the output's reports, and what the output lost."""
+    """The input's and the output's reports, what the output lost, and the output's sha256."""
 
     before: IsoReport
     after: IsoReport
     dropped: tuple[str, ...]
-    """File systems the input had and the output lacks (``UDF``)."""
+    """File systems the input had and the output lacks: none (the output always has every one of ours)."""
+    sha256: str
+    """Of the output ISO, hashed as it was written."""
+    reader: str
+    """The input's name space the tree was read from (``udf``, ``joliet``...)."""
 
 
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
-
-
-def _run_xorriso(args: Sequence[str], progress: log.Progress, total: int) -> None:
-    def on_line(line: str) -> None:
-        if "Writing" in line and (m := _PERCENT.search(line)):
-            progress(int(total * float(m.group(1)) / 100), total)
-
-    def why(tail: list[str]) -> str:  # xorriso's own verdict lines, else its last words
-        return systools.last_line("\n".join([t for t in tail if "FAILURE" in t or "SORRY" in t] or tail))
-
-    systools.stream(TOOL, args, on_line, purpose=_PURPOSE, what="writing the ISO", why=why,
-                    hint="check the free space and that the input ISO is intact")
-
-
-def repack(src: Path, out: Path, changes: Mapping[str, Path], *, require: Sequence[str] = ()) -> RepackResult:
+def repack(src: Path, out: Path, changes: Mapping[str, Path], *, epoch: int,
+           require: Sequence[str] = ()) -> RepackResult:
     """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder) added or replaced.
 
     Refuses before writing: files of 4 GiB or more, required paths (``require``)
-    missing from the input's ISO 9660/Joliet tree, too little free space. The
-    output appears only when complete and its boot entries equal the input's.
+    missing from the tree read, symlinks or special files in it, too little free
+    space. Every date in the output is ``epoch``; the output appears only when
+    complete and its boot entries equal the input's.
     """
     src, out = Path(src), Path(out)
     before = read_report(src)
-    tree = list_tree(src)
-    known = {e.path.lower(): e.path for e in tree}
-    missing = [p for p in require if "/" + p.strip("/").lower() not in known]
+    with IsoTree.open_path(src, src.name) as tree:
+        entries = tree.entries()
+        reader = tree.reader
+        odd = [e for e in entries if e.kind not in (EntryKind.FILE, EntryKind.DIR)]
+        if odd:
+            raise SourceError(f"{src.name}: {odd[0].path!r} is a {odd[0].kind} ({tree.reader} names); a Windows "
+                              "install DVD has only files and folders", "give an intact Windows 7 ISO")
+        inputs = {e.path: MediaFile(e.path, region=FileRegion(src, e.ref.extents))  # type: ignore[attr-defined]
+                  for e in entries if e.kind == EntryKind.FILE}
+    if before.catalog_lba is not None:
+        # A file naming the input's boot catalog (boot.cat) would carry its old sector numbers: the writer
+        # writes a catalog of its own, and the old one is left out.
+        inputs = {p: m for p, m in inputs.items()
+                  if not (m.region and m.region.size and m.region.extents[0][0] == before.catalog_lba * SECTOR)}
+    known = {e.path.lower(): e.path for e in entries}
+    missing = [p for p in require if p.strip("/").lower() not in known]
     if missing:
-        udf = " (it has UDF: a UDF-only disc, whose ISO 9660 side is a stub, cannot be rebuilt)" \
-            if before.filesystems.udf else ""
-        raise SourceError(f"{src.name}: its ISO 9660/Joliet tree lacks {', '.join(missing)}{udf}",
-                          "give a Windows 7 ISO whose ISO 9660/Joliet tree carries every file (retail discs do)")
-    too_big = [f"{e.path} ({e.size} bytes)" for e in tree if not e.is_dir and e.size >= MAX_FILE]
-    mapped = {_resolve(dest, known): Path(local) for dest, local in changes.items()}
-    for dest, local in mapped.items():
+        raise SourceError(f"{src.name}: its {reader} tree lacks {', '.join(missing)}",
+                          "give a Windows 7 ISO that carries every file Setup needs")
+    folders = {e.path.lower() for e in entries if e.kind == EntryKind.DIR}
+    files = dict(inputs)
+    for dest, local in changes.items():
+        local = Path(local)
         if not local.exists():
             raise UsageError(f"{local}: no such file to put at {dest}", "build the file first")
-        too_big += _local_size_problems(local, dest)
+        where = _resolve(dest, known)
+        if local.is_file() and where.lower() in folders:
+            raise UsageError(f"{local}: a file cannot replace the folder {where} of {src.name}",
+                             "give a folder, or another ISO path")
+        for media in _local_files(local, where):
+            path = _resolve(media.path, known)
+            if path.lower() in folders:
+                raise UsageError(f"{local}: a file cannot replace the folder {path} of {src.name}",
+                                 "give another ISO path")
+            files[path] = MediaFile(path, source=media.source)
+    too_big = [f"/{p} ({m.size} bytes)" for p, m in sorted(files.items()) if m.size >= MAX_FILE]
     if too_big:
         raise SourceError(f"files of 4 GiB or more cannot go on the rebuilt ISO: {', '.join(too_big)}",
                           "export fewer editions into install.wim (wimlib-imagex export) to bring it below 4 GiB")
-    total = src.stat().st_size + sum(_local_bytes(p) for p in mapped.values())
+    boot = _boot_images(src, before, list(inputs.values()))
+    total = sum(m.size for m in files.values()) + sum(b.image.size for b in boot)
     require_space(out.parent, total, f"rebuilding {src.name}")
-    systems = before.filesystems
-    progress = log.Progress(f"writing {out.name}", total)
-    with atomic_path(out) as tmp:
-        tmp.unlink()  # xorriso refuses to write onto an existing non-empty file it did not make
-        args = ["-report_about", "UPDATE", "-return_with", "SORRY", "32",
-                "-indev", os.fspath(src), "-outdev", os.fspath(tmp),
-                "-boot_image", "any", "replay",
-                "-joliet", "on" if systems.joliet else "off",
-                "-rockridge", "on" if systems.rock_ridge else "off",
-                "-compliance", "joliet_long_names"]
-        for dest, local in sorted(mapped.items()):
-            args += ["-map", os.fspath(local), dest]
-        _run_xorriso([*args, "-commit"], progress, total)
-        progress.close()
-        after = read_report(tmp)
+    label = before.volume_id
+    if label_problem(label):
+        # A label our writer cannot store as given (lower case, spaces): the d-character form, as Windows shows
+        # ISO 9660 labels upper case anyway.
+        label = re.sub(r"[^A-Z0-9_]", "_", label.upper())[:32] or "CDROM"
+        log.warn(f"{src.name}: volume label {before.volume_id!r} is written as {label!r}")
+    digest = write_iso(list(files.values()), out, label, epoch, udf=True, boot=boot)
+    after = read_report(out)
+    try:
         _check_boot(before, after, src.name)
+    except ToolError:
+        out.unlink()
+        raise
     dropped = tuple(n for n in before.filesystems.names() if n not in after.filesystems.names())
-    if dropped:
-        log.warn(f"{out.name} has no {', '.join(dropped)} (xorriso writes none): whether Windows 7 Setup installs "
-                 "from ISO 9660 + Joliet alone is not verified")
-    return RepackResult(before, after, dropped)
+    return RepackResult(before, after, dropped, digest, reader)
 
 
 def _check_boot(before: IsoReport, after: IsoReport, name: str) -> None:
@@ -389,5 +411,5 @@ def _check_boot(before: IsoReport, after: IsoReport, name: str) -> None:
     if not same:
         shown = [f"{e.platform}/{e.emulation}/{e.sector_count}" for e in after.boot_entries]
         wanted = [f"{e.platform}/{e.emulation}/{e.sector_count}" for e in before.boot_entries]
-        raise ToolError(f"{TOOL} rebuilt {name} with boot entries {shown or 'none'}, not {wanted}",
-                        "the output was not kept; report it with the xorriso version")
+        raise ToolError(f"rebuilding {name} gave boot entries {shown or 'none'}, not {wanted}",
+                        "the output was not kept; report it with the input ISO's El Torito catalog")

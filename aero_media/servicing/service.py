@@ -327,6 +327,13 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             "registry": registry, "files": files}
 
 
+def _hash_output(path: Path) -> str:
+    progress = log.Progress(f"hash {path.name}", path.stat().st_size)
+    digest = sha256_file(path, progress.advance)[0]
+    progress.close()
+    return digest
+
+
 def service_media(run: Run) -> dict[str, Any]:
     """The service task: write ``dist/<spec>/install-media/`` (ISO, boot.wim, install.wim, servicing.json).
 
@@ -369,6 +376,7 @@ def service_media(run: Run) -> dict[str, Any]:
                for i in _selected(install_images, media.install_images, "install_images", spec.display)]
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
                               "source_date_epoch": epoch, "images": images, "media_bcd": [], "winpe_drivers": []}
+    written: dict[str, str] = {}  # sha256 of what was hashed as it was written (the ISO)
     with staging_dir(paths.install_media_dir) as out:
         if inputs.iso is not None:
             changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
@@ -387,7 +395,8 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
-            result = repack(inputs.iso, out / media.filename, changes, require=REQUIRED)
+            result = repack(inputs.iso, out / media.filename, changes, epoch=epoch, require=REQUIRED)
+            written[media.filename] = result.sha256
             record["file_systems"] = {"input": list(result.before.filesystems.names()),
                                       "output": list(result.after.filesystems.names()),
                                       "dropped": list(result.dropped)}
@@ -398,7 +407,8 @@ def service_media(run: Run) -> dict[str, Any]:
             for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
                 os.replace(w, out / published.name)
         # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
-        record["outputs"] = [{"path": p.name, "sha256": sha256_file(p)[0], "size": p.stat().st_size}
+        record["outputs"] = [{"path": p.name, "sha256": written.get(p.name) or _hash_output(p),
+                               "size": p.stat().st_size}
                              for p in sorted(out.iterdir()) if p.is_file()]
         write_bytes_atomic(out / paths.servicing_record.name, dump_json(record))
     # Remember the published files by stat, so the next run can tell an edited one without hashing gigabytes.

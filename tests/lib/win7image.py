@@ -319,3 +319,52 @@ def make_udf_iso(files: Mapping[str, bytes], out: Path, label: str = LABEL) -> P
     iso.write(str(out))
     iso.close()
     return out
+
+
+README = (b"This disc contains a \"UDF\" file system and requires an operating system\r\n"
+          b"that supports the ISO-13346 \"UDF\" file system specification.\r\n")
+
+
+def efi_floppy(path: Path) -> bytes:
+    """A 1.44 MB FAT12 image as efisys.bin is (mkfs.fat, fixed volume ID so the bytes repeat)."""
+    subprocess.run(["mkfs.fat", "-C", "-i", "12345678", "-n", "EFISYS", str(path), "1440"], check=True,
+                   capture_output=True, env=dict(os.environ, SOURCE_DATE_EPOCH=str(FIXED_EPOCH), LC_ALL="C"))
+    return path.read_bytes()
+
+
+def make_udf_stub_iso(tree: Path, out: Path, efisys: bytes, label: str = LABEL) -> Path:
+    """A Windows DVD of Microsoft's shape, made by pycdlib: every file in UDF 2.60 only, an ISO 9660/Joliet side
+    holding only ``README.TXT``, and El Torito BIOS and UEFI entries whose images no tree names (hidden).
+
+    The UEFI entry loads one 512-byte sector of ``efisys`` (a FAT floppy image), so only its BPB says its size.
+    """
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, udf="2.60", vol_ident=label[:16])
+    iso.pvd.volume_identifier = label.encode("ascii").ljust(32, b" ")
+    for folder in sorted(p for p in tree.rglob("*") if p.is_dir()):
+        iso.add_directory(udf_path="/" + folder.relative_to(tree).as_posix())
+    for f in sorted(p for p in tree.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        iso.add_fp(io.BytesIO(data), len(data), udf_path="/" + f.relative_to(tree).as_posix())
+    iso.add_fp(io.BytesIO(README), len(README), iso_path="/README.TXT;1", joliet_path="/README.TXT")
+    etfs = (tree / "boot" / "etfsboot.com").read_bytes()
+    iso.add_fp(io.BytesIO(etfs), len(etfs), iso_path="/ETFSBOOT.COM;1")
+    iso.add_fp(io.BytesIO(efisys), len(efisys), iso_path="/EFISYS.BIN;1")
+    iso.add_eltorito("/ETFSBOOT.COM;1", bootcatfile="/BOOT.CAT;1", boot_load_size=8)
+    iso.add_eltorito("/EFISYS.BIN;1", bootcatfile="/BOOT.CAT;1", efi=True, platform_id=0xEF, boot_load_size=1)
+    for hidden in ("/ETFSBOOT.COM;1", "/EFISYS.BIN;1", "/BOOT.CAT;1"):
+        iso.rm_hard_link(iso_path=hidden)  # still on the disc, named by the boot catalog only
+    iso.rm_hard_link(joliet_path="/boot.cat")
+    iso.write(str(out))
+    iso.close()
+    return out
+
+
+def make_genisoimage_udf_iso(tree: Path, out: Path, label: str = LABEL) -> Path:
+    """``tree`` as genisoimage ``-udf`` writes it: ISO 9660 + Joliet + UDF 1.02, El Torito BIOS."""
+    subprocess.run(["genisoimage", "-quiet", "-udf", "-J", "-joliet-long", "-iso-level", "3", "-V", label,
+                    "-b", "boot/etfsboot.com", "-no-emul-boot", "-boot-load-size", "8", "-o", str(out), str(tree)],
+                   check=True, capture_output=True, env=dict(os.environ, SOURCE_DATE_EPOCH=str(FIXED_EPOCH), TZ="UTC"))
+    return out

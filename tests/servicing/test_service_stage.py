@@ -328,3 +328,29 @@ def test_missing_wimlib_is_one_line(tmp_path: Path, media_iso: Path, capsys: pyt
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert rc != 0 and len(lines) == 1 and "wimtools" in lines[0], err
     assert not (tmp_path / "o.iso").exists()
+
+
+def test_a_udf_only_dvd_is_serviced_end_to_end(serviced: Path, media_tree: win7image.Media,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Microsoft's shape: every file in UDF only, the ISO 9660 side a README.TXT stub (made by pycdlib)."""
+    pytest.importorskip("pycdlib")
+    need_tool("mkfs.fat", "to make the EFI boot floppy image")
+    folder = tmp_path_factory.mktemp("stub")
+    stub = win7image.make_udf_stub_iso(media_tree.root, folder / "stub.iso", win7image.efi_floppy(folder / "e.bin"))
+    project = make_project(folder / "proj")
+    spec_for(project, stub)
+    assert run_doit(project, f"service:{SPEC}") == 0
+    iso = out(project) / "win7-aero.iso"
+    rec = record(project)
+    assert rec["file_systems"]["dropped"] == [] and "UDF" in rec["file_systems"]["output"]
+    listed = {o["path"]: o["sha256"] for o in rec["outputs"]}
+    assert listed["win7-aero.iso"] == hashlib.sha256(iso.read_bytes()).hexdigest()  # hashed as it was written
+    from aero_media.sources.isoread import IsoTree
+
+    with IsoTree.open_path(iso) as tree:
+        assert tree.reader == "udf"
+        entries = {e.path: e for e in tree.entries()}
+        with tree.open(entries["sources/install.wim"]) as fp:
+            assert hashlib.sha256(fp.read()).hexdigest() == listed["install.wim"]
+        assert "setup.exe" in entries and any(p.startswith("$WinPEDriver$/amd64/viostor/") for p in entries)
+    assert len(read_report(iso).boot_entries) == 2
