@@ -44,7 +44,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, identity, isorepack, wim
+from . import bcd, hive, identity, isorepack, readme, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -480,6 +480,11 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
+            # Rendered from the record so far (everything but the outputs), so the two cannot disagree.
+            notes = work / readme.NAME
+            write_bytes_atomic(notes, readme.render(record, spec.vocabulary))
+            changes[readme.NAME] = notes
+            record["readme"] = {"path": readme.NAME, "sha256": sha256_file(notes)[0], "size": notes.stat().st_size}
             result = repack(inputs.iso, out / media.filename, changes, require=REQUIRED)
             record["file_systems"] = {"input": list(result.before.filesystems.names()),
                                       "output": list(result.after.filesystems.names()),

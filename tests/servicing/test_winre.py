@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ pytestmark = pytest.mark.integration
 
 WINRE = "Windows/System32/Recovery/winre.wim"
 CCS = "ControlSet001"
+
+
+def _readme(iso: Path, tmp: Path) -> str:
+    """The serviced ISO's README, read with xorriso (a reader we did not write), from its Joliet tree."""
+    need_tool("xorriso", "to read the serviced ISO")
+    dest = tmp / "readme.txt"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/AERO_README.TXT", str(dest)],
+                   check=True, capture_output=True)
+    data = dest.read_bytes()
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    return data.decode("ascii")
 
 
 def _winre(install_wim: Path, index: int, tmp: Path) -> Path:
@@ -99,6 +111,11 @@ def test_opt_ins_are_off_by_default(serviced: Path, tmp_path: Path) -> None:
     template = extracted_hive(tmp_path, out(serviced) / "install.wim", 1, HiveFile.BCD_TEMPLATE.value)
     for guid in (bcd.GLOBAL_SETTINGS, bcd.BOOTLOADER_SETTINGS):
         assert hive.read_key(template, f"Objects\\{guid}\\Elements\\{bcd.NOINTEGRITYCHECKS}") is None
+    text = _readme(out(serviced) / "win7-aero.iso", tmp_path)
+    assert "Recovery images: serviced" in text and "set install_media.winre: false" in text
+    assert "nointegritychecks: off (the default)" in text and "set install_media.nointegritychecks: true" in text
+    assert text.count("winre.wim: serviced") == 2 and "Test mode (testsigning): on" in text
+    assert record(serviced)["readme"]["sha256"] == hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +164,9 @@ def test_the_opt_out_leaves_winre_alone_and_nointegritychecks_is_set_when_asked(
     stores = {c["hive"] for c in rec["media_bcd"] if c["key"].endswith(f"\\Elements\\{bcd.NOINTEGRITYCHECKS}")
               and c["changed"]}
     assert stores == {HiveFile.MEDIA_BCD_BIOS.value, HiveFile.MEDIA_BCD_UEFI.value}
+    text = _readme(out(staged) / "win7-aero.iso", tmp_path)
+    assert "Recovery images: left as they were" in text and "drop install_media.winre: false" in text
+    assert "nointegritychecks: ON" in text and "winre.wim: not serviced" in text
 
 
 def test_an_edition_without_winre_is_fine_and_a_damaged_one_is_one_line(
