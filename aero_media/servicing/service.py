@@ -326,12 +326,16 @@ def _recovery_serviced(spec: Spec, digest: str, done: dict[str, _Serviced], here
     return done[digest]
 
 
-def _recovery(spec: Spec, image_wim: Path, image: wim.WimImage, where: str,
-              done: dict[str, _Serviced] | None) -> tuple[str | None, dict[str, Any] | None]:
-    """The content hash of the image's ``winre.wim`` to service (None: nothing to do), or the record saying why not."""
-    if done is None:
-        return None, {"path": WINRE_SHOWN, "serviced": False,
-                      "why": f"{spec.vocabulary.term('install_media.winre', 'false')} leaves it as it is"}
+def _left_alone(spec: Spec, images: list[dict[str, Any]]) -> None:
+    """Record in each install image's record that the settings leave its recovery image as it is."""
+    for image in images:
+        if image["kind"] == ImageKind.INSTALL.value:
+            image["recovery"] = {"path": WINRE_SHOWN, "serviced": False,
+                                 "why": f"{spec.vocabulary.term('install_media.winre', 'false')} leaves it as it is"}
+
+
+def _recovery(image_wim: Path, image: wim.WimImage, where: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The content hash of the image's ``winre.wim`` to service, or (None and) the record saying it has none."""
     digest = wim.content_hash(image_wim, image.index, WINRE)
     if digest is None:
         # Windows 7 installs and boots without one; Setup simply has no recovery image to register.
@@ -346,7 +350,7 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
 
     ``label`` names the WIM in messages (default: its file name). For an install image,
     ``recovery`` (the recovery images serviced so far, by content hash; None: leave them
-    alone) has its ``winre.wim`` serviced and put back in the same update.
+    alone, and record nothing of them) has its ``winre.wim`` serviced and put back in the same update.
     """
     contract = spec.contract
     where = f"{label or image_wim.name} {image.describe()}"
@@ -354,8 +358,8 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     remove_tree(here)
     hives = hives_for(kind, contract, options)
     checked = _identity_hives(hives)
-    digest, recovery_record = _recovery(spec, image_wim, image, where, recovery) if kind is ImageKind.INSTALL \
-        else (None, None)
+    digest, recovery_record = _recovery(image_wim, image, where) \
+        if kind is ImageKind.INSTALL and recovery is not None else (None, None)
     fresh = digest is not None and recovery is not None and digest not in recovery
     # One extract for the hives and (when not serviced already) the recovery image.
     wim.extract(image_wim, image.index, [h.value for h in checked] + ([WINRE] if fresh else []), here / "hives",
@@ -457,6 +461,8 @@ def service_media(run: Run) -> dict[str, Any]:
     images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options,
                               recovery=recovery)
                for i in _selected(install_images, media.install_images, "install_images", spec.display)]
+    if recovery is None:
+        _left_alone(spec, images)
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
                               "source_date_epoch": epoch,
                               "options": {"winre": media.winre, "testsigning": options.testsigning,
