@@ -65,6 +65,8 @@ SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "drivers.required": Flag("--arch", "give --arch the arch of the Windows 7 image"),
     "target.arches": Flag("--arch", "give --arch the arch of the Windows 7 image"),
     "media.winpe_drivers": Flag("--no-winpe-drivers", "pass --no-winpe-drivers"),
+    "install_media.winre": Flag("--no-winre", "pass --no-winre"),
+    "install_media.nointegritychecks": Flag("--nointegritychecks", "pass --nointegritychecks"),
 })
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
@@ -328,7 +330,8 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
             "signing": {"policy": "test" if args.testsigning else "none",
                         "certs": [str(Path(c).absolute()) for c in args.cert]},
             "media": {"winpe_drivers": not args.no_winpe_drivers},
-            "install_media": {"path": str(iso.absolute()), "filename": output.name},
+            "install_media": {"path": str(iso.absolute()), "filename": output.name, "winre": not args.no_winre,
+                              "nointegritychecks": args.nointegritychecks},
         }
         spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
         assert spec.install_media is not None
@@ -577,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-placeholder-catalogs", action="store_true",
                    help="accept the sample pack's placeholder .cat files")
     p.add_argument("--no-winpe-drivers", action="store_true", help="leave $WinPEDriver$\\ off the ISO")
+    p.add_argument("--no-winre", action="store_true",
+                   help="leave the recovery image (winre.wim) inside each install image as it is")
+    p.add_argument("--nointegritychecks", action="store_true",
+                   help="also set nointegritychecks where test mode goes (off by default; a last resort)")
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

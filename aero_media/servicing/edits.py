@@ -13,14 +13,24 @@ Where the rules come from (docs/windows7.md, sections CriticalDeviceDatabase to 
   ErrorControl 1 normal, Group ``SCSI miniport``, ImagePath REG_EXPAND_SZ) and a
   ``CriticalDeviceDatabase`` key for every ID form :func:`aero_media.win7.pnp.cdd_keys`
   gives (the one owner of those names), in every image that must see the disk:
-  boot.wim's WinPE and Setup and each install.wim edition;
+  boot.wim's WinPE and Setup, each install.wim edition and the recovery image
+  (``Windows\System32\Recovery\winre.wim``) inside it. The keys cover the contract's
+  IDs and its transitional device's (virt-v2v's ``add_guestor_to_registry``, in
+  libguestfs-common ``mlcustomize/inject_virtio_win.ml`` and formerly virt-v2v's
+  ``v2v/windows_virtio.ml``, writes one for legacy ``DEV_1001&REV_00`` beside modern
+  ``DEV_1042&REV_01``);
 * ``DevicePath`` gains our driver folder once, and ``SetupComplete.cmd`` runs
   ``pnputil -i -a`` on each INF, because the Windows 7 driver store cannot be
   staged from Linux and DevicePath alone "isn't 100% reliable" (virt-v2v);
 * certificates go to the machine ``ROOT`` and ``TrustedPublisher`` stores of
-  the installed system (:mod:`.certblob`);
+  the installed system and of its recovery image (:mod:`.certblob`), as Aero's
+  ``tools/windows/patch-win7-media.ps1 -PatchNestedWinRE`` trusts them in each
+  ``winre.wim`` index;
 * test mode: element ``16000049`` on the BCD objects :mod:`.bcd` finds, in the
-  installed system's ``BCD-Template`` and the DVD's own stores.
+  installed system's ``BCD-Template`` and the DVD's own stores; opt-in
+  ``nointegritychecks`` (element ``16000048``) on the same objects, as Aero's script
+  does with ``-EnableNoIntegrityChecks`` (never in the recovery image: Aero passes
+  it only for the DVD's stores and ``BCD-Template``).
 
 Keys are templates (``str.format``) over: ``ccs`` (the current control set,
 read from the hive), ``service``, ``sys``, ``class_guid``, ``cdd_key``,
@@ -54,6 +64,9 @@ class ImageKind(StrEnum):
     """boot.wim's boot image (index 2): the Windows PE that runs Setup."""
     INSTALL = "install"
     """Each install.wim image: the system Setup installs."""
+    RECOVERY = "recovery"
+    r"""Each image of ``Windows\System32\Recovery\winre.wim`` inside an install image: the Windows PE that
+    boots from the installed disk (Windows Recovery Environment)."""
     MEDIA = "media"
     """The ISO itself (its BCD stores), not an image."""
 
@@ -93,6 +106,10 @@ class When(StrEnum):
     ALWAYS = "always"
     TESTSIGNING = "testsigning"
     """The options ask for test mode."""
+    NOINTEGRITYCHECKS = "nointegritychecks"
+    """The options ask for code-integrity checks off (opt-in, never the default)."""
+    CERTIFICATES = "certificates"
+    """The options carry certificates to trust (else an image's SOFTWARE hive need not be opened for them)."""
 
 
 class Computed(StrEnum):
@@ -126,8 +143,13 @@ class RegistryRule:
     when: When = When.ALWAYS
 
 
-_ALL_WINDOWS = frozenset({ImageKind.WINPE, ImageKind.SETUP, ImageKind.INSTALL})
+_ALL_WINDOWS = frozenset({ImageKind.WINPE, ImageKind.SETUP, ImageKind.INSTALL, ImageKind.RECOVERY})
 _INSTALL = frozenset({ImageKind.INSTALL})
+_TRUSTING = frozenset({ImageKind.INSTALL, ImageKind.RECOVERY})
+# BCD stores: the installed system's template and the DVD's two.
+_BCD_STORES = ((HiveFile.BCD_TEMPLATE, _INSTALL),
+               (HiveFile.MEDIA_BCD_BIOS, frozenset({ImageKind.MEDIA})),
+               (HiveFile.MEDIA_BCD_UEFI, frozenset({ImageKind.MEDIA})))
 
 REGISTRY_RULES: tuple[RegistryRule, ...] = (
     RegistryRule("storage-service", _ALL_WINDOWS, HiveFile.SYSTEM, "{ccs}\\Services\\{service}", (
@@ -146,17 +168,17 @@ REGISTRY_RULES: tuple[RegistryRule, ...] = (
         ValueRule("DevicePath", RegType.EXPAND_SZ, "%SystemRoot%\\Drivers\\{driver_folder}",
                   append_default="%SystemRoot%\\inf"),
     )),
-    RegistryRule("certificates", _INSTALL, HiveFile.SOFTWARE,
+    RegistryRule("certificates", _TRUSTING, HiveFile.SOFTWARE,
                  certblob.STORES_KEY + "\\{store}\\Certificates\\{thumbprint}", (
                      ValueRule(certblob.BLOB_VALUE, RegType.BINARY, Computed.CERT_BLOB),
-                 ), per=Per.CERTIFICATE),
-    *(RegistryRule(f"testsigning-{hive.name.lower().replace('_', '-')}", images, hive,
-                   bcd.ELEMENT_KEY.format(bcd_object="{bcd_object}", element=bcd.TESTSIGNING), (
+                 ), per=Per.CERTIFICATE, when=When.CERTIFICATES),
+    *(RegistryRule(f"{option}-{hive.name.lower().replace('_', '-')}", images, hive,
+                   bcd.ELEMENT_KEY.format(bcd_object="{bcd_object}", element=element), (
                        ValueRule(bcd.ELEMENT_VALUE, RegType.BINARY, Computed.BCD_TRUE),
-                   ), per=Per.BCD_OBJECT, when=When.TESTSIGNING)
-      for hive, images in ((HiveFile.BCD_TEMPLATE, _INSTALL),
-                           (HiveFile.MEDIA_BCD_BIOS, frozenset({ImageKind.MEDIA})),
-                           (HiveFile.MEDIA_BCD_UEFI, frozenset({ImageKind.MEDIA})))),
+                   ), per=Per.BCD_OBJECT, when=when)
+      for option, element, when in (("testsigning", bcd.TESTSIGNING, When.TESTSIGNING),
+                                    ("nointegritychecks", bcd.NOINTEGRITYCHECKS, When.NOINTEGRITYCHECKS))
+      for hive, images in _BCD_STORES),
 )
 
 
@@ -198,6 +220,8 @@ class Options:
     publishers: tuple[Cert, ...] = ()
     """Trusted as publishers only (TrustedPublisher): upstream's signer, so installs do not prompt."""
     testsigning: bool = False
+    nointegritychecks: bool = False
+    """Set ``nointegritychecks`` where test mode goes (``install_media.nointegritychecks``; off by default)."""
     driver_folder: str = "Aero"
     r"""The folder under ``%SystemRoot%\Drivers`` that holds the packages (virt-v2v uses ``VirtIO``)."""
 
@@ -221,6 +245,10 @@ def _applies(when: When, contract: Contract, options: Options) -> bool:
         return contract.boot_critical is not None
     if when is When.TESTSIGNING:
         return options.testsigning
+    if when is When.NOINTEGRITYCHECKS:
+        return options.nointegritychecks
+    if when is When.CERTIFICATES:
+        return bool(options.certificates or options.publishers)
     return True
 
 
@@ -244,7 +272,8 @@ def _edit(key: str, rule: ValueRule, fields: Mapping[str, Any]) -> Edit:
 def _repeats(per: Per, device: Device | None, options: Options,
              bcd_objects: Sequence[str]) -> list[dict[str, Any]]:
     if per is Per.CDD_KEY:
-        return [{"cdd_key": k} for k in pnp.cdd_keys(device)] if device else []
+        # Transitional IDs too: the disk may be a legacy virtio-blk (virt-v2v keys DEV_1001 as well).
+        return [{"cdd_key": k} for k in pnp.cdd_keys(device, transitional=True)] if device else []
     if per is Per.CERTIFICATE:
         pairs = [(c, s) for c in options.certificates for s in options.stores]
         pairs += [(c, Store.TRUSTED_PUBLISHER) for c in options.publishers]

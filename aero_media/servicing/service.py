@@ -5,6 +5,14 @@ The user's ISO is never modified: its WIMs and BCD stores are copied into
 edit from the one table in :mod:`.edits`), and the ISO is rebuilt around them with
 its El Torito records replayed. ``dist/<spec>/install-media/`` (the ISO, the two
 WIMs and ``servicing.json``, which lists every change) is published as one set.
+
+Each install image's recovery image (``Windows\\System32\\Recovery\\winre.wim``, a
+Windows PE that boots from the installed disk) gets the boot-critical storage and
+certificate edits too, as Aero's ``tools/windows/patch-win7-media.ps1 -PatchNestedWinRE``
+does: it is extracted with the image's hives, serviced image by image, and put back in
+the same ``wimlib-imagex update`` as the hives. Editions share one ``winre.wim`` on a
+DVD (one blob, known by the SHA-1 wimlib keeps): it is serviced once and the same
+bytes go into each, so install.wim still stores it once.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, identity, isorepack, wim
+from . import bcd, hive, identity, isorepack, readme, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -59,6 +67,9 @@ INSTALL_WIM = "sources/install.wim"
 MEDIA_BCDS = tuple(dict.fromkeys(r.hive for r in REGISTRY_RULES if ImageKind.MEDIA in r.images))
 # What a Windows 7 DVD must hold for its rebuilt ISO to install.
 REQUIRED = ("setup.exe", BOOT_WIM, INSTALL_WIM)
+WINRE = "Windows/System32/Recovery/winre.wim"
+"""The recovery image inside an install image."""
+WINRE_SHOWN = WINRE.replace("/", "\\")
 MAX_SCRIPT = 1024 * 1024
 """Largest SetupComplete.cmd an image may already have (ours appends a few lines to it in memory)."""
 WORK_MARKER = ".aero-media-service"
@@ -195,8 +206,10 @@ def _options(spec: Spec, paths: SpecPaths, stages: list[StageManifest], arch: Ar
     from ..media.certs import media_certs
 
     certs = media_certs(spec, paths, stages)
+    media = spec.install_media
     return Options(certificates=certs.test, publishers=certs.trust,
-                   testsigning=spec.signing_policy.certs_required and arch is Arch.AMD64)
+                   testsigning=spec.signing_policy.certs_required and arch is Arch.AMD64,
+                   nointegritychecks=media is not None and media.nointegritychecks)
 
 
 def _arch_names(found: list[wim.WimImage]) -> str:
@@ -270,25 +283,96 @@ def _identity_hives(hives: tuple[HiveFile, ...]) -> tuple[HiveFile, ...]:
     return hives if HiveFile.SOFTWARE in hives else (*hives, HiveFile.SOFTWARE)
 
 
+@dataclass(frozen=True)
+class _Serviced:
+    """A recovery image already serviced in this run: the file to put back, and what was done to it."""
+
+    local: Path
+    record: dict[str, Any]
+
+
+def _service_recovery(spec: Spec, local: Path, where: str, arch: Arch, work: Path, packages: list[DriverPackage],
+                      options: Options) -> dict[str, Any]:
+    """Service every image of an extracted ``winre.wim`` in place (``where`` names it); return its record."""
+    if not local.is_file() or local.stat().st_size == 0:
+        raise SourceError(f"{where} is {'empty' if local.is_file() else 'not a file'}",
+                          f"use an intact Windows 7 image, or {spec.vocabulary.fix('install_media.winre', 'false')}")
+    try:
+        found = wim.images(local)
+    except PipelineError as exc:
+        said = exc.message.replace(os.fspath(local), WINRE_SHOWN).replace(os.fspath(work), "…")
+        raise SourceError(f"{where} is not a readable WIM ({said})",
+                          f"use an intact Windows 7 image, or {spec.vocabulary.fix('install_media.winre', 'false')}"
+                          ) from None
+    wim.check_windows7(found, arch, where)
+    images = [_service_image(spec, local, i, ImageKind.RECOVERY, work, packages, options, label=where) for i in found]
+    return {"path": WINRE_SHOWN, "serviced": True, "images": images}
+
+
+def _changed(record: dict[str, Any]) -> bool:
+    """Whether servicing changed anything in a recovery image (else the original stays)."""
+    images = record["images"]
+    return any(r["changed"] for i in images for r in i["registry"]) or any(i["files"] for i in images)
+
+
+def _recovery_serviced(spec: Spec, digest: str, done: dict[str, _Serviced], here: Path, where: str, arch: Arch,
+                       packages: list[DriverPackage], options: Options) -> _Serviced:
+    """The serviced recovery image of content ``digest``: the one serviced for an earlier edition, else this one's."""
+    if digest not in done:
+        # Extracted with the hives (see _service_image).
+        local = wim.find_case_insensitive(here / "hives", WINRE) or here / "hives" / WINRE
+        done[digest] = _Serviced(local, _service_recovery(spec, local, f"{where}, {WINRE_SHOWN}", arch,
+                                                          here / "recovery", packages, options))
+    return done[digest]
+
+
+def _left_alone(spec: Spec, images: list[dict[str, Any]]) -> None:
+    """Record in each install image's record that the settings leave its recovery image as it is."""
+    for image in images:
+        if image["kind"] == ImageKind.INSTALL.value:
+            image["recovery"] = {"path": WINRE_SHOWN, "serviced": False,
+                                 "why": f"{spec.vocabulary.term('install_media.winre', 'false')} leaves it as it is"}
+
+
+def _recovery(image_wim: Path, image: wim.WimImage, where: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The content hash of the image's ``winre.wim`` to service, or (None and) the record saying it has none."""
+    digest = wim.content_hash(image_wim, image.index, WINRE)
+    if digest is None:
+        # Windows 7 installs and boots without one; Setup simply has no recovery image to register.
+        return None, {"path": WINRE_SHOWN, "serviced": False, "why": f"{where} has no {WINRE_SHOWN}"}
+    return digest, None
+
+
 def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
-                   packages: list[DriverPackage], options: Options) -> dict[str, Any]:
-    """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record."""
+                   packages: list[DriverPackage], options: Options, *, label: str | None = None,
+                   recovery: dict[str, _Serviced] | None = None) -> dict[str, Any]:
+    """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record.
+
+    ``label`` names the WIM in messages (default: its file name). For an install image,
+    ``recovery`` (the recovery images serviced so far, by content hash; None: leave them
+    alone, and record nothing of them) has its ``winre.wim`` serviced and put back in the same update.
+    """
     contract = spec.contract
+    where = f"{label or image_wim.name} {image.describe()}"
     here = work / f"{image_wim.stem}-{image.index}"
     remove_tree(here)
     hives = hives_for(kind, contract, options)
     checked = _identity_hives(hives)
-    wim.extract(image_wim, image.index, [h.value for h in checked], here / "hives", missing_ok=True)
+    digest, recovery_record = _recovery(image_wim, image, where) \
+        if kind is ImageKind.INSTALL and recovery is not None else (None, None)
+    fresh = digest is not None and recovery is not None and digest not in recovery
+    # One extract for the hives and (when not serviced already) the recovery image.
+    wim.extract(image_wim, image.index, [h.value for h in checked] + ([WINRE] if fresh else []), here / "hives",
+                missing_ok=True)
     extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in hives}
     identity.check_image_hives({h: wim.find_case_insensitive(here / "hives", h.value) for h in checked}, image,
-                               f"{image_wim.name} {image.describe()}")
+                               where)
     registry: list[dict[str, Any]] = []
     commands: list[wim.Command] = []
     for h in hives:
         path = extracted[h]
         if path is None or not path.is_file():
-            raise SourceError(f"{image_wim.name} {image.describe()}: no {h.value} file",
-                              "this is not a Windows 7 image")
+            raise SourceError(f"{where}: no {h.value} file", "this is not a Windows 7 image")
         try:
             ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
             objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
@@ -296,9 +380,8 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
                                                       bcd_objects=objects))
         except PipelineError as exc:
             # Name the image and hive, never our working copy's path.
-            where = f"{image_wim.name} {image.describe()}, {h.value}"
             said = exc.message.replace(os.fspath(path), h.value).replace(os.fspath(here), "…")
-            raise type(exc)(f"{where}: {said}", exc.hint or "use an intact Windows 7 image") from None
+            raise type(exc)(f"{where}, {h.value}: {said}", exc.hint or "use an intact Windows 7 image") from None
         registry += [{"hive": h.value, **c.record()} for c in changes]
         if any(c.changed for c in changes):
             commands.append(wim.Add(path, h.value))
@@ -307,10 +390,9 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
         if isinstance(add, ScriptAdd):
             old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
             if old and not old[0].is_file():
-                raise SourceError(f"{image_wim.name} {image.describe()}: {add.dest} is not a file",
-                                  "use an intact Windows 7 image")
+                raise SourceError(f"{where}: {add.dest} is not a file", "use an intact Windows 7 image")
             if old and old[0].stat().st_size > MAX_SCRIPT:
-                raise SourceError(f"{image_wim.name} {image.describe()}: {add.dest} is {old[0].stat().st_size} bytes, "
+                raise SourceError(f"{where}: {add.dest} is {old[0].stat().st_size} bytes, "
                                   "far more than a setup script holds", "use an intact Windows 7 image")
             text = add.render(old[0].read_bytes() if old else None)
             local = here / "SetupComplete.cmd"
@@ -321,10 +403,20 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             assert isinstance(add, FileAdd)
             commands.append(wim.Add(add.source, add.dest))
             files += _file_records(add.source, add.dest)
+    if digest is not None and recovery is not None:
+        serviced = _recovery_serviced(spec, digest, recovery, here, where, image.arch or Arch.AMD64, packages,
+                                      options)
+        recovery_record = {**serviced.record, "source_sha1": digest}
+        if _changed(serviced.record):
+            commands.append(wim.Add(serviced.local, WINRE))
+            files += _file_records(serviced.local, WINRE)
     wim.update(image_wim, image.index, commands)
-    return {"wim": image_wim.name, "index": image.index, "name": image.name, "kind": kind.value,
-            "version": image.version, "arch": image.arch.value if image.arch else None,
-            "registry": registry, "files": files}
+    record: dict[str, Any] = {"wim": image_wim.name, "index": image.index, "name": image.name, "kind": kind.value,
+                              "version": image.version, "arch": image.arch.value if image.arch else None,
+                              "registry": registry, "files": files}
+    if recovery_record is not None:
+        record["recovery"] = recovery_record
+    return record
 
 
 def _hash_output(path: Path) -> str:
@@ -372,10 +464,17 @@ def service_media(run: Run) -> dict[str, Any]:
     _check_media(inputs, options)
     images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
               for i in _selected(boot_images, media.boot_images, "boot_images", spec.display)]
-    images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options)
+    recovery: dict[str, _Serviced] | None = {} if media.winre else None
+    images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options,
+                              recovery=recovery)
                for i in _selected(install_images, media.install_images, "install_images", spec.display)]
+    if recovery is None:
+        _left_alone(spec, images)
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
-                              "source_date_epoch": epoch, "images": images, "media_bcd": [], "winpe_drivers": []}
+                              "source_date_epoch": epoch,
+                              "options": {"winre": media.winre, "testsigning": options.testsigning,
+                                          "nointegritychecks": options.nointegritychecks},
+                              "images": images, "media_bcd": [], "winpe_drivers": []}
     written: dict[str, str] = {}  # sha256 of what was hashed as it was written (the ISO)
     with staging_dir(paths.install_media_dir) as out:
         if inputs.iso is not None:
@@ -395,6 +494,11 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
+            # Rendered from the record so far (everything but the outputs), so the two cannot disagree.
+            notes = work / readme.NAME
+            write_bytes_atomic(notes, readme.render(record, spec.vocabulary))
+            changes[readme.NAME] = notes
+            record["readme"] = {"path": readme.NAME, "sha256": sha256_file(notes)[0], "size": notes.stat().st_size}
             result = repack(inputs.iso, out / media.filename, changes, epoch=epoch, require=REQUIRED)
             written[media.filename] = result.sha256
             record["file_systems"] = {"input": list(result.before.filesystems.names()),

@@ -278,6 +278,23 @@ def stored_path(wim: Path, index: int, path: str) -> str | None:
     return lines[0] if lines else None
 
 
+def content_hash(wim: Path, index: int, path: str) -> str | None:
+    """The SHA-1 wimlib keeps for the data of file ``path`` in image ``index`` (``""``: it has none), None if absent.
+
+    Read from the WIM's metadata (``dir --detailed``), so a file shared by several images
+    (a DVD's editions carry one ``winre.wim``) is known as the same without extracting it.
+    """
+    out = systools.run(TOOL, ["dir", os.fspath(wim), str(index), f"--path={_wim_path(path)}", "--one-file-only",
+                              "--detailed"], purpose=_PURPOSE, env=_ENV, what=f"looking up {path} in {wim.name}",
+                       ok_codes=(0, _WIMLIB_ERR_PATH_DOES_NOT_EXIST))
+    if out.returncode == _WIMLIB_ERR_PATH_DOES_NOT_EXIST or not out.out.strip():
+        return None
+    # The first stream listed is the unnamed (main) data stream; a folder or an empty file has no hash.
+    match = re.search(r"^\s*Hash\s*=\s*(?:0x)?([0-9a-fA-F]{40})\s*$", out.out, re.M)
+    digest = match.group(1).lower() if match else ""
+    return "" if digest.strip("0") == "" else digest  # wimlib shows a folder's missing hash as zeros
+
+
 def resolve(wim: Path, index: int, path: str) -> str:
     """``path`` with the part that exists in the image spelled as the image spells it.
 

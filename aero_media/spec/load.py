@@ -352,7 +352,9 @@ def _install_media(doc: Doc, ctx: Context) -> InstallMedia | None:
                         install_wim=ctx.resolve(raw["install_wim"]) if "install_wim" in raw else None,
                         install_wim_raw=raw.get("install_wim"),
                         filename=raw.get("filename", InstallMedia.filename),
-                        boot_images=images("boot_images"), install_images=images("install_images"))
+                        boot_images=images("boot_images"), install_images=images("install_images"),
+                        winre=bool(raw.get("winre", InstallMedia.winre)),
+                        nointegritychecks=bool(raw.get("nointegritychecks", InstallMedia.nointegritychecks)))
 
 
 def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing:

@@ -159,6 +159,10 @@ class InstallMedia:
     """None: every image of install.wim."""
     publish_wims: bool = True
     """Publish the patched WIMs beside the ISO (``aero-media service-iso`` delivers the ISO alone)."""
+    winre: bool = True
+    r"""Service ``Windows\System32\Recovery\winre.wim`` inside each install image too."""
+    nointegritychecks: bool = False
+    """Set ``nointegritychecks`` in the BCD stores test mode goes into (opt-in, never the default)."""
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,8 @@ def _install_media(spec: Spec) -> dict[str, Any] | None:
     return {"path": m.iso_raw, "sha256": m.sha256, "boot_wim": m.boot_wim_raw, "install_wim": m.install_wim_raw,
             "filename": m.filename, "publish_wims": m.publish_wims,
             "boot_images": None if m.boot_images is None else list(m.boot_images),
-            "install_images": None if m.install_images is None else list(m.install_images)}
+            "install_images": None if m.install_images is None else list(m.install_images),
+            "winre": m.winre, "nointegritychecks": m.nointegritychecks}
 
 
 def _fetch_slice(spec: Spec) -> dict[str, Any]:

@@ -165,7 +165,7 @@ SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs",
             "signing.policy", "drivers.required", "optional", "target.arches",
             "outputs.drivers_iso.volume_label", "outputs.fat_disk.volume_label", "outputs.fat_disk.size_mib",
             "install_media.path", "install_media.sha256", "install_media.filename", "signing.certs",
-            "media.winpe_drivers")
+            "media.winpe_drivers", "install_media.winre", "install_media.nointegritychecks")
 
 
 @dataclass(frozen=True)

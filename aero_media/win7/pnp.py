@@ -10,7 +10,7 @@ CriticalDeviceDatabase keys) takes them from this one table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..spec.contract import Device, Subsystem
 
@@ -71,16 +71,31 @@ def contract_ids(device: Device) -> tuple[str, ...]:
     return tuple(out)
 
 
-def cdd_keys(device: Device) -> tuple[str, ...]:
+def transitional_ids(device: Device) -> tuple[str, ...]:
+    """The IDs of the device's transitional (legacy) form, if the contract gives one, in the contract's four forms.
+
+    A transitional virtio-pci function has PCI revision 00 and a subsystem device ID equal to
+    the virtio device type (Virtio 1.x, section 4.1.2.1, "PCI Device Discovery"); QEMU's
+    transitional virtio-blk is ``PCI\\VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00``.
+    """
+    if not device.transitional_device_id:
+        return ()
+    legacy = replace(device, device_id=device.transitional_device_id, revision="00",
+                     subsystems=(Subsystem("transitional", f"{device.virtio_type:04X}"),))
+    return tuple(_fill(f, legacy, legacy.subsystems[0]) for f in ID_FORMS if f.contract)
+
+
+def cdd_keys(device: Device, *, transitional: bool = False) -> tuple[str, ...]:
     """CriticalDeviceDatabase key names for a boot-critical device.
 
-    For each contract ID: the ID itself and its ``&CC_<class>`` and ``&CC_<class[:4]>``
-    forms (as Aero's tooling writes them; for the bare ``VEN&DEV`` ID these are the
-    real class-code IDs Windows reports), lower-cased with ``\\`` replaced by ``#``,
-    as Windows writes CDD keys.
+    For each contract ID (and, with ``transitional``, each :func:`transitional_ids` ID):
+    the ID itself and its ``&CC_<class>`` and ``&CC_<class[:4]>`` forms (as Aero's tooling
+    writes them; for the bare ``VEN&DEV`` ID these are the real class-code IDs Windows
+    reports), lower-cased with ``\\`` replaced by ``#``, as Windows writes CDD keys.
     """
     keys: list[str] = []
-    for hwid in contract_ids(device):
+    ids = (*contract_ids(device), *(transitional_ids(device) if transitional else ()))
+    for hwid in ids:
         for form in (hwid, f"{hwid}&CC_{device.class_code}", f"{hwid}&CC_{device.class_code[:4]}"):
             key = form.replace("\\", "#").lower()
             if key not in keys:

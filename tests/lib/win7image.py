@@ -14,7 +14,7 @@ Public API:
 * :func:`boot_sector`, :data:`BOOT_MARKER`;
 * :func:`system_hive`, :func:`software_hive`, :func:`bcd_hive` and the keys
   they hold (:data:`UNTOUCHED_KEYS`, :data:`DEFAULT_LOADER`);
-* :func:`windows_tree`, :func:`make_wim`, :func:`make_media`, :func:`make_iso`,
+* :func:`windows_tree`, :func:`make_wim`, :func:`make_winre`, :func:`make_media`, :func:`make_iso`,
   :func:`make_udf_iso`.
 """
 
@@ -246,11 +246,34 @@ class Media:
     arch: str
 
 
+WINRE = "Windows/System32/Recovery/winre.wim"
+
+
+def make_winre(path: Path, arch: str, work: Path) -> Path:
+    """A recovery image as Windows 7 keeps one in each edition: a one-image Windows PE WIM (boot index 1)."""
+    x = "x64" if arch == "amd64" else "x86"
+    tree = windows_tree(work, edition="WindowsPE", bcd_template=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return make_wim(path, [ImageSpec(tree, f"Microsoft Windows Recovery Environment ({x})",
+                                     win7_properties(arch, "WindowsPE"))], boot_index=1)
+
+
 def make_media(root: Path, arch: str = "amd64", *, editions: Sequence[str] = ("HomePremium", "Ultimate"),
-               setup_complete: bytes | None = None) -> Media:
-    """Lay out a Windows 7 DVD tree: boot files, both media BCDs, and a two-image boot.wim and an install.wim."""
+               setup_complete: bytes | None = None, winre: Sequence[str] | None = None,
+               winre_bytes: bytes | None = None) -> Media:
+    """Lay out a Windows 7 DVD tree: boot files, both media BCDs, and a two-image boot.wim and an install.wim.
+
+    Each edition in ``winre`` (default: all, as on a DVD) carries the same ``Windows\\System32\\Recovery\\winre.wim``
+    (``winre_bytes`` instead of a real one: a damaged recovery image).
+    """
     x = "x64" if arch == "amd64" else "x86"
     work = root.parent / f"{root.name}-trees"
+    recovery = work / "winre.wim"
+    if winre_bytes is None:
+        make_winre(recovery, arch, work / "winre")
+    else:
+        recovery.parent.mkdir(parents=True, exist_ok=True)
+        recovery.write_bytes(winre_bytes)
     pe = windows_tree(work / "winpe", bcd_template=False)
     setup = windows_tree(work / "setup", bcd_template=False)
     (setup / "setup.exe").write_bytes(b"MZ stand-in for setup.exe\n")
@@ -261,6 +284,10 @@ def make_media(root: Path, arch: str = "amd64", *, editions: Sequence[str] = ("H
     ], boot_index=2)
     installs = [ImageSpec(windows_tree(work / f"install-{e}", edition=e, setup_complete=setup_complete),
                           f"Windows 7 {e}", win7_properties(arch, e)) for e in editions]
+    for edition, image in zip(editions, installs, strict=True):
+        if winre is None or edition in winre:
+            (image.tree / WINRE).parent.mkdir(parents=True, exist_ok=True)
+            (image.tree / WINRE).write_bytes(recovery.read_bytes())
     install_wim = make_wim(root / "sources" / "install.wim", installs)
     (root / "boot").mkdir(exist_ok=True)
     (root / "boot" / "etfsboot.com").write_bytes(boot_sector())

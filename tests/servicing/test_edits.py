@@ -55,11 +55,57 @@ def test_storage_edits_are_the_service_and_a_cdd_key_per_id_form(contract: Contr
         "ErrorControl": RegValue.dword("ErrorControl", 1), "Group": RegValue.sz("Group", "SCSI miniport"),
         "ImagePath": RegValue.expand_sz("ImagePath", "system32\\drivers\\viostor.sys")}
     cdd = f"{CCS}\\Control\\CriticalDeviceDatabase\\"
-    assert list(keys) == [cdd + k for k in pnp.cdd_keys(device)]
+    assert list(keys) == [cdd + k for k in pnp.cdd_keys(device, transitional=True)]
     assert "pci#ven_1af4&dev_1042&subsys_00021af4&rev_01" in pnp.cdd_keys(device)
     assert all(v == {"Service": RegValue.sz("Service", "viostor"),
                      "ClassGUID": RegValue.sz("ClassGUID", "{4D36E97B-E325-11CE-BFC1-08002BE10318}")}
                for v in keys.values())
+
+
+def test_cdd_keys_cover_every_hardware_id_the_contract_gives_transitional_included(contract: Contract) -> None:
+    """A transitional DEV_1001 in the contract gets keys too (virt-v2v writes one for DEV_1001&REV_00)."""
+    device = contract.device("virtio-blk")
+    assert device.transitional_device_id == "1001"
+    ids = [*pnp.contract_ids(device), *pnp.transitional_ids(device)]
+    assert "PCI\\VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00" in ids  # what QEMU's transitional virtio-blk reports
+    assert "PCI\\VEN_1AF4&DEV_1001&REV_00" in ids  # the key virt-v2v writes
+    for image in (ImageKind.WINPE, ImageKind.SETUP, ImageKind.INSTALL, ImageKind.RECOVERY):
+        written = {e.key.rsplit("\\", 1)[-1] for e in edits.registry_edits(image, HiveFile.SYSTEM, contract, Options(),
+                                                                           control_set=CCS) if "Critical" in e.key}
+        for hwid in ids:
+            assert hwid.replace("\\", "#").lower() in written, (image, hwid)
+    modern_only = dataclasses.replace(device, transitional_device_id=None)
+    assert not pnp.transitional_ids(modern_only)
+    assert not any("dev_1001" in k for k in pnp.cdd_keys(modern_only, transitional=True))
+
+
+def test_recovery_gets_boot_storage_and_certificates_but_no_install_only_edits(contract: Contract,
+                                                                               cert: Cert) -> None:
+    opts = Options(certificates=(cert,), testsigning=True, nointegritychecks=True)
+    assert edits.hives_for(ImageKind.RECOVERY, contract, opts) == (HiveFile.SYSTEM, HiveFile.SOFTWARE)
+    system = edits.registry_edits(ImageKind.RECOVERY, HiveFile.SYSTEM, contract, opts, control_set=CCS)
+    assert system == edits.registry_edits(ImageKind.WINPE, HiveFile.SYSTEM, contract, opts, control_set=CCS)
+    software = _by_key(edits.registry_edits(ImageKind.RECOVERY, HiveFile.SOFTWARE, contract, opts))
+    assert sorted(software) == sorted(f"Microsoft\\SystemCertificates\\{s}\\Certificates\\{cert.thumbprint}"
+                                      for s in ("ROOT", "TrustedPublisher"))  # no DevicePath
+
+
+def test_nointegritychecks_is_opt_in_on_the_same_objects_as_test_mode(contract: Contract) -> None:
+    objects = (bcd.GLOBAL_SETTINGS, bcd.BOOTLOADER_SETTINGS)
+    for store, image in ((HiveFile.BCD_TEMPLATE, ImageKind.INSTALL), (HiveFile.MEDIA_BCD_BIOS, ImageKind.MEDIA),
+                         (HiveFile.MEDIA_BCD_UEFI, ImageKind.MEDIA)):
+        default = edits.registry_edits(image, store, contract, Options(testsigning=True), bcd_objects=objects)
+        assert not Options().nointegritychecks
+        assert [e.key.rsplit("\\", 1)[-1] for e in default] == [bcd.TESTSIGNING] * 2
+        both = edits.registry_edits(image, store, contract, Options(testsigning=True, nointegritychecks=True),
+                                    bcd_objects=objects)
+        assert sorted(e.key for e in both) == sorted(f"Objects\\{g}\\Elements\\{el}" for g in objects
+                                                     for el in (bcd.TESTSIGNING, bcd.NOINTEGRITYCHECKS))
+        assert all(e.value == bcd.boolean(True) for e in both)
+        alone = edits.registry_edits(image, store, contract, Options(nointegritychecks=True), bcd_objects=objects)
+        assert [e.key.rsplit("\\", 1)[-1] for e in alone] == [bcd.NOINTEGRITYCHECKS] * 2
+    assert HiveFile.BCD_TEMPLATE in edits.hives_for(ImageKind.INSTALL, contract, Options(nointegritychecks=True))
+    assert edits.hives_for(ImageKind.RECOVERY, contract, Options(nointegritychecks=True)) == (HiveFile.SYSTEM,)
 
 
 def test_which_hives_each_image_gets(contract: Contract) -> None:
