@@ -36,7 +36,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, identity, isorepack, wim
+from . import answerfile, bcd, hive, identity, isorepack, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -341,6 +341,7 @@ def service_media(run: Run) -> dict[str, Any]:
     # Before anything is removed: the work folder is emptied and install-media/ replaced as a whole.
     _owned_outputs(paths, media.filename, spec.display)
     _owned_work(work, ctx.root, spec.display)
+    answerfile.preflight(spec)
     remove_tree(work)
     work.mkdir(parents=True)
     (work / WORK_MARKER).write_bytes(b"")
@@ -369,7 +370,7 @@ def service_media(run: Run) -> dict[str, Any]:
                for i in _selected(install_images, media.install_images, "install_images", spec.display)]
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
                               "source_date_epoch": epoch, "images": images, "media_bcd": [], "winpe_drivers": []}
-    with staging_dir(paths.install_media_dir) as out:
+    with staging_dir(paths.install_media_dir) as out, answerfile.private_folder() as private:
         if inputs.iso is not None:
             changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
@@ -387,6 +388,9 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
+            answer, record["answer_file"] = answerfile.for_media(spec, arch, {p.name: p.folder for p in packages},
+                                                                  private)
+            changes.update(answer)
             result = repack(inputs.iso, out / media.filename, changes, require=REQUIRED)
             record["file_systems"] = {"input": list(result.before.filesystems.names()),
                                       "output": list(result.after.filesystems.names()),

@@ -31,16 +31,20 @@ from .model import (
     GuestToolsOut,
     InstallMedia,
     Media,
+    SecretSource,
     Signer,
     Signing,
     Source,
     Spec,
+    Unattended,
 )
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
+    AnswerFile,
     Arch,
     OptionalPolicy,
+    Partitioning,
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
@@ -352,7 +356,27 @@ def _install_media(doc: Doc, ctx: Context) -> InstallMedia | None:
                         install_wim=ctx.resolve(raw["install_wim"]) if "install_wim" in raw else None,
                         install_wim_raw=raw.get("install_wim"),
                         filename=raw.get("filename", InstallMedia.filename),
-                        boot_images=images("boot_images"), install_images=images("install_images"))
+                        boot_images=images("boot_images"), install_images=images("install_images"),
+                        answer_file=AnswerFile(raw["answer_file"]) if "answer_file" in raw else None,
+                        unattended=_unattended(raw.get("unattended"), ctx))
+
+
+def _secret(raw: dict[str, Any], name: str, ctx: Context) -> SecretSource | None:
+    if f"{name}_env" in raw:
+        return SecretSource(env=raw[f"{name}_env"])
+    if f"{name}_file" in raw:
+        return SecretSource(file=ctx.resolve(raw[f"{name}_file"]), file_raw=raw[f"{name}_file"])
+    return None
+
+
+def _unattended(raw: dict[str, Any] | None, ctx: Context) -> Unattended | None:
+    if raw is None:
+        return None
+    password = _secret(raw, "password", ctx)
+    assert password is not None  # the schema requires one source
+    return Unattended(locale=raw["locale"], time_zone=raw["time_zone"], account=raw["account"], password=password,
+                      product_key=_secret(raw, "product_key", ctx),
+                      partitioning=Partitioning(raw.get("partitioning", Partitioning.ASK.value)))
 
 
 def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing:
@@ -416,7 +440,8 @@ def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
 
 # Every spec field that names a file or folder the build only reads (JSON pointer -> the raw value(s)).
 _INPUT_FIELDS = ("/source/path", "/source/license_file", "/install_media/path", "/install_media/boot_wim",
-                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs")
+                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs",
+                 "/install_media/unattended/password_file", "/install_media/unattended/product_key_file")
 
 
 def _input_inside_output_problems(doc: Doc, ctx: Context) -> list[str]:

@@ -12,8 +12,10 @@ from typing import Any
 from .contract import Contract, Device
 from .types import (
     SPEC_FIELDS,
+    AnswerFile,
     Arch,
     OptionalPolicy,
+    Partitioning,
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
@@ -142,6 +144,32 @@ class Media:
 
 
 @dataclass(frozen=True)
+class SecretSource:
+    """Where a secret is read at build time: a file or an environment variable (never the spec itself)."""
+
+    file: Path | None = None
+    file_raw: str | None = None
+    env: str | None = None
+
+    def describe(self) -> str:
+        """Where the secret comes from, for messages and records (never the secret)."""
+        return f"${self.env}" if self.env is not None else str(self.file_raw)
+
+
+@dataclass(frozen=True)
+class Unattended:
+    """What a full answer file answers (``install_media.unattended``)."""
+
+    locale: str
+    time_zone: str
+    account: str
+    password: SecretSource
+    product_key: SecretSource | None = None
+    """None: Setup asks for the key (and the edition)."""
+    partitioning: Partitioning = Partitioning.ASK
+
+
+@dataclass(frozen=True)
 class InstallMedia:
     """A Windows 7 install ISO (or its two WIMs) to service (``install_media:`` in the spec)."""
 
@@ -159,6 +187,10 @@ class InstallMedia:
     """None: every image of install.wim."""
     publish_wims: bool = True
     """Publish the patched WIMs beside the ISO (``aero-media service-iso`` delivers the ISO alone)."""
+    answer_file: AnswerFile | None = None
+    """None: no ``autounattend.xml`` (an answer file Setup cannot parse stops Setup, so it is opt-in)."""
+    unattended: Unattended | None = None
+    """Set exactly when ``answer_file`` is full."""
 
 
 @dataclass(frozen=True)
@@ -319,7 +351,18 @@ def _install_media(spec: Spec) -> dict[str, Any] | None:
     return {"path": m.iso_raw, "sha256": m.sha256, "boot_wim": m.boot_wim_raw, "install_wim": m.install_wim_raw,
             "filename": m.filename, "publish_wims": m.publish_wims,
             "boot_images": None if m.boot_images is None else list(m.boot_images),
-            "install_images": None if m.install_images is None else list(m.install_images)}
+            "install_images": None if m.install_images is None else list(m.install_images),
+            "answer_file": None if m.answer_file is None else m.answer_file.value,
+            "unattended": _unattended(m.unattended)}
+
+
+def _unattended(u: Unattended | None) -> dict[str, Any] | None:
+    # Where the secrets come from, never their values (this slice is stored in doit's dep file).
+    if u is None:
+        return None
+    return {"locale": u.locale, "time_zone": u.time_zone, "account": u.account, "partitioning": u.partitioning.value,
+            "password": u.password.describe(),
+            "product_key": None if u.product_key is None else u.product_key.describe()}
 
 
 def _fetch_slice(spec: Spec) -> dict[str, Any]:
