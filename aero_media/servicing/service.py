@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
+from ..answer import answerfile
 from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     copy_fp_hashed,
@@ -36,7 +37,7 @@ from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import answerfile, bcd, hive, identity, isorepack, wim
+from . import bcd, hive, identity, isorepack, wim
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,

@@ -333,7 +333,9 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         signing=signing,
-        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True))),
+        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True)),
+                    answer_file=AnswerFile(data["media"]["answer_file"]) if "answer_file" in data.get("media", {})
+                    else None),
         install_media=_install_media(doc, ctx),
         cache_dir=cache_dir,
         contract=contract,

@@ -141,6 +141,9 @@ class Media:
     winpe_drivers: bool = True
     """Carry ``$WinPEDriver$/<arch>/<driver>/`` (which Windows 7 Setup searches on every drive by itself) on the
     drivers ISO, the FAT disk and the serviced install ISO."""
+    answer_file: AnswerFile | None = None
+    """A drivers-only ``autounattend.xml`` on the drivers ISO too (None: none; a full one only ever goes on the
+    serviced ISO, ``install_media.answer_file``)."""
 
 
 @dataclass(frozen=True)
@@ -352,8 +355,9 @@ def _install_media(spec: Spec) -> dict[str, Any] | None:
             "filename": m.filename, "publish_wims": m.publish_wims,
             "boot_images": None if m.boot_images is None else list(m.boot_images),
             "install_images": None if m.install_images is None else list(m.install_images),
-            "answer_file": None if m.answer_file is None else m.answer_file.value,
-            "unattended": _unattended(m.unattended)}
+            # Only when set: a spec without an answer file keeps the slice (and so its serviced media) it had.
+            **({"answer_file": m.answer_file.value, "unattended": _unattended(m.unattended)}
+               if m.answer_file is not None else {})}
 
 
 def _unattended(u: Unattended | None) -> dict[str, Any] | None:
@@ -363,6 +367,11 @@ def _unattended(u: Unattended | None) -> dict[str, Any] | None:
     return {"locale": u.locale, "time_zone": u.time_zone, "account": u.account, "partitioning": u.partitioning.value,
             "password": u.password.describe(),
             "product_key": None if u.product_key is None else u.product_key.describe()}
+
+
+def _media_answer_file(spec: Spec) -> dict[str, Any]:
+    # Only when set: the drivers ISO of a spec without one is not rebuilt for a key it does not use.
+    return {"answer_file": spec.media.answer_file.value} if spec.media.answer_file is not None else {}
 
 
 def _fetch_slice(spec: Spec) -> dict[str, Any]:
@@ -398,10 +407,10 @@ _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
     Stage.NOTICES: lambda s: {"source": _source(s), "license_file": s.source.license_file_raw, "name": s.name},
     Stage.DRIVERS_ISO: lambda s: {"name": s.name, "description": s.description, "out": _drivers_iso_out(s),
                                   "winpe": s.media.winpe_drivers, "arches": [a.value for a in s.arches],
-                                  "contract": _contract_name(s)},
+                                  "contract": _contract_name(s), **_media_answer_file(s)},
     Stage.VERIFY: lambda s: {"out": _drivers_iso_out(s), "winpe": s.media.winpe_drivers,
                              "arches": [a.value for a in s.arches],
-                             "required": [d.name for d in s.drivers if d.required]},
+                             "required": [d.name for d in s.drivers if d.required], **_media_answer_file(s)},
     Stage.FAT_DISK: _fat_disk_slice,
     # The verifiers read what their writer wrote, so they read the writer's slice.
     Stage.VERIFY_FAT_DISK: _fat_disk_slice,

@@ -1,6 +1,6 @@
 """autounattend.xml: both variants validate against our schema, which refuses what Setup would not parse.
 
-In process, no tools: the writer, the schema (``aero_media/servicing/unattend.xsd``, checked with
+In process, no tools: the writer, the schema (``aero_media/answer/unattend.xsd``, checked with
 xmlschema), the secrets' sources and the spec settings.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from aero_media.answer import answerfile as af
 from aero_media.errors import SpecError
-from aero_media.servicing import answerfile as af
 from aero_media.spec.load import project_contract, spec_from_mapping
 from aero_media.spec.model import Context, SecretSource, Unattended
 from aero_media.spec.types import SPEC_FIELDS, AnswerFile, Arch, Partitioning, Stage
@@ -238,3 +238,16 @@ def test_the_service_fingerprint_names_where_secrets_are_never_what(tmp_path: Pa
     assert "$AERO_TEST_PW" in slice_ and PASSWORD not in slice_
     assert load({"answer_file": "drivers-only"}, tmp_path).fingerprint(Stage.SERVICE) != \
         load({}, tmp_path).fingerprint(Stage.SERVICE)
+
+
+def test_the_drivers_iso_takes_a_drivers_only_answer_file_only(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "specs" / "sample.yaml").read_text())
+    ctx = Context(root=REPO)
+    assert spec_from_mapping(data, ctx, SPEC_FIELDS, project_contract(ctx)).media.answer_file is None
+    data["media"] = {"answer_file": "drivers-only"}
+    with_one = spec_from_mapping(data, ctx, SPEC_FIELDS, project_contract(ctx))
+    assert with_one.media.answer_file is AnswerFile.DRIVERS_ONLY
+    data["media"] = {"answer_file": "full"}  # secrets never go onto the drivers ISO
+    with pytest.raises(SpecError) as err:
+        spec_from_mapping(data, ctx, SPEC_FIELDS, project_contract(ctx))
+    assert "/media/answer_file" in str(err.value)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from aero_media.servicing import answerfile as af
+from aero_media.answer import answerfile as af
 from aero_media.sources.isoread import IsoTree
 from aero_media.sources.tree import EntryKind
 from tests.lib.needs import need_tool
@@ -147,3 +148,25 @@ def test_service_iso_answer_file_flags_are_checked(flags: list[str], names: str,
                  str(tmp_path / "o.iso"), *flags]) == 2
     err = capsys.readouterr().err
     assert names in err and "Traceback" not in err and not (tmp_path / "o.iso").exists()
+
+
+def test_the_drivers_iso_carries_a_drivers_only_answer_file_for_each_arch_on_request(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
+    data = yaml.safe_load((REPO / "specs" / "sample.yaml").read_text())
+    data["name"] = "withanswer"
+    data["outputs"]["fat_disk"] = {"enabled": False}
+    data["media"] = {"answer_file": "drivers-only"}
+    write_spec(project, "withanswer", data)
+    assert run_doit(project, "verify:withanswer") == 0  # the verifier accepts it: the manifest lists it
+    iso = project / "dist" / "withanswer" / "aero-virtio-win7-drivers.iso"
+    files = iso_files(iso)
+    xml = files[af.FILE_NAME]
+    assert af.problems(xml) == []
+    text = xml.decode()
+    for arch in ("x86", "amd64"):
+        assert f'processorArchitecture="{arch}"' in text
+        named = {m for m in re.findall(rf"<Path>D:\\win7\\{arch}\\([^<]+)</Path>", text)}
+        on_iso = {f.split("/")[2] for f in files if f.startswith(f"win7/{arch}/")}
+        assert named == on_iso and named
+    manifest = json.loads(files["manifest.json"])
+    assert af.FILE_NAME in {f["path"] for f in manifest["files"]}

@@ -10,8 +10,9 @@ package into the offline image's driver store: the part of DISM that cannot run 
 Drive letters in Windows PE depend on the disks attached, so each package is listed under every
 letter the DVD may get (``C:`` to ``Z:`` except ``X:``, Windows PE's own RAM disk), always as
 ``<letter>:\win7\<arch>\<driver>`` (the drivers ISO's layout, which the serviced ISO then carries
-too); Setup skips a path that does not exist. Everything we write is checked against our own XML
-Schema (``unattend.xsd``) before it is placed.
+too). That Setup skips a listed path that does not exist is not confirmed on Windows 7 (docs/windows7.md,
+Answer files, weighs this against ``%configsetroot%``), one reason the file is opt-in. Everything we write is
+checked against our own XML Schema (``unattend.xsd``) before it is placed.
 
 Secrets (the account's password, the product key) are read from a file or an environment variable
 when the medium is written, go into one file in a private temporary folder outside ``build/``
