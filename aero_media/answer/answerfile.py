@@ -262,12 +262,19 @@ def problems(xml: bytes) -> list[str]:
     return out
 
 
-def check(xml: bytes) -> None:
-    """Refuse to place an answer file our schema rejects: Setup stops on one it cannot parse."""
+def check(xml: bytes, secrets: Secrets | None = None) -> None:
+    """Refuse to place an answer file our schema rejects: Setup stops on one it cannot parse.
+
+    A schema message may quote the offending value: any of ``secrets`` in it is replaced by ``<hidden>``.
+    """
     found = problems(xml)
     if found:
-        # Our own writer made it from validated settings: a bug, never the user's input (and never a secret).
-        raise InternalError(f"the {FILE_NAME} written breaks unattend.xsd: {found[0]}")
+        said = found[0]
+        if secrets is not None:
+            for value in (secrets.password, hidden_password(secrets.password), secrets.product_key):
+                said = said.replace(value, "<hidden>") if value else said
+        # Our own writer made it from validated settings: a bug, never the user's input.
+        raise InternalError(f"the {FILE_NAME} written breaks unattend.xsd: {said}")
 
 
 # -- the medium ------------------------------------------------------------------
@@ -321,7 +328,7 @@ def for_media(spec: Spec, arch: Arch, drivers: Mapping[str, Path], private: Path
         return {}, None
     secrets = read_secrets(media.unattended, spec.display) if media.unattended is not None else None
     xml = render(kind, {arch: sorted(drivers)}, media.unattended, secrets)
-    check(xml)
+    check(xml, secrets)
     local = private / FILE_NAME
     write_bytes_atomic(local, xml)
     local.chmod(0o600)

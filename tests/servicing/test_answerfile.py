@@ -251,3 +251,13 @@ def test_the_drivers_iso_takes_a_drivers_only_answer_file_only(tmp_path: Path) -
     with pytest.raises(SpecError) as err:
         spec_from_mapping(data, ctx, SPEC_FIELDS, project_contract(ctx))
     assert "/media/answer_file" in str(err.value)
+
+
+def test_a_schema_failure_never_quotes_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A validator message may quote the value it refused: here one that quotes every secret.
+    quoted = f"/unattend/settings[1]/component[3]/UserData/ProductKey/Key: {KEY!r}, {af.hidden_password(PASSWORD)}"
+    monkeypatch.setattr(af, "problems", lambda xml: [quoted])
+    with pytest.raises(af.InternalError) as err:
+        af.check(full(), af.Secrets(PASSWORD, KEY))
+    said = str(err.value)
+    assert "ProductKey/Key" in said and KEY not in said and af.hidden_password(PASSWORD) not in said
