@@ -67,7 +67,18 @@ SERVICE_ISO_FLAGS = Vocabulary("service-iso", {
     "media.winpe_drivers": Flag("--no-winpe-drivers", "pass --no-winpe-drivers"),
     "install_media.winre": Flag("--no-winre", "pass --no-winre"),
     "install_media.nointegritychecks": Flag("--nointegritychecks", "pass --nointegritychecks"),
+    "install_media.answer_file": Flag("--answer-file", "leave out --answer-file"),
+    "install_media.unattended.password_file": Flag("--password-file", "give --password-file a readable file"),
+    "install_media.unattended.password_env": Flag("--password-env", "export the variable --password-env names"),
+    "install_media.unattended.product_key_file": Flag("--product-key-file",
+                                                      "give --product-key-file a readable file"),
+    "install_media.unattended.product_key_env": Flag("--product-key-env",
+                                                     "export the variable --product-key-env names"),
 })
+# service-iso's options for a full answer file -> the install_media.unattended fields they set.
+UNATTENDED_FLAGS = {"locale": "locale", "time_zone": "time_zone", "account": "account",
+                    "password_file": "password_file", "password_env": "password_env",
+                    "product_key_file": "product_key_file", "product_key_env": "product_key_env"}
 CHECK_FLAGS = Vocabulary("check", {
     "checks.placeholder_catalogs": _PLACEHOLDERS,
     "checks.allow_sha256_only": _SHA256_ONLY,
@@ -293,6 +304,29 @@ def cmd_build_fat(args: argparse.Namespace) -> int:
     return _build_adhoc(args, "fat")
 
 
+def _answer_file(args: argparse.Namespace) -> dict[str, Any]:
+    """``--answer-file`` and its settings as ``install_media`` fields (secrets stay where the flags point)."""
+    given = {field: getattr(args, attr) for attr, field in UNATTENDED_FLAGS.items() if getattr(args, attr)}
+    if args.wipe_disk_0:
+        given["partitioning"] = "wipe-disk-0"
+    if args.answer_file != "full":
+        if given:
+            flag = "--wipe-disk-0" if "partitioning" in given else f"--{next(iter(given)).replace('_', '-')}"
+            raise UsageError(f"{flag} goes with --answer-file full", "add --answer-file full, or drop the option")
+        return {"answer_file": args.answer_file} if args.answer_file else {}
+    missing = [f"--{f.replace('_', '-')}" for f in ("locale", "time_zone", "account") if f not in given]
+    if missing:
+        raise UsageError(f"--answer-file full needs {', '.join(missing)}",
+                         "give the locale (en-US), time zone (UTC) and account name of the unattended install")
+    if ("password_file" in given) == ("password_env" in given):
+        raise UsageError("--answer-file full needs exactly one of --password-file and --password-env",
+                         "give the file or environment variable that holds the account's password")
+    for attr in ("password_file", "product_key_file"):
+        if attr in given:
+            given[attr] = str(Path(given[attr]).absolute())
+    return {"answer_file": "full", "unattended": given}
+
+
 def cmd_service_iso(args: argparse.Namespace) -> int:
     """Service a Windows 7 install ISO: boot-critical viostor, drivers, certificates and test mode in its WIMs."""
     from .media.epoch import source_date_epoch
@@ -331,7 +365,7 @@ def cmd_service_iso(args: argparse.Namespace) -> int:
                         "certs": [str(Path(c).absolute()) for c in args.cert]},
             "media": {"winpe_drivers": not args.no_winpe_drivers},
             "install_media": {"path": str(iso.absolute()), "filename": output.name, "winre": not args.no_winre,
-                              "nointegritychecks": args.nointegritychecks},
+                              "nointegritychecks": args.nointegritychecks, **_answer_file(args)},
         }
         spec = spec_from_mapping(data, ctx, SERVICE_ISO_FLAGS, project_contract(repo))
         assert spec.install_media is not None
@@ -584,6 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave the recovery image (winre.wim) inside each install image as it is")
     p.add_argument("--nointegritychecks", action="store_true",
                    help="also set nointegritychecks where test mode goes (off by default; a last resort)")
+    p.add_argument("--answer-file", choices=["drivers-only", "full"],
+                   help="write autounattend.xml at the ISO's root (default: none); full needs the options below")
+    p.add_argument("--locale", help="full: Setup's and the system's locale, e.g. en-US")
+    p.add_argument("--time-zone", help="full: a Windows time zone ID, e.g. UTC")
+    p.add_argument("--account", help="full: the local administrator to create")
+    p.add_argument("--password-file", help="full: a file whose first line is the account's password")
+    p.add_argument("--password-env", help="full: an environment variable holding the account's password")
+    p.add_argument("--product-key-file", help="full: a file whose first line is the product key (else Setup asks)")
+    p.add_argument("--product-key-env", help="full: an environment variable holding the product key")
+    p.add_argument("--wipe-disk-0", action="store_true", help="full: erase disk 0 and install onto it")
 
     p = add("verify-iso", cmd_verify_iso)
     p.add_argument("--iso", required=True)

@@ -11,7 +11,7 @@ LAYERS = {
     "aero_media.spec": 1,
     "aero_media.win7": 2,
     "aero_media.manifests": 3, "aero_media.paths": 3,
-    "aero_media.sources": 4,
+    "aero_media.sources": 4, "aero_media.answer": 4,  # the answer file: below both media that carry it
     "aero_media.stage": 5,
     "aero_media.media": 6, "aero_media.devtools": 6,
     "aero_media.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$

@@ -48,6 +48,12 @@ def test_the_installed_package_is_the_one_that_runs(installed: Path, tmp_path: P
     shipped = sorted(p.name for p in (installed / "aero_media" / "specdata").iterdir())
     assert shipped == ["devices.schema.json", "devices.yaml", "schema.json"]
     assert (installed / "aero_media" / "media" / "templates" / "setup.cmd").is_file()
+    # The answer-file schema ships beside its writer, and the installed writer validates with it.
+    check = ("from aero_media.answer import answerfile as af; from aero_media.spec.types import AnswerFile, Arch;"
+             "assert af.SCHEMA_FILE.is_file(); print(af.problems(af.render(AnswerFile.DRIVERS_ONLY, "
+             "{Arch.X86: ['viostor']})))")
+    out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
 def test_the_distribution_is_named_for_what_it_is(installed: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import log
+from ..answer import answerfile
 from ..fsutil import dump_json, relpath_for_humans
 from ..manifests import (
     DriversIsoManifest,
@@ -48,6 +49,12 @@ def build_drivers_iso(run: Run) -> FileRecord:
         winpe_files, winpe_records = winpe_media(spec, paths, stages)
         files += winpe_files
         records += winpe_records
+    if spec.media.answer_file is not None:
+        # Setup reads it from any CD's root, so the drivers ISO beside an unmodified DVD does the job too.
+        xml = answerfile.render(spec.media.answer_file, {m.arch: [p.driver for p in m.packages] for m in stages})
+        answerfile.check(xml)
+        files.append(MediaFile(answerfile.FILE_NAME, data=xml))
+        records.append(media_record(answerfile.FILE_NAME, xml))
     packages = media_packages(stages)
     prov = provenance(run, stages)
     readme = _readme(spec, packages, prov)

@@ -11,6 +11,7 @@ Why each edit is made is in docs/windows7.md (install images to BCD test mode).
 * :mod:`.isorepack`: rebuild the ISO with our writer (its tree as read, UDF kept, El Torito replayed),
   and an El Torito reader of our own;
 * :mod:`.edits`: THE table of what goes into each image, expanded for a contract, arch, certificates, options.
+* the answer file (``autounattend.xml``) it may place comes from :mod:`aero_media.answer`.
 
 Every external program runs through :mod:`aero_media.systools`, which turns a missing program
 or a failure into one line naming the Debian package or the fix.

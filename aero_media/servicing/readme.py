@@ -3,7 +3,8 @@
 One owner for the text, so the README and the record cannot disagree: the README is
 rendered from the record, never from the settings directly. It says which images were
 serviced (the recovery image inside each edition included), whether test mode and
-``nointegritychecks`` are on, and which setting turns each optional part off or on.
+``nointegritychecks`` are on, what the answer file (``autounattend.xml``) does if there is one,
+and which setting turns each optional part off or on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,31 @@ def _recovery_lines(image: dict[str, Any]) -> list[str]:
         return [f"    {recovery['path']}: not serviced ({recovery['why']})"]
     return [f"    {recovery['path']}: serviced (boot-critical storage driver and certificates)",
             *("    " + _image_line(i) for i in recovery["images"])]
+
+
+def _answer_lines(answer: dict[str, Any] | None, arch: str, vocabulary: Vocabulary) -> list[str]:
+    # From the record's answer_file (None: none written), so what the README says is what servicing.json says.
+    if answer is None:
+        setting = "install_media.answer_file"
+        on = (f"{vocabulary.name(setting)} drivers-only" if vocabulary.from_command_line
+              else f"set {setting}: drivers-only")
+        return [f"Answer file: none (the default). For one that has Windows 7 Setup stage the drivers itself, {on}."]
+    lines = [
+        f"Answer file: {answer['path']} ({answer['variant']}, {answer['arch']}). Windows 7 Setup reads it from the "
+        f"root of the disc by itself. It tells Setup to load the drivers in win7\\{arch}\\ in Windows PE "
+        "(Microsoft-Windows-PnpCustomizationsWinPE) and to add them to the new system's driver store "
+        "(Microsoft-Windows-PnpCustomizationsNonWinPE, offlineServicing pass). The paths are listed under every "
+        "drive letter from C: to Z: except X:, so they hold whatever letter the disc gets.",
+    ]
+    if answer["variant"] == "full":
+        disk = ("ERASES DISK 0 and installs onto one NTFS partition" if answer["partitioning"] == "wipe-disk-0"
+                else "asks where to install")
+        lines += [f"It also installs unattended: locale {answer['locale']}, time zone {answer['time_zone']}, "
+                  f"local administrator {answer['account']}, the EULA accepted; Setup {disk}. It holds the "
+                  "account's password (encoded, not encrypted) and any product key: keep this disc private."]
+    lines += [f"To install without it: {answer['turn_off']} and service the DVD again, or delete {answer['path']} "
+              "from a copy of the disc."]
+    return lines
 
 
 def render(record: dict[str, Any], vocabulary: Vocabulary) -> bytes:
@@ -68,6 +94,8 @@ def render(record: dict[str, Any], vocabulary: Vocabulary) -> bytes:
                                  if options["nointegritychecks"]
                                  else "off (the default); to turn it on, as a last resort, "
                                       f"{fix('install_media.nointegritychecks', 'true')}."),
+        "",
+        *_answer_lines(record["answer_file"], record["arch"], vocabulary),
         "",
     ]
     text = "\r\n".join(lines)

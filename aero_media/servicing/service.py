@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
+from ..answer import answerfile
 from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     copy_fp_hashed,
@@ -440,6 +441,7 @@ def service_media(run: Run) -> dict[str, Any]:
     # Before anything is removed: the work folder is emptied and install-media/ replaced as a whole.
     _owned_outputs(paths, media.filename, spec.display)
     _owned_work(work, ctx.root, spec.display)
+    answerfile.preflight(spec)
     remove_tree(work)
     work.mkdir(parents=True)
     (work / WORK_MARKER).write_bytes(b"")
@@ -474,9 +476,10 @@ def service_media(run: Run) -> dict[str, Any]:
                               "source_date_epoch": epoch,
                               "options": {"winre": media.winre, "testsigning": options.testsigning,
                                           "nointegritychecks": options.nointegritychecks},
+                              "answer_file": None,  # beside the options; filled in below when one is written
                               "images": images, "media_bcd": [], "winpe_drivers": []}
     written: dict[str, str] = {}  # sha256 of what was hashed as it was written (the ISO)
-    with staging_dir(paths.install_media_dir) as out:
+    with staging_dir(paths.install_media_dir) as out, answerfile.private_folder() as private:
         if inputs.iso is not None:
             changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
@@ -494,6 +497,9 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
+            answer, record["answer_file"] = answerfile.for_media(spec, arch, {p.name: p.folder for p in packages},
+                                                                  private)
+            changes.update(answer)
             # Rendered from the record so far (everything but the outputs), so the two cannot disagree.
             notes = work / readme.NAME
             write_bytes_atomic(notes, readme.render(record, spec.vocabulary))

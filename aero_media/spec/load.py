@@ -31,16 +31,20 @@ from .model import (
     GuestToolsOut,
     InstallMedia,
     Media,
+    SecretSource,
     Signer,
     Signing,
     Source,
     Spec,
+    Unattended,
 )
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
+    AnswerFile,
     Arch,
     OptionalPolicy,
+    Partitioning,
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
@@ -329,7 +333,9 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         signing=signing,
-        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True))),
+        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True)),
+                    answer_file=AnswerFile(data["media"]["answer_file"]) if "answer_file" in data.get("media", {})
+                    else None),
         install_media=_install_media(doc, ctx),
         cache_dir=cache_dir,
         contract=contract,
@@ -354,7 +360,27 @@ def _install_media(doc: Doc, ctx: Context) -> InstallMedia | None:
                         filename=raw.get("filename", InstallMedia.filename),
                         boot_images=images("boot_images"), install_images=images("install_images"),
                         winre=bool(raw.get("winre", InstallMedia.winre)),
-                        nointegritychecks=bool(raw.get("nointegritychecks", InstallMedia.nointegritychecks)))
+                        nointegritychecks=bool(raw.get("nointegritychecks", InstallMedia.nointegritychecks)),
+                        answer_file=AnswerFile(raw["answer_file"]) if "answer_file" in raw else None,
+                        unattended=_unattended(raw.get("unattended"), ctx))
+
+
+def _secret(raw: dict[str, Any], name: str, ctx: Context) -> SecretSource | None:
+    if f"{name}_env" in raw:
+        return SecretSource(env=raw[f"{name}_env"])
+    if f"{name}_file" in raw:
+        return SecretSource(file=ctx.resolve(raw[f"{name}_file"]), file_raw=raw[f"{name}_file"])
+    return None
+
+
+def _unattended(raw: dict[str, Any] | None, ctx: Context) -> Unattended | None:
+    if raw is None:
+        return None
+    password = _secret(raw, "password", ctx)
+    assert password is not None  # the schema requires one source
+    return Unattended(locale=raw["locale"], time_zone=raw["time_zone"], account=raw["account"], password=password,
+                      product_key=_secret(raw, "product_key", ctx),
+                      partitioning=Partitioning(raw.get("partitioning", Partitioning.ASK.value)))
 
 
 def _signing(doc: Doc, ctx: Context, problems: list[str]) -> Signing:
@@ -418,7 +444,8 @@ def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
 
 # Every spec field that names a file or folder the build only reads (JSON pointer -> the raw value(s)).
 _INPUT_FIELDS = ("/source/path", "/source/license_file", "/install_media/path", "/install_media/boot_wim",
-                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs")
+                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs",
+                 "/install_media/unattended/password_file", "/install_media/unattended/product_key_file")
 
 
 def _input_inside_output_problems(doc: Doc, ctx: Context) -> list[str]:

@@ -12,8 +12,10 @@ from typing import Any
 from .contract import Contract, Device
 from .types import (
     SPEC_FIELDS,
+    AnswerFile,
     Arch,
     OptionalPolicy,
+    Partitioning,
     PlaceholderPolicy,
     SigningPolicy,
     SourceKind,
@@ -139,6 +141,35 @@ class Media:
     winpe_drivers: bool = True
     """Carry ``$WinPEDriver$/<arch>/<driver>/`` (which Windows 7 Setup searches on every drive by itself) on the
     drivers ISO, the FAT disk and the serviced install ISO."""
+    answer_file: AnswerFile | None = None
+    """A drivers-only ``autounattend.xml`` on the drivers ISO too (None: none; a full one only ever goes on the
+    serviced ISO, ``install_media.answer_file``)."""
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where a secret is read at build time: a file or an environment variable (never the spec itself)."""
+
+    file: Path | None = None
+    file_raw: str | None = None
+    env: str | None = None
+
+    def describe(self) -> str:
+        """Where the secret comes from, for messages and records (never the secret)."""
+        return f"${self.env}" if self.env is not None else str(self.file_raw)
+
+
+@dataclass(frozen=True)
+class Unattended:
+    """What a full answer file answers (``install_media.unattended``)."""
+
+    locale: str
+    time_zone: str
+    account: str
+    password: SecretSource
+    product_key: SecretSource | None = None
+    """None: Setup asks for the key (and the edition)."""
+    partitioning: Partitioning = Partitioning.ASK
 
 
 @dataclass(frozen=True)
@@ -163,6 +194,10 @@ class InstallMedia:
     r"""Service ``Windows\System32\Recovery\winre.wim`` inside each install image too."""
     nointegritychecks: bool = False
     """Set ``nointegritychecks`` in the BCD stores test mode goes into (opt-in, never the default)."""
+    answer_file: AnswerFile | None = None
+    """None: no ``autounattend.xml`` (an answer file Setup cannot parse stops Setup, so it is opt-in)."""
+    unattended: Unattended | None = None
+    """Set exactly when ``answer_file`` is full."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +359,24 @@ def _install_media(spec: Spec) -> dict[str, Any] | None:
             "filename": m.filename, "publish_wims": m.publish_wims,
             "boot_images": None if m.boot_images is None else list(m.boot_images),
             "install_images": None if m.install_images is None else list(m.install_images),
-            "winre": m.winre, "nointegritychecks": m.nointegritychecks}
+            "winre": m.winre, "nointegritychecks": m.nointegritychecks,
+            # Only when set: a spec without an answer file keeps the slice (and so its serviced media) it had.
+            **({"answer_file": m.answer_file.value, "unattended": _unattended(m.unattended)}
+               if m.answer_file is not None else {})}
+
+
+def _unattended(u: Unattended | None) -> dict[str, Any] | None:
+    # Where the secrets come from, never their values (this slice is stored in doit's dep file).
+    if u is None:
+        return None
+    return {"locale": u.locale, "time_zone": u.time_zone, "account": u.account, "partitioning": u.partitioning.value,
+            "password": u.password.describe(),
+            "product_key": None if u.product_key is None else u.product_key.describe()}
+
+
+def _media_answer_file(spec: Spec) -> dict[str, Any]:
+    # Only when set: the drivers ISO of a spec without one is not rebuilt for a key it does not use.
+    return {"answer_file": spec.media.answer_file.value} if spec.media.answer_file is not None else {}
 
 
 def _fetch_slice(spec: Spec) -> dict[str, Any]:
@@ -360,10 +412,10 @@ _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
     Stage.NOTICES: lambda s: {"source": _source(s), "license_file": s.source.license_file_raw, "name": s.name},
     Stage.DRIVERS_ISO: lambda s: {"name": s.name, "description": s.description, "out": _drivers_iso_out(s),
                                   "winpe": s.media.winpe_drivers, "arches": [a.value for a in s.arches],
-                                  "contract": _contract_name(s)},
+                                  "contract": _contract_name(s), **_media_answer_file(s)},
     Stage.VERIFY: lambda s: {"out": _drivers_iso_out(s), "winpe": s.media.winpe_drivers,
                              "arches": [a.value for a in s.arches],
-                             "required": [d.name for d in s.drivers if d.required]},
+                             "required": [d.name for d in s.drivers if d.required], **_media_answer_file(s)},
     Stage.FAT_DISK: _fat_disk_slice,
     # The verifiers read what their writer wrote, so they read the writer's slice.
     Stage.VERIFY_FAT_DISK: _fat_disk_slice,

@@ -141,6 +141,22 @@ class PlaceholderPolicy(StrEnum):
     ALLOW = "allow"
 
 
+class AnswerFile(StrEnum):
+    """Which ``autounattend.xml`` servicing writes (``install_media.answer_file``; none when absent)."""
+
+    DRIVERS_ONLY = "drivers-only"
+    """Setup loads the drivers in Windows PE and stages them into the new system's driver store; nothing else."""
+    FULL = "full"
+    """The drivers, and an unattended install from ``install_media.unattended``."""
+
+
+class Partitioning(StrEnum):
+    """What a full answer file does with disk 0 (``install_media.unattended.partitioning``)."""
+
+    ASK = "ask"
+    WIPE_DISK_0 = "wipe-disk-0"
+
+
 class Stage(StrEnum):
     """The stages of a build, once: they name the doit task groups, the stage functions and the spec slices."""
 
@@ -165,7 +181,10 @@ SETTINGS = ("source.path", "source.license_file", "checks.placeholder_catalogs",
             "signing.policy", "drivers.required", "optional", "target.arches",
             "outputs.drivers_iso.volume_label", "outputs.fat_disk.volume_label", "outputs.fat_disk.size_mib",
             "install_media.path", "install_media.sha256", "install_media.filename", "signing.certs",
-            "media.winpe_drivers", "install_media.winre", "install_media.nointegritychecks")
+            "media.winpe_drivers", "install_media.winre", "install_media.nointegritychecks",
+            "install_media.answer_file", "install_media.unattended.password_file",
+            "install_media.unattended.password_env", "install_media.unattended.product_key_file",
+            "install_media.unattended.product_key_env")
 
 
 @dataclass(frozen=True)

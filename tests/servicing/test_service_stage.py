@@ -239,6 +239,12 @@ def test_service_iso_command(tmp_path: Path, media_iso: Path, capsys: pytest.Cap
     assert [o["path"] for o in rec["outputs"]] == ["win7-aero.iso"]  # what it delivers, nothing else
     assert rec["outputs"][0]["sha256"] == hashlib.sha256(out_iso.read_bytes()).hexdigest()
     assert sorted(p.name for p in out_iso.parent.iterdir()) == ["win7-aero.iso", "win7-aero.iso.servicing.json"]
+    # No answer file unless asked for: Setup stops on one it cannot parse.
+    assert rec["answer_file"] is None
+    from aero_media.sources.isoread import IsoTree
+
+    with IsoTree.open_path(out_iso) as tree:
+        assert "autounattend.xml" not in {e.path.lower() for e in tree.entries()}
     # Flags, not spec fields, in its errors.
     assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
                  str(tmp_path / "x.iso"), "--testsigning"]) == 2

@@ -115,6 +115,8 @@ def test_opt_ins_are_off_by_default(serviced: Path, tmp_path: Path) -> None:
     assert "Recovery images: serviced" in text and "set install_media.winre: false" in text
     assert "nointegritychecks: off (the default)" in text and "set install_media.nointegritychecks: true" in text
     assert text.count("winre.wim: serviced") == 2 and "Test mode (testsigning): on" in text
+    assert record(serviced)["answer_file"] is None
+    assert "Answer file: none (the default)" in text and "set install_media.answer_file: drivers-only" in text
     assert record(serviced)["readme"]["sha256"] == hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
