@@ -141,6 +141,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         self.prepared = prepared
         self.restore_sigint: Callable[[], None] = lambda: None
 
+    @interrupt.unwinding
     def setup(self, opt_values: dict[str, Any]) -> None:
         """Go to the project folder (doit keeps its dep file relative to it)."""
         # A Ctrl-C while the specs load is one line, not a traceback. A command's scratch project
@@ -165,6 +166,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         except PipelineError as exc:
             refuse(exc)
 
+    @interrupt.unwinding
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         """The tasks of the graph, for the task names doit was given (``pos_args``)."""
         assert self.root is not None
