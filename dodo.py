@@ -6,6 +6,7 @@ loader reads this file: its task creators apply the strict policy (a broken spec
 stops every run), since that loader hands them no task names.
 """
 
+from aero_media import entry  # noqa: F401  # first: from here on Ctrl-C is one line and exit 130
 from aero_media.taskgraph import interrupt
 
 # Before the task modules load (a tenth of a second): a Ctrl-C then is one line too, not a traceback.

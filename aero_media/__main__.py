@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from .entry import main  # first: Ctrl-C is one line and exit 130 from here on
 
 sys.exit(main())

@@ -674,8 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = build_parser().parse_args(argv)
+    # Ctrl-C unwinds the command (its temp files are removed) into one line; whatever fails after
+    # it (an exception Python wraps, a pipe closed under a reader) is that Ctrl-C, not a crash.
+    restore_sigint = interrupt.install(interrupt.AGAIN)
     try:
-        return int(args.func(args))
+        return int(interrupt.unwinding(args.func)(args))
     except PipelineError as exc:
         log.error(exc.render())
         if args.debug:
@@ -694,9 +697,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.debug:
                 raise exc.cause from None
         return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted; outputs written so far are complete or absent, never partial")
-        return 130
+    except interrupt.Interrupted:
+        interrupt.stop(interrupt.AGAIN)  # its line, unless the handler wrote it
+        return interrupt.EXIT_CODE
+    finally:
+        restore_sigint()
 
 
 if __name__ == "__main__":  # python -m aero_media.cli, as well as python -m aero_media

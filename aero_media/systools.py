@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ToolError
+from .lifetime import child_preexec
 
 DEBIAN_PACKAGES = {
     "osslsigncode": "osslsigncode",
@@ -105,19 +106,22 @@ def _failed(tool: str, what: str, code: int, why: str, hint: str) -> ToolError:
 
 def run(tool: str, args: Sequence[str], *, purpose: str, program: str | None = None, stdin: bytes | None = None,
         env: Mapping[str, str] | None = None, timeout: float | None = None, new_session: bool = False,
-        what: str = "", hint: str = "", ok_codes: tuple[int, ...] | None = (0,)) -> Result:
+        what: str = "", hint: str = "", ok_codes: tuple[int, ...] | None = (0,),
+        pass_fds: Sequence[int] = ()) -> Result:
     """Run ``tool args`` (``program`` when the caller chose the executable) and return what it printed.
 
     A missing program, one that cannot start, or one that outlives ``timeout`` seconds is a one-line
     :class:`ToolError`; so is an exit status outside ``ok_codes`` (None: the caller judges the status).
     Without ``stdin`` the program reads nothing (a prompt fails instead of waiting);
-    ``new_session`` detaches it from the terminal as well.
+    ``new_session`` detaches it from the terminal as well. ``pass_fds``: descriptors the program inherits
+    (a file with no name it opens as ``/dev/fd/N``). The program dies with this process (Linux), even one
+    killed with SIGKILL.
     """
     exe = find_tool(tool, purpose, program=program)
     try:
         proc = subprocess.run([exe, *args], input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
                               capture_output=True, env=_env(env), timeout=timeout, start_new_session=new_session,
-                              check=False)
+                              pass_fds=tuple(pass_fds), preexec_fn=child_preexec(), check=False)
     except subprocess.TimeoutExpired:
         raise ToolError(f"{tool} did not finish{f' {what}' if what else ''} within {timeout:g} s",
                         hint or "run it again; if it hangs, check its input") from None
@@ -140,7 +144,8 @@ def stream(tool: str, args: Sequence[str], on_line: Callable[[str], None], *, pu
     tail: list[str] = []
     try:
         with subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=_env(env), text=True, errors="replace") as proc:
+                              stderr=subprocess.PIPE, env=_env(env), text=True, errors="replace",
+                              preexec_fn=child_preexec()) as proc:
             assert proc.stderr is not None
             for line in proc.stderr:
                 tail = [*tail[-20:], line.rstrip()]

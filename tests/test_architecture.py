@@ -7,7 +7,7 @@ from aero_media.taskgraph.fingerprint import PACKAGE_ROOT, _index
 # Lower layers never import higher ones. Same-layer imports are allowed within one package only.
 LAYERS = {
     "aero_media": 0, "aero_media.errors": 0, "aero_media.log": 0, "aero_media.fsutil": 0, "aero_media.winnames": 0,
-    "aero_media.buildlock": 0, "aero_media.systools": 0,
+    "aero_media.buildlock": 0, "aero_media.systools": 0, "aero_media.ctrlc": 0,
     "aero_media.spec": 1,
     "aero_media.win7": 2,
     "aero_media.manifests": 3, "aero_media.paths": 3,
@@ -15,7 +15,7 @@ LAYERS = {
     "aero_media.stage": 5,
     "aero_media.media": 6, "aero_media.devtools": 6,
     "aero_media.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$
-    "aero_media.taskgraph": 8, "aero_media.cli": 9, "aero_media.__main__": 10,
+    "aero_media.taskgraph": 8, "aero_media.cli": 9, "aero_media.entry": 10, "aero_media.__main__": 11,
 }
 
 

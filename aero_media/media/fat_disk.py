@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from .. import log, systools
 from ..errors import VerifyError
 from ..fsutil import CHUNK, relpath_for_humans, write_json_atomic
 from ..manifests import FatDiskReport, FileRecord, NoticesManifest
 from ..paths import MediaLayout, Run
+from ..scratch import unnamed_file
 from ..spec.model import Spec
 from .certs import media_certs
 from .contents import media_record, provenance, stage_manifests, staged_media
@@ -88,20 +89,22 @@ def _fsck(path: Path, content: FatContent) -> tuple[str, list[str]]:
     if shutil.which(FSCK) is None:
         return "not installed", []
     part = content.partition
-    with tempfile.TemporaryDirectory(prefix="aero-fsck-") as tmp:
-        img = Path(tmp) / "partition.img"
-        _copy_range(path, img, part.first_lba * 512, part.sectors * 512)
-        done = systools.run(FSCK, ["-n", str(img)], purpose="checking the FAT driver disk", timeout=300,
-                            what="checking the FAT driver disk", ok_codes=None)
+    # The partition copy has no name (fsck.fat opens /dev/fd/N): a killed run leaves nothing in $TMPDIR.
+    with unnamed_file() as (fp, img):
+        _copy_range(path, fp, part.first_lba * 512, part.sectors * 512)
+        fp.flush()
+        done = systools.run(FSCK, ["-n", str(img.path)], purpose="checking the FAT driver disk", timeout=300,
+                            what="checking the FAT driver disk", ok_codes=None, pass_fds=(img.fd,))
     if done.returncode != 0:
         return "problems", [f"fsck.fat -n: {line}" for line in (done.out + done.err).splitlines()
                             if line.strip()][:10]
     return "clean", []
 
 
-def _copy_range(src: Path, dst: Path, offset: int, length: int) -> None:
-    """Copy ``length`` bytes of ``src`` from ``offset`` into ``dst``, keeping holes (the disk is mostly empty)."""
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+def _copy_range(src: Path, fout: BinaryIO, offset: int, length: int) -> None:
+    """Copy ``length`` bytes of ``src`` from ``offset`` into the empty file ``fout``, keeping holes (the disk is
+    mostly empty)."""
+    with open(src, "rb") as fin:
         fout.truncate(length)
         pos, end = offset, offset + length
         while pos < end:

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -40,6 +39,7 @@ from typing import Any
 from .. import systools
 from ..errors import InternalError, SourceError, ToolError
 from ..fsutil import atomic_path
+from ..scratch import memory_file
 
 TOOL = "hivexregedit"
 _PURPOSE = "servicing Windows images reads and edits their registry hives with it"
@@ -607,17 +607,16 @@ def apply(hive: Path, edits: Sequence[Edit], label: str | None = None) -> tuple[
     if not any(c.changed for c in changes):
         return tuple(changes)
     text = render_reg(sections)
-    with atomic_path(hive) as tmp, tempfile.TemporaryDirectory(prefix="aero-reg-") as scratch:
+    # The edits live in memory (hivexregedit opens /dev/fd/N): a killed run leaves no .reg file in $TMPDIR.
+    with atomic_path(hive) as tmp, memory_file(text.encode("ascii"), "edits.reg") as reg:
         shutil.copyfile(hive, tmp)
-        reg = Path(scratch) / "edits.reg"
-        reg.write_text(text, encoding="ascii", newline="\n")
         # --encoding only matters for "text" strings, which render_reg never writes; say it anyway.
         try:
-            systools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg)],
-                         purpose=_PURPOSE, what=f"merging edits into {name}")
+            systools.run(TOOL, ["--merge", "--encoding", "UTF-16LE", os.fspath(tmp), os.fspath(reg.path)],
+                         purpose=_PURPOSE, what=f"merging edits into {name}", pass_fds=(reg.fd,))
         except ToolError as exc:
-            # Name the hive, never the copy being merged into or the scratch folder.
-            said = exc.message.replace(os.fspath(tmp), name).replace(scratch, "…")
+            # Name the hive, never the copy being merged into or the descriptor the edits were read from.
+            said = exc.message.replace(os.fspath(tmp), name).replace(os.fspath(reg.path), "the edits")
             raise ToolError(said, exc.hint) from None
         _verify(tmp, name, changes)
     return tuple(changes)

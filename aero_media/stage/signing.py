@@ -4,15 +4,15 @@ Runs inside staging, after the payload pins are checked and before validation, s
 the checks judge the re-signed packages exactly as they judge upstream ones, with
 the spec's certificate as the only trusted signer. The private key is read where
 the spec says (a path outside the checkout, or an environment variable) and is only
-ever handed to osslsigncode as a path: it reaches no medium, manifest or log.
+ever handed to osslsigncode as a path: it reaches no medium, manifest or log. PEM
+text from the environment never becomes a file with a name: osslsigncode reads it
+from a file in memory (``/dev/fd/N``), freed when the build ends, however it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from ..errors import SourceError, UsageError
 from ..fsutil import sha256_file
 from ..manifests import StagedFile
 from ..paths import GENERATED_CERT, Run
+from ..scratch import memory_file, sweep_old_temp_folders
 from ..sources.selection import Package
 from ..spec.types import Arch
 from ..win7.catalogmake import CatalogMemberFile, make_catalog
@@ -52,8 +53,8 @@ def signer_thumbprint(run: Run) -> str:
 
 @contextlib.contextmanager
 def signing_key(run: Run) -> Iterator[SigningKey]:
-    """The certificate and key to sign with, the key as a path osslsigncode reads (a private temp file for PEM
-    text from the environment, removed afterwards)."""
+    """The certificate and key to sign with, the key as a path osslsigncode reads (for PEM text from the
+    environment, ``/dev/fd/N`` of a file in memory that has no name and vanishes with the process)."""
     spec, ctx, paths = run.spec, run.ctx, run.paths
     sig = spec.signing.signer
     assert sig is not None
@@ -81,16 +82,14 @@ def signing_key(run: Run) -> Iterator[SigningKey]:
         _require_key(key, f"{spec.display}: signing.key_env {sig.key_env}", f"set {sig.key_env} to")
         yield SigningKey(cert, key)
         return
-    # PEM text (a CI secret): a file only this user can read, outside build/ and gone afterwards.
-    folder = Path(tempfile.mkdtemp(prefix="aero-signing-"))
-    try:
-        key = folder / "key.pem"
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii", errors="strict") as fp:
-            fp.write(value)
-        yield SigningKey(cert, key)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # PEM text (a CI secret): a file in memory with no name, so not even a kill -9 leaves it on disk. Older
+    # versions wrote it to $TMPDIR/aero-signing-*/key.pem; one a killed run left goes now.
+    sweep_old_temp_folders()
+    if not value.isascii():
+        raise UsageError(f"{spec.display}: signing.key_env {sig.key_env} holds PEM text with non-ASCII characters",
+                         f"set {sig.key_env} to the private key exactly as `aero-media make-test-cert` wrote it")
+    with memory_file(value.encode("ascii"), "signing-key") as pem:
+        yield SigningKey(cert, pem.path, pass_fds=(pem.fd,))
 
 
 def _require_key(key: Path, where: str, fix: str) -> None:

@@ -26,6 +26,7 @@ from doit import loader as doit_loader
 from doit.cmd_base import TaskLoader2, opt_cwd, opt_dodo, opt_seek_file
 from doit.doit_cmd import DoitMain
 
+from .. import lifetime, scratch
 from ..errors import PipelineError, SpecError, UsageError
 from ..log import warn
 from ..media.epoch import source_date_epoch
@@ -141,8 +142,10 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         self.prepared = prepared
         self.restore_sigint: Callable[[], None] = lambda: None
 
+    @interrupt.unwinding
     def setup(self, opt_values: dict[str, Any]) -> None:
         """Go to the project folder (doit keeps its dep file relative to it)."""
+        before_doit()
         # A Ctrl-C while the specs load is one line, not a traceback. A command's scratch project
         # is deleted when it ends: there is nothing for doit to resume.
         self.restore_sigint = interrupt.install("run the command again" if self.prepared else interrupt.RESUME)
@@ -165,6 +168,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         except PipelineError as exc:
             refuse(exc)
 
+    @interrupt.unwinding
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         """The tasks of the graph, for the task names doit was given (``pos_args``)."""
         assert self.root is not None
@@ -202,6 +206,12 @@ class AeroDoitMain(DoitMain):  # type: ignore[misc]  # doit ships no type inform
             self.spec_loader.restore_sigint()
 
 
+def before_doit() -> None:
+    """Before doit starts: its ``-n`` workers will die with this process, and old versions' temps go."""
+    lifetime.workers_die_with_parent()
+    scratch.sweep_old_temp_folders()
+
+
 def dodo_namespace() -> dict[str, Any]:
     """What ``dodo.py`` gives doit's own loader: the configuration and one creator per task group.
 
@@ -219,6 +229,7 @@ def dodo_namespace() -> dict[str, Any]:
                 refuse(exc)
         return plan[0]
 
+    before_doit()
     namespace: dict[str, Any] = {"DOIT_CONFIG": dict(DOIT_CONFIG)}
     for name in GROUP_GENERATORS:
         def creator(name: str = name) -> Any:

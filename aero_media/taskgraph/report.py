@@ -17,6 +17,7 @@ from doit.exceptions import BaseFail, TaskFailed
 from doit.reporter import ConsoleReporter
 
 from ..fsutil import write_bytes_atomic
+from . import interrupt
 
 ERROR_LOG = Path("build") / ".last-error.txt"
 
@@ -26,15 +27,31 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "no details"
 
 
+def _ctrl_c_in(traceback: list[str] | str) -> bool:
+    """Whether a formatted traceback (doit keeps the text, not the exception) ends in, or passes, a Ctrl-C."""
+    text = "".join(traceback)
+    return any(line.startswith(("KeyboardInterrupt", f"SystemExit: {interrupt.EXIT_CODE}",
+                                f"{interrupt.Interrupted.__module__}.Interrupted"))
+               for line in text.splitlines())
+
+
 class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type information
     """doit's console reporter, with every failure reduced to one line on stderr."""
 
     desc = "console output; one line on stderr per failure"
     error_log: Path = ERROR_LOG
     """Where a bug's traceback goes (relative: inside the project doit runs in)."""
+    fix: str = interrupt.RESUME
+    """How to go on after a Ctrl-C."""
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
-        """Print the failure's one line at once (doit would hold it for the end)."""
+        """Print the failure's one line at once (doit would hold it for the end).
+
+        A failure that comes of Ctrl-C (a ``RuntimeError`` wrapping it, an ``EBADF``) is no
+        failure of the task: the run ends as interrupted, and nothing goes to the error log.
+        """
+        if interrupt.caused() or _ctrl_c_in(fail.traceback):
+            raise interrupt.stop(self.fix)
         if not fail.report:
             return
         message = fail.message if isinstance(fail.message, str) else str(fail.message)
@@ -63,7 +80,12 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
                 f"{saved}; fix: this is a bug in aero-virtio-media: please report it with those details")
 
     def complete_run(self) -> None:
-        """doit's own run errors, one line each; failures were printed as they happened."""
+        """doit's own run errors, one line each; failures were printed as they happened.
+
+        The run's last step: once interrupted, it ends as such, whatever else went wrong.
+        """
+        if interrupt.caused():
+            raise interrupt.stop(self.fix)
         for msg in self.runtime_errors:
             sys.stderr.write(f"error: {_first_line(msg)}; fix: check the task names (`doit list`)\n")
 
@@ -77,8 +99,12 @@ class CommandReporter(OneLineReporter):
     scratch project, which is deleted when the command ends.
     """
 
+    fix = "run the command again"
+
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         """Stage errors are the command's to print; anything else is one line now."""
+        if interrupt.caused():
+            raise interrupt.stop(self.fix)
         message = fail.message if isinstance(fail.message, str) else str(fail.message)
         if isinstance(fail, TaskFailed) and message.startswith("error: "):
             return

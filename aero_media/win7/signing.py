@@ -89,11 +89,13 @@ class SigningKey:
     ``cert``: the certificate (PEM or DER; a PEM file may carry the chain).
     ``key``: the private key (PEM or DER), unencrypted or with ``password_file``
     holding its pass phrase (read by osslsigncode, never by us).
+    ``pass_fds``: descriptors osslsigncode must inherit, when ``key`` is a ``/dev/fd/N`` path.
     """
 
     cert: Path
     key: Path
     password_file: Path | None = None
+    pass_fds: tuple[int, ...] = ()
 
 
 # --- Policy checks ----------------------------------------------------------------------------
@@ -238,9 +240,13 @@ def _reason(stderr: str, stdout: str) -> str:
 
 @contextmanager
 def _workdir(dest: Path) -> Iterator[Path]:
-    """A private folder beside ``dest`` (same file system, so the final rename is atomic), always removed."""
+    """A private folder beside ``dest`` (same file system, so the final rename is atomic), always removed.
+
+    Named as every temp sibling is (``.<name>.<pid>-<random>.tmp``, see ``fsutil``), so the sweep
+    before the next write of ``dest`` (or of the staging folder holding it) removes one a killed run left.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".signing", dir=dest.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".tmp", dir=dest.parent))
     try:
         yield work
     finally:
@@ -254,7 +260,7 @@ def _sign(tool: Osslsigncode, key: SigningKey, src: Path, out: Path, signing_tim
     args += ["-h", DIGEST, "-time", str(signing_time), "-in", str(src), "-out", str(out)]
     # No terminal and no stdin: an encrypted key without password_file fails instead of prompting.
     done = systools.run(_TOOL, args, purpose=_PURPOSE, program=tool.path, env=_ENV, timeout=TIMEOUT,
-                        new_session=True, what=f"signing {what}", ok_codes=None,
+                        new_session=True, pass_fds=key.pass_fds, what=f"signing {what}", ok_codes=None,
                         hint="check that the key needs no pass phrase (or give its password file)")
     if done.returncode != 0 or not out.is_file():
         raise ToolError(f"osslsigncode could not sign {what} (exit {done.returncode}): "
