@@ -15,18 +15,17 @@ Answer files, weighs this against ``%configsetroot%``), one reason the file is o
 checked against our own XML Schema (``unattend.xsd``) before it is placed.
 
 Secrets (the account's password, the product key) are read from a file or an environment variable
-when the medium is written, go into one file in a private temporary folder outside ``build/``
-(removed when the ISO is written) and into the ISO; never into messages, records or doit's dep file.
+when the medium is written and go straight into the ISO from memory: never into a file of their own
+(which a killed run would leave behind), messages, records or doit's dep file.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import InternalError, SpecError
-from ..fsutil import sha256_file, write_bytes_atomic
 from ..paths import MediaLayout
 from ..spec.model import SecretSource, Spec, Unattended
 from ..spec.types import AnswerFile, Arch, Partitioning
@@ -278,13 +276,6 @@ def check(xml: bytes, secrets: Secrets | None = None) -> None:
 
 # -- the medium ------------------------------------------------------------------
 
-@contextmanager
-def private_folder() -> Iterator[Path]:
-    """A folder only we can read, outside ``build/``, removed afterwards: where a full answer file waits for the ISO."""
-    with tempfile.TemporaryDirectory(prefix="aero-answer-") as tmp:
-        yield Path(tmp)
-
-
 def preflight(spec: Spec) -> None:
     """Read the secrets once before hours of servicing, so a missing one fails first (they are read again later)."""
     media = spec.install_media
@@ -292,9 +283,10 @@ def preflight(spec: Spec) -> None:
         read_secrets(media.unattended, spec.display)
 
 
-def for_media(spec: Spec, arch: Arch, drivers: Mapping[str, Path], private: Path) -> tuple[dict[str, Path],
-                                                                                           dict[str, Any] | None]:
-    """The files an answer file puts on the serviced ISO (ISO path -> local file or folder), and its record.
+def for_media(spec: Spec, arch: Arch, drivers: Mapping[str, Path]) -> tuple[dict[str, Path | bytes],
+                                                                             dict[str, Any] | None]:
+    """The files an answer file puts on the serviced ISO (ISO path -> local file or folder, or the answer file's
+    bytes, held in memory only), and its record.
 
     ``drivers`` maps each staged package name to its folder. Nothing (and ``None``) when the spec asks for no
     answer file.
@@ -307,12 +299,9 @@ def for_media(spec: Spec, arch: Arch, drivers: Mapping[str, Path], private: Path
     secrets = read_secrets(media.unattended, spec.display) if media.unattended is not None else None
     xml = render(kind, {arch: sorted(drivers)}, media.unattended, secrets)
     check(xml, secrets)
-    local = private / FILE_NAME
-    write_bytes_atomic(local, xml)
-    local.chmod(0o600)
     turn_off = spec.vocabulary.fix("install_media.answer_file") if spec.vocabulary.from_command_line \
         else "remove install_media.answer_file from the spec"
-    changes: dict[str, Path] = {FILE_NAME: local}
+    changes: dict[str, Path | bytes] = {FILE_NAME: xml}
     for name, folder in sorted(drivers.items()):
         changes[MediaLayout.STAGED.driver_dir(arch, name)] = folder
     record: dict[str, Any] = {
@@ -324,7 +313,7 @@ def for_media(spec: Spec, arch: Arch, drivers: Mapping[str, Path], private: Path
         "turn_off": turn_off,
     }
     if secrets is None:
-        record["sha256"] = sha256_file(local)[0]
+        record["sha256"] = hashlib.sha256(xml).hexdigest()
     else:
         # No hash of a file that holds a password: it would let anyone test guesses against servicing.json.
         unattended = media.unattended

@@ -335,9 +335,9 @@ class RepackResult:
     """The input's name space the tree was read from (``udf``, ``joliet``...)."""
 
 
-def repack(src: Path, out: Path, changes: Mapping[str, Path], *, epoch: int,
+def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: int,
            require: Sequence[str] = ()) -> RepackResult:
-    """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder) added or replaced.
+    """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder, or bytes) added or replaced.
 
     Refuses before writing: files of 4 GiB or more, required paths (``require``)
     missing from the tree read, symlinks or special files in it, too little free
@@ -366,21 +366,7 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path], *, epoch: int,
         raise SourceError(f"{src.name}: its {reader} tree lacks {', '.join(missing)}",
                           "give a Windows 7 ISO that carries every file Setup needs")
     folders = {e.path.lower() for e in entries if e.kind == EntryKind.DIR}
-    files = dict(inputs)
-    for dest, local in changes.items():
-        local = Path(local)
-        if not local.exists():
-            raise UsageError(f"{local}: no such file to put at {dest}", "build the file first")
-        where = _resolve(dest, known)
-        if local.is_file() and where.lower() in folders:
-            raise UsageError(f"{local}: a file cannot replace the folder {where} of {src.name}",
-                             "give a folder, or another ISO path")
-        for media in _local_files(local, where):
-            path = _resolve(media.path, known)
-            if path.lower() in folders:
-                raise UsageError(f"{local}: a file cannot replace the folder {path} of {src.name}",
-                                 "give another ISO path")
-            files[path] = MediaFile(path, source=media.source)
+    files = _with_changes(inputs, changes, known, folders, src.name)
     too_big = [f"/{p} ({m.size} bytes)" for p, m in sorted(files.items()) if m.size >= MAX_FILE]
     if too_big:
         raise SourceError(f"files of 4 GiB or more cannot go on the rebuilt ISO: {', '.join(too_big)}",
@@ -404,6 +390,33 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path], *, epoch: int,
     dropped = tuple(n for n in before.filesystems.names() if n not in after.filesystems.names())
     return RepackResult(before, after, dropped, digest, reader)
 
+
+
+def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | bytes], known: Mapping[str, str],
+                  folders: set[str], name: str) -> dict[str, MediaFile]:
+    """The input's files with ``changes`` applied (ISO paths in the image's case); a file never replaces a folder."""
+    files = dict(inputs)
+    for dest, given in changes.items():
+        if isinstance(given, bytes):  # held in memory only (an answer file that may carry a password)
+            where = _resolve(dest, known)
+            if where.lower() in folders:
+                raise UsageError(f"a file cannot replace the folder {where} of {name}", "give another ISO path")
+            files[where] = MediaFile(where, data=given)
+            continue
+        local = Path(given)
+        if not local.exists():
+            raise UsageError(f"{local}: no such file to put at {dest}", "build the file first")
+        where = _resolve(dest, known)
+        if local.is_file() and where.lower() in folders:
+            raise UsageError(f"{local}: a file cannot replace the folder {where} of {name}",
+                             "give a folder, or another ISO path")
+        for media in _local_files(local, where):
+            path = _resolve(media.path, known)
+            if path.lower() in folders:
+                raise UsageError(f"{local}: a file cannot replace the folder {path} of {name}",
+                                 "give another ISO path")
+            files[path] = MediaFile(path, source=media.source)
+    return files
 
 def _check_boot(before: IsoReport, after: IsoReport, name: str) -> None:
     same = len(before.boot_entries) == len(after.boot_entries) and all(

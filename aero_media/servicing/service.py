@@ -479,9 +479,9 @@ def service_media(run: Run) -> dict[str, Any]:
                               "answer_file": None,  # beside the options; filled in below when one is written
                               "images": images, "media_bcd": [], "winpe_drivers": []}
     written: dict[str, str] = {}  # sha256 of what was hashed as it was written (the ISO)
-    with staging_dir(paths.install_media_dir) as out, answerfile.private_folder() as private:
+    with staging_dir(paths.install_media_dir) as out:
         if inputs.iso is not None:
-            changes: dict[str, Path] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
+            changes: dict[str, Path | bytes] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
             for store, local in inputs.media_bcds.items():
                 label = f"{inputs.iso.name}, {identity.store_name(store)}"
@@ -497,8 +497,7 @@ def service_media(run: Run) -> dict[str, Any]:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder
                     record["winpe_drivers"] += _file_records(pkg.folder, dest)
-            answer, record["answer_file"] = answerfile.for_media(spec, arch, {p.name: p.folder for p in packages},
-                                                                  private)
+            answer, record["answer_file"] = answerfile.for_media(spec, arch, {p.name: p.folder for p in packages})
             changes.update(answer)
             # Rendered from the record so far (everything but the outputs), so the two cannot disagree.
             notes = work / readme.NAME
