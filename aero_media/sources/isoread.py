@@ -9,7 +9,8 @@ trailing dot of extension-less names removed); :attr:`IsoTree.reader` says which
 A disc with a UDF file system is read through UDF first (reader ``"udf"``), as
 Windows reads it: Microsoft's Windows DVDs are mastered UDF-first (oscdimg
 ``-u2``), and their ISO 9660 side is a stub holding a ``README.TXT`` and the boot
-images. pycdlib parses UDF 1.02 to 2.60 (what it can and cannot read is in
+images. pycdlib parses the UDF 1.02 to 2.60 volume descriptors and
+:mod:`.udfwalk` walks the tree, bounded (why, and what it reads, is in
 docs/design.md, "Reading UDF"); each file's allocation descriptors become its
 extents, so a file of 1 GiB or more (several descriptors) streams like a
 multi-extent ISO 9660 file.
@@ -55,6 +56,7 @@ from pycdlib.pycdlibexception import PyCdlibException
 
 from ..errors import SourceError, UnsafePathError
 from .tree import Entry, EntryKind
+from .udfwalk import UdfDamage, UdfUnsafe, UdfVolume, walk_udf
 
 SECTOR = 2048
 CHUNK = 1024 * 1024
@@ -72,14 +74,6 @@ _PARSE_ERRORS = (PyCdlibException, struct.error, ValueError, IndexError, KeyErro
 _SERIALS = itertools.count(1)  # unlike id(), never reused within a process
 _MULTI_EXTENT = 0x80  # ISO 9660 file flag: more records follow for the same file
 _ASSOCIATED = 0x04    # ISO 9660 file flag: "associated file" (e.g. a Mac resource fork)
-# UDF (ECMA-167 4/14.6.6 and 4/14.6.8, 4/14.14.1.1): the deleted bit of a File Identifier; ICB file
-# types of a folder, a plain file and a symlink; allocation descriptor extent type "recorded and allocated".
-_UDF_DELETED = 0x04
-_UDF_DIR, _UDF_FILE, _UDF_SYMLINK = 4, 5, 12
-_UDF_RECORDED = 0
-_UDF_SHORT, _UDF_LONG, _UDF_INLINE = 0, 1, 3  # ICB tag flags bits 0-2: how a file's extents are described
-_UDF_EXTENDED_FE = 266
-_UDF_NAME_CODECS = {"latin-1", "utf-16_be"}  # OSTA CS0 compression IDs 8 and 16, as pycdlib decodes them
 
 
 @dataclass(frozen=True)
@@ -162,6 +156,27 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+class _UdfFault(Exception):
+    """pycdlib failed on the UDF volume descriptors (the ISO 9660 side parsed)."""
+
+
+class _DescriptorsOnly(pycdlib.PyCdlib):
+    """pycdlib with its UDF directory walk left out: :mod:`.udfwalk` walks the tree, bounded.
+
+    pycdlib 1.22's walk reads what each identifier's ICB claims (up to 1 GiB) and re-reads a
+    folder once per repeated allocation descriptor (docs/design.md, "Reading UDF").
+    """
+
+    def _parse_udf_descriptors(self) -> None:
+        try:
+            super()._parse_udf_descriptors()
+        except Exception as exc:
+            raise _UdfFault(_short(exc)) from None
+
+    def _walk_udf_directories(self, extent_to_inode: Any) -> None:
+        return None
+
+
 class IsoTree:
     """An ISO image opened read-only; the ISO twin of :class:`aero_media.sources.tree.DirTree`.
 
@@ -231,9 +246,11 @@ class IsoTree:
             # length is. pycdlib clamps files that run past the end of a short
             # image without telling, so we compare ourselves.
             declared = struct.unpack_from("<I", pvd, 80)[0] * struct.unpack_from("<H", pvd, 128)[0]
-            iso = pycdlib.PyCdlib()
+            iso = _DescriptorsOnly()
             try:
                 iso.open_fp(fp)
+            except _UdfFault as exc:
+                raise _display_error(display, f"damaged UDF file system ({exc})") from None
             except Exception as exc:
                 # pycdlib parses untrusted bytes; whatever it raises on them
                 # (its own errors, struct/Index/Key errors...) means "damaged".
@@ -425,105 +442,28 @@ class IsoTree:
 
     # -- UDF -------------------------------------------------------------------
 
-    def _udf_name(self, ident: Any, prefix: str) -> str:
-        if ident.encoding not in _UDF_NAME_CODECS:
-            raise _display_error(self.display, f"a name in {prefix or '/'!r} has an unknown UDF encoding")
-        try:
-            return bytes(ident.fi).decode(ident.encoding)
-        except UnicodeDecodeError:
-            raise UnsafePathError(f"{self.display}: a UDF name in {prefix or '/'!r} is not valid UTF-16: "
-                                  f"{bytes(ident.fi)!r}", _HOSTILE_HINT) from None
-
-    def _udf_extents(self, path: str, fe: Any) -> list[tuple[int, int]]:
-        """Byte (offset, length) of each extent of a file, up to its information length.
-
-        The allocation descriptors are parsed here from the File Entry's own bytes
-        (ECMA-167 4/14.9, 4/14.17, 4/14.14): pycdlib 1.22 drops a short descriptor's
-        extent type, and the type decides whether an extent holds the file's bytes.
-        """
-        start = self._iso.udf_main_descs.partitions[0].part_start_location
-        bs = self.block_size
-        size = fe.get_data_length()
-        at = fe.extent_location() * bs
-        raw = self._pread(at, bs)
-        tag = struct.unpack_from("<H", raw)[0]
-        ea_at, base = (208, 216) if tag == _UDF_EXTENDED_FE else (168, 176)
-        ea_len, ad_len = struct.unpack_from("<II", raw, ea_at)
-        first = base + ea_len
-        if first + ad_len > len(raw):
-            raise _display_error(self.display, f"{path!r}: its UDF File Entry runs past its block")
-        how = fe.icb_tag.flags & 0x7
-        extents: list[tuple[int, int]] = []
-        if how == _UDF_INLINE:
-            extents = [(at + first, min(ad_len, size))]
-        else:
-            step = {_UDF_SHORT: 8, _UDF_LONG: 16}.get(how)
-            if step is None:
-                raise _display_error(self.display, f"{path!r}: UDF allocation descriptors of type {how} "
-                                     "(only short, long and embedded ones are read)")
-            left = size
-            for pos in range(first, first + ad_len - step + 1, step):
-                word, block = struct.unpack_from("<II", raw, pos)
-                length, kind = word & 0x3FFFFFFF, word >> 30
-                if length == 0 or left <= 0:
-                    break  # ECMA-167 4/12: a length of zero ends the descriptors
-                partition = struct.unpack_from("<H", raw, pos + 8)[0] if how == _UDF_LONG else 0
-                if kind != _UDF_RECORDED or partition != 0:
-                    # Sparse or unrecorded extents, continued descriptor lists and a second partition: no DVD
-                    # mastering tool writes them for a file, and reading them as bytes would be wrong.
-                    raise _display_error(self.display, f"{path!r}: UDF allocation this reader does not follow "
-                                         f"(extent type {kind}, partition {partition})")
-                take = min(length, left)
-                extents.append(((start + block) * bs, take))
-                left -= take
-        for offset, length in extents:
-            if offset + length > self._size:
-                raise _display_error(self.display, f"truncated: {path!r} lies past the end of the image "
-                                     f"({self._size} bytes)")
-        got = sum(n for _, n in extents)
-        if got < size:
-            raise _display_error(self.display, f"{path!r}: its UDF allocation holds {got} of its {size} bytes")
-        return extents
-
     def _walk_udf(self) -> list[Entry]:
-        """The UDF tree pycdlib parsed (it refuses folder loops at open; we check again), names checked."""
-        out: list[Entry] = []
-        root = self._iso.udf_root
-        seen = {id(root)}
-        stack: list[tuple[str, Any]] = [("", root)]
-        while stack:
-            prefix, fe = stack.pop()
-            names: set[str] = set()
-            for ident in fe.fi_descs.values():
-                if ident.is_parent() or ident.file_characteristics & _UDF_DELETED or ident.file_entry is None:
-                    continue
-                name = self._udf_name(ident, prefix)
-                path = f"{prefix}{name}"
-                problem = _name_problem(name)
-                if problem:
-                    raise UnsafePathError(f"{self.display}: unsafe name {path!r} in the ISO: {problem}",
-                                          _HOSTILE_HINT)
-                if name in names:
-                    raise UnsafePathError(f"{self.display}: {path!r} appears twice in one folder", _HOSTILE_HINT)
-                names.add(name)
-                child = ident.file_entry
-                kind = child.icb_tag.file_type
-                if kind == _UDF_DIR:
-                    if id(child) in seen:
-                        raise _display_error(self.display, f"{path!r}: folders form a loop")
-                    seen.add(id(child))
-                    out.append(Entry(path, EntryKind.DIR, 0, IsoRef(self._serial, 0, 0)))
-                    stack.append((f"{path}/", child))
-                elif kind == _UDF_FILE:
-                    extents = self._udf_extents(path, child)
-                    total = sum(n for _, n in extents)
-                    first = extents[0] if extents else (0, 0)
-                    out.append(Entry(path, EntryKind.FILE, total,
-                                     IsoRef(self._serial, first[0], total, more=tuple(extents[1:]))))
-                elif kind == _UDF_SYMLINK:
-                    out.append(Entry(path, EntryKind.SYMLINK, 0, IsoRef(self._serial, 0, 0, "(a UDF symlink)")))
-                else:
-                    out.append(Entry(path, EntryKind.OTHER, 0, IsoRef(self._serial, 0, 0)))
+        """The UDF tree, walked by our own bounded parser (pycdlib parsed the volume descriptors only)."""
+        iso = self._iso
+        part = iso.udf_main_descs.partitions[0]
+        root = iso.udf_file_set.root_dir_icb
+        if root.part_ref_num != 0:
+            raise _display_error(self.display, "damaged UDF file system (its root lies in another partition)")
+        vol = UdfVolume(self.block_size, part.part_start_location, part.part_length, root.log_block_num,
+                        self._size)
+        try:
+            items = walk_udf(vol, self._pread, _name_problem)
+        except UdfUnsafe as exc:
+            raise UnsafePathError(f"{self.display}: {exc}", _HOSTILE_HINT) from None
+        except UdfDamage as exc:
+            raise _display_error(self.display, str(exc)) from None
+        out = []
+        for item in items:
+            first = item.extents[0] if item.extents else (0, 0)
+            size = sum(n for _, n in item.extents)
+            target = "(a UDF symlink)" if item.kind == EntryKind.SYMLINK else None
+            out.append(Entry(item.path, item.kind, size,
+                             IsoRef(self._serial, first[0], size, target, more=tuple(item.extents[1:]))))
         out.sort(key=lambda e: e.parts)
         return out
 
