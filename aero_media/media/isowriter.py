@@ -36,6 +36,7 @@ from .. import log
 from ..errors import SourceError, UsageError
 from ..fsutil import atomic_path, copy_exactly
 from ..winnames import MAX_COMPONENT as JOLIET_MAX  # Joliet's name length: one home, beside the other name rules
+from ..winnames import NameLimits, component_problem
 from . import udf as udfmod
 from .eltorito import BOOT_RECORD_SECTOR, BootImage, boot_record, catalog, check_boot
 from .files import MediaFile
@@ -55,6 +56,34 @@ _ER_ID = b"RRIP_1991A"
 _ER_DES = b"THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS"
 _ER_SRC = (b"PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY "
            b"VOLUME DESCRIPTOR FOR CONTACT INFORMATION.")
+
+
+# Windows' own name rules, nothing more: lengths are checked against Joliet in plan_names().
+_ANY_LENGTH = NameLimits(1 << 30, "no limit")
+
+
+def check_media_paths(files: Sequence[MediaFile]) -> None:
+    """Refuse, in one line, a path no reader (Windows, 7-Zip, the kernel) reads back as written.
+
+    A NUL or ``\\`` in a name, an empty, ``.`` or ``..`` component, ``C:``, a reserved device name,
+    a trailing dot or space, or a file that is also a folder of another file's path.
+    """
+    files_by_key: dict[str, str] = {}
+    dirs: dict[str, str] = {}
+    for f in files:
+        parts = f.path.split("/")
+        for part in parts:
+            problem = component_problem(part, _ANY_LENGTH)
+            if problem:
+                raise UsageError(f"media path {f.path!r}: {problem}", "rename the file before writing the ISO")
+        files_by_key[f.path.casefold()] = f.path
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            dirs.setdefault(prefix.casefold(), prefix)
+    both = sorted(set(files_by_key) & set(dirs))
+    if both:
+        raise UsageError(f"media path {files_by_key[both[0]]!r} is a file and also a folder of another file",
+                         "rename one of them before writing the ISO")
 
 
 def iso9660_name(name: str, is_dir: bool) -> str:
@@ -593,6 +622,7 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
     """
     check_label(label)
     check_boot(boot)
+    check_media_paths(files)
     root, planned = _tree(files)
     plan = _Plan(root, _walk(root, joliet=False), _walk(root, joliet=True), sorted(planned, key=lambda f: f.path),
                  _record_date(epoch), udf, tuple(boot))

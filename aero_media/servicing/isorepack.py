@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .. import log
-from ..errors import SourceError, ToolError, UsageError
+from ..errors import SourceError, ToolError, UnsafePathError, UsageError
 from ..fsutil import CHUNK, walk
 from ..media.eltorito import BootImage
 from ..media.files import FileRegion, MediaFile
 from ..media.isowriter import label_problem, write_iso
 from ..sources.isoread import IsoTree
 from ..sources.tree import EntryKind
+from ..winnames import MAX_COMPONENT, NameLimits, check_no_case_clash, component_problem
 from .wim import require_space
 
 SECTOR = 2048
@@ -314,6 +315,39 @@ def _resolve(dest: str, known: Mapping[str, str]) -> str:
     return out
 
 
+# Windows' name rules at Joliet's length; not the media's cmd.exe character set, which is for our own scripts.
+_WINDOWS_NAMES = NameLimits(MAX_COMPONENT, "the Joliet limit")
+
+
+def _check_tree_names(paths: Sequence[str], name: str) -> None:
+    """The input's names are untrusted: each must be a Windows name, and no two may differ only by case."""
+    for path in paths:
+        for part in path.split("/"):
+            problem = component_problem(part, _WINDOWS_NAMES)
+            if problem:
+                raise UnsafePathError(f"{name}: {path!r} in its tree: {problem}",
+                                      "give an intact Windows 7 ISO")
+    check_no_case_clash(paths, name)
+
+
+def _checked_change(dest: str, known: Mapping[str, str], folders: set[str], name: str) -> str:
+    """``dest`` resolved as :func:`_resolve` does, after refusing a bad name or a path through a file of the input."""
+    if "\\" in dest or "\x00" in dest:
+        raise UsageError(f"ISO path {dest!r} holds a backslash or NUL", "use '/' between names, like sources/boot.wim")
+    for part in (p for p in dest.split("/") if p):
+        problem = component_problem(part, _WINDOWS_NAMES)
+        if problem:
+            raise UsageError(f"ISO path {dest!r}: {problem}", "use a path like sources/boot.wim")
+    where = _resolve(dest, known)
+    parts = where.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix.lower() in known and prefix.lower() not in folders:
+            raise UsageError(f"ISO path {dest!r}: {prefix} is a file of {name}, not a folder",
+                             "give another ISO path")
+    return where
+
+
 def _local_files(source: Path, dest: str) -> list[MediaFile]:
     if source.is_file():
         return [MediaFile(dest, source=source)]
@@ -353,6 +387,7 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: 
         if odd:
             raise SourceError(f"{src.name}: {odd[0].path!r} is a {odd[0].kind} ({tree.reader} names); a Windows "
                               "install DVD has only files and folders", "give an intact Windows 7 ISO")
+        _check_tree_names([e.path for e in entries], src.name)
         inputs = {e.path: MediaFile(e.path, region=FileRegion(src, e.ref.extents))  # type: ignore[attr-defined]
                   for e in entries if e.kind == EntryKind.FILE}
     if before.catalog_lba is not None:
@@ -398,7 +433,7 @@ def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | 
     files = dict(inputs)
     for dest, given in changes.items():
         if isinstance(given, bytes):  # held in memory only (an answer file that may carry a password)
-            where = _resolve(dest, known)
+            where = _checked_change(dest, known, folders, name)
             if where.lower() in folders:
                 raise UsageError(f"a file cannot replace the folder {where} of {name}", "give another ISO path")
             files[where] = MediaFile(where, data=given)
@@ -406,16 +441,17 @@ def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | 
         local = Path(given)
         if not local.exists():
             raise UsageError(f"{local}: no such file to put at {dest}", "build the file first")
-        where = _resolve(dest, known)
+        where = _checked_change(dest, known, folders, name)
         if local.is_file() and where.lower() in folders:
             raise UsageError(f"{local}: a file cannot replace the folder {where} of {name}",
                              "give a folder, or another ISO path")
         for media in _local_files(local, where):
-            path = _resolve(media.path, known)
+            path = _checked_change(media.path, known, folders, name)
             if path.lower() in folders:
                 raise UsageError(f"{local}: a file cannot replace the folder {path} of {name}",
                                  "give another ISO path")
             files[path] = MediaFile(path, source=media.source)
+    check_no_case_clash(list(files), name)
     return files
 
 def _check_boot(before: IsoReport, after: IsoReport, name: str) -> None:

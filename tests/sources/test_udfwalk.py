@@ -6,7 +6,6 @@ re-sealing the descriptor tag so only the patched meaning is wrong.
 
 from __future__ import annotations
 
-import binascii
 import io
 import struct
 from pathlib import Path
@@ -16,55 +15,9 @@ import pytest
 
 from aero_media.errors import SourceError, UnsafePathError
 from aero_media.media.files import MediaFile
-from aero_media.media.isowriter import write_iso
 from aero_media.sources import isoread
 from aero_media.sources.isoread import IsoTree
-
-S = 2048
-
-
-def _retag(b: bytearray, off: int, crc_len: int | None = None) -> None:
-    """Recompute the CRC and checksum of the descriptor tag at ``off`` (ECMA-167 3/7.2)."""
-    if crc_len is None:
-        crc_len = struct.unpack_from("<H", b, off + 10)[0]
-    struct.pack_into("<HH", b, off + 8, binascii.crc_hqx(bytes(b[off + 16:off + 16 + crc_len]), 0), crc_len)
-    b[off + 4] = 0
-    b[off + 4] = sum(b[off:off + 16]) & 0xFF
-
-
-class Udf:
-    """A UDF bridge image in memory, with the offsets of its structures."""
-
-    def __init__(self, tmp_path: Path, files: list[MediaFile]) -> None:
-        self.path = tmp_path / "in.iso"
-        write_iso(files, self.path, "T", 1_700_000_000, udf=True)
-        self.b = bytearray(self.path.read_bytes())
-        self.part = next(struct.unpack_from("<I", self.b, s * S + 188)[0] for s in range(32, 48)
-                         if struct.unpack_from("<H", self.b, s * S)[0] == 5)  # Partition Descriptor
-        self.root = self.part + struct.unpack_from("<I", self.b, self.part * S + 404)[0]
-
-    def ads(self, fe: int) -> int:
-        """Byte offset of the first allocation descriptor of the File Entry in image block ``fe``."""
-        return fe * S + 176 + struct.unpack_from("<I", self.b, fe * S + 168)[0]
-
-    def fids(self, fe: int) -> dict[bytes, int]:
-        """Name -> byte offset of each File Identifier of a folder (the parent's name is b'')."""
-        length, block = struct.unpack_from("<II", self.b, self.ads(fe))
-        at, end, out = (self.part + block) * S, (self.part + block) * S + length, {}
-        while at < end:
-            l_fi, l_iu = self.b[at + 19], struct.unpack_from("<H", self.b, at + 36)[0]
-            out[bytes(self.b[at + 39 + l_iu:at + 38 + l_iu + l_fi])] = at
-            at += (38 + l_fi + l_iu + 3) // 4 * 4
-        return out
-
-    def fe_of(self, name: bytes, folder: int | None = None) -> int:
-        fid = self.fids(folder or self.root)[name]
-        return self.part + struct.unpack_from("<I", self.b, fid + 24)[0]
-
-    def save(self) -> Path:
-        self.path.write_bytes(self.b)
-        return self.path
-
+from tests.lib.udfpatch import S, Udf, rename, retag
 
 FILES = [MediaFile("a.txt", data=b"A" * 10), MediaFile("b.txt", data=b"B" * 10),
          MediaFile("dir/c.txt", data=b"C" * 3000)]
@@ -88,7 +41,7 @@ def test_identifiers_claiming_a_gib_each_read_one_block_each(tmp_path: Path,
     for name, fid in img.fids(img.root).items():
         if name:
             struct.pack_into("<I", img.b, fid + 20, 0x3FFFFFFF)
-            _retag(img.b, fid)
+            retag(img.b, fid)
     path = img.save()
     read = [0]
 
@@ -110,16 +63,14 @@ def test_repeated_allocation_descriptors_of_a_folder_are_refused(tmp_path: Path)
     img.b[at:at + 8 * 20] = ad * 20
     struct.pack_into("<I", img.b, img.root * S + 172, 8 * 20)
     struct.pack_into("<Q", img.b, img.root * S + 56, 20 * (struct.unpack_from("<I", ad)[0] & 0x3FFFFFFF))
-    _retag(img.b, img.root * S, 176 + 8 * 20 - 16)
+    retag(img.b, img.root * S, 176 + 8 * 20 - 16)
     with pytest.raises(SourceError, match=r"in\.iso: '/'"):
         _entries(img.save())
 
 
 def test_a_name_twice_in_one_folder_is_refused(tmp_path: Path) -> None:
     img = Udf(tmp_path, FILES)
-    fid = img.fids(img.root)[b"b.txt"]
-    img.b[fid + 39:fid + 44] = b"a.txt"
-    _retag(img.b, fid)
+    rename(img, b"b.txt", b"a.txt")
     with pytest.raises(UnsafePathError, match=r"'a\.txt'"):
         _entries(img.save())
 
@@ -131,7 +82,7 @@ def test_an_identifier_pointing_nowhere_names_the_file(tmp_path: Path, block: in
     if block == 40:
         img.b.extend(bytes(64 * S))  # a blank block inside the image
     struct.pack_into("<I", img.b, fid + 24, block)
-    _retag(img.b, fid)
+    retag(img.b, fid)
     with pytest.raises(SourceError, match=r"'b\.txt'"):
         _entries(img.save())
 
@@ -140,7 +91,7 @@ def test_a_folder_whose_data_lies_past_the_end_is_truncated(tmp_path: Path) -> N
     img = Udf(tmp_path, FILES)
     fe = img.fe_of(b"dir")
     struct.pack_into("<I", img.b, img.ads(fe) + 4, 0x7FFFFFF0)
-    _retag(img.b, fe * S)
+    retag(img.b, fe * S)
     with pytest.raises(SourceError, match="truncated: 'dir'"):
         _entries(img.save())
 
@@ -152,7 +103,7 @@ def test_file_data_on_metadata_or_outside_the_partition_is_refused(tmp_path: Pat
         img.b.extend(bytes((block + 8) * S))  # inside the image, past the partition
     fe = img.fe_of(b"a.txt")
     struct.pack_into("<I", img.b, img.ads(fe) + 4, block)
-    _retag(img.b, fe * S)
+    retag(img.b, fe * S)
     with pytest.raises(SourceError, match=r"'a\.txt'"):
         _entries(img.save())
 
