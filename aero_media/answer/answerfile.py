@@ -22,9 +22,13 @@ when the medium is written and go straight into the ISO from memory: never into 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import hmac
 import os
 import re
+import secrets as _random
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -54,6 +58,8 @@ DRIVE_LETTERS = "CDEFGHIJKLMNOPQRSTUVWYZ"
 """Every letter Windows PE may give the DVD: not A/B (floppies) and not X (Windows PE's own RAM disk)."""
 
 MAX_SECRET = 256
+KEY_NAME = "secrets-digest.key"
+"""In build/: the random key of :func:`secrets_digest`, made once per checkout, mode 0600."""
 """Longest secret read (a Windows password is at most 127 characters; a product key is 29)."""
 _PRODUCT_KEY = re.compile(r"[0-9A-Z]{5}(?:-[0-9A-Z]{5}){4}")
 
@@ -119,6 +125,41 @@ def read_secrets(unattended: Unattended, where: str) -> Secrets:
                             "product key (five groups of five letters and digits, joined by '-')",
                             "put the 25-character key there")
     return Secrets(password, key)
+
+
+def _checkout_key(build_dir: Path) -> bytes:
+    """The checkout's random digest key (32 bytes, 0600), made on first use; concurrent makers agree on one."""
+    path = build_dir / KEY_NAME
+    if not path.exists():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=build_dir, prefix=f".{KEY_NAME}.")  # mkstemp makes it 0600
+        try:
+            os.write(fd, _random.token_bytes(32))
+            os.fsync(fd)
+            os.close(fd)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)  # appears whole or not at all; the first maker wins
+        finally:
+            os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise SpecError(f"{path}: not a digest key of 32 bytes", f"delete {path} (it is made again)")
+    return key
+
+
+def secrets_digest(unattended: Unattended, where: str, build_dir: Path) -> str | None:
+    """A keyed digest of the password and product key, for the service task's up-to-date data.
+
+    A changed secret then reruns the task. HMAC-SHA256 under a random per-checkout key kept in
+    ``build_dir`` (never a plain hash, which doit's database would keep and anyone could test
+    guesses against). None when a secret cannot be read now: the task runs and says why.
+    """
+    try:
+        got = read_secrets(unattended, where)
+    except SpecError:
+        return None
+    message = got.password.encode() + b"\0" + (got.product_key or "").encode()
+    return hmac.new(_checkout_key(build_dir), message, hashlib.sha256).hexdigest()
 
 
 def hidden_password(password: str) -> str:

@@ -363,6 +363,16 @@ def task_verify_fat_disk(plan: Plan) -> Iterator[Task]:
                        epoch=run.epoch)
 
 
+def _secrets_fingerprint(plan: Plan, run: Run) -> dict[str, str | None]:
+    """``{"secrets": keyed digest}`` for a full answer file (a changed password or key reruns the task), else {}."""
+    media = run.spec.install_media
+    if media is None or media.unattended is None:
+        return {}
+    from ..answer.answerfile import secrets_digest
+
+    return {"secrets": secrets_digest(media.unattended, run.spec.display, plan.ctx.build_dir)}
+
+
 def task_service(plan: Plan) -> Iterator[Task]:
     """Service a Windows 7 install ISO (install_media:): drivers, certificates, test mode inside its WIMs."""
     for run in plan.runs:
@@ -371,10 +381,13 @@ def task_service(plan: Plan) -> Iterator[Task]:
             continue
         p = run.paths
         inputs = [f for f in (media.iso, media.boot_wim, media.install_wim) if f is not None and f.is_file()]
+        secrets = _secrets_fingerprint(plan, run)
         yield _subtask(plan, run, Stage.SERVICE, f"serviced Windows 7 install media of {run.spec.name}",
                        [*_stage_manifests(run), *inputs, *_shipped_certs(run), *_proven(run)], p.serviced_outputs,
                        clean=_removing(p.install_media_dir, p.service_work), epoch=run.epoch,
-                       uptodate=[functools.partial(_service_outputs_current, run)])
+                       uptodate=[functools.partial(_service_outputs_current, run),
+                                 *([False] if secrets == {"secrets": None} else [])],
+                       **secrets)
 
 
 def task_guest_tools(plan: Plan) -> Iterator[Task]:

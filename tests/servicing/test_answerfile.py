@@ -6,6 +6,7 @@ xmlschema), the secrets' sources and the spec settings.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -208,11 +209,19 @@ def test_no_answer_file_unless_asked(tmp_path: Path) -> None:
     ({"answer_file": "full", "unattended": {**UNATTENDED_SPEC, "password_file": "pw"}}, "password_env"),
     ({"answer_file": "full", "unattended": {**UNATTENDED_SPEC, "partitioning": "wipe"}}, "partitioning"),
     ({"answer_file": "sometimes"}, "answer_file"),
+    *[({"answer_file": "full", "unattended": {**UNATTENDED_SPEC, "account": bad}}, "account")
+      for bad in ("a\x01b", "a\tb", "...", "  ", " . ", "Administrator\x7f", "x" * 21)],
 ])
 def test_answer_file_settings_are_checked(extra: dict[str, Any], names: str, tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load(extra, tmp_path)
     assert names in str(err.value)
+
+
+@pytest.mark.parametrize("account", ["a\tb", "...", "  ", "Administrator\x7f", "a\x85b"])
+def test_the_schema_refuses_control_characters_and_dot_or_space_only_account_names(account: str) -> None:
+    xml = full(dataclasses.replace(UNATTENDED, account=account))
+    assert af.problems(xml)
 
 
 def test_a_password_in_the_spec_is_refused_without_repeating_it(tmp_path: Path) -> None:

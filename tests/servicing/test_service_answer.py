@@ -113,6 +113,23 @@ def test_a_full_answer_file_puts_its_secrets_on_the_medium_and_nowhere_else(
     assert not any(x in printed for s in (PASSWORD, KEY) for x in forms(s))
     assert not list(Path(__import__("tempfile").gettempdir()).glob("aero-answer-*"))  # no private copy, ever
 
+    # A changed password or product key reruns the task: a keyed digest of them (never a plain hash) is in
+    # its up-to-date data, under a random key of this checkout's own.
+    key = project / "build" / af.KEY_NAME
+    assert key.stat().st_mode & 0o777 == 0o600
+    plain = [hashlib.sha256(s.encode()).hexdigest().encode() for s in (PASSWORD, KEY)]
+    assert not [f for f in (project / "build").rglob("*") if f.is_file() and any(h in f.read_bytes() for h in plain)]
+    assert run_doit(project, "service:answered") == 0
+    assert ".  service:answered" not in capfd.readouterr().out
+    (secrets / "password.txt").write_text("Another-Pw-42\n")
+    assert run_doit(project, "service:answered") == 0
+    assert ".  service:answered" in capfd.readouterr().out
+    assert af.hidden_password("Another-Pw-42").encode() in iso_files(iso)[af.FILE_NAME]
+    monkeypatch.setenv("AERO_TEST_PRODUCT_KEY", KEY.replace("Q7XKD", "Q7XKE"))
+    assert run_doit(project, "service:answered") == 0
+    assert ".  service:answered" in capfd.readouterr().out
+    assert KEY.replace("Q7XKD", "Q7XKE").encode() in iso_files(iso)[af.FILE_NAME]
+
 
 def test_service_iso_writes_a_drivers_only_answer_file(tmp_path: Path, media_iso: Path) -> None:
     need_tool("wimlib-imagex")
