@@ -218,6 +218,7 @@ def read_report(iso: Path) -> IsoReport:
     joliet = False
     catalog: int | None = None
     udf: str | None = None
+    terminated = False  # ECMA-119 8.3: no ISO 9660 descriptor follows the set terminator, only UDF's sequence
     with open(iso, "rb") as fp:
         for lba in range(16, 16 + _MAX_VDS):
             vd = _sector(fp, lba)
@@ -226,9 +227,11 @@ def read_report(iso: Path) -> IsoReport:
             ident = vd[1:6]
             if ident in _UDF_IDS:
                 udf = ident.decode("ascii")
-            if ident != b"CD001":
+            if ident != b"CD001" or terminated:
                 continue
             kind = vd[0]
+            if kind == 255:
+                terminated = True
             if kind == 1 and pvd is None:
                 pvd = vd
             elif kind == 2 and vd[88:91] in _JOLIET_ESCAPES:
@@ -267,7 +270,7 @@ def boot_image_bytes(entry: BootEntry, named: int | None, head: bytes) -> int:
     """How many bytes of the input ISO, from the entry's load sector, are its boot image.
 
     The catalog gives where an image starts, not how long it is, so the rule is:
-    the size of the file the tree names at that sector, if one (``named``); else,
+    the size of the file the tree names at that sector, if exactly one (``named``); else,
     for a no-emulation UEFI image (efisys.bin, a FAT floppy image), the size its FAT
     BPB declares if ``head`` parses as one; else what the firmware loads
     (:attr:`BootEntry.image_bytes`: sector count × 512, the floppy size, or the
@@ -280,16 +283,23 @@ def boot_image_bytes(entry: BootEntry, named: int | None, head: bytes) -> int:
     return max(size or 0, entry.image_bytes)
 
 
+def _only_file_at(files: Sequence[MediaFile], offset: int) -> int | None:
+    """The size of the one input file whose data starts at ``offset``; None when no file or several do.
+
+    Several (names sharing the boot image's extent, with different sizes) say nothing sure about its length.
+    """
+    sizes = [f.size for f in files if f.region is not None and f.region.size and f.region.extents[0][0] == offset]
+    return sizes[0] if len(sizes) == 1 else None
+
+
 def _boot_images(src: Path, before: IsoReport, files: Sequence[MediaFile]) -> list[BootImage]:
-    at = {f.region.extents[0][0]: f for f in files if f.region is not None and f.region.size}
     size = src.stat().st_size
     images: list[BootImage] = []
     with open(src, "rb") as fp:
         for index, entry in enumerate(before.boot_entries):
             offset = entry.load_rba * SECTOR
-            named = at.get(offset)
             fp.seek(offset)
-            length = boot_image_bytes(entry, named.size if named is not None else None, fp.read(512))
+            length = boot_image_bytes(entry, _only_file_at(files, offset), fp.read(512))
             if offset + length > size:
                 raise SourceError(f"{src.name}: boot image {index} ({entry.platform}) runs past the end of the ISO",
                                   "the ISO is truncated: download it again")
