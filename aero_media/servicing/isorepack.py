@@ -344,7 +344,7 @@ def _checked_change(dest: str, known: Mapping[str, str], folders: set[str], name
     """``dest`` resolved as :func:`_resolve` does, after refusing a bad name or a path through a file of the input."""
     if "\\" in dest or "\x00" in dest:
         raise UsageError(f"ISO path {dest!r} holds a backslash or NUL", "use '/' between names, like sources/boot.wim")
-    for part in (p for p in dest.split("/") if p):
+    for part in (p for p in dest.split("/") if p not in ("", ".", "..")):  # _resolve refuses . and ..
         problem = component_problem(part, _WINDOWS_NAMES)
         if problem:
             raise UsageError(f"ISO path {dest!r}: {problem}", "use a path like sources/boot.wim")
