@@ -12,11 +12,13 @@ import functools
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -355,3 +357,43 @@ def relpath_for_humans(path: Path, root: Path | None = None, *, absolute: bool =
     with contextlib.suppress(ValueError):
         return "~/" + path.relative_to(Path.home()).as_posix()
     return str(path) if absolute else path.name
+
+
+class BackgroundSha256:
+    """A sha256 computed on a thread of its own, so hashing gigabytes overlaps reading and writing them.
+
+    hashlib lets go of the interpreter lock while it hashes a large buffer, so this
+    thread and the one doing the I/O run on two cores. :meth:`update` takes bytes (never
+    a buffer the caller reuses); at most ``depth`` chunks wait, so memory stays flat.
+    Use it as a context manager: leaving stops the thread, also on an error.
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._sha = hashlib.sha256()
+        self._digest: str | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, data: bytes) -> None:
+        """Hash ``data`` after what came before it."""
+        if data:
+            self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        """Wait for every chunk to be hashed; the digest."""
+        if self._digest is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._digest = self._sha.hexdigest()
+        return self._digest
+
+    def __enter__(self) -> BackgroundSha256:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hexdigest()

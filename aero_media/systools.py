@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -135,24 +136,38 @@ def run(tool: str, args: Sequence[str], *, purpose: str, program: str | None = N
 
 def stream(tool: str, args: Sequence[str], on_line: Callable[[str], None], *, purpose: str,
            env: Mapping[str, str] | None = None, what: str = "", hint: str = "",
-           why: Callable[[list[str]], str] | None = None) -> None:
+           why: Callable[[list[str]], str] | None = None, stdin: bytes | None = None,
+           with_stdout: bool = False) -> None:
     """Run ``tool args``, handing each line of its error output to ``on_line`` as it comes (progress).
 
+    A line ends at a newline or a carriage return (progress redrawn in place is a line each time).
+    ``with_stdout`` hands over standard output too, in order (wimlib prints its progress there);
+    ``stdin`` is what the program reads (default: nothing).
     On failure, a one-line :class:`ToolError`: ``why`` picks the reason from the last lines (default: the last).
     """
     exe = find_tool(tool, purpose)
     tail: list[str] = []
-    try:
-        with subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=_env(env), text=True, errors="replace",
-                              preexec_fn=child_preexec()) as proc:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                tail = [*tail[-20:], line.rstrip()]
-                on_line(line)
-            code = proc.wait()
-    except OSError as exc:
-        raise ToolError(f"{tool} could not start: {exc.strerror or exc}",
-                        f"check the installation of {debian_package(tool)}") from None
+    with tempfile.TemporaryFile() as feed:
+        if stdin is not None:
+            # From a file, not a pipe: nothing to write while the program's output is read, so no deadlock.
+            feed.write(stdin)
+            feed.seek(0)
+        try:
+            with subprocess.Popen([exe, *args], stdin=feed if stdin is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE if with_stdout else subprocess.DEVNULL,
+                                  stderr=subprocess.STDOUT if with_stdout else subprocess.PIPE, env=_env(env),
+                                  text=True, errors="replace", preexec_fn=child_preexec()) as proc:
+                lines = proc.stdout if with_stdout else proc.stderr
+                assert lines is not None
+                # Text mode reads universal newlines: "\r" ends a line as "\n" does.
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    tail = [*tail[-20:], line.rstrip()]
+                    on_line(line)
+                code = proc.wait()
+        except OSError as exc:
+            raise ToolError(f"{tool} could not start: {exc.strerror or exc}",
+                            f"check the installation of {debian_package(tool)}") from None
     if code != 0:
         raise _failed(tool, what, code, why(tail) if why else last_line("\n".join(tail)), hint)

@@ -1,6 +1,6 @@
 """Benchmarks: our steps against baseline tools on the same data, printed as ratios in one run.
 
-    python bench/run.py [--size-mb 300] [--iso-mb 600] [--keep DIR]
+    python bench/run.py [--size-mb 300] [--iso-mb 600] [--service-mb 3000] [--only GROUP] [--keep DIR]
 
 Each measured step runs in its own process so its wall time and peak RSS are its own.
 Ratios (ours / baseline) are what to compare across machines; absolute times are shown
@@ -267,11 +267,154 @@ def _cold_build(tmp: Path, big: Path, iso: Path, env: dict[str, str], subset: li
     return lines
 
 
+# -- servicing a retail-size Windows 7 DVD ---------------------------------------------
+
+def _noise(path: Path, size: int, seed: int) -> None:
+    """``size`` bytes of incompressible data (a rotated random block, so no two files share a blob)."""
+    rnd = os.urandom(1024 * 1024)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fp:
+        left = size
+        i = seed * 7919
+        while left > 0:
+            cut = i % len(rnd)
+            block = (rnd[cut:] + rnd[:cut])[:left]
+            fp.write(block)
+            left -= len(block)
+            i += 1
+
+
+def _pad_hive(hive: Path, mib: int) -> None:
+    """Grow a hive to about ``mib`` MiB with keys of REG_SZ values, as a retail SOFTWARE hive is tens of MiB."""
+    per_value = 1000  # characters: 2 KB in the hive (UTF-16)
+    values = mib * 1024 * 1024 // 2800  # what one value costs the hive, with its key's share
+    lines = ["Windows Registry Editor Version 5.00", "", "[\\AeroBenchPadding]", ""]  # parents first
+    for key in range(0, values, 50):
+        lines += [f"[\\AeroBenchPadding\\K{key:06d}]"]
+        lines += [f'"V{v}"="{(chr(65 + (key + v) % 26)) * per_value}"' for v in range(min(50, values - key))]
+        lines.append("")
+    reg = hive.with_name(hive.name + ".reg")
+    reg.write_text("\n".join(lines) + "\n", encoding="ascii")
+    subprocess.run(["hivexregedit", "--merge", str(hive), str(reg)], check=True, capture_output=True)
+    reg.unlink()
+
+
+def _capture(wim: Path, trees: list[tuple[Path, str, dict[str, str]]], boot_index: int = 0) -> None:
+    """Capture the trees as images 1..n (later ones as updates of the first: unchanged files are not hashed again)."""
+    env = dict(os.environ, LC_ALL="C")
+    for i, (tree, name, props) in enumerate(trees, 1):
+        cmd = ["wimlib-imagex", "capture" if i == 1 else "append", str(tree), str(wim), name, "--compress=none"]
+        if i > 1:
+            cmd.append(f"--update-of={i - 1}")
+        if i == boot_index:
+            cmd.append("--boot")
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        args = [a for k, v in props.items() for a in ("--image-property", f"{k}={v}")]
+        subprocess.run(["wimlib-imagex", "info", str(wim), str(i), *args], check=True, capture_output=True, env=env)
+
+
+def make_retail_iso(root: Path, total_mb: int, editions: int = 4) -> Path:
+    """A Windows 7 x64 DVD of retail size: ``editions`` install images sharing most of their payload, each with
+    its own padded SOFTWARE/SYSTEM hives and a recovery image, and a two-image boot.wim; ISO 9660 + Joliet with
+    El Torito BIOS and UEFI entries, as tests/lib/win7image.py lays the DVD out."""
+    from tests.lib.win7image import WINRE, make_iso, make_media, make_winre, win7_properties, windows_tree
+
+    names = ["HomeBasic", "HomePremium", "Professional", "Ultimate", "Starter", "Enterprise"][:editions]
+    dvd = root / "dvd"
+    make_media(dvd, "amd64", editions=names[:1])  # boot files, media BCDs, setup.exe; the WIMs are replaced below
+    trees = root / "trees"
+    shared = trees / "shared"  # one folder's files hard-linked into every edition: stored once, as on a DVD
+    boot_payload = 160 * 1024 * 1024
+    winre_payload = 150 * 1024 * 1024
+    per_edition = 24 * 1024 * 1024
+    install_payload = max(total_mb * 1024 * 1024 - boot_payload - winre_payload - editions * (per_edition + (56 << 20)),
+                          256 * 1024 * 1024)
+    chunk = 128 * 1024 * 1024
+    for n in range(-(-install_payload // chunk)):
+        _noise(shared / f"payload{n:02d}.dat", min(chunk, install_payload - n * chunk), n)
+    winre_tree = windows_tree(trees / "winre", edition="WindowsPE", bcd_template=False)
+    _noise(winre_tree / "sources" / "boot.sdi.dat", winre_payload, 101)
+    winre = make_winre(trees / "winre.wim", "amd64", trees / "winre")
+    boot_trees = []
+    for i, name in enumerate(("Microsoft Windows PE (x64)", "Microsoft Windows Setup (x64)")):
+        t = windows_tree(trees / f"boot{i}", bcd_template=False)
+        _pad_hive(t / "Windows/System32/config/SOFTWARE", 12)
+        _pad_hive(t / "Windows/System32/config/SYSTEM", 6)
+        _noise(t / "Windows/System32/boot-payload.dat", boot_payload // 2, 200 + i)
+        if i == 1:
+            (t / "setup.exe").write_bytes(b"MZ stand-in for setup.exe\n")
+        boot_trees.append((t, name, win7_properties("amd64", "WindowsPE")))
+    (dvd / "sources" / "boot.wim").unlink()
+    _capture(dvd / "sources" / "boot.wim", boot_trees, boot_index=2)
+    install_trees = []
+    for i, edition in enumerate(names):
+        t = windows_tree(trees / f"install-{edition}", edition=edition)
+        _pad_hive(t / "Windows/System32/config/SOFTWARE", 40)
+        _pad_hive(t / "Windows/System32/config/SYSTEM", 12)
+        _noise(t / "Windows/System32/edition.dat", per_edition, 300 + i)
+        (t / WINRE).parent.mkdir(parents=True, exist_ok=True)
+        os.link(winre, t / WINRE)
+        for f in shared.iterdir():
+            os.link(f, t / "Windows" / f.name)
+        install_trees.append((t, f"Windows 7 {edition}", win7_properties("amd64", edition)))
+    (dvd / "sources" / "install.wim").unlink()
+    _capture(dvd / "sources" / "install.wim", install_trees)
+    shutil.rmtree(trees)
+    shutil.rmtree(root / "dvd-trees", ignore_errors=True)
+    iso = make_iso(dvd, root / "win7-retail.iso")
+    shutil.rmtree(dvd)
+    return iso
+
+
+def _manual_service(iso: Path, work: Path, viostor: Path, images: int) -> list[str]:
+    """The manual flow as a shell script: extract everything, wimlib update each image, repack with xorriso."""
+    x = work / "x"
+    update = f"echo 'add {viostor} /Windows/System32/drivers/viostor.sys'"
+    steps = [f"xorriso -osirrox on -indev {iso} -extract / {x} >/dev/null 2>&1",
+             f"chmod -R u+w {x}",
+             f"{update} | wimlib-imagex update {x}/sources/boot.wim 2 >/dev/null"]
+    steps += [f"{update} | wimlib-imagex update {x}/sources/install.wim {i} >/dev/null" for i in range(1, images + 1)]
+    steps.append(f"xorriso -indev {iso} -outdev {work}/manual.iso -boot_image any replay "
+                 f"-map {x}/sources/boot.wim /sources/boot.wim -map {x}/sources/install.wim /sources/install.wim "
+                 "-commit >/dev/null 2>&1")
+    return ["sh", "-c", "set -e; " + "; ".join(steps)]
+
+
+def bench_service(tmp: Path, total_mb: int, editions: int = 4) -> list[str]:
+    from tests.lib.project import expanded_sample
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    iso = tmp / "win7-retail.iso"
+    if not iso.is_file():  # a kept folder (--keep) reuses the DVD it made
+        iso = make_retail_iso(tmp, total_mb, editions)
+    pack = expanded_sample(tmp / "pack")
+    viostor = pack / "win7" / "amd64" / "viostor" / "viostor.sys"
+    size_mb = iso.stat().st_size / 2**20
+    subprocess.run(["cat", str(iso)], stdout=subprocess.DEVNULL, check=True)  # warm cache, for both sides
+    env = {"PYTHONPATH": str(REPO), "AERO_MEDIA_CACHE": str(tmp / "cache")}
+    ours = [sys.executable, "-m", "aero_media", "service-iso", "--windows-iso", str(iso), "--drivers-root",
+            str(pack), "--output", str(tmp / "out" / "ours.iso"), "--allow-placeholder-catalogs"]
+    t_ours, rss_ours = best_of(2, ours, tmp, env, before=["rm", "-rf", str(tmp / "out")])
+    shutil.rmtree(tmp / "out", ignore_errors=True)
+    work = tmp / "manual"
+    t_manual, rss_manual = best_of(2, _manual_service(iso, work, viostor, editions), tmp,
+                                   before=["rm", "-rf", str(work)])
+    shutil.rmtree(work, ignore_errors=True)
+    t_copy, _ = best_of(2, ["cp", str(iso), str(tmp / "copy.iso")], tmp, before=["rm", "-f", str(tmp / "copy.iso")])
+    (tmp / "copy.iso").unlink(missing_ok=True)
+    return [f"service a {size_mb:.0f} MB Windows 7 x64 ISO ({editions} install editions, padded hives)",
+            f"  aero-media service-iso {t_ours:.2f}s (peak RSS {rss_ours} MiB) vs manual flow (xorriso -osirrox "
+            f"extract, wimlib-imagex update boot.wim#2 and {editions} install images adding viostor.sys, xorriso "
+            f"-boot_image any replay) {t_manual:.2f}s (peak RSS {rss_manual} MiB): ratio {t_ours / t_manual:.2f} "
+            f"(target <= 1.3); cp of the ISO {t_copy:.2f}s"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=300, help="driver payload of the synthetic pack")
     ap.add_argument("--iso-mb", type=int, default=600, help="size of the synthetic upstream ISO")
-    ap.add_argument("--only", choices=["drivers-iso", "upstream"], help="run one group")
+    ap.add_argument("--service-mb", type=int, default=3000, help="size of the synthetic Windows 7 DVD")
+    ap.add_argument("--only", choices=["drivers-iso", "upstream", "service"], help="run one group")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="aero-bench-"))
@@ -282,6 +425,9 @@ def main() -> int:
                 print(line, flush=True)
         if args.only in (None, "upstream"):
             for line in bench_upstream(tmp / "upstream", args.iso_mb):
+                print(line, flush=True)
+        if args.only in (None, "service"):
+            for line in bench_service(tmp / "service", args.service_mb):
                 print(line, flush=True)
     finally:
         if not args.keep:

@@ -28,3 +28,10 @@ def realdata() -> Path:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read or write the user's ~/.cache: each worker gets a cache folder of its own."""
     monkeypatch.setenv("AERO_MEDIA_CACHE", str(tmp_path_factory.getbasetemp() / "aero-media-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No progress lines unless a test asks for them: a slow step on a busy machine must not add stderr lines
+    that a test counts (tests of progress set or clear AERO_MEDIA_PROGRESS themselves)."""
+    monkeypatch.setenv("AERO_MEDIA_PROGRESS", "never")

@@ -53,3 +53,16 @@ def test_stream_hands_over_each_line_and_fails_in_one_line(tmp_path: Path, monke
     with pytest.raises(ToolError) as exc:
         systools.stream("talker", ["2"], lambda line: None, purpose="p", why=lambda tail: tail[0])
     assert "exit status 2" in exc.value.message and exc.value.message.endswith("0%")
+
+
+def test_stream_reads_progress_redrawn_in_place_from_stdout_and_feeds_stdin(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """wimlib prints its progress on stdout, each state ending in a carriage return, and reads commands on stdin."""
+    bin_dir = tmp_path / "bin"
+    _program(bin_dir, "redraw", "sys.stdout.write('1 of 3\\r2 of 3\\r3 of 3\\n'); sys.stdout.flush()\n"
+                                "sys.stderr.write('got ' + sys.stdin.read().strip() + '\\n')\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    seen: list[str] = []
+    systools.stream("redraw", [], lambda line: seen.append(line.strip()), purpose="p", stdin=b"add a b\n",
+                    with_stdout=True)
+    assert seen == ["1 of 3", "2 of 3", "3 of 3", "got add a b"]

@@ -21,7 +21,7 @@ at a time, straight into the image; a file that changes size meanwhile is an err
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import io
 import os
 import re
@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 from .. import log
 from ..errors import SourceError, UsageError
-from ..fsutil import atomic_path, copy_exactly
+from ..fsutil import BackgroundSha256, atomic_path, copy_exactly
 from ..winnames import MAX_COMPONENT as JOLIET_MAX  # Joliet's name length: one home, beside the other name rules
 from ..winnames import NameLimits, component_problem
 from . import udf as udfmod
@@ -190,11 +190,35 @@ def _iso_key(ident: str) -> tuple[bytes, bytes]:
     return name.encode("ascii").ljust(31, b" "), ext.encode("ascii").ljust(31, b" ")
 
 
-def plan_names(files: Sequence[MediaFile]) -> tuple[list[tuple[str, str]], list[tuple[str, str, MediaFile]]]:
-    """Return (dirs, files) as (media path, ISO path[, file]) pairs, parents first, after clash checks."""
+def _uncut(name: str) -> str:
+    """A name mapped to d-characters (upper case, ``_`` for the rest) without the level 3 length cuts."""
+    return _NOT_D.sub("_", name.upper())
+
+
+def _numbered(iso: str, n: int, is_dir: bool) -> str:
+    """``iso`` with ``_n`` at the end of its name, cut to keep the level 3 lengths (31 for a folder, 30 for
+    name, dot and extension), as mastering tools number names that map alike."""
+    tag = f"_{n}"
+    if is_dir:
+        return iso[:31 - len(tag)] + tag
+    stem, _, ext = iso.split(";")[0].rpartition(".")
+    return f"{stem[:max(1, 30 - len(ext) - 1 - len(tag))]}{tag}.{ext};1"
+
+
+def plan_names(files: Sequence[MediaFile], folders: Sequence[str] = ()) -> tuple[list[tuple[str, str]],
+                                                                              list[tuple[str, str, MediaFile]]]:
+    """Return (dirs, files) as (media path, ISO path[, file]) pairs, parents first, after clash checks.
+
+    ``folders`` adds folders that hold no file (they and their parents appear as any other).
+    Names that map alike in full are an error naming both (``a-b.inf`` and ``A_B.inf``: a reader of
+    the ISO 9660 tree could not tell them apart, and names differing only in case are one name to
+    Windows); long names that only the ISO 9660 length cut makes alike (``microsoft-windows-terminalservices-
+    licenseserver`` and ``...-appserver-licensing``, both under a Windows DVD's ``sources``) are
+    numbered in the ISO 9660 tree alone, in path order, so the bytes still repeat.
+    """
     dirs: set[str] = set()
-    for f in files:
-        parts = f.path.split("/")
+    for path in [*(f.path for f in files), *(f"{d.strip('/')}/" for d in folders if d.strip("/"))]:
+        parts = path.split("/")
         for i in range(1, len(parts)):
             dirs.add("/".join(parts[:i]))
     iso_of: dict[str, str] = {"": ""}
@@ -206,10 +230,16 @@ def plan_names(files: Sequence[MediaFile]) -> tuple[list[tuple[str, str]], list[
         if len(name) > JOLIET_MAX:
             problems.append(f"{path!r}: name is longer than {JOLIET_MAX} characters, the Joliet limit")
         iso = iso9660_name(name, is_dir)
-        key = (parent.casefold(), iso.split(";")[0])
-        other = taken.setdefault(key, path)
-        if other != path:
+        other = taken.get((parent.casefold(), iso.split(";")[0]))
+        if other is not None and _uncut(other.rpartition("/")[2]) == _uncut(name):
+            # Alike before any cut (case, or characters ISO 9660 lacks): a clash in the input's names to fix.
             problems.append(f"{other!r} and {path!r} map to the same ISO 9660 name {iso!r}")
+        n = 1
+        while other is not None and n < 10000:
+            iso = _numbered(iso9660_name(name, is_dir), n, is_dir)
+            other = taken.get((parent.casefold(), iso.split(";")[0]))
+            n += 1
+        taken[(parent.casefold(), iso.split(";")[0])] = path
         return f"{iso_of[parent]}/{iso}"
 
     ordered_dirs = sorted(dirs, key=lambda p: (p.count("/"), p))
@@ -224,8 +254,8 @@ def plan_names(files: Sequence[MediaFile]) -> tuple[list[tuple[str, str]], list[
     return [(d, iso_of[d]) for d in ordered_dirs], planned
 
 
-def _tree(files: Sequence[MediaFile]) -> tuple[_Dir, list[_File]]:
-    dirs, planned = plan_names(files)
+def _tree(files: Sequence[MediaFile], folders: Sequence[str] = ()) -> tuple[_Dir, list[_File]]:
+    dirs, planned = plan_names(files, folders)
     root = _Dir("", "", "", None)
     by_path = {"": root}
     for path, iso in dirs:
@@ -576,23 +606,26 @@ def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables:
 
 
 class _Hashing(io.RawIOBase):
-    """A write-only file that hashes what passes through it (the image is written strictly in order)."""
+    """A write-only file that hashes what passes through it (the image is written strictly in order).
 
-    def __init__(self, fp: BinaryIO) -> None:
+    The hash runs on a thread of its own (:class:`BackgroundSha256`), beside the writes.
+    """
+
+    def __init__(self, fp: BinaryIO, sha: BackgroundSha256) -> None:
         super().__init__()
         self._fp = fp
-        self._sha = hashlib.sha256()
+        self._sha = sha
         self._pos = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._sha.update(data)
-        self._fp.write(data)
-        n = memoryview(data).nbytes
-        self._pos += n
-        return n
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._sha.update(chunk)
+        self._fp.write(chunk)
+        self._pos += len(chunk)
+        return len(chunk)
 
     def tell(self) -> int:
         return self._pos
@@ -601,9 +634,17 @@ class _Hashing(io.RawIOBase):
         return self._sha.hexdigest()
 
 
-def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress) -> None:
+def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress,
+               also: BackgroundSha256 | None = None) -> None:
+    """Copy a file's bytes and pad them to a sector; ``also`` hashes the file's bytes alone."""
+
+    def passed(chunk: bytes) -> None:
+        progress.advance(len(chunk))
+        if also is not None:
+            also.update(chunk)
+
     with media.open() as src:
-        if not copy_exactly(src, out, size, lambda chunk: progress.advance(len(chunk))):
+        if not copy_exactly(src, out, size, passed):
             # Streamed as it is now: a file that changed size would leave a wrong image.
             raise SourceError(f"{name}: changed size while the ISO was being written", "rerun the build")
     out.write(b"\0" * (-size % SECTOR))
@@ -611,7 +652,8 @@ def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: 
 
 
 def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, udf: bool = False,
-              boot: Sequence[BootImage] = ()) -> str:
+              boot: Sequence[BootImage] = (), digests: dict[str, str] | None = None,
+              folders: Sequence[str] = ()) -> str:
     """Write ``files`` to ``out`` (atomically) as ISO 9660 level 3 + Joliet + Rock Ridge 1.09.
 
     ``udf`` adds a UDF 1.02 bridge naming the same files (each file's bytes are one
@@ -619,19 +661,25 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
     image being the default entry. Every date in the image is ``epoch`` (UTC); nothing
     depends on the clock, the time zone, the locale or the order of ``files``.
     Returns the image's sha256, hashed as it is written (no second read of gigabytes).
+    ``digests``: each of its keys that is a file's path gets that file's sha256, hashed as
+    it is written too (a caller that publishes the file beside the image need not read it again).
+    ``folders`` are folders to carry even when no file is in them.
     """
     check_label(label)
     check_boot(boot)
     check_media_paths(files)
-    root, planned = _tree(files)
+    root, planned = _tree(files, folders)
     plan = _Plan(root, _walk(root, joliet=False), _walk(root, joliet=True), sorted(planned, key=lambda f: f.path),
                  _record_date(epoch), udf, tuple(boot))
     pt, jpt, tables = _layout(plan)
     pieces: dict[int, bytes | tuple[MediaFile, int, str]] = {**_system_area(plan, label, epoch, pt, jpt, tables),
                                                              **plan.data}
     progress = log.Progress(f"write {out.name}", sum(size for _media, size, _name in plan.data.values()))
-    with atomic_path(out) as tmp, open(tmp, "wb") as raw:
-        fp = _Hashing(raw)
+    wanted = {} if digests is None else {p: BackgroundSha256() for p in digests}
+    with atomic_path(out) as tmp, open(tmp, "wb") as raw, BackgroundSha256() as sha, contextlib.ExitStack() as own:
+        for each in wanted.values():
+            own.enter_context(each)
+        fp = _Hashing(raw, sha)
         for at in sorted(pieces):
             gap = at * SECTOR - fp.tell()
             assert gap >= 0, f"extents overlap at sector {at}"
@@ -640,10 +688,12 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
             if isinstance(piece, bytes):
                 fp.write(piece + b"\0" * (-len(piece) % SECTOR))
             else:
-                _copy_data(fp, *piece, progress)  # type: ignore[arg-type]  # writes only
+                _copy_data(fp, *piece, progress, wanted.get(piece[0].path))  # type: ignore[arg-type]  # writes only
         fp.write(b"\0" * (tables[4] * SECTOR - fp.tell()))
         assert fp.tell() == tables[4] * SECTOR
         raw.flush()
         os.fsync(raw.fileno())
     progress.close()
+    if digests is not None:
+        digests.update({p: h.hexdigest() for p, h in wanted.items()})
     return fp.hexdigest()

@@ -20,8 +20,7 @@ once. What the output carries, and why:
 * Files of 4 GiB or more are refused before writing: the writer stores each file
   as one extent (ISO 9660 holds at most 4 GiB − 1 byte in one). Retail Windows 7
   install.wim files are below 4 GiB.
-* Folders with no files are not carried (the writer places files; Windows DVDs
-  have none that Setup reads).
+* Every folder of the input is carried, also one with no files in it.
 
 The El Torito reader here parses the boot record volume descriptor and the boot
 catalog itself (El Torito 1.0 §2), so tests compare input and output with an
@@ -34,7 +33,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -377,19 +376,23 @@ class RepackResult:
     """Of the output ISO, hashed as it was written."""
     reader: str
     """The input's name space the tree was read from (``udf``, ``joliet``...)."""
+    digests: Mapping[str, str] = field(default_factory=dict)
+    """The sha256 of each file :func:`repack` was asked to hash (by the ISO path it was asked by)."""
 
 
 def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: int,
-           require: Sequence[str] = ()) -> RepackResult:
+           require: Sequence[str] = (), before: IsoReport | None = None, digests: Sequence[str] = ()) -> RepackResult:
     """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder, or bytes) added or replaced.
 
     Refuses before writing: files of 4 GiB or more, required paths (``require``)
     missing from the tree read, symlinks or special files in it, too little free
     space. Every date in the output is ``epoch``; the output appears only when
-    complete and its boot entries equal the input's.
+    complete and its boot entries equal the input's. ``before`` is the input's
+    :func:`read_report` when the caller has it; ``digests`` names files (ISO paths) to
+    hash as they are written, returned in :attr:`RepackResult.digests`.
     """
     src, out = Path(src), Path(out)
-    before = read_report(src)
+    before = before or read_report(src)
     with IsoTree.open_path(src, src.name) as tree:
         entries = tree.entries()
         reader = tree.reader
@@ -425,7 +428,9 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: 
         # ISO 9660 labels upper case anyway.
         label = re.sub(r"[^A-Z0-9_]", "_", label.upper())[:32] or "CDROM"
         log.warn(f"{src.name}: volume label {before.volume_id!r} is written as {label!r}")
-    digest = write_iso(list(files.values()), out, label, epoch, udf=True, boot=boot)
+    hashed = {_resolve(p, known): "" for p in digests}
+    digest = write_iso(list(files.values()), out, label, epoch, udf=True, boot=boot, digests=hashed,
+                       folders=[e.path for e in entries if e.kind == EntryKind.DIR])
     after = read_report(out)
     try:
         _check_boot(before, after, src.name)
@@ -433,8 +438,8 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: 
         out.unlink()
         raise
     dropped = tuple(n for n in before.filesystems.names() if n not in after.filesystems.names())
-    return RepackResult(before, after, dropped, digest, reader)
-
+    return RepackResult(before, after, dropped, digest, reader,
+                        {p: hashed[_resolve(p, known)] for p in digests})
 
 
 def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | bytes], known: Mapping[str, str],
@@ -463,6 +468,7 @@ def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | 
             files[path] = MediaFile(path, source=media.source)
     check_no_case_clash(list(files), name)
     return files
+
 
 def _check_boot(before: IsoReport, after: IsoReport, name: str) -> None:
     same = len(before.boot_entries) == len(after.boot_entries) and all(

@@ -17,10 +17,13 @@ bytes go into each, so install.wim still stores it once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,8 @@ from .. import log
 from ..answer import answerfile
 from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
-    copy_fp_hashed,
+    HASH_CHUNK,
+    BackgroundSha256,
     dump_json,
     not_a_file,
     relpath_for_humans,
@@ -38,7 +42,7 @@ from ..fsutil import (
     staging_dir,
     write_bytes_atomic,
 )
-from ..hashmemo import HashMemo
+from ..hashmemo import HashMemo, stat_key
 from ..manifests import StageManifest
 from ..media.contents import stage_manifests
 from ..paths import MediaLayout, Run, SpecPaths
@@ -58,7 +62,7 @@ from .edits import (
     hives_for,
     registry_edits,
 )
-from .isorepack import read_report, repack
+from .isorepack import IsoReport, read_report, repack
 
 SCHEMA = 1
 BOOT_WIM = "sources/boot.wim"
@@ -88,11 +92,16 @@ class Inputs:
     boot_wim: Path
     install_wim: Path
     media_bcds: dict[HiveFile, Path]
+    iso_sha256: str | None = None
+    """The ISO's sha256 when it was hashed as the WIMs were copied out (None: the memo knows it, or no ISO)."""
+    report: IsoReport | None = None
+    """The ISO's volume label, file systems and boot entries, read once for the warnings and the rebuild."""
 
 
-def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: HashMemo) -> str:
-    # Through the memo: doit's checker hashes this file_dep too, and it is gigabytes.
-    digest = memo.sha256(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
+def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: HashMemo, known: str | None) -> str:
+    # Hashed as the WIMs were copied out (``known``), else through the memo: doit's checker hashes this
+    # file_dep too, and it is gigabytes.
+    digest = known or memo.sha256(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
     if want is not None and digest != want.lower():
         raise SourceError(f"{where}: {path.name} has sha256 {digest}, but install_media.sha256 pins {want}",
                           f"point {spec.vocabulary.name('install_media.path')} at the pinned ISO, "
@@ -100,7 +109,7 @@ def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: Hash
     return digest
 
 
-def _copy_inputs(spec: Spec, work: Path) -> Inputs:
+def _copy_inputs(spec: Spec, work: Path, memo: HashMemo) -> Inputs:
     """Copy the WIMs and BCD stores out (the ISO is only ever read), after checking there is room."""
     media = spec.install_media
     assert media is not None
@@ -140,18 +149,58 @@ def _copy_inputs(spec: Spec, work: Path) -> Inputs:
                               "export), rebuild the ISO with it and service that")
         wim.require_space(work, sum(entries[w].size for w in wanted) + wim.MARGIN,
                           f"copying the WIMs of {media.iso.name}")
-        out: dict[str, Path] = {}
-        for rel in wanted:
-            dest = work / "input" / rel
+        out = {rel: work / "input" / rel for rel in wanted}
+        for dest in out.values():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            progress = log.Progress(f"copy {rel}", entries[rel].size)
-            with tree.open(entries[rel]) as src, open(dest, "wb") as fp:
-                copy_fp_hashed(src, fp, progress.advance)
-            progress.close()
+        before = media.iso.stat()
+        # Read the ISO once: hashed from end to end (unless the memo knows it) while the WIMs' extents are copied.
+        digest = _copy_out(media.iso, {out[rel]: entries[rel].ref.extents  # type: ignore[attr-defined]
+                                       for rel in wanted}, hash_all=memo.lookup(media.iso, before) is None)
+        if digest is not None and stat_key(media.iso, media.iso.stat()) == stat_key(media.iso, before):
+            memo.record(media.iso, before, digest)  # doit's checker, in another process, finds it there
+        for dest in out.values():
             dest.chmod(0o644)
-            out[rel] = dest
     return Inputs(media.iso, out[BOOT_WIM], out[INSTALL_WIM],
-                  {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out})
+                  {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out}, digest,
+                  read_report(media.iso))
+
+
+def _copy_out(iso: Path, files: dict[Path, tuple[tuple[int, int], ...]], *, hash_all: bool) -> str | None:
+    """Copy each file's extents (offset, length in ``iso``) to its path; with ``hash_all``, read the whole ISO in
+    order and return its sha256 (hashed on a thread beside the copy), else read only the extents."""
+    pieces = sorted((offset, length, dest, at) for dest, extents in files.items()
+                    for at, (offset, length) in zip(itertools.accumulate((n for _, n in extents), initial=0),
+                                                    extents, strict=False))
+    size = iso.stat().st_size if hash_all else sum(n for _, n, _, _ in pieces)
+    progress = log.Progress(f"{'hash and copy' if hash_all else 'copy'} {iso.name}", size)
+    with contextlib.ExitStack() as stack:
+        fds = {dest: stack.enter_context(open(dest, "wb")) for dest in files}
+        src = stack.enter_context(open(iso, "rb", buffering=0))
+        sha = stack.enter_context(BackgroundSha256()) if hash_all else None
+        spans = [(0, size)] if hash_all else [(o, n) for o, n, _, _ in pieces]
+        for start, length in spans:
+            src.seek(start)
+            pos, end = start, start + length
+            while pos < end:
+                chunk = src.read(min(HASH_CHUNK, end - pos))
+                if not chunk:
+                    raise SourceError(f"{iso.name} ended at byte {pos}, before the extents its tree names",
+                                      "the ISO is truncated: download it again")
+                if sha is not None:
+                    sha.update(chunk)
+                stop = pos + len(chunk)
+                for offset, n, dest, at in pieces:  # a few files: a scan costs nothing beside the I/O
+                    lo, hi = max(offset, pos), min(offset + n, stop)
+                    if lo >= hi:
+                        continue
+                    view, where = memoryview(chunk)[lo - pos:hi - pos], at + lo - offset
+                    while view:  # pwrite may write less than asked
+                        done = os.pwrite(fds[dest].fileno(), view, where)
+                        view, where = view[done:], where + done
+                progress.advance(len(chunk))
+                pos = stop
+    progress.close()
+    return sha.hexdigest() if sha is not None else None
 
 
 def _owned_work(work: Path, root: Path, where: str) -> None:
@@ -274,7 +323,8 @@ def _check_media(inputs: Inputs, options: Options) -> None:
         return
     for store, local in inputs.media_bcds.items():
         identity.check_hive(local, store, f"{inputs.iso.name}, {identity.store_name(store)}")
-    for line in identity.media_warnings(inputs.iso.name, len(read_report(inputs.iso).boot_entries), MEDIA_BCDS,
+    report = inputs.report or read_report(inputs.iso)  # read once when the copy read it
+    for line in identity.media_warnings(inputs.iso.name, len(report.boot_entries), MEDIA_BCDS,
                                         tuple(inputs.media_bcds), options.testsigning):
         log.warn(line)
 
@@ -370,22 +420,24 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
                                where)
     registry: list[dict[str, Any]] = []
     commands: list[wim.Command] = []
-    for h in hives:
-        path = extracted[h]
-        if path is None or not path.is_file():
-            raise SourceError(f"{where}: no {h.value} file", "this is not a Windows 7 image")
-        try:
-            ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
-            objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
-            changes = hive.apply(path, registry_edits(kind, h, contract, options, control_set=ccs,
-                                                      bcd_objects=objects))
-        except PipelineError as exc:
-            # Name the image and hive, never our working copy's path.
-            said = exc.message.replace(os.fspath(path), h.value).replace(os.fspath(here), "…")
-            raise type(exc)(f"{where}, {h.value}: {said}", exc.hint or "use an intact Windows 7 image") from None
-        registry += [{"hive": h.value, **c.record()} for c in changes]
-        if any(c.changed for c in changes):
-            commands.append(wim.Add(path, h.value))
+    # hivexregedit prints no progress of its own: a line now and then says the step is alive.
+    with log.working(f"edit hives of {where}"):
+        for h in hives:
+            path = extracted[h]
+            if path is None or not path.is_file():
+                raise SourceError(f"{where}: no {h.value} file", "this is not a Windows 7 image")
+            try:
+                ccs = hive.current_control_set(path) if h is HiveFile.SYSTEM else None
+                objects = tuple(t.guid for t in bcd.targets(path)) if h.is_bcd else ()
+                changes = hive.apply(path, registry_edits(kind, h, contract, options, control_set=ccs,
+                                                          bcd_objects=objects))
+            except PipelineError as exc:
+                # Name the image and hive, never our working copy's path.
+                said = exc.message.replace(os.fspath(path), h.value).replace(os.fspath(here), "…")
+                raise type(exc)(f"{where}, {h.value}: {said}", exc.hint or "use an intact Windows 7 image") from None
+            registry += [{"hive": h.value, **c.record()} for c in changes]
+            if any(c.changed for c in changes):
+                commands.append(wim.Add(path, h.value))
     files: list[dict[str, Any]] = []
     for add in file_additions(kind, contract, image.arch or Arch.AMD64, options, packages):
         if isinstance(add, ScriptAdd):
@@ -420,6 +472,29 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     return record
 
 
+def _service_images(spec: Spec, inputs: Inputs, boot_selected: list[wim.WimImage],
+                    install_selected: list[wim.WimImage], work: Path, packages: list[DriverPackage],
+                    options: Options, recovery: dict[str, _Serviced] | None) -> list[dict[str, Any]]:
+    """Service the selected images of both WIMs; their records, boot.wim's first."""
+    with log.working(f"service {len(boot_selected) + len(install_selected)} images") as overall:
+
+        def boot_side() -> list[dict[str, Any]]:
+            return [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
+                    for i in boot_selected]
+
+        # boot.wim and install.wim are two files, so their images are serviced side by side (the work is mostly
+        # hivexregedit's and wimlib's, in processes of their own); one WIM's images go in turn, as wimlib
+        # updates a WIM in place.
+        with ThreadPoolExecutor(1, thread_name_prefix="boot.wim") as pool:
+            boot_done = pool.submit(boot_side)
+            installs = []
+            for n, i in enumerate(install_selected, 1):
+                overall.tell(f"install.wim image {i.index} ({n} of {len(install_selected)})")
+                installs.append(_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages,
+                                               options, recovery=recovery))
+            return boot_done.result() + installs
+
+
 def _hash_output(path: Path) -> str:
     progress = log.Progress(f"hash {path.name}", path.stat().st_size)
     digest = sha256_file(path, progress.advance)[0]
@@ -445,11 +520,11 @@ def service_media(run: Run) -> dict[str, Any]:
     remove_tree(work)
     work.mkdir(parents=True)
     (work / WORK_MARKER).write_bytes(b"")
-    inputs = _copy_inputs(spec, work)
+    inputs = _copy_inputs(spec, work, memo)
     source: dict[str, Any] = {}
     if inputs.iso is not None:
         source = {"iso": inputs.iso.name,
-                  "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo)}
+                  "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo, inputs.iso_sha256)}
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
     identity.check_wim_roles(boot_images, install_images)
@@ -464,12 +539,10 @@ def service_media(run: Run) -> dict[str, Any]:
     stages = stage_manifests(spec, paths)
     options = _options(spec, paths, stages, arch)
     _check_media(inputs, options)
-    images = [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
-              for i in _selected(boot_images, media.boot_images, "boot_images", spec.display)]
     recovery: dict[str, _Serviced] | None = {} if media.winre else None
-    images += [_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options,
-                              recovery=recovery)
-               for i in _selected(install_images, media.install_images, "install_images", spec.display)]
+    images = _service_images(spec, inputs, _selected(boot_images, media.boot_images, "boot_images", spec.display),
+                             _selected(install_images, media.install_images, "install_images", spec.display),
+                             work, packages, options, recovery)
     if recovery is None:
         _left_alone(spec, images)
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,
@@ -485,10 +558,11 @@ def service_media(run: Run) -> dict[str, Any]:
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
             for store, local in inputs.media_bcds.items():
                 label = f"{inputs.iso.name}, {identity.store_name(store)}"
-                edits = registry_edits(ImageKind.MEDIA, store, spec.contract, options,
-                                       bcd_objects=tuple(t.guid for t in bcd.targets(local, label))) \
-                    if store in media_hives else ()
-                done = hive.apply(local, edits, label)
+                with log.working(f"edit {label}"):
+                    edits = registry_edits(ImageKind.MEDIA, store, spec.contract, options,
+                                           bcd_objects=tuple(t.guid for t in bcd.targets(local, label))) \
+                        if store in media_hives else ()
+                    done = hive.apply(local, edits, label)
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):
                     changes[store.value] = local
@@ -504,8 +578,12 @@ def service_media(run: Run) -> dict[str, Any]:
             write_bytes_atomic(notes, readme.render(record, spec.vocabulary))
             changes[readme.NAME] = notes
             record["readme"] = {"path": readme.NAME, "sha256": sha256_file(notes)[0], "size": notes.stat().st_size}
-            result = repack(inputs.iso, out / media.filename, changes, epoch=epoch, require=REQUIRED)
+            result = repack(inputs.iso, out / media.filename, changes, epoch=epoch, require=REQUIRED,
+                            before=inputs.report, digests=(BOOT_WIM, INSTALL_WIM) if media.publish_wims else ())
             written[media.filename] = result.sha256
+            # The published WIMs are the bytes the ISO carries, hashed as they were written into it.
+            written.update({p.name: result.digests[w] for w, p in zip((BOOT_WIM, INSTALL_WIM), paths.serviced_wims,
+                                                                        strict=True) if w in result.digests})
             record["file_systems"] = {"input": list(result.before.filesystems.names()),
                                       "output": list(result.after.filesystems.names()),
                                       "dropped": list(result.dropped)}

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import systools
+from .. import log, systools
 from ..errors import DiskError, SourceError, ToolError
 from ..fsutil import atomic_path, copy_fp_hashed
 from ..log import Progress
@@ -173,9 +173,9 @@ def extract(wim: Path, index: int, paths: Iterable[str], dest: Path, *, missing_
     dest.mkdir(parents=True, exist_ok=True)
     args = ["extract", os.fspath(wim), str(index), *wanted, "--dest-dir", os.fspath(dest),
             "--preserve-dir-structure", "--no-acls", "--nullglob" if missing_ok else "--no-globs"]
-    systools.run(TOOL, args, purpose=_PURPOSE, env=_ENV, what=f"extracting from {wim.name} image {index}",
-                 hint=f"check that image {index} has"
-                      f" {', '.join(wanted)} (wimlib-imagex dir) and that the WIM is intact")
+    _with_progress(f"extract from {wim.name} image {index}", args, what=f"extracting from {wim.name} image {index}",
+                   hint=f"check that image {index} has {', '.join(wanted)} (wimlib-imagex dir) and that the WIM "
+                        "is intact")
     found = [(w, p) for w, p in ((w, find_case_insensitive(dest, w)) for w in wanted) if p is not None]
     for stored, path in found:
         _refuse_unless_regular(dest, path, f"{wim.name} image {index}: {stored}")
@@ -322,8 +322,16 @@ def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
         return
     fixed = [Add(c.source, resolve(wim, index, c.dest)) if isinstance(c, Add) else c for c in commands]
     script = "".join(c.line() + "\n" for c in fixed)
-    systools.run(TOOL, ["update", os.fspath(wim), str(index)], purpose=_PURPOSE,
-                 stdin=script.encode("utf-8", "surrogateescape"), env=_ENV, what=f"updating {wim.name} image {index}")
+    _with_progress(f"update {wim.name} image {index}", ["update", os.fspath(wim), str(index)],
+                   what=f"updating {wim.name} image {index}", stdin=script.encode("utf-8", "surrogateescape"))
+
+
+def _with_progress(label: str, args: Sequence[str], *, what: str, hint: str = "", stdin: bytes | None = None) -> None:
+    """Run wimlib-imagex with its own progress ("Archiving file data: 3 MiB of 19 MiB (15%) done") shown as ours,
+    and a line now and then while it prints none (writing its tables)."""
+    with log.working(label) as progress:
+        systools.stream(TOOL, args, progress.tell, purpose=_PURPOSE, env=_ENV, what=what, hint=hint, stdin=stdin,
+                        with_stdout=True)
 
 
 MARGIN = 512 * 1024 * 1024

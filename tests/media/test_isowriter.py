@@ -266,3 +266,46 @@ def test_a_file_that_changes_size_is_an_error(tmp_path: Path, grown: int) -> Non
     with pytest.raises(SourceError, match="changed size"):
         write_iso([Changed("a.bin", source=src)], out, "LABEL", 0)
     assert not out.exists()
+
+
+def test_long_names_cut_alike_are_numbered_in_the_iso9660_tree_alone(tmp_path: Path) -> None:
+    """Windows DVD folders under sources\\ whose first 31 characters agree get distinct ISO 9660 names, in path
+    order (the bytes repeat); Joliet and Rock Ridge keep every name as it is."""
+    base = "sources/replacementmanifests/microsoft-windows-terminalservices-"
+    names = [f"{base}licenseserver/tslicensing-rm.man", f"{base}appserver-licensing/tslicensing-rm.man",
+             "sources/dlmanifests/microsoft-windows-textservicesframework-migration-dl.man",
+             "sources/dlmanifests/microsoft-windows-textservicesframework-migration-rm.man",
+             "sources/license/_Default/Ultimate/license.rtf", "setup.exe", "bootmgr"]
+    files = [MediaFile(n, data=n.encode()) for n in names]
+    out = tmp_path / "dvd.iso"
+    write_iso(files, out, "GRMCULFRER_EN_DVD", 0, udf=True)
+    again = tmp_path / "again.iso"
+    write_iso(list(reversed(files)), again, "GRMCULFRER_EN_DVD", 0, udf=True)
+    assert out.read_bytes() == again.read_bytes()
+    iso = pycdlib.PyCdlib()
+    iso.open(str(out))
+    try:
+        iso_names = {rec.file_identifier().decode() for rec in
+                     iso.list_children(iso_path="/SOURCES/REPLACEMENTMANIFESTS")} - {".", ".."}
+        manifests = {rec.file_identifier().decode() for rec in iso.list_children(iso_path="/SOURCES/DLMANIFESTS")}
+        for name in names:
+            with iso.open_file_from_iso(joliet_path="/" + name) as fp:
+                assert fp.read() == name.encode()
+    finally:
+        iso.close()
+    assert len(iso_names) == 2 and all(len(n) <= 31 for n in iso_names)
+    assert len({n for n in manifests if n.endswith(".MAN;1")}) == 2
+
+
+def test_folders_without_files_are_carried(tmp_path: Path) -> None:
+    out = tmp_path / "f.iso"
+    write_iso([MediaFile("sources/setup.exe", data=b"x")], out, "F", 0, udf=True,
+              folders=["upgrade/empty", "sources", "support/logging"])
+    iso = pycdlib.PyCdlib()
+    iso.open(str(out))
+    try:
+        for joliet, udf in (("/upgrade/empty", "/upgrade/empty"), ("/support/logging", "/support/logging")):
+            assert iso.get_record(joliet_path=joliet).is_dir()
+            assert iso.get_record(udf_path=udf).is_dir()
+    finally:
+        iso.close()

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pycdlib
 import pytest
 
 from aero_media.errors import SourceError, UsageError
@@ -267,3 +268,21 @@ def test_qemu_boots_the_rebuilt_iso(media_iso: Path, tmp_path: Path) -> None:
     seconds = float(os.environ.get("AERO_QEMU_BOOT_SECONDS", "20"))
     serial = _boot_marker(tmp_path / "serviced.iso", tmp_path / "serial.log", seconds)
     assert win7image.BOOT_MARKER + b"\r\n" in serial
+
+
+def test_folders_without_files_are_carried(media_tree: win7image.Media, tmp_path: Path) -> None:
+    """A DVD's empty folder (upgrade\\ on some Windows media) is in the rebuilt ISO's UDF and Joliet trees too."""
+    need_tool("xorriso")
+    tree = tmp_path / "dvd"
+    shutil.copytree(media_tree.root, tree)
+    (tree / "upgrade" / "netfx").mkdir(parents=True)
+    src = win7image.make_iso(tree, tmp_path / "in.iso")
+    out = tmp_path / "out.iso"
+    isorepack.repack(src, out, {}, epoch=0, require=["sources/boot.wim"])
+    iso = pycdlib.PyCdlib()
+    iso.open(str(out))
+    try:
+        assert iso.get_record(udf_path="/upgrade/netfx").is_dir()
+        assert iso.get_record(joliet_path="/upgrade/netfx").is_dir()
+    finally:
+        iso.close()

@@ -1,0 +1,83 @@
+"""Servicing at retail size: each input read once, nothing hashed twice, and a line in the log for every step.
+
+Timing is the bench's (bench/run.py --only service); these tests assert what makes it fast:
+which files are hashed and how often, and that every step reports progress off a terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aero_media import fsutil, hashmemo, log
+from aero_media.servicing import service
+from tests.lib.needs import need_tool
+
+pytestmark = pytest.mark.integration
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, hashed: list[Path]) -> None:
+    """Record every file hashed whole, wherever the servicing code or the memo hashes one."""
+    real = fsutil.sha256_file
+
+    def spying(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+        hashed.append(Path(path))
+        return real(path, progress)
+
+    for module in (service, hashmemo, fsutil):
+        monkeypatch.setattr(module, "sha256_file", spying)
+
+
+def test_service_iso_reads_the_iso_once_and_logs_every_step(tmp_path: Path, media_iso: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    need_tool("wimlib-imagex")
+    need_tool("hivexregedit")
+    from aero_media.cli import main
+    from tests.lib.project import expanded_sample
+
+    want = hashlib.sha256(media_iso.read_bytes()).hexdigest()
+    pack = expanded_sample(tmp_path / "pack")
+    hashed: list[Path] = []
+    _spy(monkeypatch, hashed)
+    # stderr is captured (not a terminal, as a log file); every progress line is due at once.
+    monkeypatch.delenv("AERO_MEDIA_PROGRESS", raising=False)
+    monkeypatch.setattr(log, "PLAIN_INTERVAL", 0.0)
+    out_iso = tmp_path / "out" / "win7-aero.iso"
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(out_iso), "--allow-placeholder-catalogs"]) == 0
+    rec: dict[str, Any] = json.loads((out_iso.parent / "win7-aero.iso.servicing.json").read_text())
+    assert rec["source"]["sha256"] == want  # hashed in the pass that copied the WIMs out
+    assert rec["outputs"][0]["sha256"] == hashlib.sha256(out_iso.read_bytes()).hexdigest()
+    big = {p.name for p in hashed if p.name in (media_iso.name, "boot.wim", "install.wim")}
+    assert big == set(), f"hashed again: {big}"
+    err = capsys.readouterr().err
+    labels = {line.split(":", 1)[0] for line in err.splitlines() if ":" in line}
+    steps = [f"hash and copy {media_iso.name}", "extract from boot.wim image 2", "edit hives of boot.wim image 2",
+             "update boot.wim image 2", "extract from install.wim image 1", "edit hives of install.wim image 1",
+             "update install.wim image 1", f"write {out_iso.name}"]
+    missing = [s for s in steps if not any(label.startswith(s) for label in labels)]
+    assert not missing, f"no progress line for {missing}"
+    assert "\r" not in err
+
+
+@pytest.mark.parametrize("hash_all", [True, False])
+def test_copy_out_copies_every_extent_exactly_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          hash_all: bool) -> None:
+    """Files of one or several extents, crossing read boundaries, come out byte for byte; the digest is the whole
+    ISO's (hashed in the same reads) or None when the memo knows it."""
+    monkeypatch.setattr(service, "HASH_CHUNK", 1000)  # many reads, extents across their boundaries
+    image = bytes(range(256)) * 40  # 10240 bytes
+    iso = tmp_path / "in.iso"
+    iso.write_bytes(image)
+    extents = {tmp_path / "one": ((2048, 3000),), tmp_path / "two": ((8192, 100), (512, 1500), (6000, 2000)),
+               tmp_path / "empty": ((4096, 0),)}
+    digest = service._copy_out(iso, extents, hash_all=hash_all)
+    assert digest == (hashlib.sha256(image).hexdigest() if hash_all else None)
+    for dest, parts in extents.items():
+        assert dest.read_bytes() == b"".join(image[o:o + n] for o, n in parts), dest.name
