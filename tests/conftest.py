@@ -35,3 +35,17 @@ def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     """No progress lines unless a test asks for them: a slow step on a busy machine must not add stderr lines
     that a test counts (tests of progress set or clear AERO_MEDIA_PROGRESS themselves)."""
     monkeypatch.setenv("AERO_MEDIA_PROGRESS", "never")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ctrl_c_state() -> None:
+    """Each test starts as a fresh process would: no Ctrl-C remembered, no run's handler still counted.
+
+    A process remembers its Ctrl-C for good (a later failure is reported as the interrupt), which is
+    right for a command and wrong for the next test an xdist worker runs in the same process.
+    """
+    from aero_media import ctrlc
+    from aero_media.taskgraph import interrupt
+
+    ctrlc.reset()
+    interrupt._depth[0] = 0
