@@ -127,9 +127,22 @@ def _quoted_list(items: Sequence[str]) -> str:
 
 
 def device_prefix(device: Device | str) -> str:
-    """Variable prefix for a contract device: ``virtio-blk`` -> ``AERO_VIRTIO_BLK``."""
+    """Variable prefix for a contract device: ``virtio-blk`` -> ``AERO_VIRTIO_BLK``, ``aero-gpu`` -> ``AERO_GPU``.
+
+    A name that already starts with ``aero-`` is not prefixed twice: Aero's ``devices.cmd``
+    names AeroGPU ``AERO_GPU_SERVICE``/``AERO_GPU_HWIDS`` (tools/guest-tools/validate_config.py in Aero).
+    """
     name = device if isinstance(device, str) else device.name
-    return "AERO_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+    body = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+    return body if body.startswith("AERO_") else "AERO_" + body
+
+
+def _require_contract_file(path: str) -> str:
+    require_ascii("contract file", path)
+    if not re.fullmatch(r"[A-Za-z0-9._/+-]+", path):
+        raise TemplateError(f"contract file {path!r} must be letters, digits, '.', '_', '+', '-' or '/' "
+                            "(it is written into a cmd.exe comment)")
+    return path
 
 
 def render_devices_cmd(contract: Contract) -> str:
@@ -157,7 +170,7 @@ def render_devices_cmd(contract: Contract) -> str:
                     "PREFIX": prefix,
                     "VENDOR_ID": dev.vendor_id,
                     "DEVICE_ID": dev.device_id,
-                    "REVISION": dev.revision,
+                    "REVISION": dev.revision or "(any)",
                     "CLASS_CODE": dev.class_code,
                     "SERVICE": dev.service,
                     "SYS": dev.sys,
@@ -175,6 +188,7 @@ def render_devices_cmd(contract: Contract) -> str:
         {
             "CONTRACT": _require_name("contract name", contract.name),
             "CONTRACT_VERSION": _require_name("contract version", contract.version),
+            "CONTRACT_FILE": _require_contract_file(contract.file),
             "HEADER_NAME": _require_name("contract header name", contract.header.name),
             "HEADER_VERSION": _require_name("contract header version", contract.header.version),
             "HEADER_SCHEMA_VERSION": str(contract.header.schema_version),

@@ -7,7 +7,8 @@ from this identity are :mod:`aero_media.win7.pnp`'s business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import SpecError
 
@@ -25,7 +26,8 @@ class Device:
     """A contract device; IDs are upper-case hex strings as Windows writes them."""
 
     name: str
-    virtio_type: int
+    virtio_type: int | None
+    """The virtio device type; None for a device that is not virtio (AeroGPU) or whose contract omits it."""
     vendor_id: str
     device_id: str
     transitional_device_id: str | None
@@ -41,6 +43,9 @@ class Device:
     boot_critical: bool
     sys: str = ""
     """The driver binary, ``<service>.sys`` unless the contract names another."""
+    hardware_ids: tuple[str, ...] = ()
+    """The contract's own hardware-ID list, in its order, when it spells one out (Aero's JSON contracts do);
+    empty when the IDs follow from the identity above (:func:`aero_media.win7.pnp.contract_ids`)."""
 
     def __post_init__(self) -> None:
         if not self.sys:
@@ -73,6 +78,8 @@ class Contract:
     sha256: str = ""
     aero: ContractRef | None = None
     """The contract of Aero's tools this one matches, if it says."""
+    source: Path | None = field(default=None, compare=False)
+    """The file on this host it was read from (a build depends on it; never written into media)."""
 
     @property
     def header(self) -> ContractRef:

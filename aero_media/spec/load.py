@@ -20,6 +20,8 @@ from typing import Any
 from ..errors import SpecError
 from ..log import warn
 from ..winnames import component_problem
+from .aerocontract import SCHEMA_FILE as AERO_CONTRACT_SCHEMA_FILE
+from .aerocontract import load_aero_contract
 from .contract import Contract, ContractRef, Device, Subsystem
 from .distnames import REPORT_SUFFIX, DistName
 from .model import (
@@ -91,7 +93,20 @@ def shipped_file(name: str) -> Path:
 
 
 def load_contract(path: Path, display: str | None = None, memo: Path | None = None) -> Contract:
-    """Load and validate a device contract (``specs/devices.yaml``); ``memo`` as for :func:`schema_problems`."""
+    """Load and validate a device contract; ``memo`` as for :func:`schema_problems`.
+
+    A ``.json`` file is Aero's contract format (``docs/windows-device-contract.json`` in Aero),
+    anything else ours (``specs/devices.yaml``).
+    """
+    if path.suffix.lower() == ".json":
+        shown = display or str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SpecError(f"{shown}: cannot read: {exc.strerror}", "check the path") from None
+        contract = load_aero_contract(path, shown, hashlib.sha256(raw).hexdigest(),
+                                      shipped_file(AERO_CONTRACT_SCHEMA_FILE))
+        return replace(contract, file=_contract_display(path, shown), source=path)
     doc = load_doc(path, display)
     raise_problems(schema_problems(doc, _schema_beside(path, CONTRACT_SCHEMA_FILE), memo))
     devices = {}
@@ -118,12 +133,16 @@ def load_contract(path: Path, display: str | None = None, memo: Path | None = No
     return Contract(name=doc.data["contract"], version=doc.data["contract_version"], devices=devices,
                     schema_version=doc.data["schema_version"], file=_contract_display(path, doc.display),
                     sha256=doc.sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
-                    aero=ContractRef(aero["name"], aero["version"], aero["schema_version"]) if aero else None)
+                    aero=ContractRef(aero["name"], aero["version"], aero["schema_version"]) if aero else None,
+                    source=path)
 
 
 def _contract_display(path: Path, display: str) -> str:
     # The shipped contract is named as it is in the source tree, never by where it is installed.
     if os.path.isabs(display) or display.startswith(".."):
+        shipped = shipped_file(CONTRACT_FILE).parent.resolve()
+        if path.resolve().is_relative_to(shipped):
+            return "specs/" + path.resolve().relative_to(shipped).as_posix()
         return f"specs/{CONTRACT_FILE}" if path.name == CONTRACT_FILE else path.name
     return display
 
@@ -165,7 +184,29 @@ def _validate(doc: Doc, ctx: Context, contract: Contract | None) -> Spec:
         raise SpecError(f"{doc.where('')}: expected a mapping of keys", "start from specs/sample.yaml")
     raise_problems(moved_setting_problems(doc))
     raise_problems(schema_problems(doc, data_file(ctx, SCHEMA_FILE), ctx.validation_memo))
+    if "contract" in doc.data:
+        return _build(doc, ctx, spec_contract(doc, ctx))
     return _build(doc, ctx, contract or project_contract(ctx))
+
+
+def _spec_path(doc: Doc, ctx: Context, raw: str) -> Path:
+    """A path the spec names relative to the spec file (``contract:``); a command's options, to the project."""
+    p = Path(raw).expanduser()
+    if p.is_absolute() or doc.flags is not None:
+        return ctx.resolve(raw)
+    return doc.path.parent / p
+
+
+def spec_contract(doc: Doc, ctx: Context) -> Contract:
+    """The contract a spec names (``contract: <path>``, relative to the spec file), loaded and checked."""
+    raise_problems(_input_inside_output_problems(doc, ctx, ("/contract",)))
+    raw = doc.data["contract"]
+    path = _spec_path(doc, ctx, raw)
+    if not path.is_file():
+        raise SpecError(f"{doc.where('/contract')}: contract file {raw!r} not found (paths are relative to the "
+                        "spec file)", "name a contract such as contracts/aero-in-tree.json, or drop contract: "
+                        f"for specs/{CONTRACT_FILE}")
+    return load_contract(path, _display(path, ctx.root), ctx.validation_memo)
 
 
 def moved_setting_problems(doc: Doc) -> list[str]:
@@ -206,7 +247,7 @@ def _drivers(doc: Doc, contract: Contract, problems: list[str]) -> tuple[list[Dr
             close = difflib.get_close_matches(d["device"], list(contract.devices), n=1)
             fix = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(sorted(contract.devices))}"
             problems.append(f"{doc.where(f'/drivers/{i}/device')}: unknown device {d['device']!r} "
-                            f"(not in specs/{CONTRACT_FILE}); fix: {fix}")
+                            f"(not in {contract.file}); fix: {fix}")
             continue
         drivers.append(DriverReq(name=d["name"], device=dev, required=bool(d.get("required", False))))
     names = {f"/drivers/{i}/name": d["name"] for i, d in enumerate(doc.data["drivers"])}
@@ -448,14 +489,14 @@ _INPUT_FIELDS = ("/source/path", "/source/license_file", "/install_media/path", 
                  "/install_media/unattended/password_file", "/install_media/unattended/product_key_file")
 
 
-def _input_inside_output_problems(doc: Doc, ctx: Context) -> list[str]:
+def _input_inside_output_problems(doc: Doc, ctx: Context, fields: tuple[str, ...] = _INPUT_FIELDS) -> list[str]:
     """Inputs may not live in build/ or dist/: a build empties and swaps those folders and would delete them.
 
     Resolved through symlinks, so a link that points in there is refused too.
     """
     owned = [(Path(os.path.realpath(d)), d.name) for d in (ctx.build_dir, ctx.dist_dir)]
     out = []
-    for pointer in _INPUT_FIELDS:
+    for pointer in fields:
         node: Any = doc.data
         for part in pointer.strip("/").split("/"):
             node = node.get(part) if isinstance(node, dict) else None
@@ -463,7 +504,7 @@ def _input_inside_output_problems(doc: Doc, ctx: Context) -> list[str]:
         for i, raw in enumerate(values):
             if not isinstance(raw, str):
                 continue
-            target = Path(os.path.realpath(ctx.resolve(raw)))
+            target = Path(os.path.realpath(_spec_path(doc, ctx, raw) if pointer == "/contract" else ctx.resolve(raw)))
             for folder, shown in owned:
                 if target.is_relative_to(folder):
                     where = doc.where(f"{pointer}/{i}" if isinstance(node, list) else pointer)

@@ -309,7 +309,9 @@ def _selection(spec: Spec) -> dict[str, Any]:
 def _device(d: Device) -> list[Any]:
     return [d.virtio_type, d.vendor_id, d.device_id, d.transitional_device_id, d.subsystem_vendor_id,
             [[s.name, s.id] for s in d.subsystems], d.revision, d.class_code, d.service, list(d.service_aliases),
-            d.inf, d.setup_class, d.class_guid, d.boot_critical, d.sys]
+            d.inf, d.setup_class, d.class_guid, d.boot_critical, d.sys,
+            # Only when spelled out, so a contract without them keeps its task state.
+            *([list(d.hardware_ids)] if d.hardware_ids else [])]
 
 
 def _contract(spec: Spec) -> dict[str, Any]:

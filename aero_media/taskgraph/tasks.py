@@ -301,7 +301,7 @@ def _stage_manifests(run: Run) -> list[Path]:
 def _recorded_inputs(run: Run, *, spec_file: bool = True) -> list[Path]:
     """Files whose sha256 a media manifest records (Aero's inputs/provenance): the contract, and the spec file
     for the Guest Tools alone (:func:`aero_media.media.contents.manifest_inputs`)."""
-    files = [data_file(run.ctx, CONTRACT_FILE)]
+    files = [run.spec.contract.source or data_file(run.ctx, CONTRACT_FILE)]
     if spec_file and run.spec.file.is_file():
         files.append(run.spec.file)
     return files

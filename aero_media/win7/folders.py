@@ -77,6 +77,12 @@ def infer_device(inf: Inf, contract: Contract, folder: str = "") -> Device | Non
              if lists(d.vendor_id, d.device_id) or lists(d.vendor_id, d.transitional_device_id)]
     if len(by_id) == 1:
         return by_id[0]
+    # One PCI ID, several INFs (virtio-input's keyboard/mouse INF and its tablet INF): the
+    # subsystem IDs the INF lists tell them apart.
+    by_subsys = [d for d in by_id if any(f"&SUBSYS_{s.id}{d.subsystem_vendor_id}&".upper() in i + "&"
+                                         for s in d.subsystems for i in ids)]
+    if len(by_subsys) == 1:
+        return by_subsys[0]
     services = {s.name.lower() for s in _all_services(inf)}
     candidates = by_id or list(contract.devices.values())
     for pick in (lambda d: any(d.names_service(s) for s in services),

@@ -11,8 +11,9 @@ CriticalDeviceDatabase keys) takes them from this one table.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
-from ..spec.contract import Device, Subsystem
+from ..spec.contract import Contract, Device, Subsystem
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ ID_FORMS: tuple[IdForm, ...] = (
 
 
 def _fill(form: IdForm, device: Device, subsystem: Subsystem) -> str:
-    return form.template.format(v=device.vendor_id, d=device.device_id, r=device.revision,
+    template = form.template
+    if not device.revision:
+        # A contract that gates on no revision (AeroGPU's) names only the forms without REV_.
+        template = template.replace("&REV_{r}", "")
+    return template.format(v=device.vendor_id, d=device.device_id, r=device.revision,
                                 sub=f"{subsystem.id}{device.subsystem_vendor_id}",
                                 cc=device.class_code, cc4=device.class_code[:4])
 
@@ -60,7 +65,14 @@ def is_generic(rank: int) -> bool:
 
 
 def contract_ids(device: Device) -> tuple[str, ...]:
-    """The contract's forms of every function (SUBSYS+REV, SUBSYS, REV, bare VEN&DEV), without repeats."""
+    """The contract's forms of every function (SUBSYS+REV, SUBSYS, REV, bare VEN&DEV), without repeats.
+
+    A contract that lists its IDs itself (Aero's JSON ``hardware_id_patterns``) is taken as written:
+    the virtio-input tablet entry names only its ``SUBSYS`` forms, so that the generic forms stay
+    the keyboard/mouse INF's.
+    """
+    if device.hardware_ids:
+        return device.hardware_ids
     out: list[str] = []
     for sub in device.subsystems:
         for form in ID_FORMS:
@@ -78,7 +90,7 @@ def transitional_ids(device: Device) -> tuple[str, ...]:
     the virtio device type (Virtio 1.x, section 4.1.2.1, "PCI Device Discovery"); QEMU's
     transitional virtio-blk is ``PCI\\VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00``.
     """
-    if not device.transitional_device_id:
+    if not device.transitional_device_id or device.virtio_type is None:
         return ()
     legacy = replace(device, device_id=device.transitional_device_id, revision="00",
                      subsystems=(Subsystem("transitional", f"{device.virtio_type:04X}"),))
@@ -101,3 +113,21 @@ def cdd_keys(device: Device, *, transitional: bool = False) -> tuple[str, ...]:
             if key not in keys:
                 keys.append(key)
     return tuple(keys)
+
+
+def aero_json(contract: Contract) -> dict[str, Any]:
+    """The contract in Aero's schema-1 JSON form (what Aero's tools read), devices in the contract's order."""
+    devices = []
+    for d in contract.devices.values():
+        entry: dict[str, Any] = {"device": d.name, "pci_vendor_id": f"0x{d.vendor_id}",
+                                 "pci_device_id": f"0x{d.device_id}"}
+        if d.transitional_device_id:
+            entry["pci_device_id_transitional"] = f"0x{d.transitional_device_id}"
+        entry |= {"hardware_id_patterns": list(contract_ids(d)), "driver_service_name": d.service,
+                  "inf_name": d.inf}
+        if d.virtio_type is not None:
+            entry["virtio_device_type"] = d.virtio_type
+        devices.append(entry)
+    ref = contract.header
+    return {"schema_version": ref.schema_version, "contract_name": ref.name, "contract_version": ref.version,
+            "devices": devices}

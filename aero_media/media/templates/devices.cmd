@@ -1,7 +1,7 @@
 @rem ==========================================================================
 @rem config\devices.cmd - the Aero Windows 7 virtio device contract
 @rem ($CONTRACT $CONTRACT_VERSION), as setup.cmd, uninstall.cmd and verify.cmd use it.
-@rem Generated from specs/devices.yaml by aero-virtio-media; do not edit by hand
+@rem Generated from $CONTRACT_FILE by aero-virtio-media; do not edit by hand
 @rem (setup.cmd /verify-media checks it against config\files.sha256).
 @rem
 @rem Per device, with P its prefix (for example AERO_VIRTIO_BLK):
