@@ -11,12 +11,17 @@ from ..errors import BuildStateError, SourceError
 from ..fsutil import relpath_for_humans
 from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
 from ..paths import Run
+from ..spec.types import SourceKind
 from .tree import DirTree
 
 
 def source_tree(run: Run) -> DirTree:
     """Return the tree staging (and notices) read from."""
     spec, ctx, paths = run.spec, run.ctx, run.paths
+    if spec.source.kind is SourceKind.AERO_CHECKOUT:
+        from .aero import checkout  # its packages are assembled per ci-package.json, not found by folder
+
+        return checkout(run)
     if spec.source.is_iso or spec.source.stand_ins:
         root = paths.extract_dir if spec.source.is_iso else paths.expand_dir
         stage = "extract" if spec.source.is_iso else "expand"
