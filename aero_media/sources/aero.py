@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import PipelineError, SourceError, UnsafePathError
-from ..fsutil import relpath_for_humans
+from ..fsutil import relpath_for_humans, walk
 from ..paths import Run
 from ..spec.model import DriverReq, Spec
 from ..spec.types import AeroInput, Arch
@@ -244,20 +244,9 @@ class AeroCheckout(DirTree):
     """An Aero checkout: the drivers that opted in, and their packages for each arch, read in place."""
 
     def __init__(self, root: Path, display: str, aero_input: AeroInput) -> None:
-        super().__init__(root, display)
+        super().__init__(root, display, top_only=True)  # entries(): the root's licences, as notices read them
         self.aero_input = aero_input
         self.reader = f"aero-{aero_input.value}"
-
-    def entries(self) -> list[Entry]:
-        """The files at the checkout's root (its licences and readme): packages come from :meth:`package_files`,
-        and the rest of a checkout is no input."""
-        out = []
-        for p in sorted(self.root.iterdir()):
-            st = os.lstat(p)
-            kind = (EntryKind.FILE if stat.S_ISREG(st.st_mode) else EntryKind.DIR if stat.S_ISDIR(st.st_mode)
-                    else EntryKind.SYMLINK if stat.S_ISLNK(st.st_mode) else EntryKind.OTHER)
-            out.append(Entry(p.name, kind, st.st_size if kind is EntryKind.FILE else 0, str(p)))
-        return out
 
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()
@@ -272,9 +261,8 @@ class AeroCheckout(DirTree):
             raise SourceError(f"{self.display}: no {DRIVERS_DIR}/ folder: not an Aero checkout",
                               "point source.path at the root of an Aero checkout")
         out: dict[str, AeroDriver] = {}
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not os.path.islink(
-                os.path.join(dirpath, d)))
+        for dirpath, dirnames, filenames in walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             if CI_PACKAGE not in filenames:
                 continue
             folder = Path(dirpath)

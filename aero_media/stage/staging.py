@@ -18,7 +18,7 @@ from ..sources import aero
 from ..sources.resolve import source_tree
 from ..sources.selection import Package, Selection, select, staged_path
 from ..sources.tree import Tree
-from ..spec.types import Arch
+from ..spec.types import Arch, SourceKind
 from ..win7.certs import refuse_private_keys
 from ..win7.findings import PackageReport
 from .pins import check_expect
@@ -28,9 +28,10 @@ from .validate import validate_packages
 
 def select_for(run: Run) -> tuple[Tree, Selection]:
     """Run the selection rules of the spec over its source tree (an Aero checkout: its ci-package.json files)."""
+    if run.spec.source.kind is SourceKind.AERO_CHECKOUT:
+        checkout = aero.checkout(run)
+        return checkout, aero.select_aero(checkout, run.spec)
     tree = source_tree(run)
-    if isinstance(tree, aero.AeroCheckout):
-        return tree, aero.select_aero(tree, run.spec)
     return tree, select(tree.entries(), run.spec, tree.display)
 
 

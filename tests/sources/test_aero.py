@@ -12,8 +12,16 @@ import pytest
 from aero_media.devtools.pestub import build_pe
 from aero_media.devtools.testcert import generate_signing_pair
 from aero_media.errors import SourceError
+from aero_media.media.notices import build_notices
 from aero_media.paths import Run, SpecPaths
-from aero_media.sources.aero import AeroCheckout, driver_name, inf_arches, parse_ci_package, select_aero
+from aero_media.sources.aero import (
+    AeroCheckout,
+    driver_name,
+    inf_arches,
+    input_files,
+    parse_ci_package,
+    select_aero,
+)
 from aero_media.spec.load import load_spec
 from aero_media.spec.model import Context, Spec
 from aero_media.spec.types import AeroInput, Arch
@@ -203,6 +211,24 @@ def test_stage_keeps_our_layout_and_records_an_unsigned_build_output(tmp_path: P
     staged = SpecPaths(spec, Context(root=tmp_path)).stage_dir(Arch.AMD64) / "virtio-blk" / "aero_virtio_blk.inf"
     assert staged.read_bytes() == (aero / "drivers" / BLK / "inf/aero_virtio_blk.inf").read_bytes()
     assert m["packages"][0]["source_dir"] == "out/drivers/windows7/virtio-blk/x64"
+    # Aero's licences, from the checkout's root, name the project on the media.
+    stage_arch(run, Arch.X86)
+    notices = build_notices(run)
+    assert {f.path for f in notices.files} >= {"licenses/aero/LICENSE-MIT", "licenses/aero/LICENSE-APACHE"}
+    text = (SpecPaths(spec, Context(root=tmp_path)).notices_dir / "THIRD_PARTY_NOTICES.md").read_text()
+    assert "https://github.com/wilsonzlin/aero" in text
+
+
+def test_stage_inputs_are_what_ci_package_names_not_the_whole_checkout(tmp_path: Path, aero: Path) -> None:
+    (aero / "emulator").mkdir()
+    (aero / "emulator/main.rs").write_text("fn main() {}\n")
+    files = input_files(spec_for(tmp_path, {}))
+    assert files is not None
+    assert str(aero / "drivers" / BLK / "ci-package.json") in files
+    assert str(aero / "out/drivers" / BLK / "x64/aero_virtio_blk.sys") in files
+    assert not any("emulator" in f for f in files)
+    (aero / "drivers" / BLK / "ci-package.json").write_text("{")
+    assert input_files(spec_for(tmp_path, {})) is None  # the stage runs, and says why in one line
 
 
 def test_optional_driver_not_built_is_dropped_required_one_fails(tmp_path: Path, aero: Path) -> None:
