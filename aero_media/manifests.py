@@ -359,18 +359,29 @@ class StagedPackage:
 
 @dataclass(frozen=True)
 class StageSource:
-    """Which tree the stage read."""
+    """Which tree the stage read.
+
+    An Aero checkout also says which of its outputs (``input``), whether those came catalogued and signed
+    (``signed``: False means catalogs and signatures are still to be made) and, when signed, the certificate
+    they were signed for (``certificate``, relative to the checkout). Other sources leave the three None.
+    """
 
     kind: SourceKind
     tree: str
     reader: str
+    input: str | None = None
+    signed: bool | None = None
+    certificate: str | None = None
 
     def to_json(self) -> Json:
-        return {"kind": self.kind.value, "tree": self.tree, "reader": self.reader}
+        aero = {"input": self.input, "signed": self.signed, "certificate": self.certificate}
+        return {"kind": self.kind.value, "tree": self.tree, "reader": self.reader,
+                **(aero if self.input is not None else {})}
 
     @classmethod
     def from_json(cls, d: Json) -> StageSource:
-        return cls(SourceKind(d["kind"]), d["tree"], d["reader"])
+        return cls(SourceKind(d["kind"]), d["tree"], d["reader"], d.get("input"), d.get("signed"),
+                   d.get("certificate"))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..sources.resolve import extraction, proof, source_record, source_tree
 from ..sources.selection import NOTICE_PATTERNS, notice_entries
 from ..sources.tree import DirTree, EntryKind
 from ..spec.model import Spec
+from ..spec.types import SourceKind
 from ..winnames import check_relpath
 from .contents import stage_manifests
 
@@ -30,6 +31,15 @@ UPSTREAM_URL = "https://github.com/virtio-win/kvm-guest-drivers-windows"
 LICENSES = "licenses"
 """The folder of licence texts, in an Aero pack and on the media."""
 LICENSE_DIR = f"{LICENSES}/virtio-win"
+AERO_PROJECT = ("Aero", "https://github.com/wilsonzlin/aero", f"{LICENSES}/aero")
+"""An Aero checkout's drivers: Aero's own (LICENSE-MIT and LICENSE-APACHE at the checkout's root)."""
+
+
+def _upstream(spec: Spec) -> tuple[str, str, str]:
+    """Project, URL and media licence folder of an upstream source."""
+    if spec.source.kind is SourceKind.AERO_CHECKOUT:
+        return AERO_PROJECT
+    return UPSTREAM_PROJECT, UPSTREAM_URL, LICENSE_DIR
 
 
 def license_name(text: str) -> str:
@@ -76,7 +86,7 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
         check_relpath(e.path, tree.display)
         with tree.open(e) as src, open(lic_dir / e.name, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        copied.append(f"{LICENSE_DIR}/{e.name}")
+        copied.append(f"{_upstream(spec)[2]}/{e.name}")
         texts.append((lic_dir / e.name).read_text("utf-8", errors="replace"))
     lf = spec.source.license_file
     if lf is not None:
@@ -84,7 +94,7 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
             raise SourceError(f"{spec.display}: source.license_file {spec.source.license_file_raw!r} does not exist",
                               "point it at the upstream licence text")
         shutil.copyfile(lf, lic_dir / lf.name)
-        copied.append(f"{LICENSE_DIR}/{lf.name}")
+        copied.append(f"{_upstream(spec)[2]}/{lf.name}")
         texts.append(lf.read_text("utf-8", errors="replace"))
     if not copied:
         raise SourceError(f"{tree.display}: no licence file at the root of the source (looked for "
@@ -97,7 +107,8 @@ def _licence_files(tree: DirTree, spec: Spec, lic_dir: Path) -> tuple[list[str],
 
 def _upstream_notices(tree: DirTree, run: Run, out: Path, stages: list[StageManifest]) -> tuple[list[str], str]:
     spec = run.spec
-    lic_dir = out / LICENSE_DIR
+    project, url, lic_rel = _upstream(spec)
+    lic_dir = out / lic_rel
     lic_dir.mkdir(parents=True)
     copied, texts = _licence_files(tree, spec, lic_dir)
     names = sorted({license_name(t) for t in texts})
@@ -109,7 +120,7 @@ def _upstream_notices(tree: DirTree, run: Run, out: Path, stages: list[StageMani
         "",
         "These media redistribute Windows 7 drivers from an upstream project, unmodified.",
         "",
-        f"- **Project:** {UPSTREAM_PROJECT}, <{UPSTREAM_URL}>",
+        f"- **Project:** {project}, <{url}>",
         f"- **Version:** {(src and src.version) or 'unknown'}",
         # A directory source is named relative to the repo or ~: never an absolute path on the media.
         f"- **Source:** {(src and (src.url or src.path)) or source_record(run).path or 'local tree'}",
@@ -119,7 +130,7 @@ def _upstream_notices(tree: DirTree, run: Run, out: Path, stages: list[StageMani
     if src and src.volume_label:
         lines.append(f"- **ISO volume label:** `{src.volume_label}`")
     lines += [
-        f"- **Licence:** {', '.join(names)}; the full terms are in `{LICENSE_DIR}/` "
+        f"- **Licence:** {', '.join(names)}; the full terms are in `{lic_rel}/` "
         f"({', '.join(Path(c).name for c in copied)})",
         "",
         "## Redistributed files",

@@ -7,16 +7,22 @@ made of it, both under ``build/<spec>/``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import BuildStateError, SourceError
 from ..fsutil import relpath_for_humans
 from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
 from ..paths import Run
+from ..spec.types import SourceKind
 from .tree import DirTree
 
 
 def source_tree(run: Run) -> DirTree:
     """Return the tree staging (and notices) read from."""
     spec, ctx, paths = run.spec, run.ctx, run.paths
+    if spec.source.kind is SourceKind.AERO_CHECKOUT:
+        # Only its root (licences): its packages are assembled from ci-package.json (sources/aero.py).
+        return DirTree(_checkout_root(run), relpath_for_humans(spec.source.path or ctx.root, ctx.root), top_only=True)
     if spec.source.is_iso or spec.source.stand_ins:
         root = paths.extract_dir if spec.source.is_iso else paths.expand_dir
         stage = "extract" if spec.source.is_iso else "expand"
@@ -37,6 +43,14 @@ def source_tree(run: Run) -> DirTree:
         raise SourceError(f"{spec.display}: source.path {display!r} is not a directory",
                           "point source.path at the driver tree (relative to the repo root, or absolute)")
     return DirTree(spec.source.path, spec.source.path.name if v.from_command_line else display)
+
+
+def _checkout_root(run: Run) -> Path:
+    path = run.spec.source.path
+    if path is None or not path.is_dir():
+        raise SourceError(f"{run.spec.display}: source.path {run.spec.source.path_raw!r} is not a directory",
+                          "point source.path at the root of an Aero checkout")
+    return path
 
 
 def extraction(run: Run) -> Provenance | None:

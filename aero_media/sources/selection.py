@@ -19,13 +19,16 @@ from ..spec.types import Arch, OptionalPolicy
 from ..winnames import check_no_case_clash, check_relpath, split_relpath
 from .tree import Entry, EntryKind
 
-# Folder pattern per layout: {driver} the driver folder (matched case-insensitively,
+# Folder patterns per layout, tried in order: {driver} the driver folder (matched case-insensitively,
 # so 'NetKVM' is driver 'netkvm'), {os} an OS folder from the spec (default: Arch.os_dirs, w7 first), {arch}
-# one of Arch.folder_aliases. Root 'amd64/' and 'i386/' auto trees never match: they
+# one of Arch.folder_aliases. Root 'amd64/' and 'i386/' auto trees never match the virtio-win layout: they
 # start with an arch, not a driver.
-LAYOUTS: dict[str, tuple[str, ...]] = {
-    "pack-dir": tuple(MediaLayout.STAGED.value.split("/")),  # an Aero pack is laid out as our staging area
-    "virtio-win": ("{driver}", "{os}", "{arch}"),
+LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pack-dir": (
+        tuple(MediaLayout.STAGED.value.split("/")),  # an Aero pack is laid out as our staging area
+        ("{arch}", "{driver}"),  # a plain pack: x86/<driver>/, amd64/ or x64/ (Aero's FAT image layout)
+    ),
+    "virtio-win": (("{driver}", "{os}", "{arch}"),),
 }
 
 # Never needed on the media: debug symbols.
@@ -199,16 +202,18 @@ def select(entries: list[Entry], spec: Spec, where: str, layout: str | None = No
                      tuple([*(skipped or []), *warnings]), notices, info_json, metadata)
 
 
-def _locate(by_dir: dict[str, list[Entry]], spec: Spec, pattern: tuple[str, ...], where: str,
+def _locate(by_dir: dict[str, list[Entry]], spec: Spec, patterns: tuple[tuple[str, ...], ...], where: str,
             skipped: list[str] | None) -> tuple[dict[tuple[str, Arch], Package], dict[tuple[str, Arch], list[str]]]:
-    """Find each driver's package folder per arch; also return every folder looked at."""
+    """Find each driver's package folder per arch (the first pattern that has one wins); also return every folder
+    looked at."""
     found: dict[tuple[str, Arch], Package] = {}
     looked: dict[tuple[str, Arch], list[str]] = {}
     for drv in spec.drivers:
         for arch in spec.arches:
             tried: list[str] = []
             os_dirs = spec.source.os_dirs.get(arch, arch.os_dirs)
-            for path, os_dir in _candidates(pattern, drv.name, arch, os_dirs):
+            candidates = [c for pattern in patterns for c in _candidates(pattern, drv.name, arch, os_dirs)]
+            for path, os_dir in candidates:
                 tried.append(path + "/")
                 folder = _resolve_folder(by_dir, path, where)
                 if folder is None:

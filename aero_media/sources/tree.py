@@ -70,9 +70,11 @@ class DirTree:
 
     reader = "dir"
 
-    def __init__(self, root: Path, display: str | None = None) -> None:
+    def __init__(self, root: Path, display: str | None = None, top_only: bool = False) -> None:
         self.root = root
         self.display = display or str(root)
+        self.top_only = top_only
+        """List only the root's own names (an Aero checkout: its licences; its packages are read elsewhere)."""
         if not root.is_dir():
             raise SourceError(f"{self.display}: not a directory", "check source.path in the spec")
 
@@ -89,6 +91,8 @@ class DirTree:
         out: list[Entry] = []
         for dirpath, dirnames, filenames in walk(self.root):
             rel_dir = os.path.relpath(dirpath, self.root)
+            if self.top_only and rel_dir != ".":
+                break
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)
                 rel = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"

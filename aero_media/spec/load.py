@@ -43,6 +43,7 @@ from .model import (
 from .types import (
     ALL_ARCHES,
     DEPRECATED_TEST_NAME,
+    AeroInput,
     AnswerFile,
     Arch,
     OptionalPolicy,
@@ -289,6 +290,7 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
         license_file_raw=s.get("license_file"),
         exclude=tuple(s.get("exclude", ())),
         stand_ins=bool(s.get("stand_ins", False)),
+        aero_input=AeroInput(s.get("input", AeroInput.BUILD_OUTPUT.value)),
     )
 
 

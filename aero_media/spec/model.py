@@ -12,6 +12,7 @@ from typing import Any
 from .contract import Contract, Device
 from .types import (
     SPEC_FIELDS,
+    AeroInput,
     AnswerFile,
     Arch,
     OptionalPolicy,
@@ -99,6 +100,8 @@ class Source:
     exclude: tuple[str, ...] = ()
     stand_ins: bool = False
     """The pack holds stand-in recipes (the repo's sample pack), expanded into build/ before staging."""
+    aero_input: AeroInput = AeroInput.BUILD_OUTPUT
+    """Which outputs of an Aero checkout are read (``source.input``; only an ``aero-checkout`` source reads it)."""
 
     def excludes(self, staged_path: str) -> bool:
         """Whether ``staged_path`` (``win7/<arch>/<driver>/<file>``) is left out by ``exclude``."""
@@ -291,7 +294,9 @@ class Spec:
 def _source(spec: Spec) -> dict[str, Any]:
     src = spec.source
     return {"kind": src.kind.value, "path": src.path_raw, "url": src.url, "sha256": src.sha256,
-            "size": src.size, "stand_ins": src.stand_ins}
+            "size": src.size, "stand_ins": src.stand_ins,
+            # Only an Aero checkout reads it: other specs' slices (and so their doit state) stay as they were.
+            **({"input": src.aero_input.value} if src.kind is SourceKind.AERO_CHECKOUT else {})}
 
 
 def _selection(spec: Spec) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class SourceKind(StrEnum):
     PACK_DIR = "pack-dir"
     VIRTIO_WIN_DIR = "virtio-win-dir"
     VIRTIO_WIN_ISO = "virtio-win-iso"
+    AERO_CHECKOUT = "aero-checkout"
+    """An Aero checkout: ``drivers/<driverRel>/ci-package.json`` and its build outputs or signed packages."""
 
     @property
     def is_iso(self) -> bool:
@@ -77,13 +79,35 @@ class SourceKind(StrEnum):
 
     @property
     def layout(self) -> str:
-        """The selection-rules layout its tree follows (see :data:`aero_media.sources.selection.LAYOUTS`)."""
+        """The selection-rules layout its tree follows (see :data:`aero_media.sources.selection.LAYOUTS`).
+
+        An Aero checkout has no folder layout to match: ``ci-package.json`` decides (:mod:`aero_media.sources.aero`).
+        """
         return "pack-dir" if self is SourceKind.PACK_DIR else "virtio-win"
 
     @property
     def is_upstream(self) -> bool:
-        """An upstream virtio-win tree: notices are generated from its licence files."""
+        """An upstream tree (virtio-win, or an Aero checkout): notices are generated from its licence files."""
         return self is not SourceKind.PACK_DIR
+
+
+class AeroInput(StrEnum):
+    """Which of an Aero checkout's outputs a spec reads (``source.input``)."""
+
+    BUILD_OUTPUT = "build-output"
+    """msbuild's ``out/drivers/<driverRel>/{x86,x64}/``, packaged here as Aero's ci/make-catalogs.ps1 does."""
+    PACKAGES = "packages"
+    """``out/packages/<driverRel>/{x86,x64}/`` after Aero's ci/sign-drivers.ps1, with ``out/certs/aero-test.cer``."""
+
+    @property
+    def out_dir(self) -> str:
+        """The folder under the checkout that holds one folder per driverRel."""
+        return "out/drivers" if self is AeroInput.BUILD_OUTPUT else "out/packages"
+
+    @property
+    def signed(self) -> bool:
+        """Whether the packages come catalogued and signed (else catalogs and signatures are still to be made)."""
+        return self is AeroInput.PACKAGES
 
 
 DEPRECATED_TEST_NAME = "testsigning"

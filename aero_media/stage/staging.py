@@ -14,10 +14,11 @@ from ..errors import SourceError
 from ..fsutil import copy_fp_hashed, staging_dir, write_json_atomic
 from ..manifests import StagedFile, StagedPackage, StageManifest, StageSource
 from ..paths import Run
+from ..sources import aero
 from ..sources.resolve import source_tree
 from ..sources.selection import Package, Selection, select, staged_path
 from ..sources.tree import Tree
-from ..spec.types import Arch
+from ..spec.types import Arch, SourceKind
 from ..win7.certs import refuse_private_keys
 from ..win7.findings import PackageReport
 from .pins import check_expect
@@ -26,9 +27,22 @@ from .validate import validate_packages
 
 
 def select_for(run: Run) -> tuple[Tree, Selection]:
-    """Run the selection rules of the spec over its source tree."""
+    """Run the selection rules of the spec over its source tree (an Aero checkout: its ci-package.json files)."""
+    if run.spec.source.kind is SourceKind.AERO_CHECKOUT:
+        checkout = aero.checkout(run)
+        return checkout, aero.select_aero(checkout, run.spec)
     tree = source_tree(run)
     return tree, select(tree.entries(), run.spec, tree.display)
+
+
+def _stage_source(run: Run, tree: Tree) -> StageSource:
+    """What the manifest says about the source; for an Aero checkout, which output and whether it is signed."""
+    kind = run.spec.source.kind
+    if not isinstance(tree, aero.AeroCheckout):
+        return StageSource(kind, tree.display, tree.reader)
+    cert = tree.certificate()
+    return StageSource(kind, tree.display, tree.reader, input=tree.aero_input.value, signed=tree.aero_input.signed,
+                       certificate=None if cert is None else aero.CERTIFICATE)
 
 
 def _copy_package(tree: Tree, pkg: Package, tmp: Path, progress: log.Progress) -> list[StagedFile]:
@@ -65,6 +79,7 @@ def stage_arch(run: Run, arch: Arch) -> StageManifest:
     manifest_path = paths.stage_manifest(arch)
     manifest_path.unlink(missing_ok=True)
     tree, selection = select_for(run)
+    source = _stage_source(run, tree)
     for w in selection.warnings:
         log.warn(w)
     packages = selection.for_arch(arch)
@@ -88,7 +103,7 @@ def stage_arch(run: Run, arch: Arch) -> StageManifest:
     manifest = StageManifest(
         spec=spec.name,
         arch=arch,
-        source=StageSource(spec.source.kind, tree.display, tree.reader),
+        source=source,
         packages=tuple(_staged_package(p, fs, r) for p, fs, r in zip(packages, copied, validation.reports,
                                                                        strict=True)),
         missing_optional=tuple(m for m in selection.missing_optional if m.arch in (arch, None)),

@@ -28,7 +28,7 @@ from ..paths import Run
 from ..sources.tree import DirTree, EntryKind
 from ..spec.load import CONTRACT_FILE, data_file
 from ..spec.model import Context, Spec
-from ..spec.types import Stage
+from ..spec.types import SourceKind, Stage
 from .checker import ContentChecker, TargetsIntact
 from .depfile import BACKEND_NAME
 from .fingerprint import code_fingerprint
@@ -150,6 +150,10 @@ def _stage_inputs(run: Run) -> list[str] | None:
         return [str(p.provenance)]
     if spec.source.stand_ins:
         return [str(p.expand_manifest)]
+    if spec.source.kind is SourceKind.AERO_CHECKOUT:
+        from ..sources.aero import input_files  # what ci-package.json names, not the whole checkout
+
+        return input_files(spec)
     return _source_files(spec)
 
 
@@ -287,6 +291,9 @@ def _notice_inputs(run: Run) -> list[str] | None:
         return [*(_stage_inputs(run) or []), *extra]
     root = spec.source.path
     assert root is not None
+    if spec.source.kind is SourceKind.AERO_CHECKOUT:
+        # Its licences are at its root; the rest of the checkout is no input of the notices.
+        return extra + sorted(str(f) for f in root.iterdir() if f.is_file()) if root.is_dir() else extra
     files = _source_files(spec)
     if files is None:
         return None
