@@ -92,3 +92,18 @@ def media_certs(spec: Spec, paths: SpecPaths, stages: list[StageManifest]) -> Me
     for c in [*test, *trust]:
         shipped.setdefault(c.name, c)
     return MediaCerts(tuple(test), tuple(trust), shipped, sha256_only)
+
+
+ROOT_CERT_NAME = "aero-test.cer"
+"""The test certificate's name at a medium's root: Aero's ``ci/make-fat-image.ps1`` requires ``aero-test.cer`` at
+the FAT image's root under its ``test`` policy, and Aero's INSTALL.txt (``ci/package-drivers.ps1``) names it."""
+
+
+def medium_cert_files(certs: MediaCerts) -> list[tuple[str, bytes]]:
+    """The certificate files of a driver medium (media path, DER): ``certs/<name>`` for each shipped certificate,
+    and the first test certificate (the one the build signs with, when it signs) at the root as
+    :data:`ROOT_CERT_NAME`, where the medium's instructions tell the user to import it from."""
+    out = [(f"certs/{name}", c.der) for name, c in certs.shipped.items()]
+    if certs.test:
+        out.append((ROOT_CERT_NAME, certs.test[0].der))
+    return out

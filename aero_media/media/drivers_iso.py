@@ -17,6 +17,7 @@ from ..manifests import (
 )
 from ..paths import MediaLayout, Run
 from ..spec.model import Spec
+from .certs import media_certs, medium_cert_files
 from .contents import manifest_inputs, media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .files import MANIFEST_NAME, MediaFile
@@ -55,6 +56,10 @@ def build_drivers_iso(run: Run) -> FileRecord:
         answerfile.check(xml)
         files.append(MediaFile(answerfile.FILE_NAME, data=xml))
         records.append(media_record(answerfile.FILE_NAME, xml))
+    # The certificate travels with the drivers it signs: the README's test-signing steps import it from the root.
+    for media_path, der in medium_cert_files(media_certs(spec, paths, stages)):
+        files.append(MediaFile(media_path, data=der))
+        records.append(media_record(media_path, der))
     packages = media_packages(stages)
     prov = provenance(run, stages)
     readme = _readme(spec, packages, prov)

@@ -21,7 +21,7 @@ from ..manifests import FatDiskReport, FileRecord, NoticesManifest
 from ..paths import MediaLayout, Run
 from ..scratch import unnamed_file
 from ..spec.model import Spec
-from .certs import media_certs
+from .certs import media_certs, medium_cert_files
 from .contents import media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
 from .fatread import FatContent, read_fat_disk, stamp_matches
@@ -47,10 +47,11 @@ def fat_disk_files(run: Run) -> tuple[list[MediaFile], list[FileRecord]]:
         more, more_records = winpe_media(spec, paths, stages)
         files += more
         records += more_records
-    certs = media_certs(spec, paths, stages).shipped
-    for name, c in certs.items():
-        files.append(MediaFile(f"certs/{name}", data=c.der))
-        records.append(media_record(f"certs/{name}", c.der))
+    shipped = media_certs(spec, paths, stages)
+    certs = shipped.shipped
+    for media_path, der in medium_cert_files(shipped):
+        files.append(MediaFile(media_path, data=der))
+        records.append(media_record(media_path, der))
     values = shared_values(spec, media_packages(stages, MediaLayout.FAT_DISK), provenance(run, stages),
                            noun="disk", how="a second hard disk; it is a fixed VHD", drive="E:")
     certs_line = "  certs\\                 the certificates setup trusts for these drivers\n" if certs else ""

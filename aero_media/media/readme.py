@@ -6,6 +6,7 @@ from ..manifests import MediaPackage, MediaProvenance, StageManifest
 from ..paths import MediaLayout
 from ..spec.model import Spec
 from ..spec.types import Arch
+from .certs import ROOT_CERT_NAME
 
 _WINPE_SECTION = """\
 INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
@@ -16,6 +17,24 @@ INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
   listed, and the drivers are installed into the new Windows as well. A 32-bit
   Setup takes only the x86 drivers and a 64-bit Setup only the amd64 ones: the
   build checks that from the INFs.
+
+"""
+_TESTSIGN_SECTION = """\
+THESE DRIVERS ARE TEST-SIGNED: TRUST THE CERTIFICATE FIRST
+
+  They are signed with a test certificate, {cert} at the root of this {noun}
+  (certs\\ holds it too). Windows 7 installs them only once it trusts that
+  certificate, and 64-bit Windows 7 loads them only in test mode. From an
+  elevated command prompt, where {drive} is this {noun}:
+
+    certutil -addstore -f Root {drive}\\{cert}
+    certutil -addstore -f TrustedPublisher {drive}\\{cert}
+    bcdedit /set testsigning on
+
+  Then reboot ("Test Mode" shows on the desktop) and install the drivers as
+  below. (Or with certmgr.msc: import {cert} into both "Trusted Root
+  Certification Authorities" and "Trusted Publishers".) To leave test mode
+  later: bcdedit /set testsigning off, and reboot.
 
 """
 _WINPE_LINE = "  $WinPEDriver$\\<arch>\\  the same drivers, where Windows 7 Setup finds them by itself\n"
@@ -56,7 +75,11 @@ def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenanc
             pnputil.append(f"  {title}:")
             pnputil += [f"    pnputil -i -a {drive}\\{backslashes(inf)}" for inf in infs]
     winpe = spec.media.winpe_drivers
+    # Under policy test the medium carries the certificate at its root (media.certs.ROOT_CERT_NAME).
+    testsign = (_TESTSIGN_SECTION.format(cert=ROOT_CERT_NAME, noun=noun, drive=drive)
+                if spec.signing.policy.certs_required else "")
     return {
+        "TESTSIGN_SECTION": testsign,
         "WINPE_LINE": _WINPE_LINE if winpe else "",
         "WINPE_SECTION": _WINPE_SECTION.format(noun=noun, how=how) if winpe else "",
         "DESCRIPTION": spec.description or spec.name,

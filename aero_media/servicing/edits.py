@@ -23,9 +23,12 @@ Where the rules come from (docs/windows7.md, sections CriticalDeviceDatabase to 
   ``pnputil -i -a`` on each INF, because the Windows 7 driver store cannot be
   staged from Linux and DevicePath alone "isn't 100% reliable" (virt-v2v);
 * certificates go to the machine ``ROOT`` and ``TrustedPublisher`` stores of
-  the installed system and of its recovery image (:mod:`.certblob`), as Aero's
-  ``tools/windows/patch-win7-media.ps1 -PatchNestedWinRE`` trusts them in each
-  ``winre.wim`` index;
+  every Windows the drivers load in (:mod:`.certblob`): boot.wim's Windows PE and
+  Setup, which load the storage driver before anything is installed (Aero's
+  ``tools/win7-slipstream/src/verify.rs`` requires the certificate in boot.wim
+  index 2, and ``tools/windows/patch-win7-media.ps1`` services boot.wim too), the
+  installed system, and its recovery image, as ``patch-win7-media.ps1
+  -PatchNestedWinRE`` trusts them in each ``winre.wim`` index;
 * test mode: element ``16000049`` on the BCD objects :mod:`.bcd` finds, in the
   installed system's ``BCD-Template`` and the DVD's own stores; opt-in
   ``nointegritychecks`` (element ``16000048``) on the same objects, as Aero's script
@@ -145,7 +148,8 @@ class RegistryRule:
 
 _ALL_WINDOWS = frozenset({ImageKind.WINPE, ImageKind.SETUP, ImageKind.INSTALL, ImageKind.RECOVERY})
 _INSTALL = frozenset({ImageKind.INSTALL})
-_TRUSTING = frozenset({ImageKind.INSTALL, ImageKind.RECOVERY})
+# Every Windows that loads the drivers trusts their signer: Setup's Windows PE loads the storage driver first.
+_TRUSTING = _ALL_WINDOWS
 # BCD stores: the installed system's template and the DVD's two.
 _BCD_STORES = ((HiveFile.BCD_TEMPLATE, _INSTALL),
                (HiveFile.MEDIA_BCD_BIOS, frozenset({ImageKind.MEDIA})),

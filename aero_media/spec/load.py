@@ -36,6 +36,7 @@ from .model import (
     SecretSource,
     Signer,
     Signing,
+    SignMode,
     Source,
     Spec,
     Unattended,
@@ -451,12 +452,25 @@ def _signer(doc: Doc, ctx: Context, problems: list[str]) -> Signer | None:
     where = doc.where("/signing")
     if "mode" not in raw:
         return None
+    mode = SignMode(raw["mode"])
+    dual = bool(raw.get("dual_sign", False))
+    if mode is SignMode.KEEP:
+        # Nothing is signed here, so nothing needs a key: only the certificate every signature must verify with.
+        given = [k for k in ("key", "key_env", "generate", "dual_sign") if k in raw]
+        if given:
+            problems.append(f"{where}: mode: keep keeps the packages' signatures and signs nothing, but "
+                            f"{', '.join(given)} is set too; fix: drop {', '.join(given)}, or write mode: test")
+        if "cert" not in raw:
+            problems.append(f"{where}: mode: keep needs cert: (the certificate the packages are signed with, "
+                            "e.g. Aero's out/certs/aero-test.cer); fix: add cert:")
+        return Signer(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
+                      key=None, key_env=None, mode=mode)
     if raw.get("generate"):
         given = [k for k in ("cert", "key", "key_env") if k in raw]
         if given:
             problems.append(f"{where}: generate: true makes its own certificate and key, but {', '.join(given)} "
                             "is set too; fix: drop generate, or drop those keys")
-        return Signer(cert=None, cert_raw=None, key=None, key_env=None, generate=True)
+        return Signer(cert=None, cert_raw=None, key=None, key_env=None, generate=True, dual_sign=dual)
     if "cert" not in raw:
         problems.append(f"{where}: test signing needs the certificate; fix: add cert: (make one with "
                         "`aero-media make-test-cert --out ~/.config/aero`), or set generate: true for sample media")
@@ -464,7 +478,7 @@ def _signer(doc: Doc, ctx: Context, problems: list[str]) -> Signer | None:
         problems.append(f"{where}: name the private key by exactly one of key: (a path outside the checkout) or "
                         "key_env: (an environment variable); fix: keep one of them")
     return Signer(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
-                  key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"))
+                  key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"), dual_sign=dual)
 
 
 def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:

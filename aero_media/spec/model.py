@@ -6,6 +6,7 @@ import fnmatch
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +204,18 @@ class InstallMedia:
     """Set exactly when ``answer_file`` is full."""
 
 
+class SignMode(StrEnum):
+    """``signing.mode``: what the build does with the packages' signatures."""
+
+    TEST = "test"
+    """Write each package's catalog and test-sign it (and every ``.sys``) with the spec's key."""
+    KEEP = "keep"
+    """The packages come signed: keep every signature byte for byte and verify each against ``cert``."""
+
+
 @dataclass(frozen=True)
 class Signer:
-    """How the build signs the packages itself (``signing: {mode: test, ...}``): test signing, the only mode."""
+    """The one certificate the packages are signed with (``signing: {mode: test|keep, ...}``), and by whom."""
 
     cert: Path | None
     cert_raw: str | None
@@ -213,6 +223,14 @@ class Signer:
     key_env: str | None
     generate: bool = False
     """A throwaway certificate and key made into build/<spec>/signing/ (the sample's; never for real media)."""
+    mode: SignMode = SignMode.TEST
+    dual_sign: bool = False
+    """Nest a SHA-256 signature after the SHA-1 one (Aero's ``ci/sign-drivers.ps1 -DualSign``)."""
+
+    @property
+    def signs(self) -> bool:
+        """The build signs the packages itself (else it only verifies the signatures they carry)."""
+        return self.mode is SignMode.TEST
 
 
 @dataclass(frozen=True)
@@ -226,7 +244,7 @@ class Signing:
     """Test certificates the media ship for Root and TrustedPublisher."""
     certs_raw: tuple[str, ...] = ()
     signer: Signer | None = None
-    """The build test-signs the packages itself (``mode: test``)."""
+    """The packages' one signer: the build test-signs with it (``mode: test``) or verifies it (``mode: keep``)."""
 
 
 @dataclass(frozen=True)
@@ -331,7 +349,11 @@ def _contract_name(spec: Spec) -> list[str]:
 def _signer(spec: Spec) -> list[Any] | None:
     # The key is left out on purpose: only where it is read from, never its bytes, reaches state.
     s = spec.signing.signer
-    return None if s is None else [s.cert_raw, s.generate]
+    if s is None:
+        return None
+    # Defaults add nothing, so specs that predate mode: keep and dual_sign keep their task state.
+    return [s.cert_raw, s.generate, *([s.mode.value] if s.mode is not SignMode.TEST else []),
+            *(["dual_sign"] if s.dual_sign else [])]
 
 
 def _trust(spec: Spec) -> dict[str, Any]:
@@ -419,7 +441,10 @@ _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
     Stage.NOTICES: lambda s: {"source": _source(s), "license_file": s.source.license_file_raw, "name": s.name},
     Stage.DRIVERS_ISO: lambda s: {"name": s.name, "description": s.description, "out": _drivers_iso_out(s),
                                   "winpe": s.media.winpe_drivers, "arches": [a.value for a in s.arches],
-                                  "contract": _contract_name(s), **_media_answer_file(s)},
+                                  "contract": _contract_name(s), **_media_answer_file(s),
+                                  # Only under policy test, where the ISO ships the certificate and says how to
+                                  # trust it: other specs' ISOs are not rebuilt for a setting they do not use.
+                                  **({"signing": _trust(s)} if s.signing.policy.certs_required else {})},
     Stage.VERIFY: lambda s: {"out": _drivers_iso_out(s), "winpe": s.media.winpe_drivers,
                              "arches": [a.value for a in s.arches],
                              "required": [d.name for d in s.drivers if d.required], **_media_answer_file(s)},

@@ -1,4 +1,5 @@
-"""Test-sign the staged packages (``signing:`` in the spec): new catalogs, embedded signatures on boot drivers.
+"""Sign the staged packages (``signing: {mode: test}``): catalogs as Inf2Cat makes them, every ``.sys`` embed-signed;
+or, for packages signed elsewhere (``mode: keep``), verify every signature against ``signing.cert`` and keep it.
 
 Runs inside staging, after the payload pins are checked and before validation, so
 the checks judge the re-signed packages exactly as they judge upstream ones, with
@@ -18,16 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import log
-from ..errors import SourceError, UsageError
+from ..errors import SourceError, UsageError, ValidationError
 from ..fsutil import sha256_file
 from ..manifests import StagedFile
 from ..paths import GENERATED_CERT, Run
 from ..scratch import memory_file, sweep_old_temp_folders
 from ..sources.selection import Package
 from ..spec.types import Arch
-from ..win7.catalogmake import CatalogMemberFile, make_catalog
-from ..win7.certs import load_cert_file
+from ..win7.catalog import CatalogError, load_catalog
+from ..win7.catalogmake import PE_SUFFIXES, CatalogMemberFile, inf_catalog_files, make_catalog
+from ..win7.certs import Cert, load_cert_file, publisher_cert, thumbprint
 from ..win7.inf import parse_inf
+from ..win7.pe import PeError, pe_info
 from ..win7.signing import (
     Osslsigncode,
     SigningKey,
@@ -37,6 +40,7 @@ from ..win7.signing import (
     sign_catalog,
     sign_pe,
 )
+from ..win7.sigverify import SignatureCheck, Verdict
 
 _PEM_ARMOUR = "-----BEGIN"  # a variable holding PEM text, not a path
 
@@ -110,14 +114,67 @@ def _catalog_name(inf_path: Path, arch: Arch, where: str) -> str:
     return name
 
 
+def _catalogs(pkg_dir: Path, arch: Arch, where: str) -> dict[str, list[CatalogMemberFile]]:
+    """Each catalog the package's INFs name, with its members as Inf2Cat ``/os:7_X86`` or ``/os:7_X64`` lists them.
+
+    Aero's ``ci/make-catalogs.ps1`` runs Inf2Cat once per arch package with that arch's OS only;
+    Inf2Cat lists each INF and the files it copies, not every file in the folder. A file the INF
+    names that the package lacks is an error here, as Inf2Cat stops on it.
+    """
+    out: dict[str, list[CatalogMemberFile]] = {}
+    infs = sorted(p for p in pkg_dir.iterdir() if p.is_file() and p.suffix.lower() == ".inf")
+    for inf_path in infs:
+        inf = parse_inf(inf_path.read_bytes(), inf_path.name)
+        members = out.setdefault(_catalog_name(inf_path, arch, where).lower(), [])
+        wanted = [(inf_path.name, inf_path)]
+        for rel in inf_catalog_files(inf, arch):
+            found = _find(pkg_dir, rel)
+            if found is None:
+                raise SourceError(f"{where}: {inf_path.name} copies {rel}, which the package does not have, so "
+                                  "its catalog cannot list it",
+                                  f"add {rel} to the package, or remove it from {inf_path.name}")
+            wanted.append((found.name, found))
+        known = {m.name.lower() for m in members}
+        for name, path in wanted:
+            if name.lower() not in known:
+                known.add(name.lower())
+                # Members are matched by hash; their File attribute is the bare name, as Inf2Cat writes it.
+                members.append(CatalogMemberFile(name, path))
+    return out
+
+
+def _find(pkg_dir: Path, rel: str) -> Path | None:
+    """``rel`` inside the package, matched case-insensitively as Windows does."""
+    here = pkg_dir
+    for part in rel.split("/"):
+        match = [p for p in here.iterdir() if p.name.lower() == part.lower()] if here.is_dir() else []
+        if not match:
+            return None
+        here = sorted(match)[0]
+    return here if here.is_file() else None
+
+
+def _restaged(pkg: Package, pkg_dir: Path, updated: dict[str, StagedFile]) -> None:
+    for path in sorted(pkg_dir.rglob("*")):
+        if path.is_file():
+            staged = f"{pkg.staged_dir}/{path.relative_to(pkg_dir).as_posix()}"
+            digest, size = sha256_file(path)
+            old = updated.get(staged)
+            updated[staged] = StagedFile(staged, digest, size, old.source_path if old else "")
+
+
 def sign_packages(run: Run, arch: Arch, root: Path, packages: tuple[Package, ...],
                   files: dict[str, StagedFile]) -> dict[str, StagedFile]:
-    """Embed-sign each package's boot-start drivers, then write and sign its catalogs; return updated records.
+    """Embed-sign every ``.sys`` of each package, then write and sign its catalogs; return updated records.
 
-    ``root`` is the arch's staging folder (one subfolder per driver). The run's epoch is the
-    catalogs' ThisUpdate and the signing time, so the bytes depend on the inputs only.
+    The order and the files are Aero's ``ci/sign-drivers.ps1``: every ``.sys`` first, then every
+    catalog; SHA-1, and with ``signing.dual_sign`` a nested SHA-256 signature after it (its
+    ``-DualSign``). ``root`` is the arch's staging folder (one subfolder per driver). The run's
+    epoch is the catalogs' ThisUpdate and the signing time, so the bytes depend on the inputs only.
     """
     spec, epoch = run.spec, run.epoch
+    assert spec.signing.signer is not None
+    dual = spec.signing.signer.dual_sign
     tool = Osslsigncode.find()
     updated = dict(files)
     cert = run.paths.signing_cert
@@ -134,23 +191,116 @@ def sign_packages(run: Run, arch: Arch, root: Path, packages: tuple[Package, ...
         for pkg in packages:
             pkg_dir = root / pkg.driver.name
             where = f"{spec.display}: {pkg.staged_dir}"
-            infs = sorted(p for p in pkg_dir.iterdir() if p.is_file() and p.suffix.lower() == ".inf")
-            boot = {b.lower() for inf in infs for b in parse_inf(inf.read_bytes(), inf.name).boot_start_binaries()}
-            for f in sorted(pkg_dir.iterdir()):
-                if f.is_file() and f.name.lower() in boot:
-                    sign_pe(f, f, key, signing_time=epoch, tool=tool)
-            for inf in infs:
-                cat = pkg_dir / _catalog_name(inf, arch, where)
-                # Members are matched by hash; their File attribute is the bare name, as makecat writes it.
-                members = [CatalogMemberFile(p.name, p) for p in sorted(pkg_dir.rglob("*"))
-                           if p.is_file() and p.suffix.lower() != ".cat"]
-                sign_catalog(make_catalog(members, arch, this_update=epoch), cat, key, signing_time=epoch, tool=tool)
-            for path in sorted(pkg_dir.rglob("*")):
-                if path.is_file():
-                    staged = f"{pkg.staged_dir}/{path.relative_to(pkg_dir).as_posix()}"
-                    digest, size = sha256_file(path)
-                    old = updated.get(staged)
-                    updated[staged] = StagedFile(staged, digest, size, old.source_path if old else "")
-    log.info(f"test-signed {len(packages)} package(s) for {arch.value} (catalogs, and boot drivers' embedded "
-             "signatures)")
+            # The catalogs list what the INFs copy; an embedded signature leaves a PE's Authenticode hash as it is.
+            catalogs = _catalogs(pkg_dir, arch, where)
+            for f in sorted(pkg_dir.rglob("*")):
+                if f.is_file() and f.suffix.lower() == ".sys":
+                    sign_pe(f, f, key, signing_time=epoch, tool=tool, dual=dual)
+            for name, members in sorted(catalogs.items()):
+                cat = _find(pkg_dir, name) or pkg_dir / _catalog_file_name(pkg_dir, name)
+                sign_catalog(make_catalog(members, arch, this_update=epoch), cat, key, signing_time=epoch,
+                             tool=tool, dual=dual)
+            _restaged(pkg, pkg_dir, updated)
+    log.info(f"test-signed {len(packages)} package(s) for {arch.value} (every .sys, then the catalogs; "
+             f"{'SHA-1 and SHA-256' if dual else 'SHA-1'})")
     return updated
+
+
+def _catalog_file_name(pkg_dir: Path, lowered: str) -> str:
+    """The catalog's name as the first INF naming it spells it (the INFs are the only source of the case)."""
+    for inf_path in sorted(p for p in pkg_dir.iterdir() if p.is_file() and p.suffix.lower() == ".inf"):
+        line = parse_inf(inf_path.read_bytes(), inf_path.name).catalog_file
+        for arch in Arch:
+            got = line(arch.inf_arch)
+            if got is not None and got.value.strip().lower() == lowered:
+                return got.value.strip()
+    return lowered
+
+
+def verify_packages(run: Run, arch: Arch, root: Path, packages: tuple[Package, ...]) -> None:
+    """``signing.mode: keep``: every catalog and every embedded signature must verify with ``signing.cert``.
+
+    Nothing is written: the packages keep their signatures byte for byte. Each signature
+    (nested ones too) must cover its content, verify with the certificate's key and name that
+    certificate as its signer; the first that does not stops the build, naming the package
+    and the file. Without a catalog a package cannot be trusted at all: that is an error too.
+    """
+    spec = run.spec
+    cert_path = run.paths.signing_cert
+    assert cert_path is not None
+    if not cert_path.is_file():
+        raise UsageError(f"{spec.display}: signing.cert {cert_path}: no such file",
+                         "point signing.cert at the certificate the packages are signed with (Aero: "
+                         "out/certs/aero-test.cer)")
+    cert = load_cert_file(cert_path, f"{spec.display}: signing.cert")
+    fix = (f"sign the package again with the key of {cert.subject!r}, or name the certificate it was signed with "
+           "in signing.cert")
+    checked = 0
+    for pkg in packages:
+        pkg_dir = root / pkg.driver.name
+        where = f"{spec.display}: package {pkg.staged_dir}"
+        cats = [f for f in sorted(pkg_dir.rglob("*")) if f.is_file() and f.suffix.lower() == ".cat"]
+        if not cats:
+            raise SourceError(f"{where} has no catalog (.cat), so nothing in it is signed",
+                              "use the signed package (Aero: out/packages/<driver>/<arch>/), or set signing.mode: "
+                              "test to sign it here")
+        for f in sorted(pkg_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            rel = f.relative_to(pkg_dir).as_posix()
+            if f.suffix.lower() == ".cat":
+                problem = _catalog_problem(f, cert)
+            elif f.suffix.lower() in PE_SUFFIXES:
+                problem = _embedded_problem(f, cert)
+            else:
+                continue
+            if problem is not None:
+                raise ValidationError(f"{where}: {rel}: {problem}", fix)
+            checked += 1
+    log.info(f"verified {checked} signed file(s) in {len(packages)} package(s) for {arch.value} against "
+             f"{cert.subject!r}; kept as they are")
+
+
+def _signature_problem(content_ok: bool | None, check: SignatureCheck, signer: bytes | None, cert: Cert) -> str | None:
+    """Why one signature does not verify with ``cert`` (None: it does)."""
+    if content_ok is not True:
+        return "the signature does not cover the bytes it is on (changed after signing)"
+    if signer is None:
+        return "the signature does not carry its signer's certificate, so it cannot be verified"
+    if thumbprint(signer) != cert.thumbprint:
+        other = publisher_cert(signer)
+        return (f"it is signed by another certificate ({other.subject!r}, thumbprint {other.thumbprint}), not by "
+                f"signing.cert (thumbprint {cert.thumbprint})")
+    if check.signature is not Verdict.VALID:
+        return check.problem or "the signature does not verify with the certificate's key"
+    return None
+
+
+def _catalog_problem(path: Path, cert: Cert) -> str | None:
+    try:
+        cat = load_catalog(path)
+    except CatalogError as exc:
+        return exc.message
+    if cat.placeholder or not cat.signed:
+        return "the catalog is not signed"
+    for signer in cat.signers:
+        problem = _signature_problem(signer.content_digest_ok, signer.check, signer.certificate, cert)
+        if problem is not None:
+            return f"{'nested ' if signer.nested else ''}{signer.digest_algorithm} signature: {problem}"
+    return None
+
+
+def _embedded_problem(path: Path, cert: Cert) -> str | None:
+    try:
+        info = pe_info(path.read_bytes())
+    except PeError as exc:
+        return exc.message
+    if not info.has_signature:
+        return None  # the catalog vouches for it (Windows 7 needs embedded signatures on boot drivers only)
+    embedded = info.embedded
+    if embedded is None:
+        return "the embedded signature cannot be read"
+    if info.image_digest_ok is not True:
+        return "the embedded signature does not match the image (changed after signing)"
+    problem = _signature_problem(embedded.content_digest_ok, embedded.check, embedded.certificate, cert)
+    return None if problem is None else f"embedded {embedded.digest_algorithm} signature: {problem}"

@@ -334,7 +334,7 @@ def task_drivers_iso(plan: Plan) -> Iterator[Task]:
     for run in plan.runs:
         p = run.paths
         yield _subtask(plan, run, Stage.DRIVERS_ISO, f"drivers ISO of {run.spec.name}",
-                       [*_stage_manifests(run), p.notices_manifest, *_proven(run),
+                       [*_stage_manifests(run), p.notices_manifest, *_proven(run), *_shipped_certs(run),
                         *_recorded_inputs(run, spec_file=False)],
                        [p.drivers_iso], epoch=run.epoch)
 

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 from asn1crypto import algos, core, x509
 
 from ..spec.types import Arch
+from .inf import Inf
 from .pe import PeError, authenticode_hash
 
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -362,3 +363,26 @@ def catalog_entries(members: Sequence[CatalogMemberFile]) -> list[CatalogEntry]:
     # Windows looks members up by hash, so the order carries no meaning: sort by tag (as Inf2Cat does),
     # then by name, so that two files with identical content still have a fixed order.
     return sorted((catalog_entry(m) for m in members), key=lambda e: (e.tag, e.name.lower(), e.name))
+
+
+def inf_catalog_files(inf: Inf, arch: Arch) -> tuple[str, ...]:
+    """The files (paths relative to the INF's folder) Inf2Cat lists in the INF's catalog for Windows 7 on ``arch``.
+
+    As Inf2Cat ``/os:7_X86`` or ``/os:7_X64`` (Aero's ``ci/make-catalogs.ps1`` runs it per arch
+    package) collects them: every file the install sections of the models Windows 7 picks on
+    ``arch`` copy (``CopyFiles``, their ``.CoInstallers`` too), every ``SourceDisksFiles`` entry
+    for the arch (the driver store imports each, used or not), and never the INF itself (the
+    caller adds it, under its own name). A file in ``SourceDisksFiles`` is found where its disk
+    and subfolder say; others beside the INF. Sorted, each once (case-insensitively).
+    """
+    sdf = inf.source_disks_files(arch.inf_arch)
+    names: dict[str, str] = {low: entry.relpath for low, entry in sdf.items()}
+    for choice in inf.models(arch.inf_arch).chosen:
+        for model in choice.models:
+            section = inf.install_section(model.install, arch.inf_arch)
+            if section is None:
+                continue
+            for sect in (section, f"{section}.CoInstallers"):
+                for ref in inf.copy_files(sect)[0]:
+                    names.setdefault(ref.name.lower(), ref.name)
+    return tuple(sorted(names.values(), key=lambda n: (n.lower(), n)))

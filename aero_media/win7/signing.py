@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from asn1crypto import pem, x509
+from asn1crypto import cms, core, pem, x509
 
 from .. import systools
 from ..errors import ToolError, UsageError
@@ -44,6 +44,10 @@ MIN_VERSION = (2, 4)
 """``-time`` (reproducible signatures) arrived in osslsigncode 2.4; catalogs are signed since 2.2."""
 DIGEST = "sha1"
 """Windows 7 without KB3033929, and Windows 7 Setup, verify SHA-1 signatures only."""
+OID_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
+"""SPC_NESTED_SIGNATURE: a further signature, whole, in the first signer's unsigned attributes."""
+SECOND_DIGEST = "sha256"
+"""The optional nested second signature, for Windows that prefers SHA-2 (Aero's ``-DualSign``)."""
 DEBIAN_PACKAGE = debian_package("osslsigncode")
 _TOOL = "osslsigncode"
 _PURPOSE = f"signing the catalogs and drivers needs it, version {'.'.join(map(str, MIN_VERSION))} or newer"
@@ -253,11 +257,14 @@ def _workdir(dest: Path) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _sign(tool: Osslsigncode, key: SigningKey, src: Path, out: Path, signing_time: int, what: str) -> None:
+def _sign(tool: Osslsigncode, key: SigningKey, src: Path, out: Path, signing_time: int, what: str, *,
+          digest: str = DIGEST, nest: bool = False) -> None:
     args = ["sign", "-certs", str(key.cert), "-key", str(key.key)]
     if key.password_file is not None:
         args += ["-readpass", str(key.password_file)]
-    args += ["-h", DIGEST, "-time", str(signing_time), "-in", str(src), "-out", str(out)]
+    # -nest appends a signature beside the existing one, as signtool /as does (Aero's ci/sign-drivers.ps1).
+    args += ["-h", digest, *(["-nest"] if nest else []), "-time", str(signing_time), "-in", str(src),
+             "-out", str(out)]
     # No terminal and no stdin: an encrypted key without password_file fails instead of prompting.
     done = systools.run(_TOOL, args, purpose=_PURPOSE, program=tool.path, env=_ENV, timeout=TIMEOUT,
                         new_session=True, pass_fds=key.pass_fds, what=f"signing {what}", ok_codes=None,
@@ -288,13 +295,46 @@ def _prepare(key: SigningKey, signing_time: int, tool: Osslsigncode | None) -> O
     return tool
 
 
+def _nest_sha256(tool: Osslsigncode, key: SigningKey, signed: Path, work: Path, signing_time: int,
+                 what: str) -> Path:
+    """Append a SHA-256 signature to the SHA-1-signed ``signed``; the SHA-1 one stays first (Windows 7 reads it)."""
+    out = work / f"dual-{signed.name}"
+    _sign(tool, key, signed, out, signing_time, f"{what} (the SHA-256 signature)", digest=SECOND_DIGEST, nest=True)
+    return out
+
+
+def nest_signature(signed: bytes, second: bytes) -> bytes:
+    """``signed`` (a signed catalog) with the whole of ``second`` (the same content, signed again) nested in its
+    first signer's unsigned attributes as ``SPC_NESTED_SIGNATURE`` (1.3.6.1.4.1.311.2.4.1), as signtool ``/as``
+    appends a signature. Windows 7 reads the first signer; newer Windows also the nested one.
+
+    Everything else keeps its bytes: asn1crypto re-encodes only the signer it changes.
+    """
+    outer = cms.ContentInfo.load(signed)
+    data = outer["content"]
+    first = data["signer_infos"][0]
+    if not isinstance(first["unsigned_attrs"], core.Void):
+        raise ValueError("the first signer already has unsigned attributes; nest into an untimestamped signature")
+    # asn1crypto has no spec for this attribute's value, so its DER is written here:
+    # [1] IMPLICIT SET OF Attribute { type OID, values SET OF ContentInfo }.
+    attribute = core.Sequence(contents=core.ObjectIdentifier(OID_NESTED_SIGNATURE).dump()
+                              + core.Set(contents=second).dump()).dump()
+    unsigned = core.Set(contents=attribute, implicit=1).dump()
+    body = b"".join(first[name].dump() for name, _spec, _params in cms.SignerInfo._fields
+                    if name != "unsigned_attrs" and not isinstance(first[name], core.Void))
+    nested = cms.SignerInfo.load(core.Sequence(contents=body + unsigned).dump())
+    data["signer_infos"] = cms.SignerInfos([nested, *list(data["signer_infos"])[1:]])
+    return bytes(outer.dump(force=False))
+
+
 def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: int,
-                 tool: Osslsigncode | None = None) -> None:
+                 tool: Osslsigncode | None = None, dual: bool = False) -> None:
     """Sign a catalog (a path, or the bytes :func:`~aero_media.win7.catalogmake.make_catalog` returned) into ``dest``.
 
     SHA-1 digest, ``signing_time`` (Unix seconds, normally ``SOURCE_DATE_EPOCH``)
     as the signing time, written atomically; the same key and inputs give the same
-    bytes. ``dest`` may be the source path. Raises :class:`UsageError` for a
+    bytes. ``dest`` may be the source path. ``dual`` nests a SHA-256 signature
+    after the SHA-1 one. Raises :class:`UsageError` for a
     certificate not valid at ``signing_time``, :class:`ToolError` when osslsigncode
     is missing, too old or fails, and :class:`~aero_media.win7.catalog.CatalogError`
     when the input is not a catalog.
@@ -309,10 +349,18 @@ def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_t
                                "make a real catalog first (aero_media.win7.catalogmake)")
         out = work / dest.name
         _sign(tool, key, src, out, signing_time, dest.name)
+        if dual:
+            # osslsigncode nests signatures in PE images only ("Unsupported nesting" for catalogs, 2.9): sign
+            # the catalog again with SHA-256 alone and put that signature where signtool /as puts it.
+            second = work / f"sha256-{dest.name}"
+            _sign(tool, key, src, second, signing_time, f"{dest.name} (the SHA-256 signature)",
+                  digest=SECOND_DIGEST)
+            out.write_bytes(nest_signature(out.read_bytes(), second.read_bytes()))
         signed = parse_catalog(out.read_bytes(), dest.name)
         primary = signed.primary
         if (primary is None or primary.digest_algorithm != DIGEST or primary.content_digest_ok is not True
-                or signed.members != unsigned.members):
+                or signed.members != unsigned.members
+                or (dual and SECOND_DIGEST not in signed.digest_algorithms)):
             raise ToolError(f"osslsigncode wrote {dest.name}, but it is not a SHA-1-signed copy of the catalog",
                             f"report this with the osslsigncode version ({_dotted(tool.version)})")
         os.chmod(out, 0o644)
@@ -320,14 +368,15 @@ def sign_catalog(source: Path | bytes, dest: Path, key: SigningKey, *, signing_t
 
 
 def sign_pe(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: int,
-            tool: Osslsigncode | None = None) -> None:
+            tool: Osslsigncode | None = None, dual: bool = False) -> None:
     """Embed a SHA-1 Authenticode signature in a PE image (a ``.sys``) and write it atomically to ``dest``.
 
     An existing embedded signature is replaced. The PE CheckSum of the result is
     correct (osslsigncode fixes it; we recompute it should a version not), and the
     Authenticode hash is unchanged, so a catalog made from the unsigned file still
     lists the signed one. Boot-start drivers (viostor) need this embedded
-    signature on Windows 7 x64; the others can rely on the catalog. Raises as
+    signature on Windows 7 x64; the others can rely on the catalog. ``dual`` nests a
+    SHA-256 signature after the SHA-1 one. Raises as
     :func:`sign_catalog` does, and :class:`~aero_media.win7.pe.PeError` when the
     input is not a PE image.
     """
@@ -337,6 +386,8 @@ def sign_pe(source: Path | bytes, dest: Path, key: SigningKey, *, signing_time: 
         before = authenticode_hash(data)  # also refuses non-PE input with PeError
         out = work / dest.name
         _sign(tool, key, src, out, signing_time, dest.name)
+        if dual:
+            out = _nest_sha256(tool, key, out, work, signing_time, dest.name)
         signed = bytearray(out.read_bytes())
         try:
             info = pe_info(bytes(signed))

@@ -90,6 +90,23 @@ def test_recovery_gets_boot_storage_and_certificates_but_no_install_only_edits(c
                                       for s in ("ROOT", "TrustedPublisher"))  # no DevicePath
 
 
+def test_windows_pe_and_setup_trust_the_certificates_too(contract: Contract, cert: Cert) -> None:
+    """boot.wim's images load the storage driver before anything is installed, so they trust its signer too
+    (Aero's tools/win7-slipstream/src/verify.rs requires the certificate in boot.wim index 2)."""
+    opts = Options(certificates=(cert,), testsigning=True)
+    stores = sorted(f"Microsoft\\SystemCertificates\\{s}\\Certificates\\{cert.thumbprint}"
+                    for s in ("ROOT", "TrustedPublisher"))
+    for image in (ImageKind.WINPE, ImageKind.SETUP):
+        assert edits.hives_for(image, contract, opts) == (HiveFile.SYSTEM, HiveFile.SOFTWARE), image
+        software = _by_key(edits.registry_edits(image, HiveFile.SOFTWARE, contract, opts))
+        assert sorted(software) == stores, image  # no DevicePath: that is the installed system's
+        assert all(v == {certblob.BLOB_VALUE: RegValue(certblob.BLOB_VALUE, RegType.BINARY,
+                                                       certblob.serialized_cert(cert.der))}
+                   for v in software.values())
+    # Without certificates to trust, boot.wim's SOFTWARE hive is left closed.
+    assert edits.hives_for(ImageKind.SETUP, contract, Options(testsigning=True)) == (HiveFile.SYSTEM,)
+
+
 def test_nointegritychecks_is_opt_in_on_the_same_objects_as_test_mode(contract: Contract) -> None:
     objects = (bcd.GLOBAL_SETTINGS, bcd.BOOTLOADER_SETTINGS)
     for store, image in ((HiveFile.BCD_TEMPLATE, ImageKind.INSTALL), (HiveFile.MEDIA_BCD_BIOS, ImageKind.MEDIA),

@@ -91,12 +91,33 @@ def test_every_listed_change_is_in_the_published_images(serviced: Path, tmp_path
     kinds = {i["kind"]: i for i in rec["images"]}
     keys = {c["key"].lower() for c in kinds["setup"]["registry"]}
     assert any("criticaldevicedatabase\\pci#ven_1af4&dev_1042" in k for k in keys)
-    install_keys = {c["key"] for c in kinds["install"]["registry"]}
-    assert any("SystemCertificates\\ROOT\\Certificates\\" in k for k in install_keys)
+    for kind in ("install", "setup", "winpe"):  # boot.wim's Windows PE and Setup trust the signer too
+        listed = {c["key"] for c in kinds[kind]["registry"] if c["hive"] == "Windows/System32/config/SOFTWARE"}
+        assert {k.split("\\")[2] for k in listed if "SystemCertificates" in k} == {"ROOT", "TrustedPublisher"}, kind
     assert any(c["key"].endswith("\\Elements\\16000049") for c in kinds["install"]["registry"])
     files = {f["path"] for f in kinds["install"]["files"]}
     assert "Windows/System32/drivers/viostor.sys" in files and "Windows/Setup/Scripts/SetupComplete.cmd" in files
     assert any(f.startswith("Windows/Drivers/Aero/netkvm/") for f in files)
+
+
+def test_boot_wim_setup_image_trusts_the_signing_certificate(serviced: Path, tmp_path: Path) -> None:
+    """Read back with regipy: the certificate is in ROOT and TrustedPublisher of boot.wim index 2 (Setup), where
+    Aero's tools/win7-slipstream/src/verify.rs looks for it, and of index 1 (Windows PE)."""
+    regipy = pytest.importorskip("regipy.registry")
+    from aero_media.servicing import certblob
+    from aero_media.win7.certs import load_cert_file
+
+    cert = load_cert_file(Path(PAIR["cert"]), "the test certificate")
+    for index in (1, 2):
+        path = extracted_hive(tmp_path / f"boot-{index}", out(serviced) / "boot.wim", index,
+                              "Windows/System32/config/SOFTWARE")
+        reg = regipy.RegistryHive(str(path))
+        for store in ("ROOT", "TrustedPublisher"):
+            key = reg.get_key(f"\\Microsoft\\SystemCertificates\\{store}\\Certificates\\{cert.thumbprint}")
+            # regipy gives REG_BINARY data as hex text.
+            got = [(v.name, bytes.fromhex(v.value) if isinstance(v.value, str) else v.value)
+                   for v in key.get_values()]
+            assert got == [("Blob", certblob.serialized_cert(cert.der))]
 
 
 def test_untouched_keys_are_unchanged(serviced: Path, media_tree: win7image.Media, tmp_path: Path) -> None:

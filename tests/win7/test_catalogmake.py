@@ -175,3 +175,74 @@ def test_a_pe_member_that_is_not_a_pe_image_names_the_file():
     assert "\n" not in exc.value.render()
     x86 = build_pe(MACHINE_I386)
     assert parse_catalog(make_catalog([CatalogMemberFile("ok.sys", x86)], Arch.X86, this_update=EPOCH)).members
+
+
+def test_inf_members_are_the_files_inf2cat_listed(realdata):
+    """Oracle: real Inf2Cat catalogs list the INF and what it copies, for each arch."""
+    from aero_media.win7.catalogmake import inf_catalog_files
+    from aero_media.win7.inf import parse_inf
+
+    for arch, folder in ((Arch.AMD64, "amd64"), (Arch.X86, "x86")):
+        for build in ("17300", "17600"):
+            cat = parse_catalog((realdata / "cat" / "viostor" / folder / f"viostor.win7.build{build}.cat").read_bytes())
+            [inf_path] = (realdata / "inf" / "viostor" / folder).glob(f"viostor.win7.*.{build}.inf")
+            listed = inf_catalog_files(parse_inf(inf_path.read_bytes(), "viostor.inf"), arch)
+            assert {"viostor.inf", *listed} == {str(m.file).lower() for m in cat.members}, (arch, build)
+
+
+ARCH_INF = b"""\
+[Version]
+Signature="$Windows NT$"
+Class=System
+ClassGUID={4D36E97D-E325-11CE-BFC1-08002BE10318}
+CatalogFile=demo.cat
+
+[SourceDisksNames]
+1 = "Disk",,,""
+2 = "Tools",,,"tools"
+
+[SourceDisksFiles]
+demo.sys = 1,,
+[SourceDisksFiles.amd64]
+demo_x64.dll = 1,,
+helper.exe = 2,bin,
+
+[DestinationDirs]
+DefaultDestDir = 12
+
+[Manufacturer]
+"Demo" = Demo,NTx86,NTamd64
+
+[Demo.NTx86]
+"Demo device" = demo_inst, PCI\\VEN_1AF4&DEV_1099
+
+[Demo.NTamd64]
+"Demo device" = demo_inst, PCI\\VEN_1AF4&DEV_1099
+
+[demo_inst.NTx86]
+CopyFiles = demo_files
+
+[demo_inst.NTamd64]
+CopyFiles = demo_files, @demo_x64.dll
+
+[demo_inst.NTamd64.CoInstallers]
+CopyFiles = co_files
+
+[demo_files]
+demo.sys
+[co_files]
+democo.dll
+
+[readme_files]
+README.txt
+"""
+
+
+def test_inf_members_follow_the_arch_sections_coinstallers_and_source_disks():
+    """Only what Windows 7 on that arch copies (and every SourceDisksFiles entry for it), not every section."""
+    from aero_media.win7.catalogmake import inf_catalog_files
+    from aero_media.win7.inf import parse_inf
+
+    inf = parse_inf(ARCH_INF.replace(b"\n", b"\r\n"), "demo.inf")
+    assert inf_catalog_files(inf, Arch.X86) == ("demo.sys",)
+    assert inf_catalog_files(inf, Arch.AMD64) == ("demo.sys", "demo_x64.dll", "democo.dll", "tools/bin/helper.exe")
