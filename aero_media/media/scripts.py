@@ -85,6 +85,97 @@ VERIFY_EXIT_CODES: dict[int, str] = {
     14: "config\\devices.cmd, config\\media.cmd or config\\checks.cmd missing next to verify.cmd",
 }
 
+@dataclass(frozen=True)
+class ScriptOption:
+    """One option of a Guest Tools script: the ``AGT_OPT_<variable>`` it sets, and its spellings.
+
+    ``flag`` is the spelling ``/?`` and README.txt describe; ``aliases`` are other
+    spellings that do exactly the same. They are the ones Aero's own Guest Tools
+    accept (``guest-tools/setup.cmd`` and ``guest-tools/uninstall.cmd`` in Aero) and
+    its ``docs/windows7-guest-tools.md`` tells users to run, so those command lines
+    work on this media too. Matching is case-insensitive, and a leading ``-``
+    counts as ``/``.
+    """
+
+    flag: str
+    variable: str
+    value: str = "1"
+    aliases: tuple[str, ...] = ()
+
+
+#: Aero's spellings of ``/forcesigningpolicy:<policy>`` for older policy names
+#: (``guest-tools/setup.cmd`` in Aero: "legacy aliases").
+_LEGACY_POLICY_NAMES: dict[SigningPolicy, tuple[str, ...]] = {
+    SigningPolicy.TEST: ("testsigning",),
+    SigningPolicy.NONE: ("nointegritychecks",),
+}
+
+#: The options of setup.cmd: the only place a spelling is accepted (the parser is
+#: rendered from it; anything else exits 2 "unknown option").
+SETUP_OPTIONS: tuple[ScriptOption, ...] = (
+    ScriptOption("/check", "CHECK", aliases=("/validate",)),
+    ScriptOption("/force", "FORCE"),
+    ScriptOption("/quiet", "QUIET"),
+    ScriptOption("/stageonly", "STAGEONLY", aliases=("/stage-only",)),
+    ScriptOption("/testsigning", "TESTSIGNING", aliases=("/forcetestsigning", "/force-testsigning")),
+    ScriptOption("/notestsigning", "NOTESTSIGNING", aliases=("/no-testsigning",)),
+    ScriptOption("/nointegritychecks", "NOINTEGRITYCHECKS",
+                 aliases=("/forcenointegritychecks", "/no-integrity-checks")),
+    *(ScriptOption(f"/forcesigningpolicy:{p.value}", "SIGNINGPOLICY", p.value,
+                   aliases=tuple(f"/forcesigningpolicy:{a}" for a in _LEGACY_POLICY_NAMES.get(p, ())))
+      for p in SigningPolicy),
+    ScriptOption("/installcerts", "INSTALLCERTS", aliases=("/install-certs",)),
+    ScriptOption("/verify-media", "VERIFYMEDIA", aliases=("/verifymedia",)),
+    ScriptOption("/noreboot", "NOREBOOT", aliases=("/no-reboot",)),
+    ScriptOption("/skipstorage", "SKIPSTORAGE", aliases=("/skip-storage",)),
+    ScriptOption("/?", "HELP", aliases=("/h", "/help")),
+)
+#: The options of uninstall.cmd (see :data:`SETUP_OPTIONS`).
+UNINSTALL_OPTIONS: tuple[ScriptOption, ...] = (
+    ScriptOption("/check", "CHECK"),
+    ScriptOption("/force", "FORCE"),
+    ScriptOption("/quiet", "QUIET"),
+    ScriptOption("/noreboot", "NOREBOOT", aliases=("/no-reboot",)),
+    ScriptOption("/cleanupstorage", "CLEANUPSTORAGE", aliases=("/cleanup-storage",)),
+    ScriptOption("/cleanupstorageforce", "CLEANUPSTORAGEFORCE", aliases=("/cleanup-storage-force",)),
+    ScriptOption("/?", "HELP", aliases=("/h", "/help")),
+)
+
+# A spelling is compared with `if /i "%AGT_ARG%"=="..."`: no quotes, spaces or
+# cmd.exe metacharacters, and no "=" or ";" (cmd.exe splits arguments there).
+_OPTION_RE = re.compile(r"^/(\?|[a-z][a-z0-9-]*(:[a-z0-9-]+)?)$")
+_OPTION_VAR_RE = re.compile(r"^[A-Z][A-Z0-9]*$")
+
+
+def _check_options(script: str, options: Sequence[ScriptOption]) -> None:
+    seen: dict[str, str] = {}
+    for opt in options:
+        if not _OPTION_VAR_RE.match(opt.variable) or not _NAME_RE.match(opt.value):
+            raise TemplateError(f"{script} option {opt.flag}: variable {opt.variable!r} or value {opt.value!r} "
+                                "is not safe in cmd.exe")
+        for spelling in (opt.flag, *opt.aliases):
+            if not _OPTION_RE.match(spelling):
+                raise TemplateError(f"{script} option {spelling!r} must be '/' and lower-case letters, digits, "
+                                    "'-' and one ':' (safe as one cmd.exe argument)")
+            if spelling in seen:
+                raise TemplateError(f"{script} option {spelling} is listed twice (for {seen[spelling]} "
+                                    f"and {opt.flag})")
+            seen[spelling] = opt.flag
+
+
+def _option_values(script: str, options: Sequence[ScriptOption]) -> tuple[dict[str, str], str]:
+    """A script's option values (variables, parser lines, ``/?`` alias lines) and README.txt's alias list."""
+    _check_options(script, options)
+    variables = list(dict.fromkeys(o.variable for o in options))
+    parse = [f'if /i "%AGT_ARG%"=="{s}" set "AGT_OPT_{o.variable}={o.value}" & goto :parse_args'
+             for o in options for s in (o.flag, *o.aliases)]
+    # The help spellings are listed with /? itself.
+    aliases = [f"  {' '.join(o.aliases)} = {o.flag}" for o in options if o.aliases and o.variable != "HELP"]
+    values = {"OPTION_VARIABLES": " ".join(variables), "OPTION_PARSE": "\n".join(parse),
+              "OPTION_ALIASES": "\n".join(f"echo {a}" for a in aliases)}
+    return values, "\n".join(aliases)
+
+
 # Characters that are inert inside quoted cmd.exe arguments and `set "X=..."`.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PATH_PART_RE = MEDIA_NAME
@@ -387,9 +478,11 @@ def render_guest_tools_scripts(
     """
     _validate_common(signing_policy, certs, trust_certs, version, build_id, label)
     common = {"VERSION": version, "BUILD_ID": build_id, "LABEL": label}
+    setup_options, setup_aliases = _option_values("setup.cmd", SETUP_OPTIONS)
+    uninstall_options, uninstall_aliases = _option_values("uninstall.cmd", UNINSTALL_OPTIONS)
     out_text: dict[str, str] = {
-        "setup.cmd": render("setup.cmd", common),
-        "uninstall.cmd": render("uninstall.cmd", common),
+        "setup.cmd": render("setup.cmd", {**common, **setup_options}),
+        "uninstall.cmd": render("uninstall.cmd", {**common, **uninstall_options}),
         "verify.cmd": render("verify.cmd", common),
         DEVICES_CMD_PATH: render_devices_cmd(contract),
         MEDIA_CMD_PATH: render_media_cmd(contract, drivers, MediaInfo(
@@ -405,6 +498,8 @@ def render_guest_tools_scripts(
                 "TEST_CERTS": ", ".join(f"certs\\{c}" for c in certs) or "(none)",
                 "TRUST_CERTS": ", ".join(f"certs\\{c}" for c in trust_certs) or "(none)",
                 "DRIVER_TABLE": _readme_driver_table(contract, drivers),
+                "SETUP_ALIASES": setup_aliases,
+                "UNINSTALL_ALIASES": uninstall_aliases,
                 "SETUP_EXIT_CODES": _exit_code_table(SETUP_EXIT_CODES),
                 "UNINSTALL_EXIT_CODES": _exit_code_table(UNINSTALL_EXIT_CODES),
                 "VERIFY_EXIT_CODES": _exit_code_table(VERIFY_EXIT_CODES),

@@ -511,6 +511,100 @@ def test_wine_bad_option_and_help(wine: WinePrefix, tmp_path: Path, contract: Co
     assert sc.run("verify.cmd", "/bogus").returncode == 3
 
 
+def test_wine_aero_doc_flags_force_nointegritychecks_and_skip_storage(wine: WinePrefix, tmp_path: Path,
+                                                                      contract: Contract) -> None:
+    """Aero's docs/windows7-guest-tools.md: setup.cmd /forcenointegritychecks and /skip-storage."""
+    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
+                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc.add_sha2_updates()
+    r = sc.run("setup.cmd", "/force", "/forcenointegritychecks", "/skip-storage")
+    assert r.returncode == 0, r.stdout
+    assert mutating(r.calls) == [
+        'certutil -addstore -f TrustedPublisher "certs\\redhat.cer"',
+        "bcdedit /set nointegritychecks on",
+        *[f'pnputil {a}"drivers\\amd64\\{n}\\{n}.inf"' for n in ("viostor", "netkvm", "vioinput")
+          for a in ("-a ", "-i -a ")],
+    ]
+    assert sc.fake.nointegritychecks() == "Yes" and sc.record("storage-preseed.txt") == []
+    assert "skipstorage=1" in sc.record("setup-state.txt")
+    r2 = sc.run("uninstall.cmd", "/force")
+    assert r2.returncode == 0, r2.stdout
+    assert [c for c in mutating(r2.calls) if not c.startswith("pnputil -d")] == [
+        f"certutil -delstore TrustedPublisher {TRUST_THUMB}", "bcdedit /set nointegritychecks off"]
+    assert sc.fake.nointegritychecks() == "No"
+
+
+def test_wine_aero_doc_flags_forcetestsigning_and_cleanup_storage(wine: WinePrefix, tmp_path: Path,
+                                                                  contract: Contract) -> None:
+    """/forcetestsigning turns test mode on under any policy; uninstall /cleanupstorage undoes the pre-seed."""
+    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
+                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc.add_sha2_updates()
+    r = sc.run("setup.cmd", "/quiet", "/noreboot", "/forcetestsigning")
+    assert r.returncode == 0, r.stdout
+    calls = expected_install_calls(contract, "amd64", testsigning=False)
+    assert mutating(r.calls) == [calls[0], "bcdedit /set testsigning on", *calls[1:]]
+    assert sc.fake.testsigning() == "Yes" and sc.record("storage-preseed.txt") == ["viostor viostor.sys"]
+    sc.fake.set_reg_value(f"{SERVICES}\\viostor\\Enum", "Count", "REG_DWORD", "0")
+    r2 = sc.run("uninstall.cmd", "/force", "/cleanupstorage")
+    assert r2.returncode == 0, r2.stdout
+    assert "bcdedit /set testsigning off" in mutating(r2.calls)
+    assert f'reg add "{SERVICES}\\viostor" /v Start /t REG_DWORD /d "3" /f' in mutating(r2.calls)
+    assert sc.fake.reg_values(f"{SERVICES}\\viostor")["Start"] == ("REG_DWORD", "3")
+    assert sc.record("storage-preseed.txt") == [] and sc.fake.testsigning() == "No"
+
+
+def test_wine_forcesigningpolicy_overrides_the_media(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
+    """/forcesigningpolicy:none|production on test-signed media: no test certificates, no test mode."""
+    sc = Scenario(wine, tmp_path, contract)
+    sc.add_sha2_updates()
+    without_test = expected_install_calls(contract, "amd64", testsigning=False, storage=False)
+    for policy in ("none", "production", "nointegritychecks"):
+        r = sc.run("setup.cmd", "/force", f"/forcesigningpolicy:{policy}", "/skipstorage")
+        assert r.returncode == 0, r.stdout
+        assert mutating(r.calls) == without_test, policy
+        assert "set by /forcesigningpolicy; this media says test" in r.stdout
+        assert sc.fake.testsigning() == "No" and sc.fake.cert_store() == {("TrustedPublisher", TRUST_THUMB.lower())}
+        # The media stays what it is; the run records the policy it used.
+        assert "signing_policy=test" in sc.record("installed-media.txt")
+        assert f"signing_policy={'none' if policy == 'nointegritychecks' else policy}" in sc.record(
+            "setup-state.txt")
+        assert sc.run("uninstall.cmd", "/force").returncode == 0
+    # And the other way: /forcesigningpolicy:test on production media wants test mode (/force turns it on).
+    sc2 = Scenario(wine, tmp_path / "production", contract, signing_policy="production", certs=[],
+                   cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc2.add_sha2_updates()
+    r = sc2.run("setup.cmd", "/force", "/forcesigningpolicy:test", "/skipstorage")
+    assert r.returncode == 0, r.stdout
+    calls = expected_install_calls(contract, "amd64", testsigning=False, storage=False)
+    assert mutating(r.calls) == [calls[0], "bcdedit /set testsigning on", *calls[1:]]
+
+
+def test_wine_option_spellings_and_help_come_from_one_table(wine: WinePrefix, tmp_path: Path,
+                                                           contract: Contract) -> None:
+    sc = Scenario(wine, tmp_path, contract)
+    for script, options in (("setup.cmd", scripts.SETUP_OPTIONS), ("uninstall.cmd", scripts.UNINSTALL_OPTIONS)):
+        r = sc.run(script, "/?")
+        assert r.returncode == 0 and r.calls == ()
+        for opt in options:
+            for spelling in (opt.flag, *opt.aliases):
+                if spelling not in ("/?", "/h", "/help"):
+                    assert spelling in r.stdout, (script, spelling)
+    # Every spelling parses (/check changes nothing); an unknown policy or a near miss does not.
+    spellings = [s for o in scripts.SETUP_OPTIONS if o.variable not in ("HELP", "SIGNINGPOLICY")
+                 for s in (o.flag, *o.aliases)]
+    r = sc.run("setup.cmd", "/check", *(s.upper() for s in spellings), "/forcesigningpolicy:TEST")
+    assert r.returncode == 0, r.stdout
+    assert [c for c in r.calls if not READ_ONLY.match(c)] == []
+    for bad in ("/forcesigningpolicy:bogus", "/forcesigningpolicy", "/skip_storage", "/forcetestsign"):
+        r = sc.run("setup.cmd", "/check", bad)
+        assert r.returncode == 2 and f'unknown option "{bad}"' in r.stdout and r.calls == (), bad
+    sc.fake.set_reg_value(f"{SERVICES}\\viostor\\Enum", "Count", "REG_DWORD", "0")
+    r = sc.run("uninstall.cmd", "/check", "/cleanup-storage", "/cleanup-storage-force", "/no-reboot")
+    assert r.returncode == 0, r.stdout
+    assert "would run: pnputil" not in r.stdout and [c for c in r.calls if not READ_ONLY.match(c)] == []
+
+
 def test_wine_verify_media_needs_no_administrator(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:
     """/verify-media runs before the administrator check: bad media is exit 14 for anyone."""
     sc = Scenario(wine, tmp_path, contract, arches=["amd64"])

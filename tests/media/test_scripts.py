@@ -452,3 +452,28 @@ def test_static_check_catches_an_unguarded_write() -> None:
             ":z\r\n>\"%AGT_STATE%\\a.txt\" echo 1\r\n")
     assert unguarded_writes(text) == [":x: reg add HKLM\\X /f", ':z: >"%AGT_STATE%\\a.txt" echo 1']
 
+
+
+def test_option_table_is_the_parser(texts: dict[str, str]) -> None:
+    """Every spelling of the option tables, and nothing else, is parsed; aliases are listed in /? and README."""
+    for script, options in (("setup.cmd", scripts.SETUP_OPTIONS), ("uninstall.cmd", scripts.UNINSTALL_OPTIONS)):
+        parsed = re.findall(r'if /i "%AGT_ARG%"=="([^"]+)" set "AGT_OPT_([A-Z]+)=([a-z0-9]+)"', texts[script])
+        assert parsed == [(s, o.variable, o.value) for o in options for s in (o.flag, *o.aliases)]
+        usage = texts[script].split("\r\n:usage\r\n", 1)[1].split("goto :finish", 1)[0]
+        for o in options:
+            if o.variable != "HELP":
+                assert all(a in usage and a in texts["README.txt"] for a in o.aliases), o.flag
+    setup_flags = {s for o in scripts.SETUP_OPTIONS for s in (o.flag, *o.aliases)}
+    # The spellings Aero's docs/windows7-guest-tools.md tells users to run.
+    assert {"/forcetestsigning", "/forcenointegritychecks", "/skip-storage", "/forcesigningpolicy:test",
+            "/forcesigningpolicy:none", "/forcesigningpolicy:production"} <= setup_flags
+
+
+@pytest.mark.parametrize("bad", [
+    (scripts.ScriptOption("/check", "CHECK"), scripts.ScriptOption("/check", "FORCE")),
+    (scripts.ScriptOption("/a", "A", aliases=("/x=y",)),),
+    (scripts.ScriptOption("/a", "A", value="x&y"),),
+])
+def test_option_table_refuses_clashes_and_unsafe_spellings(bad: tuple[scripts.ScriptOption, ...]) -> None:
+    with pytest.raises(TemplateError):
+        scripts._option_values("setup.cmd", bad)

@@ -37,7 +37,7 @@ pushd "%~dp0"
 if not exist "%~nx0" exit /b 14
 
 rem Options: none set yet, whatever the environment holds.
-for %%V in (CHECK FORCE QUIET STAGEONLY TESTSIGNING NOTESTSIGNING NOINTEGRITYCHECKS INSTALLCERTS VERIFYMEDIA NOREBOOT SKIPSTORAGE HELP) do set "AGT_OPT_%%V="
+for %%V in ($OPTION_VARIABLES) do set "AGT_OPT_%%V="
 set "AGT_BADARG="
 set "AGT_RESULT=0"
 
@@ -46,20 +46,8 @@ if "%~1"=="" goto :args_done
 set "AGT_ARG=%~1"
 shift
 if "%AGT_ARG:~0,1%"=="-" set "AGT_ARG=/%AGT_ARG:~1%"
-if /i "%AGT_ARG%"=="/check" set "AGT_OPT_CHECK=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/force" set "AGT_OPT_FORCE=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/quiet" set "AGT_OPT_QUIET=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/stageonly" set "AGT_OPT_STAGEONLY=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/testsigning" set "AGT_OPT_TESTSIGNING=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/notestsigning" set "AGT_OPT_NOTESTSIGNING=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/nointegritychecks" set "AGT_OPT_NOINTEGRITYCHECKS=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/installcerts" set "AGT_OPT_INSTALLCERTS=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/verify-media" set "AGT_OPT_VERIFYMEDIA=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/noreboot" set "AGT_OPT_NOREBOOT=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/skipstorage" set "AGT_OPT_SKIPSTORAGE=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/?" set "AGT_OPT_HELP=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/h" set "AGT_OPT_HELP=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/help" set "AGT_OPT_HELP=1" & goto :parse_args
+rem The options and their spellings come from SETUP_OPTIONS in aero_media/media/scripts.py.
+$OPTION_PARSE
 set "AGT_BADARG=%AGT_ARG%"
 goto :parse_args
 
@@ -174,7 +162,13 @@ call "config\media.cmd"
 call "config\devices.cmd"
 call :log "Media:                Aero Guest Tools %AGT_VERSION% (build %AGT_BUILD_ID%), label %AGT_LABEL%"
 call :log "Device contract:      %AERO_CONTRACT% %AERO_CONTRACT_VERSION%"
+rem /forcesigningpolicy: the user overrides what this media says (Aero's
+rem setup.cmd does the same with manifest.json's signing_policy). It decides
+rem whether the test certificates are added and whether test mode is wanted.
+set "AGT_MEDIA_SIGNING_POLICY=%AGT_SIGNING_POLICY%"
+if defined AGT_OPT_SIGNINGPOLICY set "AGT_SIGNING_POLICY=%AGT_OPT_SIGNINGPOLICY%"
 call :log "Signing policy:       %AGT_SIGNING_POLICY%"
+if defined AGT_OPT_SIGNINGPOLICY call :log "  set by /forcesigningpolicy; this media says %AGT_MEDIA_SIGNING_POLICY%"
 
 if "%AGT_ARCH%"=="amd64" goto :select_amd64
 set AGT_INFS=%AGT_INFS_X86%
@@ -341,6 +335,13 @@ echo   /quiet          ask no questions; answer "no"
 echo   /noreboot       do not offer to restart
 echo   /force          unattended: /quiet /noreboot, and test mode on where the
 echo                   signing policy needs it
+echo   /forcesigningpolicy:test, /forcesigningpolicy:production or
+echo   /forcesigningpolicy:none
+echo                   act as if the media had that signing policy: only test
+echo                   adds the test certificates and wants test mode
+echo.
+echo Also accepted, as Aero's Guest Tools spell them:
+$OPTION_ALIASES
 echo.
 echo Exit codes: 0 success, 2 bad option, 10 not Administrator, 11 driver
 echo folder or package missing, 12 certificate missing, 13 storage driver
@@ -843,7 +844,7 @@ set "AGT_MEDIA_FILE=%AGT_STATE%\installed-media.txt"
 >"%AGT_MEDIA_FILE%" echo version=%AGT_VERSION%
 >>"%AGT_MEDIA_FILE%" echo build_id=%AGT_BUILD_ID%
 >>"%AGT_MEDIA_FILE%" echo label=%AGT_LABEL%
->>"%AGT_MEDIA_FILE%" echo signing_policy=%AGT_SIGNING_POLICY%
+>>"%AGT_MEDIA_FILE%" echo signing_policy=%AGT_MEDIA_SIGNING_POLICY%
 >>"%AGT_MEDIA_FILE%" echo manifest_sha256=%AGT_MANIFEST_SHA%
 >>"%AGT_MEDIA_FILE%" echo date=%DATE% %TIME%
 call :log "  wrote %AGT_MEDIA_FILE%"

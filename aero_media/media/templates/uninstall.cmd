@@ -23,7 +23,7 @@ set "AGT_MEDIA=%~dp0"
 pushd "%~dp0"
 if not exist "%~nx0" exit /b 14
 
-for %%V in (CHECK FORCE QUIET NOREBOOT CLEANUPSTORAGE CLEANUPSTORAGEFORCE HELP) do set "AGT_OPT_%%V="
+for %%V in ($OPTION_VARIABLES) do set "AGT_OPT_%%V="
 set "AGT_BADARG="
 set "AGT_RESULT=0"
 
@@ -32,15 +32,8 @@ if "%~1"=="" goto :args_done
 set "AGT_ARG=%~1"
 shift
 if "%AGT_ARG:~0,1%"=="-" set "AGT_ARG=/%AGT_ARG:~1%"
-if /i "%AGT_ARG%"=="/check" set "AGT_OPT_CHECK=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/force" set "AGT_OPT_FORCE=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/quiet" set "AGT_OPT_QUIET=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/noreboot" set "AGT_OPT_NOREBOOT=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/cleanupstorage" set "AGT_OPT_CLEANUPSTORAGE=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/cleanupstorageforce" set "AGT_OPT_CLEANUPSTORAGEFORCE=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/?" set "AGT_OPT_HELP=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/h" set "AGT_OPT_HELP=1" & goto :parse_args
-if /i "%AGT_ARG%"=="/help" set "AGT_OPT_HELP=1" & goto :parse_args
+rem The options and their spellings come from UNINSTALL_OPTIONS in aero_media/media/scripts.py.
+$OPTION_PARSE
 set "AGT_BADARG=%AGT_ARG%"
 goto :parse_args
 
@@ -161,6 +154,9 @@ echo                         use. Windows will not boot from virtio-blk afterwar
 echo   /quiet                ask no questions
 echo   /noreboot             do not offer to restart
 echo   /force                /quiet /noreboot
+echo.
+echo Also accepted, as Aero's Guest Tools spell them:
+$OPTION_ALIASES
 echo.
 echo Exit codes: 0 success, 1 some items could not be removed, 2 bad option,
 echo 10 not Administrator, 13 /cleanupstorage refused, 14 config missing.
