@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared"
 REALDATA = SHARED / "realdata"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session: module fixtures that build from it (a whole Aero build) may use it
 def realdata() -> Path:
     """Path to the real upstream files; skips the test when they are absent (fails in CI, where they must be there)."""
     need("realdata", None if REALDATA.is_dir() else

@@ -438,9 +438,21 @@ def inf_arches(data: bytes, name: str) -> tuple[Arch, ...]:
     return arches or (Arch.X86, Arch.AMD64)
 
 
+def unset_root_error(spec: Spec) -> SourceError | None:
+    """The error for a ``source.path`` naming an environment variable that is not set (``${AERO_ROOT}``)."""
+    name = spec.source.path_unset_env
+    if name is None:
+        return None
+    return SourceError(f"{spec.display}: source.path is {spec.source.path_raw!r}, but {name} is not set",
+                       f"export {name}=<the root of your Aero checkout> (e.g. `{name}=~/aero doit "
+                       f"build:{spec.name}`), or set source.path in a copy of the spec")
+
+
 def checkout(run: Run) -> AeroCheckout:
     """The spec's Aero checkout."""
     spec = run.spec
+    if (unset := unset_root_error(spec)) is not None:
+        raise unset
     assert spec.source.path is not None
     display = relpath_for_humans(spec.source.path, run.ctx.root)
     if not _is_dir(spec.source.path):

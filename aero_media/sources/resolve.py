@@ -46,6 +46,10 @@ def source_tree(run: Run) -> DirTree:
 
 
 def _checkout_root(run: Run) -> Path:
+    from .aero import unset_root_error  # the Aero source's own module, loaded only for Aero checkouts
+
+    if (unset := unset_root_error(run.spec)) is not None:
+        raise unset
     path = run.spec.source.path
     if path is None or not path.is_dir():
         raise SourceError(f"{run.spec.display}: source.path {run.spec.source.path_raw!r} is not a directory",

@@ -62,6 +62,7 @@ SCHEMA_FILE = "schema.json"
 CONTRACT_SCHEMA_FILE = "devices.schema.json"
 NON_SPEC_FILES = {CONTRACT_FILE}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Settings that moved to the noun they govern: old JSON pointer -> new place. The signing policy,
 # its certificates and publisher trust govern staging, every medium and servicing, not the Guest
@@ -278,9 +279,11 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
         if Arch(arch) not in arches:
             problems.append(f"{where}: pin for arch {arch!r}, which is not in target.arches; "
                             "fix: remove the pin or add the arch")
+    path, unset = _checkout_path(s, ctx)
     return Source(
         kind=SourceKind(s["kind"]),
-        path=ctx.resolve(s["path"]) if "path" in s else None,
+        path=path,
+        path_unset_env=unset,
         path_raw=s.get("path"),
         url=s.get("url"),
         sha256=s.get("sha256"),
@@ -293,6 +296,23 @@ def _source(doc: Doc, ctx: Context, arches: tuple[Arch, ...], drivers: dict[str,
         stand_ins=bool(s.get("stand_ins", False)),
         aero_input=AeroInput(s.get("input", AeroInput.BUILD_OUTPUT.value)),
     )
+
+
+def _checkout_path(s: dict[str, Any], ctx: Context) -> tuple[Path | None, str | None]:
+    """``source.path`` resolved, and the variable it names that is not set (then the path is None).
+
+    An Aero checkout lives wherever its user cloned it, so ``aero-checkout`` paths may name environment
+    variables (``${AERO_ROOT}``); other sources' paths are taken as written.
+    """
+    if "path" not in s:
+        return None, None
+    raw = s["path"]
+    if s["kind"] != SourceKind.AERO_CHECKOUT.value:
+        return ctx.resolve(raw), None
+    for name in _ENV_REF.findall(raw):
+        if not os.environ.get(name, "").strip():
+            return None, name
+    return ctx.resolve(_ENV_REF.sub(lambda m: os.environ[m.group(1)].strip(), raw)), None
 
 
 def _fat_disk(raw: dict[str, Any]) -> FatDiskOut:

@@ -103,6 +103,10 @@ class Source:
     """The pack holds stand-in recipes (the repo's sample pack), expanded into build/ before staging."""
     aero_input: AeroInput = AeroInput.BUILD_OUTPUT
     """Which outputs of an Aero checkout are read (``source.input``; only an ``aero-checkout`` source reads it)."""
+    path_unset_env: str | None = None
+    """The environment variable ``source.path`` names (``${AERO_ROOT}``) that was not set: ``path`` is None and
+    reading the source says how to set it. Checked when the source is read, not when the spec loads, so a
+    shipped spec that needs the variable never breaks a run that builds other specs."""
 
     def excludes(self, staged_path: str) -> bool:
         """Whether ``staged_path`` (``win7/<arch>/<driver>/<file>``) is left out by ``exclude``."""

@@ -290,6 +290,8 @@ def _notice_inputs(run: Run) -> list[str] | None:
     if spec.source.is_iso or spec.source.stand_ins:
         return [*(_stage_inputs(run) or []), *extra]
     root = spec.source.path
+    if root is None and spec.source.path_unset_env is not None:
+        return extra  # source.path names a variable that is not set: reading the source says so
     assert root is not None
     if spec.source.kind is SourceKind.AERO_CHECKOUT:
         # Its licences are at its root; the rest of the checkout is no input of the notices.

@@ -265,6 +265,8 @@ class _Refs:
     inf: str
     files: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     boot_binaries: set[str] = field(default_factory=set)
+    wow64: set[str] = field(default_factory=set)
+    """Lower-case names of files copied into SysWOW64: x86 images inside an amd64 package."""
     present: dict[str, str] = field(default_factory=dict)
     """Lower-case name -> actual path in the package, for referenced files that exist."""
 
@@ -374,6 +376,8 @@ def _check_install(col: _Collector, inf: Inf, install: str, lineno: int, refs: _
                 f"add [{ln.value}] listing the files to copy, or remove it from CopyFiles")
     for f in files + co_files:
         refs.add(f.name, f"[{f.section}]", f.lineno)
+        if inf.copies_to_syswow64(f):
+            refs.wow64.add(f.name.lower())
     for c in co:
         refs.add(c.dll, "CoInstallers32", c.lineno)
     known = col.facts.setdefault("coinstallers", []) if co else []
@@ -507,6 +511,8 @@ def _check_pe(col: _Collector, refs: _Refs) -> dict[str, PeInfo | None]:
 
 def _check_one_pe(col: _Collector, rel: str, low: str, info: PeInfo, refs: _Refs) -> None:
     machine = col.arch.pe_machine
+    if col.arch is Arch.AMD64 and Path(rel).name.lower() in refs.wow64:
+        machine = Arch.X86.pe_machine  # a WOW64 file: 32-bit on purpose
     if info.stand_in:
         _placeholder(col, "pe-stand-in", rel, "a stand-in PE from the sample pack, not a working driver")
     if info.machine != machine:

@@ -361,7 +361,22 @@ class Inf:
     # --- install sections ------------------------------------------------------------------
 
     def install_section(self, name: str, arch: str) -> str | None:
-        """The DDInstall section Windows uses: ``name.NT<arch>``, ``name.NT``, then ``name``."""
+        """The DDInstall section Windows uses: ``name.NT<arch>.<major>.<minor>`` (the highest not above 6.1),
+        ``name.NT<arch>``, ``name.NT``, then ``name``.
+
+        SetupDiGetActualSectionToInstallEx decorates install sections as it decorates models sections
+        (the OS version in SP_ALTPLATFORM_INFO_V2), so Aero's aerogpu_dx11.inf, whose install sections
+        are ``AeroGPU_Install.NTx86.6.1`` and ``.NTamd64.6.1``, installs on Windows 7.
+        """
+        prefix = f"{name}.NT{arch}.".lower()
+        versioned = []
+        for title in self._sections:
+            if title.startswith(prefix):
+                dec = parse_decoration(title[len(name) + 1:])
+                if dec.valid and dec.version is not None and dec.version <= WIN7_VERSION and dec.product_type is None:
+                    versioned.append((dec.version, title))
+        if versioned:
+            return self.section_title(max(versioned)[1])
         for candidate in (f"{name}.NT{arch}", f"{name}.NT", name):
             if self.has_section(candidate):
                 return self.section_title(candidate)
@@ -389,6 +404,17 @@ class Inf:
                     if name:
                         files.append(FileRef(name, self.section_title(target), entry.lineno))
         return tuple(files), tuple(missing)
+
+    def copies_to_syswow64(self, ref: FileRef) -> bool:
+        """Whether ``ref`` lands in SysWOW64: its copy list's ``[DestinationDirs]`` entry (else
+        ``DefaultDestDir``) is DIRID 16425 or ``10,SysWOW64``. Such a file is the 32-bit half of an
+        x64 package (AeroGPU's WOW64 user-mode drivers), so it is an x86 image by design."""
+        line = self.get("DestinationDirs", ref.section) or self.get("DestinationDirs", "DefaultDestDir")
+        if line is None:
+            return False
+        dirid = (line.field(0) or "").strip()
+        sub = (line.field(1) or "").strip().strip("\\").lower()
+        return dirid == "16425" or (dirid == "10" and sub == "syswow64")
 
     def add_services(self, install: str) -> tuple[AddService, ...]:
         """``AddService`` directives of ``[<install>.Services]``."""

@@ -1,0 +1,156 @@
+"""specs/aero-in-tree.yaml end to end: Aero's checkout (the real ci-package.json files and INFs, stand-in
+binaries) in, every medium out, catalogued and test-signed, and accepted by Aero's own config validator."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.lib.aerotree import fake_aero
+from tests.lib.doitproc import child_env, doit_argv, error_lines, no_traceback, run
+from tests.lib.fatimg import extract_partition
+from tests.lib.needs import need_tool
+from tests.lib.project import REPO, make_project, write_spec
+
+pytestmark = pytest.mark.integration
+
+SPEC = "aero-in-tree"
+VALIDATOR = Path(__file__).parent / "aero" / "validate_config.py.txt"
+DRIVERS = ("aerogpu", "virtio-blk", "virtio-net", "virtio-input", "virtio-snd")
+ARCHES = ("x86", "amd64")
+
+
+def _project(root: Path) -> Path:
+    """A project holding the shipped spec and its contract; the stand-ins are reported, not fatal."""
+    project = make_project(root, with_sample=False)
+    shutil.copytree(REPO / "specs" / "contracts", project / "specs" / "contracts")
+    shutil.copyfile(REPO / "specs" / "aero-contract.schema.json", project / "specs" / "aero-contract.schema.json")
+    data = yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text())
+    data["checks"] = {"placeholder_catalogs": "allow"}  # stand-in binaries: no Aero build exists here
+    write_spec(project, SPEC, data)
+    return project
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, realdata: Path) -> Path:
+    need_tool("osslsigncode")
+    need_tool("xorriso")
+    need_tool("mcopy")
+    base = tmp_path_factory.mktemp("aero-in-tree")
+    aero = fake_aero(base / "aero", realdata)
+    project = _project(base / "proj")
+    proc = run(doit_argv(project, f"build:{SPEC}"), env=child_env(AERO_ROOT=str(aero)), timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return project
+
+
+def _iso_tree(iso: Path, out: Path) -> Path:
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+def _fat_tree(vhd: Path, out: Path) -> Path:
+    part = extract_partition(vhd, out.parent / "fat.img")
+    out.mkdir()
+    subprocess.run(["mcopy", "-s", "-n", "-i", str(part), "::/", str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def media(built: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each medium's file tree: drivers ISO, FAT disk, Guest Tools zip."""
+    dist = built / "dist" / SPEC
+    out = tmp_path_factory.mktemp("media")
+    gt = out / "guest-tools"
+    with zipfile.ZipFile(dist / "guest-tools" / "aero-guest-tools.zip") as z:
+        z.extractall(gt)
+    return {"drivers-iso": _iso_tree(dist / "aero-virtio-win7-drivers.iso", out / "iso"),
+            "fat-disk": _fat_tree(dist / "aero-virtio-win7-drivers-fat.vhd", out / "fat"),
+            "guest-tools": gt}
+
+
+def _package_dirs(name: str, tree: Path) -> dict[tuple[str, str], Path]:
+    """(driver, arch) -> the package folder, in each medium's own layout."""
+    if name == "guest-tools":
+        return {(d, a): tree / "drivers" / a / d for d in DRIVERS for a in ARCHES}
+    if name == "fat-disk":  # Aero's FAT image layout (ci/make-fat-image.ps1): x86/ and x64/ at the root
+        return {(d, a): tree / ("x64" if a == "amd64" else a) / d for d in DRIVERS for a in ARCHES}
+    return {(d, a): tree / "win7" / a / d for d in DRIVERS for a in ARCHES}
+
+
+@pytest.mark.parametrize("medium", ["drivers-iso", "fat-disk", "guest-tools"])
+def test_every_medium_holds_every_driver_for_both_arches(media: dict[str, Path], medium: str) -> None:
+    for (driver, arch), folder in _package_dirs(medium, media[medium]).items():
+        infs = [p.name.lower() for p in folder.glob("*.inf")] if folder.is_dir() else []
+        assert infs, f"{medium}: no {driver} package for {arch}"
+        cats = [p for p in folder.glob("*.cat")]
+        assert cats, f"{medium}: {driver}/{arch} has no catalog"
+    snd = _package_dirs(medium, media[medium])
+    for arch in ARCHES:
+        assert (snd[("virtio-snd", arch)] / "aero_virtio_snd.inf").is_file()
+
+
+def _cert_pem(tree: Path, dest: Path) -> Path:
+    # The drivers ISO and FAT disk carry aero-test.cer at their root; the Guest Tools one in certs/.
+    found = [tree / "aero-test.cer"] if (tree / "aero-test.cer").is_file() else sorted((tree / "certs").glob("*.cer"))
+    assert len(found) == 1, f"not one certificate on {tree}: {found}"
+    cert = x509.load_der_x509_certificate(found[0].read_bytes())
+    dest.write_bytes(cert.public_bytes(Encoding.PEM))
+    return dest
+
+
+@pytest.mark.parametrize("medium", ["drivers-iso", "fat-disk", "guest-tools"])
+def test_every_catalog_verifies_with_the_certificate_on_the_medium(media: dict[str, Path], medium: str,
+                                                                   tmp_path: Path) -> None:
+    tool = need_tool("osslsigncode")
+    tree = media[medium]
+    pem = _cert_pem(tree, tmp_path / "cert.pem")
+    cats = sorted(p for folder in _package_dirs(medium, tree).values() for p in folder.glob("*.cat"))
+    assert len(cats) >= len(DRIVERS) * len(ARCHES)
+    for cat in cats:
+        proc = subprocess.run([tool, "verify", "-CAfile", str(pem), "-in", str(cat)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{cat}: {proc.stdout}{proc.stderr}"
+
+
+def test_the_fat_disk_carries_the_certificate_at_its_root(media: dict[str, Path]) -> None:
+    assert (media["fat-disk"] / "aero-test.cer").is_file() or (media["fat-disk"] / "AERO-TEST.CER").is_file()
+
+
+def test_aeros_validate_config_accepts_devices_cmd(media: dict[str, Path], realdata: Path, tmp_path: Path) -> None:
+    """Aero's own validator, run as Aero runs it, for its canonical contract and win7-signed.json."""
+    script = tmp_path / "tools" / "guest-tools" / "validate_config.py"
+    script.parent.mkdir(parents=True)
+    shutil.copyfile(VALIDATOR, script)
+    aero = realdata / "aero"
+    argv = [sys.executable, str(script), "--devices-cmd", str(media["guest-tools"] / "config" / "devices.cmd"),
+            "--spec", str(aero / "tools" / "packaging" / "specs" / "win7-signed.json"),
+            "--windows-device-contract", str(aero / "docs" / "windows-device-contract.json")]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The same validator refuses Aero's virtio-win contract for this file: the acceptance is not vacuous.
+    argv[-1] = str(aero / "docs" / "windows-device-contract-virtio-win.json")
+    assert subprocess.run(argv, capture_output=True, text=True).returncode != 0
+
+
+def test_a_missing_aero_root_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    project = _project(tmp_path / "proj")
+    env = child_env()
+    env.pop("AERO_ROOT", None)
+    proc = run(doit_argv(project, f"stage:{SPEC}:x86"), env=env)
+    assert proc.returncode != 0
+    errors = error_lines(no_traceback(proc))
+    assert len(errors) == 1 and "AERO_ROOT" in errors[0] and "source.path" in errors[0], proc.stderr
+
+
+def test_the_spec_is_not_built_by_default() -> None:
+    data = yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text())
+    assert data["default"] is False
