@@ -143,7 +143,7 @@ class SpecPaths:
         sig = self.spec.signing.signer
         if sig is None:
             return None
-        return self.signing_dir / f"{GENERATED_CERT}.cer" if sig.generate else sig.cert
+        return self.signing_dir / f"{GENERATED_CERT}.cer" if self.spec.signing_generated else sig.cert
 
     # serviced Windows 7 install media (install_media: in the spec), published as one set
     @property

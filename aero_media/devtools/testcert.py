@@ -188,6 +188,18 @@ def generate_signing_pair(run: Run) -> Path:
     Replaced as a whole, so a half-written pair never stands beside an old one.
     """
     paths = run.paths
+    sig = run.spec.signing.signer
+    if sig is not None and sig.from_pfx:
+        from cryptography.hazmat.primitives import serialization
+
+        from ..stage.pfx import load_pfx
+
+        pair = load_pfx(run.spec, run.ctx.root)
+        if pair is not None:  # the user's PFX: only its certificate (public) is written
+            with staging_dir(paths.signing_dir) as tmp:
+                (tmp / f"{GENERATED_CERT}.cer").write_bytes(pair.cert.public_bytes(serialization.Encoding.DER))
+                (tmp / f"{GENERATED_CERT}.cert.pem").write_bytes(pair.cert.public_bytes(serialization.Encoding.PEM))
+            return paths.signing_dir / f"{GENERATED_CERT}.cer"
     with staging_dir(paths.signing_dir) as tmp:
         made = make_test_cert(tmp, GENERATED_CERT, subject=f"Aero virtio test signing {run.spec.name} (throwaway)",
                               not_before=run.epoch)

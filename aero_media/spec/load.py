@@ -485,6 +485,11 @@ def _signer(doc: Doc, ctx: Context, problems: list[str]) -> Signer | None:
                             "e.g. Aero's out/certs/aero-test.cer); fix: add cert:")
         return Signer(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
                       key=None, key_env=None, mode=mode)
+    if "pfx" in raw or "pfx_env" in raw:
+        return _pfx_signer(raw, where, ctx, dual, problems)
+    if "pfx_password_env" in raw:
+        problems.append(f"{where}: pfx_password_env is the password of a PFX, but no pfx: or pfx_env: is given; "
+                        "fix: add pfx: or pfx_env:, or drop pfx_password_env")
     if raw.get("generate"):
         given = [k for k in ("cert", "key", "key_env") if k in raw]
         if given:
@@ -499,6 +504,24 @@ def _signer(doc: Doc, ctx: Context, problems: list[str]) -> Signer | None:
                         "key_env: (an environment variable); fix: keep one of them")
     return Signer(cert=ctx.resolve(raw["cert"]) if "cert" in raw else None, cert_raw=raw.get("cert"),
                   key=ctx.resolve(raw["key"]) if "key" in raw else None, key_env=raw.get("key_env"), dual_sign=dual)
+
+
+def _pfx_signer(raw: dict[str, Any], where: str, ctx: Context, dual: bool, problems: list[str]) -> Signer:
+    """A PFX carries the certificate and its key (Aero's stable signing PFX); ``generate`` beside ``pfx_env``
+    makes the throwaway pair only when the variable is unset, as Aero's ``ci/sign-drivers.ps1`` does."""
+    clash = [k for k in ("cert", "key", "key_env") if k in raw]
+    if clash:
+        problems.append(f"{where}: a PFX holds the certificate and its key, but {', '.join(clash)} is set too; "
+                        f"fix: drop {', '.join(clash)}, or drop pfx/pfx_env")
+    if "pfx" in raw and "pfx_env" in raw:
+        problems.append(f"{where}: name the PFX by one of pfx: (a path) or pfx_env: (an environment variable); "
+                        "fix: keep one of them")
+    if raw.get("generate") and "pfx" in raw:
+        problems.append(f"{where}: generate: true makes its own pair, but pfx: names one; fix: drop generate, "
+                        "or use pfx_env: (generate then stands in only while that variable is unset)")
+    return Signer(cert=None, cert_raw=None, key=None, key_env=None, generate=bool(raw.get("generate")),
+                  dual_sign=dual, pfx=ctx.resolve(raw["pfx"]) if "pfx" in raw else None,
+                  pfx_env=raw.get("pfx_env"), pfx_password_env=raw.get("pfx_password_env"))
 
 
 def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
@@ -521,7 +544,7 @@ def _cache_dir_problems(doc: Doc, ctx: Context, cache_dir: Path) -> list[str]:
 
 # Every spec field that names a file or folder the build only reads (JSON pointer -> the raw value(s)).
 _INPUT_FIELDS = ("/source/path", "/source/license_file", "/install_media/path", "/install_media/boot_wim",
-                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs",
+                 "/install_media/install_wim", "/signing/cert", "/signing/key", "/signing/certs", "/signing/pfx",
                  "/install_media/unattended/password_file", "/install_media/unattended/product_key_file")
 
 

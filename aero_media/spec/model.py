@@ -230,6 +230,16 @@ class Signer:
     mode: SignMode = SignMode.TEST
     dual_sign: bool = False
     """Nest a SHA-256 signature after the SHA-1 one (Aero's ``ci/sign-drivers.ps1 -DualSign``)."""
+    pfx: Path | None = None
+    """A PFX holding the certificate and key (``signing.pfx``)."""
+    pfx_env: str | None = None
+    """A variable holding a PFX's path or base64 text; with ``generate``, the throwaway pair is made only when unset."""
+    pfx_password_env: str | None = None
+
+    @property
+    def from_pfx(self) -> bool:
+        """The key may come from a PFX (then its certificate is taken into build/<spec>/signing/)."""
+        return self.pfx is not None or self.pfx_env is not None
 
     @property
     def signs(self) -> bool:
@@ -291,8 +301,10 @@ class Spec:
 
     @property
     def signing_generated(self) -> bool:
-        """The spec signs with a throwaway pair the build makes (sample media)."""
-        return self.signing.signer is not None and self.signing.signer.generate
+        """The build writes the signing certificate into build/<spec>/signing/: a throwaway pair it makes
+        (sample media), or the certificate of a PFX the user gives."""
+        s = self.signing.signer
+        return s is not None and (s.generate or s.from_pfx)
 
     @property
     def signing_policy(self) -> SigningPolicy:
@@ -357,7 +369,8 @@ def _signer(spec: Spec) -> list[Any] | None:
         return None
     # Defaults add nothing, so specs that predate mode: keep and dual_sign keep their task state.
     return [s.cert_raw, s.generate, *([s.mode.value] if s.mode is not SignMode.TEST else []),
-            *(["dual_sign"] if s.dual_sign else [])]
+            *(["dual_sign"] if s.dual_sign else []),
+            *([{"pfx": s.pfx is not None, "pfx_env": s.pfx_env}] if s.from_pfx else [])]
 
 
 def _trust(spec: Spec) -> dict[str, Any]:

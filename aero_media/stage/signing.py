@@ -64,6 +64,14 @@ def signing_key(run: Run) -> Iterator[SigningKey]:
     assert sig is not None
     cert = paths.signing_cert
     assert cert is not None
+    if sig.from_pfx:
+        from .pfx import load_pfx
+
+        pair = load_pfx(spec, ctx.root)
+        if pair is not None:
+            with memory_file(pair.key_pem(), "signing-key") as pem:
+                yield SigningKey(cert, pem.path, pass_fds=(pem.fd,))
+            return
     if sig.generate:
         yield SigningKey(cert, paths.signing_dir / f"{GENERATED_CERT}.key.pem")
         return

@@ -278,8 +278,15 @@ def task_signing_cert(plan: Plan) -> Iterator[Task]:
         p = run.paths
         cert = p.signing_cert
         assert cert is not None
+        sig = run.spec.signing.signer
+        # A PFX's certificate (or the pair made while its variable is unset): its thumbprint decides, never the key.
+        extra: dict[str, Any] = {}
+        if sig is not None and sig.from_pfx:
+            from ..stage.pfx import pfx_thumbprint
+
+            extra = {"pfx": pfx_thumbprint(run.spec, run.ctx.root)}
         yield _subtask(plan, run, Stage.SIGNING_CERT, f"throwaway test-signing pair of {run.spec.name}",
-                       [], [cert], clean=_removing(p.signing_dir), epoch=run.epoch)
+                       [], [cert], clean=_removing(p.signing_dir), epoch=run.epoch, **extra)
 
 
 def _notice_inputs(run: Run) -> list[str] | None:

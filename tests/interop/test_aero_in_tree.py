@@ -154,3 +154,55 @@ def test_a_missing_aero_root_is_one_line_naming_the_variable(tmp_path: Path) -> 
 def test_the_spec_is_not_built_by_default() -> None:
     data = yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text())
     assert data["default"] is False
+
+
+def test_signs_with_aeros_pfx_from_the_environment(tmp_path: Path, realdata: Path) -> None:
+    """AERO_DRIVER_PFX_BASE64 and its password set: the catalogs verify with that PFX's certificate, which the
+    build writes (never its key) into build/; unset, the same spec made its own pair (the module build)."""
+    import base64
+
+    from aero_media.devtools.testcert import make_test_cert
+
+    tool = need_tool("osslsigncode")
+    # Valid from the build epoch (SOURCE_DATE_EPOCH, 1980 here), the signing time.
+    user = make_test_cert(tmp_path / "mine", subject="Aero stable test signing", pfx_password="s3cret",
+                          not_before=315532800)
+    aero = fake_aero(tmp_path / "aero", realdata)
+    project = _project(tmp_path / "proj")
+    env = child_env(AERO_ROOT=str(aero), AERO_DRIVER_PFX_BASE64=base64.b64encode(user.pfx.read_bytes()).decode(),
+                    AERO_DRIVER_PFX_PASSWORD="s3cret")
+    proc = run(doit_argv(project, f"stage:{SPEC}:amd64"), env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    signing = project / "build" / SPEC / "signing"
+    assert (signing / "aero-test.cer").read_bytes() == user.cer.read_bytes()
+    assert sorted(p.name for p in signing.iterdir()) == ["aero-test.cer", "aero-test.cert.pem"]  # no key
+    cat = project / "build" / SPEC / "stage" / "win7" / "amd64" / "virtio-snd" / "aero_virtio_snd.cat"
+    ok = subprocess.run([tool, "verify", "-CAfile", str(user.cert_pem), "-in", str(cat)], capture_output=True)
+    assert ok.returncode == 0, ok.stdout
+    # A wrong password is one line naming the variable to fix, and nothing is signed.
+    env["AERO_DRIVER_PFX_PASSWORD"] = "wrong"
+    proc = run(doit_argv(project, f"stage:{SPEC}:amd64"), env=env, timeout=600)
+    assert proc.returncode != 0
+    errors = error_lines(no_traceback(proc))
+    assert len(errors) == 1 and "AERO_DRIVER_PFX_PASSWORD" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize(("signing", "field"), [
+    ({"mode": "test", "pfx_env": "P", "cert": "x.cer"}, "cert"),
+    ({"mode": "test", "pfx": "/k.pfx", "pfx_env": "P"}, "pfx_env"),
+    ({"mode": "test", "pfx": "/k.pfx", "generate": True}, "generate"),
+    ({"mode": "test", "cert": "x.cer", "key": "/k.pem", "pfx_password_env": "P"}, "pfx_password_env"),
+])
+def test_pfx_settings_that_contradict_each_other_are_refused(tmp_path: Path, signing: dict[str, object],
+                                                             field: str) -> None:
+    from aero_media.errors import SpecError
+    from aero_media.spec.load import load_spec
+    from aero_media.spec.model import Context
+
+    project = _project(tmp_path / "proj")
+    data = yaml.safe_load((project / "specs" / f"{SPEC}.yaml").read_text())
+    data["signing"] = signing
+    path = write_spec(project, SPEC, data)
+    with pytest.raises(SpecError) as err:
+        load_spec(path, Context(project))
+    assert f"{field}" in str(err.value) and "/signing" in str(err.value)
