@@ -27,7 +27,7 @@ def winpe_media(spec: Spec, paths: SpecPaths,
     offered = [OfferedInf(MediaLayout.WINPE.relocate(f.path), split_staged(f.path)[0],
                           paths.staged_file(f.path).read_bytes())
                for f in staged_files(stages) if f.path.lower().endswith(".inf")]
-    problems = scan_problems(offered, spec.arches)
+    problems = scan_problems(offered, spec.arches, spec.contract)
     if problems:
         raise ValidationError("\n".join(problems),
                               "give each arch's INF models sections for that arch only (NTx86, NTamd64), "

@@ -13,7 +13,7 @@ from aero_media.media.isowriter import write_iso
 from aero_media.media.verify import Expectation, linked_copies, read_iso, verify_iso
 from aero_media.spec.types import Arch
 from aero_media.win7.setupscan import OfferedInf, scan_problems
-from tests.lib.project import make_project, run_doit, sample_spec_data, write_spec
+from tests.lib.project import REPO, make_project, run_doit, sample_spec_data, write_spec
 from tests.lib.trees import inf_for
 
 pytestmark = pytest.mark.integration
@@ -145,6 +145,27 @@ def test_an_undecorated_section_in_the_amd64_folder_is_caught() -> None:
     x86 = _with_models("viostor", "VIOSTOR", [""])
     assert scan_problems([OfferedInf("$WinPEDriver$/x86/viostor/viostor.inf", Arch.X86, x86)],
                          [Arch.X86, Arch.AMD64]) == []
+
+
+def test_the_scan_judges_by_the_contract_in_force(realdata: Path) -> None:
+    """An other-arch INF matters only when it binds a device of the spec's contract: Aero's AeroGPU INF
+    (``VEN_A3A0``, both arches) binds nothing under the virtio-win contract, and AeroGPU under Aero's."""
+    from aero_media.spec.load import load_contract
+
+    gpu = (realdata / "aero" / "drivers" / "aerogpu" / "packaging" / "win7" / "aerogpu_dx11.inf").read_bytes()
+    offered = [OfferedInf("$WinPEDriver$/x86/aerogpu/aerogpu_dx11.inf", Arch.X86, gpu)]
+    virtio_win = load_contract(REPO / "specs" / "devices.yaml")
+    aero = load_contract(REPO / "specs" / "contracts" / "aero-in-tree.json")
+    assert scan_problems(offered, [Arch.AMD64], virtio_win) == []
+    problems = scan_problems(offered, [Arch.AMD64], aero)
+    assert len(problems) == 1 and "aero-gpu" in problems[0] and "PCI\\VEN_A3A0&DEV_0001" in problems[0]
+    # Without a contract (a bare scan) any models section for the arch counts.
+    assert len(scan_problems(offered, [Arch.AMD64])) == 1
+    # A both-arch virtio INF binds the contract's virtio-blk on either side.
+    both = _with_models("viostor", "VIOSTOR", ["NTx86.6.1", "NTamd64.6.1"])
+    hit = scan_problems([OfferedInf("$WinPEDriver$/x86/viostor/viostor.inf", Arch.X86, both)], [Arch.AMD64],
+                        virtio_win)
+    assert len(hit) == 1 and "virtio-blk" in hit[0]
 
 
 def test_a_wrong_arch_inf_fails_the_build_with_the_reason(tmp_path: Path,
