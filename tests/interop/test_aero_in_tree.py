@@ -206,3 +206,18 @@ def test_pfx_settings_that_contradict_each_other_are_refused(tmp_path: Path, sig
     with pytest.raises(SpecError) as err:
         load_spec(path, Context(project))
     assert f"{field}" in str(err.value) and "/signing" in str(err.value)
+
+
+def test_winpe_drivers_stay_off_because_aeros_infs_name_both_arches(tmp_path: Path, realdata: Path) -> None:
+    """Turned on, the $WinPEDriver$ proof refuses the tree: each arch's copy of Aero's INFs binds the
+    contract's devices on the other arch too, so Setup could load an x86 driver on amd64."""
+    aero = fake_aero(tmp_path / "aero", realdata)
+    project = _project(tmp_path / "proj")
+    data = yaml.safe_load((project / "specs" / f"{SPEC}.yaml").read_text())
+    data["media"] = {"winpe_drivers": True}
+    write_spec(project, SPEC, data)
+    proc = run(doit_argv(project, f"drivers_iso:{SPEC}"), env=child_env(AERO_ROOT=str(aero)), timeout=600)
+    assert proc.returncode != 0
+    errors = error_lines(no_traceback(proc))
+    assert len(errors) == 1 and "$WinPEDriver$/x86/virtio-snd/aero_virtio_snd.inf" in errors[0], proc.stderr
+    assert "binds virtio-snd" in errors[0]
