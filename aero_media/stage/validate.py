@@ -26,7 +26,7 @@ def validate_packages(spec: Spec, arch: Arch, root: Path, packages: tuple[Packag
     """Check each staged package the way Windows 7 would; fail on errors (and warnings if the spec says)."""
     policy = check_policy(spec, trusted_signers)
     reports: list[PackageReport] = [check_package(root / p.driver.name, arch, p.driver.device, policy,
-                                                  driver=p.driver.name) for p in packages]
+                                                  driver=p.driver.name, contract=spec.contract) for p in packages]
     if reports:
         log.info(format_table(reports))
     result = Validation(policy={"warnings": spec.checks.warnings.value, **policy.to_json()},

@@ -25,7 +25,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from ..spec.contract import Device
+from ..spec.contract import Contract, Device
 from ..spec.types import Arch, PlaceholderPolicy
 from . import pnp
 from .catalog import Catalog, CatalogError, EmbeddedSignature, Member, parse_catalog
@@ -106,19 +106,53 @@ def _index(pkg_dir: Path) -> dict[str, str]:
 
 
 def check_package(pkg_dir: Path, arch: Arch, device: Device, policy: CheckPolicy,
-                  driver: str | None = None) -> PackageReport:
-    """Check one package folder (an INF and its files) for Windows 7 on ``arch``."""
+                  driver: str | None = None, contract: Contract | None = None) -> PackageReport:
+    """Check one package folder (an INF and its files) for Windows 7 on ``arch``.
+
+    With ``contract``, a further INF in the folder that drives another device of it (Aero's
+    virtio-input package: the keyboard/mouse INF and the tablet INF) is checked too, for that device.
+    """
     col = _Collector(pkg_dir, arch, device, policy)
     driver = driver or pkg_dir.name
-    inf_rel = _pick_inf(col)
+    companions = _companion_infs(col, contract)
+    inf_rel = _pick_inf(col, set(companions))
     if inf_rel is not None:
         _check_with_inf(col, inf_rel)
+    for rel, dev in companions.items():
+        if rel == inf_rel:
+            continue
+        sub = _Collector(pkg_dir, arch, dev, policy)
+        _check_with_inf(sub, rel)
+        col.findings.extend(sub.findings)
+        col.facts.setdefault("more_infs", {})[rel] = {"device": dev.name, **sub.facts}
     return PackageReport(driver=driver, arch=arch.value, device=device.name,
                          findings=tuple(sort_findings(col.findings)), facts=col.facts)
 
 
-def _pick_inf(col: _Collector) -> str | None:
-    infs = sorted(rel for low, rel in col.files.items() if "/" not in low and low.endswith(".inf"))
+def _top_infs(col: _Collector) -> list[str]:
+    return sorted(rel for low, rel in col.files.items() if "/" not in low and low.endswith(".inf"))
+
+
+def _companion_infs(col: _Collector, contract: Contract | None) -> dict[str, Device]:
+    """INFs of the folder that drive a contract device other than the package's, by the IDs they list."""
+    infs = _top_infs(col)
+    if contract is None or len(infs) < 2:
+        return {}
+    from .folders import infer_device  # folders builds on this module
+
+    out: dict[str, Device] = {}
+    for rel in infs:
+        data = col.read(rel)
+        if data is None:
+            continue
+        dev = infer_device(parse_inf(data, rel), contract)
+        if dev is not None and dev.name != col.device.name:
+            out[rel] = dev
+    return out
+
+
+def _pick_inf(col: _Collector, companions: set[str] | None = None) -> str | None:
+    infs = [r for r in _top_infs(col) if r not in (companions or set())]
     if not infs:
         col.add(ERROR, "package-no-inf", ".", None,
                 f"{col.pkg_dir.name}/ has no .inf file, so Windows 7 has nothing to install",

@@ -149,7 +149,7 @@ def check_folder(path: Path, contract: Contract, policy: CheckPolicy, arch: Arch
             raise UsageError(f"{pkg}: cannot tell which contract device {name} drives "
                              "(no known PCI VEN&DEV, AddService or file name)",
                              f"pass --device with one of: {', '.join(sorted(contract.devices))}")
-        reports.append(check_package(pkg, pkg_arch, dev, policy, driver=_driver_name(pkg, inf, dev)))
+        reports.append(check_package(pkg, pkg_arch, dev, policy, driver=_driver_name(pkg, inf, dev), contract=contract))
     if not reports:
         wanted = (f"arch {arch.value}" if arch else "", f"device {device}" if device else "")
         what = " and ".join(x for x in wanted if x)

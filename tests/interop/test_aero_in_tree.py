@@ -221,3 +221,18 @@ def test_winpe_drivers_stay_off_because_aeros_infs_name_both_arches(tmp_path: Pa
     errors = error_lines(no_traceback(proc))
     assert len(errors) == 1 and "$WinPEDriver$/x86/virtio-snd/aero_virtio_snd.inf" in errors[0], proc.stderr
     assert "binds virtio-snd" in errors[0]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_tablet_inf_is_validated_for_its_own_contract_device(built: Path, arch: str) -> None:
+    """virtio-input's folder holds the keyboard/mouse INF and the tablet INF: each is checked, each for the
+    contract device its SUBSYS IDs name, so neither is left unchecked."""
+    import json
+
+    manifest = json.loads((built / "build" / SPEC / "stage" / f"{arch}.json").read_text())
+    report = next(r for r in manifest["validation"]["packages"] if r["driver"] == "virtio-input")
+    assert report["facts"]["inf"] == "aero_virtio_input.inf"
+    tablet = report["facts"]["more_infs"]["aero_virtio_tablet.inf"]
+    assert tablet["device"] == "aero-virtio-input-tablet"
+    assert tablet["models_sections"], tablet
+    assert not [f for f in report["findings"] if f["code"] == "package-multiple-infs"]
