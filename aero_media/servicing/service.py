@@ -33,7 +33,7 @@ from ..answer import answerfile
 from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     HASH_CHUNK,
-    BackgroundSha256,
+    copy_range,
     dump_json,
     not_a_file,
     relpath_for_humans,
@@ -166,8 +166,13 @@ def _copy_inputs(spec: Spec, work: Path, memo: HashMemo) -> Inputs:
 
 
 def _copy_out(iso: Path, files: dict[Path, tuple[tuple[int, int], ...]], *, hash_all: bool) -> str | None:
-    """Copy each file's extents (offset, length in ``iso``) to its path; with ``hash_all``, read the whole ISO in
-    order and return its sha256 (hashed on a thread beside the copy), else read only the extents."""
+    """Copy each file's extents (offset, length in ``iso``) to its path; with ``hash_all``, also hash the whole ISO
+    in order and return its sha256, else None.
+
+    The extents are copied inside the kernel (``fsutil.copy_range``) on a thread while
+    this one reads and hashes the ISO front to back: the two overlap on two cores, and the
+    disk is read once (the copy and the hash read the same pages, the second from the page cache).
+    """
     pieces = sorted((offset, length, dest, at) for dest, extents in files.items()
                     for at, (offset, length) in zip(itertools.accumulate((n for _, n in extents), initial=0),
                                                     extents, strict=False))
@@ -176,31 +181,35 @@ def _copy_out(iso: Path, files: dict[Path, tuple[tuple[int, int], ...]], *, hash
     with contextlib.ExitStack() as stack:
         fds = {dest: stack.enter_context(open(dest, "wb")) for dest in files}
         src = stack.enter_context(open(iso, "rb", buffering=0))
-        sha = stack.enter_context(BackgroundSha256()) if hash_all else None
-        spans = [(0, size)] if hash_all else [(o, n) for o, n, _, _ in pieces]
-        for start, length in spans:
-            src.seek(start)
-            pos, end = start, start + length
-            while pos < end:
-                chunk = src.read(min(HASH_CHUNK, end - pos))
-                if not chunk:
-                    raise SourceError(f"{iso.name} ended at byte {pos}, before the extents its tree names",
+
+        def copy() -> None:
+            for offset, n, dest, at in pieces:
+                if copy_range(src.fileno(), fds[dest].fileno(), offset, n, at,
+                              None if hash_all else progress.advance) < n:
+                    raise SourceError(f"{iso.name} ended before the extents its tree names",
                                       "the ISO is truncated: download it again")
-                if sha is not None:
-                    sha.update(chunk)
-                stop = pos + len(chunk)
-                for offset, n, dest, at in pieces:  # a few files: a scan costs nothing beside the I/O
-                    lo, hi = max(offset, pos), min(offset + n, stop)
-                    if lo >= hi:
-                        continue
-                    view, where = memoryview(chunk)[lo - pos:hi - pos], at + lo - offset
-                    while view:  # pwrite may write less than asked
-                        done = os.pwrite(fds[dest].fileno(), view, where)
-                        view, where = view[done:], where + done
-                progress.advance(len(chunk))
-                pos = stop
+
+        if not hash_all:
+            copy()
+            progress.close()
+            return None
+        sha = hashlib.sha256()
+        with ThreadPoolExecutor(1, thread_name_prefix="copy-out") as pool:
+            copied = pool.submit(copy)
+            pos = 0
+            try:
+                while pos < size:
+                    chunk = os.pread(src.fileno(), min(HASH_CHUNK, size - pos), pos)
+                    if not chunk:
+                        raise SourceError(f"{iso.name} ended at byte {pos}, before its size said",
+                                          "the ISO changed while it was read: service it again")
+                    sha.update(chunk)  # hashlib lets go of the interpreter lock for a chunk this size
+                    pos += len(chunk)
+                    progress.advance(len(chunk))
+            finally:
+                copied.result()
     progress.close()
-    return sha.hexdigest() if sha is not None else None
+    return sha.hexdigest()
 
 
 def _owned_work(work: Path, root: Path, where: str) -> None:
