@@ -295,17 +295,22 @@ def content_hash(wim: Path, index: int, path: str) -> str | None:
     return "" if digest.strip("0") == "" else digest  # wimlib shows a folder's missing hash as zeros
 
 
-def resolve(wim: Path, index: int, path: str) -> str:
+def resolve(wim: Path, index: int, path: str, known: dict[str, str | None] | None = None) -> str:
     """``path`` with the part that exists in the image spelled as the image spells it.
 
     wimlib, even with ``WIMLIB_IMAGEX_IGNORE_CASE``, gives a file it replaces
     the name of the command's path: ``add x /windows/system32/config/system``
     would rename ``SYSTEM``. Windows would not care, but an image should keep
-    its own names.
+    its own names. ``known`` keeps the look-ups (lower-case path: as stored, or None)
+    for the next call on the same image: the files of one folder share their parents.
     """
     parts = [p for p in _wim_path(path).split("/") if p]
+    known = {} if known is None else known
     for cut in range(len(parts), 0, -1):
-        found = stored_path(wim, index, "/".join(parts[:cut]))
+        prefix = "/".join(parts[:cut])
+        if prefix.lower() not in known:
+            known[prefix.lower()] = stored_path(wim, index, prefix)
+        found = known[prefix.lower()]
         if found is not None:
             return "/".join([found.rstrip("/"), *parts[cut:]])
     return "/" + "/".join(parts)
@@ -320,7 +325,8 @@ def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
     """
     if not commands:
         return
-    fixed = [Add(c.source, resolve(wim, index, c.dest)) if isinstance(c, Add) else c for c in commands]
+    known: dict[str, str | None] = {}  # one image's look-ups, shared by its commands (nothing changes it meanwhile)
+    fixed = [Add(c.source, resolve(wim, index, c.dest, known)) if isinstance(c, Add) else c for c in commands]
     script = "".join(c.line() + "\n" for c in fixed)
     _with_progress(f"update {wim.name} image {index}", ["update", os.fspath(wim), str(index)],
                    what=f"updating {wim.name} image {index}", stdin=script.encode("utf-8", "surrogateescape"))

@@ -177,3 +177,26 @@ def test_a_link_in_the_image_is_never_followed(tmp_path: Path, link: str) -> Non
         return
     with pytest.raises(SourceError, match="is a symbolic link"):
         wim.extract(image, 1, ["Windows/System32/config/SYSTEM"], tmp_path / "out", missing_ok=True)
+
+
+def test_an_update_looks_each_folder_up_once(media_tree: win7image.Media, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files added to one new folder share their parents' look-ups (each a wimlib-imagex run)."""
+    work = wim.working_copy(media_tree.install_wim, tmp_path / "build")
+    looked: list[str] = []
+    real = wim.stored_path
+
+    def spying(w: Path, index: int, path: str) -> str | None:
+        looked.append(path.lower())
+        return real(w, index, path)
+
+    monkeypatch.setattr(wim, "stored_path", spying)
+    sources = []
+    for name in ("a.inf", "a.sys", "a.cat"):
+        (tmp_path / name).write_bytes(name.encode())
+        sources.append(tmp_path / name)
+    wim.update(work, 1, [Add(s, f"windows/system32/DriverStore/aero/{s.name}") for s in sources])
+    assert len(looked) == len(set(looked))
+    out = tmp_path / "out"
+    wim.extract(work, 1, ["Windows/System32/DriverStore/aero"], out)
+    assert sorted(p.name for p in (out / "Windows/System32/DriverStore/aero").iterdir()) == ["a.cat", "a.inf", "a.sys"]
