@@ -295,22 +295,30 @@ def content_hash(wim: Path, index: int, path: str) -> str | None:
     return "" if digest.strip("0") == "" else digest  # wimlib shows a folder's missing hash as zeros
 
 
+def listing(wim: Path, index: int) -> dict[str, str | None]:
+    """Every path of image ``index``, as :func:`resolve` keeps them: lower case without the leading ``/`` -> as stored.
+
+    One ``wimlib-imagex dir``: each run loads the image's whole metadata resource (tens
+    of MB for a Windows 7 edition), so listing it once beats looking paths up one by one.
+    """
+    out = systools.run(TOOL, ["dir", os.fspath(wim), str(index)], purpose=_PURPOSE, env=_ENV,
+                       what=f"listing {wim.name} image {index}").out
+    return {line.strip("/").lower(): line for line in out.splitlines() if line.strip("/")}
+
+
 def resolve(wim: Path, index: int, path: str, known: dict[str, str | None] | None = None) -> str:
     """``path`` with the part that exists in the image spelled as the image spells it.
 
     wimlib, even with ``WIMLIB_IMAGEX_IGNORE_CASE``, gives a file it replaces
     the name of the command's path: ``add x /windows/system32/config/system``
     would rename ``SYSTEM``. Windows would not care, but an image should keep
-    its own names. ``known`` keeps the look-ups (lower-case path: as stored, or None)
-    for the next call on the same image: the files of one folder share their parents.
+    its own names. ``known`` is the image's :func:`listing` (a path it lacks is absent);
+    without it each prefix is looked up with :func:`stored_path`.
     """
     parts = [p for p in _wim_path(path).split("/") if p]
-    known = {} if known is None else known
     for cut in range(len(parts), 0, -1):
         prefix = "/".join(parts[:cut])
-        if prefix.lower() not in known:
-            known[prefix.lower()] = stored_path(wim, index, prefix)
-        found = known[prefix.lower()]
+        found = known.get(prefix.lower()) if known is not None else stored_path(wim, index, prefix)
         if found is not None:
             return "/".join([found.rstrip("/"), *parts[cut:]])
     return "/" + "/".join(parts)
@@ -325,7 +333,7 @@ def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
     """
     if not commands:
         return
-    known: dict[str, str | None] = {}  # one image's look-ups, shared by its commands (nothing changes it meanwhile)
+    known = listing(wim, index) if any(isinstance(c, Add) for c in commands) else None
     fixed = [Add(c.source, resolve(wim, index, c.dest, known)) if isinstance(c, Add) else c for c in commands]
     script = "".join(c.line() + "\n" for c in fixed)
     _with_progress(f"update {wim.name} image {index}", ["update", os.fspath(wim), str(index)],
