@@ -22,19 +22,20 @@ at a time, straight into the image; a file that changes size meanwhile is an err
 from __future__ import annotations
 
 import contextlib
-import io
+import hashlib
 import os
 import re
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .. import log
 from ..errors import SourceError, UsageError
-from ..fsutil import BackgroundSha256, atomic_path, copy_exactly
+from ..fsutil import HASH_CHUNK, BackgroundSha256, atomic_path, copy_range
 from ..winnames import MAX_COMPONENT as JOLIET_MAX  # Joliet's name length: one home, beside the other name rules
 from ..winnames import NameLimits, component_problem
 from . import udf as udfmod
@@ -605,48 +606,112 @@ def _system_area(plan: _Plan, label: str, epoch: int, pt: int, jpt: int, tables:
     return out
 
 
-class _Hashing(io.RawIOBase):
-    """A write-only file that hashes what passes through it (the image is written strictly in order).
+class _Follower:
+    """Hashes the image by reading it back right behind the writer, on threads of their own.
 
-    The hash runs on a thread of its own (:class:`BackgroundSha256`), beside the writes.
+    The writer moves file bytes inside the kernel (:func:`aero_media.fsutil.copy_range`),
+    so they never pass through Python; this thread reads what is written (from the page
+    cache) and hashes the whole image, handing the bytes of each file in ``spans`` (byte
+    offset in the image, size) to a hash of its own on a further thread: the writing and
+    both hashes overlap. ``progress`` counts the image's bytes as they are hashed.
     """
 
-    def __init__(self, fp: BinaryIO, sha: BackgroundSha256) -> None:
-        super().__init__()
-        self._fp = fp
-        self._sha = sha
-        self._pos = 0
+    def __init__(self, path: Path, spans: dict[str, tuple[int, int]], progress: log.Progress) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._spans = spans
+        self._files = {p: BackgroundSha256() for p in spans}
+        self._sha = hashlib.sha256()
+        self._progress = progress
+        self._written = 0
+        self._closed = False
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="iso-sha256", daemon=True)
+        self._thread.start()
 
-    def writable(self) -> bool:
-        return True
+    def written(self, upto: int) -> None:
+        """The writer has written (and flushed) the image's bytes before ``upto``."""
+        with self._cond:
+            self._written = upto
+            self._cond.notify()
 
-    def write(self, data: Any) -> int:
-        chunk = data if isinstance(data, bytes) else bytes(data)
-        self._sha.update(chunk)
-        self._fp.write(chunk)
-        self._pos += len(chunk)
-        return len(chunk)
+    def _run(self) -> None:
+        pos = 0
+        try:
+            while True:
+                with self._cond:
+                    while self._written <= pos and not self._closed:
+                        self._cond.wait()
+                    upto = self._written
+                    if pos >= upto or self._stop:
+                        return
+                chunk = os.pread(self._fd, min(HASH_CHUNK, upto - pos), pos)
+                if not chunk:
+                    raise OSError(f"the image ended at byte {pos} while it was being hashed")
+                self._sha.update(chunk)
+                for path, (start, size) in self._spans.items():
+                    lo, hi = max(start, pos), min(start + size, pos + len(chunk))
+                    if lo < hi:
+                        self._files[path].update(chunk[lo - pos:hi - pos])
+                pos += len(chunk)
+                self._progress.advance(len(chunk))
+        except BaseException as exc:  # handed to the writer's thread by finish()
+            self._error = exc
 
-    def tell(self) -> int:
-        return self._pos
+    def finish(self) -> tuple[str, dict[str, str]]:
+        """Wait for everything written to be hashed; the image's sha256 and each file's."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._sha.hexdigest(), {p: h.hexdigest() for p, h in self._files.items()}
 
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
+    def close(self, *, stop: bool = False) -> None:
+        """End once what is written is hashed, or at once with ``stop`` (the writer failed); idempotent."""
+        with self._cond:
+            self._closed = True
+            self._stop = self._stop or stop
+            self._cond.notify()
+        self._thread.join()
+        for each in self._files.values():
+            each.hexdigest()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress,
-               also: BackgroundSha256 | None = None) -> None:
-    """Copy a file's bytes and pad them to a sector; ``also`` hashes the file's bytes alone."""
+               follower: _Follower) -> None:
+    """Copy a file's bytes to where ``out`` stands and pad them to a sector.
 
-    def passed(chunk: bytes) -> None:
-        progress.advance(len(chunk))
-        if also is not None:
-            also.update(chunk)
+    Bytes in a file (``source``, or a ``region`` of one) are moved inside the kernel, and
+    ``follower`` hears of each step (it hashes them as they land); a file whose size is
+    not what was planned is an error, since it would leave a wrong image.
+    """
+    at = out.tell()
+    out.flush()
+    landed = at
 
-    with media.open() as src:
-        if not copy_exactly(src, out, size, passed):
-            # Streamed as it is now: a file that changed size would leave a wrong image.
+    def step(moved: int) -> None:
+        nonlocal landed
+        landed += moved
+        follower.written(landed)
+
+    if media.data is not None:
+        out.write(media.data)
+    else:
+        extents = media.region.extents if media.region is not None else ((0, size),)
+        source = media.region.file if media.region is not None else media.source
+        assert source is not None
+        with open(source, "rb") as src:
+            done = 0
+            for offset, length in extents:
+                if copy_range(src.fileno(), out.fileno(), offset, length, at + done, step) < length:
+                    break
+                done += length
+            grown = media.region is None and os.fstat(src.fileno()).st_size != size
+        if done != size or grown:
             raise SourceError(f"{name}: changed size while the ISO was being written", "rerun the build")
+        out.seek(at + size)
     out.write(b"\0" * (-size % SECTOR))
     progress.advance(0, files=1)
 
@@ -674,26 +739,34 @@ def write_iso(files: Sequence[MediaFile], out: Path, label: str, epoch: int, *, 
     pt, jpt, tables = _layout(plan)
     pieces: dict[int, bytes | tuple[MediaFile, int, str]] = {**_system_area(plan, label, epoch, pt, jpt, tables),
                                                              **plan.data}
-    progress = log.Progress(f"write {out.name}", sum(size for _media, size, _name in plan.data.values()))
-    wanted = {} if digests is None else {p: BackgroundSha256() for p in digests}
-    with atomic_path(out) as tmp, open(tmp, "wb") as raw, BackgroundSha256() as sha, contextlib.ExitStack() as own:
-        for each in wanted.values():
-            own.enter_context(each)
-        fp = _Hashing(raw, sha)
-        for at in sorted(pieces):
-            gap = at * SECTOR - fp.tell()
-            assert gap >= 0, f"extents overlap at sector {at}"
-            fp.write(b"\0" * gap)
-            piece = pieces[at]
-            if isinstance(piece, bytes):
-                fp.write(piece + b"\0" * (-len(piece) % SECTOR))
-            else:
-                _copy_data(fp, *piece, progress, wanted.get(piece[0].path))  # type: ignore[arg-type]  # writes only
-        fp.write(b"\0" * (tables[4] * SECTOR - fp.tell()))
-        assert fp.tell() == tables[4] * SECTOR
-        raw.flush()
-        os.fsync(raw.fileno())
+    image_size = tables[4] * SECTOR
+    progress = log.Progress(f"write {out.name}", image_size)
+    spans = {} if digests is None else {piece[0].path: (at * SECTOR, piece[1]) for at, piece in pieces.items()
+                                        if not isinstance(piece, bytes) and piece[0].path in digests}
+    with atomic_path(out) as tmp, open(tmp, "wb") as fp:
+        follower = _Follower(tmp, spans, progress)
+        try:
+            for at in sorted(pieces):
+                gap = at * SECTOR - fp.tell()
+                assert gap >= 0, f"extents overlap at sector {at}"
+                fp.write(b"\0" * gap)
+                piece = pieces[at]
+                if isinstance(piece, bytes):
+                    fp.write(piece + b"\0" * (-len(piece) % SECTOR))
+                else:
+                    _copy_data(fp, *piece, progress, follower)
+                fp.flush()
+                follower.written(fp.tell())
+            fp.write(b"\0" * (image_size - fp.tell()))
+            assert fp.tell() == image_size
+            fp.flush()
+            follower.written(image_size)
+            os.fsync(fp.fileno())  # while the follower hashes
+            digest, file_digests = follower.finish()
+        finally:
+            follower.close(stop=True)
     progress.close()
     if digests is not None:
-        digests.update({p: h.hexdigest() for p, h in wanted.items()})
-    return fp.hexdigest()
+        # A file of no bytes has no extent to read back: its digest is the empty one.
+        digests.update({p: file_digests.get(p, hashlib.sha256(b"").hexdigest()) for p in digests})
+    return digest

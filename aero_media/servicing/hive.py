@@ -1,10 +1,12 @@
-r"""Read and edit offline registry hives with the hivex command-line tools.
+r"""Read and edit offline registry hives: reads in process, edits with ``hivexregedit --merge``.
 
-The Python binding (``python3-hivex``) is built for Debian's Python and only
-imports here by accident; ``hivexregedit`` (Perl, the same C library) is the
-robust route (docs/windows7.md#registry-hives). Reads go through
-``hivexregedit --export``, which prints every value losslessly (hex bytes,
-DWORDs as ``dword:``); edits go through a generated ``.reg`` file and
+Reads go through :mod:`aero_media.servicing.regf`, our own bounded read-only
+reader, once the base block has passed :func:`read_header`: a lookup walks the
+few cells it needs instead of starting a Perl process that opens the whole hive
+(docs/design.md#registry-hives-read-in-process). The Python binding of hivex
+(``python3-hivex``) is built for Debian's Python and is not on PyPI;
+``hivexregedit`` (Perl, the same C library) is the robust route for writing
+(docs/windows7.md#registry-hives): edits go through a generated ``.reg`` file and
 ``hivexregedit --merge``.
 
 What hivexregedit does not do, this module does:
@@ -27,7 +29,6 @@ an existing key keeps its own spelling. Offline hives have no
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ from .. import systools
 from ..errors import InternalError, SourceError, ToolError
 from ..fsutil import atomic_path
 from ..scratch import memory_file
+from . import regf
 
 TOOL = "hivexregedit"
 _PURPOSE = "servicing Windows images reads and edits their registry hives with it"
@@ -367,146 +369,62 @@ def read_header(hive: Path, label: str | None = None) -> Header:
 
 # -- reading -------------------------------------------------------------------
 
-_SECTION = re.compile(r"^\[(.*)\]$")
-_HEX = re.compile(r"^hex(?:\(([0-9a-fA-F]+)\))?:([0-9a-fA-F,\s]*)$")
-_DWORD = re.compile(r"^dword:([0-9a-fA-F]{8})$")
+class _Reader:
+    """One hive opened for reading (header checked, then :class:`~aero_media.servicing.regf.Hive`)."""
+
+    def __init__(self, hive: Path, label: str | None = None) -> None:
+        self.label = label or hive.name
+        head = read_header(hive, self.label)
+        self._hive = regf.Hive(hive, self.label, head.root_offset, head.data_size)
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hive.close()
+
+    def key(self, key: str) -> RegKey | None:
+        """The key ``key`` (case-insensitive) with its values and subkey names, or None when absent."""
+        raw = self._hive.key(key)
+        if raw is None:
+            return None
+        try:
+            values = tuple(RegValue.decode(v.name, v.type, v.data) for v in raw.values)
+        except SourceError as exc:
+            raise SourceError(f"{self.label}: {exc.message}", exc.hint) from None
+        return RegKey(raw.path, values, raw.subkeys)
 
 
-def _parse_quoted(text: str) -> tuple[str, str]:
-    """A ``"..."`` name with ``\\`` escapes, and the text after it."""
-    out = []
-    i = 1
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), text[i + 1:]
-        out.append(c)
-        i += 1
-    raise ValueError(f"unterminated name in {text!r}")
-
-
-def _parse_value_line(line: str) -> RegValue:
-    if line.startswith("@="):
-        name, rest = "", line[2:]
-    elif line.startswith('"'):
-        name, rest = _parse_quoted(line)
-        if not rest.startswith("="):
-            raise ValueError(f"no '=' after the name in {line!r}")
-        rest = rest[1:]
-    else:
-        raise ValueError(f"not a value line: {line!r}")
-    if m := _DWORD.match(rest):
-        return RegValue.decode(name, RegType.DWORD, int(m.group(1), 16).to_bytes(4, "little"))
-    if m := _HEX.match(rest):
-        type_code = int(m.group(1), 16) if m.group(1) else RegType.BINARY
-        return RegValue.decode(name, type_code, bytes.fromhex(re.sub(r"[,\s]", "", m.group(2))))
-    raise ValueError(f"unknown value syntax in {line!r}")
-
-
-def parse_export(text: str) -> list[RegKey]:
-    """Parse ``hivexregedit --export`` output (lossless: hex and dword only) into keys, in order."""
-    keys: list[RegKey] = []
-    path: str | None = None
-    values: list[RegValue] = []
-    for raw in text.splitlines():
-        line = raw.rstrip("\r")
-        if not line.strip() or line.startswith("Windows Registry Editor") or line.startswith(";"):
-            continue
-        if m := _SECTION.match(line):
-            if path is not None:
-                keys.append(RegKey(path, tuple(values)))
-            path, values = m.group(1).strip("\\"), []
-            continue
-        if path is None:
-            raise ValueError(f"value before any key: {line!r}")
-        values.append(_parse_value_line(line))
-    if path is not None:
-        keys.append(RegKey(path, tuple(values)))
-    return keys
-
-
-def _export(hive: Path, key: str, depth: int, label: str | None = None) -> list[RegKey] | None:
-    """Keys from ``key`` down to ``depth`` levels (1: the key alone), or None when ``key`` is absent.
+def read_key(hive: Path, key: str, label: str | None = None) -> RegKey | None:
+    """The key ``key`` (case-insensitive) with its values and subkey names, or None when absent.
 
     ``label`` names the hive in messages (default: its file name).
     """
-    name = label or hive.name
-    read_header(hive, name)
-    done = systools.run(TOOL, ["--export", "--max-depth", str(depth), os.fspath(hive), "\\" + key],
-                        purpose=_PURPOSE, what=f"reading {name}", ok_codes=(0, 255))
-    out, text_err = done.stdout, done.err
-    if "path not found" in text_err:
-        return None
-    if text_err.strip() and not out.strip():
-        said = systools.last_line(text_err).replace(os.fspath(hive), name)
-        raise ToolError(f"{TOOL} could not read {name}: {said}", "the hive is damaged or not a registry hive")
-    try:
-        return parse_export(done.out)
-    except ValueError as exc:
-        raise ToolError(f"{TOOL} --export of {name} printed what this reader cannot parse ({exc})",
-                        "report it with the hive's origin") from None
+    with _Reader(Path(hive), label) as reader:
+        # Any name reads (only a .reg file, for writing, needs plain ASCII: normalize_key).
+        return reader.key("\\".join(p for p in key.replace("/", "\\").split("\\") if p))
 
 
-def read_key(hive: Path, key: str) -> RegKey | None:
-    """The key ``key`` (case-insensitive) with its values and subkey names, or None when absent."""
-    key = normalize_key(key)
-    found = _export(hive, key, 2)
-    if not found:
-        return None
-    own = found[0]
-    return RegKey(own.path, own.values, tuple(_leaf(k.path) for k in found[1:]))
-
-
-def read_value(hive: Path, key: str, name: str) -> RegValue | None:
+def read_value(hive: Path, key: str, name: str, label: str | None = None) -> RegValue | None:
     """The value ``name`` of ``key`` (both case-insensitive), or None when either is absent."""
-    found = _export(hive, normalize_key(key), 1)
-    return found[0].value(name) if found else None
+    found = read_key(hive, key, label)
+    return found.value(name) if found else None
 
 
 def current_control_set(system_hive: Path) -> str:
     """``ControlSet00N`` named by ``Select\\Current`` of an offline SYSTEM hive (which has no CurrentControlSet)."""
-    value = read_value(system_hive, "Select", "Current")
-    if value is None or not isinstance(value.data, int) or not 1 <= value.data <= 999:
-        shown = value.record()["data"] if value else "absent"
-        raise SourceError(f"{system_hive.name} has no usable Select\\Current ({shown})",
-                          "give the SYSTEM hive of a Windows 7 image (Windows\\System32\\config\\SYSTEM)")
-    name = f"ControlSet{value.data:03d}"
-    if read_key(system_hive, name) is None:
-        raise SourceError(f"{system_hive.name}: Select\\Current names {name}, which does not exist",
-                          "the hive is damaged: take it from an intact image")
+    with _Reader(Path(system_hive)) as reader:
+        select = reader.key("Select")
+        value = select.value("Current") if select else None
+        if value is None or not isinstance(value.data, int) or not 1 <= value.data <= 999:
+            shown = value.record()["data"] if value else "absent"
+            raise SourceError(f"{system_hive.name} has no usable Select\\Current ({shown})",
+                              "give the SYSTEM hive of a Windows 7 image (Windows\\System32\\config\\SYSTEM)")
+        name = f"ControlSet{value.data:03d}"
+        if reader.key(name) is None:
+            raise SourceError(f"{system_hive.name}: Select\\Current names {name}, which does not exist",
+                              "the hive is damaged: take it from an intact image")
     return name
-
-
-class _Snapshot:
-    """What the hive holds for the keys an edit list touches, read once per parent key.
-
-    Each parent is exported two levels deep, which lists its children and their
-    values in one hivexregedit run.
-    """
-
-    def __init__(self, hive: Path, label: str | None = None) -> None:
-        self.hive = hive
-        self.label = label or hive.name
-        self._children: dict[str, dict[str, RegKey] | None] = {}
-
-    def _kids(self, parent: str) -> dict[str, RegKey] | None:
-        low = parent.lower()
-        if low not in self._children:
-            found = _export(self.hive, parent, 2, self.label)
-            self._children[low] = None if found is None else {_leaf(k.path).lower(): k for k in found[1:]}
-        return self._children[low]
-
-    def key(self, key: str) -> RegKey | None:
-        """The key as stored, or None."""
-        if not key:
-            root = _export(self.hive, "", 1, self.label)
-            return root[0] if root else None
-        kids = self._kids(_parent(key))
-        return None if kids is None else kids.get(_leaf(key).lower())
 
 
 # -- writing -------------------------------------------------------------------
@@ -548,7 +466,7 @@ def render_reg(sections: Sequence[tuple[str, Sequence[RegValue]]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plan(snap: _Snapshot, edits: Sequence[Edit]) -> tuple[list[Change], list[tuple[str, list[RegValue]]]]:
+def _plan(snap: _Reader, edits: Sequence[Edit]) -> tuple[list[Change], list[tuple[str, list[RegValue]]]]:
     """The change for each edit, and the ``.reg`` sections that make them (missing ancestors first)."""
     state: dict[str, dict[str, RegValue]] = {}  # lower key -> lower name -> value, as it will be
     stored: dict[str, str] = {}  # lower key -> its path as stored (or as it will be created)
@@ -603,7 +521,8 @@ def apply(hive: Path, edits: Sequence[Edit], label: str | None = None) -> tuple[
     name = label or hive.name
     if not hive.is_file():
         raise SourceError(f"{name}: no such hive", "extract it from the image first")
-    changes, sections = _plan(_Snapshot(hive, name), edits)
+    with _Reader(hive, name) as reader:
+        changes, sections = _plan(reader, edits)
     if not any(c.changed for c in changes):
         return tuple(changes)
     text = render_reg(sections)
@@ -623,12 +542,12 @@ def apply(hive: Path, edits: Sequence[Edit], label: str | None = None) -> tuple[
 
 
 def _verify(written: Path, name: str, changes: Sequence[Change]) -> None:
-    snap = _Snapshot(written, name)
     final: dict[tuple[str, str], Change] = {(c.key.lower(), c.name.lower()): c for c in changes}
-    for change in final.values():
-        key = snap.key(normalize_key(change.key))
-        got = key.value(change.name) if key else None
-        if not change.new.same_as(got):
-            raise ToolError(f"{TOOL} merged {name} but {change.key}\\{change.name} reads back as "
-                            f"{got.record() if got else 'absent'}, not {change.new.record()}",
-                            "report it: the hive was left unchanged")
+    with _Reader(written, name) as reader:
+        for change in final.values():
+            key = reader.key(normalize_key(change.key))
+            got = key.value(change.name) if key else None
+            if not change.new.same_as(got):
+                raise ToolError(f"{TOOL} merged {name} but {change.key}\\{change.name} reads back as "
+                                f"{got.record() if got else 'absent'}, not {change.new.record()}",
+                                "report it: the hive was left unchanged")

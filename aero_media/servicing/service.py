@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..answer import answerfile
 from ..errors import PipelineError, SourceError, UsageError
 from ..fsutil import (
     HASH_CHUNK,
-    BackgroundSha256,
+    copy_range,
     dump_json,
     not_a_file,
     relpath_for_humans,
@@ -92,8 +93,8 @@ class Inputs:
     boot_wim: Path
     install_wim: Path
     media_bcds: dict[HiveFile, Path]
-    iso_sha256: str | None = None
-    """The ISO's sha256 when it was hashed as the WIMs were copied out (None: the memo knows it, or no ISO)."""
+    iso_hash: IsoHash | None = None
+    """The ISO's sha256 being hashed beside the servicing (None: the memo knows it, or no ISO)."""
     report: IsoReport | None = None
     """The ISO's volume label, file systems and boot entries, read once for the warnings and the rebuild."""
 
@@ -152,55 +153,87 @@ def _copy_inputs(spec: Spec, work: Path, memo: HashMemo) -> Inputs:
         out = {rel: work / "input" / rel for rel in wanted}
         for dest in out.values():
             dest.parent.mkdir(parents=True, exist_ok=True)
-        before = media.iso.stat()
-        # Read the ISO once: hashed from end to end (unless the memo knows it) while the WIMs' extents are copied.
-        digest = _copy_out(media.iso, {out[rel]: entries[rel].ref.extents  # type: ignore[attr-defined]
-                                       for rel in wanted}, hash_all=memo.lookup(media.iso, before) is None)
-        if digest is not None and stat_key(media.iso, media.iso.stat()) == stat_key(media.iso, before):
-            memo.record(media.iso, before, digest)  # doit's checker, in another process, finds it there
+        # Hashed from end to end (unless the memo knows it) on a thread while the WIMs' extents are copied and
+        # the images serviced; the copy finds in the page cache what the hash read, or the other way round.
+        hashing = IsoHash(media.iso, memo) if memo.lookup(media.iso, media.iso.stat()) is None else None
+        _copy_out(media.iso, {out[rel]: entries[rel].ref.extents  # type: ignore[attr-defined]
+                              for rel in wanted})
         for dest in out.values():
             dest.chmod(0o644)
     return Inputs(media.iso, out[BOOT_WIM], out[INSTALL_WIM],
-                  {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out}, digest,
+                  {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out}, hashing,
                   read_report(media.iso))
 
 
-def _copy_out(iso: Path, files: dict[Path, tuple[tuple[int, int], ...]], *, hash_all: bool) -> str | None:
-    """Copy each file's extents (offset, length in ``iso``) to its path; with ``hash_all``, read the whole ISO in
-    order and return its sha256 (hashed on a thread beside the copy), else read only the extents."""
+class IsoHash:
+    """An ISO's sha256, hashed front to back on a thread of its own while the caller goes on.
+
+    Servicing copies the WIMs out and services the images meanwhile (the read and
+    hashlib let go of the interpreter lock; wimlib and hivexregedit are processes of
+    their own). :meth:`result` waits, with a progress line while it does, and records
+    the digest in the memo, so doit's checker does not hash the ISO again. The thread
+    is a daemon that ends when the file is read, so after an error elsewhere it runs out
+    by itself.
+    """
+
+    def __init__(self, iso: Path, memo: HashMemo) -> None:
+        self._iso, self._memo = iso, memo
+        self._before = iso.stat()
+        self._done = 0
+        self._digest: str | None = None
+        self._error: PipelineError | None = None
+        self._thread = threading.Thread(target=self._run, name="iso-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        size, sha = self._before.st_size, hashlib.sha256()
+        try:
+            with open(self._iso, "rb", buffering=0) as src:
+                while self._done < size:
+                    chunk = src.read(min(HASH_CHUNK, size - self._done))
+                    if not chunk:
+                        raise SourceError(f"{self._iso.name} ended at byte {self._done}, before its size said",
+                                          "the ISO changed while it was read: service it again")
+                    sha.update(chunk)
+                    self._done += len(chunk)
+            self._digest = sha.hexdigest()
+        except OSError as exc:
+            self._error = SourceError(f"{self._iso.name}: cannot read it ({exc.strerror})", "check the ISO")
+        except PipelineError as exc:
+            self._error = exc
+
+    def result(self) -> str:
+        """The sha256 (waiting for the thread, with a progress line, when it is not done)."""
+        if self._thread.is_alive():
+            progress = log.Progress(f"hash {self._iso.name}", self._before.st_size)
+            while self._thread.is_alive():
+                progress(self._done)
+                self._thread.join(0.2)
+            progress(self._done)
+            progress.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        if stat_key(self._iso, self._iso.stat()) == stat_key(self._iso, self._before):
+            self._memo.record(self._iso, self._before, self._digest)  # doit's checker, in another process
+        return self._digest
+
+
+def _copy_out(iso: Path, files: dict[Path, tuple[tuple[int, int], ...]]) -> None:
+    """Copy each file's extents (offset, length in ``iso``) to its path, inside the kernel (``fsutil.copy_range``)."""
     pieces = sorted((offset, length, dest, at) for dest, extents in files.items()
                     for at, (offset, length) in zip(itertools.accumulate((n for _, n in extents), initial=0),
                                                     extents, strict=False))
-    size = iso.stat().st_size if hash_all else sum(n for _, n, _, _ in pieces)
-    progress = log.Progress(f"{'hash and copy' if hash_all else 'copy'} {iso.name}", size)
+    progress = log.Progress(f"copy {iso.name}", sum(n for _, n, _, _ in pieces))
     with contextlib.ExitStack() as stack:
         fds = {dest: stack.enter_context(open(dest, "wb")) for dest in files}
         src = stack.enter_context(open(iso, "rb", buffering=0))
-        sha = stack.enter_context(BackgroundSha256()) if hash_all else None
-        spans = [(0, size)] if hash_all else [(o, n) for o, n, _, _ in pieces]
-        for start, length in spans:
-            src.seek(start)
-            pos, end = start, start + length
-            while pos < end:
-                chunk = src.read(min(HASH_CHUNK, end - pos))
-                if not chunk:
-                    raise SourceError(f"{iso.name} ended at byte {pos}, before the extents its tree names",
-                                      "the ISO is truncated: download it again")
-                if sha is not None:
-                    sha.update(chunk)
-                stop = pos + len(chunk)
-                for offset, n, dest, at in pieces:  # a few files: a scan costs nothing beside the I/O
-                    lo, hi = max(offset, pos), min(offset + n, stop)
-                    if lo >= hi:
-                        continue
-                    view, where = memoryview(chunk)[lo - pos:hi - pos], at + lo - offset
-                    while view:  # pwrite may write less than asked
-                        done = os.pwrite(fds[dest].fileno(), view, where)
-                        view, where = view[done:], where + done
-                progress.advance(len(chunk))
-                pos = stop
+        for offset, n, dest, at in pieces:
+            if copy_range(src.fileno(), fds[dest].fileno(), offset, n, at, progress.advance) < n:
+                raise SourceError(f"{iso.name} ended before the extents its tree names",
+                                  "the ISO is truncated: download it again")
     progress.close()
-    return sha.hexdigest() if sha is not None else None
 
 
 def _owned_work(work: Path, root: Path, where: str) -> None:
@@ -521,10 +554,7 @@ def service_media(run: Run) -> dict[str, Any]:
     work.mkdir(parents=True)
     (work / WORK_MARKER).write_bytes(b"")
     inputs = _copy_inputs(spec, work, memo)
-    source: dict[str, Any] = {}
-    if inputs.iso is not None:
-        source = {"iso": inputs.iso.name,
-                  "sha256": _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo, inputs.iso_sha256)}
+    source: dict[str, Any] = {} if inputs.iso is None else {"iso": inputs.iso.name}  # its sha256 once hashed
     boot_images = wim.images(inputs.boot_wim)
     install_images = wim.images(inputs.install_wim)
     identity.check_wim_roles(boot_images, install_images)
@@ -543,6 +573,10 @@ def service_media(run: Run) -> dict[str, Any]:
     images = _service_images(spec, inputs, _selected(boot_images, media.boot_images, "boot_images", spec.display),
                              _selected(install_images, media.install_images, "install_images", spec.display),
                              work, packages, options, recovery)
+    if inputs.iso is not None:
+        # The pin is checked here, once the hash that ran beside the servicing is done: nothing is published yet.
+        source["sha256"] = _sha256_pin(inputs.iso, media.sha256, spec.display, spec, memo,
+                                       inputs.iso_hash.result() if inputs.iso_hash else None)
     if recovery is None:
         _left_alone(spec, images)
     record: dict[str, Any] = {"schema_version": SCHEMA, "spec": spec.name, "source": source, "arch": arch.value,

@@ -295,17 +295,30 @@ def content_hash(wim: Path, index: int, path: str) -> str | None:
     return "" if digest.strip("0") == "" else digest  # wimlib shows a folder's missing hash as zeros
 
 
-def resolve(wim: Path, index: int, path: str) -> str:
+def listing(wim: Path, index: int) -> dict[str, str | None]:
+    """Every path of image ``index``, as :func:`resolve` keeps them: lower case without the leading ``/`` -> as stored.
+
+    One ``wimlib-imagex dir``: each run loads the image's whole metadata resource (tens
+    of MB for a Windows 7 edition), so listing it once beats looking paths up one by one.
+    """
+    out = systools.run(TOOL, ["dir", os.fspath(wim), str(index)], purpose=_PURPOSE, env=_ENV,
+                       what=f"listing {wim.name} image {index}").out
+    return {line.strip("/").lower(): line for line in out.splitlines() if line.strip("/")}
+
+
+def resolve(wim: Path, index: int, path: str, known: dict[str, str | None] | None = None) -> str:
     """``path`` with the part that exists in the image spelled as the image spells it.
 
     wimlib, even with ``WIMLIB_IMAGEX_IGNORE_CASE``, gives a file it replaces
     the name of the command's path: ``add x /windows/system32/config/system``
     would rename ``SYSTEM``. Windows would not care, but an image should keep
-    its own names.
+    its own names. ``known`` is the image's :func:`listing` (a path it lacks is absent);
+    without it each prefix is looked up with :func:`stored_path`.
     """
     parts = [p for p in _wim_path(path).split("/") if p]
     for cut in range(len(parts), 0, -1):
-        found = stored_path(wim, index, "/".join(parts[:cut]))
+        prefix = "/".join(parts[:cut])
+        found = known.get(prefix.lower()) if known is not None else stored_path(wim, index, prefix)
         if found is not None:
             return "/".join([found.rstrip("/"), *parts[cut:]])
     return "/" + "/".join(parts)
@@ -320,7 +333,8 @@ def update(wim: Path, index: int, commands: Sequence[Command]) -> None:
     """
     if not commands:
         return
-    fixed = [Add(c.source, resolve(wim, index, c.dest)) if isinstance(c, Add) else c for c in commands]
+    known = listing(wim, index) if any(isinstance(c, Add) for c in commands) else None
+    fixed = [Add(c.source, resolve(wim, index, c.dest, known)) if isinstance(c, Add) else c for c in commands]
     script = "".join(c.line() + "\n" for c in fixed)
     _with_progress(f"update {wim.name} image {index}", ["update", os.fspath(wim), str(index)],
                    what=f"updating {wim.name} image {index}", stdin=script.encode("utf-8", "surrogateescape"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from aero_media.errors import SourceError, UsageError
 from aero_media.media.epoch import source_date_epoch
-from aero_media.media.files import MediaFile
+from aero_media.media.files import FileRegion, MediaFile
 from aero_media.media.isowriter import iso9660_name, write_iso
 from aero_media.media.verify import read_iso
 from tests.lib.needs import need_tool
@@ -309,3 +310,35 @@ def test_folders_without_files_are_carried(tmp_path: Path) -> None:
             assert iso.get_record(udf_path=udf).is_dir()
     finally:
         iso.close()
+
+
+def test_file_bytes_move_in_the_kernel_and_are_hashed_as_read_back(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files on disk and regions of a larger file reach the image through copy_file_range (never a user-space
+    buffer); the image's sha256 and each asked-for file's, hashed behind the writer, are those of the bytes."""
+    if not hasattr(os, "copy_file_range"):
+        pytest.skip("os.copy_file_range is Linux-only")
+    real, moved = os.copy_file_range, []
+
+    def spying(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
+        done = real(src, dst, count, offset_src, offset_dst)
+        moved.append(done)
+        return done
+
+    monkeypatch.setattr(os, "copy_file_range", spying)
+    big = bytes(range(256)) * 9000  # 2.3 MB
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "whole.bin").write_bytes(big[:777])
+    files = [MediaFile("sources/install.wim", source=tmp_path / "big.bin"),
+             MediaFile("part.bin", region=FileRegion(tmp_path / "big.bin", ((4096, 1000), (10, 500)))),
+             MediaFile("empty.txt", data=b""), MediaFile("note.txt", data=b"hello")]
+    digests = {"sources/install.wim": "", "part.bin": "", "empty.txt": ""}
+    out = tmp_path / "a.iso"
+    digest = write_iso(files, out, "LABEL", 0, digests=digests)
+    assert sum(moved) == len(big) + 1500
+    assert digest == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert digests == {"sources/install.wim": hashlib.sha256(big).hexdigest(),
+                       "part.bin": hashlib.sha256(big[4096:5096] + big[10:510]).hexdigest(),
+                       "empty.txt": hashlib.sha256(b"").hexdigest()}
+    seen = read_iso(out).joliet  # pycdlib reads the bytes back
+    assert seen["part.bin"] == (hashlib.sha256(big[4096:5096] + big[10:510]).hexdigest(), 1500)

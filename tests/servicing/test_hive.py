@@ -1,6 +1,6 @@
 """Hive reads and edits: every value type read back by three readers, untouched keys unchanged, idempotence.
 
-Oracles: our reader (``hivexregedit --export``, parsed by :mod:`aero_media.servicing.hive`),
+Oracles: our reader (:mod:`aero_media.servicing.regf`, itself checked against hivex in test_regf.py),
 ``hivexget`` (hivex's C shell, which prints values in its own way) and regipy
 (a separate pure-Python regf parser). The hives are our own
 (:mod:`tests.lib.regf`, :mod:`tests.lib.win7image`).
@@ -217,8 +217,8 @@ def test_values_round_trip_through_their_stored_bytes() -> None:
 
 def test_a_missing_hive_tool_is_one_line_naming_the_package(monkeypatch: pytest.MonkeyPatch, system: Path) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(ToolError) as info:
-        hive.read_key(system, "Select")
+    with pytest.raises(ToolError) as info:  # reads need no tool (test_regf.py); a merge does
+        hive.apply(system, [SetValue("Select", RegValue.dword("Current", 2))])
     assert "apt-get install libwin-hivex-perl" in info.value.render() and "\n" not in info.value.render()
 
 

@@ -6,8 +6,10 @@ which files are hashed and how often, and that every step reports progress off a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from aero_media import fsutil, hashmemo, log
+from aero_media.errors import SourceError
 from aero_media.servicing import service
 from tests.lib.needs import need_tool
 
@@ -52,13 +55,13 @@ def test_service_iso_reads_the_iso_once_and_logs_every_step(tmp_path: Path, medi
     assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
                  str(out_iso), "--allow-placeholder-catalogs"]) == 0
     rec: dict[str, Any] = json.loads((out_iso.parent / "win7-aero.iso.servicing.json").read_text())
-    assert rec["source"]["sha256"] == want  # hashed in the pass that copied the WIMs out
+    assert rec["source"]["sha256"] == want  # hashed beside the copy and the servicing
     assert rec["outputs"][0]["sha256"] == hashlib.sha256(out_iso.read_bytes()).hexdigest()
     big = {p.name for p in hashed if p.name in (media_iso.name, "boot.wim", "install.wim")}
     assert big == set(), f"hashed again: {big}"
     err = capsys.readouterr().err
     labels = {line.split(":", 1)[0] for line in err.splitlines() if ":" in line}
-    steps = [f"hash and copy {media_iso.name}", "extract from boot.wim image 2", "edit hives of boot.wim image 2",
+    steps = [f"copy {media_iso.name}", "extract from boot.wim image 2", "edit hives of boot.wim image 2",
              "update boot.wim image 2", "extract from install.wim image 1", "edit hives of install.wim image 1",
              "update install.wim image 1", f"write {out_iso.name}"]
     missing = [s for s in steps if not any(label.startswith(s) for label in labels)]
@@ -66,18 +69,71 @@ def test_service_iso_reads_the_iso_once_and_logs_every_step(tmp_path: Path, medi
     assert "\r" not in err
 
 
-@pytest.mark.parametrize("hash_all", [True, False])
-def test_copy_out_copies_every_extent_exactly_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          hash_all: bool) -> None:
-    """Files of one or several extents, crossing read boundaries, come out byte for byte; the digest is the whole
-    ISO's (hashed in the same reads) or None when the memo knows it."""
-    monkeypatch.setattr(service, "HASH_CHUNK", 1000)  # many reads, extents across their boundaries
+def test_copy_out_copies_every_extent_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of one or several extents, crossing copy steps, come out byte for byte."""
+    monkeypatch.setattr(fsutil, "COPY_STEP", 1000)  # many steps, extents across their boundaries
     image = bytes(range(256)) * 40  # 10240 bytes
     iso = tmp_path / "in.iso"
     iso.write_bytes(image)
     extents = {tmp_path / "one": ((2048, 3000),), tmp_path / "two": ((8192, 100), (512, 1500), (6000, 2000)),
                tmp_path / "empty": ((4096, 0),)}
-    digest = service._copy_out(iso, extents, hash_all=hash_all)
-    assert digest == (hashlib.sha256(image).hexdigest() if hash_all else None)
+    service._copy_out(iso, extents)
     for dest, parts in extents.items():
         assert dest.read_bytes() == b"".join(image[o:o + n] for o, n in parts), dest.name
+
+
+def test_the_iso_hash_runs_beside_the_caller_and_lands_in_the_memo(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "HASH_CHUNK", 1000)
+    image = bytes(range(256)) * 40
+    iso = tmp_path / "in.iso"
+    iso.write_bytes(image)
+    memo = hashmemo.HashMemo(tmp_path / "memo")
+    hashing = service.IsoHash(iso, memo)
+    assert hashing.result() == hashlib.sha256(image).hexdigest()
+    assert memo.lookup(iso, iso.stat()) == hashlib.sha256(image).hexdigest()
+
+
+def test_copy_out_moves_the_extents_inside_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every extent byte goes through copy_file_range (no user-space buffer)."""
+    if not hasattr(os, "copy_file_range"):
+        pytest.skip("os.copy_file_range is Linux-only")
+    real, moved = os.copy_file_range, []
+
+    def spying(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
+        done = real(src, dst, count, offset_src, offset_dst)
+        moved.append(done)
+        return done
+
+    monkeypatch.setattr(os, "copy_file_range", spying)
+    image = bytes(range(256)) * 40
+    iso = tmp_path / "in.iso"
+    iso.write_bytes(image)
+    extents = {tmp_path / "one": ((2048, 3000),), tmp_path / "two": ((8192, 100), (512, 1500))}
+    service._copy_out(iso, extents)
+    assert sum(moved) == 4600
+    assert (tmp_path / "two").read_bytes() == image[8192:8292] + image[512:2012]
+
+
+@pytest.mark.parametrize("refusal", [errno.EXDEV, errno.ENOSYS])
+def test_copy_range_falls_back_to_reads_and_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   refusal: int) -> None:
+    def refuse(*args: object) -> int:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    monkeypatch.setattr(fsutil, "HASH_CHUNK", 1000)  # several reads
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(bytes(range(256)) * 20)
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        assert fsutil.copy_range(s.fileno(), d.fileno(), 100, 4000, 8) == 4000
+        assert fsutil.copy_range(s.fileno(), d.fileno(), 5000, 500, 5000) == 120  # the source ends first
+    assert dst.read_bytes()[8:4008] == src.read_bytes()[100:4100]
+    assert dst.read_bytes()[5000:] == src.read_bytes()[5000:]
+
+
+def test_copy_out_of_a_truncated_iso_is_a_source_error(tmp_path: Path) -> None:
+    iso = tmp_path / "in.iso"
+    iso.write_bytes(bytes(4096))
+    with pytest.raises(SourceError, match="ended before"):
+        service._copy_out(iso, {tmp_path / "wim": ((2048, 4096),)})

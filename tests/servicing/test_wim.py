@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from aero_media import systools
 from aero_media.errors import DiskError, SourceError, ToolError
 from aero_media.servicing import wim
 from aero_media.servicing.wim import Add, Delete, WimImage
@@ -177,3 +178,31 @@ def test_a_link_in_the_image_is_never_followed(tmp_path: Path, link: str) -> Non
         return
     with pytest.raises(SourceError, match="is a symbolic link"):
         wim.extract(image, 1, ["Windows/System32/config/SYSTEM"], tmp_path / "out", missing_ok=True)
+
+
+def test_an_update_lists_the_image_once(media_tree: win7image.Media, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many files an update adds, their names are resolved from one listing of the image (each
+    wimlib-imagex run loads the image's whole metadata), and keep the image's own spelling."""
+    work = wim.working_copy(media_tree.install_wim, tmp_path / "build")
+    runs: list[str] = []
+    real = systools.run
+
+    def spying(tool: str, args: list[str], **kw: object) -> object:
+        runs.append(args[0])
+        return real(tool, args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(systools, "run", spying)
+    sources = []
+    for name in ("a.inf", "a.sys", "a.cat"):
+        (tmp_path / name).write_bytes(name.encode())
+        sources.append(tmp_path / name)
+    wim.update(work, 1, [*(Add(s, f"windows/system32/DriverStore/aero/{s.name}") for s in sources),
+                         Add(sources[0], "windows/system32/CONFIG/system")])
+    assert runs.count("dir") == 1
+    out = tmp_path / "out"
+    wim.extract(work, 1, ["Windows/System32/DriverStore/aero"], out)
+    assert sorted(p.name for p in (out / "Windows/System32/DriverStore/aero").iterdir()) == ["a.cat", "a.inf", "a.sys"]
+    assert not (out / CONFIG).exists()  # nothing else was extracted
+    wim.extract(work, 1, [CONFIG], out)
+    assert "SYSTEM" in [p.name for p in (out / CONFIG).iterdir()]  # replaced under its own spelling
