@@ -87,8 +87,9 @@ class Scenario:
     def manifest_sha256(self) -> str:
         return hashlib.sha256((self.media / "manifest.json").read_bytes()).hexdigest()
 
-    def run(self, script: str, *args: str, arch: str | None = None) -> WineResult:
-        return self.wine.run_script(self.media / script, args, fake=self.fake, processor_architecture=arch)
+    def run(self, script: str, *args: str, arch: str | None = None, timeout: float = 180) -> WineResult:
+        return self.wine.run_script(self.media / script, args, fake=self.fake, processor_architecture=arch,
+                                    timeout=timeout)
 
     @property
     def state(self) -> Path:
@@ -552,6 +553,41 @@ def test_wine_aero_doc_flags_forcetestsigning_and_cleanup_storage(wine: WinePref
     assert f'reg add "{SERVICES}\\viostor" /v Start /t REG_DWORD /d "3" /f' in mutating(r2.calls)
     assert sc.fake.reg_values(f"{SERVICES}\\viostor")["Start"] == ("REG_DWORD", "3")
     assert sc.record("storage-preseed.txt") == [] and sc.fake.testsigning() == "No"
+
+
+def test_wine_uninstall_cleanupstorage_without_enum_key_ends(wine: WinePrefix, tmp_path: Path,
+                                                             contract: Contract) -> None:
+    """uninstall /force /cleanupstorage when the storage service has no Enum key (it never drove a device).
+
+    ``reg query`` of an absent key fails (exit code 1, message on stderr), so the
+    ``for /f`` reading Enum\\Count sees no line: the service counts as unused and
+    the pre-seed is undone. The runs are bounded: one that loops fails the test.
+    """
+    sc = Scenario(wine, tmp_path, contract)
+    sc.add_sha2_updates()
+    blk = contract.device("virtio-blk")
+    keys = [f"{CDD}\\" + (h + s).replace("\\", "#").lower()
+            for h in contract_ids(blk) for s in ("", "&CC_010000", "&CC_0100")]
+    enum_query = f'reg query "{SERVICES}\\viostor\\Enum" /v Count'
+    # Before any setup: no state, no service key, no CDD entries: nothing to undo.
+    r0 = sc.run("uninstall.cmd", "/force", "/cleanupstorage", timeout=60)
+    assert r0.returncode == 0, r0.stdout
+    assert r0.calls == ("fsutil dirty query C:", enum_query, f'reg query "{SERVICES}\\viostor"',
+                        *[f'reg query "{k}"' for k in keys])
+    # After setup: the pre-seed is there, Enum still is not (no reboot onto virtio-blk yet).
+    r1 = sc.run("setup.cmd", "/force")
+    assert r1.returncode == 0, r1.stdout
+    assert sc.fake.reg_values(f"{SERVICES}\\viostor\\Enum") is None
+    assert all(sc.fake.reg_values(k) is not None for k in keys)
+    r2 = sc.run("uninstall.cmd", "/force", "/cleanupstorage", timeout=60)
+    assert r2.returncode == 0, r2.stdout
+    assert enum_query in r2.calls and "REFUSED" not in r2.stdout
+    assert [c for c in mutating(r2.calls) if c.startswith("reg ")] == [
+        f'reg add "{SERVICES}\\viostor" /v Start /t REG_DWORD /d "3" /f',
+        *[f'reg delete "{k}" /f' for k in keys],
+    ]
+    assert sc.fake.reg_values(f"{SERVICES}\\viostor")["Start"] == ("REG_DWORD", "3")
+    assert all(sc.fake.reg_values(k) is None for k in keys) and sc.record("storage-preseed.txt") == []
 
 
 def test_wine_forcesigningpolicy_overrides_the_media(wine: WinePrefix, tmp_path: Path, contract: Contract) -> None:

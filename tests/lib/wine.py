@@ -274,6 +274,7 @@ class WinePrefix:
         quoted path with parentheses, and a wrapper batch file would lose the
         exit code (Wine's ``call`` of a batch file returns 1 for any failure).
         The script still sees its full path in ``%~dp0``.
+        A run that outlasts ``timeout`` seconds is stopped and fails the test.
         ``processor_architecture`` (for example ``x86``) is set on the same
         command line, because Wine sets PROCESSOR_ARCHITECTURE itself.
         """
@@ -294,10 +295,17 @@ class WinePrefix:
         in_path.write_bytes(stdin.encode("ascii"))
         start = time.monotonic()
         with out_path.open("wb") as out, in_path.open("rb") as inp:
-            proc = subprocess.run(
-                ["wine", "cmd", "/c", command],
-                env=env, cwd=str(script.parent), stdin=inp, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
-            )
+            try:
+                proc = subprocess.run(
+                    ["wine", "cmd", "/c", command],
+                    env=env, cwd=str(script.parent), stdin=inp, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                # Killing "wine" leaves the script's cmd processes running in the
+                # wineserver: stop them all, then boot again for the next test.
+                self.shutdown()
+                self.boot()
+                raise AssertionError(f"{command} did not finish within {timeout:g} s") from None
         seconds = time.monotonic() - start
         return WineResult(
             returncode=proc.returncode,

@@ -8,11 +8,17 @@ rem calls as they happened, whatever process (a for /f runs its command in a
 rem child cmd) made them. One file per call: no two writers share a file
 rem offset, as they would appending with ">>" (Wine's cmd seeks to the end,
 rem then writes; that is no atomic append). next.txt only says where to start.
+rem The caller's errorlevel may be anything (a real .exe ignores it: after a
+rem failed "for /f ('reg query ...')" Wine's cmd leaves it at 1), and a
+rem successful mkdir leaves it as it was: "(call )" sets it to 0 first, or the
+rem loop below would never end. (Wine 8 runs both "&&" and "||" after a
+rem successful mkdir, so they cannot test it.)
 set /a WINESTUB_SEQ=0
 if exist "%WINESTUB_LOG%\next.txt" for /f "usebackq" %%N in ("%WINESTUB_LOG%\next.txt") do set /a WINESTUB_SEQ=%%N
 :take
 set /a WINESTUB_SEQ+=1
 if %WINESTUB_SEQ% gtr 100000 exit /b 1
+(call )
 mkdir "%WINESTUB_LOG%\%WINESTUB_SEQ%" 2>nul
 if errorlevel 1 goto :take
 >"%WINESTUB_LOG%\next.txt" echo %WINESTUB_SEQ%
