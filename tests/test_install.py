@@ -46,7 +46,9 @@ def test_the_installed_package_is_the_one_that_runs(installed: Path, tmp_path: P
                          env=env, capture_output=True, text=True, check=True).stdout
     assert Path(out.strip()).is_relative_to(installed)
     shipped = sorted(p.name for p in (installed / "aero_media" / "specdata").iterdir())
-    assert shipped == ["devices.schema.json", "devices.yaml", "schema.json"]
+    assert shipped == ["aero-contract.schema.json", "contracts", "devices.schema.json", "devices.yaml", "schema.json"]
+    # Aero's contract for its in-tree drivers ships too, so an installed tool can name it (contract: in a spec).
+    assert (installed / "aero_media" / "specdata" / "contracts" / "aero-in-tree.json").is_file()
     assert (installed / "aero_media" / "media" / "templates" / "setup.cmd").is_file()
     # The answer-file schema ships beside its writer, and the installed writer validates with it.
     check = ("from aero_media.answer import answerfile as af; from aero_media.spec.types import AnswerFile, Arch;"

@@ -35,6 +35,7 @@ from ..spec.model import DriverReq, Spec
 from ..spec.types import AeroInput, Arch
 from ..win7.inf import parse_inf
 from ..winnames import check_no_case_clash, check_relpath
+from .resolve import unset_root_error
 from .selection import MAX_PACKAGE_SUBFOLDERS, Package, PackageFile, Selection, _apply_optional_rules
 from .tree import DirTree, Entry, EntryKind
 
@@ -436,16 +437,6 @@ def inf_arches(data: bytes, name: str) -> tuple[Arch, ...]:
     named = {d.arch for m in parse_inf(data, name).manufacturers() for d in m.decorations if d.valid}
     arches = tuple(a for a in (Arch.X86, Arch.AMD64) if a.inf_arch in named)
     return arches or (Arch.X86, Arch.AMD64)
-
-
-def unset_root_error(spec: Spec) -> SourceError | None:
-    """The error for a ``source.path`` naming an environment variable that is not set (``${AERO_ROOT}``)."""
-    name = spec.source.path_unset_env
-    if name is None:
-        return None
-    return SourceError(f"{spec.display}: source.path is {spec.source.path_raw!r}, but {name} is not set",
-                       f"export {name}=<the root of your Aero checkout> (e.g. `{name}=~/aero doit "
-                       f"build:{spec.name}`), or set source.path in a copy of the spec")
 
 
 def checkout(run: Run) -> AeroCheckout:

@@ -13,6 +13,7 @@ from ..errors import BuildStateError, SourceError
 from ..fsutil import relpath_for_humans
 from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
 from ..paths import Run
+from ..spec.model import Spec
 from ..spec.types import SourceKind
 from .tree import DirTree
 
@@ -45,9 +46,17 @@ def source_tree(run: Run) -> DirTree:
     return DirTree(spec.source.path, spec.source.path.name if v.from_command_line else display)
 
 
-def _checkout_root(run: Run) -> Path:
-    from .aero import unset_root_error  # the Aero source's own module, loaded only for Aero checkouts
+def unset_root_error(spec: Spec) -> SourceError | None:
+    """The error for a ``source.path`` naming an environment variable that is not set (``${AERO_ROOT}``)."""
+    name = spec.source.path_unset_env
+    if name is None:
+        return None
+    return SourceError(f"{spec.display}: source.path is {spec.source.path_raw!r}, but {name} is not set",
+                       f"export {name}=<the root of your Aero checkout> (e.g. `{name}=~/aero doit "
+                       f"build:{spec.name}`), or set source.path in a copy of the spec")
 
+
+def _checkout_root(run: Run) -> Path:
     if (unset := unset_root_error(run.spec)) is not None:
         raise unset
     path = run.spec.source.path
