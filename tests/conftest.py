@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,19 @@ def _fresh_ctrl_c_state() -> None:
 
     ctrlc.reset()
     interrupt._depth[0] = 0
+
+
+@pytest.fixture
+def kernel_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte count of every ``os.copy_file_range`` call the test makes (data that never entered user space)."""
+    if not hasattr(os, "copy_file_range"):
+        pytest.skip("os.copy_file_range is Linux-only")
+    real, moved = os.copy_file_range, []
+
+    def spying(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
+        done = real(src, dst, count, offset_src, offset_dst)
+        moved.append(done)
+        return done
+
+    monkeypatch.setattr(os, "copy_file_range", spying)
+    return moved

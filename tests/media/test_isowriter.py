@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -312,20 +311,10 @@ def test_folders_without_files_are_carried(tmp_path: Path) -> None:
         iso.close()
 
 
-def test_file_bytes_move_in_the_kernel_and_are_hashed_as_read_back(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_bytes_move_in_the_kernel_and_are_hashed_as_read_back(tmp_path: Path, kernel_copies: list[int]) -> None:
     """Files on disk and regions of a larger file reach the image through copy_file_range (never a user-space
     buffer); the image's sha256 and each asked-for file's, hashed behind the writer, are those of the bytes."""
-    if not hasattr(os, "copy_file_range"):
-        pytest.skip("os.copy_file_range is Linux-only")
-    real, moved = os.copy_file_range, []
-
-    def spying(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
-        done = real(src, dst, count, offset_src, offset_dst)
-        moved.append(done)
-        return done
-
-    monkeypatch.setattr(os, "copy_file_range", spying)
+    moved = kernel_copies
     big = bytes(range(256)) * 9000  # 2.3 MB
     (tmp_path / "big.bin").write_bytes(big)
     (tmp_path / "whole.bin").write_bytes(big[:777])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ from aero_media.media.files import FileRegion, MediaFile
 from aero_media.media.isowriter import write_iso
 from aero_media.media.verify import read_iso
 from tests.lib.needs import need_tool
+from tests.lib.udfread import udf_files
 
 EPOCH = 1_700_000_000
 LABEL = "GRMCULFRER_EN_DV"
@@ -74,23 +74,6 @@ def iso(tmp_path: Path, files: list[MediaFile]) -> Path:
     return _write(files, tmp_path / "udf.iso", boot=_boot(files))
 
 
-def _udf_tree(iso: Path) -> dict[str, bytes]:
-    """path: bytes of every file, as pycdlib's UDF reader sees them."""
-    reader = pycdlib.PyCdlib()
-    reader.open(str(iso))
-    try:
-        out = {}
-        for root, _dirs, names in reader.walk(udf_path="/"):
-            for name in names:
-                path = f"{root.rstrip('/')}/{name}"
-                buf = io.BytesIO()
-                reader.get_file_from_iso_fp(buf, udf_path=path)
-                out[path.lstrip("/")] = buf.getvalue()
-        return out
-    finally:
-        reader.close()
-
-
 # --- udfinfo (udftools) ---------------------------------------------------------------------------
 
 
@@ -129,7 +112,7 @@ def test_7z_opens_it_as_udf_and_extracts_the_same_bytes(iso: Path, files: list[M
 
 
 def test_pycdlib_walks_the_udf_tree_with_names_as_staged(iso: Path, files: list[MediaFile]) -> None:
-    assert _udf_tree(iso) == {f.path: _bytes(f) for f in files}
+    assert udf_files(iso) == {f.path: _bytes(f) for f in files}
 
 
 def test_every_tree_points_at_one_extent_per_file(iso: Path, files: list[MediaFile]) -> None:
@@ -243,7 +226,7 @@ def test_deep_long_and_crowded_trees_read_back(tmp_path: Path) -> None:
              *crowded]
     iso = _write(files, tmp_path / "hostile.iso")
     expected = {f.path: _bytes(f) for f in files}
-    assert _udf_tree(iso) == expected
+    assert udf_files(iso) == expected
     reader = pycdlib.PyCdlib()
     reader.open(str(iso))
     try:

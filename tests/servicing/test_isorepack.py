@@ -24,6 +24,7 @@ from aero_media.servicing import isorepack
 from aero_media.sources.isoread import IsoTree
 from tests.lib import win7image
 from tests.lib.needs import need_tool
+from tests.lib.udfread import udf_files
 
 
 def joliet_file(iso: Path, path: str) -> bytes:
@@ -125,25 +126,6 @@ def stub_dvd(media_tree: win7image.Media, tmp_path_factory: pytest.TempPathFacto
     return win7image.make_udf_stub_iso(media_tree.root, folder / "stub.iso", efisys), efisys
 
 
-def _udf_walk(iso: Path) -> dict[str, bytes]:
-    import pycdlib
-
-    reader = pycdlib.PyCdlib()
-    reader.open(str(iso))
-    try:
-        out = {}
-        for root, _dirs, names in reader.walk(udf_path="/"):
-            for name in names:
-                path = f"{root.rstrip('/')}/{name}"
-                buf = io.BytesIO()
-                if reader.get_record(udf_path=path).get_data_length():  # pycdlib refuses to copy an empty file
-                    reader.get_file_from_iso_fp(buf, udf_path=path)
-                out[path.lstrip("/")] = buf.getvalue()
-        return out
-    finally:
-        reader.close()
-
-
 def _sevenzip(iso: Path, out: Path) -> dict[str, bytes]:
     sevenzip = need_tool("7z", "an independent UDF reader")
     listing = subprocess.run([sevenzip, "l", "-slt", str(iso)], capture_output=True, text=True, check=True).stdout
@@ -176,7 +158,7 @@ def test_a_udf_only_dvd_is_rebuilt_with_every_file_and_its_boot_images(stub_dvd:
                 for p in media_tree.root.rglob("*") if p.is_file()}
     expected["sources/boot.wim"] = b"serviced"
     # Three UDF readers we did not write, and xorriso for the ISO 9660 side (Rock Ridge names): one tree.
-    assert _udf_walk(out) == expected
+    assert udf_files(out) == expected
     assert _sevenzip(out, tmp_path / "x") == expected
     assert _xorriso_files(out) == set(expected)
     udfinfo = need_tool("udfinfo", "an independent UDF reader")
@@ -209,7 +191,7 @@ def test_a_pycdlib_udf_260_dvd_and_a_genisoimage_udf_102_dvd_keep_udf(media_tree
     result = isorepack.repack(udf, tmp_path / "out.iso", {}, epoch=0, require=["sources/boot.wim"])
     assert result.reader == "udf" and result.dropped == () and result.after.filesystems.udf == "UDF 1.02"
     assert all(a.same_boot(b) for a, b in zip(result.before.boot_entries, result.after.boot_entries, strict=True))
-    assert _udf_walk(tmp_path / "out.iso") == files  # and no stale copy of the input's boot.cat
+    assert udf_files(tmp_path / "out.iso") == files  # and no stale copy of the input's boot.cat
     with pytest.raises(SourceError, match=r"lacks sources/install\.wim"):
         isorepack.repack(udf, tmp_path / "x.iso", {}, epoch=0, require=["sources/install.wim"])
     assert not (tmp_path / "x.iso").exists()
@@ -217,7 +199,7 @@ def test_a_pycdlib_udf_260_dvd_and_a_genisoimage_udf_102_dvd_keep_udf(media_tree
     assert isorepack.read_report(gen).filesystems.udf is not None
     result = isorepack.repack(gen, tmp_path / "gen-out.iso", {}, epoch=0, require=["sources/install.wim"])
     assert result.reader == "udf" and len(result.after.boot_entries) == 1
-    got = _udf_walk(tmp_path / "gen-out.iso")
+    got = udf_files(tmp_path / "gen-out.iso")
     assert got["sources/install.wim"] == media_tree.install_wim.read_bytes()
 
 
