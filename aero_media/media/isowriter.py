@@ -21,7 +21,6 @@ at a time, straight into the image; a file that changes size meanwhile is an err
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -675,8 +674,12 @@ class _Follower:
         self._thread.join()
         for each in self._files.values():
             each.hexdigest()
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        # Once only: a second close of the number would close whatever another thread opened
+        # under it since (doit's thread workers share this process's descriptors).
+        with self._cond:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: log.Progress,

@@ -331,3 +331,26 @@ def test_file_bytes_move_in_the_kernel_and_are_hashed_as_read_back(tmp_path: Pat
                        "empty.txt": hashlib.sha256(b"").hexdigest()}
     seen = read_iso(out).joliet  # pycdlib reads the bytes back
     assert seen["part.bin"] == (hashlib.sha256(big[4096:5096] + big[10:510]).hexdigest(), 1500)
+
+
+def test_the_hash_follower_closes_its_descriptor_once(tmp_path: Path) -> None:
+    """finish() then close(): the second close must not close a descriptor opened since under the same number.
+
+    doit's thread workers share one descriptor table, so a double close hit another task's file.
+    """
+    import os
+
+    from aero_media import log
+    from aero_media.media.isowriter import _Follower
+
+    image = tmp_path / "image"
+    image.write_bytes(b"x" * 4096)
+    follower = _Follower(image, {}, log.Progress("hashing", 4096))
+    follower.written(4096)
+    follower.finish()
+    other = os.open(tmp_path / "other", os.O_CREAT | os.O_WRONLY, 0o600)  # most likely the number just freed
+    try:
+        follower.close(stop=True)
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
