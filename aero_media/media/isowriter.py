@@ -419,6 +419,8 @@ def _key(media: MediaFile, path: str) -> str:
     """Files with one key share one extent: the same file on disk, or the same region of one."""
     if media.region is not None:
         return f"\1{media.region.file}\0{media.region.extents}"
+    if media.spliced is not None:
+        return f"\2{media.spliced.parts}"
     return str(media.source) if media.source is not None else f"\0{path}"
 
 
@@ -426,6 +428,8 @@ def _source_name(media: MediaFile) -> str:
     """Where ``media``'s bytes come from, for messages."""
     if media.region is not None:
         return f"{media.region.file} (the bytes of {media.path})"
+    if media.spliced is not None and media.spliced.parts:
+        return f"{media.spliced.parts[0][0]} (the bytes of {media.path})"
     return str(media.source or media.path)
 
 
@@ -686,7 +690,7 @@ def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: 
                follower: _Follower) -> None:
     """Copy a file's bytes to where ``out`` stands and pad them to a sector.
 
-    Bytes in a file (``source``, or a ``region`` of one) are moved inside the kernel, and
+    Bytes in files (``source``, a ``region`` of one, or ``spliced`` pieces of several) are moved inside the kernel, and
     ``follower`` hears of each step (it hashes them as they land); a file whose size is
     not what was planned is an error, since it would leave a wrong image.
     """
@@ -702,16 +706,22 @@ def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: 
     if media.data is not None:
         out.write(media.data)
     else:
-        extents = media.region.extents if media.region is not None else ((0, size),)
-        source = media.region.file if media.region is not None else media.source
-        assert source is not None
-        with open(source, "rb") as src:
-            done = 0
-            for offset, length in extents:
-                if copy_range(src.fileno(), out.fileno(), offset, length, at + done, step) < length:
+        done, grown = 0, False
+        opened: dict[Path, BinaryIO] = {}
+        try:
+            for file, offset, length in media.pieces():
+                src = opened.get(file)
+                if src is None:
+                    src = opened[file] = open(file, "rb")  # noqa: SIM115 (closed below)
+                moved = copy_range(src.fileno(), out.fileno(), offset, length, at + done, step)
+                done += moved
+                if moved < length:
                     break
-                done += length
-            grown = media.region is None and os.fstat(src.fileno()).st_size != size
+            if media.source is not None and media.source in opened:
+                grown = os.fstat(opened[media.source].fileno()).st_size != size
+        finally:
+            for each in opened.values():
+                each.close()
         if done != size or grown:
             raise SourceError(f"{name}: changed size while the ISO was being written", "rerun the build")
         out.seek(at + size)

@@ -41,7 +41,7 @@ from .. import log
 from ..errors import SourceError, ToolError, UnsafePathError, UsageError
 from ..fsutil import CHUNK, walk
 from ..media.eltorito import BootImage
-from ..media.files import FileRegion, MediaFile
+from ..media.files import FileRegion, MediaFile, Spliced
 from ..media.isowriter import label_problem, write_iso
 from ..sources.isoread import IsoTree
 from ..sources.tree import EntryKind
@@ -380,9 +380,10 @@ class RepackResult:
     """The sha256 of each file :func:`repack` was asked to hash (by the ISO path it was asked by)."""
 
 
-def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: int,
+def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes | Spliced], *, epoch: int,
            require: Sequence[str] = (), before: IsoReport | None = None, digests: Sequence[str] = ()) -> RepackResult:
-    """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder, or bytes) added or replaced.
+    """Write ``out``: ``src`` with each ``changes`` entry (ISO path → local file or folder, bytes, or pieces of
+    files) added or replaced.
 
     Refuses before writing: files of 4 GiB or more, required paths (``require``)
     missing from the tree read, symlinks or special files in it, too little free
@@ -442,16 +443,16 @@ def repack(src: Path, out: Path, changes: Mapping[str, Path | bytes], *, epoch: 
                         {p: hashed[_resolve(p, known)] for p in digests})
 
 
-def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | bytes], known: Mapping[str, str],
-                  folders: set[str], name: str) -> dict[str, MediaFile]:
+def _with_changes(inputs: Mapping[str, MediaFile], changes: Mapping[str, Path | bytes | Spliced],
+                  known: Mapping[str, str], folders: set[str], name: str) -> dict[str, MediaFile]:
     """The input's files with ``changes`` applied (ISO paths in the image's case); a file never replaces a folder."""
     files = dict(inputs)
     for dest, given in changes.items():
-        if isinstance(given, bytes):  # held in memory only (an answer file that may carry a password)
+        if isinstance(given, bytes | Spliced):  # in memory only (an answer file's password), or pieces of files
             where = _checked_change(dest, known, folders, name)
             if where.lower() in folders:
                 raise UsageError(f"a file cannot replace the folder {where} of {name}", "give another ISO path")
-            files[where] = MediaFile(where, data=given)
+            files[where] = MediaFile(where, data=given) if isinstance(given, bytes) else MediaFile(where, spliced=given)
             continue
         local = Path(given)
         if not local.exists():

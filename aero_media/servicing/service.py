@@ -25,13 +25,13 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import log
 from ..answer import answerfile
-from ..errors import PipelineError, SourceError, UsageError
+from ..errors import PipelineError, SourceError, ToolError, UsageError
 from ..fsutil import (
     HASH_CHUNK,
     copy_range,
@@ -46,11 +46,12 @@ from ..fsutil import (
 from ..hashmemo import HashMemo, stat_key
 from ..manifests import StageManifest
 from ..media.contents import stage_manifests
+from ..media.files import Spliced
 from ..paths import MediaLayout, Run, SpecPaths
 from ..sources.isoread import IsoTree
 from ..spec.model import Spec
 from ..spec.types import Arch
-from . import bcd, hive, identity, isorepack, readme, wim
+from . import bcd, hive, identity, isorepack, readme, wim, wimsparse
 from .edits import (
     REGISTRY_RULES,
     DriverPackage,
@@ -64,6 +65,7 @@ from .edits import (
     registry_edits,
 )
 from .isorepack import IsoReport, read_report, repack
+from .wimsparse import SparseWim
 
 SCHEMA = 1
 BOOT_WIM = "sources/boot.wim"
@@ -97,6 +99,8 @@ class Inputs:
     """The ISO's sha256 being hashed beside the servicing (None: the memo knows it, or no ISO)."""
     report: IsoReport | None = None
     """The ISO's volume label, file systems and boot entries, read once for the warnings and the rebuild."""
+    sparse: dict[Path, SparseWim] = field(default_factory=dict)
+    """The WIMs copied sparsely (by working copy): only what wimlib reads, the rest read from the ISO at the end."""
 
 
 def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: HashMemo, known: str | None) -> str:
@@ -156,13 +160,62 @@ def _copy_inputs(spec: Spec, work: Path, memo: HashMemo) -> Inputs:
         # Hashed from end to end (unless the memo knows it) on a thread while the WIMs' extents are copied and
         # the images serviced; the copy finds in the page cache what the hash read, or the other way round.
         hashing = IsoHash(media.iso, memo) if memo.lookup(media.iso, media.iso.stat()) is None else None
-        _copy_out(media.iso, {out[rel]: entries[rel].ref.extents  # type: ignore[attr-defined]
-                              for rel in wanted})
+        extents = {rel: entries[rel].ref.extents for rel in wanted}  # type: ignore[attr-defined]
+        sparse = {out[rel]: s for rel in (BOOT_WIM, INSTALL_WIM)
+                  if (s := _sparse_copy(media.iso, extents[rel], out[rel])) is not None}
+        _copy_out(media.iso, {out[rel]: extents[rel] for rel in wanted if out[rel] not in sparse})
         for dest in out.values():
             dest.chmod(0o644)
     return Inputs(media.iso, out[BOOT_WIM], out[INSTALL_WIM],
                   {b: out[b.value.lower()] for b in MEDIA_BCDS if b.value.lower() in out}, hashing,
-                  read_report(media.iso))
+                  read_report(media.iso), sparse)
+
+
+def _publish_wims(inputs: Inputs, paths: SpecPaths, out: Path) -> None:
+    """Move the serviced WIMs into ``out`` (not copied: the working copies go away with the work folder)."""
+    for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
+        if w in inputs.sparse:
+            inputs.sparse[w].fill()  # the bytes it left in the ISO, now in the file itself
+        os.replace(w, out / published.name)
+
+
+def _serviced_wim(inputs: Inputs, local: Path) -> Path | Spliced:
+    """What the rebuilt ISO carries for a serviced WIM: the working copy, or a sparse one spliced with the ISO."""
+    copy = inputs.sparse.get(local)
+    if copy is None:
+        return local
+    try:
+        return Spliced(tuple(copy.splice()))
+    except ValueError as exc:
+        raise ToolError(f"{local.name}: the serviced WIM cannot be put together: {exc}",
+                        "report it with the WIM's header (wimlib-imagex info --header)") from None
+
+
+def _sparse_copy(iso: Path, extents: tuple[tuple[int, int], ...], dest: Path) -> SparseWim | None:
+    """A sparse working copy of the WIM at ``extents`` of ``iso`` (:mod:`.wimsparse`), or None for a whole copy.
+
+    None when the WIM is one :func:`wimsparse.plan` cannot vouch for, or the work folder's
+    file system does not keep holes; the caller then copies it whole, as any WIM used to be.
+    """
+    size = sum(n for _, n in extents)
+    with open(iso, "rb", buffering=0) as fp:
+        def read(offset: int, length: int) -> bytes:
+            pieces, at = [], 0
+            for start, n in extents:  # the WIM's bytes offset..offset+length, through its extents
+                lo, hi = max(offset, at), min(offset + length, at + n)
+                if lo < hi:
+                    pieces.append(os.pread(fp.fileno(), hi - lo, start + lo - at))
+                at += n
+            return b"".join(pieces)
+
+        layout = wimsparse.plan(read(0, wimsparse.HEADER_SIZE), read, size)
+    if isinstance(layout, str):
+        return None
+    copy = wimsparse.SparseWim(iso, extents, dest, layout)
+    if not copy.holds_only_what_was_copied():
+        dest.unlink()
+        return None
+    return copy
 
 
 class IsoHash:
@@ -427,14 +480,21 @@ def _recovery(image_wim: Path, image: wim.WimImage, where: str) -> tuple[str | N
     return digest, None
 
 
+def _fetch(sparse: SparseWim | None, image_wim: Path, index: int, paths: list[str]) -> None:
+    """Copy the data of ``paths`` of image ``index`` into a sparse working copy, before wimlib reads it."""
+    if sparse is not None:
+        sparse.fetch_blobs(wim.data_hashes(image_wim, index, paths))
+
+
 def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
                    packages: list[DriverPackage], options: Options, *, label: str | None = None,
-                   recovery: dict[str, _Serviced] | None = None) -> dict[str, Any]:
+                   recovery: dict[str, _Serviced] | None = None, sparse: SparseWim | None = None) -> dict[str, Any]:
     """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record.
 
     ``label`` names the WIM in messages (default: its file name). For an install image,
     ``recovery`` (the recovery images serviced so far, by content hash; None: leave them
     alone, and record nothing of them) has its ``winre.wim`` serviced and put back in the same update.
+    ``sparse``: ``image_wim`` is a sparse working copy, into which what is extracted is copied first.
     """
     contract = spec.contract
     where = f"{label or image_wim.name} {image.describe()}"
@@ -446,8 +506,9 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
         if kind is ImageKind.INSTALL and recovery is not None else (None, None)
     fresh = digest is not None and recovery is not None and digest not in recovery
     # One extract for the hives and (when not serviced already) the recovery image.
-    wim.extract(image_wim, image.index, [h.value for h in checked] + ([WINRE] if fresh else []), here / "hives",
-                missing_ok=True)
+    taken = [h.value for h in checked] + ([WINRE] if fresh else [])
+    _fetch(sparse, image_wim, image.index, taken)
+    wim.extract(image_wim, image.index, taken, here / "hives", missing_ok=True)
     extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in hives}
     identity.check_image_hives({h: wim.find_case_insensitive(here / "hives", h.value) for h in checked}, image,
                                where)
@@ -474,6 +535,7 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
     files: list[dict[str, Any]] = []
     for add in file_additions(kind, contract, image.arch or Arch.AMD64, options, packages):
         if isinstance(add, ScriptAdd):
+            _fetch(sparse, image_wim, image.index, [add.dest])
             old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
             if old and not old[0].is_file():
                 raise SourceError(f"{where}: {add.dest} is not a file", "use an intact Windows 7 image")
@@ -512,8 +574,8 @@ def _service_images(spec: Spec, inputs: Inputs, boot_selected: list[wim.WimImage
     with log.working(f"service {len(boot_selected) + len(install_selected)} images") as overall:
 
         def boot_side() -> list[dict[str, Any]]:
-            return [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options)
-                    for i in boot_selected]
+            return [_service_image(spec, inputs.boot_wim, i, _kind(i, True), work, packages, options,
+                                   sparse=inputs.sparse.get(inputs.boot_wim)) for i in boot_selected]
 
         # boot.wim and install.wim are two files, so their images are serviced side by side (the work is mostly
         # hivexregedit's and wimlib's, in processes of their own); one WIM's images go in turn, as wimlib
@@ -524,7 +586,8 @@ def _service_images(spec: Spec, inputs: Inputs, boot_selected: list[wim.WimImage
             for n, i in enumerate(install_selected, 1):
                 overall.tell(f"install.wim image {i.index} ({n} of {len(install_selected)})")
                 installs.append(_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages,
-                                               options, recovery=recovery))
+                                               options, recovery=recovery,
+                                               sparse=inputs.sparse.get(inputs.install_wim)))
             return boot_done.result() + installs
 
 
@@ -588,7 +651,8 @@ def service_media(run: Run) -> dict[str, Any]:
     written: dict[str, str] = {}  # sha256 of what was hashed as it was written (the ISO)
     with staging_dir(paths.install_media_dir) as out:
         if inputs.iso is not None:
-            changes: dict[str, Path | bytes] = {BOOT_WIM: inputs.boot_wim, INSTALL_WIM: inputs.install_wim}
+            changes: dict[str, Path | bytes | Spliced] = {BOOT_WIM: _serviced_wim(inputs, inputs.boot_wim),
+                                                          INSTALL_WIM: _serviced_wim(inputs, inputs.install_wim)}
             media_hives = hives_for(ImageKind.MEDIA, spec.contract, options)
             for store, local in inputs.media_bcds.items():
                 label = f"{inputs.iso.name}, {identity.store_name(store)}"
@@ -624,9 +688,8 @@ def service_media(run: Run) -> dict[str, Any]:
             record["boot_entries"] = [{"platform": e.platform, "emulation": e.emulation,
                                        "sectors": e.sector_count, "image_sha256": e.image_sha256}
                                       for e in result.after.boot_entries]
-        if media.publish_wims:  # moved, not copied: the working copies go away with work/
-            for w, published in zip((inputs.boot_wim, inputs.install_wim), paths.serviced_wims, strict=True):
-                os.replace(w, out / published.name)
+        if media.publish_wims:
+            _publish_wims(inputs, paths, out)
         # WIMs carry a GUID and times wimlib sets when it writes: not byte-reproducible (contents are).
         record["outputs"] = [{"path": p.name, "sha256": written.get(p.name) or _hash_output(p),
                                "size": p.stat().st_size}

@@ -377,3 +377,26 @@ def working_copy(wim: Path, folder: Path, margin: int = MARGIN, name: str | None
         copy_fp_hashed(src, dst, lambda n: progress.advance(n))
     progress.close()
     return final
+
+
+def data_hashes(wim: Path, index: int, paths: Iterable[str]) -> set[str]:
+    """The SHA-1s (hex) of every data stream of ``paths`` in image ``index`` (a path it lacks adds none).
+
+    One ``dir --detailed`` per folder the paths are in, read from the image's metadata
+    alone: what a sparse working copy (:mod:`.wimsparse`) must hold before they are extracted.
+    """
+    wanted: dict[str, set[str]] = {}
+    for p in paths:
+        clean = _wim_path(p)
+        wanted.setdefault(clean.rsplit("/", 1)[0] or "/", set()).add(clean.lower())
+    found: set[str] = set()
+    for folder, names in sorted(wanted.items()):
+        out = systools.run(TOOL, ["dir", os.fspath(wim), str(index), f"--path={folder}", "--detailed"],
+                           purpose=_PURPOSE, env=_ENV, what=f"looking up {folder} in {wim.name}",
+                           ok_codes=(0, _WIMLIB_ERR_PATH_DOES_NOT_EXIST))
+        for entry in re.split(r"^Full Path\s*=\s*", out.out, flags=re.M)[1:]:
+            path = entry.split("\n", 1)[0].strip().strip('"').lower()
+            if path in names:
+                found.update(h.lower() for h in re.findall(r"^\s*Hash\s*=\s*(?:0x)?([0-9a-fA-F]{40})\s*$", entry, re.M)
+                             if h.strip("0"))
+    return found

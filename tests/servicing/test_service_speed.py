@@ -128,3 +128,29 @@ def test_copy_out_of_a_truncated_iso_is_a_source_error(tmp_path: Path) -> None:
     iso.write_bytes(bytes(4096))
     with pytest.raises(SourceError, match="ended before"):
         service._copy_out(iso, {tmp_path / "wim": ((2048, 4096),)})
+
+
+def test_the_wims_are_never_copied_whole(tmp_path: Path, media_iso: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boot.wim and install.wim are copied sparsely: only what wimlib reads leaves the ISO before the rebuild."""
+    need_tool("wimlib-imagex")
+    need_tool("hivexregedit")
+    from aero_media.cli import main
+    from aero_media.servicing import wimsparse
+    from tests.lib.project import expanded_sample
+
+    made: list[wimsparse.SparseWim] = []
+    real = service._sparse_copy
+
+    def recording(*args: Any) -> wimsparse.SparseWim | None:
+        copy = real(*args)
+        assert copy is not None, "a whole copy of a WIM our own tools made"
+        made.append(copy)
+        return copy
+
+    monkeypatch.setattr(service, "_sparse_copy", recording)
+    pack = expanded_sample(tmp_path / "pack")
+    out_iso = tmp_path / "out" / "win7-aero.iso"
+    assert main(["service-iso", "--windows-iso", str(media_iso), "--drivers-root", str(pack), "--output",
+                 str(out_iso), "--allow-placeholder-catalogs"]) == 0
+    # Both went the sparse way (tests/servicing/test_wimsparse.py shows what that leaves in the ISO).
+    assert sorted(c.dest.name for c in made) == ["boot.wim", "install.wim"]
