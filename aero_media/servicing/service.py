@@ -54,6 +54,7 @@ from ..spec.types import Arch
 from . import bcd, hive, identity, isorepack, readme, wim, wimsparse
 from .edits import (
     REGISTRY_RULES,
+    Addition,
     DriverPackage,
     FileAdd,
     HiveFile,
@@ -486,37 +487,72 @@ def _fetch(sparse: SparseWim | None, image_wim: Path, index: int, paths: list[st
         sparse.fetch_blobs(wim.data_hashes(image_wim, index, paths))
 
 
-def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
-                   packages: list[DriverPackage], options: Options, *, label: str | None = None,
-                   recovery: dict[str, _Serviced] | None = None, sparse: SparseWim | None = None) -> dict[str, Any]:
-    """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record.
+@dataclass(frozen=True)
+class _Taken:
+    """What servicing took out of one image before its WIM is updated: the reads that phase makes.
 
-    ``label`` names the WIM in messages (default: its file name). For an install image,
-    ``recovery`` (the recovery images serviced so far, by content hash; None: leave them
-    alone, and record nothing of them) has its ``winre.wim`` serviced and put back in the same update.
-    ``sparse``: ``image_wim`` is a sparse working copy, into which what is extracted is copied first.
+    Reading an image and updating another of the same WIM must not overlap (wimlib updates
+    it in place), so an install.wim's images are all read first; their hive edits (no WIM
+    involved) then run beside the updates (:func:`_service_images`).
     """
-    contract = spec.contract
+
+    where: str
+    here: Path
+    hives: tuple[HiveFile, ...]
+    checked: tuple[HiveFile, ...]
+    adds: tuple[Addition, ...]
+    scripts: dict[str, Path | None]
+    """Each ``SetupComplete.cmd`` the image already has (None: it has none)."""
+    digest: str | None
+    recovery_record: dict[str, Any] | None
+
+
+def _take(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path, packages: list[DriverPackage],
+          options: Options, *, label: str | None, recovery: dict[str, _Serviced] | None, planned: set[str],
+          sparse: SparseWim | None) -> _Taken:
+    """Read what servicing ``image`` needs out of ``image_wim``: its hives, recovery image, setup script.
+
+    ``planned``: recovery images (by content hash) an earlier image of this run takes out; this
+    one takes its own only when none has (a DVD's editions share one).
+    """
     where = f"{label or image_wim.name} {image.describe()}"
     here = work / f"{image_wim.stem}-{image.index}"
     remove_tree(here)
-    hives = hives_for(kind, contract, options)
+    hives = hives_for(kind, spec.contract, options)
     checked = _identity_hives(hives)
     digest, recovery_record = _recovery(image_wim, image, where) \
         if kind is ImageKind.INSTALL and recovery is not None else (None, None)
-    fresh = digest is not None and recovery is not None and digest not in recovery
-    # One extract for the hives and (when not serviced already) the recovery image.
+    fresh = digest is not None and recovery is not None and digest not in recovery and digest not in planned
+    if fresh:
+        assert digest is not None
+        planned.add(digest)
+    # One extract for the hives and (when not taken already) the recovery image.
     taken = [h.value for h in checked] + ([WINRE] if fresh else [])
     _fetch(sparse, image_wim, image.index, taken)
     wim.extract(image_wim, image.index, taken, here / "hives", missing_ok=True)
-    extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in hives}
-    identity.check_image_hives({h: wim.find_case_insensitive(here / "hives", h.value) for h in checked}, image,
-                               where)
+    adds = file_additions(kind, spec.contract, image.arch or Arch.AMD64, options, packages)
+    scripts: dict[str, Path | None] = {}
+    for add in adds:
+        if isinstance(add, ScriptAdd):
+            _fetch(sparse, image_wim, image.index, [add.dest])
+            old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
+            scripts[add.dest] = old[0] if old else None
+    return _Taken(where, here, hives, checked, adds, scripts, digest, recovery_record)
+
+
+def _edit(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, took: _Taken,
+          packages: list[DriverPackage], options: Options,
+          recovery: dict[str, _Serviced] | None) -> tuple[list[wim.Command], dict[str, Any]]:
+    """Edit the hives :func:`_take` took out and prepare the files to add: the update's commands, the record."""
+    contract, where, here = spec.contract, took.where, took.here
+    extracted = {h: wim.find_case_insensitive(here / "hives", h.value) for h in took.hives}
+    identity.check_image_hives({h: wim.find_case_insensitive(here / "hives", h.value) for h in took.checked},
+                               image, where)
     registry: list[dict[str, Any]] = []
     commands: list[wim.Command] = []
     # hivexregedit prints no progress of its own: a line now and then says the step is alive.
     with log.working(f"edit hives of {where}"):
-        for h in hives:
+        for h in took.hives:
             path = extracted[h]
             if path is None or not path.is_file():
                 raise SourceError(f"{where}: no {h.value} file", "this is not a Windows 7 image")
@@ -533,16 +569,15 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             if any(c.changed for c in changes):
                 commands.append(wim.Add(path, h.value))
     files: list[dict[str, Any]] = []
-    for add in file_additions(kind, contract, image.arch or Arch.AMD64, options, packages):
+    for add in took.adds:
         if isinstance(add, ScriptAdd):
-            _fetch(sparse, image_wim, image.index, [add.dest])
-            old = wim.extract(image_wim, image.index, [add.dest], here / "script", missing_ok=True)
-            if old and not old[0].is_file():
+            old = took.scripts.get(add.dest)
+            if old is not None and not old.is_file():
                 raise SourceError(f"{where}: {add.dest} is not a file", "use an intact Windows 7 image")
-            if old and old[0].stat().st_size > MAX_SCRIPT:
-                raise SourceError(f"{where}: {add.dest} is {old[0].stat().st_size} bytes, "
+            if old is not None and old.stat().st_size > MAX_SCRIPT:
+                raise SourceError(f"{where}: {add.dest} is {old.stat().st_size} bytes, "
                                   "far more than a setup script holds", "use an intact Windows 7 image")
-            text = add.render(old[0].read_bytes() if old else None)
+            text = add.render(old.read_bytes() if old is not None else None)
             local = here / "SetupComplete.cmd"
             write_bytes_atomic(local, text)
             commands.append(wim.Add(local, add.dest))
@@ -551,19 +586,35 @@ def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: Image
             assert isinstance(add, FileAdd)
             commands.append(wim.Add(add.source, add.dest))
             files += _file_records(add.source, add.dest)
-    if digest is not None and recovery is not None:
-        serviced = _recovery_serviced(spec, digest, recovery, here, where, image.arch or Arch.AMD64, packages,
+    recovery_record = took.recovery_record
+    if took.digest is not None and recovery is not None:
+        serviced = _recovery_serviced(spec, took.digest, recovery, here, where, image.arch or Arch.AMD64, packages,
                                       options)
-        recovery_record = {**serviced.record, "source_sha1": digest}
+        recovery_record = {**serviced.record, "source_sha1": took.digest}
         if _changed(serviced.record):
             commands.append(wim.Add(serviced.local, WINRE))
             files += _file_records(serviced.local, WINRE)
-    wim.update(image_wim, image.index, commands)
     record: dict[str, Any] = {"wim": image_wim.name, "index": image.index, "name": image.name, "kind": kind.value,
                               "version": image.version, "arch": image.arch.value if image.arch else None,
                               "registry": registry, "files": files}
     if recovery_record is not None:
         record["recovery"] = recovery_record
+    return commands, record
+
+
+def _service_image(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, work: Path,
+                   packages: list[DriverPackage], options: Options, *, label: str | None = None,
+                   sparse: SparseWim | None = None) -> dict[str, Any]:
+    """Edit one image's hives and add its files, in one ``wimlib-imagex update``; return its record.
+
+    ``label`` names the WIM in messages (default: its file name). ``sparse``: ``image_wim``
+    is a sparse working copy, into which what is extracted is copied first. (An install
+    image, whose recovery image is serviced too, goes through :func:`_service_images`.)
+    """
+    took = _take(spec, image_wim, image, kind, work, packages, options, label=label, recovery=None, planned=set(),
+                 sparse=sparse)
+    commands, record = _edit(spec, image_wim, image, kind, took, packages, options, None)
+    wim.update(image_wim, image.index, commands)
     return record
 
 
@@ -578,16 +629,30 @@ def _service_images(spec: Spec, inputs: Inputs, boot_selected: list[wim.WimImage
                                    sparse=inputs.sparse.get(inputs.boot_wim)) for i in boot_selected]
 
         # boot.wim and install.wim are two files, so their images are serviced side by side (the work is mostly
-        # hivexregedit's and wimlib's, in processes of their own); one WIM's images go in turn, as wimlib
-        # updates a WIM in place.
-        with ThreadPoolExecutor(1, thread_name_prefix="boot.wim") as pool:
+        # hivexregedit's and wimlib's, in processes of their own). One WIM's images are read first, then each
+        # image's hive edits run while the previous image's update writes: wimlib updates a WIM in place, so
+        # nothing reads it during an update, and the updates go in turn.
+        sparse = inputs.sparse.get(inputs.install_wim)
+        with ThreadPoolExecutor(1, thread_name_prefix="boot.wim") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="edits") as edits:
             boot_done = pool.submit(boot_side)
+            planned: set[str] = set()
+            taken = [_take(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages, options, label=None,
+                           recovery=recovery, planned=planned, sparse=sparse) for i in install_selected]
+            # One thread edits in image order, so a recovery image shared by editions is serviced once, first.
+            edited = [edits.submit(_edit, spec, inputs.install_wim, i, ImageKind.INSTALL, took, packages, options,
+                                   recovery) for i, took in zip(install_selected, taken, strict=True)]
             installs = []
-            for n, i in enumerate(install_selected, 1):
-                overall.tell(f"install.wim image {i.index} ({n} of {len(install_selected)})")
-                installs.append(_service_image(spec, inputs.install_wim, i, ImageKind.INSTALL, work, packages,
-                                               options, recovery=recovery,
-                                               sparse=inputs.sparse.get(inputs.install_wim)))
+            try:
+                for n, (i, done) in enumerate(zip(install_selected, edited, strict=True), 1):
+                    overall.tell(f"install.wim image {i.index} ({n} of {len(install_selected)})")
+                    commands, record = done.result()
+                    wim.update(inputs.install_wim, i.index, commands)
+                    installs.append(record)
+            except BaseException:
+                for f in edited:  # the images after a failure are not edited
+                    f.cancel()
+                raise
             return boot_done.result() + installs
 
 
