@@ -23,7 +23,7 @@ from .errors import PipelineError, SpecError, UsageError, disk_error
 from .fsutil import not_a_file, relpath_for_humans
 from .paths import Run
 from .spec.contract import Contract
-from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
+from .spec.load import load_contract, load_each, load_specs, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
 from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
 from .taskgraph import interrupt
@@ -500,6 +500,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_contract(args: argparse.Namespace) -> Contract:
+    """The contract `check` holds the folder to: ``--contract`` (ours or Aero's JSON), else the project's."""
+    if args.contract is None:
+        return project_contract(Context(root=Path(args.root)))
+    path = Path(args.contract)
+    if not path.is_file():
+        raise UsageError(f"--contract {args.contract}: no such file",
+                         "give --contract a device contract: specs/contracts/aero-in-tree.json, Aero's "
+                         "docs/windows-device-contract.json, or a file like specs/devices.yaml")
+    return load_contract(path, args.contract)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a driver folder (one package, or a pack root) the way Windows 7 would see it."""
     from .fsutil import write_json_atomic
@@ -511,7 +523,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder", "give a package folder (with an .inf) or a pack root")
     _refuse_recipes(folder, "check")
-    contract = project_contract(Context(root=Path(args.root)))
+    contract = _check_contract(args)
     if args.device is not None:
         contract.device(args.device)
     policy = CheckPolicy(allow_sha256_only=args.allow_sha256_only,
@@ -649,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a package folder, or a pack root with win7/<arch>/<driver>/")
     p.add_argument("--arch", choices=["x86", "amd64"], help="default: from the folder names or the PE files")
     p.add_argument("--device", help="contract device, e.g. virtio-blk (default: from the INF's IDs and service)")
+    p.add_argument("--contract", help="the device contract to check against: ours (.yaml) or Aero's JSON "
+                                      "(docs/windows-device-contract.json); default: the project's")
     p.add_argument("--signing-policy", choices=[p.value for p in SigningPolicy], default="none")
     p.add_argument("--allow-sha256-only", action="store_true", help="accept SHA-256-only catalogs")
     p.add_argument("--allow-placeholder-catalogs", action="store_true", help="accept the sample pack's placeholders")

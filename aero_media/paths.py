@@ -30,7 +30,7 @@ class MediaLayout(StrEnum):
     GUEST_TOOLS = "drivers/{arch}/{driver}"
     """The Guest Tools media, as Aero's setup.cmd expects."""
     WINPE = "$WinPEDriver$/{arch}/{driver}"
-    """Windows 7 Setup searches this folder on every drive by itself (drivers ISO and FAT disk)."""
+    """Windows 7 Setup searches this folder on every drive by itself (the media ``media.winpe_drivers`` names)."""
     FAT_DISK = "{x64_arch}/{driver}"
     """The FAT driver disk, browsed as x86 and x64 (Aero's names)."""
 
@@ -130,6 +130,13 @@ class SpecPaths:
     @property
     def drivers_iso_report(self) -> Path:
         return self.dist / f"{self.spec.drivers_iso.filename}{REPORT_SUFFIX}"
+
+    def arch_drivers_iso(self, arch: Arch) -> Path:
+        """The one-arch drivers ISO (``media.winpe_drivers: per-arch``)."""
+        return self.dist / self.spec.drivers_iso.arch_filename(arch)
+
+    def arch_drivers_iso_report(self, arch: Arch) -> Path:
+        return self.dist / f"{self.spec.drivers_iso.arch_filename(arch)}{REPORT_SUFFIX}"
 
     # test signing (signing: in the spec)
     @property

@@ -101,6 +101,18 @@ def test_list_and_show_specs(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "no spec named 'nope'" in capsys.readouterr().err
 
 
+def test_show_spec_names_per_arch_winpe_drivers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.lib.project import sample_spec_data, write_spec
+
+    root = make_project(tmp_path)
+    data = sample_spec_data(name="perarch", default=False)
+    data["media"]["winpe_drivers"] = "per-arch"
+    write_spec(root, "perarch", data)
+    assert main(["--root", str(root), "show-spec", "perarch"]) == 0
+    slices = json.loads(capsys.readouterr().out)["slices"]
+    assert {slices[s]["winpe"] for s in ("drivers_iso", "arch_drivers_iso", "fat_disk", "service")} == {"per-arch"}
+
+
 def test_bad_spec_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(tmp_path)
     (root / "specs/bad.yaml").write_text("schema_version: 2\n")

@@ -1,8 +1,8 @@
 """The FAT driver disk: a fixed VHD with one FAT32 partition, for a second hard disk beside Windows 7 Setup.
 
-Layout (Aero's): ``x86\\<driver>\\``, ``x64\\<driver>\\``, ``$WinPEDriver$\\`` (when the
-spec keeps it), ``INSTALL.TXT``, ``THIRD_PARTY_NOTICES.md``, ``licenses\\`` and, when the
-signing policy ships any, ``certs\\``. Written by our own FAT32 writer (every date the
+Layout (Aero's): ``x86\\<driver>\\``, ``x64\\<driver>\\``, ``$WinPEDriver$\\`` (when
+``media.winpe_drivers`` puts it on a disk of its arches), ``INSTALL.TXT``, ``THIRD_PARTY_NOTICES.md``,
+``licenses\\`` and, when the signing policy ships any, ``certs\\``. Written by our own FAT32 writer (every date the
 build epoch) and read back by a reader that shares no code with it, plus
 ``fsck.fat -n`` when it is installed.
 """
@@ -43,7 +43,7 @@ def fat_disk_files(run: Run) -> tuple[list[MediaFile], list[FileRecord]]:
     spec, paths = run.spec, run.paths
     stages = stage_manifests(spec, paths)
     files, records = staged_media(paths, stages, NoticesManifest.read(paths.notices_manifest), MediaLayout.FAT_DISK)
-    if spec.media.winpe_drivers:
+    if spec.media.winpe_drivers.carried(len(stages)):
         more, more_records = winpe_media(spec, paths, stages)
         files += more
         records += more_records

@@ -19,6 +19,27 @@ INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
   build checks that from the INFs.
 
 """
+_WINPE_ONE_ARCH_SECTION = """\
+INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
+
+  This {noun} holds the drivers for {title} only: attach it ({how})
+  to a {title} Setup, before you boot it, and to no other. Setup
+  searches every drive for a $WinPEDriver$ folder and loads the drivers in it
+  that match a device, so at "Where do you want to install Windows?" the virtio
+  disk is already listed, and the drivers are installed into the new Windows as
+  well. The drivers' INFs name both arches, so a Setup of the other arch would
+  take these drivers too: never attach this {noun} there.
+
+"""
+_WINPE_ELSEWHERE_SECTION = """\
+INSTALLING WINDOWS 7 ONTO A VIRTIO DISK, AUTOMATICALLY
+
+  This {noun} holds both arches and so no $WinPEDriver$ folder: the drivers' INFs
+  name both arches, and a Setup would take the other arch's drivers from it.
+  For Setup to find the drivers by itself, attach instead the drivers ISO of
+  your Setup's arch, and only that one:
+{arch_isos}
+"""
 _TESTSIGN_SECTION = """\
 THESE DRIVERS ARE TEST-SIGNED: TRUST THE CERTIFICATE FIRST
 
@@ -57,10 +78,27 @@ def media_packages(stages: list[StageManifest], layout: MediaLayout = MediaLayou
     return out
 
 
+_TITLES = {Arch.X86: "32-bit Windows 7", Arch.AMD64: "64-bit Windows 7"}
+
+
+def _winpe_section(spec: Spec, arches: set[Arch], *, noun: str, how: str) -> str:
+    """What the medium says about ``$WinPEDriver$``: how Setup finds it, or which medium carries it instead."""
+    mode = spec.media.winpe_drivers
+    if not mode.carried(len(arches)):
+        if not mode.arch_media:
+            return ""
+        names = "".join(f"    {_TITLES[a]}:  {spec.drivers_iso.arch_filename(a)}\n" for a in spec.arches)
+        return _WINPE_ELSEWHERE_SECTION.format(noun=noun, arch_isos=names)
+    if mode.arch_media:
+        return _WINPE_ONE_ARCH_SECTION.format(noun=noun, how=how, title=_TITLES[next(iter(arches))])
+    return _WINPE_SECTION.format(noun=noun, how=how)
+
+
 def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenance, *, noun: str,
                   how: str, drive: str) -> dict[str, str]:
     """Template values for a medium's instructions; ``noun`` is "disc" or "disk", ``how`` how to attach it,
-    ``drive`` the letter the examples give it."""
+    ``drive`` the letter the examples give it. Whether it carries ``$WinPEDriver$`` follows from the arches of
+    ``packages`` (``media.winpe_drivers``)."""
     src = prov.source
     source_line = src.url or src.path or spec.source.kind.value
     if src.version:
@@ -69,19 +107,20 @@ def shared_values(spec: Spec, packages: list[MediaPackage], prov: MediaProvenanc
     for p in packages:
         rows.append(f"  {p.driver:<10} {p.arch.value:<7} {'yes' if p.required else 'no':<9} \\{backslashes(p.dir)}\\")
     pnputil: list[str] = []
-    for arch, title in ((Arch.X86, "32-bit Windows 7"), (Arch.AMD64, "64-bit Windows 7")):
+    for arch, title in _TITLES.items():
         infs = [p.inf for p in packages if p.arch == arch]
         if infs:
             pnputil.append(f"  {title}:")
             pnputil += [f"    pnputil -i -a {drive}\\{backslashes(inf)}" for inf in infs]
-    winpe = spec.media.winpe_drivers
+    arches = {p.arch for p in packages}
+    winpe = spec.media.winpe_drivers.carried(len(arches))
     # Under policy test the medium carries the certificate at its root (media.certs.ROOT_CERT_NAME).
     testsign = (_TESTSIGN_SECTION.format(cert=ROOT_CERT_NAME, noun=noun, drive=drive)
                 if spec.signing.policy.certs_required else "")
     return {
         "TESTSIGN_SECTION": testsign,
         "WINPE_LINE": _WINPE_LINE if winpe else "",
-        "WINPE_SECTION": _WINPE_SECTION.format(noun=noun, how=how) if winpe else "",
+        "WINPE_SECTION": _winpe_section(spec, arches, noun=noun, how=how),
         "DESCRIPTION": spec.description or spec.name,
         "SOURCE_LINE": source_line,
         "SPEC": spec.name,

@@ -729,7 +729,7 @@ def service_media(run: Run) -> dict[str, Any]:
                 record["media_bcd"] += [{"hive": store.value, **c.record()} for c in done]
                 if any(c.changed for c in done):
                     changes[store.value] = local
-            if spec.media.winpe_drivers:
+            if spec.media.winpe_drivers.carried(1):  # the image is one arch's: per-arch puts it here too
                 for pkg in packages:
                     dest = MediaLayout.WINPE.driver_dir(arch, pkg.name)
                     changes[dest] = pkg.folder

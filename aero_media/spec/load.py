@@ -54,6 +54,7 @@ from .types import (
     SourceKind,
     Vocabulary,
     WarningPolicy,
+    WinPEDrivers,
 )
 from .yamldoc import Doc, load_doc, raise_problems, schema_problems
 
@@ -330,8 +331,10 @@ def _windows_name_problems(doc: Doc, names: dict[str, str]) -> list[str]:
     return out
 
 
-def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut) -> list[str]:
-    names = {"outputs/drivers_iso/filename": outputs.get("drivers_iso", {}).get("filename", DriversIsoOut.filename),
+def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestToolsOut,
+                          arches: tuple[Arch, ...]) -> list[str]:
+    drivers_iso = DriversIsoOut(**outputs.get("drivers_iso", {}))
+    names = {"outputs/drivers_iso/filename": drivers_iso.filename,
              "install_media/filename": doc.data.get("install_media", {}).get("filename", InstallMedia.filename),
              "outputs/fat_disk/filename": outputs.get("fat_disk", {}).get("filename", FatDiskOut.filename),
              "outputs/guest_tools/iso_filename": guest_tools.iso_filename,
@@ -342,7 +345,11 @@ def _output_name_problems(doc: Doc, outputs: dict[str, Any], guest_tools: GuestT
     problems = _windows_name_problems(doc, {"/" + k: v for k, v in (names | labels).items() if v is not None})
     # Every name of dist/<spec>/ and its folders, so no output lands on another (or on a folder).
     taken: dict[str, str] = {n.value: n.what for n in DistName}
-    for where, fname in names.items():
+    checked = list(names.items())
+    if WinPEDrivers.of(doc.data.get("media", {}).get("winpe_drivers", True)).arch_media:
+        # The one-arch drivers ISOs take their names from the drivers ISO's.
+        checked += [("outputs/drivers_iso/filename", drivers_iso.arch_filename(a)) for a in arches]
+    for where, fname in checked:
         key = fname.lower()
         if key in taken or key.endswith(REPORT_SUFFIX):
             problems.append(f"{doc.where('/' + where)}: {fname!r} is already used by {taken.get(key, 'a report')}; "
@@ -376,7 +383,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     checks = Checks(warnings=WarningPolicy(raw_checks.get("warnings", "warn")),
                     allow_sha256_only=bool(raw_checks.get("allow_sha256_only", False)),
                     placeholder_catalogs=PlaceholderPolicy(raw_checks.get("placeholder_catalogs", "error")))
-    problems += _output_name_problems(doc, outputs, guest_tools)
+    problems += _output_name_problems(doc, outputs, guest_tools, arches)
     cache_dir = ctx.resolve(data["cache_dir"]) if "cache_dir" in data else None
     if cache_dir is not None:
         problems += _cache_dir_problems(doc, ctx, cache_dir)
@@ -397,7 +404,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
         fat_disk=_fat_disk(outputs.get("fat_disk", {})),
         guest_tools=guest_tools,
         signing=signing,
-        media=Media(winpe_drivers=bool(data.get("media", {}).get("winpe_drivers", True)),
+        media=Media(winpe_drivers=WinPEDrivers.of(data.get("media", {}).get("winpe_drivers", True)),
                     answer_file=AnswerFile(data["media"]["answer_file"]) if "answer_file" in data.get("media", {})
                     else None),
         install_media=_install_media(doc, ctx),

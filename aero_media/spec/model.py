@@ -24,6 +24,7 @@ from .types import (
     Stage,
     Vocabulary,
     WarningPolicy,
+    WinPEDrivers,
 )
 from .yamldoc import MEMO_NAME
 
@@ -123,6 +124,17 @@ class DriversIsoOut:
     filename: str = "aero-virtio-win7-drivers.iso"
     volume_label: str = "AERO_VIRTIO"
 
+    def arch_filename(self, arch: Arch) -> str:
+        """The one-arch drivers ISO's file name (``media.winpe_drivers: per-arch``): ``<stem>-<arch><suffix>``."""
+        stem, dot, suffix = self.filename.rpartition(".")
+        return f"{stem}-{arch.value}.{suffix}" if dot else f"{self.filename}-{arch.value}"
+
+    def arch_label(self, arch: Arch) -> str:
+        """The one-arch drivers ISO's volume label: the label, cut to leave room, and ``_X86`` or ``_X64``
+        (still at most 32 d-characters, and ``AERO_VIRTIO_X64`` fits the 16 Windows shows)."""
+        tail = f"_{arch.x64_name.upper()}"
+        return self.volume_label[:32 - len(tail)] + tail
+
 
 @dataclass(frozen=True)
 class FatDiskOut:
@@ -146,9 +158,9 @@ class GuestToolsOut:
 class Media:
     """Settings every medium follows (``media:`` in the spec)."""
 
-    winpe_drivers: bool = True
-    """Carry ``$WinPEDriver$/<arch>/<driver>/`` (which Windows 7 Setup searches on every drive by itself) on the
-    drivers ISO, the FAT disk and the serviced install ISO."""
+    winpe_drivers: WinPEDrivers = WinPEDrivers.EVERY
+    """Which media carry ``$WinPEDriver$/<arch>/<driver>/`` (Windows 7 Setup searches every drive for it by
+    itself): every medium, none, or those holding one arch (:class:`WinPEDrivers`)."""
     answer_file: AnswerFile | None = None
     """A drivers-only ``autounattend.xml`` on the drivers ISO too (None: none; a full one only ever goes on the
     serviced ISO, ``install_media.answer_file``)."""
@@ -437,7 +449,22 @@ def _guest_tools_slice(spec: Spec) -> dict[str, Any]:
 
 def _fat_disk_slice(spec: Spec) -> dict[str, Any]:
     return {"name": spec.name, "description": spec.description, "out": _fat_disk_out(spec),
-            "winpe": spec.media.winpe_drivers, "signing": _trust(spec), "contract": _contract_name(spec)}
+            "winpe": spec.media.winpe_drivers.recorded, "signing": _trust(spec), "contract": _contract_name(spec)}
+
+
+def _drivers_iso_slice(spec: Spec) -> dict[str, Any]:
+    return {"name": spec.name, "description": spec.description, "out": _drivers_iso_out(spec),
+            "winpe": spec.media.winpe_drivers.recorded, "arches": [a.value for a in spec.arches],
+            "contract": _contract_name(spec), **_media_answer_file(spec),
+            # Only under policy test, where the ISO ships the certificate and says how to
+            # trust it: other specs' ISOs are not rebuilt for a setting they do not use.
+            **({"signing": _trust(spec)} if spec.signing.policy.certs_required else {})}
+
+
+def _verify_slice(spec: Spec) -> dict[str, Any]:
+    return {"out": _drivers_iso_out(spec), "winpe": spec.media.winpe_drivers.recorded,
+            "arches": [a.value for a in spec.arches],
+            "required": [d.name for d in spec.drivers if d.required], **_media_answer_file(spec)}
 
 
 _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
@@ -456,20 +483,16 @@ _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
     },
     Stage.SIGNING_CERT: lambda s: {"name": s.name, "signing": _signer(s)},
     Stage.NOTICES: lambda s: {"source": _source(s), "license_file": s.source.license_file_raw, "name": s.name},
-    Stage.DRIVERS_ISO: lambda s: {"name": s.name, "description": s.description, "out": _drivers_iso_out(s),
-                                  "winpe": s.media.winpe_drivers, "arches": [a.value for a in s.arches],
-                                  "contract": _contract_name(s), **_media_answer_file(s),
-                                  # Only under policy test, where the ISO ships the certificate and says how to
-                                  # trust it: other specs' ISOs are not rebuilt for a setting they do not use.
-                                  **({"signing": _trust(s)} if s.signing.policy.certs_required else {})},
-    Stage.VERIFY: lambda s: {"out": _drivers_iso_out(s), "winpe": s.media.winpe_drivers,
-                             "arches": [a.value for a in s.arches],
-                             "required": [d.name for d in s.drivers if d.required], **_media_answer_file(s)},
+    Stage.DRIVERS_ISO: _drivers_iso_slice,
+    Stage.VERIFY: _verify_slice,
+    # The one-arch ISOs are drivers ISOs: the same settings (each task reads its arch alone).
+    Stage.ARCH_DRIVERS_ISO: _drivers_iso_slice,
+    Stage.VERIFY_ARCH_DRIVERS_ISO: _verify_slice,
     Stage.FAT_DISK: _fat_disk_slice,
     # The verifiers read what their writer wrote, so they read the writer's slice.
     Stage.VERIFY_FAT_DISK: _fat_disk_slice,
     Stage.GUEST_TOOLS: _guest_tools_slice,
     Stage.VERIFY_GUEST_TOOLS: _guest_tools_slice,
-    Stage.SERVICE: lambda s: {"name": s.name, "media": _install_media(s), "winpe": s.media.winpe_drivers,
+    Stage.SERVICE: lambda s: {"name": s.name, "media": _install_media(s), "winpe": s.media.winpe_drivers.recorded,
                               "signing": _trust(s), "arches": [a.value for a in s.arches], "contract": _contract(s)},
 }

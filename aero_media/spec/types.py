@@ -181,6 +181,42 @@ class Partitioning(StrEnum):
     WIPE_DISK_0 = "wipe-disk-0"
 
 
+class WinPEDrivers(StrEnum):
+    """``media.winpe_drivers``: which media carry ``$WinPEDriver$/<arch>/<driver>/``.
+
+    Windows 7 Setup searches that folder on every drive, recursively (Microsoft KB2686316), so a medium
+    holding both arches is safe only when no INF of one arch offers a models section the other arch's
+    Setup takes (:mod:`aero_media.win7.setupscan` proves it per medium, or the build refuses it).
+    """
+
+    EVERY = "true"
+    """Every medium carries it (the drivers ISO, the FAT disk, the serviced install ISO)."""
+    NONE = "false"
+    """No medium carries it: Setup's "Load Driver" only."""
+    PER_ARCH = "per-arch"
+    """Only media holding one arch carry it: the serviced install ISO and one drivers ISO per arch
+    (``<stem>-<arch>.iso``); the drivers ISO and FAT disk holding both arches carry none."""
+
+    @classmethod
+    def of(cls, raw: bool | str) -> WinPEDrivers:
+        """The setting as YAML gives it: ``true``, ``false`` or ``per-arch``."""
+        return cls(str(raw).lower()) if isinstance(raw, bool) else cls(raw)
+
+    def carried(self, arches: int) -> bool:
+        """Whether a medium holding ``arches`` arches carries ``$WinPEDriver$``."""
+        return self is WinPEDrivers.EVERY or (self is WinPEDrivers.PER_ARCH and arches == 1)
+
+    @property
+    def arch_media(self) -> bool:
+        """One drivers ISO per arch is built beside the drivers ISO."""
+        return self is WinPEDrivers.PER_ARCH
+
+    @property
+    def recorded(self) -> bool | str:
+        """The setting as a spec slice records it: a bool for ``true``/``false`` (as before ``per-arch``)."""
+        return self.value if self is WinPEDrivers.PER_ARCH else self is WinPEDrivers.EVERY
+
+
 class Stage(StrEnum):
     """The stages of a build, once: they name the doit task groups, the stage functions and the spec slices."""
 
@@ -193,6 +229,9 @@ class Stage(StrEnum):
     NOTICES = "notices"
     DRIVERS_ISO = "drivers_iso"
     VERIFY = "verify"
+    ARCH_DRIVERS_ISO = "arch_drivers_iso"
+    """One drivers ISO per arch, with that arch's ``$WinPEDriver$`` (``media.winpe_drivers: per-arch``)."""
+    VERIFY_ARCH_DRIVERS_ISO = "verify_arch_drivers_iso"
     FAT_DISK = "fat_disk"
     VERIFY_FAT_DISK = "verify_fat_disk"
     GUEST_TOOLS = "guest_tools"

@@ -79,6 +79,8 @@ STAGES: dict[Stage, str] = {
     Stage.NOTICES: "aero_media.media.notices:build_notices",
     Stage.DRIVERS_ISO: "aero_media.media.drivers_iso:build_drivers_iso",
     Stage.VERIFY: "aero_media.media.drivers_iso:verify_drivers_iso",
+    Stage.ARCH_DRIVERS_ISO: "aero_media.media.drivers_iso:build_arch_drivers_iso",
+    Stage.VERIFY_ARCH_DRIVERS_ISO: "aero_media.media.drivers_iso:verify_arch_drivers_iso",
     Stage.FAT_DISK: "aero_media.media.fat_disk:build_fat_disk",
     Stage.VERIFY_FAT_DISK: "aero_media.media.fat_disk:verify_fat_disk",
     Stage.GUEST_TOOLS: "aero_media.media.guest_tools:build_guest_tools",
@@ -357,6 +359,32 @@ def task_verify(plan: Plan) -> Iterator[Task]:
                        epoch=run.epoch)
 
 
+def task_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
+    """Write dist/<spec>/<drivers ISO stem>-<arch>.iso, one arch with its $WinPEDriver$ (winpe_drivers: per-arch)."""
+    for run in plan.runs:
+        if not run.spec.media.winpe_drivers.arch_media:
+            continue
+        p = run.paths
+        for arch in run.spec.arches:
+            yield _subtask(plan, run, Stage.ARCH_DRIVERS_ISO, f"{arch.value} drivers ISO of {run.spec.name}",
+                           [p.stage_manifest(arch), p.notices_manifest, *_proven(run), *_shipped_certs(run),
+                            *_recorded_inputs(run, spec_file=False)],
+                           [p.arch_drivers_iso(arch)], arch=arch, epoch=run.epoch)
+
+
+def task_verify_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
+    """Re-open each one-arch drivers ISO with the independent reader and check it against the manifests."""
+    for run in plan.runs:
+        if not run.spec.media.winpe_drivers.arch_media:
+            continue
+        p = run.paths
+        for arch in run.spec.arches:
+            yield _subtask(plan, run, Stage.VERIFY_ARCH_DRIVERS_ISO,
+                           f"verify the {arch.value} drivers ISO of {run.spec.name}",
+                           [p.arch_drivers_iso(arch), p.notices_manifest, p.stage_manifest(arch)],
+                           [p.arch_drivers_iso_report(arch)], arch=arch, epoch=run.epoch)
+
+
 def task_fat_disk(plan: Plan) -> Iterator[Task]:
     """Write dist/<spec>/aero-virtio-win7-drivers-fat.vhd: a FAT32 driver disk (fixed VHD, x86\\ and x64\\)."""
     for run in plan.runs:
@@ -429,6 +457,8 @@ def build_goals(spec: Spec) -> list[str]:
     """The tasks that make and prove every medium of ``spec``: what `doit build:<spec>` runs."""
     return [f"{Stage.VERIFY}:{spec.name}", f"{Stage.VERIFY_GUEST_TOOLS}:{spec.name}",
             *([f"{Stage.VERIFY_FAT_DISK}:{spec.name}"] if spec.fat_disk.enabled else []),
+            *([f"{Stage.VERIFY_ARCH_DRIVERS_ISO}:{spec.name}:{a.value}" for a in spec.arches]
+              if spec.media.winpe_drivers.arch_media else []),
             *([f"{Stage.SERVICE}:{spec.name}"] if spec.install_media is not None else [])]
 
 
@@ -463,6 +493,8 @@ GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
     Stage.NOTICES: task_notices,
     Stage.DRIVERS_ISO: task_drivers_iso,
     Stage.VERIFY: task_verify,
+    Stage.ARCH_DRIVERS_ISO: task_arch_drivers_iso,
+    Stage.VERIFY_ARCH_DRIVERS_ISO: task_verify_arch_drivers_iso,
     Stage.FAT_DISK: task_fat_disk,
     Stage.VERIFY_FAT_DISK: task_verify_fat_disk,
     Stage.GUEST_TOOLS: task_guest_tools,

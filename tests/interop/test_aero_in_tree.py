@@ -75,7 +75,10 @@ def media(built: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         z.extractall(gt)
     return {"drivers-iso": _iso_tree(dist / "aero-virtio-win7-drivers.iso", out / "iso"),
             "fat-disk": _fat_tree(dist / "aero-virtio-win7-drivers-fat.vhd", out / "fat"),
-            "guest-tools": gt}
+            "guest-tools": gt,
+            # media.winpe_drivers: per-arch: one drivers ISO per arch, each with that arch's $WinPEDriver$.
+            **{f"drivers-iso-{a}": _iso_tree(dist / f"aero-virtio-win7-drivers-{a}.iso", out / f"iso-{a}")
+               for a in ARCHES}}
 
 
 def _package_dirs(name: str, tree: Path) -> dict[tuple[str, str], Path]:
@@ -208,9 +211,49 @@ def test_pfx_settings_that_contradict_each_other_are_refused(tmp_path: Path, sig
     assert f"{field}" in str(err.value) and "/signing" in str(err.value)
 
 
-def test_winpe_drivers_stay_off_because_aeros_infs_name_both_arches(tmp_path: Path, realdata: Path) -> None:
-    """Turned on, the $WinPEDriver$ proof refuses the tree: each arch's copy of Aero's INFs binds the
-    contract's devices on the other arch too, so Setup could load an x86 driver on amd64."""
+def _winpe_packages(tree: Path) -> set[tuple[str, str]]:
+    """(driver, arch) of every package folder with an INF under the medium's $WinPEDriver$ (any case: FAT)."""
+    roots = [p for p in tree.iterdir() if p.name.lower() == "$winpedriver$"]
+    # <arch>/<driver>/...: aerogpu keeps a legacy INF in a subfolder of its package.
+    return {(rel.parts[1], rel.parts[0]) for root in roots for rel in (inf.relative_to(root)
+                                                                       for inf in root.rglob("*.inf"))}
+
+
+def test_winpe_drivers_hold_every_driver_for_both_arches_on_the_one_arch_isos(media: dict[str, Path]) -> None:
+    """per-arch: together the one-arch ISOs give Setup every driver (virtio-snd too) for both arches under
+    $WinPEDriver$, each ISO its own arch alone; the media holding both arches carry no $WinPEDriver$."""
+    found: set[tuple[str, str]] = set()
+    for arch in ARCHES:
+        tree = media[f"drivers-iso-{arch}"]
+        winpe = _winpe_packages(tree)
+        assert winpe == {(d, arch) for d in DRIVERS}, sorted(winpe)
+        assert (tree / "$WinPEDriver$" / arch / "virtio-snd" / "aero_virtio_snd.inf").is_file()
+        # Only its arch, in both layouts (Load Driver's win7/<arch>/ too).
+        assert sorted(p.name for p in (tree / "win7").iterdir()) == [arch]
+        assert sorted(p.name for p in (tree / "$WinPEDriver$").iterdir()) == [arch]
+        assert (tree / "aero-test.cer").is_file() and (tree / "THIRD_PARTY_NOTICES.md").is_file()
+        found |= winpe
+    assert found == {(d, a) for d in DRIVERS for a in ARCHES}
+    for medium in ("drivers-iso", "fat-disk"):
+        assert _winpe_packages(media[medium]) == set(), medium
+        assert not [p for p in media[medium].iterdir() if p.name.lower() == "$winpedriver$"], medium
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_catalog_of_a_one_arch_iso_verifies(media: dict[str, Path], arch: str, tmp_path: Path) -> None:
+    tool = need_tool("osslsigncode")
+    tree = media[f"drivers-iso-{arch}"]
+    pem = _cert_pem(tree, tmp_path / "cert.pem")
+    cats = sorted((tree / "$WinPEDriver$" / arch).rglob("*.cat"))
+    assert len(cats) >= len(DRIVERS)
+    for cat in cats:
+        proc = subprocess.run([tool, "verify", "-CAfile", str(pem), "-in", str(cat)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{cat}: {proc.stdout}{proc.stderr}"
+
+
+def test_winpe_drivers_true_is_refused_because_aeros_infs_name_both_arches(tmp_path: Path, realdata: Path) -> None:
+    """Under true, the $WinPEDriver$ proof refuses the two-arch drivers ISO: each arch's copy of Aero's INFs
+    binds the contract's devices on the other arch too, so Setup could load an x86 driver on amd64."""
     aero = fake_aero(tmp_path / "aero", realdata)
     project = _project(tmp_path / "proj")
     data = yaml.safe_load((project / "specs" / f"{SPEC}.yaml").read_text())
@@ -220,7 +263,79 @@ def test_winpe_drivers_stay_off_because_aeros_infs_name_both_arches(tmp_path: Pa
     assert proc.returncode != 0
     errors = error_lines(no_traceback(proc))
     assert len(errors) == 1 and "$WinPEDriver$/x86/virtio-snd/aero_virtio_snd.inf" in errors[0], proc.stderr
-    assert "binds virtio-snd" in errors[0]
+    assert "binds virtio-snd" in errors[0] and "media.winpe_drivers: per-arch" in errors[0]
+
+
+def _virtio_snd_package(realdata: Path, folder: Path) -> Path:
+    """Aero's amd64 virtio-snd package as Aero's ci/make-catalogs.ps1 leaves it before signing: its real INF, a
+    stand-in binary per SourceDisksFiles entry (without the sample's stand-in marker, so the only finding
+    left is about the contract) and the INF's Windows 7 catalog, unsigned (policy test expects that)."""
+    from aero_media.devtools.pestub import build_pe
+    from aero_media.devtools.testcert import make_test_cert
+    from aero_media.spec.types import Arch
+    from aero_media.win7.catalogmake import CatalogMemberFile, inf_catalog_files, make_catalog
+    from aero_media.win7.inf import parse_inf
+    from aero_media.win7.pe import MACHINE_AMD64
+    from aero_media.win7.signing import SigningKey, sign_catalog
+
+    inf_path = next((realdata / "aero" / "drivers").rglob("aero_virtio_snd.inf"))
+    folder.mkdir(parents=True)
+    (folder / inf_path.name).write_bytes(inf_path.read_bytes())
+    inf = parse_inf(inf_path.read_bytes(), inf_path.name)
+    for name in inf.source_disks_files("amd64"):
+        (folder / name).write_bytes(build_pe(MACHINE_AMD64, dll=name.lower().endswith(".dll"), marker=b""))
+    members = [CatalogMemberFile(inf_path.name, folder / inf_path.name),
+               *(CatalogMemberFile(n, folder / n) for n in inf_catalog_files(inf, Arch.AMD64))]
+    need_tool("osslsigncode")
+    # Test-signed as Aero's ci/sign-drivers.ps1 does, with a throwaway certificate valid at the signing time.
+    cert = make_test_cert(folder.parent / "cert", not_before=315532800)
+    sign_catalog(make_catalog(members, Arch.AMD64, this_update=315532800), folder / "aero_virtio_snd.cat",
+                 SigningKey(cert.cert_pem, cert.key_pem), signing_time=315532800)
+    return folder
+
+
+def _check(folder: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "aero_media", "check", str(folder), "--signing-policy", "test",
+            "--warnings-as-errors", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("contract", ["shipped", "aero"])
+def test_check_passes_aeros_virtio_snd_with_aeros_contract(tmp_path: Path, realdata: Path, contract: str) -> None:
+    """`check --contract` takes Aero's contract: ours as shipped, or Aero's own file read directly."""
+    path = (REPO / "specs" / "contracts" / "aero-in-tree.json" if contract == "shipped"
+            else realdata / "aero" / "docs" / "windows-device-contract.json")
+    pkg = _virtio_snd_package(realdata, tmp_path / "virtio-snd")
+    proc = _check(pkg, "--contract", str(path), cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_fails_aeros_virtio_snd_against_the_default_contract(tmp_path: Path, realdata: Path) -> None:
+    pkg = _virtio_snd_package(realdata, tmp_path / "virtio-snd")
+    proc = _check(pkg, "--json", str(tmp_path / "report.json"), cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    import json
+
+    (report,) = json.loads((tmp_path / "report.json").read_text())
+    failing = [f for f in report["findings"] if f["severity"] in ("error", "warning")]
+    # Aero's service name is not the default contract's virtio-snd service: that, and only that, fails it.
+    assert len(failing) == 1 and "virtio-snd" in failing[0]["message"] and "aero_virtio_snd" in failing[0]["message"]
+
+
+@pytest.mark.parametrize(("content", "where"), [
+    (None, "no such file"),
+    ('{"schema_version": 1,\n  "devices": [,]}\n', ":2:"),
+])
+def test_check_refuses_a_missing_or_malformed_contract_in_one_line(tmp_path: Path, realdata: Path,
+                                                                   content: str | None, where: str) -> None:
+    path = tmp_path / "contract.json"
+    if content is not None:
+        path.write_text(content)
+    pkg = _virtio_snd_package(realdata, tmp_path / "virtio-snd")
+    proc = _check(pkg, "--contract", str(path), cwd=REPO)
+    assert proc.returncode == 2
+    errors = error_lines(no_traceback(proc))
+    assert len(errors) == 1 and str(path) in errors[0] and where in errors[0], proc.stderr
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -183,7 +183,7 @@ def test_a_wrong_arch_inf_fails_the_build_with_the_reason(tmp_path: Path,
     err = capsys.readouterr()
     text = err.out + err.err
     assert "$WinPEDriver$/x86/viostor/viostor.inf: an amd64 Windows 7 Setup" in text
-    assert "winpe_drivers: false" in text
+    assert "media.winpe_drivers: per-arch" in text
     assert not (project / "dist/both/aero-virtio-win7-drivers.iso").exists()
 
 
@@ -198,3 +198,109 @@ def test_under_the_cli_the_fix_names_the_flag(tmp_path: Path, capsys: pytest.Cap
                  "--allow-placeholder-catalogs"]) != 0
     err = capsys.readouterr().err
     assert "--no-winpe-drivers" in err and "media.winpe_drivers" not in err, err
+
+
+def _joliet_files(iso: Path) -> dict[str, bytes]:
+    """Every file of an ISO by its Joliet path, read with pycdlib (not our reader)."""
+    import io
+
+    import pycdlib
+
+    cd = pycdlib.PyCdlib()
+    cd.open(str(iso))
+    try:
+        out: dict[str, bytes] = {}
+        for root, _dirs, names in cd.walk(joliet_path="/"):
+            for name in names:
+                path = f"{root.rstrip('/')}/{name}"
+                buf = io.BytesIO()
+                cd.get_file_from_iso_fp(buf, joliet_path=path)
+                out[path.lstrip("/")] = buf.getvalue()
+        return out
+    finally:
+        cd.close()
+
+
+@pytest.fixture(scope="module")
+def per_arch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-arch pack whose x86 viostor INF also names NTamd64 (as Aero's INFs do), built per-arch."""
+    from tests.lib.project import expanded_sample
+
+    project = make_project(tmp_path_factory.mktemp("perarch") / "proj")
+    pack = expanded_sample(project / "prebuilt" / "both")
+    for arch in ("x86", "amd64"):
+        inf = pack / "win7" / arch / "viostor" / "viostor.inf"
+        inf.write_bytes(_with_models("viostor", "VIOSTOR", ["NTx86.6.1", "NTamd64.6.1"]))
+    data = sample_spec_data(name="both", default=False)
+    data["source"] = {"kind": "pack-dir", "path": "prebuilt/both"}
+    data["media"]["winpe_drivers"] = "per-arch"
+    write_spec(project, "both", data)
+    assert run_doit(project, "build:both") == 0
+    return project
+
+
+def test_per_arch_puts_winpe_only_on_one_arch_isos(per_arch: Path) -> None:
+    dist = per_arch / "dist" / "both"
+    both = _joliet_files(dist / "aero-virtio-win7-drivers.iso")
+    assert not any(p.startswith("$WinPEDriver$/") for p in both)
+    assert {p.split("/")[1] for p in both if p.startswith("win7/")} == {"x86", "amd64"}
+    for arch, other in (("x86", "amd64"), ("amd64", "x86")):
+        files = _joliet_files(dist / f"aero-virtio-win7-drivers-{arch}.iso")
+        winpe = {p for p in files if p.startswith("$WinPEDriver$/")}
+        win7 = {p for p in files if p.startswith("win7/")}
+        assert f"$WinPEDriver$/{arch}/viostor/viostor.inf" in winpe
+        assert {p.replace("$WinPEDriver$/", "win7/", 1) for p in winpe} == win7
+        assert not any(f"/{other}/" in p for p in winpe | win7), sorted(winpe | win7)
+        assert f"win7/{arch}/viostor/viostor.inf" in win7 and "THIRD_PARTY_NOTICES.md" in files
+        readme = files["README.txt"].decode("ascii")
+        assert f"win7\\{arch}\\<driver>" in readme and f"win7\\{other}\\<driver>" not in readme
+        assert "$WinPEDriver$" in readme and "to no other" in readme
+        import json
+
+        manifest = json.loads(files["manifest.json"])
+        assert manifest["target"]["arches"] == [arch] and {p["arch"] for p in manifest["packages"]} == {arch}
+        assert (dist / f"aero-virtio-win7-drivers-{arch}.iso.verify.json").is_file()
+    # The two-arch README sends the user to the one-arch ISOs.
+    text = both["README.txt"].decode("ascii")
+    assert "aero-virtio-win7-drivers-amd64.iso" in text and "aero-virtio-win7-drivers-x86.iso" in text
+
+
+def test_per_arch_leaves_the_fat_disk_without_winpe(per_arch: Path, tmp_path: Path) -> None:
+    from aero_media.media.fatread import read_fat_disk
+
+    files = read_fat_disk(per_arch / "dist/both/aero-virtio-win7-drivers-fat.vhd").files
+    assert "x64/viostor/viostor.inf" in files
+    assert not any(p.startswith("$WinPEDriver$") for p in files)
+
+
+def test_per_arch_isos_are_reproducible_and_incremental(per_arch: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import shutil
+
+    iso = per_arch / "dist/both/aero-virtio-win7-drivers-amd64.iso"
+    first = hashlib.sha256(iso.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert run_doit(per_arch, "build:both") == 0
+    out = capsys.readouterr().out
+    ran = set(re.findall(r"^\.  (\S+)", out, re.M))
+    assert "-- arch_drivers_iso:both:amd64" in out and not ran, ran
+    shutil.rmtree(per_arch / "dist/both")
+    assert run_doit(per_arch, "build:both") == 0
+    assert hashlib.sha256(iso.read_bytes()).hexdigest() == first
+
+
+def test_per_arch_iso_names_are_checked_against_the_other_outputs(tmp_path: Path) -> None:
+    from aero_media.errors import SpecError
+    from aero_media.spec.load import load_spec
+    from aero_media.spec.model import Context
+
+    project = make_project(tmp_path / "proj")
+    data = sample_spec_data(name="clash", default=False)
+    data["media"]["winpe_drivers"] = "per-arch"
+    data["outputs"]["drivers_iso"] = {"filename": "d.iso"}
+    data["outputs"]["fat_disk"] = {"filename": "d-amd64.iso"}
+    with pytest.raises(SpecError, match=re.escape("'d-amd64.iso' is already used")):
+        load_spec(write_spec(project, "clash", data), Context(root=project))
+    data["media"]["winpe_drivers"] = "sometimes"
+    with pytest.raises(SpecError, match="winpe_drivers"):
+        load_spec(write_spec(project, "clash", data), Context(root=project))

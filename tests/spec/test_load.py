@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aero_media.errors import SpecError
 from aero_media.spec.load import load_spec, load_specs
 from aero_media.spec.model import Context
-from aero_media.spec.types import Arch
+from aero_media.spec.types import Arch, WinPEDrivers
 from tests.lib.project import REPO, make_project, sample_spec_data, write_spec
 
 
@@ -53,7 +54,7 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
     assert spec.optional_policy == "best-effort"
     assert spec.drivers_iso.filename == "aero-virtio-win7-drivers.iso"
     assert spec.signing.policy == "none" and spec.signing.signer is None
-    assert spec.media.winpe_drivers is True
+    assert spec.media.winpe_drivers is WinPEDrivers.EVERY
     assert spec.source.os_dirs == {}  # the selection rules' default OS folders apply
 
 
@@ -276,3 +277,21 @@ def test_size_mib_limits_are_the_writers_and_said_in_words(tmp_path: Path) -> No
 def test_messages_a_newcomer_can_act_on(tmp_path: Path, extra: str, expect: str) -> None:
     text = GOOD.split("source:")[0] + extra if extra.startswith("source:") else GOOD + extra
     assert expect in _load(tmp_path, text).render()
+
+
+@pytest.mark.parametrize(("raw", "two_arch", "one_arch", "arch_isos"), [
+    (True, True, True, False),
+    (False, False, False, False),
+    ("per-arch", False, True, True),
+])
+def test_winpe_drivers_decides_per_medium_by_its_arches(tmp_path: Path, raw: object, two_arch: bool,
+                                                        one_arch: bool, arch_isos: bool) -> None:
+    """A medium holding both arches (drivers ISO, FAT disk), one arch (the one-arch ISOs, the serviced ISO)."""
+    make_project(tmp_path, with_sample=False)
+    data = yaml.safe_load(GOOD)
+    data.setdefault("media", {})["winpe_drivers"] = raw
+    spec = load_spec(write_spec(tmp_path, "mini", data), Context(root=tmp_path))
+    mode = spec.media.winpe_drivers
+    assert (mode.carried(2), mode.carried(1), mode.arch_media) == (two_arch, one_arch, arch_isos)
+    assert spec.drivers_iso.arch_filename(Arch.AMD64) == "aero-virtio-win7-drivers-amd64.iso"
+    assert spec.drivers_iso.arch_label(Arch.X86) == "AERO_VIRTIO_X86"

@@ -106,8 +106,12 @@ def _slices(project: Path, **changes: Any) -> dict[Stage, Any]:
 
 @pytest.mark.parametrize(("change", "value", "expect"), [
     ("guest_tools_version", "1.2.3", {Stage.GUEST_TOOLS, Stage.VERIFY_GUEST_TOOLS}),
-    ("media__winpe_drivers", False, {Stage.DRIVERS_ISO, Stage.VERIFY, Stage.FAT_DISK, Stage.VERIFY_FAT_DISK,
+    ("media__winpe_drivers", False, {Stage.DRIVERS_ISO, Stage.VERIFY, Stage.ARCH_DRIVERS_ISO,
+                                     Stage.VERIFY_ARCH_DRIVERS_ISO, Stage.FAT_DISK, Stage.VERIFY_FAT_DISK,
                                      Stage.SERVICE}),
+    ("media__winpe_drivers", "per-arch", {Stage.DRIVERS_ISO, Stage.VERIFY, Stage.ARCH_DRIVERS_ISO,
+                                          Stage.VERIFY_ARCH_DRIVERS_ISO, Stage.FAT_DISK, Stage.VERIFY_FAT_DISK,
+                                          Stage.SERVICE}),
     ("signing__trust_publisher", False, {Stage.FAT_DISK, Stage.VERIFY_FAT_DISK, Stage.GUEST_TOOLS,
                                          Stage.VERIFY_GUEST_TOOLS, Stage.SERVICE}),
 ])
