@@ -23,7 +23,7 @@ from .errors import PipelineError, SpecError, UsageError, disk_error
 from .fsutil import not_a_file, relpath_for_humans
 from .paths import Run
 from .spec.contract import Contract
-from .spec.load import load_each, load_specs, project_contract, spec_from_mapping
+from .spec.load import load_each, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
 from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
 from .taskgraph import interrupt
@@ -428,10 +428,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .taskgraph.main import AeroDoitMain, SpecTaskLoader
 
     ctx = _ctx(args)
-    names = args.specs or [s.name for s in load_specs(ctx) if s.default]
-    for n in names:
+    _require_specs_dir(ctx)
+    for n in args.specs:
         _find_spec(ctx, n)
-    targets = [f"build:{n}" for n in names]
+    # No names: the default specs, as a bare `doit` builds them (a broken spec is left out and fails the end).
+    targets = [f"build:{n}" for n in args.specs] or ["default"]
     # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
     buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()

@@ -26,7 +26,7 @@ from ..errors import PipelineError, disk_error
 from ..fsutil import relpath_for_humans, remove_with_leftovers
 from ..paths import Run
 from ..sources.tree import DirTree, EntryKind
-from ..spec.load import CONTRACT_FILE, data_file
+from ..spec.load import CONTRACT_FILE, BrokenSpec, data_file
 from ..spec.model import Context, Spec
 from ..spec.types import SourceKind, Stage
 from .checker import ContentChecker, TargetsIntact
@@ -60,6 +60,8 @@ class Plan:
     """The cache file of the code fingerprints' module analysis (None: none)."""
     failures: list[PipelineError] | None = None
     """Where an in-process caller collects the stages' errors (their exit codes); None: not collected."""
+    broken: tuple[BrokenSpec, ...] = ()
+    """The spec files left out because they do not load: the runs that would build them fail at their end."""
     runs: tuple[Run, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -432,8 +434,30 @@ def build_goals(spec: Spec) -> list[str]:
             *([f"{Stage.SERVICE}:{spec.name}"] if spec.install_media is not None else [])]
 
 
+def broken_specs_failure(broken: tuple[BrokenSpec, ...]) -> Callable[[], TaskFailed]:
+    """The action that ends a whole run (a bare `doit`, `doit build`) non-zero when specs were left out broken.
+
+    It is the last action of the run's goal task, so every healthy spec builds first.
+    """
+
+    def action() -> TaskFailed:
+        files = ", ".join(b.file for b in broken)
+        return TaskFailed(f"error: {len(broken)} broken spec(s) left out of this run: {files}; fix: correct them "
+                          "(the warning at the start names the first problem of each), or move them out of specs/")
+
+    action.__name__ = "broken_specs"
+    return action
+
+
+def _broken_actions(plan: Plan) -> list[Any] | None:
+    return [broken_specs_failure(plan.broken)] if plan.broken else None
+
+
 def task_build(plan: Plan) -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
+    if plan.broken:
+        # The group's own task (name None) runs after every `build:<spec>`: a whole `doit build` fails at its end.
+        yield {"name": None, "doc": group_doc("build"), "actions": _broken_actions(plan)}
     for run in plan.runs:
         spec, p = run.spec, run.paths
         yield {
@@ -449,7 +473,7 @@ def task_build(plan: Plan) -> Iterator[Task]:
 
 def task_default(plan: Plan) -> Task:
     """Build the specs marked `default: true` (what a bare `doit` runs)."""
-    return {"actions": None, "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
+    return {"actions": _broken_actions(plan), "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
 
 
 # One generator per stage, keyed by the stages' one list; `build` and `default` group them.
