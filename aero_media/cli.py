@@ -444,6 +444,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return rc if rc in (0, 1, interrupt.EXIT_CODE) else 2
 
 
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Write a spec's pins from its last build (the ISO's sha256, each staged file's): a diff first, --yes writes."""
+    from .media.epoch import source_date_epoch
+    from .stage.pinfile import built_pins, pin_spec
+    from .taskgraph.pins import check_current
+
+    ctx = _ctx(args)
+    spec = _find_spec(ctx, args.spec)
+    epoch = source_date_epoch()
+    run = Run(spec, ctx, epoch)
+    pins = built_pins(run)
+    check_current(ctx, spec, pins, epoch)
+    pin_spec(run, pins, yes=args.yes, replace=args.replace)
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download (or locate) a spec's virtio-win ISO into the cache and prove its bytes."""
     from .sources.fetch import obtain_iso
@@ -665,6 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("list-specs", cmd_list_specs)
     p = add("show-spec", cmd_show_spec)
     p.add_argument("name")
+    p = add("pin", cmd_pin)
+    p.add_argument("spec", help="the spec whose file gets the pins (build it and check its media first)")
+    p.add_argument("--yes", action="store_true", help="write the pins (without it, only the diff is shown)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace pins that differ from the build (without it, each is an error line)")
+
     p = add("build", cmd_build)
     p.add_argument("specs", nargs="*", help="spec names (default: the specs marked default: true)")
     p.add_argument("--no-wait", action="store_true",

@@ -42,13 +42,14 @@ from .report import command_reporter
 from .tasks import DOIT_CONFIG, GROUP_GENERATORS, Plan, group_doc
 
 _WHOLE_GROUPS = ("build", "default")
+_PER_SPEC_GROUPS = ("pin",)  # groups that are no stage, whose sub-tasks are named by spec
 
 
 def spec_named(arg: str) -> str | None:
     """The spec a doit task argument names (``build:sample``, ``stage:sample:x86``), or None."""
     group, sep, rest = arg.partition(":")
     name = rest.split(":", 1)[0]
-    known = group in _WHOLE_GROUPS or group in {s.value for s in Stage}
+    known = group in _WHOLE_GROUPS or group in _PER_SPEC_GROUPS or group in {s.value for s in Stage}
     return name if sep and known and name and "*" not in name else None
 
 

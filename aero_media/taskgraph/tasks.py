@@ -476,6 +476,46 @@ def task_default(plan: Plan) -> Task:
     return {"actions": _broken_actions(plan), "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
 
 
+PIN_PARAMS: list[dict[str, Any]] = [
+    {"name": "yes", "long": "yes", "type": bool, "default": False, "help": "write the pins (else show the diff)"},
+    {"name": "replace", "long": "replace", "type": bool, "default": False,
+     "help": "replace pins that differ from the build"},
+]
+
+
+def pin_action(run: Run, failures: list[PipelineError] | None) -> Callable[..., TaskFailed | None]:
+    """The action of `pin:<spec>`: the code of `aero-media pin`, once doit has made the build current."""
+
+    def action(yes: bool, replace: bool) -> TaskFailed | None:
+        from ..stage.pinfile import built_pins, pin_spec
+
+        try:
+            pin_spec(run, built_pins(run), yes=yes, replace=replace)
+        except PipelineError as exc:
+            if failures is not None:
+                failures.append(exc)
+            return TaskFailed(f"error: {exc.render()}")
+        return None
+
+    action.__name__ = "pin"
+    return action
+
+
+def task_pin(plan: Plan) -> Iterator[Task]:
+    """Show the build's pins as a diff of the spec file: `doit pin:<spec>` (add --yes to write, --replace)."""
+    for run in plan.runs:
+        yield {
+            "name": run.spec.name,
+            "doc": f"write the build's pins into {run.spec.display} (--yes writes; --replace overrides)",
+            "actions": [pin_action(run, plan.failures)],
+            # Pinned from a build that ran to its end: every medium made and verified.
+            "task_dep": [f"build:{run.spec.name}"],
+            "params": PIN_PARAMS,
+            "uptodate": [False],
+            "verbosity": 2,  # the diff is the point of the task
+        }
+
+
 # One generator per stage, keyed by the stages' one list; `build` and `default` group them.
 GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
     Stage.FETCH: task_fetch,
@@ -495,9 +535,9 @@ GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
 }
 
 
-# Every task group: each stage's, then the two that group them.
+# Every task group: each stage's, then the two that group them, then writing a build's pins.
 GROUP_GENERATORS: dict[str, Callable[[Plan], Any]] = {
-    **{s.value: g for s, g in GENERATORS.items()}, "build": task_build, "default": task_default}
+    **{s.value: g for s, g in GENERATORS.items()}, "build": task_build, "default": task_default, "pin": task_pin}
 
 
 def group_doc(name: str) -> str:
