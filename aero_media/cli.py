@@ -23,7 +23,7 @@ from .errors import PipelineError, SpecError, UsageError, disk_error
 from .fsutil import not_a_file, relpath_for_humans
 from .paths import Run
 from .spec.contract import Contract
-from .spec.load import load_contract, load_each, load_specs, project_contract, spec_from_mapping
+from .spec.load import load_contract, load_each, project_contract, spec_from_mapping
 from .spec.model import Context, Spec
 from .spec.types import Arch, Flag, PlaceholderPolicy, SigningPolicy, Stage, Vocabulary
 from .taskgraph import interrupt
@@ -428,10 +428,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .taskgraph.main import AeroDoitMain, SpecTaskLoader
 
     ctx = _ctx(args)
-    names = args.specs or [s.name for s in load_specs(ctx) if s.default]
-    for n in names:
+    _require_specs_dir(ctx)
+    for n in args.specs:
         _find_spec(ctx, n)
-    targets = [f"build:{n}" for n in names]
+    # No names: the default specs, as a bare `doit` builds them (a broken spec is left out and fails the end).
+    targets = [f"build:{n}" for n in args.specs] or ["default"]
     # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
     buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()
@@ -441,6 +442,22 @@ def cmd_build(args: argparse.Namespace) -> int:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
     return rc if rc in (0, 1, interrupt.EXIT_CODE) else 2
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Write a spec's pins from its last build (the ISO's sha256, each staged file's): a diff first, --yes writes."""
+    from .media.epoch import source_date_epoch
+    from .stage.pinfile import built_pins, pin_spec
+    from .taskgraph.pins import check_current
+
+    ctx = _ctx(args)
+    spec = _find_spec(ctx, args.spec)
+    epoch = source_date_epoch()
+    run = Run(spec, ctx, epoch)
+    pins = built_pins(run)
+    check_current(ctx, spec, pins, epoch)
+    pin_spec(run, pins, yes=args.yes, replace=args.replace)
+    return 0
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -678,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("list-specs", cmd_list_specs)
     p = add("show-spec", cmd_show_spec)
     p.add_argument("name")
+    p = add("pin", cmd_pin)
+    p.add_argument("spec", help="the spec whose file gets the pins (build it and check its media first)")
+    p.add_argument("--yes", action="store_true", help="write the pins (without it, only the diff is shown)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace pins that differ from the build (without it, each is an error line)")
+
     p = add("build", cmd_build)
     p.add_argument("specs", nargs="*", help="spec names (default: the specs marked default: true)")
     p.add_argument("--no-wait", action="store_true",

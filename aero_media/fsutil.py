@@ -156,8 +156,8 @@ def sweep_leftovers(final: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``final``; rename it over ``final`` on success.
+def atomic_path(final: Path, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temp path beside ``final``; rename it over ``final`` (with ``mode``) on success.
 
     On any exception the temp file is removed and ``final`` is left untouched.
     """
@@ -168,7 +168,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -176,9 +176,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically, with ``mode``."""
+    with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data)
 
 

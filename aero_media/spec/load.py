@@ -12,7 +12,8 @@ import difflib
 import hashlib
 import os
 import re
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,14 @@ def _yaml_value(value: Any) -> str:
     return str(value)
 
 
+def _name_clash_fix(path: Path, name: str, stem: str) -> str:
+    """How to make ``name:`` and the file name agree, never by renaming the file onto another spec's file."""
+    if path.with_name(f"{name}.yaml").exists() or path.with_name(f"{name}.yml").exists():
+        # specs/<name>.yaml is another spec: the name must change, not the file.
+        return f"write name: {stem}, or drop name: (it defaults to the file name; {name!r} is another spec's)"
+    return f"rename the file to specs/{name}.yaml, or drop name: (it defaults to the file name)"
+
+
 def _drivers(doc: Doc, contract: Contract, problems: list[str]) -> tuple[list[DriverReq], dict[str, int]]:
     drivers: list[DriverReq] = []
     seen: dict[str, int] = {}
@@ -369,7 +378,7 @@ def _build(doc: Doc, ctx: Context, contract: Contract) -> Spec:
     elif "name" in data and name != stem and doc.path.suffix == ".yaml":
         # doit build:<stem> is what users type after looking at specs/: the two must agree.
         problems.append(f"{doc.where('/name')}: name {name!r} differs from the file name {stem!r}; "
-                        f"fix: rename the file to specs/{name}.yaml, or drop name: (it defaults to the file name)")
+                        f"fix: {_name_clash_fix(doc.path, name, stem)}")
     drivers, seen = _drivers(doc, contract, problems)
     target = data.get("target", {})
     wanted = {Arch(a) for a in target.get("arches", [a.value for a in ALL_ARCHES])}
@@ -607,6 +616,35 @@ def load_each(ctx: Context) -> list[tuple[Path, Spec | SpecError]]:
         except SpecError as exc:
             out.append((path, exc))
     return out
+
+
+@dataclass(frozen=True)
+class BrokenSpec:
+    """A spec file in specs/ that does not load: left out of a run, named at its start and failing its end."""
+
+    file: str
+    """The file as the user sees it (``specs/<name>.yaml``)."""
+    name: str
+    """The spec name its file gives (the stem)."""
+    reason: str
+    """Its first problem, one line: ``file:line:col: what; fix: how``."""
+    more: int
+    """How many more problems the file has."""
+
+    def line(self) -> str:
+        """The one warning line for this spec."""
+        also = f"; and {self.more} more problem(s)" if self.more else ""
+        return f"{self.reason}{also} (spec {self.name!r} is left out until it is fixed)"
+
+
+def broken_specs(results: Sequence[tuple[Path, Spec | SpecError]], root: Path) -> tuple[BrokenSpec, ...]:
+    """The broken spec files among loaded ``results``, each with its first problem (what a summary names)."""
+    out = []
+    for path, r in results:
+        if isinstance(r, SpecError):
+            first, *more = r.message.splitlines()
+            out.append(BrokenSpec(_display(path, root), path.stem, first, len(more)))
+    return tuple(out)
 
 
 def load_specs(ctx: Context) -> list[Spec]:

@@ -31,7 +31,7 @@ from ..errors import PipelineError, SpecError, UsageError
 from ..log import warn
 from ..media.epoch import source_date_epoch
 from ..sources.fetch import settle_background_hashes
-from ..spec.load import load_each
+from ..spec.load import BrokenSpec, broken_specs, load_each
 from ..spec.model import Context, Spec
 from ..spec.types import Stage
 from ..spec.yamldoc import raise_problems
@@ -42,46 +42,45 @@ from .report import command_reporter
 from .tasks import DOIT_CONFIG, GROUP_GENERATORS, Plan, group_doc
 
 _WHOLE_GROUPS = ("build", "default")
+_PER_SPEC_GROUPS = ("pin",)  # groups that are no stage, whose sub-tasks are named by spec
 
 
 def spec_named(arg: str) -> str | None:
     """The spec a doit task argument names (``build:sample``, ``stage:sample:x86``), or None."""
     group, sep, rest = arg.partition(":")
     name = rest.split(":", 1)[0]
-    known = group in _WHOLE_GROUPS or group in {s.value for s in Stage}
+    known = group in _WHOLE_GROUPS or group in _PER_SPEC_GROUPS or group in {s.value for s in Stage}
     return name if sep and known and name and "*" not in name else None
 
 
-def only_other_specs(task_args: Sequence[str], broken: set[str]) -> bool:
-    """Whether the task names ask only for tasks of named specs, none of them broken (``doit build:sample``)."""
-    if any(a in _WHOLE_GROUPS or a in {s.value for s in Stage} for a in task_args):
-        return False  # a whole group: every spec's tasks
-    named = [spec_named(a) for a in task_args if ":" in a]
-    return bool(named) and all(n is not None and n not in broken for n in named)
+def named_broken(task_args: Sequence[str], broken: set[str]) -> set[str]:
+    """The broken specs the task names ask for by name (``doit build:broken``); a whole group names none."""
+    return {n for n in (spec_named(a) for a in task_args if ":" in a) if n is not None and n in broken}
 
 
-def select_specs(results: Sequence[tuple[Path, Spec | SpecError]], task_args: Sequence[str]) -> tuple[Spec, ...]:
-    """The specs to wire, by the broken-spec policy for ``task_args`` (the task names doit was given).
+def select_specs(results: Sequence[tuple[Path, Spec | SpecError]], task_args: Sequence[str],
+                 root: Path | None = None) -> tuple[tuple[Spec, ...], tuple[BrokenSpec, ...]]:
+    """The specs to wire for ``task_args`` (the task names doit was given), and the broken ones left out.
 
-    A broken spec refuses the run (every problem of every broken file at once), unless
-    the run names only other specs: then each broken file is named in one warning.
-    A task name for a spec that does not exist is refused, naming the ones that do.
+    One broken spec stops no other: each is named in one warning line now, and the run
+    that would have built it (a bare ``doit``, a whole group) fails at its end. Asked for a
+    broken spec by name, the run is refused with every problem of that file. A task name
+    for a spec that does not exist is refused, naming the ones that do.
     """
     loaded = tuple(r for _, r in results if isinstance(r, Spec))
-    broken = [(path, r) for path, r in results if isinstance(r, SpecError)]
-    if broken and not only_other_specs(task_args, {path.stem for path, _ in broken}):
-        raise_problems([r.message for _, r in broken])
-    for path, err in broken:
-        first, *more = err.message.splitlines()
-        also = f"; and {len(more)} more problem(s)" if more else ""
-        warn(f"{first}{also} (spec {path.stem!r} is left out until it is fixed)")
+    broken = broken_specs(results, Path.cwd() if root is None else root)
+    asked = named_broken(task_args, {b.name for b in broken})
+    if asked:
+        raise_problems([r.message for path, r in results if isinstance(r, SpecError) and path.stem in asked])
+    for b in broken:
+        warn(b.line())
     names = {s.name for s in loaded}
     for arg in task_args:
         name = spec_named(arg)
         if name is not None and name not in names:
             raise UsageError(f"no spec named {name!r} (doit {arg}) in specs/",
                              f"use one of: {', '.join(sorted(names)) or '(none: add specs/<name>.yaml)'}")
-    return loaded
+    return loaded, broken
 
 
 def doit_config() -> dict[str, Any]:
@@ -109,9 +108,9 @@ def code_memo(ctx: Context) -> Path | None:
 
 def make_plan(ctx: Context, task_args: Sequence[str], epoch: int | None = None) -> Plan:
     """Load the project's specs, apply the broken-spec policy for ``task_args``, and prepare build/."""
-    specs = select_specs(load_each(ctx), task_args)
+    specs, broken = select_specs(load_each(ctx), task_args, ctx.root)
     ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
-    return Plan(ctx, specs, source_date_epoch() if epoch is None else epoch, code_memo(ctx))
+    return Plan(ctx, specs, source_date_epoch() if epoch is None else epoch, code_memo(ctx), broken=broken)
 
 
 @dataclass(frozen=True)
@@ -141,6 +140,8 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         self.root = root
         self.prepared = prepared
         self.restore_sigint: Callable[[], None] = lambda: None
+        self.broken: tuple[BrokenSpec, ...] = ()
+        """The spec files this run left out because they do not load (for the caller's summary)."""
 
     @interrupt.unwinding
     def setup(self, opt_values: dict[str, Any]) -> None:
@@ -182,6 +183,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
                                  [a for a in pos_args if not a.startswith("-")])
         except PipelineError as exc:
             refuse(exc)
+        self.broken = plan.broken
         tasks: list[Any] = []
         for name, generator in GROUP_GENERATORS.items():
             tasks.extend(doit_loader.generate_tasks(name, generator(plan), group_doc(name)))

@@ -26,7 +26,7 @@ from ..errors import PipelineError, disk_error
 from ..fsutil import relpath_for_humans, remove_with_leftovers
 from ..paths import Run
 from ..sources.tree import DirTree, EntryKind
-from ..spec.load import CONTRACT_FILE, data_file
+from ..spec.load import CONTRACT_FILE, BrokenSpec, data_file
 from ..spec.model import Context, Spec
 from ..spec.types import SourceKind, Stage
 from .checker import ContentChecker, TargetsIntact
@@ -60,6 +60,8 @@ class Plan:
     """The cache file of the code fingerprints' module analysis (None: none)."""
     failures: list[PipelineError] | None = None
     """Where an in-process caller collects the stages' errors (their exit codes); None: not collected."""
+    broken: tuple[BrokenSpec, ...] = ()
+    """The spec files left out because they do not load: the runs that would build them fail at their end."""
     runs: tuple[Run, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -462,8 +464,30 @@ def build_goals(spec: Spec) -> list[str]:
             *([f"{Stage.SERVICE}:{spec.name}"] if spec.install_media is not None else [])]
 
 
+def broken_specs_failure(broken: tuple[BrokenSpec, ...]) -> Callable[[], TaskFailed]:
+    """The action that ends a whole run (a bare `doit`, `doit build`) non-zero when specs were left out broken.
+
+    It is the last action of the run's goal task, so every healthy spec builds first.
+    """
+
+    def action() -> TaskFailed:
+        files = ", ".join(b.file for b in broken)
+        return TaskFailed(f"error: {len(broken)} broken spec(s) left out of this run: {files}; fix: correct them "
+                          "(the warning at the start names the first problem of each), or move them out of specs/")
+
+    action.__name__ = "broken_specs"
+    return action
+
+
+def _broken_actions(plan: Plan) -> list[Any] | None:
+    return [broken_specs_failure(plan.broken)] if plan.broken else None
+
+
 def task_build(plan: Plan) -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
+    if plan.broken:
+        # The group's own task (name None) runs after every `build:<spec>`: a whole `doit build` fails at its end.
+        yield {"name": None, "doc": group_doc("build"), "actions": _broken_actions(plan)}
     for run in plan.runs:
         spec, p = run.spec, run.paths
         yield {
@@ -479,7 +503,47 @@ def task_build(plan: Plan) -> Iterator[Task]:
 
 def task_default(plan: Plan) -> Task:
     """Build the specs marked `default: true` (what a bare `doit` runs)."""
-    return {"actions": None, "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
+    return {"actions": _broken_actions(plan), "task_dep": [f"build:{s.name}" for s in plan.specs if s.default]}
+
+
+PIN_PARAMS: list[dict[str, Any]] = [
+    {"name": "yes", "long": "yes", "type": bool, "default": False, "help": "write the pins (else show the diff)"},
+    {"name": "replace", "long": "replace", "type": bool, "default": False,
+     "help": "replace pins that differ from the build"},
+]
+
+
+def pin_action(run: Run, failures: list[PipelineError] | None) -> Callable[..., TaskFailed | None]:
+    """The action of `pin:<spec>`: the code of `aero-media pin`, once doit has made the build current."""
+
+    def action(yes: bool, replace: bool) -> TaskFailed | None:
+        from ..stage.pinfile import built_pins, pin_spec
+
+        try:
+            pin_spec(run, built_pins(run), yes=yes, replace=replace)
+        except PipelineError as exc:
+            if failures is not None:
+                failures.append(exc)
+            return TaskFailed(f"error: {exc.render()}")
+        return None
+
+    action.__name__ = "pin"
+    return action
+
+
+def task_pin(plan: Plan) -> Iterator[Task]:
+    """Show the build's pins as a diff of the spec file: `doit pin:<spec>` (add --yes to write, --replace)."""
+    for run in plan.runs:
+        yield {
+            "name": run.spec.name,
+            "doc": f"write the build's pins into {run.spec.display} (--yes writes; --replace overrides)",
+            "actions": [pin_action(run, plan.failures)],
+            # Pinned from a build that ran to its end: every medium made and verified.
+            "task_dep": [f"build:{run.spec.name}"],
+            "params": PIN_PARAMS,
+            "uptodate": [False],
+            "verbosity": 2,  # the diff is the point of the task
+        }
 
 
 # One generator per stage, keyed by the stages' one list; `build` and `default` group them.
@@ -503,9 +567,9 @@ GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
 }
 
 
-# Every task group: each stage's, then the two that group them.
+# Every task group: each stage's, then the two that group them, then writing a build's pins.
 GROUP_GENERATORS: dict[str, Callable[[Plan], Any]] = {
-    **{s.value: g for s, g in GENERATORS.items()}, "build": task_build, "default": task_default}
+    **{s.value: g for s, g in GENERATORS.items()}, "build": task_build, "default": task_default, "pin": task_pin}
 
 
 def group_doc(name: str) -> str:

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from aero_media.cli import main
-from tests.lib.doitproc import doit_argv, run
+from aero_media.errors import SpecError
+from aero_media.spec.load import load_each
+from aero_media.spec.model import Context
+from tests.lib.doitproc import child_env, doit_argv, run
 from tests.lib.project import REPO, expanded_sample, make_project, run_doit, write_spec
 from tests.lib.trees import make_pack
 from tests.lib.upstream import make_iso, make_upstream_tree
@@ -230,11 +233,10 @@ def test_a_broken_spec_stops_only_builds_that_need_it(tmp_path: Path, capsys: py
     assert "and 1 more problem(s) (spec 'broken' is left out until it is fixed)" in proc.stderr
     assert "specs/other.yml: spec files end in .yaml; fix: rename it to other.yaml" in proc.stderr
     assert (project / "dist/sample/aero-virtio-win7-drivers.iso").is_file()
-    # Asked for it, or for everything (which may include it): the build refuses, naming why.
-    for args in (("build:broken",), ()):
-        proc = run(doit_argv(project, *args))
-        assert proc.returncode == 2, proc.stderr
-        assert "error: specs/broken.yaml:3:10" in proc.stderr and "Traceback" not in proc.stderr
+    # Asked for it by name: the build refuses, naming why.
+    proc = run(doit_argv(project, "build:broken"))
+    assert proc.returncode == 2, proc.stderr
+    assert "error: specs/broken.yaml:3:10" in proc.stderr and "Traceback" not in proc.stderr
     # aero-media build speaks for itself the same way.
     def aero_media(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "aero_media", "--root", str(project), *args], capture_output=True,
@@ -244,6 +246,57 @@ def test_a_broken_spec_stops_only_builds_that_need_it(tmp_path: Path, capsys: py
     assert proc.returncode == 0 and "spec 'broken' is left out" in proc.stderr, proc.stderr
     proc = aero_media("build", "broken")
     assert proc.returncode == 2 and "error: specs/broken.yaml:3:10" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("how", ["doit", "aero-media build"])
+def test_a_whole_run_builds_the_healthy_specs_and_fails_at_its_end(tmp_path: Path, how: str) -> None:
+    """A bare `doit` (or `aero-media build`): the broken spec is named first, the healthy one builds and verifies,
+    and the run still ends non-zero."""
+    project = make_project(tmp_path / "proj")
+    write_spec(project, "broken", "schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
+    argv = (doit_argv(project) if how == "doit"
+            else [sys.executable, "-m", "aero_media", "--root", str(project), "build"])
+    proc = run(argv, env=child_env(PYTHONPATH=str(REPO)))
+    assert proc.returncode not in (0, 2), proc.stderr  # not refused: it ran, and failed at the end
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("warning: specs/broken.yaml:3:10: ") and "fix: " in lines[0], lines[0]
+    assert [line for line in lines if "specs/broken.yaml" in line][1:] == [lines[-1]]  # named once more, last
+    assert lines[-1].startswith("error: 1 broken spec(s) left out of this run: specs/broken.yaml")
+    dist = project / "dist" / "sample"
+    assert {p.name for p in dist.iterdir()} >= {"aero-virtio-win7-drivers.iso", "guest-tools"}
+    for medium in ("aero-virtio-win7-drivers.iso", "aero-guest-tools.iso", "aero-virtio-win7-drivers-fat.vhd"):
+        assert f"verified {medium}" in proc.stderr
+    # What was built is complete: the next whole run builds nothing more, and still fails at the end.
+    again = run(argv, env=child_env(PYTHONPATH=str(REPO)))
+    assert again.returncode == proc.returncode and "verified" not in again.stderr, again.stderr
+
+
+def test_doit_list_lists_the_healthy_tasks_and_warns(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
+    write_spec(project, "broken", "schema_version: 1\nsource: {kind: pack-dir}\ndrivers: []\n")
+    proc = run(doit_argv(project, "list", "--all"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("warning: specs/broken.yaml:3:10: ")
+    tasks = {line.split()[0] for line in proc.stdout.splitlines()}
+    assert {"build:sample", "stage:sample:x86", "verify:sample"} <= tasks
+    assert not any("broken" in t for t in tasks)
+
+
+def test_a_name_clash_fix_never_renames_onto_another_spec(tmp_path: Path) -> None:
+    """specs/copy.yaml saying name: sample must not be told to become specs/sample.yaml, which exists."""
+    project = make_project(tmp_path / "proj")
+    text = (REPO / "specs" / "sample.yaml").read_text()
+    write_spec(project, "copy", text)  # its name: sample clashes with specs/sample.yaml
+    write_spec(project, "fresh", text.replace("name: sample", "name: newname"))
+    results = {p.stem: r for p, r in load_each(Context(root=project))}
+    clash, free = results["copy"], results["fresh"]
+    assert isinstance(clash, SpecError) and isinstance(free, SpecError)
+    assert "specs/sample.yaml" not in clash.message
+    assert "write name: copy" in clash.message
+    assert "rename the file to specs/newname.yaml" in free.message
+    proc = run(doit_argv(project, "list"))
+    assert proc.returncode == 0 and "write name: copy" in proc.stderr, proc.stderr
 
 
 def test_outside_a_project_the_commands_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,7 +84,7 @@ def test_every_stage_has_one_function_one_task_group_and_one_slice(tmp_path: Pat
 
     assert set(tasks.STAGES) == set(Stage)
     groups = {name.removeprefix("task_") for name in dir(tasks) if name.startswith("task_")}
-    assert groups - {"build", "default"} == {s.value for s in Stage}
+    assert groups - {"build", "default", "pin"} == {s.value for s in Stage}
     project = make_project(tmp_path)
     spec = load_spec(project / "specs" / "sample.yaml", Context(root=project))
     for stage in Stage:

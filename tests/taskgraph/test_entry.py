@@ -36,25 +36,44 @@ def test_no_module_reads_the_command_line() -> None:
     assert readers == []
 
 
-@pytest.mark.parametrize(("task_args", "builds"), [
-    (["build:sample"], {"sample"}),
-    (["stage:sample:x86", "verify:sample"], {"sample"}),
-])
-def test_named_specs_build_beside_a_broken_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               task_args: list[str], builds: set[str]) -> None:
+@pytest.mark.parametrize("task_args", [["build:sample"], ["stage:sample:x86", "verify:sample"], [], ["build"],
+                                       ["stage"], ["default"]])
+def test_healthy_specs_load_beside_a_broken_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                task_args: list[str]) -> None:
     project = make_project(tmp_path)
     write_spec(project, "broken", BROKEN)
-    specs = select_specs(load_each(Context(root=project)), task_args)
-    assert {s.name for s in specs} == builds
-    assert "spec 'broken' is left out until it is fixed" in capsys.readouterr().err
+    specs, broken = select_specs(load_each(Context(root=project)), task_args, project)
+    assert {s.name for s in specs} == {"sample"}
+    assert [(b.file, b.name, b.more) for b in broken] == [("specs/broken.yaml", "broken", 1)]
+    assert broken[0].reason.startswith("specs/broken.yaml:3:10: ") and "; fix: " in broken[0].reason
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "broken" in line]
+    assert warnings == [f"warning: {broken[0].line()}"]
 
 
-@pytest.mark.parametrize("task_args", [[], ["build"], ["build:broken"], ["stage"], ["build:sample", "build:broken"]])
-def test_a_run_that_may_need_the_broken_spec_is_refused(tmp_path: Path, task_args: list[str]) -> None:
+@pytest.mark.parametrize("task_args", [["build:broken"], ["build:sample", "build:broken"], ["stage:broken:x86"]])
+def test_a_run_that_names_the_broken_spec_is_refused(tmp_path: Path, task_args: list[str]) -> None:
     project = make_project(tmp_path)
     write_spec(project, "broken", BROKEN)
     with pytest.raises(SpecError, match=r"specs/broken\.yaml:3:10"):
         select_specs(load_each(Context(root=project)), task_args)
+
+
+def test_whole_runs_fail_at_their_end_when_a_spec_is_broken(tmp_path: Path) -> None:
+    """The goal tasks of a whole run (`default`, the `build` group) carry the failing action; no broken spec, none."""
+    project = make_project(tmp_path)
+    ctx = Context(root=project, remember_valid_specs=True)
+    healthy = make_plan(ctx, [])
+    assert GROUP_GENERATORS["default"](healthy)["actions"] is None
+    assert all(t["name"] is not None for t in GROUP_GENERATORS["build"](healthy))
+    write_spec(project, "broken", BROKEN)
+    plan = make_plan(ctx, [])
+    default = GROUP_GENERATORS["default"](plan)
+    assert default["task_dep"] == ["build:sample"]
+    (action,) = default["actions"]
+    failed = action()
+    assert "specs/broken.yaml" in str(failed.message) and str(failed.message).startswith("error: ")
+    group = next(t for t in GROUP_GENERATORS["build"](plan) if t["name"] is None)
+    assert len(group["actions"]) == 1
 
 
 def test_an_unknown_spec_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
