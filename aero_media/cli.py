@@ -441,7 +441,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     finally:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
-    if reports:  # the same content as the summary, on stdout alone (the text summary is not printed)
+    if reports and rc == 0:  # the summary's content, on stdout alone; a failed build prints none (jq -e fails)
         log.result(json.dumps(reports[0], indent=2, sort_keys=True))
     if log.pipe_closed():
         return log.PIPE_EXIT

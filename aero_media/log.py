@@ -143,6 +143,8 @@ PLAIN_INTERVAL = 10.0
 and a short one stays out of it."""
 BEAT = 0.25
 """How often :func:`working` looks whether a line is due."""
+CLOCK: Callable[[], float] = time.monotonic
+"""The clock of a :class:`Progress` made without one (looked up when it is made: a test sets its own)."""
 
 
 def _width(stream: TextIO) -> int:
@@ -209,15 +211,15 @@ class Progress:
     """
 
     def __init__(self, label: str, total: int | None = None, interval: float = 0.2, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.label = label
         self.total = total
         self.done = 0
         self.files = 0
         self.note = ""
         """Free text shown after the counters (what a program reports of itself)."""
-        self.clock = clock
-        self._start = clock()
+        self.clock = CLOCK if clock is None else clock
+        self._start = self.clock()
         self._last: float | None = None
         mode = os.environ.get("AERO_MEDIA_PROGRESS")
         self._tty = _is_tty(_stream())
