@@ -85,9 +85,9 @@ def write_to(stream: TextIO, text: str) -> None:
         raise
 
 
-def result(text: str) -> None:
-    """Print a result (a summary, a command's answer) on stdout: the one place that writes there."""
-    write_to(sys.stdout, text if text.endswith("\n") else text + "\n")
+def result(text: str, stream: TextIO | None = None) -> None:
+    """Print a result (a summary, a command's answer) on stdout (``stream``: the stdout a caller kept)."""
+    write_to(sys.stdout if stream is None else stream, text if text.endswith("\n") else text + "\n")
 
 
 def _emit(text: str) -> None:

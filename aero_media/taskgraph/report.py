@@ -61,6 +61,9 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
         self.built: set[str] = set()
+        # stdout as it is before any task runs: doit swaps sys.stdout to capture each action's output, and
+        # under -P thread two actions' swaps interleave, so the one left in place at the end may be a capture.
+        self.results = sys.stdout
 
     def write(self, text: str) -> None:
         """doit's task lines: on stderr above any progress lines; a reader that has gone ends the run quietly."""
@@ -142,7 +145,7 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         if self.sink is not None:
             self.sink.append(report)
         elif reports or broken:
-            log.result(render(report))
+            log.result(render(report), self.results)
 
 
 class CommandReporter(OneLineReporter):
