@@ -436,12 +436,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     # Taken here so that --no-wait applies; doit's dep-file backend takes it again (re-entrant).
     buildlock.acquire(ctx.build_dir, buildlock.LockPolicy.FAIL if args.no_wait else None)
     old = os.getcwd()
+    reports: list[dict[str, Any]] | None = [] if args.json else None
     try:
-        rc = AeroDoitMain(SpecTaskLoader(ctx.root)).run(targets)
+        rc = AeroDoitMain(SpecTaskLoader(ctx.root, sink=reports)).run(targets)
     finally:
         os.chdir(old)
         buildlock.release(ctx.build_dir)
-    return rc if rc in (0, 1, interrupt.EXIT_CODE) else 2
+    if reports and rc == 0:  # the summary's content, on stdout alone; a failed build prints none (jq -e fails)
+        log.result(json.dumps(reports[0], indent=2, sort_keys=True))
+    if log.pipe_closed():
+        return log.PIPE_EXIT
+    return rc if rc in (0, 1, interrupt.EXIT_CODE, log.PIPE_EXIT) else 2
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
@@ -705,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="*", help="spec names (default: the specs marked default: true)")
     p.add_argument("--no-wait", action="store_true",
                    help="exit 2 at once if another build holds this checkout (as AERO_MEDIA_LOCK=fail does)")
+    p.add_argument("--json", action="store_true",
+                   help="print the combined report (specs/report.schema.json) on stdout instead of the summary")
     return ap
 
 
@@ -721,6 +728,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return exc.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (`aero-media ... | head -1`): nothing to tell it, no traceback.
+        log.silence(sys.stdout)
+        return log.PIPE_EXIT
     except OSError as exc:
         # Unwritable output folders, a full disk and the like: the user's to fix, not a crash.
         err = disk_error(exc)

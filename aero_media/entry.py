@@ -16,9 +16,15 @@ from typing import Any  # noqa: E402  # after the handler, on purpose
 
 def main() -> int:
     """The ``aero-media`` command (see :func:`aero_media.cli.main`)."""
+    import sys
+
+    from . import log
     from .cli import main as cli_main
 
-    return cli_main()
+    rc = cli_main()
+    # Flushed here: a reader that has gone is met now, quietly, not in the interpreter's exit ("Exception ignored").
+    log.write_to(sys.stdout, "")
+    return log.PIPE_EXIT if log.pipe_closed() else rc
 
 
 def __getattr__(name: str) -> Any:

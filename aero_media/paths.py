@@ -72,6 +72,11 @@ class SpecPaths:
     def dist(self) -> Path:
         return self.ctx.dist_dir / self.spec.name
 
+    @property
+    def report(self) -> Path:
+        """What the build made and how it was proven (:mod:`aero_media.report`), for machines."""
+        return self.build / "report.json"
+
     # fetch / extract (virtio-win-iso sources)
     @property
     def fetch_record(self) -> Path:

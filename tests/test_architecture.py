@@ -15,6 +15,7 @@ LAYERS = {
     "aero_media.stage": 5,
     "aero_media.media": 6, "aero_media.devtools": 6,
     "aero_media.servicing": 7,  # after the media: it ships the same certificates and $WinPEDriver$
+    "aero_media.report": 7,  # reads the records of every stage, servicing's too, as JSON: imports none of them
     "aero_media.taskgraph": 8, "aero_media.cli": 9, "aero_media.entry": 10, "aero_media.__main__": 11,
 }
 

@@ -107,7 +107,12 @@ class Inputs:
 def _sha256_pin(path: Path, want: str | None, where: str, spec: Spec, memo: HashMemo, known: str | None) -> str:
     # Hashed as the WIMs were copied out (``known``), else through the memo: doit's checker hashes this
     # file_dep too, and it is gigabytes.
-    digest = known or memo.sha256(path, log.Progress(f"hash {path.name}", path.stat().st_size).advance)
+    if known is not None:
+        digest = known
+    else:
+        meter = log.Progress(f"hash {path.name}", path.stat().st_size)
+        digest = memo.sha256(path, meter.advance)
+        meter.close()  # its last line: a log shows the hash ended, as every other step's does
     if want is not None and digest != want.lower():
         raise SourceError(f"{where}: {path.name} has sha256 {digest}, but install_media.sha256 pins {want}",
                           f"point {spec.vocabulary.name('install_media.path')} at the pinned ISO, "

@@ -38,7 +38,7 @@ from ..spec.yamldoc import raise_problems
 from . import fingerprint, interrupt
 from .depfile import BACKEND_NAME
 from .refuse import refuse
-from .report import command_reporter
+from .report import command_reporter, summary_reporter
 from .tasks import DOIT_CONFIG, GROUP_GENERATORS, Plan, group_doc
 
 _WHOLE_GROUPS = ("build", "default")
@@ -135,10 +135,14 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
 
     cmd_options = (opt_dodo, opt_cwd, opt_seek_file)
 
-    def __init__(self, root: Path | None = None, prepared: Prepared | None = None) -> None:
+    def __init__(self, root: Path | None = None, prepared: Prepared | None = None,
+                 sink: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
         self.root = root
         self.prepared = prepared
+        self.sink = sink
+        """Where the run's combined report goes instead of the text summary on stdout (``--json``)."""
+        self.plan: Plan | None = None
         self.restore_sigint: Callable[[], None] = lambda: None
         self.broken: tuple[BrokenSpec, ...] = ()
         """The spec files this run left out because they do not load (for the caller's summary)."""
@@ -160,12 +164,14 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
     def load_doit_config(self) -> dict[str, Any]:
         """doit's configuration (refused in one line when the install is stale)."""
         try:
-            # doit binds its report stream when it is imported: report where stdout is now. A
-            # command's stdout is its result alone: its task lines go with the progress, on stderr.
+            # doit binds its report stream when it is imported: report where stderr is now. Stdout
+            # is for results alone (the summary, a command's output): task lines go with the progress.
             if self.prepared is not None:
                 return {**doit_config(), "outfile": sys.stderr,
                         "reporter": command_reporter(self.prepared.error_log)}
-            return {**doit_config(), "outfile": sys.stdout}
+            return {**doit_config(), "outfile": sys.stderr,
+                    "reporter": summary_reporter(lambda: self.plan.runs if self.plan else (), self.sink,
+                                                 lambda: self.broken)}
         except PipelineError as exc:
             refuse(exc)
 
@@ -184,6 +190,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         except PipelineError as exc:
             refuse(exc)
         self.broken = plan.broken
+        self.plan = plan
         tasks: list[Any] = []
         for name, generator in GROUP_GENERATORS.items():
             tasks.extend(doit_loader.generate_tasks(name, generator(plan), group_doc(name)))
@@ -232,7 +239,10 @@ def dodo_namespace() -> dict[str, Any]:
         return plan[0]
 
     before_doit()
-    namespace: dict[str, Any] = {"DOIT_CONFIG": dict(DOIT_CONFIG)}
+    namespace: dict[str, Any] = {"DOIT_CONFIG": {
+        **DOIT_CONFIG, "outfile": sys.stderr,  # task lines with the progress; stdout is the summary's
+        "reporter": summary_reporter(lambda: plan[0].runs if plan else (),
+                                     broken_of=lambda: plan[0].broken if plan else ())}}
     for name in GROUP_GENERATORS:
         def creator(name: str = name) -> Any:
             return GROUP_GENERATORS[name](the_plan())

@@ -1,22 +1,31 @@
-"""What a doit run prints: doit's progress lines on stdout, and one line on stderr per failure.
+"""What a doit run prints: task lines and failures on stderr, the build's summary on stdout.
 
-doit's console reporter prints a failure's class name, its traceback and a row of
-``#`` around the captured output, on stdout. Our stages already fail with one
-line naming the file and the fix; this reporter prints exactly that. Anything
-else (a bug in this tool, a doit error) also becomes one line, and the traceback
-goes to ``build/.last-error.txt`` for the bug report.
+The one rule (:mod:`aero_media.log`): results on stdout, everything else on stderr. doit's
+console reporter prints a failure's class name, its traceback and a row of ``#`` around
+the captured output, on stdout. Our stages already fail with one line naming the file and
+the fix; this reporter prints exactly that, on stderr. Anything else (a bug in this tool, a
+doit error) also becomes one line, and the traceback goes to ``build/.last-error.txt`` for
+the bug report. Once every task is done, each spec whose ``build:<spec>`` finished gets its
+``build/<spec>/report.json`` and one block of the summary (:mod:`aero_media.report`), in the
+order of spec names whatever ``-n`` was: the blocks are made here, in the main process,
+from the records the tasks wrote, never as tasks finish.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import BaseFail, TaskFailed
 from doit.reporter import ConsoleReporter
 
+from .. import log
+from ..errors import PipelineError, disk_error
 from ..fsutil import write_bytes_atomic
+from ..report import combined, render, write_spec_report
+from ..spec.load import BrokenSpec
 from . import interrupt
 
 ERROR_LOG = Path("build") / ".last-error.txt"
@@ -43,6 +52,32 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
     """Where a bug's traceback goes (relative: inside the project doit runs in)."""
     fix: str = interrupt.RESUME
     """How to go on after a Ctrl-C."""
+    runs_of: Callable[[], tuple[Any, ...]] = staticmethod(lambda: ())
+    """The runs (:class:`aero_media.paths.Run`) of the loaded plan, once loaded: the summary reads their records."""
+    broken_of: Callable[[], tuple[BrokenSpec, ...]] = staticmethod(lambda: ())
+    """The spec files left out of the run as broken, for the summary's last block."""
+    sink: list[dict[str, Any]] | None = None
+    """Where the combined report goes instead of the text summary (``aero-media build --json``)."""
+
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self.built: set[str] = set()
+        # stdout as it is before any task runs: doit swaps sys.stdout to capture each action's output, and
+        # under -P thread two actions' swaps interleave, so the one left in place at the end may be a capture.
+        self.results = sys.stdout
+
+    def write(self, text: str) -> None:
+        """doit's task lines: on stderr above any progress lines; a reader that has gone ends the run quietly."""
+        if self.outstream is sys.stderr:
+            log.emit(text)
+        else:
+            log.write_to(self.outstream, text)
+
+    def add_success(self, task: Any) -> None:
+        """Remember each spec whose ``build:<spec>`` finished: its media are made and proven."""
+        group, sep, name = task.name.partition(":")
+        if group == "build" and sep:
+            self.built.add(name)
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         """Print the failure's one line at once (doit would hold it for the end).
@@ -62,8 +97,7 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         else:
             line = (f"error: {task.name}: {_first_line(message)}; "
                     "fix: run `doit` again; if it repeats, `doit forget` the task")
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        log.emit(line + "\n")
 
     @classmethod
     def _internal(cls, task_name: str, fail: BaseFail) -> str:
@@ -87,7 +121,32 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         if interrupt.caused():
             raise interrupt.stop(self.fix)
         for msg in self.runtime_errors:
-            sys.stderr.write(f"error: {_first_line(msg)}; fix: check the task names (`doit list`)\n")
+            log.emit(f"error: {_first_line(msg)}; fix: check the task names (`doit list`)\n")
+        self.summarise()
+        if log.pipe_closed():  # the outputs are complete; the reader of stdout or stderr went away
+            raise SystemExit(log.PIPE_EXIT)
+
+    def summarise(self) -> None:
+        """Write each built spec's report.json and print the summary on stdout (or hand it to :attr:`sink`)."""
+        reports = []
+        for run in self.runs_of():
+            if run.spec.name not in self.built:
+                continue
+            try:
+                reports.append(write_spec_report(run))
+            except PipelineError as exc:
+                log.error(exc.render())
+            except OSError as exc:
+                log.error(disk_error(exc).render())
+            except (KeyError, TypeError, ValueError):  # a record edited by hand, or left by another version
+                log.error(f"{run.paths.build.name}: a build record lacks what the report reads; "
+                          f"fix: `doit clean build:{run.spec.name}` and build it again")
+        broken = self.broken_of()
+        report = combined(reports, broken)
+        if self.sink is not None:
+            self.sink.append(report)
+        elif reports or broken:
+            log.result(render(report), self.results)
 
 
 class CommandReporter(OneLineReporter):
@@ -114,3 +173,12 @@ class CommandReporter(OneLineReporter):
 def command_reporter(error_log: Path) -> type[CommandReporter]:
     """A :class:`CommandReporter` that keeps a bug's traceback at ``error_log`` (an absolute path)."""
     return type("CommandReporter", (CommandReporter,), {"error_log": error_log})
+
+
+def summary_reporter(runs_of: Callable[[], tuple[Any, ...]], sink: list[dict[str, Any]] | None = None,
+                     broken_of: Callable[[], tuple[BrokenSpec, ...]] | None = None) -> type[OneLineReporter]:
+    """A :class:`OneLineReporter` that ends the run with the summary of the runs ``runs_of`` returns."""
+    attrs: dict[str, Any] = {"runs_of": staticmethod(runs_of), "sink": sink}
+    if broken_of is not None:
+        attrs["broken_of"] = staticmethod(broken_of)
+    return type("OneLineReporter", (OneLineReporter,), attrs)

@@ -33,7 +33,7 @@ def project(tmp_path: Path) -> Path:
 
 def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_doit(project) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert executed(out) == {"expand:sample", "stage:sample:x86", "stage:sample:amd64", "notices:sample",
                              "drivers_iso:sample", "verify:sample", "guest_tools:sample", "verify_guest_tools:sample",
                              "fat_disk:sample", "verify_fat_disk:sample"}
@@ -41,7 +41,7 @@ def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[st
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["ok"] and report["sha256"] == sha(iso)
     assert run_doit(project) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
 
 
 def test_label_change_reruns_only_the_media(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +52,7 @@ def test_label_change_reruns_only_the_media(project: Path, capsys: pytest.Captur
     assert run_doit(project) == 0
     # Both manifests record the spec file's sha256 (Aero's provenance), so both media are
     # rewritten; nothing before them runs.
-    assert executed(capsys.readouterr().out) == {"drivers_iso:sample", "verify:sample", "guest_tools:sample",
+    assert executed(capsys.readouterr().err) == {"drivers_iso:sample", "verify:sample", "guest_tools:sample",
                                                  "verify_guest_tools:sample"}
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["label"] == "AERO_VIRTIO_2"
@@ -67,7 +67,7 @@ def test_guest_tools_version_bump_reruns_only_the_media_that_read_it(project: Pa
     assert run_doit(project) == 0
     # Only the Guest Tools and their verify read the version (and record the spec file's sha256, as
     # Aero's packager does); staging, the drivers ISO, the FAT disk and their verifies stay.
-    assert executed(capsys.readouterr().out) == {"guest_tools:sample", "verify_guest_tools:sample"}
+    assert executed(capsys.readouterr().err) == {"guest_tools:sample", "verify_guest_tools:sample"}
     manifest = json.loads((project / "dist/sample/guest-tools/manifest.json").read_text())
     assert manifest["package"]["version"] == "1.2.3"
 
@@ -87,11 +87,11 @@ def test_source_file_change_reruns_its_chain(project: Path, capsys: pytest.Captu
     inf = project / "prebuilt/sample/win7/x86/netkvm/netkvm.inf"
     inf.write_bytes(inf.read_bytes() + b"; changed\r\n")
     assert run_doit(project) == 0
-    ran = executed(capsys.readouterr().out)
+    ran = executed(capsys.readouterr().err)
     assert "stage:sample:x86" in ran and "drivers_iso:sample" in ran
     # amd64 reads the same file list but its manifest comes out identical.
     assert run_doit(project) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
 
 
 def test_touch_without_change_does_not_rebuild_iso(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ def test_touch_without_change_does_not_rebuild_iso(project: Path, capsys: pytest
     m = project / "build/sample/stage/x86.json"
     os.utime(m, None)
     assert run_doit(project) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
 
 
 def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +109,7 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
     data["target"]["arches"] = ["amd64"]
     (project / "specs/second.yaml").write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:second") == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert executed(out) == {"expand:second", "stage:second:amd64", "notices:second", "drivers_iso:second",
                              "verify:second", "guest_tools:second", "verify_guest_tools:second",
                              "fat_disk:second", "verify_fat_disk:second"}
@@ -238,7 +238,7 @@ def test_corrupted_iso_is_rebuilt_and_a_failed_verify_removes_it(project: Path,
     iso.write_bytes(bytes(data))
     capsys.readouterr()
     assert run_doit(project) == 0
-    assert {"drivers_iso:sample", "verify:sample"} <= executed(capsys.readouterr().out)
+    assert {"drivers_iso:sample", "verify:sample"} <= executed(capsys.readouterr().err)
     assert sha(iso) == good
 
 

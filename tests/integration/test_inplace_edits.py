@@ -50,7 +50,7 @@ def built(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     assert run_doit(project) == 0
     capsys.readouterr()
     assert run_doit(project) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
     return project
 
 
@@ -60,11 +60,11 @@ def test_a_byte_flipped_in_the_iso_system_area_is_rebuilt(built: Path, capsys: p
     rewrite_keeping_mtime(iso, 0x1000)  # the system area: 32 KiB no reader or verify looks at
     assert sha(iso) != good
     assert run_doit(built) == 0
-    ran = executed(capsys.readouterr().out)
+    ran = executed(capsys.readouterr().err)
     assert {"drivers_iso:sample", "verify:sample"} <= ran
     assert sha(iso) == good
     assert run_doit(built) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
 
 
 def test_a_payload_byte_flipped_in_the_iso_is_rebuilt(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +72,7 @@ def test_a_payload_byte_flipped_in_the_iso_is_rebuilt(built: Path, capsys: pytes
     good = sha(iso)
     rewrite_keeping_mtime(iso, iso.read_bytes().index(b"AERO STAND-IN"))
     assert run_doit(built) == 0
-    assert {"drivers_iso:sample", "verify:sample"} <= executed(capsys.readouterr().out)
+    assert {"drivers_iso:sample", "verify:sample"} <= executed(capsys.readouterr().err)
     assert sha(iso) == good
 
 
@@ -82,7 +82,7 @@ def test_an_input_inf_rewritten_in_place_reruns_its_stage(built: Path, capsys: p
     at = data.index(b"Signature")
     rewrite_keeping_mtime(inf, at, xor=0x20)  # 'S' -> 's': same size, an INF that means the same to Windows
     assert run_doit(built) == 0
-    ran = executed(capsys.readouterr().out)
+    ran = executed(capsys.readouterr().err)
     assert {"expand:sample", "stage:sample:x86", "drivers_iso:sample"} <= ran
     iso = (built / ISO).read_bytes()
     assert inf.read_bytes() != data and inf.read_bytes() in iso  # the edited INF is what the medium carries
@@ -93,7 +93,7 @@ def test_an_edited_verify_report_reruns_verify(built: Path, capsys: pytest.Captu
     good = report.read_bytes()
     rewrite_keeping_mtime(report, good.index(b"true"), xor=0x20)  # 'true' -> 'True'
     assert run_doit(built) == 0
-    assert executed(capsys.readouterr().out) == {"verify:sample"}
+    assert executed(capsys.readouterr().err) == {"verify:sample"}
     assert report.read_bytes() == good
 
 
@@ -102,7 +102,7 @@ def test_a_touch_without_change_costs_a_hash_not_a_rebuild(built: Path, capsys: 
     st = iso.stat()
     os.utime(iso, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert run_doit(built) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()
 
 
 def test_a_byte_written_in_fat_free_space_is_rebuilt(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +110,7 @@ def test_a_byte_written_in_fat_free_space_is_rebuilt(built: Path, capsys: pytest
     good = sha(vhd)
     rewrite_keeping_mtime(vhd, vhd.stat().st_size - 512 - 4096)  # before the VHD footer: free clusters at the end
     assert run_doit(built) == 0
-    assert {"fat_disk:sample", "verify_fat_disk:sample"} <= executed(capsys.readouterr().out)
+    assert {"fat_disk:sample", "verify_fat_disk:sample"} <= executed(capsys.readouterr().err)
     assert sha(vhd) == good
 
 
@@ -123,4 +123,4 @@ def test_a_noop_run_hashes_nothing(built: Path, capsys: pytest.CaptureFixture[st
 
     monkeypatch.setattr(aero_media.hashmemo, "sha256_file", no_hash)
     assert run_doit(built) == 0
-    assert executed(capsys.readouterr().out) == set()
+    assert executed(capsys.readouterr().err) == set()

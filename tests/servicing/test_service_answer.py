@@ -120,14 +120,14 @@ def test_a_full_answer_file_puts_its_secrets_on_the_medium_and_nowhere_else(
     plain = [hashlib.sha256(s.encode()).hexdigest().encode() for s in (PASSWORD, KEY)]
     assert not [f for f in (project / "build").rglob("*") if f.is_file() and any(h in f.read_bytes() for h in plain)]
     assert run_doit(project, "service:answered") == 0
-    assert ".  service:answered" not in capfd.readouterr().out
+    assert ".  service:answered" not in capfd.readouterr().err
     (secrets / "password.txt").write_text("Another-Pw-42\n")
     assert run_doit(project, "service:answered") == 0
-    assert ".  service:answered" in capfd.readouterr().out
+    assert ".  service:answered" in capfd.readouterr().err
     assert af.hidden_password("Another-Pw-42").encode() in iso_files(iso)[af.FILE_NAME]
     monkeypatch.setenv("AERO_TEST_PRODUCT_KEY", KEY.replace("Q7XKD", "Q7XKE"))
     assert run_doit(project, "service:answered") == 0
-    assert ".  service:answered" in capfd.readouterr().out
+    assert ".  service:answered" in capfd.readouterr().err
     assert KEY.replace("Q7XKD", "Q7XKE").encode() in iso_files(iso)[af.FILE_NAME]
 
 

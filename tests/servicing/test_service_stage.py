@@ -159,7 +159,7 @@ def test_second_servicing_changes_nothing(serviced: Path, tmp_path: Path) -> Non
 def test_doit_again_runs_nothing(serviced: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert run_doit(serviced, f"service:{SPEC}") == 0
-    assert ".  service:" not in capsys.readouterr().out
+    assert ".  service:" not in capsys.readouterr().err
 
 
 def test_a_published_file_that_was_changed_or_deleted_is_rebuilt(serviced: Path,
@@ -169,13 +169,13 @@ def test_a_published_file_that_was_changed_or_deleted_is_rebuilt(serviced: Path,
     (out(serviced) / "install.wim").write_bytes(b"x\n")
     capsys.readouterr()
     assert run_doit(serviced, f"service:{SPEC}") == 0
-    assert ".  service:" in capsys.readouterr().out
+    assert ".  service:" in capsys.readouterr().err
     listed = {o["path"]: o["sha256"] for o in record(serviced)["outputs"]}
     assert set(listed) == {"boot.wim", "install.wim", "servicing.json", "win7-aero.iso"} - {"servicing.json"}
     for name, digest in listed.items():
         assert hashlib.sha256((out(serviced) / name).read_bytes()).hexdigest() == digest, name
     assert run_doit(serviced, f"service:{SPEC}") == 0
-    assert ".  service:" not in capsys.readouterr().out
+    assert ".  service:" not in capsys.readouterr().err
 
 
 def test_the_output_is_never_an_input(tmp_path: Path, media_iso: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -66,7 +66,7 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
     with serve({"/virtio-win-0.1.285.iso": data}) as server:
         iso_spec(project, {"url": server.url("/virtio-win-0.1.285.iso"), "sha256": sha(data)})
         assert run_doit(project, "build:vw") == 0
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "prove:vw",
                                  "notices:vw", "drivers_iso:vw", "verify:vw", "guest_tools:vw",
                                  "verify_guest_tools:vw", "fat_disk:vw", "verify_fat_disk:vw"}
@@ -108,7 +108,7 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
 
         monkeypatch.setattr(IsoTree, "open_path", no_open)
         assert run_doit(project, "build:vw") == 0
-        assert executed(capsys.readouterr().out) == set()
+        assert executed(capsys.readouterr().err) == set()
         assert len(server.requests) == 1
 
 
@@ -123,14 +123,14 @@ def test_output_change_does_not_reextract_and_expect_rechecks(
     data["outputs"] = {"drivers_iso": {"volume_label": "AERO_NEW"}}
     spec.write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:vw") == 0
-    assert executed(capsys.readouterr().out) == {"drivers_iso:vw", "verify:vw", "guest_tools:vw",
+    assert executed(capsys.readouterr().err) == {"drivers_iso:vw", "verify:vw", "guest_tools:vw",
                                                  "verify_guest_tools:vw"}
 
     good = sha(files["viostor/w7/amd64/viostor.sys"])
     data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": good}
     spec.write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:vw") == 0
-    ran = executed(capsys.readouterr().out)
+    ran = executed(capsys.readouterr().err)
     assert "extract:vw" not in ran and "fetch:vw" not in ran and "stage:vw:amd64" in ran
 
     data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": "f" * 64}
@@ -138,7 +138,7 @@ def test_output_change_does_not_reextract_and_expect_rechecks(
     assert run_doit(project, "build:vw") != 0
     out = capsys.readouterr()
     assert f"win7/amd64/viostor/viostor.sys: sha256 {good} does not match the pin {'f' * 64}" in out.out + out.err
-    assert "extract:vw" not in executed(out.out)
+    assert "extract:vw" not in executed(out.err)
 
 
 def test_rr_joliet_style_reads_rock_ridge_names(project: Path, tmp_path: Path) -> None:
@@ -241,7 +241,7 @@ def test_two_specs_share_one_download_and_a_cleared_cache_refetches(
 
         shutil.rmtree(tmp_path / "cache")
         assert run_doit(project, "build:vw") == 0
-        ran = executed(capsys.readouterr().out)
+        ran = executed(capsys.readouterr().err)
         assert "fetch:vw" in ran and "extract:vw" not in ran  # same bytes again: nothing downstream reruns
         assert len(server.requests) == 2
 

@@ -411,10 +411,55 @@ def test_progress_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("AERO_MEDIA_PROGRESS", "always")
         download(srv.url(PATH), tmp_path / "a" / NAME, SHA, backoff=0)
         err = capsys.readouterr().err
-        assert f"\rdownload {NAME}: " in err and "MiB" in err
+        assert f"download {NAME}: " in err and "MiB" in err and "\x1b[K" in err
         monkeypatch.setenv("AERO_MEDIA_PROGRESS", "never")
         download(srv.url(PATH), tmp_path / "b" / NAME, SHA, backoff=0)
-        assert "\r" not in capsys.readouterr().err
+        assert "\x1b[" not in capsys.readouterr().err
+
+
+def test_a_slow_download_off_a_terminal_prints_a_line_every_ten_seconds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI log: a plain line at most every ten seconds with bytes done, total and rate, never past 100%.
+
+    The server sends the body in 64 KiB pieces; the clock moves three seconds per look, so the
+    download "takes" a minute or more without the test waiting for it.
+    """
+    import re
+
+    from aero_media import log
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 3.0
+        return now[0]
+
+    monkeypatch.setattr(log, "CLOCK", clock)
+    monkeypatch.delenv("AERO_MEDIA_PROGRESS", raising=False)  # stderr is captured: not a terminal
+    with serve({PATH: DATA}) as srv:
+        download(srv.url(PATH), tmp_path / NAME, SHA, backoff=0)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"download {NAME}: ")]
+    elapsed = now[0]
+    assert 2 <= len(lines) <= elapsed // log.PLAIN_INTERVAL + 1, lines
+    total = f"{len(DATA) / 2**20:.1f} MiB"
+    pattern = re.compile(rf"download {re.escape(NAME)}: [\d.]+ (KiB|MiB) / {total} \((\d+)%\), [\d.]+ (KiB|MiB)/s")
+    assert all(pattern.match(line) for line in lines), lines
+    assert all(int(pattern.match(line).group(2)) <= 100 for line in lines)  # type: ignore[union-attr]
+    assert "\x1b" not in "".join(lines) and "\r" not in "".join(lines)
+
+
+def test_the_background_hash_reports_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from aero_media.hashmemo import HashMemo
+    from aero_media.sources import fetch
+
+    iso = tmp_path / "v.iso"
+    iso.write_bytes(DATA)
+    monkeypatch.setenv("AERO_MEDIA_PROGRESS", "always")
+    fetch.start_proof(iso, HashMemo(tmp_path / "build" / "memo.json"))
+    fetch.settle_background_hashes()
+    err = capsys.readouterr().err
+    assert f"hash v.iso (background): {len(DATA) / 2**20:.1f} MiB / {len(DATA) / 2**20:.1f} MiB (100%)" in err
 
 
 def test_two_fetches_of_one_entry_download_once(tmp_path: Path) -> None:
@@ -447,9 +492,9 @@ def test_a_run_that_ends_waits_for_its_background_hash(tmp_path: Path, monkeypat
     real = fetch.proven_hash
     release = threading.Event()
 
-    def held(path: Path) -> tuple[str, int, object]:
+    def held(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int, object]:
         release.wait()
-        return real(path)
+        return real(path, progress)
 
     monkeypatch.setattr(fetch, "proven_hash", held)
     memo = HashMemo(tmp_path / "build" / "memo.json")

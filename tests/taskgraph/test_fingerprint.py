@@ -111,7 +111,7 @@ def doit_in(project: Path, code: Path) -> set[str]:
     env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run([sys.executable, "-m", "doit"], cwd=project, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return set(re.findall(r"^\.  (\S+)", proc.stdout, re.M))
+    return set(re.findall(r"^\.  (\S+)", proc.stderr, re.M))  # doit's task lines are progress, on stderr
 
 
 @pytest.mark.integration

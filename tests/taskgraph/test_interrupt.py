@@ -156,7 +156,8 @@ def _run_with_ctrl_c(tmp_path: Path, argv: list[str], event: str, at: int, *, cw
 def _assert_interrupted(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    # doit's task lines ('.  name', '-- name') share stderr with the diagnostics; besides them, one line.
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith((".  ", "-- "))]
     assert len(lines) == 1 and lines[0].startswith("error: interrupted (Ctrl-C)"), proc.stderr
 
 
