@@ -87,7 +87,7 @@ def test_pin_shows_the_diff_then_writes_and_the_next_build_checks_the_pins(
     assert loaded.source.expect == _built(project) and len(loaded.source.expect) == len(added) - 2
     # The next build checks the pins (staging reruns) and passes; pinning again changes nothing.
     assert run_doit(project, "build:t") == 0
-    assert "stage:t:x86" in capsys.readouterr().out
+    assert "stage:t:x86" in capsys.readouterr().err  # doit's task lines go to stderr
     written = spec.read_bytes()
     assert _pin(project, "--yes") == 0
     assert spec.read_bytes() == written and capsys.readouterr().out == ""

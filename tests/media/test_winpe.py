@@ -281,7 +281,7 @@ def test_per_arch_isos_are_reproducible_and_incremental(per_arch: Path, capsys: 
     first = hashlib.sha256(iso.read_bytes()).hexdigest()
     capsys.readouterr()
     assert run_doit(per_arch, "build:both") == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # doit's task lines go to stderr with the diagnostics
     ran = set(re.findall(r"^\.  (\S+)", out, re.M))
     assert "-- arch_drivers_iso:both:amd64" in out and not ran, ran
     shutil.rmtree(per_arch / "dist/both")
