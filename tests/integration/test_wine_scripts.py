@@ -433,6 +433,8 @@ def test_wine_uninstall_keeps_what_it_cannot_remove(wine: WinePrefix, tmp_path: 
         # files.sha256 made to match a changed file: manifest.json no longer lists it.
         ("relist", 14, "MANIFEST manifest.json does not list config\\files.sha256 with its SHA-256"),
         ("no_manifest", 14, "MANIFEST manifest.json is missing"),
+        # certutil answers nothing for the file, twice: said as such, not as a changed file.
+        ("unhashable", 14, "NOHASH   drivers\\amd64\\netkvm\\netkvm.sys (certutil -hashfile gave no SHA-256)"),
     ],
 )
 def test_wine_verify_media_detects_damage(wine: WinePrefix, tmp_path: Path, contract: Contract,
@@ -449,9 +451,11 @@ def test_wine_verify_media_detects_damage(wine: WinePrefix, tmp_path: Path, cont
     elif damage == "relist":
         target.write_bytes(data + b"!")
         write_hashes(sc.media)
-    else:
+    elif damage == "no_manifest":
         (sc.media / "manifest.json").unlink()
     sc.rehash()
+    if damage == "unhashable":
+        sc.fake.hash_media(sc.media, [p for p in all_files(sc.media) if not p.endswith("netkvm.sys")])
     r = sc.run("setup.cmd", "/force", "/verify-media")
     assert r.returncode == code, r.stdout
     assert message in r.stdout

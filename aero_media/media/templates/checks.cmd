@@ -82,8 +82,15 @@ exit /b 0
 rem certutil cannot hash an empty file; for those the size says it all.
 if "%AGT_VF_SIZE%"=="0" exit /b 0
 call :sha256_of "%AGT_VF_PATH%"
+rem No hash at all is certutil failing (a busy or locked file), not the file changing: ask once more.
+if "%AGT_SHA%"=="unknown" call :sha256_of "%AGT_VF_PATH%"
 if /i "%AGT_SHA%"=="%AGT_VF_SHA%" exit /b 0
+if "%AGT_SHA%"=="unknown" goto :media_file_unhashed
 echo PROBLEM CHANGED  %AGT_VF_PATH% (SHA-256 differs)
+set /a AGT_BAD+=1
+exit /b 0
+:media_file_unhashed
+echo PROBLEM NOHASH   %AGT_VF_PATH% (certutil -hashfile gave no SHA-256)
 set /a AGT_BAD+=1
 exit /b 0
 
