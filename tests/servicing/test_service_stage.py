@@ -8,9 +8,9 @@ nothing; the ISO keeps its El Torito entries and boots in QEMU.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
