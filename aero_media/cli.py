@@ -414,6 +414,25 @@ def cmd_list_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_downloads(args: argparse.Namespace) -> int:
+    """Print what decides each download: the cache entry and URL of every spec's ISO (CI keys its cache on this)."""
+    from .sources.isocache import cache_file_for
+
+    ctx = _ctx(args)
+    _require_specs_dir(ctx)
+    lines: set[str] = set()
+    for path, s in load_each(ctx):
+        if not isinstance(s, Spec):
+            log.warn(f"{relpath_for_humans(path, ctx.root)} is broken; a download it names is not listed")
+        elif s.source.is_iso and s.source.url:
+            # The entry, relative to the cache: the URL and the whole-ISO pin decide it, nothing else in the spec.
+            entry = cache_file_for(Path(), s.source.url, s.source.sha256)
+            lines.add(f"{entry.as_posix()}  {s.source.url}")
+    for line in sorted(lines):
+        log.result(line)
+    return 0
+
+
 def cmd_show_spec(args: argparse.Namespace) -> int:
     """Print a spec as the pipeline resolved it (JSON)."""
     spec = _find_spec(_ctx(args), args.name)
@@ -698,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=3650, help="validity in days (default: 3650)")
 
     add("list-specs", cmd_list_specs)
+    add("downloads", cmd_downloads)
     p = add("show-spec", cmd_show_spec)
     p.add_argument("name")
     p = add("pin", cmd_pin)

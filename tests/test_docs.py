@@ -113,3 +113,15 @@ def test_no_citation_points_outside_the_repository() -> None:
                 if _FOREIGN.search(line):
                     problems.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert problems == []
+
+
+def test_the_design_diagram_shows_every_stage_and_task_group() -> None:
+    """docs/design.md's first diagram names every Stage and every task group the task graph makes."""
+    from aero_media.spec.types import Stage
+    from aero_media.taskgraph.tasks import GROUP_GENERATORS
+
+    text = (DOCS / "design.md").read_text(encoding="utf-8")
+    diagram = text.split("```", 2)[1]
+    words = set(re.findall(r"[a-z_]+", diagram))
+    assert {s.value for s in Stage} <= words
+    assert set(GROUP_GENERATORS) <= words

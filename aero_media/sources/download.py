@@ -344,6 +344,8 @@ def run(job: Job, retries: int, backoff: float) -> FetchResult:
         "etag": validator.etag,
         "last_modified": validator.last_modified,
         "fetched": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # The file's mtime as proven (the rename keeps it): a restored copy of the cache is vouched for by it.
+        "mtime_ns": part.path.stat().st_mtime_ns,
     })
     os.chmod(part.path, 0o644)
     os.replace(part.path, job.dest)

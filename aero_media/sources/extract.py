@@ -19,7 +19,7 @@ from ..manifests import ExtractedFile, ExtractedPackage, FetchRecord, IsoFile, P
 from ..paths import Run
 from ..spec.model import Spec
 from ..win7.inf import parse_inf
-from .fetch import check_unchanged, iso_input
+from .fetch import check_unchanged, iso_input, vouched
 from .isoread import IsoTree
 from .selection import Package, Selection, select
 from .tree import Entry, Tree
@@ -131,7 +131,7 @@ def extract_stage(run: Run) -> Provenance:
     fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
     iso = iso_input(spec, run.ctx)
     # Not proven yet, perhaps: the prove stage hashes it meanwhile, and nothing is published before.
-    check_unchanged(iso, fetched, run.memo)
+    check_unchanged(iso, fetched, run.memo, vouched(run, iso))
     provenance = extract_iso(spec, iso, paths.extract_dir, fetched)
     write_json_atomic(paths.provenance, provenance.to_json())
     return provenance

@@ -2,7 +2,8 @@
 
 Upstream publishes no checksums and re-spins ISOs in place under the same URL, so
 nothing is trusted until it is hashed: a local file is checked against the pin, a
-cached file is re-hashed on every hit, and a download is verified before it gets
+cached file is re-hashed when the hash memo does not know its stat (unless the record
+beside it vouches for a restored copy: :func:`vouched`), and a download is verified before it gets
 its final name (:mod:`.isocache` has the cache layout, :mod:`.download` the transfer).
 A local or cached file is proven in the background while extraction runs.
 """
@@ -23,7 +24,17 @@ from ..log import info, warn
 from ..manifests import FetchRecord, ProofRecord, read_manifest
 from ..paths import Run
 from ..spec.model import Context, Source, Spec
-from .isocache import FetchResult, cache_file_for, check_size, hash_file, pin_sha256, show_path, sidecar
+from .isocache import (
+    FetchResult,
+    cache_file_for,
+    check_size,
+    hash_file,
+    pin_sha256,
+    record_proof,
+    recorded_digest,
+    show_path,
+    sidecar,
+)
 
 # --------------------------------------------------------------------------- cache and sources
 
@@ -83,6 +94,8 @@ def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progr
         return None
     want = sha256 if sha256 is not None else (recorded or {}).get("sha256")
     known = memo.lookup(dest, dest.stat()) if memo is not None else None
+    if known is None and memo is not None and isinstance(want, str):
+        known = _adopt_record(dest, url, want, memo)
     if defer and known is None and isinstance(want, str):
         return FetchResult(path=dest, sha256=None, size=dest.stat().st_size, origin="cache", url=url,
                            stat=dest.stat(), expected=want)
@@ -93,10 +106,20 @@ def _cache_hit(dest: Path, url: str, sha256: str | None, size: int | None, progr
         return None
     if sha256 is None and recorded is None:
         info(f"using {show_path(dest)} (placed in the cache by hand; not pinned by sha256, payload pins apply)")
-        write_json_atomic(side, {"url": url, "sha256": actual, "size": n, "pinned": False, "etag": None,
-                                    "last_modified": None, "fetched": None})
+    if st is not None:
+        record_proof(dest, url, actual, st, pinned=sha256 is not None)
     return FetchResult(path=dest, sha256=actual, size=n, origin="cache", url=url, stat=st,
                        expected=want if isinstance(want, str) else None)
+
+
+def _adopt_record(dest: Path, url: str, want: str, memo: HashMemo) -> str | None:
+    """``want`` when the record beside cache entry ``dest`` vouches that the file, as it is now, has that digest
+    (a restored copy of the cache: new inode and ctime); the memo then knows it, so nothing reads it again."""
+    st = dest.stat()
+    if recorded_digest(dest, url, st) != want:
+        return None
+    memo.record(dest, st, want)
+    return want
 
 
 def _discard(dest: Path) -> None:
@@ -210,6 +233,35 @@ def fetch_stage(run: Run) -> FetchRecord:
     return record
 
 
+def cache_entry(spec: Spec, ctx: Context) -> Path | None:
+    """The download cache entry the spec's ISO is read from, or None when it is read from ``source.path``."""
+    src = spec.source
+    if src.url is None or (src.path is not None and src.path.exists()):
+        return None
+    return cache_file_for(ctx.cache_dir(spec), src.url, src.sha256)
+
+
+def vouched(run: Run, iso: Path) -> str | None:
+    """The sha256 the download cache's record vouches for, when ``iso`` is the spec's cache entry and the record
+    describes it as it is now; the memo is told, so the digest is taken from there.
+
+    This is what makes a restored cache (a copy: new inode and ctime) cost no read. Only a cache
+    entry is vouched for, never a user's ISO elsewhere, whose in-place edits the ctime in the
+    memo's key catches.
+    """
+    entry = cache_entry(run.spec, run.ctx)
+    if entry is None or iso != entry or run.spec.source.url is None:
+        return None
+    try:
+        st = iso.stat()
+    except OSError:
+        return None
+    digest = recorded_digest(iso, run.spec.source.url, st)
+    if digest is not None and run.memo.lookup(iso, st) is None:
+        run.memo.record(iso, st, digest)
+    return digest
+
+
 def file_identity(st: os.stat_result) -> tuple[int, ...]:
     """Size, mtime, inode and ctime: a file whose identity is unchanged has not been rewritten."""
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
@@ -225,14 +277,20 @@ def still_current(run: Run) -> bool:
     except (OSError, BuildStateError):
         return False
     if fetched.sha256 is None:
-        return file_identity(st) == fetched.stat
-    return run.memo.lookup(iso, st) == fetched.sha256
+        return file_identity(st) == fetched.stat or (fetched.expected is not None
+                                                     and vouched(run, iso) == fetched.expected)
+    known = run.memo.lookup(iso, st)
+    return (known if known is not None else vouched(run, iso)) == fetched.sha256
 
 
-def check_unchanged(iso: Path, fetched: FetchRecord, memo: HashMemo) -> None:
-    """Refuse an ISO that is not the file fetch located or proved (rewritten, or replaced, since)."""
+def check_unchanged(iso: Path, fetched: FetchRecord, memo: HashMemo, vouched_for: str | None = None) -> None:
+    """Refuse an ISO that is not the file fetch located or proved (rewritten, or replaced, since).
+
+    ``vouched_for`` is what the download cache's record vouches for (:func:`vouched`): a restored
+    copy of the entry fetch located, with the digest that entry must have, is that file.
+    """
     if fetched.sha256 is None:
-        if file_identity(iso.stat()) != fetched.stat:
+        if file_identity(iso.stat()) != fetched.stat and (vouched_for is None or vouched_for != fetched.expected):
             raise SourceError(f"{fetched.path}: changed after it was fetched (size, times or inode differ)",
                               "run doit again: the ISO is located and proven anew")
         return
@@ -329,7 +387,7 @@ def prove_stage(run: Run) -> ProofRecord:
     paths.proof_record.unlink(missing_ok=True)
     fetched = read_manifest(paths.fetch_record, FetchRecord.from_json)
     iso = iso_input(spec, run.ctx)
-    check_unchanged(iso, fetched, memo)
+    check_unchanged(iso, fetched, memo, vouched(run, iso))
     digest, size = proof_of(iso, memo)
     if fetched.expected is not None and digest != fetched.expected:
         if fetched.origin == "cache":
@@ -341,6 +399,11 @@ def prove_stage(run: Run) -> ProofRecord:
                                f"source.sha256 pins {fetched.expected}",
                                f"point source.path in {spec.display} at the pinned ISO; if this file is the one you "
                                f"want (upstream re-spins ISOs in place), check it, then update source.sha256")
+    entry = cache_entry(spec, run.ctx)
+    if entry == iso and spec.source.url is not None:
+        st = iso.stat()
+        if memo.lookup(iso, st) == digest:  # the digest is that of the file as it is now
+            record_proof(iso, spec.source.url, digest, st, pinned=spec.source.sha256 is not None)
     proof = ProofRecord(sha256=digest, size=size)
     write_json_atomic(paths.proof_record, proof.to_json())
     log.info(f"{spec.name}: ISO proven, sha256 {digest}")

@@ -6,6 +6,11 @@ The cache is content-addressed:
 - ``<cache>/url/<sha256(url)[:16]>/<name>`` when only per-file ``expect`` pins exist.
   A sidecar ``<name>.json`` records url, sha256, size, validators and fetch time;
   a hit re-hashes the file against it.
+
+The sidecar also records the ``mtime_ns`` the file had when its sha256 was proven (by the
+download, or by hashing a cache hit). A restored copy of the cache (a CI cache: new inode,
+new ctime, same bytes and mtime) is vouched for by that record (:func:`recorded_digest`)
+instead of being read again; see docs/design.md, "A restored download cache".
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from ..errors import FetchError
-from ..fsutil import relpath_for_humans
+from ..fsutil import read_json, relpath_for_humans, write_json_atomic
 from ..hashmemo import HashMemo, proven_hash
 from ..log import Progress
 
@@ -78,6 +83,46 @@ def pin_sha256(sha256: str | None) -> str | None:
 def sidecar(path: Path) -> Path:
     """The ``<name>.json`` beside a cache file: what it was fetched from and its digest."""
     return path.with_name(path.name + ".json")
+
+
+def recorded_digest(dest: Path, url: str, st: os.stat_result) -> str | None:
+    """The sha256 the sidecar of cache entry ``dest`` vouches for, when it describes the file ``st`` finds.
+
+    It vouches only when it is a record of ours for this entry: the same URL, a sha256 (the one
+    the entry's folder is named after, for a pinned entry), and the size and mtime the file had
+    when that sha256 was proven. Callers pass only the cache entry a spec addresses
+    (:func:`cache_file_for`), never a file of the user's elsewhere.
+    """
+    try:
+        data = read_json(sidecar(dest))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    digest, size, mtime = data.get("sha256"), data.get("size"), data.get("mtime_ns")
+    if (data.get("url") != url or not isinstance(digest, str) or not _HEX64.fullmatch(digest)
+            or type(size) is not int or type(mtime) is not int
+            or (size, mtime) != (st.st_size, st.st_mtime_ns)):
+        return None
+    if dest.parent.parent.name == "sha256" and dest.parent.name != digest:
+        return None
+    return digest
+
+
+def record_proof(dest: Path, url: str, digest: str, st: os.stat_result, *, pinned: bool) -> None:
+    """Write (or bring up to date) the sidecar of cache entry ``dest``: its bytes, as ``st`` finds them, were
+    proven to have ``digest``. The download's validators and fetch time are kept."""
+    if recorded_digest(dest, url, st) == digest:
+        return
+    try:
+        old = read_json(sidecar(dest))
+    except (OSError, ValueError):
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    write_json_atomic(sidecar(dest), {
+        "url": url, "sha256": digest, "size": st.st_size, "pinned": pinned,
+        "etag": old.get("etag"), "last_modified": old.get("last_modified"), "fetched": old.get("fetched"),
+        "mtime_ns": st.st_mtime_ns})
 
 
 def part_file(path: Path) -> Path:

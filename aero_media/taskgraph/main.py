@@ -193,8 +193,28 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
         self.plan = plan
         tasks: list[Any] = []
         for name, generator in GROUP_GENERATORS.items():
-            tasks.extend(doit_loader.generate_tasks(name, generator(plan), group_doc(name)))
+            tasks.extend(_keeping_group_actions(name, generator(plan)))
         return tasks
+
+
+def _keeping_group_actions(name: str, made: Any) -> list[Any]:
+    """doit's tasks from a generator's output, with the actions of its group task (``name: None``) kept.
+
+    doit's loader drops a group task's actions; the `build` group's is what fails a whole
+    `doit build` at its end when a spec was left out broken, after every subtask ran.
+    """
+    from doit.task import Task
+
+    if isinstance(made, dict):  # a single task: no group
+        return list(doit_loader.generate_tasks(name, made, group_doc(name)))
+    made = list(made)
+    # Taken before doit's loader sets them to None in the very dict.
+    actions = next((d.get("actions") for d in made if d.get("name", "") is None), None)
+    tasks = doit_loader.generate_tasks(name, (d for d in made), group_doc(name))  # doit wants a generator
+    if not actions:
+        return list(tasks)
+    return [Task(name, actions, task_dep=t.task_dep, doc=t.doc, has_subtask=True) if t.name == name else t
+            for t in tasks]
 
 
 class AeroDoitMain(DoitMain):  # type: ignore[misc]  # doit ships no type information
