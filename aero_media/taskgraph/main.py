@@ -110,7 +110,9 @@ def make_plan(ctx: Context, task_args: Sequence[str], epoch: int | None = None) 
     """Load the project's specs, apply the broken-spec policy for ``task_args``, and prepare build/."""
     specs, broken = select_specs(load_each(ctx), task_args, ctx.root)
     ctx.build_dir.mkdir(exist_ok=True)  # doit writes its dep file there at the end of the run
-    return Plan(ctx, specs, source_date_epoch() if epoch is None else epoch, code_memo(ctx), broken=broken)
+    named = frozenset(n for n in (spec_named(a) for a in task_args) if n is not None)
+    return Plan(ctx, specs, source_date_epoch() if epoch is None else epoch, code_memo(ctx), broken=broken,
+                named=named)
 
 
 @dataclass(frozen=True)

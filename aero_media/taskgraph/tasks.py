@@ -22,6 +22,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
+from .. import log
 from ..errors import PipelineError, disk_error
 from ..fsutil import relpath_for_humans, remove_with_leftovers
 from ..paths import Run
@@ -62,6 +63,9 @@ class Plan:
     """Where an in-process caller collects the stages' errors (their exit codes); None: not collected."""
     broken: tuple[BrokenSpec, ...] = ()
     """The spec files left out because they do not load: the runs that would build them fail at their end."""
+    named: frozenset[str] = frozenset()
+    """The specs a task name asks for (``build:aero-in-tree``): a spec whose source needs an environment
+    variable that is not set builds only when named, so a whole ``doit build`` leaves it out with a warning."""
     runs: tuple[Run, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -483,6 +487,13 @@ def _broken_actions(plan: Plan) -> list[Any] | None:
     return [broken_specs_failure(plan.broken)] if plan.broken else None
 
 
+def _left_out(display: str, name: str, variable: str) -> Callable[[], None]:
+    def say() -> None:
+        log.warn(f"{display}: left out of this run: its source.path needs {variable}, which is not set; "
+                 f"fix: export {variable}=<the root of your Aero checkout> and run `doit build:{name}`")
+    return say
+
+
 def task_build(plan: Plan) -> Iterator[Task]:
     """Build and verify all media of one spec: `doit build:<spec>`."""
     if plan.broken:
@@ -490,6 +501,12 @@ def task_build(plan: Plan) -> Iterator[Task]:
         yield {"name": None, "doc": group_doc("build"), "actions": _broken_actions(plan)}
     for run in plan.runs:
         spec, p = run.spec, run.paths
+        unset = spec.source.path_unset_env
+        if unset is not None and spec.name not in plan.named:
+            # Not broken, only not set up on this machine (no Aero checkout): a whole `doit build` goes on.
+            yield {"name": spec.name, "doc": spec.description or f"all media of {spec.name}",
+                   "actions": [_left_out(spec.display, spec.name, unset)], "clean": _removing(p.build, p.dist)}
+            continue
         yield {
             "name": spec.name,
             "doc": spec.description or f"all media of {spec.name}",

@@ -351,3 +351,22 @@ def test_the_tablet_inf_is_validated_for_its_own_contract_device(built: Path, ar
     assert tablet["device"] == "aero-virtio-input-tablet"
     assert tablet["models_sections"], tablet
     assert not [f for f in report["findings"] if f["code"] == "package-multiple-infs"]
+
+
+def test_a_whole_build_leaves_the_spec_out_when_aero_root_is_unset(tmp_path: Path) -> None:
+    """`doit build` (every spec) builds the others and warns; only naming the spec asks for AERO_ROOT."""
+    project = make_project(tmp_path / "proj")  # the sample spec beside this one
+    shutil.copytree(REPO / "specs" / "contracts", project / "specs" / "contracts")
+    shutil.copyfile(REPO / "specs" / "aero-contract.schema.json", project / "specs" / "aero-contract.schema.json")
+    write_spec(project, SPEC, yaml.safe_load((REPO / "specs" / f"{SPEC}.yaml").read_text()))
+    env = child_env()
+    env.pop("AERO_ROOT", None)
+    whole = run(doit_argv(project, "build"), env=env)
+    assert whole.returncode == 0, whole.stderr
+    assert (project / "dist" / "sample" / "aero-virtio-win7-drivers.iso").is_file()
+    assert not (project / "dist" / SPEC).exists()
+    left_out = [ln for ln in no_traceback(whole).splitlines() if "left out" in ln]
+    assert len(left_out) == 1 and "AERO_ROOT" in left_out[0] and f"doit build:{SPEC}" in left_out[0], whole.stderr
+    named = run(doit_argv(project, f"build:{SPEC}"), env=env)
+    assert named.returncode != 0
+    assert any("AERO_ROOT" in e for e in error_lines(no_traceback(named))), named.stderr
