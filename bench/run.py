@@ -173,7 +173,9 @@ def make_upstream_project(root: Path, iso_mb: int) -> Path:
     # Everything that is not a Windows 7 driver: the bulk of a real ISO.
     filler = src / "guest-agent"
     filler.mkdir(exist_ok=True)
-    have = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    # Hard links (identical upstream files) are stored once in the ISO: count each inode once.
+    stats = [p.stat() for p in src.rglob("*") if p.is_file()]
+    have = sum({(st.st_dev, st.st_ino): st.st_size for st in stats}.values())
     rnd = os.urandom(1024 * 1024)
     left = max(iso_mb * 1024 * 1024 - have, 0)
     n = 0
