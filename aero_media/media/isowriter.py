@@ -709,7 +709,9 @@ def _copy_data(out: BinaryIO, media: MediaFile, size: int, name: str, progress: 
         done, grown = 0, False
         opened: dict[Path, BinaryIO] = {}
         try:
-            for file, offset, length in media.pieces():
+            # A file on disk is copied for the size planned (a file that grew is an error below, never more bytes).
+            pieces = ((media.source, 0, size),) if media.source is not None else media.pieces()
+            for file, offset, length in pieces:
                 src = opened.get(file)
                 if src is None:
                     src = opened[file] = open(file, "rb")  # noqa: SIM115 (closed below)

@@ -46,8 +46,9 @@ _BLOB = 50
 HDR_SPANNED = 0x8
 """Header flag of a split WIM (``.swm``)."""
 RES_METADATA, RES_SPANNED, RES_SOLID = 0x02, 0x08, 0x10
-MAX_BLOB_TABLE = 256 * 1024 * 1024
-"""A blob table larger than this is not a Windows image's (one entry per distinct file: 50 bytes each)."""
+MAX_BLOB_TABLE = 16 * 1024 * 1024
+"""A blob table larger than this is not a Windows 7 image's (one 50-byte entry per distinct file: a DVD's
+install.wim holds about 100,000, 5 MB); each entry costs memory here, so a hostile table stays bounded."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,12 @@ def plan(head: bytes, read_table: Callable[[int, int], bytes], size: int) -> Lay
             metadata.append(res)
         else:
             blobs[table[at + 30:at + 50]] = res
-    tables = (Resource(0, HEADER_SIZE, 0), blob_table, xml, *((boot,) if boot.size else ()))
+    # wimlib appends from the end of its tables (blob table, XML), not from the end of the file, so
+    # whatever lies after them (a WIM whose integrity table was dropped keeps its bytes) is copied too:
+    # the appended data then lands on copied blocks only.
+    tail = min(blob_table.offset, xml.offset) if xml.size else blob_table.offset
+    tables = (Resource(0, HEADER_SIZE, 0), blob_table, xml, *((boot,) if boot.size else ()),
+              Resource(tail, size - tail, 0))
     return Layout(size, tables, tuple(metadata), blobs)
 
 

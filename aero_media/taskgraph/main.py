@@ -172,7 +172,7 @@ class SpecTaskLoader(TaskLoader2):  # type: ignore[misc]  # doit ships no type i
                 return {**doit_config(), "outfile": sys.stderr,
                         "reporter": command_reporter(self.prepared.error_log)}
             return {**doit_config(), "outfile": sys.stderr,
-                    "reporter": summary_reporter(lambda: self.plan.runs if self.plan else (), self.sink,
+                    "reporter": summary_reporter(lambda: self.plan.built_runs if self.plan else (), self.sink,
                                                  lambda: self.broken)}
         except PipelineError as exc:
             refuse(exc)
@@ -263,7 +263,7 @@ def dodo_namespace() -> dict[str, Any]:
     before_doit()
     namespace: dict[str, Any] = {"DOIT_CONFIG": {
         **DOIT_CONFIG, "outfile": sys.stderr,  # task lines with the progress; stdout is the summary's
-        "reporter": summary_reporter(lambda: plan[0].runs if plan else (),
+        "reporter": summary_reporter(lambda: plan[0].built_runs if plan else (),
                                      broken_of=lambda: plan[0].broken if plan else ())}}
     for name in GROUP_GENERATORS:
         def creator(name: str = name) -> Any:

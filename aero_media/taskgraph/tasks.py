@@ -67,9 +67,20 @@ class Plan:
     """The specs a task name asks for (``build:aero-in-tree``): a spec whose source needs an environment
     variable that is not set builds only when named, so a whole ``doit build`` leaves it out with a warning."""
     runs: tuple[Run, ...] = field(init=False, compare=False)
+    left_out: frozenset[str] = field(init=False, compare=False)
+    """The specs a whole ``doit build`` leaves out: their source needs an environment variable that is not
+    set, and no task name asks for them (a default spec is never left out: a bare ``doit`` asks for it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(Run(s, self.ctx, self.epoch) for s in self.specs))
+        object.__setattr__(self, "left_out", frozenset(
+            s.name for s in self.specs
+            if s.source.path_unset_env is not None and s.name not in self.named and not s.default))
+
+    @property
+    def built_runs(self) -> tuple[Run, ...]:
+        """The runs a whole build builds (and the summary reports): all but :attr:`left_out`."""
+        return tuple(r for r in self.runs if r.spec.name not in self.left_out)
 
 
 # The stage function each task runs, as "module:function". Modules are imported when the
@@ -502,7 +513,7 @@ def task_build(plan: Plan) -> Iterator[Task]:
     for run in plan.runs:
         spec, p = run.spec, run.paths
         unset = spec.source.path_unset_env
-        if unset is not None and spec.name not in plan.named:
+        if unset is not None and spec.name in plan.left_out:
             # Not broken, only not set up on this machine (no Aero checkout): a whole `doit build` goes on.
             yield {"name": spec.name, "doc": spec.description or f"all media of {spec.name}",
                    "actions": [_left_out(spec.display, spec.name, unset)], "clean": _removing(p.build, p.dist)}

@@ -367,6 +367,9 @@ def test_a_whole_build_leaves_the_spec_out_when_aero_root_is_unset(tmp_path: Pat
     assert not (project / "dist" / SPEC).exists()
     left_out = [ln for ln in no_traceback(whole).splitlines() if "left out" in ln]
     assert len(left_out) == 1 and "AERO_ROOT" in left_out[0] and f"doit build:{SPEC}" in left_out[0], whole.stderr
+    assert error_lines(whole.stderr) == [], whole.stderr  # nothing of the left-out spec is reported as built or missing
+    assert "== sample" in whole.stdout and f"== {SPEC}" not in whole.stdout, whole.stdout
+    assert not (project / "build" / SPEC / "report.json").exists()
     named = run(doit_argv(project, f"build:{SPEC}"), env=env)
     assert named.returncode != 0
     assert any("AERO_ROOT" in e for e in error_lines(no_traceback(named))), named.stderr

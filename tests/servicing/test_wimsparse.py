@@ -157,3 +157,26 @@ def test_a_real_integrity_table_is_refused(tmp_path: Path) -> None:
     data = source.read_bytes()
     assert wimsparse.plan(data[:wimsparse.HEADER_SIZE], lambda o, n: data[o:o + n], len(data)) == \
         "an integrity table"
+
+
+@pytest.mark.parametrize("trailing", [100, 5_000, 100_000])
+def test_bytes_after_the_tables_are_copied_where_wimlib_appends(tmp_path: Path, trailing: int) -> None:
+    """wimlib appends from the end of its XML, not of the file: a WIM with bytes after its tables (what
+    dropping an integrity table leaves) still splices into one that verifies."""
+    source = _make_wim(tmp_path, "lzx")
+    with open(source, "ab") as fp:
+        fp.write(os.urandom(trailing))
+    iso, extents = _contain(source, tmp_path)
+    layout = _layout(iso, extents)
+    assert isinstance(layout, wimsparse.Layout), layout
+    copy = wimsparse.SparseWim(iso, extents, tmp_path / "work.wim", layout)
+    if not copy.holds_only_what_was_copied():
+        pytest.skip(f"the file system of {tmp_path} does not keep holes")
+    _service(copy.dest, tmp_path)
+    spliced = tmp_path / "spliced.wim"
+    with open(spliced, "wb") as out:
+        for file, offset, length in copy.splice():
+            with open(file, "rb") as fp:
+                fp.seek(offset)
+                out.write(fp.read(length))
+    _wimlib("verify", str(spliced))

@@ -105,6 +105,7 @@ set /a AGT_BAD+=1
 exit /b 0
 :media_manifest_read
 call :sha256_of "config\files.sha256"
+if "%AGT_SHA%"=="unknown" call :sha256_of "config\files.sha256"
 set "AGT_LISTED="
 if not "%AGT_SHA%"=="unknown" for /f "usebackq tokens=1,2 delims=:, " %%A in ("manifest.json") do if /i "%%~A"=="sha256" if /i "%%~B"=="%AGT_SHA%" set "AGT_LISTED=1"
 if defined AGT_LISTED exit /b 0
