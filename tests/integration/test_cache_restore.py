@@ -53,6 +53,21 @@ def restore_as_actions_cache_does(folder: Path) -> None:
     fresh.rename(folder)
 
 
+def spy_hashes(mp: pytest.MonkeyPatch) -> list[Path]:
+    """Every file the hash memo reads whole, from now on (the list fills as the build runs in process)."""
+    import aero_media.hashmemo
+
+    real = aero_media.hashmemo.sha256_file
+    hashed: list[Path] = []
+
+    def spy(path: Path, *args: object, **kwargs: object) -> tuple[str, int]:
+        hashed.append(Path(path))
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    mp.setattr(aero_media.hashmemo, "sha256_file", spy)
+    return hashed
+
+
 def identities(folder: Path) -> dict[str, tuple[int, int, int]]:
     """Every file's (inode, mtime_ns, ctime_ns): a rewrite, even of the same bytes, changes them."""
     return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_ctime_ns)
@@ -98,16 +113,7 @@ def test_restored_caches_read_no_iso_and_rewrite_no_medium(built: tuple[Path, Pa
         restore_as_actions_cache_does(folder)
     assert cached_iso.stat().st_ino != old_inode
 
-    import aero_media.hashmemo
-
-    real = aero_media.hashmemo.sha256_file
-    hashed: list[Path] = []
-
-    def spy(path: Path, *args: object, **kwargs: object) -> tuple[str, int]:
-        hashed.append(Path(path))
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(aero_media.hashmemo, "sha256_file", spy)
+    hashed = spy_hashes(monkeypatch)
     media_before = identities(project / "dist")
     # The server is closed: a download attempt would fail the run.
     assert run_doit(project, "build:t") == 0
@@ -142,17 +148,8 @@ def test_a_record_that_is_not_ours_is_not_trusted(built: tuple[Path, Path, Path]
     record["size"] += 1
     side.write_text(json.dumps(record))
     restore_as_actions_cache_does(cache)
-    import aero_media.hashmemo
-
-    calls: list[Path] = []
-    real = aero_media.hashmemo.sha256_file
-
-    def spy(path: Path, *args: object, **kwargs: object) -> tuple[str, int]:
-        calls.append(Path(path))
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(aero_media.hashmemo, "sha256_file", spy)
+        calls = spy_hashes(mp)
         assert run_doit(project, "build:t") == 0
     assert cached_iso in calls  # re-read, and proven again
     capsys.readouterr()
@@ -169,17 +166,8 @@ def test_a_local_iso_outside_the_cache_is_read_again_when_its_ctime_changes(
         sha256=hashlib.sha256(iso.read_bytes()).hexdigest()))
     assert run_doit(project, "build:t") == 0
     restore_as_actions_cache_does(iso.parent)
-    import aero_media.hashmemo
-
-    calls: list[Path] = []
-    real = aero_media.hashmemo.sha256_file
-
-    def spy(path: Path, *args: object, **kwargs: object) -> tuple[str, int]:
-        calls.append(Path(path))
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(aero_media.hashmemo, "sha256_file", spy)
+        calls = spy_hashes(mp)
         assert run_doit(project, "build:t") == 0
     assert iso in calls
     capsys.readouterr()

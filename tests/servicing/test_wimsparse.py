@@ -58,8 +58,21 @@ def _layout(iso: Path, extents: tuple[tuple[int, int], ...]) -> wimsparse.Layout
     return wimsparse.plan(data[:wimsparse.HEADER_SIZE], lambda o, n: data[o:o + n], len(data))
 
 
-def _sparse(tmp: Path, compress: str = "lzx") -> tuple[wimsparse.SparseWim, Path]:
+def _spliced(copy: wimsparse.SparseWim, out_path: Path) -> Path:
+    """The serviced WIM the splice describes, written out as the ISO writer would lay its bytes."""
+    with open(out_path, "wb") as out:
+        for file, offset, length in copy.splice():
+            with open(file, "rb") as fp:
+                fp.seek(offset)
+                out.write(fp.read(length))
+    return out_path
+
+
+def _sparse(tmp: Path, compress: str = "lzx", trailing: int = 0) -> tuple[wimsparse.SparseWim, Path]:
     source = _make_wim(tmp, compress)
+    if trailing:
+        with open(source, "ab") as fp:
+            fp.write(os.urandom(trailing))
     iso, extents = _contain(source, tmp)
     layout = _layout(iso, extents)
     assert isinstance(layout, wimsparse.Layout), layout
@@ -98,12 +111,7 @@ def test_a_sparse_copy_services_like_a_whole_one(tmp_path: Path, compress: str) 
     whole_system = tmp_path / "tree" / "Windows" / "System32" / "config" / "SYSTEM"
     assert got[0].read_bytes() == whole_system.read_bytes()
     _service(copy.dest, tmp_path)
-    spliced = tmp_path / "spliced.wim"
-    with open(spliced, "wb") as out:
-        for file, offset, length in copy.splice():
-            with open(file, "rb") as fp:
-                fp.seek(offset)
-                out.write(fp.read(length))
+    spliced = _spliced(copy, tmp_path / "spliced.wim")
     whole = tmp_path / "whole.wim"
     whole.write_bytes(source.read_bytes())
     _service(whole, tmp_path)
@@ -163,20 +171,6 @@ def test_a_real_integrity_table_is_refused(tmp_path: Path) -> None:
 def test_bytes_after_the_tables_are_copied_where_wimlib_appends(tmp_path: Path, trailing: int) -> None:
     """wimlib appends from the end of its XML, not of the file: a WIM with bytes after its tables (what
     dropping an integrity table leaves) still splices into one that verifies."""
-    source = _make_wim(tmp_path, "lzx")
-    with open(source, "ab") as fp:
-        fp.write(os.urandom(trailing))
-    iso, extents = _contain(source, tmp_path)
-    layout = _layout(iso, extents)
-    assert isinstance(layout, wimsparse.Layout), layout
-    copy = wimsparse.SparseWim(iso, extents, tmp_path / "work.wim", layout)
-    if not copy.holds_only_what_was_copied():
-        pytest.skip(f"the file system of {tmp_path} does not keep holes")
+    copy, _ = _sparse(tmp_path, trailing=trailing)
     _service(copy.dest, tmp_path)
-    spliced = tmp_path / "spliced.wim"
-    with open(spliced, "wb") as out:
-        for file, offset, length in copy.splice():
-            with open(file, "rb") as fp:
-                fp.seek(offset)
-                out.write(fp.read(length))
-    _wimlib("verify", str(spliced))
+    _wimlib("verify", str(_spliced(copy, tmp_path / "spliced.wim")))
