@@ -59,3 +59,31 @@ def test_the_modules_imported_ahead_are_those_of_the_tasks_that_wait_for_the_pro
     ahead = tasks.waiting_on_proof(run)
     assert waiting and waiting <= {str(s) for s in ahead}
     assert Stage.FAT_DISK not in ahead and Stage.VERIFY_FAT_DISK not in ahead
+
+
+@pytest.mark.integration
+def test_the_media_isos_are_hashed_as_written_never_read_again(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from aero_media import hashmemo
+    from aero_media.fsutil import sha256_file
+    from aero_media.paths import Run
+    from aero_media.spec.load import load_spec
+    from tests.lib.project import run_doit
+
+    monkeypatch.setenv("AERO_MEDIA_CACHE", str(tmp_path / "cache"))
+    project = make_project(tmp_path / "proj")
+    hashed: list[Path] = []
+    real = hashmemo.sha256_file
+
+    def recording(path: Path, progress: Any = None) -> tuple[str, int]:
+        hashed.append(Path(path).resolve())
+        return real(path, progress)
+
+    monkeypatch.setattr(hashmemo, "sha256_file", recording)
+    assert run_doit(project) == 0
+    ctx = Context(root=project)
+    run = Run(load_spec(project / "specs/sample.yaml", ctx), ctx, 0)
+    for iso in (run.paths.drivers_iso, run.paths.guest_tools_iso):
+        assert iso.resolve() not in hashed
+        # The writer's digest is the file's.
+        assert run.memo.lookup(iso, iso.stat()) == sha256_file(iso)[0]
