@@ -127,9 +127,12 @@ def _build(run: Run, disc: _Disc) -> FileRecord:
         files=tuple(records),
     )
     files.append(MediaFile(MANIFEST_NAME, data=dump_json(manifest.to_json())))
-    write_iso(files, target, disc.label, epoch)
-    # Hashed once: verify and doit's checker find the digest in the memo.
-    digest, size = run.memo.sha256(target), target.stat().st_size
+    # Hashed as written (the writer reads the image back behind itself): verify and doit's checker find the
+    # digest in the memo, and nothing reads the ISO again to hash it.
+    digest = write_iso(files, target, disc.label, epoch)
+    st = target.stat()
+    run.memo.record(target, st, digest)
+    size = st.st_size
     if not ctx.scratch:  # a command building in a scratch project names the file where it finally lands
         log.info(f"Wrote {relpath_for_humans(target, ctx.root, absolute=True)} ({size} bytes, sha256={digest})")
     return FileRecord(target.name, digest, size)

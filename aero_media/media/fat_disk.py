@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +25,7 @@ from ..spec.model import Spec
 from .certs import media_certs, medium_cert_files
 from .contents import media_record, provenance, stage_manifests, staged_media
 from .discard import discard_on_failure
-from .fatread import FatContent, read_fat_disk, stamp_matches
+from .fatread import FatContent, Partition, fat_partition, read_fat_disk, stamp_matches
 from .fatwriter import write_fat_disk
 from .files import MediaFile
 from .notices import LICENSES
@@ -85,11 +86,43 @@ FSCK = "fsck.fat"
 """An independent oracle the build does not need: absent, the report says so."""
 
 
-def _fsck(path: Path, content: FatContent) -> tuple[str, list[str]]:
+class _FsckBeside:
+    """``fsck.fat -n`` on a thread, beside the independent reader: copying the partition out and the
+    program itself run while Python walks the disk (a subprocess and file copies let go of the GIL).
+
+    :meth:`result` or :meth:`wait` joins the thread on every path, so none outlives the verify.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._result: tuple[str, list[str]] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"fsck {path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = _fsck(self._path, fat_partition(self._path))
+        except BaseException as exc:  # handed to the verify's thread by result()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Until fsck.fat is done (or failed)."""
+        self._thread.join()
+
+    def result(self) -> tuple[str, list[str]]:
+        """Wait for fsck.fat; its verdict, or what stopped it raised."""
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _fsck(path: Path, part: Partition) -> tuple[str, list[str]]:
     """Run ``fsck.fat -n`` on the partition when it is installed (an oracle the build does not need)."""
     if shutil.which(FSCK) is None:
         return "not installed", []
-    part = content.partition
     # The partition copy has no name (fsck.fat opens /dev/fd/N): a killed run leaves nothing in $TMPDIR.
     with unnamed_file() as (fp, img):
         _copy_range(path, fp, part.first_lba * 512, part.sectors * 512)
@@ -163,10 +196,14 @@ def verify_fat_disk(run: Run) -> FatDiskReport:
     _files, records = fat_disk_files(run)
     expected = {r.path: (r.sha256, r.size) for r in records}
     with discard_on_failure([target]):
-        content = read_fat_disk(target)
-        problems = _problems(spec, content, expected, run.epoch)
-        fsck, fsck_problems = _fsck(target, content)
-        problems += fsck_problems
+        beside = _FsckBeside(target)
+        try:
+            content = read_fat_disk(target)
+        except BaseException:
+            beside.wait()  # the reader's error is the one to report
+            raise
+        fsck, fsck_problems = beside.result()
+        problems = _problems(spec, content, expected, run.epoch) + fsck_problems
         digest, size = run.memo.sha256(target), target.stat().st_size
         report = FatDiskReport(disk=target.name, sha256=digest, size=size, virtual_size=content.footer.current_size,
                                label=content.label, partition=(content.partition.first_lba,

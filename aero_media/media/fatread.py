@@ -519,6 +519,34 @@ def read_fat_disk(path: Path) -> FatContent:
         raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
 
 
+def fat_partition(path: Path) -> Partition:
+    """The FAT32 partition of a disk image (a fixed VHD), from its footer and MBR alone.
+
+    Raises as :func:`read_fat_disk` does for a bad footer or partition table.
+    """
+    try:
+        with open(path, "rb") as fp:
+            return _fat_partition(fp, path)[2]
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})", "check the path") from None
+
+
+def _fat_partition(fp: BinaryIO, path: Path) -> tuple[_Disk, int, Partition, tuple[Partition, ...], VhdFooter]:
+    file_size = os.fstat(fp.fileno()).st_size
+    fp.seek(max(0, file_size - FOOTER_SIZE))
+    try:
+        footer = parse_footer(fp.read(FOOTER_SIZE), file_size)
+    except VhdError as exc:
+        raise VhdError(f"{path.name}: {exc.message}", exc.hint) from None
+    disk = _Disk(fp, footer.current_size, path.name)
+    signature, partitions = _partitions(disk)
+    part = next((p for p in partitions if p.type in _FAT_TYPES), None)
+    if part is None:
+        types = ", ".join(f"{p.type:#04x}" for p in partitions) or "none"
+        raise disk.fail(f"no FAT32 partition (type 0x0B or 0x0C) in the MBR (types: {types})")
+    return disk, signature, part, partitions, footer
+
+
 def _fsinfo(disk: _Disk, vol: _Volume) -> tuple[bytes, bool]:
     """The FSInfo sector, and whether the backup boot sector equals the boot sector."""
     fsinfo_sector, backup_sector = _u16(vol.boot, 48), _u16(vol.boot, 50)
@@ -547,18 +575,7 @@ def _hash_files(walker: _Walker, found: _Found, name: str) -> dict[str, tuple[st
 
 
 def _read(fp: BinaryIO, path: Path) -> FatContent:
-    file_size = os.fstat(fp.fileno()).st_size
-    fp.seek(max(0, file_size - FOOTER_SIZE))
-    try:
-        footer = parse_footer(fp.read(FOOTER_SIZE), file_size)
-    except VhdError as exc:
-        raise VhdError(f"{path.name}: {exc.message}", exc.hint) from None
-    disk = _Disk(fp, footer.current_size, path.name)
-    signature, partitions = _partitions(disk)
-    part = next((p for p in partitions if p.type in _FAT_TYPES), None)
-    if part is None:
-        types = ", ".join(f"{p.type:#04x}" for p in partitions) or "none"
-        raise disk.fail(f"no FAT32 partition (type 0x0B or 0x0C) in the MBR (types: {types})")
+    disk, signature, part, partitions, footer = _fat_partition(fp, path)
     vol = _volume(disk, part)
     fsinfo, backup_ok = _fsinfo(disk, vol)
     fat, fats_match = _load_fat(disk, vol)

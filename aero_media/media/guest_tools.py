@@ -120,11 +120,13 @@ def build_guest_tools(run: Run) -> GuestToolsManifest:
     files, manifest = guest_tools_files(run)
     # The set is written into a temp folder and swapped in whole: dist/ holds the old set or the new one.
     with staging_dir(paths.guest_tools_dir) as tmp:
-        write_iso(files, tmp / paths.guest_tools_iso.name, spec.guest_tools.volume_label, epoch)
+        iso_digest = write_iso(files, tmp / paths.guest_tools_iso.name, spec.guest_tools.volume_label, epoch)
         write_zip(files, tmp / paths.guest_tools_zip.name, epoch)
         write_bytes_atomic(tmp / paths.guest_tools_manifest.name, dump_json(manifest.to_json()))
+    # The ISO was hashed as written; the folder's swap moves it unchanged (its stat is taken where it landed).
+    run.memo.record(paths.guest_tools_iso, paths.guest_tools_iso.stat(), iso_digest)
     for out in (paths.guest_tools_iso, paths.guest_tools_zip):
-        # Hashed once, here: verify and doit's checker read the memo.
+        # Hashed once, here (the ISO's digest is in the memo already): verify and doit's checker read the memo.
         digest, size = run.memo.sha256(out), out.stat().st_size
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
     _drop_legacy_set(paths, ctx)

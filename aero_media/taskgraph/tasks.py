@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,9 +248,35 @@ def task_prove(plan: Plan) -> Iterator[Task]:
         p = run.paths
         task = _subtask(plan, run, Stage.PROVE, f"prove the ISO of {run.spec.name}",
                         [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
+        # The media tasks' modules load first, while the ISO's hash still runs on its own thread:
+        # after it they would cost the cold build their import time once more.
+        task["actions"] = [functools.partial(import_ahead, waiting_on_proof(run)), *task["actions"]]
         # Scheduled after staging, so the background hash fetch started overlaps with it.
         task["task_dep"] = [f"{Stage.STAGE}:{run.spec.name}:{a.value}" for a in run.spec.arches]
         yield task
+
+
+def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
+    """The stages of ``run`` that wait for the ISO's proof, in the order their tasks are generated."""
+    spec = run.spec
+    return tuple(stage for stage, wanted in (
+        (Stage.NOTICES, True),
+        (Stage.DRIVERS_ISO, True), (Stage.VERIFY, True),
+        (Stage.ARCH_DRIVERS_ISO, spec.media.winpe_drivers.arch_media),
+        (Stage.VERIFY_ARCH_DRIVERS_ISO, spec.media.winpe_drivers.arch_media),
+        (Stage.FAT_DISK, spec.fat_disk.enabled), (Stage.VERIFY_FAT_DISK, spec.fat_disk.enabled),
+        (Stage.SERVICE, spec.install_media is not None),
+        (Stage.GUEST_TOOLS, True), (Stage.VERIFY_GUEST_TOOLS, True),
+    ) if wanted)
+
+
+def import_ahead(stages: Sequence[Stage]) -> None:
+    """Import the modules the ``stages`` run (a doit action: it returns None, so it never fails the task).
+
+    Python imports each module once, so the stages' own imports then cost nothing.
+    """
+    for stage in stages:
+        importlib.import_module(STAGES[stage].partition(":")[0])
 
 
 def task_expand(plan: Plan) -> Iterator[Task]:

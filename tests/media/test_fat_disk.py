@@ -13,7 +13,7 @@ from aero_media.cli import main
 from aero_media.errors import PipelineError
 from aero_media.media.epoch import source_date_epoch
 from aero_media.media.fat_disk import verify_fat_disk
-from aero_media.media.fatread import read_fat_disk
+from aero_media.media.fatread import Partition, read_fat_disk
 from aero_media.media.vhd import parse_footer
 from aero_media.paths import Run
 from aero_media.spec.load import load_spec
@@ -137,3 +137,29 @@ def test_signed_media_carry_the_certificate(tmp_path: Path) -> None:
     assert len(certs) == 1 and certs[0].startswith("certs/aero-test")
     assert content.files[certs[0]] == (hashlib.sha256(cer).hexdigest(), len(cer))
     assert not any(p.endswith((".pem", ".pfx", ".key")) for p in content.files)
+
+
+def test_fsck_runs_beside_the_reader(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsck.fat starts before the independent reader has finished: the two overlap."""
+    import threading
+
+    from aero_media.media import fat_disk
+
+    need_tool("fsck.fat")
+    started = threading.Event()
+    real_fsck, real_read = fat_disk._fsck, fat_disk.read_fat_disk
+
+    def fsck(path: Path, part: Partition) -> tuple[str, list[str]]:
+        started.set()
+        return real_fsck(path, part)
+
+    def read(path: Path) -> object:
+        # Before the fix fsck ran after the reader, so this wait ended without it.
+        assert started.wait(timeout=60), "fsck.fat had not started while the disk was being read"
+        return real_read(path)
+
+    monkeypatch.setattr(fat_disk, "_fsck", fsck)
+    monkeypatch.setattr(fat_disk, "read_fat_disk", read)
+    ctx = Context(root=built)
+    report = verify_fat_disk(Run(load_spec(built / "specs/sample.yaml", ctx), ctx, source_date_epoch()))
+    assert report.fsck == "clean" and not report.problems
