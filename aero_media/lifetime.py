@@ -9,6 +9,7 @@ Elsewhere these are no-ops.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import multiprocessing
@@ -94,3 +95,16 @@ def workers_die_with_parent() -> None:
         return
     _installed.append(True)
     util.register_after_fork(_HOOK, _worker_started)
+    # Registered after multiprocessing's own exit hook, so it runs first (atexit is last in, first out).
+    atexit.register(_stop_workers)
+
+
+def _stop_workers() -> None:
+    """At exit, tell workers still running to stop (SIGTERM: they remove their temps and end).
+
+    A run that ends normally has joined its workers; one that ends on Ctrl-C may not have,
+    and multiprocessing's exit hook would then wait for a worker blocked in a read (a
+    stalled download) for as long as that read lasts.
+    """
+    for child in multiprocessing.active_children():
+        child.terminate()
