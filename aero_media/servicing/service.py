@@ -486,10 +486,14 @@ def _recovery(image_wim: Path, image: wim.WimImage, where: str) -> tuple[str | N
     return digest, None
 
 
-def _fetch(sparse: SparseWim | None, image_wim: Path, index: int, paths: list[str]) -> None:
-    """Copy the data of ``paths`` of image ``index`` into a sparse working copy, before wimlib reads it."""
+def _fetch(sparse: SparseWim | None, image_wim: Path, index: int, paths: list[str],
+           known: tuple[str, ...] = ()) -> None:
+    """Copy the data of ``paths`` of image ``index`` into a sparse working copy, before wimlib reads it.
+
+    ``known``: SHA-1s already read from the image's metadata (the recovery image's), not looked up again.
+    """
     if sparse is not None:
-        sparse.fetch_blobs(wim.data_hashes(image_wim, index, paths))
+        sparse.fetch_blobs([*wim.data_hashes(image_wim, index, paths), *known])
 
 
 @dataclass(frozen=True)
@@ -532,9 +536,9 @@ def _take(spec: Spec, image_wim: Path, image: wim.WimImage, kind: ImageKind, wor
         assert digest is not None
         planned.add(digest)
     # One extract for the hives and (when not taken already) the recovery image.
-    taken = [h.value for h in checked] + ([WINRE] if fresh else [])
-    _fetch(sparse, image_wim, image.index, taken)
-    wim.extract(image_wim, image.index, taken, here / "hives", missing_ok=True)
+    hive_paths = [h.value for h in checked]
+    _fetch(sparse, image_wim, image.index, hive_paths, (digest,) if fresh and digest else ())
+    wim.extract(image_wim, image.index, hive_paths + ([WINRE] if fresh else []), here / "hives", missing_ok=True)
     adds = file_additions(kind, spec.contract, image.arch or Arch.AMD64, options, packages)
     scripts: dict[str, Path | None] = {}
     for add in adds:

@@ -66,7 +66,7 @@ class Layout:
 
     size: int
     tables: tuple[Resource, ...]
-    """Blob table, XML data, boot metadata (and the header itself)."""
+    """The header, the boot metadata, and everything from the blob table and XML data to the end."""
     metadata: tuple[Resource, ...]
     blobs: dict[bytes, Resource]
 
@@ -121,12 +121,11 @@ def plan(head: bytes, read_table: Callable[[int, int], bytes], size: int) -> Lay
             metadata.append(res)
         else:
             blobs[table[at + 30:at + 50]] = res
-    # wimlib appends from the end of its tables (blob table, XML), not from the end of the file, so
-    # whatever lies after them (a WIM whose integrity table was dropped keeps its bytes) is copied too:
-    # the appended data then lands on copied blocks only.
+    # The blob table and XML, and whatever lies after them: wimlib appends from the end of its tables,
+    # not from the end of the file (a WIM whose integrity table was dropped keeps its bytes), so the
+    # appended data then lands on copied blocks only.
     tail = min(blob_table.offset, xml.offset) if xml.size else blob_table.offset
-    tables = (Resource(0, HEADER_SIZE, 0), blob_table, xml, *((boot,) if boot.size else ()),
-              Resource(tail, size - tail, 0))
+    tables = (Resource(0, HEADER_SIZE, 0), *((boot,) if boot.size else ()), Resource(tail, size - tail, 0))
     return Layout(size, tables, tuple(metadata), blobs)
 
 
@@ -175,8 +174,7 @@ class SparseWim:
             fp.truncate(layout.size)
             self.block = max(os.fstat(fp.fileno()).st_blksize, 4096)
         self.copied: list[tuple[int, int]] = []
-        last = (max(layout.size - 1, 0), 1)  # wimlib appends after the old end: that block must be whole
-        self.fetch([(r.offset, r.size) for r in (*layout.tables, *layout.metadata)] + [last])
+        self.fetch((r.offset, r.size) for r in (*layout.tables, *layout.metadata))
 
     def _source_pieces(self, offset: int, length: int) -> list[tuple[int, int]]:
         """``(offset in source, length)`` for WIM bytes ``offset .. offset+length``."""

@@ -524,10 +524,14 @@ def _broken_actions(plan: Plan) -> list[Any] | None:
     return [broken_specs_failure(plan.broken)] if plan.broken else None
 
 
-def _left_out(display: str, name: str, variable: str) -> Callable[[], None]:
+def _left_out(spec: Spec) -> Callable[[], None]:
     def say() -> None:
-        log.warn(f"{display}: left out of this run: its source.path needs {variable}, which is not set; "
-                 f"fix: export {variable}=<the root of your Aero checkout> and run `doit build:{name}`")
+        # The source's own one-line error for the unset variable (imported when the action runs, as stages are).
+        from ..sources.resolve import unset_root_error
+
+        unset = unset_root_error(spec)
+        assert unset is not None
+        log.warn(f"{unset.message}: left out of this run; fix: {unset.hint}")
     return say
 
 
@@ -538,11 +542,10 @@ def task_build(plan: Plan) -> Iterator[Task]:
         yield {"name": None, "doc": group_doc("build"), "actions": _broken_actions(plan)}
     for run in plan.runs:
         spec, p = run.spec, run.paths
-        unset = spec.source.path_unset_env
-        if unset is not None and spec.name in plan.left_out:
+        if spec.name in plan.left_out:
             # Not broken, only not set up on this machine (no Aero checkout): a whole `doit build` goes on.
             yield {"name": spec.name, "doc": spec.description or f"all media of {spec.name}",
-                   "actions": [_left_out(spec.display, spec.name, unset)], "clean": _removing(p.build, p.dist)}
+                   "actions": [_left_out(spec)], "clean": _removing(p.build, p.dist)}
             continue
         yield {
             "name": spec.name,

@@ -100,6 +100,23 @@ class Scenario:
         return p.read_text(encoding="ascii").splitlines() if p.exists() else []
 
 
+def _production(wine: WinePrefix, root: Path, contract: Contract) -> Scenario:
+    """Media with signing_policy production (no test certificate), on a Windows 7 with the SHA-2 updates."""
+    sc = Scenario(wine, root, contract, signing_policy="production", certs=[],
+                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
+    sc.add_sha2_updates()
+    return sc
+
+
+# What setup.cmd /nointegritychecks without storage pre-seeding changes on such media (any spelling of it).
+NOINTEGRITYCHECKS_CALLS = [
+    'certutil -addstore -f TrustedPublisher "certs\\redhat.cer"',
+    "bcdedit /set nointegritychecks on",
+    *[f'pnputil {a}"drivers\\amd64\\{n}\\{n}.inf"' for n in ("viostor", "netkvm", "vioinput")
+      for a in ("-a ", "-i -a ")],
+]
+
+
 def mutating(calls: Sequence[str]) -> list[str]:
     return [c for c in calls if MUTATING.search(" " + c)]
 
@@ -519,17 +536,10 @@ def test_wine_bad_option_and_help(wine: WinePrefix, tmp_path: Path, contract: Co
 def test_wine_aero_doc_flags_force_nointegritychecks_and_skip_storage(wine: WinePrefix, tmp_path: Path,
                                                                       contract: Contract) -> None:
     """Aero's docs/windows7-guest-tools.md: setup.cmd /forcenointegritychecks and /skip-storage."""
-    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
-                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
-    sc.add_sha2_updates()
+    sc = _production(wine, tmp_path, contract)
     r = sc.run("setup.cmd", "/force", "/forcenointegritychecks", "/skip-storage")
     assert r.returncode == 0, r.stdout
-    assert mutating(r.calls) == [
-        'certutil -addstore -f TrustedPublisher "certs\\redhat.cer"',
-        "bcdedit /set nointegritychecks on",
-        *[f'pnputil {a}"drivers\\amd64\\{n}\\{n}.inf"' for n in ("viostor", "netkvm", "vioinput")
-          for a in ("-a ", "-i -a ")],
-    ]
+    assert mutating(r.calls) == NOINTEGRITYCHECKS_CALLS
     assert sc.fake.nointegritychecks() == "Yes" and sc.record("storage-preseed.txt") == []
     assert "skipstorage=1" in sc.record("setup-state.txt")
     r2 = sc.run("uninstall.cmd", "/force")
@@ -542,9 +552,7 @@ def test_wine_aero_doc_flags_force_nointegritychecks_and_skip_storage(wine: Wine
 def test_wine_aero_doc_flags_forcetestsigning_and_cleanup_storage(wine: WinePrefix, tmp_path: Path,
                                                                   contract: Contract) -> None:
     """/forcetestsigning turns test mode on under any policy; uninstall /cleanupstorage undoes the pre-seed."""
-    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
-                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
-    sc.add_sha2_updates()
+    sc = _production(wine, tmp_path, contract)
     r = sc.run("setup.cmd", "/quiet", "/noreboot", "/forcetestsigning")
     assert r.returncode == 0, r.stdout
     calls = expected_install_calls(contract, "amd64", testsigning=False)
@@ -675,17 +683,10 @@ def test_wine_verify_media_needs_no_administrator(wine: WinePrefix, tmp_path: Pa
 
 def test_wine_nointegritychecks_is_undone_only_when_setup_set_it(wine: WinePrefix, tmp_path: Path,
                                                                  contract: Contract) -> None:
-    sc = Scenario(wine, tmp_path, contract, signing_policy="production", certs=[],
-                  cert_thumbprints={"redhat.cer": TRUST_THUMB})
-    sc.add_sha2_updates()
+    sc = _production(wine, tmp_path, contract)
     r = sc.run("setup.cmd", "/force", "/nointegritychecks", "/skipstorage")
     assert r.returncode == 0, r.stdout
-    assert mutating(r.calls) == [
-        'certutil -addstore -f TrustedPublisher "certs\\redhat.cer"',
-        "bcdedit /set nointegritychecks on",
-        *[f'pnputil {a}"drivers\\amd64\\{n}\\{n}.inf"' for n in ("viostor", "netkvm", "vioinput")
-          for a in ("-a ", "-i -a ")],
-    ]
+    assert mutating(r.calls) == NOINTEGRITYCHECKS_CALLS
     assert sc.fake.nointegritychecks() == "Yes" and sc.fake.testsigning() == "No"
     assert sc.record("nointegritychecks-enabled-by-setup.txt") == ["nointegritychecks on"]
     assert sc.record("testsigning-enabled-by-setup.txt") == []

@@ -82,8 +82,6 @@ exit /b 0
 rem certutil cannot hash an empty file; for those the size says it all.
 if "%AGT_VF_SIZE%"=="0" exit /b 0
 call :sha256_of "%AGT_VF_PATH%"
-rem No hash at all is certutil failing (a busy or locked file), not the file changing: ask once more.
-if "%AGT_SHA%"=="unknown" call :sha256_of "%AGT_VF_PATH%"
 if /i "%AGT_SHA%"=="%AGT_VF_SHA%" exit /b 0
 if "%AGT_SHA%"=="unknown" goto :media_file_unhashed
 echo PROBLEM CHANGED  %AGT_VF_PATH% (SHA-256 differs)
@@ -105,7 +103,6 @@ set /a AGT_BAD+=1
 exit /b 0
 :media_manifest_read
 call :sha256_of "config\files.sha256"
-if "%AGT_SHA%"=="unknown" call :sha256_of "config\files.sha256"
 set "AGT_LISTED="
 if not "%AGT_SHA%"=="unknown" for /f "usebackq tokens=1,2 delims=:, " %%A in ("manifest.json") do if /i "%%~A"=="sha256" if /i "%%~B"=="%AGT_SHA%" set "AGT_LISTED=1"
 if defined AGT_LISTED exit /b 0
@@ -127,8 +124,12 @@ rem :sha256_of "PATH" - sets AGT_SHA to the file's SHA-256 in lower-case hex,
 rem or to unknown. Windows 7's certutil prints the hash as spaced hex pairs,
 rem later versions without spaces: the hash is the one output line that is
 rem 64 hex digits once its spaces are removed, whatever the display language.
+rem No hash at all is certutil failing (a busy or locked file), not the file
+rem changing: it is asked once more.
 :sha256_of
 set "AGT_SHA=unknown"
+for /f "delims=" %%H in ('certutil -hashfile "%~1" SHA256 2^>nul') do call :sha256_line "%%H"
+if not "%AGT_SHA%"=="unknown" exit /b 0
 for /f "delims=" %%H in ('certutil -hashfile "%~1" SHA256 2^>nul') do call :sha256_line "%%H"
 exit /b 0
 :sha256_line
