@@ -284,9 +284,9 @@ def _build_adhoc(args: argparse.Namespace, medium: str) -> int:
                            fat_disk=replace(spec.fat_disk, enabled=False))
         run = Run(spec, ctx, epoch)
         # Verified before it is published: --output appears only once it is proven (a Ctrl-C or a
-        # kill during verification leaves nothing that looks complete).
+        # kill during verification leaves nothing that looks complete). The rename below publishes it.
         run_graph(ctx, [spec], epoch, [f"{Stage.VERIFY_FAT_DISK if fat else Stage.VERIFY}:{spec.name}"])
-        built = run.paths.fat_disk if fat else run.paths.drivers_iso
+        built = run.pending.fat_disk if fat else run.pending.drivers_iso
         digest, size = run.memo.sha256(built), built.stat().st_size  # the writer's hash, from the memo
         # One rename on the same file system: the medium appears whole, a sparse disk stays sparse.
         os.replace(built, output)

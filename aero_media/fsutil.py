@@ -359,6 +359,39 @@ def relpath_for_humans(path: Path, root: Path | None = None, *, absolute: bool =
     return str(path) if absolute else path.name
 
 
+HANDOVER_INTERVAL = 0.0002
+"""The interpreter's switch interval while :func:`quick_handover` is in force (CPython's default is 5 ms)."""
+
+_handover_lock = threading.Lock()
+_handover_users = 0
+_handover_saved = 0.0
+
+
+@contextlib.contextmanager
+def quick_handover() -> Iterator[None]:
+    """Hand the GIL over within :data:`HANDOVER_INTERVAL` while a thread hashes beside Python work.
+
+    A hashing thread lets go of the GIL for each 4 MiB read and digest, and needs it back
+    between them; with the default interval it can wait up to 5 ms each time for a busy
+    Python thread to yield, about a third of a cold build's hash of a 636 MiB ISO. The
+    busy thread yields only when the GIL is asked for, so this costs it little. Nested
+    and concurrent uses share one setting; the last one out restores the old interval.
+    """
+    global _handover_users, _handover_saved
+    with _handover_lock:
+        if _handover_users == 0:
+            _handover_saved = sys.getswitchinterval()
+            sys.setswitchinterval(HANDOVER_INTERVAL)
+        _handover_users += 1
+    try:
+        yield
+    finally:
+        with _handover_lock:
+            _handover_users -= 1
+            if _handover_users == 0:
+                sys.setswitchinterval(_handover_saved)
+
+
 class BackgroundSha256:
     """A sha256 computed on a thread of its own, so hashing gigabytes overlaps reading and writing them.
 

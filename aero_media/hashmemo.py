@@ -60,8 +60,13 @@ class HashMemo:
 
     def record(self, file: Path, st: os.stat_result, digest: str) -> None:
         """Remember that ``file``, as ``st`` describes it, has ``digest``."""
+        self.record_many([(file, st, digest)])
+
+    def record_many(self, known: list[tuple[Path, os.stat_result, str]]) -> None:
+        """Remember each (file, stat, digest) of ``known``, with one write of the memo file."""
         entries = self._load()
-        entries[stat_key(file, st)] = digest
+        for file, st, digest in known:
+            entries[stat_key(file, st)] = digest
         if len(entries) > MAX_ENTRIES:
             # Old stats can never match again; keep the file small.
             entries = dict(list(entries.items())[-MAX_ENTRIES // 2:])

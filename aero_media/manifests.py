@@ -530,12 +530,12 @@ class MediaProvenance:
     staged: tuple[StagedProvenance, ...]
 
     @classmethod
-    def of(cls, source: SourceRecord, extraction: Provenance | None, proof: ProofRecord | None,
+    def of(cls, source: SourceRecord, extraction: Provenance | None, iso_sha256: str | None,
            stages: Iterable[StageManifest]) -> MediaProvenance:
         staged = tuple(StagedProvenance(m.arch, p.driver, p.os_dir, p.source_dir, p.files)
                        for m in stages for p in m.packages)
-        if extraction is not None and proof is not None:
-            extraction = replace(extraction, source=replace(extraction.source, sha256=proof.sha256))
+        if extraction is not None and iso_sha256 is not None:
+            extraction = replace(extraction, source=replace(extraction.source, sha256=iso_sha256))
         return cls(extraction.source if extraction else source, extraction, staged)
 
     def to_json(self) -> Json:

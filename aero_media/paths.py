@@ -59,10 +59,16 @@ def split_staged(staged_path: str) -> tuple[Arch, str, str]:
 
 @dataclass(frozen=True)
 class SpecPaths:
-    """Paths of one spec's build products."""
+    """Paths of one spec's build products.
+
+    The media (drivers ISOs, FAT disk, Guest Tools and their verify reports) have two homes, one view each: the
+    media stages write and verify them under ``build/<spec>/media/`` (``unpublished``), and the publish stage links
+    them into ``dist/<spec>/`` once they are verified and the source is proven. Both views name them alike.
+    """
 
     spec: Spec
     ctx: Context
+    unpublished: bool = False
 
     @property
     def build(self) -> Path:
@@ -71,6 +77,11 @@ class SpecPaths:
     @property
     def dist(self) -> Path:
         return self.ctx.dist_dir / self.spec.name
+
+    @property
+    def media_home(self) -> Path:
+        """Where this view keeps the media: ``build/<spec>/media/`` before publishing, ``dist/<spec>/`` after."""
+        return self.build / "media" if self.unpublished else self.dist
 
     @property
     def report(self) -> Path:
@@ -130,18 +141,18 @@ class SpecPaths:
     # drivers ISO
     @property
     def drivers_iso(self) -> Path:
-        return self.dist / self.spec.drivers_iso.filename
+        return self.media_home / self.spec.drivers_iso.filename
 
     @property
     def drivers_iso_report(self) -> Path:
-        return self.dist / f"{self.spec.drivers_iso.filename}{REPORT_SUFFIX}"
+        return self.media_home / f"{self.spec.drivers_iso.filename}{REPORT_SUFFIX}"
 
     def arch_drivers_iso(self, arch: Arch) -> Path:
         """The one-arch drivers ISO (``media.winpe_drivers: per-arch``)."""
-        return self.dist / self.spec.drivers_iso.arch_filename(arch)
+        return self.media_home / self.spec.drivers_iso.arch_filename(arch)
 
     def arch_drivers_iso_report(self, arch: Arch) -> Path:
-        return self.dist / f"{self.spec.drivers_iso.arch_filename(arch)}{REPORT_SUFFIX}"
+        return self.media_home / f"{self.spec.drivers_iso.arch_filename(arch)}{REPORT_SUFFIX}"
 
     # test signing (signing: in the spec)
     @property
@@ -192,16 +203,16 @@ class SpecPaths:
     # FAT driver disk
     @property
     def fat_disk(self) -> Path:
-        return self.dist / self.spec.fat_disk.filename
+        return self.media_home / self.spec.fat_disk.filename
 
     @property
     def fat_disk_report(self) -> Path:
-        return self.dist / f"{self.spec.fat_disk.filename}{REPORT_SUFFIX}"
+        return self.media_home / f"{self.spec.fat_disk.filename}{REPORT_SUFFIX}"
 
     # Guest Tools: one folder, published as a unit, so the ISO, the zip and the manifest never mix builds.
     @property
     def guest_tools_dir(self) -> Path:
-        return self.dist / DistName.GUEST_TOOLS_DIR
+        return self.media_home / DistName.GUEST_TOOLS_DIR
 
     @property
     def guest_tools_manifest(self) -> Path:
@@ -218,6 +229,26 @@ class SpecPaths:
     @property
     def guest_tools_report(self) -> Path:
         return self.guest_tools_dir / f"{self.spec.guest_tools.iso_filename}{REPORT_SUFFIX}"
+
+    @property
+    def media_files(self) -> tuple[Path, ...]:
+        """The files the spec's media stages make, in this view: each medium, then its verify report.
+
+        The Guest Tools folder is apart (:attr:`guest_tools_files`): it is published as one set.
+        """
+        spec = self.spec
+        files = [self.drivers_iso, self.drivers_iso_report]
+        if spec.media.winpe_drivers.arch_media:
+            for arch in spec.arches:
+                files += [self.arch_drivers_iso(arch), self.arch_drivers_iso_report(arch)]
+        if spec.fat_disk.enabled:
+            files += [self.fat_disk, self.fat_disk_report]
+        return tuple(files)
+
+    @property
+    def guest_tools_files(self) -> tuple[Path, ...]:
+        """The Guest Tools set, in this view: the ISO, the zip, manifest.json and the verify report."""
+        return self.guest_tools_iso, self.guest_tools_zip, self.guest_tools_manifest, self.guest_tools_report
 
     @property
     def legacy_guest_tools(self) -> tuple[Path, ...]:
@@ -237,9 +268,13 @@ class Run:
     epoch: int
     """SOURCE_DATE_EPOCH: every timestamp on the media and in signatures."""
     paths: SpecPaths = field(init=False, compare=False)
+    """Where everything is once published: the media in ``dist/<spec>/``."""
+    pending: SpecPaths = field(init=False, compare=False)
+    """The same paths with the media under ``build/<spec>/media/``: where the media stages write and verify them."""
     memo: HashMemo = field(init=False, compare=False, repr=False)
     """build/'s memo of file hashes: a medium's writer records its hash, verify and doit's checker read it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", SpecPaths(self.spec, self.ctx))
+        object.__setattr__(self, "pending", SpecPaths(self.spec, self.ctx, unpublished=True))
         object.__setattr__(self, "memo", HashMemo(self.ctx.build_dir / MEMO_NAME))

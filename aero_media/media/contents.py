@@ -17,7 +17,7 @@ from ..manifests import (
     staged_files,
 )
 from ..paths import MediaLayout, Run, SpecPaths
-from ..sources.resolve import extraction, proof, source_record
+from ..sources.resolve import extraction, iso_sha256, source_record
 from ..spec.model import Spec
 from .files import MediaFile
 
@@ -34,7 +34,7 @@ def media_record(path: str, data: bytes) -> FileRecord:
 
 def provenance(run: Run, stages: Iterable[StageManifest]) -> MediaProvenance:
     """Where the medium's files came from: the source (and extraction, for ISOs) and what each stage took."""
-    return MediaProvenance.of(source_record(run), extraction(run), proof(run), stages)
+    return MediaProvenance.of(source_record(run), extraction(run), iso_sha256(run), stages)
 
 
 def manifest_inputs(spec: Spec, *, spec_file: bool = True) -> ManifestInputs:

@@ -53,8 +53,9 @@ class _Disc:
 
     @classmethod
     def of(cls, run: Run, arch: Arch | None = None) -> _Disc:
-        """The spec's drivers ISO (``arch`` None), or its one-arch drivers ISO for ``arch``."""
-        p, out = run.paths, run.spec.drivers_iso
+        """The spec's drivers ISO (``arch`` None), or its one-arch drivers ISO for ``arch``: written and verified
+        under ``build/<spec>/media/``, published by the publish stage."""
+        p, out = run.pending, run.spec.drivers_iso
         if arch is None:
             return cls(run.spec.arches, p.drivers_iso, p.drivers_iso_report, out.volume_label)
         return cls((arch,), p.arch_drivers_iso(arch), p.arch_drivers_iso_report(arch), out.arch_label(arch))
@@ -72,12 +73,12 @@ def _readme(spec: Spec, disc: _Disc, packages: list[MediaPackage], prov: MediaPr
 
 
 def build_drivers_iso(run: Run) -> FileRecord:
-    """Write ``dist/<spec>/<filename>.iso`` from the staged trees and notices; return its record."""
+    """Write ``<filename>.iso`` from the staged trees and notices (unpublished); return its record."""
     return _build(run, _Disc.of(run))
 
 
 def build_arch_drivers_iso(run: Run, arch: Arch) -> FileRecord:
-    """Write ``dist/<spec>/<stem>-<arch>.iso``: ``arch``'s drivers alone, with its ``$WinPEDriver$``."""
+    """Write ``<stem>-<arch>.iso`` (unpublished): ``arch``'s drivers alone, with its ``$WinPEDriver$``."""
     return _build(run, _Disc.of(run, arch))
 
 

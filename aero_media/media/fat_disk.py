@@ -67,8 +67,8 @@ def fat_disk_files(run: Run) -> tuple[list[MediaFile], list[FileRecord]]:
 
 
 def build_fat_disk(run: Run) -> FileRecord:
-    """Write ``dist/<spec>/<filename>.vhd``; return its record."""
-    spec, ctx, paths = run.spec, run.ctx, run.paths
+    """Write ``<filename>.vhd`` under ``build/<spec>/media/`` (publish puts it in dist/); return its record."""
+    spec, ctx, paths = run.spec, run.ctx, run.pending
     target = paths.fat_disk
     paths.fat_disk_report.unlink(missing_ok=True)
     files, _records = fat_disk_files(run)
@@ -189,7 +189,7 @@ def verify_fat_disk(run: Run) -> FatDiskReport:
 
     A disk that fails is removed, so the next run rebuilds it instead of trusting it.
     """
-    spec, paths = run.spec, run.paths
+    spec, paths = run.spec, run.pending
     target = paths.fat_disk
     paths.fat_disk_report.unlink(missing_ok=True)
     # The drivers' and notices' records come from the stage and notices manifests, not from the writer.

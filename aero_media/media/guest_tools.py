@@ -23,8 +23,8 @@ from ..manifests import (
     PackageIdentity,
     StageManifest,
 )
-from ..paths import MediaLayout, Run, SpecPaths
-from ..spec.model import Context, Spec
+from ..paths import MediaLayout, Run
+from ..spec.model import Spec
 from ..spec.types import Arch
 from ..win7.certs import Cert, refuse_private_keys
 from .certs import media_certs
@@ -115,8 +115,8 @@ def guest_tools_files(run: Run) -> tuple[list[MediaFile], GuestToolsManifest]:
 
 
 def build_guest_tools(run: Run) -> GuestToolsManifest:
-    """Write the Guest Tools ISO, zip and manifest.json as one set: ``dist/<spec>/guest-tools/``."""
-    spec, ctx, paths, epoch = run.spec, run.ctx, run.paths, run.epoch
+    """Write the Guest Tools ISO, zip and manifest.json as one set: ``guest-tools/`` under ``build/<spec>/media/``."""
+    spec, ctx, paths, epoch = run.spec, run.ctx, run.pending, run.epoch
     files, manifest = guest_tools_files(run)
     # The set is written into a temp folder and swapped in whole: dist/ holds the old set or the new one.
     with staging_dir(paths.guest_tools_dir) as tmp:
@@ -129,25 +129,12 @@ def build_guest_tools(run: Run) -> GuestToolsManifest:
         # Hashed once, here (the ISO's digest is in the memo already): verify and doit's checker read the memo.
         digest, size = run.memo.sha256(out), out.stat().st_size
         log.info(f"Wrote {relpath_for_humans(out, ctx.root)} ({size} bytes, sha256={digest})")
-    _drop_legacy_set(paths, ctx)
     return manifest
-
-
-def _drop_legacy_set(paths: SpecPaths, ctx: Context) -> None:
-    # An older build left its set in dist/<spec>/ itself: beside the new one it would look current.
-    gone = []
-    for old in paths.legacy_guest_tools:
-        if old.is_file():
-            old.unlink()
-            gone.append(old.name)
-    if gone:
-        log.info(f"removed the Guest Tools an older version left in {relpath_for_humans(paths.dist, ctx.root)}/ "
-                 f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, ctx.root)}/")
 
 
 def verify_guest_tools(run: Run) -> GuestToolsReport:
     """Read the ISO and the zip back; both must hold exactly the manifest's files, byte for byte."""
-    spec, paths = run.spec, run.paths
+    spec, paths = run.spec, run.pending
     paths.guest_tools_report.unlink(missing_ok=True)
     manifest = GuestToolsManifest.read(paths.guest_tools_manifest)
     files: dict[str, tuple[FileRecord, str]] = {r.path: (r, "dist manifest.json") for r in manifest.files}

@@ -17,7 +17,7 @@ from ..errors import SourceError
 from ..fsutil import sha256_file, staging_dir, write_json_atomic
 from ..manifests import FileRecord, NoticesManifest, StageManifest, staged_files
 from ..paths import Run
-from ..sources.resolve import extraction, proof, source_record, source_tree
+from ..sources.resolve import extraction, iso_sha256, source_record, source_tree
 from ..sources.selection import NOTICE_PATTERNS, notice_entries
 from ..sources.tree import DirTree, EntryKind
 from ..spec.model import Spec
@@ -113,8 +113,7 @@ def _upstream_notices(tree: DirTree, run: Run, out: Path, stages: list[StageMani
     copied, texts = _licence_files(tree, spec, lic_dir)
     names = sorted({license_name(t) for t in texts})
     prov = extraction(run)
-    proven = proof(run)
-    src = replace(prov.source, sha256=proven.sha256 if proven else None) if prov else None
+    src = replace(prov.source, sha256=iso_sha256(run)) if prov else None
     lines = [
         "# Third-party notices",
         "",

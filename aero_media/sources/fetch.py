@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import log
 from ..errors import BuildStateError, ChecksumMismatch, FetchError, SourceError
-from ..fsutil import read_json, relpath_for_humans, write_json_atomic
+from ..fsutil import quick_handover, read_json, relpath_for_humans, write_json_atomic
 from ..hashmemo import HashMemo, proven_hash, stat_key
 from ..log import info, warn
 from ..manifests import FetchRecord, ProofRecord, read_manifest
@@ -317,7 +317,8 @@ class _BackgroundHash:
             # Its own progress line: the hash of a 700 MB ISO outlives the steps it runs beside.
             meter = log.Progress(f"hash {self.path.name} (background)", self.path.stat().st_size)
             try:
-                self._result = proven_hash(self.path, meter.advance)
+                with quick_handover():
+                    self._result = proven_hash(self.path, meter.advance)
             finally:
                 meter.close()
             digest, _size, st = self._result

@@ -15,6 +15,7 @@ from ..manifests import ProofRecord, Provenance, SourceRecord, read_manifest
 from ..paths import Run
 from ..spec.model import Spec
 from ..spec.types import SourceKind
+from .isocache import pin_sha256
 from .tree import DirTree
 
 
@@ -73,11 +74,19 @@ def extraction(run: Run) -> Provenance | None:
     return read_manifest(run.paths.provenance, Provenance.from_json)
 
 
-def proof(run: Run) -> ProofRecord | None:
-    """The ISO's proven sha256 (ISO sources), else None."""
-    if not run.spec.source.is_iso:
+def iso_sha256(run: Run) -> str | None:
+    """The ISO's sha256 as the media record it (ISO sources), else None.
+
+    A pinned ISO's is its pin: its media are written and verified while the ISO is still being hashed, and
+    the publish stage waits for the proof, which fails unless the ISO has that digest, so no published
+    medium names a digest the ISO does not have. An unpinned ISO's media wait for its proof and record it.
+    """
+    src = run.spec.source
+    if not src.is_iso:
         return None
-    return read_manifest(run.paths.proof_record, ProofRecord.from_json)
+    if src.sha256 is not None:
+        return pin_sha256(src.sha256)
+    return read_manifest(run.paths.proof_record, ProofRecord.from_json).sha256
 
 
 def source_record(run: Run) -> SourceRecord:

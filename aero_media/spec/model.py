@@ -493,6 +493,10 @@ _SLICES: dict[Stage, Callable[[Spec], dict[str, Any]]] = {
     Stage.VERIFY_FAT_DISK: _fat_disk_slice,
     Stage.GUEST_TOOLS: _guest_tools_slice,
     Stage.VERIFY_GUEST_TOOLS: _guest_tools_slice,
+    # Which media there are and their names: the files themselves are the task's file_dep.
+    Stage.PUBLISH: lambda s: {"name": s.name, "drivers_iso": s.drivers_iso.filename,
+                              "arch_media": s.media.winpe_drivers.arch_media, "fat_disk": _fat_disk_out(s),
+                              "guest_tools": [s.guest_tools.iso_filename, s.guest_tools.zip_filename]},
     Stage.SERVICE: lambda s: {"name": s.name, "media": _install_media(s), "winpe": s.media.winpe_drivers.recorded,
                               "signing": _trust(s), "arches": [a.value for a in s.arches], "contract": _contract(s)},
 }

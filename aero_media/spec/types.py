@@ -237,6 +237,8 @@ class Stage(StrEnum):
     GUEST_TOOLS = "guest_tools"
     SERVICE = "service"
     VERIFY_GUEST_TOOLS = "verify_guest_tools"
+    PUBLISH = "publish"
+    """The verified media into ``dist/<spec>/``, together, once the source is proven."""
 
 
 # Settings that messages tell a user to change, by their spec field.

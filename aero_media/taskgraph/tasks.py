@@ -103,6 +103,7 @@ STAGES: dict[Stage, str] = {
     Stage.GUEST_TOOLS: "aero_media.media.guest_tools:build_guest_tools",
     Stage.SERVICE: "aero_media.servicing.service:service_media",
     Stage.VERIFY_GUEST_TOOLS: "aero_media.media.guest_tools:verify_guest_tools",
+    Stage.PUBLISH: "aero_media.media.publish:publish_media",
 }
 
 
@@ -248,25 +249,40 @@ def task_prove(plan: Plan) -> Iterator[Task]:
         p = run.paths
         task = _subtask(plan, run, Stage.PROVE, f"prove the ISO of {run.spec.name}",
                         [p.fetch_record], [p.proof_record], clean=_removing(p.proof_record))
-        # The media tasks' modules load first, while the ISO's hash still runs on its own thread:
-        # after it they would cost the cold build their import time once more.
+        # What waits for the proof loads first, while the ISO's hash still runs on its own thread: after it,
+        # an unpinned ISO's media would cost the cold build their import time once more.
         task["actions"] = [functools.partial(import_ahead, waiting_on_proof(run)), *task["actions"]]
-        # Scheduled after staging, so the background hash fetch started overlaps with it.
-        task["task_dep"] = [f"{Stage.STAGE}:{run.spec.name}:{a.value}" for a in run.spec.arches]
+        # Scheduled after what does not wait for it, so the background hash fetch started overlaps with that:
+        # staging, and a pinned ISO's media too (doit's queue would otherwise take prove as soon as staging is
+        # done, and a serial run would wait for the hash before writing them).
+        task["task_dep"] = (verify_goals(run.spec) if _pinned(run)
+                            else [f"{Stage.STAGE}:{run.spec.name}:{a.value}" for a in run.spec.arches])
         yield task
 
 
+def _pinned(run: Run) -> bool:
+    """Whether ``run``'s media record the ISO's pin and are made while the ISO is hashed (a pinned ISO source)."""
+    return run.spec.source.is_iso and run.spec.source.sha256 is not None
+
+
 def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
-    """The stages of ``run`` that wait for the ISO's proof, in the order their tasks are generated."""
+    """The stages of ``run`` that wait for the ISO's proof, in the order their tasks are generated.
+
+    Publishing and servicing always do; the media only for an unpinned ISO, whose digest they record
+    (:func:`~aero_media.sources.resolve.iso_sha256`).
+    """
     spec = run.spec
+    if not spec.source.is_iso:
+        return ()
+    media = not _pinned(run)
     return tuple(stage for stage, wanted in (
-        (Stage.NOTICES, True),
-        (Stage.DRIVERS_ISO, True), (Stage.VERIFY, True),
-        (Stage.ARCH_DRIVERS_ISO, spec.media.winpe_drivers.arch_media),
-        (Stage.VERIFY_ARCH_DRIVERS_ISO, spec.media.winpe_drivers.arch_media),
-        (Stage.FAT_DISK, spec.fat_disk.enabled), (Stage.VERIFY_FAT_DISK, spec.fat_disk.enabled),
+        (Stage.NOTICES, media),
+        (Stage.DRIVERS_ISO, media), (Stage.VERIFY, media),
+        (Stage.ARCH_DRIVERS_ISO, media and spec.media.winpe_drivers.arch_media),
+        (Stage.VERIFY_ARCH_DRIVERS_ISO, media and spec.media.winpe_drivers.arch_media),
+        (Stage.FAT_DISK, media and spec.fat_disk.enabled), (Stage.VERIFY_FAT_DISK, media and spec.fat_disk.enabled),
         (Stage.SERVICE, spec.install_media is not None),
-        (Stage.GUEST_TOOLS, True), (Stage.VERIFY_GUEST_TOOLS, True),
+        (Stage.GUEST_TOOLS, media), (Stage.VERIFY_GUEST_TOOLS, media), (Stage.PUBLISH, True),
     ) if wanted)
 
 
@@ -373,46 +389,58 @@ def _proven(run: Run) -> list[Path]:
     return [run.paths.proof_record] if run.spec.source.is_iso else []
 
 
+def _iso_digest(run: Run) -> tuple[list[Path], dict[str, Any]]:
+    """What a stage recording the ISO's sha256 depends on (:func:`~aero_media.sources.resolve.iso_sha256`): an
+    unpinned ISO's proof, as a file_dep, or a pinned one's pin, in the task's fingerprint."""
+    if _pinned(run):
+        assert run.spec.source.sha256 is not None
+        return [], {"iso_sha256": run.spec.source.sha256}
+    return _proven(run), {}
+
+
 def task_notices(plan: Plan) -> Iterator[Task]:
     """Write THIRD_PARTY_NOTICES.md and licenses/ from the real source."""
     for run in plan.runs:
         p = run.paths
+        digest_dep, digest = _iso_digest(run)
         yield _subtask(plan, run, Stage.NOTICES, f"notices for {run.spec.name}",
-                       [*_stage_manifests(run), *(_notice_inputs(run) or []), *_proven(run)],
+                       [*_stage_manifests(run), *(_notice_inputs(run) or []), *digest_dep],
                        [p.notices_manifest],
-                       clean=_removing(p.notices_dir, p.notices_manifest))
+                       clean=_removing(p.notices_dir, p.notices_manifest), **digest)
 
 
 def task_drivers_iso(plan: Plan) -> Iterator[Task]:
-    """Write dist/<spec>/aero-virtio-win7-drivers.iso (reproducible, atomically renamed)."""
+    """Write the drivers ISO under build/<spec>/media/ (reproducible, atomically renamed; published later)."""
     for run in plan.runs:
-        p = run.paths
+        p = run.pending
+        digest_dep, digest = _iso_digest(run)
         yield _subtask(plan, run, Stage.DRIVERS_ISO, f"drivers ISO of {run.spec.name}",
-                       [*_stage_manifests(run), p.notices_manifest, *_proven(run), *_shipped_certs(run),
+                       [*_stage_manifests(run), p.notices_manifest, *digest_dep, *_shipped_certs(run),
                         *_recorded_inputs(run, spec_file=False)],
-                       [p.drivers_iso], epoch=run.epoch)
+                       [p.drivers_iso], epoch=run.epoch, **digest)
 
 
 def task_verify(plan: Plan) -> Iterator[Task]:
     """Re-open the drivers ISO with an independent reader and check it against the manifests."""
     for run in plan.runs:
-        p = run.paths
+        p = run.pending
         yield _subtask(plan, run, Stage.VERIFY, f"verify the drivers ISO of {run.spec.name}",
                        [p.drivers_iso, p.notices_manifest, *_stage_manifests(run)], [p.drivers_iso_report],
                        epoch=run.epoch)
 
 
 def task_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
-    """Write dist/<spec>/<drivers ISO stem>-<arch>.iso, one arch with its $WinPEDriver$ (winpe_drivers: per-arch)."""
+    """Write <drivers ISO stem>-<arch>.iso, one arch with its $WinPEDriver$ (winpe_drivers: per-arch; unpublished)."""
     for run in plan.runs:
         if not run.spec.media.winpe_drivers.arch_media:
             continue
-        p = run.paths
+        p = run.pending
+        digest_dep, digest = _iso_digest(run)
         for arch in run.spec.arches:
             yield _subtask(plan, run, Stage.ARCH_DRIVERS_ISO, f"{arch.value} drivers ISO of {run.spec.name}",
-                           [p.stage_manifest(arch), p.notices_manifest, *_proven(run), *_shipped_certs(run),
+                           [p.stage_manifest(arch), p.notices_manifest, *digest_dep, *_shipped_certs(run),
                             *_recorded_inputs(run, spec_file=False)],
-                           [p.arch_drivers_iso(arch)], arch=arch, epoch=run.epoch)
+                           [p.arch_drivers_iso(arch)], arch=arch, epoch=run.epoch, **digest)
 
 
 def task_verify_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
@@ -420,7 +448,7 @@ def task_verify_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
     for run in plan.runs:
         if not run.spec.media.winpe_drivers.arch_media:
             continue
-        p = run.paths
+        p = run.pending
         for arch in run.spec.arches:
             yield _subtask(plan, run, Stage.VERIFY_ARCH_DRIVERS_ISO,
                            f"verify the {arch.value} drivers ISO of {run.spec.name}",
@@ -429,14 +457,15 @@ def task_verify_arch_drivers_iso(plan: Plan) -> Iterator[Task]:
 
 
 def task_fat_disk(plan: Plan) -> Iterator[Task]:
-    """Write dist/<spec>/aero-virtio-win7-drivers-fat.vhd: a FAT32 driver disk (fixed VHD, x86\\ and x64\\)."""
+    """Write aero-virtio-win7-drivers-fat.vhd: a FAT32 driver disk (fixed VHD, x86\\ and x64\\; unpublished)."""
     for run in plan.runs:
         if not run.spec.fat_disk.enabled:
             continue
-        p = run.paths
+        p = run.pending
+        digest_dep, digest = _iso_digest(run)
         yield _subtask(plan, run, Stage.FAT_DISK, f"FAT driver disk of {run.spec.name}",
-                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *_proven(run)],
-                       [p.fat_disk], epoch=run.epoch)
+                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *digest_dep],
+                       [p.fat_disk], epoch=run.epoch, **digest)
 
 
 def task_verify_fat_disk(plan: Plan) -> Iterator[Task]:
@@ -444,7 +473,7 @@ def task_verify_fat_disk(plan: Plan) -> Iterator[Task]:
     for run in plan.runs:
         if not run.spec.fat_disk.enabled:
             continue
-        p = run.paths
+        p = run.pending
         yield _subtask(plan, run, Stage.VERIFY_FAT_DISK, f"verify the FAT driver disk of {run.spec.name}",
                        [p.fat_disk, *_stage_manifests(run), p.notices_manifest], [p.fat_disk_report],
                        epoch=run.epoch)
@@ -478,30 +507,50 @@ def task_service(plan: Plan) -> Iterator[Task]:
 
 
 def task_guest_tools(plan: Plan) -> Iterator[Task]:
-    """Write dist/<spec>/guest-tools/: aero-guest-tools.iso, .zip and manifest.json, published as one set."""
+    """Write guest-tools/: aero-guest-tools.iso, .zip and manifest.json, one set (unpublished)."""
     for run in plan.runs:
-        p = run.paths
+        p = run.pending
+        digest_dep, digest = _iso_digest(run)
         yield _subtask(plan, run, Stage.GUEST_TOOLS, f"Guest Tools media of {run.spec.name}",
-                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *_proven(run),
+                       [*_stage_manifests(run), p.notices_manifest, *_shipped_certs(run), *digest_dep,
                         *_recorded_inputs(run)],
-                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=run.epoch)
+                       [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], epoch=run.epoch, **digest)
 
 
 def task_verify_guest_tools(plan: Plan) -> Iterator[Task]:
     """Read the Guest Tools ISO and zip back and check every file against manifest.json."""
     for run in plan.runs:
-        p = run.paths
+        p = run.pending
         yield _subtask(plan, run, Stage.VERIFY_GUEST_TOOLS, f"verify the Guest Tools media of {run.spec.name}",
                        [p.guest_tools_iso, p.guest_tools_zip, p.guest_tools_manifest], [p.guest_tools_report],
                        epoch=run.epoch)
 
 
-def build_goals(spec: Spec) -> list[str]:
-    """The tasks that make and prove every medium of ``spec``: what `doit build:<spec>` runs."""
-    return [f"{Stage.VERIFY}:{spec.name}", f"{Stage.VERIFY_GUEST_TOOLS}:{spec.name}",
-            *([f"{Stage.VERIFY_FAT_DISK}:{spec.name}"] if spec.fat_disk.enabled else []),
+def verify_goals(spec: Spec) -> list[str]:
+    """The tasks that make and verify every medium of ``spec`` under build/<spec>/media/."""
+    return [f"{Stage.VERIFY}:{spec.name}",
             *([f"{Stage.VERIFY_ARCH_DRIVERS_ISO}:{spec.name}:{a.value}" for a in spec.arches]
               if spec.media.winpe_drivers.arch_media else []),
+            *([f"{Stage.VERIFY_FAT_DISK}:{spec.name}"] if spec.fat_disk.enabled else []),
+            f"{Stage.VERIFY_GUEST_TOOLS}:{spec.name}"]
+
+
+def task_publish(plan: Plan) -> Iterator[Task]:
+    """Link the verified media into dist/<spec>/, together, once the ISO is proven."""
+    for run in plan.runs:
+        pending, published = run.pending, run.paths
+        task = _subtask(plan, run, Stage.PUBLISH, f"publish the media of {run.spec.name}",
+                        [*pending.media_files, *pending.guest_tools_files, *_proven(run)],
+                        [*published.media_files, *published.guest_tools_files],
+                        clean=_removing(*published.media_files, published.guest_tools_dir))
+        # Every medium is made and verified, and the ISO proven (after them, when they do not wait for it).
+        task["task_dep"] = [*verify_goals(run.spec), *([f"{Stage.PROVE}:{run.spec.name}"] if _proven(run) else [])]
+        yield task
+
+
+def build_goals(spec: Spec) -> list[str]:
+    """The tasks that make, verify and publish every medium of ``spec``: what `doit build:<spec>` runs."""
+    return [f"{Stage.PUBLISH}:{spec.name}",
             *([f"{Stage.SERVICE}:{spec.name}"] if spec.install_media is not None else [])]
 
 
@@ -621,6 +670,7 @@ GENERATORS: dict[Stage, Callable[[Plan], Iterator[Task]]] = {
     Stage.GUEST_TOOLS: task_guest_tools,
     Stage.SERVICE: task_service,
     Stage.VERIFY_GUEST_TOOLS: task_verify_guest_tools,
+    Stage.PUBLISH: task_publish,
 }
 
 

@@ -36,7 +36,7 @@ def test_default_build_then_noop(project: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().err
     assert executed(out) == {"expand:sample", "stage:sample:x86", "stage:sample:amd64", "notices:sample",
                              "drivers_iso:sample", "verify:sample", "guest_tools:sample", "verify_guest_tools:sample",
-                             "fat_disk:sample", "verify_fat_disk:sample"}
+                             "fat_disk:sample", "verify_fat_disk:sample", "publish:sample"}
     iso = project / "dist/sample/aero-virtio-win7-drivers.iso"
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["ok"] and report["sha256"] == sha(iso)
@@ -53,7 +53,7 @@ def test_label_change_reruns_only_the_media(project: Path, capsys: pytest.Captur
     # Both manifests record the spec file's sha256 (Aero's provenance), so both media are
     # rewritten; nothing before them runs.
     assert executed(capsys.readouterr().err) == {"drivers_iso:sample", "verify:sample", "guest_tools:sample",
-                                                 "verify_guest_tools:sample"}
+                                                 "verify_guest_tools:sample", "publish:sample"}
     report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
     assert report["label"] == "AERO_VIRTIO_2"
 
@@ -67,7 +67,7 @@ def test_guest_tools_version_bump_reruns_only_the_media_that_read_it(project: Pa
     assert run_doit(project) == 0
     # Only the Guest Tools and their verify read the version (and record the spec file's sha256, as
     # Aero's packager does); staging, the drivers ISO, the FAT disk and their verifies stay.
-    assert executed(capsys.readouterr().err) == {"guest_tools:sample", "verify_guest_tools:sample"}
+    assert executed(capsys.readouterr().err) == {"guest_tools:sample", "verify_guest_tools:sample", "publish:sample"}
     manifest = json.loads((project / "dist/sample/guest-tools/manifest.json").read_text())
     assert manifest["package"]["version"] == "1.2.3"
 
@@ -112,7 +112,7 @@ def test_new_spec_is_picked_up_and_built_by_name(project: Path, capsys: pytest.C
     out = capsys.readouterr().err
     assert executed(out) == {"expand:second", "stage:second:amd64", "notices:second", "drivers_iso:second",
                              "verify:second", "guest_tools:second", "verify_guest_tools:second",
-                             "fat_disk:second", "verify_fat_disk:second"}
+                             "fat_disk:second", "verify_fat_disk:second", "publish:second"}
     assert (project / "dist/second/aero-virtio-win7-drivers.iso").is_file()
     assert not (project / "dist/sample").exists()
 
@@ -156,8 +156,9 @@ def test_clean_removes_leftovers_and_state_but_never_the_cache(project: Path) ->
     (cache / "keep.iso").write_bytes(b"cached")
     assert run_doit(project) == 0
     # What a run killed at a bad moment leaves behind: temps of dead writers, and state files.
-    leftovers = [project / "dist/sample/.aero-virtio-win7-drivers.iso.999999-abcdefgh.tmp",
+    leftovers = [project / "build/sample/media/.aero-virtio-win7-drivers.iso.999999-abcdefgh.tmp",
                  project / "dist/sample/guest-tools/.aero-guest-tools.zip.999999-defghijk.tmp",
+                 project / "dist/sample/.aero-virtio-win7-drivers.iso.999999-bcdefghi.tmp",
                  project / "dist/sample/.guest-tools.old-999999-ghijklmn/manifest.json",
                  project / "build/sample/.stage.999999-jklmnopq.tmp/x86.json",
                  project / "build/sample/proof.json"]
@@ -165,7 +166,7 @@ def test_clean_removes_leftovers_and_state_but_never_the_cache(project: Path) ->
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"partial")
     assert run_doit(project, "clean", "drivers_iso:sample") == 0
-    assert not leftovers[0].exists() and leftovers[1].exists()
+    assert not leftovers[0].exists() and leftovers[1].exists() and leftovers[2].exists()
     assert run_doit(project, "clean") == 0
     assert not (project / "build/sample").exists() and not (project / "dist/sample").exists()
     assert (cache / "keep.iso").read_bytes() == b"cached"
@@ -223,14 +224,15 @@ def test_corrupted_iso_is_rebuilt_and_a_failed_verify_removes_it(project: Path,
     at = data.index(b"AERO STAND-IN")
     data[at] ^= 0xFF
     iso.write_bytes(bytes(data))
-    # Verify on its own judges the corrupted bytes: it fails, and the medium is removed.
+    # Verify on its own judges the corrupted bytes (the published ISO is a link to the one it checks): it
+    # fails, and the medium is removed from build/.
     ctx = Context(root=project)
     run = Run(load_spec(project / "specs/sample.yaml", ctx), ctx, source_date_epoch())
     with pytest.raises(PipelineError) as failed:
         verify_drivers_iso(run)
     assert "the failed media were removed" in failed.value.render()
-    assert not iso.exists()
-    report = json.loads((project / "dist/sample/aero-virtio-win7-drivers.iso.verify.json").read_text())
+    assert not run.pending.drivers_iso.exists()
+    report = json.loads(run.pending.drivers_iso_report.read_text())
     assert not report["ok"] and report["problems"]
     assert run_doit(project) == 0
     assert sha(iso) == good

@@ -23,7 +23,7 @@ from tests.lib.project import expanded_sample, make_project, run_doit
 
 pytestmark = pytest.mark.integration
 
-VHD = "dist/sample/aero-virtio-win7-drivers-fat.vhd"
+VHD = "build/sample/media/aero-virtio-win7-drivers-fat.vhd"  # made and verified: single tasks do not publish
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_signed_media_carry_the_certificate(tmp_path: Path) -> None:
 
     project = make_project(tmp_path / "proj")
     shutil.copyfile(REPO / "specs" / "sample-testsigned.yaml", project / "specs" / "sample-testsigned.yaml")
-    assert run_doit(project, "verify_fat_disk:sample-testsigned") == 0
+    assert run_doit(project, "publish:sample-testsigned") == 0
     content = read_fat_disk(project / "dist/sample-testsigned/aero-virtio-win7-drivers-fat.vhd")
     certs = [p for p in content.files if p.startswith("certs/")]
     cer = (project / "build/sample-testsigned/signing/aero-test.cer").read_bytes()

@@ -27,7 +27,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = sample_spec_data(name="nowinpe", default=False)
     data["media"]["winpe_drivers"] = False
     write_spec(project, "nowinpe", data)
-    assert run_doit(project, "verify:sample", "verify:nowinpe") == 0
+    assert run_doit(project, "publish:sample", "publish:nowinpe") == 0
     return project
 
 

@@ -177,7 +177,7 @@ def test_the_drivers_iso_carries_a_drivers_only_answer_file_for_each_arch_on_req
     data["outputs"]["fat_disk"] = {"enabled": False}
     data["media"] = {"answer_file": "drivers-only"}
     write_spec(project, "withanswer", data)
-    assert run_doit(project, "verify:withanswer") == 0  # the verifier accepts it: the manifest lists it
+    assert run_doit(project, "publish:withanswer") == 0  # the verifier accepts it: the manifest lists it
     iso = project / "dist" / "withanswer" / "aero-virtio-win7-drivers.iso"
     files = iso_files(iso)
     xml = files[af.FILE_NAME]

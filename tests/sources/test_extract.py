@@ -69,7 +69,7 @@ def test_download_extract_build_then_noop(project: Path, upstream_iso: tuple[Pat
         out = capsys.readouterr().err
         assert executed(out) == {"fetch:vw", "extract:vw", "stage:vw:x86", "stage:vw:amd64", "prove:vw",
                                  "notices:vw", "drivers_iso:vw", "verify:vw", "guest_tools:vw",
-                                 "verify_guest_tools:vw", "fat_disk:vw", "verify_fat_disk:vw"}
+                                 "verify_guest_tools:vw", "fat_disk:vw", "verify_fat_disk:vw", "publish:vw"}
         assert len(server.requests) == 1
 
         # Extracted bytes are the fixture's, with ordinary modes.
@@ -124,7 +124,7 @@ def test_output_change_does_not_reextract_and_expect_rechecks(
     spec.write_text(yaml.safe_dump(data))
     assert run_doit(project, "build:vw") == 0
     assert executed(capsys.readouterr().err) == {"drivers_iso:vw", "verify:vw", "guest_tools:vw",
-                                                 "verify_guest_tools:vw"}
+                                                 "verify_guest_tools:vw", "publish:vw"}
 
     good = sha(files["viostor/w7/amd64/viostor.sys"])
     data["source"]["expect"] = {"win7/amd64/viostor/viostor.sys": good}

@@ -111,7 +111,7 @@ def _slices(project: Path, **changes: Any) -> dict[Stage, Any]:
                                      Stage.SERVICE}),
     ("media__winpe_drivers", "per-arch", {Stage.DRIVERS_ISO, Stage.VERIFY, Stage.ARCH_DRIVERS_ISO,
                                           Stage.VERIFY_ARCH_DRIVERS_ISO, Stage.FAT_DISK, Stage.VERIFY_FAT_DISK,
-                                          Stage.SERVICE}),
+                                          Stage.SERVICE, Stage.PUBLISH}),  # the one-arch ISOs are published too
     ("signing__trust_publisher", False, {Stage.FAT_DISK, Stage.VERIFY_FAT_DISK, Stage.GUEST_TOOLS,
                                          Stage.VERIFY_GUEST_TOOLS, Stage.SERVICE}),
 ])

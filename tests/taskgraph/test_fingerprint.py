@@ -120,7 +120,7 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
     shutil.copyfile(REPO / "dodo.py", project / "dodo.py")
     code = tmp_path / "code"
     root = copy_package(code)
-    assert len(doit_in(project, code)) == 10
+    assert len(doit_in(project, code)) == 11
     edit(root / "cli.py", "ARCH_CHOICES = {", "ARCH_CHOICES_UNUSED = 1\nARCH_CHOICES = {")
     edit(root / "spec" / "yamldoc.py", '"""Append one JSON-pointer segment."""', '"""Add a segment."""')
     assert doit_in(project, code) == set()
@@ -138,4 +138,5 @@ def test_doit_reruns_only_what_the_edited_code_runs(tmp_path: Path) -> None:
          '    return data.decode("cp1252", errors="replace"), "cp1252"')
     assert doit_in(project, code) == {"stage:sample:x86", "stage:sample:amd64", "notices:sample",
                                       "drivers_iso:sample", "guest_tools:sample", "verify:sample",
-                                      "verify_guest_tools:sample", "fat_disk:sample", "verify_fat_disk:sample"}
+                                      "verify_guest_tools:sample", "fat_disk:sample", "verify_fat_disk:sample",
+                                      "publish:sample"}

@@ -1,0 +1,124 @@
+"""Publishing: the verified media of one spec go from ``build/<spec>/media/`` into ``dist/<spec>/`` together.
+
+The media stages write and verify every medium while an ISO source is still being hashed; this
+stage runs only once all of them are verified and the ISO is proven (the task graph makes it
+wait for both), so a wrong ISO, or a medium that fails its check, publishes nothing. Each
+file is hard-linked, not copied: publishing costs a few renames whatever the media weigh, a
+sparse disk stays sparse, and the digests the writers recorded stay true of the bytes in dist/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from .. import log
+from ..fsutil import relpath_for_humans, staging_dir, sweep_leftovers
+from ..paths import Run
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A new file ``dst`` with ``src``'s bytes: a hard link, or a copy where the file system has none.
+
+    Raises FileExistsError when ``dst`` exists: it is never overwritten.
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # Another file system (dist/ a link elsewhere), or one without hard links.
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        with open(src, "rb") as fin, open(dst, "xb") as fout:
+            try:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            except BaseException:
+                dst.unlink()
+                raise
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def link_into_place(src: Path, final: Path) -> None:
+    """Make ``final`` hold ``src``'s bytes in one rename: a reader sees the old file or the new one, never a part."""
+    if _same_file(src, final):
+        return  # published already (rename(2) over a link to the same inode would do nothing and keep the temp)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final)
+    try:
+        while True:
+            # The temp names every writer uses, so a killed run's leftover is swept like theirs.
+            tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            try:
+                _link_or_copy(src, tmp)
+                break
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        # link(2) names its source; the fault is where the medium goes (a read-only or full dist/).
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _publish_folder(files: tuple[Path, ...], folder: Path, pending_folder: Path) -> None:
+    """Publish ``files`` (under ``pending_folder``) as the whole of ``folder``: one swap, never a mix of builds."""
+    if folder.is_dir() and all(_same_file(f, folder / f.relative_to(pending_folder)) for f in files):
+        return
+    with staging_dir(folder) as tmp:
+        for f in files:
+            try:
+                _link_or_copy(f, tmp / f.relative_to(pending_folder))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(folder / f.relative_to(pending_folder))) from None
+
+
+def _drop_legacy_guest_tools(run: Run) -> None:
+    # An older version left its Guest Tools set in dist/<spec>/ itself: beside the new one it would look current.
+    paths = run.paths
+    gone = []
+    for old in paths.legacy_guest_tools:
+        if old.is_file():
+            old.unlink()
+            gone.append(old.name)
+    if gone:
+        root = run.ctx.root
+        log.info(f"removed the Guest Tools an older version left in {relpath_for_humans(paths.dist, root)}/ "
+                 f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, root)}/")
+
+
+def publish_media(run: Run) -> list[Path]:
+    """Publish the spec's verified media into ``dist/<spec>/``; return the published files.
+
+    Each medium is followed by its report, and the Guest Tools folder is swapped in whole. The
+    memo learns every published file's digest (a link changes the shared inode's ctime), so doit's
+    checker and the next no-op run hash none of them.
+    """
+    pending, published = run.pending, run.paths
+    singles = list(zip(pending.media_files, published.media_files, strict=True))
+    folder = list(zip(pending.guest_tools_files, published.guest_tools_files, strict=True))
+    pairs = singles + folder
+    # The writers' digests, taken before a link changes the ctime they were recorded under (reports are hashed).
+    digests = [run.memo.sha256(src) for src, _dst in pairs]
+    for src, dst in singles:
+        link_into_place(src, dst)
+    _publish_folder(pending.guest_tools_files, published.guest_tools_dir, pending.guest_tools_dir)
+    run.memo.record_many([(f, f.stat(), digest) for (src, dst), digest in zip(pairs, digests, strict=True)
+                          for f in (src, dst)])
+    _drop_legacy_guest_tools(run)
+    log.info(f"published {len(pairs)} files into {relpath_for_humans(published.dist, run.ctx.root)}/")
+    return [dst for _src, dst in pairs]

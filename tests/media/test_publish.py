@@ -1,0 +1,65 @@
+"""The publish stage's file moves: one rename per file, a link where it can, nothing left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from aero_media.media import publish
+
+
+def test_a_file_is_linked_into_place_over_the_old_one(tmp_path: Path) -> None:
+    made = tmp_path / "build" / "a.iso"
+    made.parent.mkdir()
+    made.write_bytes(b"new")
+    final = tmp_path / "dist" / "a.iso"
+    final.parent.mkdir()
+    final.write_bytes(b"old")
+    publish.link_into_place(made, final)
+    assert final.read_bytes() == b"new" and os.path.samefile(made, final)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
+
+
+def test_publishing_the_same_file_again_leaves_no_temp(tmp_path: Path) -> None:
+    made = tmp_path / "a.iso"
+    made.write_bytes(b"x")
+    final = tmp_path / "dist" / "a.iso"
+    publish.link_into_place(made, final)
+    publish.link_into_place(made, final)  # rename(2) between two links of one inode would keep the temp
+    assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
+
+
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.EPERM])
+def test_where_no_link_can_be_made_the_file_is_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      code: int) -> None:
+    made = tmp_path / "a.iso"
+    made.write_bytes(b"bytes" * 1000)
+
+    def no_link(_src: object, _dst: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(publish.os, "link", no_link)
+    final = tmp_path / "dist" / "a.iso"
+    publish.link_into_place(made, final)
+    assert final.read_bytes() == made.read_bytes() and not os.path.samefile(made, final)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
+
+
+def test_a_failed_link_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = tmp_path / "a.iso"
+    made.write_bytes(b"new")
+    final = tmp_path / "dist" / "a.iso"
+    final.parent.mkdir()
+    final.write_bytes(b"old")
+
+    def full(_src: object, _dst: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(publish.os, "link", full)
+    with pytest.raises(OSError):
+        publish.link_into_place(made, final)
+    assert final.read_bytes() == b"old"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
