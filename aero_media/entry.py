@@ -15,16 +15,29 @@ from typing import Any  # noqa: E402  # after the handler, on purpose
 
 
 def main() -> int:
-    """The ``aero-media`` command (see :func:`aero_media.cli.main`)."""
+    """The ``aero-media`` command (see :func:`aero_media.cli.main`); it ends the process (:mod:`aero_media.ending`).
+
+    The code is returned only when another thread is still running, which the
+    interpreter's exit would wait for.
+    """
     import sys
 
-    from . import log
+    from . import ending, log
     from .cli import main as cli_main
 
-    rc = cli_main()
+    try:
+        rc = cli_main()
+    except SystemExit as exc:  # argparse's --help (0) and usage errors (2): the code is known all the same
+        if not (exc.code is None or isinstance(exc.code, int)):
+            raise  # a message to print: the interpreter's to do
+        rc = exc.code or 0
     # Flushed here: a reader that has gone is met now, quietly, not in the interpreter's exit ("Exception ignored").
     log.write_to(sys.stdout, "")
-    return log.PIPE_EXIT if log.pipe_closed() else rc
+    code = log.PIPE_EXIT if log.pipe_closed() else rc
+    if ending.can_end():
+        # The command is over and its code known: the interpreter's teardown would only free memory.
+        ending.end(code)
+    return code
 
 
 def __getattr__(name: str) -> Any:

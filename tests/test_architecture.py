@@ -8,6 +8,7 @@ from aero_media.taskgraph.fingerprint import PACKAGE_ROOT, _index
 LAYERS = {
     "aero_media": 0, "aero_media.errors": 0, "aero_media.log": 0, "aero_media.fsutil": 0, "aero_media.winnames": 0,
     "aero_media.buildlock": 0, "aero_media.systools": 0, "aero_media.ctrlc": 0,
+    "aero_media.ending": 0,
     "aero_media.spec": 1,
     "aero_media.win7": 2,
     "aero_media.manifests": 3, "aero_media.paths": 3,

@@ -16,12 +16,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
+from doit.__main__ import main as doit_main
+from doit.cmd_base import Command, DoitCmdBase
+from doit.cmd_run import Run
+from doit.doit_cmd import DoitMain
 from doit.exceptions import BaseFail, TaskFailed
 from doit.reporter import ConsoleReporter
+from doit.runner import Runner
 
-from .. import log
+from .. import ending, log
 from ..errors import PipelineError, disk_error
 from ..fsutil import write_bytes_atomic
 from ..report import combined, render, write_spec_report
@@ -42,6 +48,52 @@ def _ctrl_c_in(traceback: list[str] | str) -> bool:
     return any(line.startswith(("KeyboardInterrupt", f"SystemExit: {interrupt.EXIT_CODE}",
                                 f"{interrupt.Interrupted.__module__}.Interrupted"))
                for line in text.splitlines())
+
+
+# The stack under complete_run in doit's own command line running tasks (`doit`, `doit run`), innermost first:
+# each of these returns what it is handed (Runner.finish: the run's final_result) and doit's main passes it to
+# sys.exit (doit/__main__.py, doit/doit_cmd.py, doit/cmd_base.py, doit/cmd_run.py, doit/runner.py).
+_DOIT_RUN_STACK = (Runner.finish, Runner.run_all, Run._execute, DoitCmdBase.execute, Command.parse_execute,
+                   DoitMain.run, doit_main)
+# Below the script when doit runs as `python -m doit` (runpy is a frozen module: its frames name no file).
+_RUNPY = frozenset({"_run_module_as_main", "_run_code"})
+
+
+def _where(code: CodeType) -> tuple[str, int, str]:
+    # Compared by place, not identity: `python -m doit` runs doit/__main__.py a second time, as __main__.
+    return code.co_filename, code.co_firstlineno, code.co_qualname
+
+
+def doit_exit_code(frame: FrameType | None) -> int | None:
+    """The code the process exits with once ``frame`` (the caller of ``complete_run``) returns, when that is certain.
+
+    Certain only when the whole stack is doit's command line running tasks: the
+    functions of :data:`_DOIT_RUN_STACK`, called by top-level code of ``__main__`` with no
+    handler that could catch doit's ``SystemExit`` (the ``doit`` script, or doit's own
+    ``__main__.py`` under runpy), with doit's own command classes and the report stream
+    not a file doit opened (``--output-file``, closed after the run). Anything else (an
+    in-process ``DoitMain``, ``doit strace`` and other commands, a wrapper script) is None.
+    """
+    frames: list[FrameType] = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    expected = [_where(f.__code__) for f in _DOIT_RUN_STACK]
+    ours, rest = frames[:len(expected)], frames[len(expected):]
+    if [_where(f.f_code) for f in ours] != expected or not rest:
+        return None
+    finish, _, execute, _, _, doit_run, _ = ours
+    if type(execute.f_locals.get("self")) is not Run or isinstance(execute.f_locals.get("outfile"), str) \
+            or type(doit_run.f_locals.get("self")) is not DoitMain:
+        return None
+    script, *below = rest
+    if script.f_code.co_name != "<module>" or script.f_globals.get("__name__") != "__main__" \
+            or getattr(script.f_code, "co_exceptiontable", None) != b"":
+        return None
+    if any(f.f_globals.get("__name__") != "runpy" or f.f_code.co_name not in _RUNPY for f in below):
+        return None
+    code = getattr(finish.f_locals.get("self"), "final_result", None)
+    return code if isinstance(code, int) else None
 
 
 class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type information
@@ -125,6 +177,20 @@ class OneLineReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no t
         self.summarise()
         if log.pipe_closed():  # the outputs are complete; the reader of stdout or stderr went away
             raise SystemExit(log.PIPE_EXIT)
+        if self._run_ends_here():
+            ending.end(0, self.fix)
+
+    def _run_ends_here(self) -> bool:
+        """Whether the process may end now, with 0: a successful `doit` run has nothing left but ``sys.exit(0)``.
+
+        doit has saved the dep file and run the teardowns before this report; what is left
+        is the interpreter's teardown, skipped by :func:`aero_media.ending.end`. Not while an
+        exception unwinds through doit's ``finally`` (the code is then not the run's), nor
+        when doit reports to a stream it opened (it closes that after the run).
+        """
+        std = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)  # a capture may be left in place (-P thread)
+        return (sys.exc_info()[1] is None and any(self.outstream is s for s in std) and ending.can_end()
+                and doit_exit_code(sys._getframe(2)) == 0)
 
     def summarise(self) -> None:
         """Write each built spec's report.json and print the summary on stdout (or hand it to :attr:`sink`)."""
