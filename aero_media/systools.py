@@ -43,6 +43,7 @@ DEBIAN_PACKAGES = {
     "udfinfo": "udftools",
     "openssl": "openssl",
     "wine": "wine",
+    "strace": "strace",  # only doit's own `doit strace` command runs it (a test of how doit's commands end)
 }
 
 

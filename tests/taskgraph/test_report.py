@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from aero_media.taskgraph.report import doit_exit_code
 from tests.lib.doitproc import child_env, doit_argv, hidden_leftovers, run
+from tests.lib.needs import need_tool
 from tests.lib.project import REPO, make_project, run_doit
 from tests.lib.teardown import ending_of, marker_env
 
@@ -61,8 +61,8 @@ def test_a_failed_doit_keeps_doits_code_and_exit(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["list"], ["strace", "notices:sample"]])
 def test_other_doit_commands_take_the_interpreters_exit(tmp_path: Path, argv: list[str]) -> None:
     """Only `doit [run]` is known to exit with the run's code right after the report (strace reads on after it)."""
-    if argv[0] == "strace" and shutil.which("strace") is None:
-        pytest.skip("doit strace needs the strace program")
+    if argv[0] == "strace":
+        need_tool("strace", "doit strace runs it")
     project = make_project(tmp_path / "proj")
     env, marker = marker_env(tmp_path)
     proc = subprocess.run(doit_argv(project, *argv), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
