@@ -90,7 +90,7 @@ class _FsckBeside:
     """``fsck.fat -n`` on a thread, beside the independent reader: copying the partition out and the
     program itself run while Python walks the disk (a subprocess and file copies let go of the GIL).
 
-    :meth:`result` or :meth:`wait` joins the thread on every path, so none outlives the verify.
+    :meth:`result` or :meth:`wait` joins the thread on every path but an interrupt, so none outlives the verify.
     """
 
     def __init__(self, path: Path) -> None:
@@ -199,9 +199,11 @@ def verify_fat_disk(run: Run) -> FatDiskReport:
         beside = _FsckBeside(target)
         try:
             content = read_fat_disk(target)
-        except BaseException:
+        except Exception:
             beside.wait()  # the reader's error is the one to report
             raise
+        # An interrupt (Ctrl-C, or SystemExit from the SIGTERM a doit worker gets when doit dies) is not waited
+        # on: fsck.fat may never end, and the process is ending (the daemon thread and fsck.fat go with it).
         fsck, fsck_problems = beside.result()
         problems = _problems(spec, content, expected, run.epoch) + fsck_problems
         digest, size = run.memo.sha256(target), target.stat().st_size

@@ -163,3 +163,41 @@ def test_fsck_runs_beside_the_reader(built: Path, monkeypatch: pytest.MonkeyPatc
     ctx = Context(root=built)
     report = verify_fat_disk(Run(load_spec(built / "specs/sample.yaml", ctx), ctx, source_date_epoch()))
     assert report.fsck == "clean" and not report.problems
+
+
+def test_an_interrupt_while_the_reader_runs_does_not_wait_for_fsck(built: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM reaches a doit worker as SystemExit when doit dies: the verify must not wait on a hung fsck.fat."""
+    import threading
+
+    from aero_media.media import fat_disk
+
+    release = threading.Event()
+
+    def hung_fsck(*_args: object) -> tuple[str, list[str]]:
+        release.wait(60)
+        return "clean", []
+
+    def interrupted(_path: Path) -> None:
+        raise SystemExit(143)
+
+    monkeypatch.setattr(fat_disk, "_fsck", hung_fsck)
+    monkeypatch.setattr(fat_disk, "read_fat_disk", interrupted)
+    ctx = Context(root=built)
+    run = Run(load_spec(built / "specs/sample.yaml", ctx), ctx, source_date_epoch())
+    ended: list[BaseException] = []
+
+    def verify() -> None:
+        try:
+            verify_fat_disk(run)
+        except BaseException as exc:  # what ended the verify is the point
+            ended.append(exc)
+
+    worker = threading.Thread(target=verify, daemon=True)
+    worker.start()
+    worker.join(10)
+    try:
+        assert not worker.is_alive(), "the verify waited for fsck.fat after an interrupt"
+        assert len(ended) == 1 and isinstance(ended[0], SystemExit)
+    finally:
+        release.set()
