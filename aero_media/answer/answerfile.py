@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import InternalError, SpecError
 from ..paths import MediaLayout
@@ -180,6 +179,10 @@ def _el(tag: str, content: Sequence[Node] | str, **attrs: str) -> Node:
 
 
 def _write(node: Node, depth: int, out: list[str]) -> None:
+    # Imported when an answer file is written: xml.sax.saxutils imports urllib.request (http, ssl, email),
+    # 80 ms that every drivers ISO would otherwise pay.
+    from xml.sax.saxutils import escape, quoteattr
+
     tag, attrs, content = node
     pad = "  " * depth
     head = tag + "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items())
