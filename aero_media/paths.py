@@ -246,6 +246,17 @@ class SpecPaths:
         return tuple(files)
 
     @property
+    def retired_media(self) -> tuple[Path, ...]:
+        """Media the spec's names could make but its settings no longer do, in this view: a FAT disk (and its
+        report) once ``fat_disk.enabled`` is false, one-arch drivers ISOs (and reports) of arches no longer made."""
+        spec = self.spec
+        made = set(self.media_files)
+        could = [self.media_home / spec.fat_disk.filename, self.media_home / f"{spec.fat_disk.filename}{REPORT_SUFFIX}"]
+        for arch in Arch:
+            could += [self.arch_drivers_iso(arch), self.arch_drivers_iso_report(arch)]
+        return tuple(p for p in could if p not in made)
+
+    @property
     def guest_tools_files(self) -> tuple[Path, ...]:
         """The Guest Tools set, in this view: the ISO, the zip, manifest.json and the verify report."""
         return self.guest_tools_iso, self.guest_tools_zip, self.guest_tools_manifest, self.guest_tools_report

@@ -101,6 +101,17 @@ def _drop_legacy_guest_tools(run: Run) -> None:
                  f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, root)}/")
 
 
+def _drop_retired_media(run: Run) -> None:
+    # A medium the spec no longer makes (its FAT disk switched off, per-arch ISOs no longer wanted): left in dist/, it
+    # would look current beside a report that says it was skipped. Only the exact names the spec gives are removed.
+    gone = [p for p in run.paths.retired_media if p.is_file() and not p.is_symlink()]
+    for old in gone:
+        old.unlink()
+    if gone:
+        log.info(f"removed from {relpath_for_humans(run.paths.dist, run.ctx.root)}/ what the spec no longer makes: "
+                 f"{', '.join(p.name for p in gone)}")
+
+
 def publish_media(run: Run) -> list[Path]:
     """Publish the spec's verified media into ``dist/<spec>/``; return the published files.
 
@@ -120,5 +131,6 @@ def publish_media(run: Run) -> list[Path]:
     run.memo.record_many([(f, f.stat(), digest) for (src, dst), digest in zip(pairs, digests, strict=True)
                           for f in (src, dst)])
     _drop_legacy_guest_tools(run)
+    _drop_retired_media(run)
     log.info(f"published {len(pairs)} files into {relpath_for_humans(published.dist, run.ctx.root)}/")
     return [dst for _src, dst in pairs]

@@ -122,3 +122,29 @@ def test_an_unpinned_isos_media_wait_for_its_proof(tmp_path: Path, iso: Path,
     order = task_order(capsys.readouterr().err)
     assert order.index("prove:t") < min(order.index(t) for t in order if t.split(":")[0] in MEDIA_TASKS)
     assert notices_digest(the_run(project)) == sha(iso)
+
+
+def test_a_medium_the_spec_stops_making_leaves_dist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    project = make_project(tmp_path / "proj")
+    spec = project / "specs" / "sample.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["media"]["winpe_drivers"] = "per-arch"
+    spec.write_text(yaml.safe_dump(data))
+    assert run_doit(project) == 0
+    dist = project / "dist" / "sample"
+    made = {"aero-virtio-win7-drivers-fat.vhd", "aero-virtio-win7-drivers-x86.iso",
+            "aero-virtio-win7-drivers-amd64.iso"}
+    assert made <= {p.name for p in dist.iterdir()}
+    (dist / "notes.txt").write_text("mine")  # not a name the spec gives: never touched
+    data["media"]["winpe_drivers"] = True
+    data["outputs"]["fat_disk"] = {"enabled": False}
+    spec.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert run_doit(project) == 0
+    assert "what the spec no longer makes" in capsys.readouterr().err
+    left = {p.name for p in dist.iterdir()}
+    assert not {n for n in left if n.startswith(tuple(made))}, left
+    assert {"aero-virtio-win7-drivers.iso", "guest-tools", "notes.txt"} <= left
+    assert (dist / "notes.txt").read_text() == "mine"
