@@ -49,10 +49,10 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def link_into_place(src: Path, final: Path) -> None:
-    """Make ``final`` hold ``src``'s bytes in one rename: a reader sees the old file or the new one, never a part."""
+def _linked_temp(src: Path, final: Path) -> Path | None:
+    """A temp name beside ``final`` holding ``src``'s bytes (None: ``final`` is ``src`` already)."""
     if _same_file(src, final):
-        return  # published already (rename(2) over a link to the same inode would do nothing and keep the temp)
+        return None  # published already (rename(2) over a link to the same inode would do nothing and keep the temp)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final)
     try:
@@ -61,30 +61,59 @@ def link_into_place(src: Path, final: Path) -> None:
             tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
             try:
                 _link_or_copy(src, tmp)
-                break
+                return tmp
             except FileExistsError:
                 continue
     except OSError as exc:
         # link(2) names its source; the fault is where the medium goes (a read-only or full dist/).
         raise OSError(exc.errno, exc.strerror, str(final)) from None
+
+
+def link_into_place(src: Path, final: Path) -> None:
+    """Make ``final`` hold ``src``'s bytes in one rename: a reader sees the old file or the new one, never a part."""
+    _rename_all([(tmp, final)] if (tmp := _linked_temp(src, final)) is not None else [])
+
+
+def _rename_all(prepared: list[tuple[Path, Path]]) -> None:
+    """Rename each temp over its final name; on a failure, the temps not yet renamed are removed."""
     try:
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        while prepared:
+            tmp, final = prepared[0]
+            os.replace(tmp, final)
+            prepared.pop(0)
+    finally:
+        for tmp, _final in prepared:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
-def _publish_folder(files: tuple[Path, ...], folder: Path, pending_folder: Path) -> None:
-    """Publish ``files`` (under ``pending_folder``) as the whole of ``folder``: one swap, never a mix of builds."""
-    if folder.is_dir() and all(_same_file(f, folder / f.relative_to(pending_folder)) for f in files):
-        return
-    with staging_dir(folder) as tmp:
-        for f in files:
-            try:
-                _link_or_copy(f, tmp / f.relative_to(pending_folder))
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(folder / f.relative_to(pending_folder))) from None
+def _publish_all(singles: list[tuple[Path, Path]], files: tuple[Path, ...], folder: Path,
+                 pending_folder: Path) -> None:
+    """Link every file into a temp name first, then rename them all in a row and swap ``folder`` in last.
+
+    Linking (or, across file systems, copying) is the slow part; a kill during it leaves dist/
+    as it was, with temps the next run sweeps. Only the renames and the folder's swap are left
+    for the end, so a kill that lands between two of them has a window of microseconds.
+    """
+    prepared: list[tuple[Path, Path]] = []
+    try:
+        for src, final in singles:
+            if (tmp := _linked_temp(src, final)) is not None:
+                prepared.append((tmp, final))
+        if folder.is_dir() and all(_same_file(f, folder / f.relative_to(pending_folder)) for f in files):
+            _rename_all(prepared)
+            return
+        with staging_dir(folder) as tmp_folder:  # swapped in when the block ends
+            for f in files:
+                try:
+                    _link_or_copy(f, tmp_folder / f.relative_to(pending_folder))
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, str(folder / f.relative_to(pending_folder))) from None
+            _rename_all(prepared)
+    finally:
+        for tmp, _final in prepared:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _drop_legacy_guest_tools(run: Run) -> None:
@@ -115,9 +144,10 @@ def _drop_retired_media(run: Run) -> None:
 def publish_media(run: Run) -> list[Path]:
     """Publish the spec's verified media into ``dist/<spec>/``; return the published files.
 
-    Each medium is followed by its report, and the Guest Tools folder is swapped in whole. The
-    memo learns every published file's digest (a link changes the shared inode's ctime), so doit's
-    checker and the next no-op run hash none of them.
+    Every file is linked beside its final name first, then all are renamed in a row and the Guest
+    Tools folder is swapped in whole (:func:`_publish_all`). The memo learns every published file's
+    digest (a link changes the shared inode's ctime), so doit's checker and the next no-op run hash
+    none of them.
     """
     pending, published = run.pending, run.paths
     singles = list(zip(pending.media_files, published.media_files, strict=True))
@@ -125,9 +155,7 @@ def publish_media(run: Run) -> list[Path]:
     pairs = singles + folder
     # The writers' digests, taken before a link changes the ctime they were recorded under (reports are hashed).
     digests = [run.memo.sha256(src) for src, _dst in pairs]
-    for src, dst in singles:
-        link_into_place(src, dst)
-    _publish_folder(pending.guest_tools_files, published.guest_tools_dir, pending.guest_tools_dir)
+    _publish_all(singles, pending.guest_tools_files, published.guest_tools_dir, pending.guest_tools_dir)
     run.memo.record_many([(f, f.stat(), digest) for (src, dst), digest in zip(pairs, digests, strict=True)
                           for f in (src, dst)])
     _drop_legacy_guest_tools(run)

@@ -63,3 +63,30 @@ def test_a_failed_link_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypat
         publish.link_into_place(made, final)
     assert final.read_bytes() == b"old"
     assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
+
+
+def test_a_set_is_linked_whole_before_any_file_is_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure (or a kill) while the set is being linked leaves dist/ as it was: renames come last."""
+    made, dist = tmp_path / "build", tmp_path / "dist"
+    (made / "gt").mkdir(parents=True)
+    (dist / "gt").mkdir(parents=True)
+    for name in ("a.iso", "b.vhd", "gt/t.iso"):
+        (made / name).write_bytes(b"new " + name.encode())
+        (dist / name).write_bytes(b"old " + name.encode())
+    real = publish._link_or_copy
+
+    def failing_on_b(src: Path, dst: Path) -> None:
+        if src.name == "b.vhd":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(src, dst)
+
+    monkeypatch.setattr(publish, "_link_or_copy", failing_on_b)
+    singles = [(made / "a.iso", dist / "a.iso"), (made / "b.vhd", dist / "b.vhd")]
+    with pytest.raises(OSError):
+        publish._publish_all(singles, (made / "gt/t.iso",), dist / "gt", made / "gt")
+    assert {p.relative_to(dist).as_posix(): p.read_bytes() for p in dist.rglob("*") if p.is_file()} == {
+        "a.iso": b"old a.iso", "b.vhd": b"old b.vhd", "gt/t.iso": b"old gt/t.iso"}
+    monkeypatch.setattr(publish, "_link_or_copy", real)
+    publish._publish_all(singles, (made / "gt/t.iso",), dist / "gt", made / "gt")
+    assert {p.relative_to(dist).as_posix(): p.read_bytes() for p in dist.rglob("*") if p.is_file()} == {
+        "a.iso": b"new a.iso", "b.vhd": b"new b.vhd", "gt/t.iso": b"new gt/t.iso"}
