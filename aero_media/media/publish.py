@@ -37,6 +37,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         with open(src, "rb") as fin, open(dst, "xb") as fout:
             try:
                 shutil.copyfileobj(fin, fout, 1 << 20)
+                os.chmod(fout.fileno(), os.stat(fin.fileno()).st_mode & 0o777)  # the writer's mode, not the umask's
             except BaseException:
                 dst.unlink()
                 raise

@@ -37,14 +37,20 @@ def test_where_no_link_can_be_made_the_file_is_copied(tmp_path: Path, monkeypatc
                                                       code: int) -> None:
     made = tmp_path / "a.iso"
     made.write_bytes(b"bytes" * 1000)
+    made.chmod(0o644)
 
     def no_link(_src: object, _dst: object) -> None:
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(publish.os, "link", no_link)
     final = tmp_path / "dist" / "a.iso"
-    publish.link_into_place(made, final)
+    old_umask = os.umask(0o077)  # the copy keeps the writer's mode whatever the umask
+    try:
+        publish.link_into_place(made, final)
+    finally:
+        os.umask(old_umask)
     assert final.read_bytes() == made.read_bytes() and not os.path.samefile(made, final)
+    assert final.stat().st_mode & 0o777 == made.stat().st_mode & 0o777
     assert sorted(p.name for p in final.parent.iterdir()) == ["a.iso"]
 
 
