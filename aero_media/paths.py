@@ -250,11 +250,13 @@ class SpecPaths:
         """Media the spec's names could make but its settings no longer do, in this view: a FAT disk (and its
         report) once ``fat_disk.enabled`` is false, one-arch drivers ISOs (and reports) of arches no longer made."""
         spec = self.spec
-        made = set(self.media_files)
+        # Compared as a case-insensitive file system would (dist/ on FAT, SMB or macOS): never a current output.
+        made = {p.name.casefold() for p in self.media_files} | {
+            str(n).casefold() for n in (DistName.GUEST_TOOLS_DIR, DistName.INSTALL_MEDIA_DIR)}
         could = [self.media_home / spec.fat_disk.filename, self.media_home / f"{spec.fat_disk.filename}{REPORT_SUFFIX}"]
         for arch in Arch:
             could += [self.arch_drivers_iso(arch), self.arch_drivers_iso_report(arch)]
-        return tuple(p for p in could if p not in made)
+        return tuple(p for p in could if p.name.casefold() not in made)
 
     @property
     def guest_tools_files(self) -> tuple[Path, ...]:

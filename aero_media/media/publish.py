@@ -34,13 +34,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         # Another file system (dist/ a link elsewhere), or one without hard links.
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
-        with open(src, "rb") as fin, open(dst, "xb") as fout:
-            try:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                os.chmod(fout.fileno(), os.stat(fin.fileno()).st_mode & 0o777)  # the writer's mode, not the umask's
-            except BaseException:
-                dst.unlink()
-                raise
+        created = False  # a FileExistsError from open() leaves alone what is not ours
+        try:
+            with open(dst, "xb") as fout:
+                created = True
+                with open(src, "rb") as fin:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+                    os.chmod(fout.fileno(), os.stat(fin.fileno()).st_mode & 0o777)  # the writer's mode, not umask's
+        except BaseException:  # the close too: a full disk may refuse the last block only then
+            if created:
+                dst.unlink(missing_ok=True)
+            raise
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -80,7 +84,11 @@ def _rename_all(prepared: list[tuple[Path, Path]]) -> None:
     try:
         while prepared:
             tmp, final = prepared[0]
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                # rename(2) names the temp, which is removed below: the fault is the final name's.
+                raise OSError(exc.errno, exc.strerror, str(final)) from None
             prepared.pop(0)
     finally:
         for tmp, _final in prepared:

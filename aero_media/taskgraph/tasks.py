@@ -542,7 +542,7 @@ def task_publish(plan: Plan) -> Iterator[Task]:
         task = _subtask(plan, run, Stage.PUBLISH, f"publish the media of {run.spec.name}",
                         [*pending.media_files, *pending.guest_tools_files, *_proven(run)],
                         [*published.media_files, *published.guest_tools_files],
-                        clean=_removing(*published.media_files, *published.retired_media, published.guest_tools_dir))
+                        clean=_removing(*published.media_files, published.guest_tools_dir))
         # Every medium is made and verified, and the ISO proven (after them, when they do not wait for it).
         task["task_dep"] = [*verify_goals(run.spec), *([f"{Stage.PROVE}:{run.spec.name}"] if _proven(run) else [])]
         yield task

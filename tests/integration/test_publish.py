@@ -148,3 +148,14 @@ def test_a_medium_the_spec_stops_making_leaves_dist(tmp_path: Path, capsys: pyte
     assert not {n for n in left if n.startswith(tuple(made))}, left
     assert {"aero-virtio-win7-drivers.iso", "guest-tools", "notes.txt"} <= left
     assert (dist / "notes.txt").read_text() == "mine"
+
+
+def test_clean_never_removes_a_users_folder_of_a_retired_name(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
+    assert run_doit(project) == 0
+    mine = project / "dist" / "sample" / "aero-virtio-win7-drivers-x86.iso"  # a one-arch name the sample does not make
+    mine.mkdir()
+    (mine / "my-notes.txt").write_text("mine")
+    assert run_doit(project) == 0
+    assert run_doit(project, "clean", "publish:sample") == 0
+    assert (mine / "my-notes.txt").read_text() == "mine"
