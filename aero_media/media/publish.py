@@ -14,6 +14,7 @@ import errno
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from .. import log
@@ -47,6 +48,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             raise
 
 
+@contextlib.contextmanager
+def _named(final: Path) -> Iterator[None]:
+    """An OSError inside names ``final``: link(2) and rename(2) name their source, a temp or the build's copy,
+    while the fault is where the medium goes (a read-only or full dist/)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -60,7 +71,7 @@ def _linked_temp(src: Path, final: Path) -> Path | None:
         return None  # published already (rename(2) over a link to the same inode would do nothing and keep the temp)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final)
-    try:
+    with _named(final):
         while True:
             # The temp names every writer uses, so a killed run's leftover is swept like theirs.
             tmp = final.parent / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -69,9 +80,6 @@ def _linked_temp(src: Path, final: Path) -> Path | None:
                 return tmp
             except FileExistsError:
                 continue
-    except OSError as exc:
-        # link(2) names its source; the fault is where the medium goes (a read-only or full dist/).
-        raise OSError(exc.errno, exc.strerror, str(final)) from None
 
 
 def link_into_place(src: Path, final: Path) -> None:
@@ -84,11 +92,8 @@ def _rename_all(prepared: list[tuple[Path, Path]]) -> None:
     try:
         while prepared:
             tmp, final = prepared[0]
-            try:
+            with _named(final):  # not the temp, which is removed below
                 os.replace(tmp, final)
-            except OSError as exc:
-                # rename(2) names the temp, which is removed below: the fault is the final name's.
-                raise OSError(exc.errno, exc.strerror, str(final)) from None
             prepared.pop(0)
     finally:
         for tmp, _final in prepared:
@@ -114,10 +119,8 @@ def _publish_all(singles: list[tuple[Path, Path]], files: tuple[Path, ...], fold
             return
         with staging_dir(folder) as tmp_folder:  # swapped in when the block ends
             for f in files:
-                try:
+                with _named(folder / f.relative_to(pending_folder)):
                     _link_or_copy(f, tmp_folder / f.relative_to(pending_folder))
-                except OSError as exc:
-                    raise OSError(exc.errno, exc.strerror, str(folder / f.relative_to(pending_folder))) from None
             _rename_all(prepared)
     finally:
         for tmp, _final in prepared:
@@ -125,29 +128,12 @@ def _publish_all(singles: list[tuple[Path, Path]], files: tuple[Path, ...], fold
                 tmp.unlink()
 
 
-def _drop_legacy_guest_tools(run: Run) -> None:
-    # An older version left its Guest Tools set in dist/<spec>/ itself: beside the new one it would look current.
-    paths = run.paths
-    gone = []
-    for old in paths.legacy_guest_tools:
-        if old.is_file():
-            old.unlink()
-            gone.append(old.name)
-    if gone:
-        root = run.ctx.root
-        log.info(f"removed the Guest Tools an older version left in {relpath_for_humans(paths.dist, root)}/ "
-                 f"({', '.join(gone)}); they now live in {relpath_for_humans(paths.guest_tools_dir, root)}/")
-
-
-def _drop_retired_media(run: Run) -> None:
-    # A medium the spec no longer makes (its FAT disk switched off, per-arch ISOs no longer wanted): left in dist/, it
-    # would look current beside a report that says it was skipped. Only the exact names the spec gives are removed.
-    gone = [p for p in run.paths.retired_media if p.is_file() and not p.is_symlink()]
+def _drop(files: tuple[Path, ...]) -> list[str]:
+    """Remove those of ``files`` that are regular files (never a folder or a link a user put there); their names."""
+    gone = [p for p in files if p.is_file() and not p.is_symlink()]
     for old in gone:
         old.unlink()
-    if gone:
-        log.info(f"removed from {relpath_for_humans(run.paths.dist, run.ctx.root)}/ what the spec no longer makes: "
-                 f"{', '.join(p.name for p in gone)}")
+    return [p.name for p in gone]
 
 
 def publish_media(run: Run) -> list[Path]:
@@ -167,7 +153,13 @@ def publish_media(run: Run) -> list[Path]:
     _publish_all(singles, pending.guest_tools_files, published.guest_tools_dir, pending.guest_tools_dir)
     run.memo.record_many([(f, f.stat(), digest) for (src, dst), digest in zip(pairs, digests, strict=True)
                           for f in (src, dst)])
-    _drop_legacy_guest_tools(run)
-    _drop_retired_media(run)
-    log.info(f"published {len(pairs)} files into {relpath_for_humans(published.dist, run.ctx.root)}/")
+    # Beside the new set they would look current: the Guest Tools an older version left loose in dist/<spec>/, and
+    # media the spec no longer makes (its FAT disk switched off, one-arch ISOs no longer wanted), by exact name.
+    dist = relpath_for_humans(published.dist, run.ctx.root)
+    if legacy := _drop(published.legacy_guest_tools):
+        log.info(f"removed the Guest Tools an older version left in {dist}/ ({', '.join(legacy)}); they now live "
+                 f"in {relpath_for_humans(published.guest_tools_dir, run.ctx.root)}/")
+    if retired := _drop(published.retired_media):
+        log.info(f"removed from {dist}/ what the spec no longer makes: {', '.join(retired)}")
+    log.info(f"published {len(pairs)} files into {dist}/")
     return [dst for _src, dst in pairs]

@@ -84,7 +84,7 @@ def iso_sha256(run: Run) -> str | None:
     src = run.spec.source
     if not src.is_iso:
         return None
-    if src.sha256 is not None:
+    if src.pinned_iso:
         return pin_sha256(src.sha256)
     return read_manifest(run.paths.proof_record, ProofRecord.from_json).sha256
 

@@ -118,6 +118,11 @@ class Source:
     def is_iso(self) -> bool:
         return self.kind.is_iso
 
+    @property
+    def pinned_iso(self) -> bool:
+        """An ISO source with a whole-ISO pin: its media record the pin and are made while the ISO is hashed."""
+        return self.is_iso and self.sha256 is not None
+
 
 @dataclass(frozen=True)
 class DriversIsoOut:

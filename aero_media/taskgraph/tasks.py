@@ -255,14 +255,9 @@ def task_prove(plan: Plan) -> Iterator[Task]:
         # Scheduled after what does not wait for it, so the background hash fetch started overlaps with that:
         # staging, and a pinned ISO's media too (doit's queue would otherwise take prove as soon as staging is
         # done, and a serial run would wait for the hash before writing them).
-        task["task_dep"] = (verify_goals(run.spec) if _pinned(run)
+        task["task_dep"] = (verify_goals(run.spec) if run.spec.source.pinned_iso
                             else [f"{Stage.STAGE}:{run.spec.name}:{a.value}" for a in run.spec.arches])
         yield task
-
-
-def _pinned(run: Run) -> bool:
-    """Whether ``run``'s media record the ISO's pin and are made while the ISO is hashed (a pinned ISO source)."""
-    return run.spec.source.is_iso and run.spec.source.sha256 is not None
 
 
 def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
@@ -274,7 +269,7 @@ def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
     spec = run.spec
     if not spec.source.is_iso:
         return ()
-    media = not _pinned(run)
+    media = not run.spec.source.pinned_iso
     return tuple(stage for stage, wanted in (
         (Stage.NOTICES, media),
         (Stage.DRIVERS_ISO, media), (Stage.VERIFY, media),
@@ -392,8 +387,7 @@ def _proven(run: Run) -> list[Path]:
 def _iso_digest(run: Run) -> tuple[list[Path], dict[str, Any]]:
     """What a stage recording the ISO's sha256 depends on (:func:`~aero_media.sources.resolve.iso_sha256`): an
     unpinned ISO's proof, as a file_dep, or a pinned one's pin, in the task's fingerprint."""
-    if _pinned(run):
-        assert run.spec.source.sha256 is not None
+    if run.spec.source.pinned_iso:
         return [], {"iso_sha256": run.spec.source.sha256}
     return _proven(run), {}
 
