@@ -260,25 +260,39 @@ def task_prove(plan: Plan) -> Iterator[Task]:
         yield task
 
 
-def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
-    """The stages of ``run`` that wait for the ISO's proof, in the order their tasks are generated.
+@dataclass(frozen=True)
+class Medium:
+    """One kind of medium: the stage that writes it, the one that verifies it, and whether a spec makes it."""
 
-    Publishing and servicing always do; the media only for an unpinned ISO, whose digest they record
-    (:func:`~aero_media.sources.resolve.iso_sha256`).
+    writer: Stage
+    verifier: Stage
+    made: Callable[[Spec], bool]
+    per_arch: bool = False
+    """One task per arch (``<stage>:<spec>:<arch>``)."""
+
+
+# The media a spec can make, the one list the verify goals and the proof's waiters are read from.
+MEDIA = (
+    Medium(Stage.DRIVERS_ISO, Stage.VERIFY, lambda spec: True),
+    Medium(Stage.ARCH_DRIVERS_ISO, Stage.VERIFY_ARCH_DRIVERS_ISO, lambda spec: spec.media.winpe_drivers.arch_media,
+           per_arch=True),
+    Medium(Stage.FAT_DISK, Stage.VERIFY_FAT_DISK, lambda spec: spec.fat_disk.enabled),
+    Medium(Stage.GUEST_TOOLS, Stage.VERIFY_GUEST_TOOLS, lambda spec: True),
+)
+
+
+def waiting_on_proof(run: Run) -> tuple[Stage, ...]:
+    """The stages of ``run`` that wait for the ISO's proof.
+
+    Publishing and servicing always do; the notices and media only for an unpinned ISO, whose digest they
+    record (:func:`~aero_media.sources.resolve.iso_sha256`).
     """
     spec = run.spec
     if not spec.source.is_iso:
         return ()
-    media = not run.spec.source.pinned_iso
-    return tuple(stage for stage, wanted in (
-        (Stage.NOTICES, media),
-        (Stage.DRIVERS_ISO, media), (Stage.VERIFY, media),
-        (Stage.ARCH_DRIVERS_ISO, media and spec.media.winpe_drivers.arch_media),
-        (Stage.VERIFY_ARCH_DRIVERS_ISO, media and spec.media.winpe_drivers.arch_media),
-        (Stage.FAT_DISK, media and spec.fat_disk.enabled), (Stage.VERIFY_FAT_DISK, media and spec.fat_disk.enabled),
-        (Stage.SERVICE, spec.install_media is not None),
-        (Stage.GUEST_TOOLS, media), (Stage.VERIFY_GUEST_TOOLS, media), (Stage.PUBLISH, True),
-    ) if wanted)
+    media = () if spec.source.pinned_iso else (
+        Stage.NOTICES, *(s for m in MEDIA if m.made(spec) for s in (m.writer, m.verifier)))
+    return (*media, *((Stage.SERVICE,) if spec.install_media is not None else ()), Stage.PUBLISH)
 
 
 def import_ahead(stages: Sequence[Stage]) -> None:
@@ -522,11 +536,9 @@ def task_verify_guest_tools(plan: Plan) -> Iterator[Task]:
 
 def verify_goals(spec: Spec) -> list[str]:
     """The tasks that make and verify every medium of ``spec`` under build/<spec>/media/."""
-    return [f"{Stage.VERIFY}:{spec.name}",
-            *([f"{Stage.VERIFY_ARCH_DRIVERS_ISO}:{spec.name}:{a.value}" for a in spec.arches]
-              if spec.media.winpe_drivers.arch_media else []),
-            *([f"{Stage.VERIFY_FAT_DISK}:{spec.name}"] if spec.fat_disk.enabled else []),
-            f"{Stage.VERIFY_GUEST_TOOLS}:{spec.name}"]
+    return [goal for m in MEDIA if m.made(spec)
+            for goal in ([f"{m.verifier}:{spec.name}:{a.value}" for a in spec.arches] if m.per_arch
+                         else [f"{m.verifier}:{spec.name}"])]
 
 
 def task_publish(plan: Plan) -> Iterator[Task]:
